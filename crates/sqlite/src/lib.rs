@@ -1,0 +1,430 @@
+//! The embedded SQLite backend of waitpoint's storage.
+//!
+//! One database file in WAL mode. All writes go through a single writer connection, one
+//! transaction per [`Store::write_batch`] call, with `synchronous = FULL`: a commit is on disk
+//! before it is acknowledged, and a batch of many operations costs one sync. Reads use a small
+//! pool of read-only connections, which WAL lets run alongside the writer. Blocking SQLite
+//! calls run on Tokio's blocking threads.
+//!
+//! # Layout
+//! - [`SqliteStore`]: opening, migrations and the [`Store`] implementation.
+//! - `rows`: mapping between rows and domain types.
+//! - `migrations/`: the schema, one file per version, applied at open.
+
+mod rows;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter};
+use waitpoint_storage::{Cursor, Finish, ListQuery, Result, StorageError, Store, WriteOp, WriteOutcome};
+use waitpoint_types::{Environment, EnvironmentId, Secret, Timestamp, Waitpoint, WaitpointId, WaitpointState};
+
+use crate::rows::{WAITPOINT_COLUMNS, environment_from_row, state_columns, waitpoint_from_row};
+
+/// Schema versions, applied in order; released files are never edited.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_waitpoints.sql"))];
+
+/// Idle read connections kept for reuse.
+const MAX_IDLE_READERS: usize = 8;
+
+/// How long a statement waits for another process's lock (the CLI's `env` commands) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A waitpoint store in one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    idle_readers: Mutex<Vec<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || Self::open_blocking(path)).await.map_err(StorageError::database)?
+    }
+
+    fn open_blocking(path: PathBuf) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(StorageError::database)?;
+        }
+        let mut writer = Connection::open(&path).map_err(map_error)?;
+        writer.busy_timeout(BUSY_TIMEOUT).map_err(map_error)?;
+        writer.pragma_update(None, "journal_mode", "WAL").map_err(map_error)?;
+        // FULL: every commit syncs the WAL, so an acknowledged write survives power loss.
+        writer.pragma_update(None, "synchronous", "FULL").map_err(map_error)?;
+        writer.pragma_update(None, "foreign_keys", "ON").map_err(map_error)?;
+        migrate(&mut writer)?;
+        Ok(Self {
+            inner: Arc::new(Inner { path, writer: Mutex::new(writer), idle_readers: Mutex::new(Vec::new()) }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` with the writer connection on a blocking thread.
+    async fn write<T: Send + 'static>(&self, f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static) -> Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&mut lock(&inner.writer)))
+            .await
+            .map_err(StorageError::database)?
+    }
+
+    /// Runs `f` with a read-only connection on a blocking thread.
+    async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match lock(&inner.idle_readers).pop() {
+                Some(conn) => conn,
+                None => open_reader(&inner.path)?,
+            };
+            let result = f(&conn);
+            let mut idle = lock(&inner.idle_readers);
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(StorageError::database)?
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave a connection half-written: SQLite rolls
+    // back an open transaction when the statement or transaction handle is dropped.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn open_reader(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(map_error)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(map_error)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT",
+    )
+    .map_err(map_error)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_error)?;
+    let applied: i64 = tx
+        .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |row| row.get(0))
+        .map_err(map_error)?;
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > applied) {
+        tx.execute_batch(sql).map_err(map_error)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, unixepoch() * 1000)",
+            params![version],
+        )
+        .map_err(map_error)?;
+    }
+    tx.commit().map_err(map_error)
+}
+
+/// Maps rusqlite's errors to the storage contract's.
+fn map_error(error: rusqlite::Error) -> StorageError {
+    match &error {
+        rusqlite::Error::QueryReturnedNoRows => StorageError::NotFound,
+        rusqlite::Error::SqliteFailure(e, message) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+            StorageError::Conflict(message.clone().unwrap_or_else(|| e.to_string()))
+        }
+        _ => StorageError::database(error),
+    }
+}
+
+fn select_waitpoint(conn: &Connection, id: &str) -> Result<Option<Waitpoint>> {
+    let sql = format!("SELECT {WAITPOINT_COLUMNS} FROM waitpoints WHERE id = ?1");
+    conn.prepare_cached(&sql)
+        .and_then(|mut stmt| stmt.query_row([id], waitpoint_from_row).optional())
+        .map_err(map_error)?
+        .transpose()
+}
+
+fn create(conn: &Connection, new: Waitpoint) -> Result<WriteOutcome> {
+    if let Some(key) = &new.idempotency_key {
+        let sql = format!("SELECT {WAITPOINT_COLUMNS} FROM waitpoints WHERE environment_id = ?1 AND idempotency_key = ?2");
+        let existing = conn
+            .prepare_cached(&sql)
+            .and_then(|mut stmt| stmt.query_row(params![new.environment_id.internal(), key], waitpoint_from_row).optional())
+            .map_err(map_error)?
+            .transpose()?;
+        if let Some(existing) = existing {
+            if existing.idempotency_key_expires_at.is_none_or(|expires| new.created_at <= expires) {
+                return Ok(WriteOutcome::Existing(existing));
+            }
+            conn.prepare_cached(
+                "UPDATE waitpoints SET inactive_idempotency_key = idempotency_key, idempotency_key = NULL WHERE id = ?1",
+            )
+            .and_then(|mut stmt| stmt.execute([existing.id.internal()]))
+            .map_err(map_error)?;
+        }
+    }
+    let tags = serde_json::to_string(&new.tags).map_err(StorageError::database)?;
+    conn.prepare_cached(
+        "INSERT INTO waitpoints (id, environment_id, status, idempotency_key, inactive_idempotency_key,
+             idempotency_key_expires_at, timeout_at, tags, created_at)
+         VALUES (?1, ?2, 'WAITING', ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            new.id.internal(),
+            new.environment_id.internal(),
+            new.idempotency_key,
+            new.inactive_idempotency_key,
+            new.idempotency_key_expires_at.map(Timestamp::as_millis),
+            new.timeout_at.map(Timestamp::as_millis),
+            tags,
+            new.created_at.as_millis(),
+        ])
+    })
+    .map_err(map_error)?;
+    let mut insert_tag = conn
+        .prepare_cached("INSERT OR IGNORE INTO waitpoint_tags (environment_id, tag, waitpoint_id) VALUES (?1, ?2, ?3)")
+        .map_err(map_error)?;
+    for tag in &new.tags {
+        insert_tag.execute(params![new.environment_id.internal(), tag, new.id.internal()]).map_err(map_error)?;
+    }
+    Ok(WriteOutcome::Created(new))
+}
+
+fn finish(conn: &Connection, finish: Finish) -> Result<WriteOutcome> {
+    let Some(mut current) = select_waitpoint(conn, finish.id.internal())? else {
+        return Ok(WriteOutcome::NotFound);
+    };
+    if finish.environment_id.as_ref().is_some_and(|env| *env != current.environment_id) {
+        return Ok(WriteOutcome::NotFound);
+    }
+    if !applies(&current, &finish.state) {
+        return Ok(WriteOutcome::Unchanged(current));
+    }
+    let columns = state_columns(&finish.state);
+    conn.prepare_cached(
+        "UPDATE waitpoints SET status = ?2, completed_at = ?3, completed_via = ?4, output = ?5, output_type = ?6
+         WHERE id = ?1 AND status = 'WAITING'",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            current.id.internal(),
+            columns.status,
+            columns.completed_at,
+            columns.completed_via,
+            columns.output,
+            columns.output_type,
+        ])
+    })
+    .map_err(map_error)?;
+    current.state = finish.state;
+    Ok(WriteOutcome::Finished(current))
+}
+
+/// Whether moving `current` to `next` is allowed now: only from `WAITING`, and a timeout only
+/// once due.
+fn applies(current: &Waitpoint, next: &WaitpointState) -> bool {
+    match (&current.state, next) {
+        (WaitpointState::Waiting, WaitpointState::TimedOut { at }) => current.timeout_at.is_some_and(|t| t <= *at),
+        (WaitpointState::Waiting, _) => true,
+        _ => false,
+    }
+}
+
+fn list(conn: &Connection, query: &ListQuery) -> Result<Vec<Waitpoint>> {
+    let mut sql = format!("SELECT {WAITPOINT_COLUMNS} FROM waitpoints WHERE environment_id = ?1");
+    let mut args: Vec<rusqlite::types::Value> = vec![query.environment_id.internal().to_owned().into()];
+    let arg = |value: rusqlite::types::Value, args: &mut Vec<rusqlite::types::Value>| {
+        args.push(value);
+        format!("?{}", args.len())
+    };
+    if !query.statuses.is_empty() {
+        let placeholders: Vec<_> =
+            query.statuses.iter().map(|s| arg(s.as_str().to_owned().into(), &mut args)).collect();
+        sql += &format!(" AND status IN ({})", placeholders.join(", "));
+    }
+    if let Some(key) = &query.idempotency_key {
+        let p = arg(key.clone().into(), &mut args);
+        sql += &format!(" AND (idempotency_key = {p} OR inactive_idempotency_key = {p})");
+    }
+    if !query.tags.is_empty() {
+        let placeholders: Vec<_> = query.tags.iter().map(|t| arg(t.clone().into(), &mut args)).collect();
+        sql += &format!(
+            " AND id IN (SELECT waitpoint_id FROM waitpoint_tags WHERE environment_id = ?1 AND tag IN ({}))",
+            placeholders.join(", ")
+        );
+    }
+    if let Some(from) = query.created_from {
+        sql += &format!(" AND created_at >= {}", arg(from.as_millis().into(), &mut args));
+    }
+    if let Some(to) = query.created_to {
+        sql += &format!(" AND created_at <= {}", arg(to.as_millis().into(), &mut args));
+    }
+    let order = match &query.cursor {
+        Cursor::Newest => "DESC",
+        Cursor::After(id) => {
+            sql += &format!(" AND id < {}", arg(id.clone().into(), &mut args));
+            "DESC"
+        }
+        Cursor::Before(id) => {
+            sql += &format!(" AND id > {}", arg(id.clone().into(), &mut args));
+            "ASC"
+        }
+    };
+    let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+    sql += &format!(" ORDER BY id {order} LIMIT {}", arg(limit.into(), &mut args));
+    let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
+    let rows = stmt.query_map(params_from_iter(args), waitpoint_from_row).map_err(map_error)?;
+    rows.map(|row| row.map_err(map_error)?).collect()
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn write_concurrency(&self) -> usize {
+        1
+    }
+
+    async fn write_batch(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_error)?;
+            let outcomes = ops
+                .into_iter()
+                .map(|op| match op {
+                    WriteOp::Create(new) => create(&tx, new),
+                    WriteOp::Finish(f) => finish(&tx, f),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            tx.commit().map_err(map_error)?;
+            Ok(outcomes)
+        })
+        .await
+    }
+
+    async fn waitpoint_get(&self, id: &WaitpointId) -> Result<Waitpoint> {
+        let id = id.internal().to_owned();
+        self.read(move |conn| select_waitpoint(conn, &id)?.ok_or(StorageError::NotFound)).await
+    }
+
+    async fn waitpoint_list(&self, query: &ListQuery) -> Result<Vec<Waitpoint>> {
+        let query = query.clone();
+        self.read(move |conn| list(conn, &query)).await
+    }
+
+    async fn waitpoint_timeouts_next(&self) -> Result<Option<Timestamp>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT MIN(timeout_at) FROM waitpoints WHERE status = 'WAITING' AND timeout_at IS NOT NULL",
+            )
+            .and_then(|mut stmt| stmt.query_row([], |row| row.get::<_, Option<i64>>(0)))
+            .map(|millis| millis.map(Timestamp::from_millis))
+            .map_err(map_error)
+        })
+        .await
+    }
+
+    async fn waitpoint_timeouts_due(&self, now: Timestamp, limit: usize) -> Result<Vec<WaitpointId>> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id FROM waitpoints WHERE status = 'WAITING' AND timeout_at IS NOT NULL AND timeout_at <= ?1
+                     ORDER BY timeout_at, id LIMIT ?2",
+                )
+                .map_err(map_error)?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = stmt
+                .query_map(params![now.as_millis(), limit], |row| row.get::<_, String>(0))
+                .map_err(map_error)?;
+            rows.map(|id| id.map(WaitpointId::from_internal).map_err(map_error)).collect()
+        })
+        .await
+    }
+
+    async fn environment_create(&self, environment: &Environment) -> Result<()> {
+        let env = environment.clone();
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO environments (id, name, api_key, signing_secret, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    env.id.internal(),
+                    env.name,
+                    env.api_key.expose(),
+                    env.signing_secret.expose(),
+                    env.created_at.as_millis()
+                ],
+            )
+            .map(drop)
+            .map_err(map_error)
+        })
+        .await
+    }
+
+    async fn environment_list(&self) -> Result<Vec<Environment>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT id, name, api_key, signing_secret, created_at FROM environments ORDER BY name")
+                .map_err(map_error)?;
+            let rows = stmt.query_map([], environment_from_row).map_err(map_error)?;
+            rows.map(|row| row.map_err(map_error)).collect()
+        })
+        .await
+    }
+
+    async fn environment_by_name(&self, name: &str) -> Result<Environment> {
+        self.environment_where("name", name.to_owned()).await
+    }
+
+    async fn environment_by_api_key(&self, api_key: &str) -> Result<Environment> {
+        self.environment_where("api_key", api_key.to_owned()).await
+    }
+
+    async fn environment_by_id(&self, id: &EnvironmentId) -> Result<Environment> {
+        self.environment_where("id", id.internal().to_owned()).await
+    }
+
+    async fn environment_set_api_key(&self, name: &str, api_key: &Secret) -> Result<Environment> {
+        let (name, key) = (name.to_owned(), api_key.expose().to_owned());
+        self.write(move |conn| {
+            let changed = conn
+                .execute("UPDATE environments SET api_key = ?2 WHERE name = ?1", params![name, key])
+                .map_err(map_error)?;
+            if changed == 0 {
+                return Err(StorageError::NotFound);
+            }
+            conn.query_row(
+                "SELECT id, name, api_key, signing_secret, created_at FROM environments WHERE name = ?1",
+                [&name],
+                environment_from_row,
+            )
+            .map_err(map_error)
+        })
+        .await
+    }
+}
+
+impl SqliteStore {
+    async fn environment_where(&self, column: &'static str, value: String) -> Result<Environment> {
+        self.read(move |conn| {
+            let sql = format!("SELECT id, name, api_key, signing_secret, created_at FROM environments WHERE {column} = ?1");
+            conn.prepare_cached(&sql)
+                .and_then(|mut stmt| stmt.query_row([value], environment_from_row))
+                .map_err(map_error)
+        })
+        .await
+    }
+}

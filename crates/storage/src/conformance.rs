@@ -1,0 +1,587 @@
+//! The conformance suite: the [`Store`] contract as executable checks.
+//!
+//! Every backend runs every check here against a fresh, real database with
+//! [`conformance_tests!`](crate::conformance_tests). A behaviour that differs between backends
+//! is a bug in one of them, not a reason to fork a test.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use waitpoint_types::{
+    CompletedVia, Environment, EnvironmentId, IdGenerator, Output, Secret, Timestamp, Waitpoint, WaitpointId,
+    WaitpointState, WaitpointStatus,
+};
+
+use crate::{Cursor, Finish, ListQuery, StorageError, Store, WriteOp, WriteOutcome};
+
+/// A database for one test.
+#[async_trait::async_trait]
+pub trait TestDatabase: Send + Sync {
+    /// Opens a store on this test's database. Opening again gives a new store on the same
+    /// data, as a restarted server would see it.
+    async fn open(&self) -> Arc<dyn Store>;
+}
+
+/// Generates one `#[tokio::test]` per conformance check. `$setup` is an expression that
+/// evaluates to a future of a fresh, empty [`TestDatabase`].
+#[macro_export]
+macro_rules! conformance_tests {
+    ($setup:expr) => {
+        $crate::conformance_tests!(@each $setup;
+            environments_are_created_found_and_rekeyed,
+            environment_names_and_keys_are_unique,
+            created_waitpoints_read_back_unchanged,
+            unknown_waitpoints_are_not_found,
+            active_idempotency_key_returns_the_existing_waitpoint,
+            expired_idempotency_key_is_deactivated_and_replaced,
+            idempotency_keys_are_scoped_to_an_environment,
+            first_completion_wins,
+            timeout_applies_only_when_due_and_only_once,
+            completion_from_another_environment_is_not_found,
+            a_batch_sees_its_own_writes,
+            list_orders_newest_first_and_pages_both_ways,
+            list_filters_by_status,
+            list_filters_by_idempotency_key_tags_and_dates,
+            list_is_scoped_to_an_environment,
+            timeouts_are_found_in_deadline_order,
+            writes_survive_reopening,
+        );
+    };
+    (@each $setup:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                let database = $setup.await;
+                $crate::conformance::$check(&database).await;
+            }
+        )*
+    };
+}
+
+const T0: i64 = 1_764_000_000_000;
+
+fn at(offset_ms: i64) -> Timestamp {
+    Timestamp::from_millis(T0 + offset_ms)
+}
+
+fn environment(ids: &IdGenerator, name: &str) -> Environment {
+    Environment {
+        id: ids.environment(at(0)),
+        name: name.to_owned(),
+        api_key: Secret::new(format!("tr_dev_{name}_{}", ids.next_internal(at(0)))),
+        signing_secret: Secret::new(format!("signing-{name}")),
+        created_at: at(0),
+    }
+}
+
+fn waitpoint(ids: &IdGenerator, env: &Environment, created_at: Timestamp) -> Waitpoint {
+    Waitpoint {
+        id: ids.waitpoint(created_at),
+        environment_id: env.id.clone(),
+        state: WaitpointState::Waiting,
+        idempotency_key: None,
+        inactive_idempotency_key: None,
+        idempotency_key_expires_at: None,
+        timeout_at: None,
+        tags: Vec::new(),
+        created_at,
+    }
+}
+
+fn completed(at_ms: i64, output: &str) -> WaitpointState {
+    WaitpointState::Completed {
+        at: at(at_ms),
+        via: CompletedVia::SecretKey,
+        output: Some(Output::from_json_text(output)),
+    }
+}
+
+async fn write_one(store: &dyn Store, op: WriteOp) -> WriteOutcome {
+    let mut outcomes = store.write_batch(vec![op]).await.expect("write_batch failed");
+    assert_eq!(outcomes.len(), 1, "one outcome per operation");
+    outcomes.remove(0)
+}
+
+async fn create(store: &dyn Store, w: &Waitpoint) -> Waitpoint {
+    match write_one(store, WriteOp::Create(w.clone())).await {
+        WriteOutcome::Created(created) => created,
+        other => panic!("expected Created, got {other:?}"),
+    }
+}
+
+async fn finish(store: &dyn Store, id: &WaitpointId, state: WaitpointState) -> WriteOutcome {
+    write_one(store, WriteOp::Finish(Finish { id: id.clone(), environment_id: None, state })).await
+}
+
+async fn new_env(store: &dyn Store, ids: &IdGenerator, name: &str) -> Environment {
+    let env = environment(ids, name);
+    store.environment_create(&env).await.expect("environment_create failed");
+    env
+}
+
+fn query(env: &Environment) -> ListQuery {
+    ListQuery {
+        environment_id: env.id.clone(),
+        statuses: Vec::new(),
+        idempotency_key: None,
+        tags: Vec::new(),
+        created_from: None,
+        created_to: None,
+        cursor: Cursor::Newest,
+        limit: 100,
+    }
+}
+
+async fn list_ids(store: &dyn Store, q: &ListQuery) -> Vec<WaitpointId> {
+    store.waitpoint_list(q).await.expect("waitpoint_list failed").into_iter().map(|w| w.id).collect()
+}
+
+/// Environments are created, found by name, key and id, listed, and re-keyed.
+pub async fn environments_are_created_found_and_rekeyed(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let dev = new_env(&*store, &ids, "dev").await;
+    let prod = new_env(&*store, &ids, "prod").await;
+
+    assert_eq!(store.environment_by_name("dev").await.unwrap(), dev);
+    assert_eq!(store.environment_by_api_key(dev.api_key.expose()).await.unwrap(), dev);
+    assert_eq!(store.environment_by_id(&prod.id).await.unwrap(), prod);
+    let names: Vec<_> = store.environment_list().await.unwrap().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, ["dev", "prod"]);
+
+    let new_key = Secret::new("tr_dev_rotatedrotatedrotated1".into());
+    let rekeyed = store.environment_set_api_key("dev", &new_key).await.unwrap();
+    assert_eq!(rekeyed.api_key, new_key);
+    assert_eq!(rekeyed.signing_secret, dev.signing_secret, "re-keying keeps the signing secret");
+    assert!(matches!(store.environment_by_api_key(dev.api_key.expose()).await, Err(StorageError::NotFound)));
+    assert_eq!(store.environment_by_api_key(new_key.expose()).await.unwrap().id, dev.id);
+
+    assert!(matches!(store.environment_by_name("nope").await, Err(StorageError::NotFound)));
+    assert!(matches!(
+        store.environment_by_id(&EnvironmentId::parse("env_nope").unwrap()).await,
+        Err(StorageError::NotFound)
+    ));
+    assert!(matches!(store.environment_set_api_key("nope", &new_key).await, Err(StorageError::NotFound)));
+}
+
+/// Two environments cannot share a name or a key.
+pub async fn environment_names_and_keys_are_unique(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let dev = new_env(&*store, &ids, "dev").await;
+    let prod = new_env(&*store, &ids, "prod").await;
+
+    let same_name = environment(&ids, "dev");
+    assert!(matches!(store.environment_create(&same_name).await, Err(StorageError::Conflict(_))));
+    let mut same_key = environment(&ids, "staging");
+    same_key.api_key = dev.api_key.clone();
+    assert!(matches!(store.environment_create(&same_key).await, Err(StorageError::Conflict(_))));
+    assert!(matches!(store.environment_set_api_key("prod", &dev.api_key).await, Err(StorageError::Conflict(_))));
+    assert_eq!(store.environment_by_name("prod").await.unwrap(), prod);
+}
+
+/// What is created reads back field for field, in every state.
+pub async fn created_waitpoints_read_back_unchanged(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+
+    let mut full = waitpoint(&ids, &env, at(0));
+    full.idempotency_key = Some("key-1".into());
+    full.idempotency_key_expires_at = Some(at(3_600_000));
+    full.timeout_at = Some(at(600_000));
+    full.tags = vec!["b".into(), "a".into(), "b".into(), String::new(), "ünïcødé 🚀".into()];
+    assert_eq!(create(&*store, &full).await, full);
+    assert_eq!(store.waitpoint_get(&full.id).await.unwrap(), full);
+
+    let bare = waitpoint(&ids, &env, at(1));
+    create(&*store, &bare).await;
+    assert_eq!(store.waitpoint_get(&bare.id).await.unwrap(), bare);
+
+    let outputs = [
+        Some(Output::from_json_text(r#"{"status":"approved","big":12345678901234567890}"#)),
+        Some(Output::from_text(String::new())),
+        None,
+    ];
+    for (i, output) in outputs.into_iter().enumerate() {
+        let w = waitpoint(&ids, &env, at(2));
+        create(&*store, &w).await;
+        let state = WaitpointState::Completed { at: at(10 + i as i64), via: CompletedVia::ALL[i], output };
+        let WriteOutcome::Finished(done) = finish(&*store, &w.id, state.clone()).await else {
+            panic!("completion not applied");
+        };
+        assert_eq!(done.state, state);
+        assert_eq!(store.waitpoint_get(&w.id).await.unwrap(), done);
+    }
+}
+
+/// Reads, completions and timeouts of unknown ids say `NotFound`.
+pub async fn unknown_waitpoints_are_not_found(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let unknown = WaitpointId::parse("waitpoint_cunknown").unwrap();
+    assert!(matches!(store.waitpoint_get(&unknown).await, Err(StorageError::NotFound)));
+    assert_eq!(finish(&*store, &unknown, completed(0, "1")).await, WriteOutcome::NotFound);
+    assert_eq!(finish(&*store, &unknown, WaitpointState::TimedOut { at: at(0) }).await, WriteOutcome::NotFound);
+}
+
+/// While its key is active, creating with the same key returns the first waitpoint, whatever
+/// its state, and writes nothing.
+pub async fn active_idempotency_key_returns_the_existing_waitpoint(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+
+    let mut first = waitpoint(&ids, &env, at(0));
+    first.idempotency_key = Some("approve-42".into());
+    first.idempotency_key_expires_at = Some(at(60_000));
+    first.tags = vec!["first".into()];
+    create(&*store, &first).await;
+
+    let mut again = waitpoint(&ids, &env, at(60_000));
+    again.idempotency_key = Some("approve-42".into());
+    again.idempotency_key_expires_at = Some(at(120_000));
+    again.tags = vec!["second".into()];
+    assert_eq!(write_one(&*store, WriteOp::Create(again.clone())).await, WriteOutcome::Existing(first.clone()));
+    assert!(matches!(store.waitpoint_get(&again.id).await, Err(StorageError::NotFound)));
+
+    let WriteOutcome::Finished(done) = finish(&*store, &first.id, completed(100, r#"{"ok":true}"#)).await else {
+        panic!("completion not applied");
+    };
+    again.id = ids.waitpoint(at(200));
+    assert_eq!(write_one(&*store, WriteOp::Create(again)).await, WriteOutcome::Existing(done));
+
+    let mut forever = waitpoint(&ids, &env, at(0));
+    forever.idempotency_key = Some("no-expiry".into());
+    create(&*store, &forever).await;
+    let mut much_later = waitpoint(&ids, &env, at(86_400_000 * 365));
+    much_later.idempotency_key = Some("no-expiry".into());
+    assert_eq!(write_one(&*store, WriteOp::Create(much_later)).await, WriteOutcome::Existing(forever));
+}
+
+/// After its key expires, a create with the same key deactivates the old waitpoint's key and
+/// creates a new one; both stay findable by the key in lists.
+pub async fn expired_idempotency_key_is_deactivated_and_replaced(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+
+    let mut old = waitpoint(&ids, &env, at(0));
+    old.idempotency_key = Some("k".into());
+    old.idempotency_key_expires_at = Some(at(1_000));
+    create(&*store, &old).await;
+
+    let mut new = waitpoint(&ids, &env, at(1_001));
+    new.idempotency_key = Some("k".into());
+    new.idempotency_key_expires_at = Some(at(2_001));
+    assert_eq!(create(&*store, &new).await, new);
+
+    let old_now = store.waitpoint_get(&old.id).await.unwrap();
+    assert_eq!(old_now.idempotency_key, None);
+    assert_eq!(old_now.inactive_idempotency_key.as_deref(), Some("k"));
+    assert_eq!(old_now.user_idempotency_key(), Some("k"));
+
+    let mut third = waitpoint(&ids, &env, at(1_500));
+    third.idempotency_key = Some("k".into());
+    assert_eq!(write_one(&*store, WriteOp::Create(third)).await, WriteOutcome::Existing(new.clone()));
+
+    let mut q = query(&env);
+    q.idempotency_key = Some("k".into());
+    assert_eq!(list_ids(&*store, &q).await, [new.id, old.id]);
+}
+
+/// The same key in two environments makes two waitpoints.
+pub async fn idempotency_keys_are_scoped_to_an_environment(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let dev = new_env(&*store, &ids, "dev").await;
+    let prod = new_env(&*store, &ids, "prod").await;
+    for env in [&dev, &prod] {
+        let mut w = waitpoint(&ids, env, at(0));
+        w.idempotency_key = Some("shared".into());
+        create(&*store, &w).await;
+    }
+}
+
+/// The first completion (or timeout) wins; later ones change nothing and return the record.
+pub async fn first_completion_wins(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let mut w = waitpoint(&ids, &env, at(0));
+    w.timeout_at = Some(at(1_000));
+    create(&*store, &w).await;
+
+    let WriteOutcome::Finished(done) = finish(&*store, &w.id, completed(10, r#""first""#)).await else {
+        panic!("first completion not applied");
+    };
+    assert_eq!(done.status(), WaitpointStatus::Completed);
+    assert_eq!(finish(&*store, &w.id, completed(20, r#""second""#)).await, WriteOutcome::Unchanged(done.clone()));
+    assert_eq!(
+        finish(&*store, &w.id, WaitpointState::TimedOut { at: at(5_000) }).await,
+        WriteOutcome::Unchanged(done.clone())
+    );
+    assert_eq!(store.waitpoint_get(&w.id).await.unwrap(), done);
+}
+
+/// A timeout applies only at or after `timeout_at`, and only to a waiting waitpoint.
+pub async fn timeout_applies_only_when_due_and_only_once(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let mut w = waitpoint(&ids, &env, at(0));
+    w.timeout_at = Some(at(1_000));
+    create(&*store, &w).await;
+    let no_deadline = waitpoint(&ids, &env, at(0));
+    create(&*store, &no_deadline).await;
+
+    assert_eq!(finish(&*store, &w.id, WaitpointState::TimedOut { at: at(999) }).await, WriteOutcome::Unchanged(w.clone()));
+    assert_eq!(
+        finish(&*store, &no_deadline.id, WaitpointState::TimedOut { at: at(999_999) }).await,
+        WriteOutcome::Unchanged(no_deadline.clone())
+    );
+    let WriteOutcome::Finished(timed_out) = finish(&*store, &w.id, WaitpointState::TimedOut { at: at(1_000) }).await
+    else {
+        panic!("due timeout not applied");
+    };
+    assert_eq!(timed_out.state, WaitpointState::TimedOut { at: at(1_000) });
+    assert_eq!(
+        finish(&*store, &w.id, WaitpointState::TimedOut { at: at(2_000) }).await,
+        WriteOutcome::Unchanged(timed_out.clone())
+    );
+    assert_eq!(finish(&*store, &w.id, completed(3_000, "1")).await, WriteOutcome::Unchanged(timed_out));
+}
+
+/// A completion that names an environment cannot touch another environment's waitpoint.
+pub async fn completion_from_another_environment_is_not_found(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let dev = new_env(&*store, &ids, "dev").await;
+    let prod = new_env(&*store, &ids, "prod").await;
+    let w = waitpoint(&ids, &dev, at(0));
+    create(&*store, &w).await;
+
+    let foreign = Finish { id: w.id.clone(), environment_id: Some(prod.id.clone()), state: completed(1, "1") };
+    assert_eq!(write_one(&*store, WriteOp::Finish(foreign)).await, WriteOutcome::NotFound);
+    assert_eq!(store.waitpoint_get(&w.id).await.unwrap(), w);
+    let own = Finish { id: w.id.clone(), environment_id: Some(dev.id.clone()), state: completed(1, "1") };
+    assert!(matches!(write_one(&*store, WriteOp::Finish(own)).await, WriteOutcome::Finished(_)));
+}
+
+/// Operations in one batch apply in order and see each other; outcomes come back in order.
+pub async fn a_batch_sees_its_own_writes(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let mut a = waitpoint(&ids, &env, at(0));
+    a.idempotency_key = Some("same".into());
+    let mut b = waitpoint(&ids, &env, at(1));
+    b.idempotency_key = Some("same".into());
+    let c = waitpoint(&ids, &env, at(2));
+    let unknown = WaitpointId::parse("waitpoint_cnothere").unwrap();
+
+    let outcomes = store
+        .write_batch(vec![
+            WriteOp::Create(a.clone()),
+            WriteOp::Create(b),
+            WriteOp::Finish(Finish { id: unknown, environment_id: None, state: completed(3, "0") }),
+            WriteOp::Create(c.clone()),
+            WriteOp::Finish(Finish { id: a.id.clone(), environment_id: None, state: completed(4, "1") }),
+            WriteOp::Finish(Finish { id: a.id.clone(), environment_id: None, state: completed(5, "2") }),
+        ])
+        .await
+        .unwrap();
+    let mut done_a = a.clone();
+    done_a.state = completed(4, "1");
+    assert_eq!(
+        outcomes,
+        [
+            WriteOutcome::Created(a.clone()),
+            WriteOutcome::Existing(a),
+            WriteOutcome::NotFound,
+            WriteOutcome::Created(c),
+            WriteOutcome::Finished(done_a.clone()),
+            WriteOutcome::Unchanged(done_a),
+        ]
+    );
+    assert!(store.write_batch(Vec::new()).await.unwrap().is_empty());
+}
+
+/// Lists run newest first; `After` continues to older rows, `Before` walks back to newer ones.
+pub async fn list_orders_newest_first_and_pages_both_ways(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let mut created = Vec::new();
+    for i in 0..7 {
+        let w = waitpoint(&ids, &env, at(i / 2));
+        create(&*store, &w).await;
+        created.push(w.id);
+    }
+    let newest_first: Vec<_> = created.iter().rev().cloned().collect();
+
+    let mut q = query(&env);
+    assert_eq!(list_ids(&*store, &q).await, newest_first);
+    q.limit = 3;
+    assert_eq!(list_ids(&*store, &q).await, newest_first[..3]);
+    q.cursor = Cursor::After(newest_first[2].internal().to_owned());
+    assert_eq!(list_ids(&*store, &q).await, newest_first[3..6]);
+    q.cursor = Cursor::After(newest_first[6].internal().to_owned());
+    assert!(list_ids(&*store, &q).await.is_empty());
+    q.cursor = Cursor::Before(newest_first[5].internal().to_owned());
+    let expected = [&newest_first[4], &newest_first[3], &newest_first[2]].map(Clone::clone);
+    assert_eq!(list_ids(&*store, &q).await, expected);
+    q.cursor = Cursor::Before(newest_first[1].internal().to_owned());
+    assert_eq!(list_ids(&*store, &q).await, [newest_first[0].clone()]);
+}
+
+/// Each status filter, alone and combined, returns exactly those statuses.
+pub async fn list_filters_by_status(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let waiting = waitpoint(&ids, &env, at(0));
+    let done = waitpoint(&ids, &env, at(1));
+    let mut late = waitpoint(&ids, &env, at(2));
+    late.timeout_at = Some(at(10));
+    for w in [&waiting, &done, &late] {
+        create(&*store, w).await;
+    }
+    finish(&*store, &done.id, completed(5, "1")).await;
+    finish(&*store, &late.id, WaitpointState::TimedOut { at: at(10) }).await;
+
+    use WaitpointStatus::*;
+    let cases: [(&[WaitpointStatus], Vec<&WaitpointId>); 7] = [
+        (&[], vec![&late.id, &done.id, &waiting.id]),
+        (&[Waiting], vec![&waiting.id]),
+        (&[Completed], vec![&done.id]),
+        (&[TimedOut], vec![&late.id]),
+        (&[Waiting, TimedOut], vec![&late.id, &waiting.id]),
+        (&[Completed, TimedOut], vec![&late.id, &done.id]),
+        (&[Waiting, Completed, TimedOut], vec![&late.id, &done.id, &waiting.id]),
+    ];
+    for (statuses, expected) in cases {
+        let mut q = query(&env);
+        q.statuses = statuses.to_vec();
+        let got = list_ids(&*store, &q).await;
+        assert_eq!(got.iter().collect::<Vec<_>>(), expected, "statuses {statuses:?}");
+    }
+}
+
+/// Idempotency key (exact), tags (any of, exact) and creation dates (inclusive) filter, and
+/// combine with each other and with cursors.
+pub async fn list_filters_by_idempotency_key_tags_and_dates(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let mut a = waitpoint(&ids, &env, at(0));
+    a.tags = vec!["user:1".into(), "red".into()];
+    a.idempotency_key = Some("key-a".into());
+    let mut b = waitpoint(&ids, &env, at(1_000));
+    b.tags = vec!["user:2".into(), "red".into(), "red".into()];
+    let mut c = waitpoint(&ids, &env, at(2_000));
+    c.tags = vec!["user:3".into()];
+    c.idempotency_key = Some("key-c".into());
+    for w in [&a, &b, &c] {
+        create(&*store, w).await;
+    }
+
+    let mut q = query(&env);
+    q.idempotency_key = Some("key-a".into());
+    assert_eq!(list_ids(&*store, &q).await, [a.id.clone()]);
+    q.idempotency_key = Some("key".into());
+    assert!(list_ids(&*store, &q).await.is_empty(), "keys match exactly");
+
+    let mut q = query(&env);
+    q.tags = vec!["red".into()];
+    assert_eq!(list_ids(&*store, &q).await, [b.id.clone(), a.id.clone()], "a tag given twice lists once");
+    q.tags = vec!["user:1".into(), "user:3".into()];
+    assert_eq!(list_ids(&*store, &q).await, [c.id.clone(), a.id.clone()]);
+    q.tags = vec!["user".into()];
+    assert!(list_ids(&*store, &q).await.is_empty(), "tags match exactly");
+    q.tags = vec!["red".into(), "user:3".into()];
+    q.limit = 1;
+    q.cursor = Cursor::After(c.id.internal().to_owned());
+    assert_eq!(list_ids(&*store, &q).await, [b.id.clone()]);
+
+    let mut q = query(&env);
+    q.created_from = Some(at(1_000));
+    assert_eq!(list_ids(&*store, &q).await, [c.id.clone(), b.id.clone()]);
+    q.created_to = Some(at(1_000));
+    assert_eq!(list_ids(&*store, &q).await, [b.id.clone()]);
+    q.created_from = None;
+    q.created_to = Some(at(999));
+    assert_eq!(list_ids(&*store, &q).await, [a.id.clone()]);
+    q.tags = vec!["user:3".into()];
+    assert!(list_ids(&*store, &q).await.is_empty());
+}
+
+/// One environment never sees another's waitpoints.
+pub async fn list_is_scoped_to_an_environment(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let dev = new_env(&*store, &ids, "dev").await;
+    let prod = new_env(&*store, &ids, "prod").await;
+    let mine = waitpoint(&ids, &dev, at(0));
+    let mut theirs = waitpoint(&ids, &prod, at(1));
+    theirs.tags = vec!["t".into()];
+    create(&*store, &mine).await;
+    create(&*store, &theirs).await;
+    let mut q = query(&dev);
+    assert_eq!(list_ids(&*store, &q).await, [mine.id]);
+    q.tags = vec!["t".into()];
+    assert!(list_ids(&*store, &q).await.is_empty());
+}
+
+/// Due timeouts come earliest first, only for waiting waitpoints, up to the limit.
+pub async fn timeouts_are_found_in_deadline_order(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    assert_eq!(store.waitpoint_timeouts_next().await.unwrap(), None);
+
+    let mut deadlines = Vec::new();
+    for (i, deadline) in [5_000, 1_000, 3_000, 1_000, 9_000].into_iter().enumerate() {
+        let mut w = waitpoint(&ids, &env, at(i as i64));
+        w.timeout_at = Some(at(deadline));
+        create(&*store, &w).await;
+        deadlines.push(w.id);
+    }
+    create(&*store, &waitpoint(&ids, &env, at(0))).await;
+    finish(&*store, &deadlines[1], completed(10, "1")).await;
+
+    assert_eq!(store.waitpoint_timeouts_next().await.unwrap(), Some(at(1_000)));
+    assert_eq!(store.waitpoint_timeouts_due(at(999), 10).await.unwrap(), Vec::<WaitpointId>::new());
+    assert_eq!(
+        store.waitpoint_timeouts_due(at(5_000), 10).await.unwrap(),
+        [deadlines[3].clone(), deadlines[2].clone(), deadlines[0].clone()]
+    );
+    assert_eq!(store.waitpoint_timeouts_due(at(5_000), 2).await.unwrap(), [deadlines[3].clone(), deadlines[2].clone()]);
+
+    for id in store.waitpoint_timeouts_due(at(5_000), 10).await.unwrap() {
+        finish(&*store, &id, WaitpointState::TimedOut { at: at(5_000) }).await;
+    }
+    assert_eq!(store.waitpoint_timeouts_next().await.unwrap(), Some(at(9_000)));
+}
+
+/// Acknowledged writes are there after the store is dropped and the database opened again.
+pub async fn writes_survive_reopening(db: &dyn TestDatabase) {
+    let ids = IdGenerator::new();
+    let (env, waiting, done) = {
+        let store = db.open().await;
+        let env = new_env(&*store, &ids, "dev").await;
+        let mut waiting = waitpoint(&ids, &env, at(0));
+        waiting.timeout_at = Some(at(Duration::from_secs(60).as_millis() as i64));
+        let other = waitpoint(&ids, &env, at(1));
+        create(&*store, &waiting).await;
+        create(&*store, &other).await;
+        let WriteOutcome::Finished(done) = finish(&*store, &other.id, completed(2, r#"{"kept":true}"#)).await else {
+            panic!("completion not applied");
+        };
+        (env, waiting, done)
+    };
+    let store = db.open().await;
+    assert_eq!(store.environment_by_name("dev").await.unwrap(), env);
+    assert_eq!(store.waitpoint_get(&waiting.id).await.unwrap(), waiting);
+    assert_eq!(store.waitpoint_get(&done.id).await.unwrap(), done);
+    assert_eq!(store.waitpoint_timeouts_next().await.unwrap(), waiting.timeout_at);
+}

@@ -1,0 +1,25 @@
+//! The shared vocabulary of waitpoint.
+//!
+//! Every other crate speaks in these types: typed identifiers, millisecond timestamps and
+//! duration strings, the [`Waitpoint`] and [`Environment`] records, and the JSON shapes of
+//! the HTTP API (wire-compatible with Trigger.dev's waitpoint token API).
+//!
+//! # Layout
+//! - [`id`]: `waitpoint_…` and `env_…` identifiers and their time-ordered generator.
+//! - [`time`]: [`Timestamp`] and the parsers for `"1h30m"` durations and ISO 8601 dates.
+//! - [`waitpoint`]: a waitpoint token and its state machine (waiting → completed | timed out).
+//! - [`environment`]: an isolated environment with its secret key and signing secret.
+//! - [`api`]: request and response bodies exactly as they travel over HTTP.
+//!
+//! This crate depends on no other waitpoint crate and does no I/O.
+
+pub mod api;
+pub mod environment;
+pub mod id;
+pub mod time;
+pub mod waitpoint;
+
+pub use environment::{Environment, Secret};
+pub use id::{EnvironmentId, IdGenerator, InvalidId, WaitpointId};
+pub use time::{DurationError, Timestamp};
+pub use waitpoint::{CompletedVia, Output, Waitpoint, WaitpointState, WaitpointStatus};

@@ -1,0 +1,269 @@
+//! A waitpoint token and its state machine.
+//!
+//! ```text
+//!             complete (secret key, public access token, callback URL)
+//!   WAITING ───────────────────────────────────────────────────────────▶ COMPLETED
+//!      │
+//!      └──────────── timeout_at reached ─────────────────────────────────▶ TIMED_OUT
+//! ```
+//! Both transitions happen at most once: whichever comes first wins and the other is a no-op.
+
+use std::fmt;
+
+use crate::environment::Environment;
+use crate::id::{EnvironmentId, WaitpointId};
+use crate::time::Timestamp;
+
+/// The `outputType` of outputs that came from JSON: superjson's envelope `{"json": …}`,
+/// byte-compatible with what Trigger.dev stores.
+pub const SUPERJSON: &str = "application/super+json";
+/// The `outputType` of outputs completed with a JSON string, and of non-JSON callback bodies.
+pub const TEXT_PLAIN: &str = "text/plain";
+/// The `outputType` of the timeout error.
+pub const APPLICATION_JSON: &str = "application/json";
+/// The error `code` a timed-out token reports, as Trigger.dev's SDK expects.
+pub const TIMEOUT_ERROR_CODE: &str = "TRIGGER_WAITPOINT_TIMEOUT";
+
+/// A waitpoint's status as the API reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WaitpointStatus {
+    /// Not completed yet and not timed out.
+    Waiting,
+    /// Completed with an output.
+    Completed,
+    /// Its timeout passed before anyone completed it.
+    TimedOut,
+}
+
+impl WaitpointStatus {
+    /// All statuses, in the order the API documents them.
+    pub const ALL: [WaitpointStatus; 3] = [Self::Waiting, Self::Completed, Self::TimedOut];
+
+    /// `WAITING`, `COMPLETED` or `TIMED_OUT`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "WAITING",
+            Self::Completed => "COMPLETED",
+            Self::TimedOut => "TIMED_OUT",
+        }
+    }
+
+    /// The inverse of [`as_str`](Self::as_str); case-sensitive, as in Trigger.dev.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+impl fmt::Display for WaitpointStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a completed waitpoint was completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CompletedVia {
+    /// `POST …/complete` authenticated with the environment's secret key.
+    SecretKey,
+    /// `POST …/complete` authenticated with the token's public access token.
+    PublicAccessToken,
+    /// `POST` to the token's callback `url`.
+    CallbackUrl,
+}
+
+impl CompletedVia {
+    /// All ways, for parsing.
+    pub const ALL: [CompletedVia; 3] = [Self::SecretKey, Self::PublicAccessToken, Self::CallbackUrl];
+
+    /// `SECRET_KEY`, `PUBLIC_ACCESS_TOKEN` or `CALLBACK_URL`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::SecretKey => "SECRET_KEY",
+            Self::PublicAccessToken => "PUBLIC_ACCESS_TOKEN",
+            Self::CallbackUrl => "CALLBACK_URL",
+        }
+    }
+
+    /// The inverse of [`as_str`](Self::as_str).
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == text)
+    }
+}
+
+/// A completion's output, encoded as the API serves it: `data` is a string whose meaning
+/// `data_type` gives (see [`SUPERJSON`], [`TEXT_PLAIN`], [`APPLICATION_JSON`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// The encoded output.
+    pub data: String,
+    /// How to decode `data`.
+    pub data_type: String,
+}
+
+impl Output {
+    /// Wraps a JSON text (already validated as JSON) the way Trigger.dev's SDK encodes
+    /// non-string values: `{"json": <value>}` as `application/super+json`. The text is kept
+    /// byte for byte, so large numbers and key order survive.
+    pub fn from_json_text(json: &str) -> Self {
+        Self { data: format!("{{\"json\":{}}}", json.trim()), data_type: SUPERJSON.to_owned() }
+    }
+
+    /// A string output, `text/plain`, as Trigger.dev's SDK encodes string values.
+    pub fn from_text(text: String) -> Self {
+        Self { data: text, data_type: TEXT_PLAIN.to_owned() }
+    }
+
+    /// Decodes the output to a JSON value: `{"json": v}` super+json gives `v`, JSON gives the
+    /// value, text (and any other type) gives a JSON string.
+    pub fn decode(&self) -> serde_json::Value {
+        match self.data_type.as_str() {
+            SUPERJSON => serde_json::from_str::<serde_json::Value>(&self.data)
+                .ok()
+                .and_then(|mut v| v.get_mut("json").map(serde_json::Value::take))
+                .unwrap_or_else(|| serde_json::Value::String(self.data.clone())),
+            APPLICATION_JSON => serde_json::from_str(&self.data)
+                .unwrap_or_else(|_| serde_json::Value::String(self.data.clone())),
+            _ => serde_json::Value::String(self.data.clone()),
+        }
+    }
+}
+
+/// Where a waitpoint is in its life. Completion data exists only in the states that have it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitpointState {
+    /// Not yet completed.
+    Waiting,
+    /// Completed by a caller.
+    Completed {
+        /// When the completion was accepted.
+        at: Timestamp,
+        /// Which route completed it.
+        via: CompletedVia,
+        /// The output; `None` when completed without one (`{}` on `…/complete`).
+        output: Option<Output>,
+    },
+    /// The timeout passed first.
+    TimedOut {
+        /// When the timeout was applied (at or shortly after `timeout_at`).
+        at: Timestamp,
+    },
+}
+
+/// A waitpoint token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waitpoint {
+    /// Its id.
+    pub id: WaitpointId,
+    /// The environment it belongs to; other environments cannot see it.
+    pub environment_id: EnvironmentId,
+    /// Waiting, completed or timed out.
+    pub state: WaitpointState,
+    /// The caller's idempotency key while it is active (unexpired and not superseded).
+    pub idempotency_key: Option<String>,
+    /// The caller's idempotency key after it expired and a new token took it over.
+    pub inactive_idempotency_key: Option<String>,
+    /// When the idempotency key stops returning this token.
+    pub idempotency_key_expires_at: Option<Timestamp>,
+    /// When the token times out if nobody completes it; `None` waits forever.
+    pub timeout_at: Option<Timestamp>,
+    /// Tags exactly as given (order and duplicates kept).
+    pub tags: Vec<String>,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+impl Waitpoint {
+    /// The status the API reports.
+    pub fn status(&self) -> WaitpointStatus {
+        match self.state {
+            WaitpointState::Waiting => WaitpointStatus::Waiting,
+            WaitpointState::Completed { .. } => WaitpointStatus::Completed,
+            WaitpointState::TimedOut { .. } => WaitpointStatus::TimedOut,
+        }
+    }
+
+    /// When it was completed or timed out.
+    pub fn completed_at(&self) -> Option<Timestamp> {
+        match self.state {
+            WaitpointState::Waiting => None,
+            WaitpointState::Completed { at, .. } | WaitpointState::TimedOut { at } => Some(at),
+        }
+    }
+
+    /// The idempotency key the caller gave, active or not.
+    pub fn user_idempotency_key(&self) -> Option<&str> {
+        self.idempotency_key.as_deref().or(self.inactive_idempotency_key.as_deref())
+    }
+
+    /// The output as the API serves it: the completion's output, or for a timed-out token the
+    /// timeout error `{"code":"TRIGGER_WAITPOINT_TIMEOUT","message":"Waitpoint timed out at …"}`.
+    pub fn output(&self) -> Option<Output> {
+        match &self.state {
+            WaitpointState::Waiting => None,
+            WaitpointState::Completed { output, .. } => output.clone(),
+            WaitpointState::TimedOut { at } => {
+                let deadline = self.timeout_at.unwrap_or(*at);
+                let error = serde_json::json!({
+                    "code": TIMEOUT_ERROR_CODE,
+                    "message": format!("Waitpoint timed out at {deadline}"),
+                });
+                Some(Output { data: error.to_string(), data_type: APPLICATION_JSON.to_owned() })
+            }
+        }
+    }
+
+    /// Whether `environment` owns this waitpoint.
+    pub fn belongs_to(&self, environment: &Environment) -> bool {
+        self.environment_id == environment.id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waitpoint(state: WaitpointState) -> Waitpoint {
+        Waitpoint {
+            id: WaitpointId::parse("waitpoint_c1").unwrap(),
+            environment_id: EnvironmentId::parse("env_c1").unwrap(),
+            state,
+            idempotency_key: None,
+            inactive_idempotency_key: Some("k".into()),
+            idempotency_key_expires_at: None,
+            timeout_at: Some(Timestamp::from_millis(1_743_501_600_000)),
+            tags: vec![],
+            created_at: Timestamp::from_millis(1_743_501_000_000),
+        }
+    }
+
+    #[test]
+    fn timed_out_tokens_report_the_error_the_sdk_expects() {
+        let w = waitpoint(WaitpointState::TimedOut { at: Timestamp::from_millis(1_743_501_600_400) });
+        assert_eq!(w.status().as_str(), "TIMED_OUT");
+        let output = w.output().unwrap();
+        assert_eq!(output.data_type, "application/json");
+        assert_eq!(
+            output.data,
+            r#"{"code":"TRIGGER_WAITPOINT_TIMEOUT","message":"Waitpoint timed out at 2025-04-01T10:00:00.000Z"}"#
+        );
+        assert_eq!(w.user_idempotency_key(), Some("k"));
+    }
+
+    #[test]
+    fn outputs_encode_like_the_official_sdk_and_decode_back() {
+        let json = Output::from_json_text(" {\"status\":\"approved\",\"n\":12345678901234567890} ");
+        assert_eq!(json.data, r#"{"json":{"status":"approved","n":12345678901234567890}}"#);
+        assert_eq!(json.data_type, "application/super+json");
+        assert_eq!(json.decode()["status"], "approved");
+        let text = Output::from_text("hi".into());
+        assert_eq!(text.decode(), serde_json::json!("hi"));
+        assert_eq!(Output::from_json_text("null").decode(), serde_json::Value::Null);
+    }
+
+    #[test]
+    fn statuses_parse_case_sensitively() {
+        assert_eq!(WaitpointStatus::parse("TIMED_OUT"), Some(WaitpointStatus::TimedOut));
+        assert_eq!(WaitpointStatus::parse("waiting"), None);
+        assert_eq!(CompletedVia::parse("CALLBACK_URL"), Some(CompletedVia::CallbackUrl));
+    }
+}
