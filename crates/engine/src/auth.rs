@@ -1,0 +1,240 @@
+//! Credentials: secret keys, public access tokens (JWTs) and callback URL signatures.
+//!
+//! Callback hashes and public access tokens are signed with the environment's signing
+//! secret, not its API key, so rotating a key leaves URLs and tokens already handed out
+//! working. Public access tokens that the official SDK signs itself with the secret key
+//! (`auth.createPublicToken`) are accepted too, while that key is current.
+
+use aws_lc_rs::hmac;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use waitpoint_types::id::random_alphanumeric;
+use waitpoint_types::{Environment, Secret, Timestamp, WaitpointId};
+
+/// `iss` of public access tokens, as Trigger.dev issues them.
+const ISSUER: &str = "https://id.trigger.dev";
+/// `aud` of public access tokens, as Trigger.dev issues them.
+const AUDIENCE: &str = "https://api.trigger.dev";
+/// How long a public access token is valid.
+const PUBLIC_TOKEN_LIFETIME_SECS: i64 = 24 * 60 * 60;
+/// Characters after the prefix of a secret key (`tr_dev_` + 24).
+const API_KEY_LEN: usize = 24;
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// The holder of an environment's secret key: may do anything in it.
+    SecretKey(Environment),
+    /// The holder of a public access token: may do what its scopes allow.
+    PublicAccessToken {
+        /// The environment that issued the token.
+        environment: Environment,
+        /// Its scopes, such as `write:waitpoints:waitpoint_…`.
+        scopes: Vec<String>,
+    },
+}
+
+impl Principal {
+    /// The environment the caller acts in.
+    pub fn environment(&self) -> &Environment {
+        match self {
+            Self::SecretKey(environment) | Self::PublicAccessToken { environment, .. } => environment,
+        }
+    }
+}
+
+/// The claims of a public access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PublicClaims {
+    pub sub: String,
+    #[serde(rename = "pub")]
+    pub public: bool,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+}
+
+/// A new secret key for an environment: `tr_<kind>_` and 24 alphanumerics, where kind is
+/// `dev`, `stg`, `preview` or `prod` after the environment's name (as Trigger.dev's keys).
+pub fn new_api_key(environment_name: &str) -> Secret {
+    let kind = match environment_name {
+        "dev" | "development" => "dev",
+        "stg" | "staging" => "stg",
+        "preview" => "preview",
+        _ => "prod",
+    };
+    Secret::new(format!("tr_{kind}_{}", random_alphanumeric(API_KEY_LEN)))
+}
+
+/// A new signing secret.
+pub fn new_signing_secret() -> Secret {
+    Secret::new(random_alphanumeric(48))
+}
+
+/// The callback URL's hash: lowercase hex HMAC-SHA256 of the internal id.
+pub(crate) fn callback_hash(signing_secret: &Secret, id: &WaitpointId) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, signing_secret.expose().as_bytes());
+    hex(hmac::sign(&key, id.internal().as_bytes()).as_ref())
+}
+
+/// Whether `hash` (hex, any case) is the callback hash of `id`; compared in constant time.
+pub(crate) fn callback_hash_matches(signing_secret: &Secret, id: &WaitpointId, hash: &str) -> bool {
+    let Some(tag) = unhex(hash) else { return false };
+    let key = hmac::Key::new(hmac::HMAC_SHA256, signing_secret.expose().as_bytes());
+    hmac::verify(&key, id.internal().as_bytes(), &tag).is_ok()
+}
+
+/// Signs a public access token that may complete the waitpoint `id`.
+pub(crate) fn sign_public_token(environment: &Environment, id: &WaitpointId, now: Timestamp) -> String {
+    let iat = now.as_millis() / 1000;
+    let claims = PublicClaims {
+        sub: environment.id.public(),
+        public: true,
+        scopes: vec![format!("write:waitpoints:{id}")],
+        exp: Some(iat + PUBLIC_TOKEN_LIFETIME_SECS),
+        iat: Some(iat),
+        iss: Some(ISSUER.to_owned()),
+        aud: Some(AUDIENCE.to_owned()),
+    };
+    // Signing secrets are never empty and HS256 over serializable claims cannot fail.
+    EncodingKey::from_secret(environment.signing_secret.expose().as_bytes())
+        .and_then(|key| jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key))
+        .unwrap_or_default()
+}
+
+/// The claimed environment (`sub`) of something shaped like a public access token, before
+/// any verification; `None` when it is not one (then it may be a secret key).
+pub(crate) fn public_token_subject(token: &str) -> Option<String> {
+    if token.split('.').count() != 3 {
+        return None;
+    }
+    let claims = jsonwebtoken::dangerous::insecure_decode::<PublicClaims>(token).ok()?.claims;
+    claims.public.then_some(claims.sub)
+}
+
+/// Verifies a public access token of `environment`: signed (HS256) with its signing secret or
+/// its current secret key, right issuer and audience, not expired at `now`.
+pub(crate) fn verify_public_token(token: &str, environment: &Environment, now: Timestamp) -> Option<PublicClaims> {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_issuer(&[ISSUER]);
+    validation.set_audience(&[AUDIENCE]);
+    validation.set_required_spec_claims(&["iss", "aud"]);
+    // Expiry is checked against the injected clock below.
+    validation.validate_exp = false;
+    let claims = [&environment.signing_secret, &environment.api_key].into_iter().find_map(|secret| {
+        let key = DecodingKey::from_secret(secret.expose().as_bytes()).ok()?;
+        jsonwebtoken::decode::<PublicClaims>(token, &key, &validation).ok().map(|data| data.claims)
+    })?;
+    let expired = claims.exp.is_some_and(|exp| exp <= now.as_millis() / 1000);
+    (!expired && claims.public).then_some(claims)
+}
+
+/// Whether `scopes` allow completing (`write`) the waitpoint `id`: `admin`, or
+/// `write|*` on `all`, on `waitpoints`, or on `waitpoints:<id>` (prefixed or bare).
+pub(crate) fn scopes_allow_write(scopes: &[String], id: &WaitpointId) -> bool {
+    scopes.iter().any(|scope| {
+        if scope == "admin" {
+            return true;
+        }
+        let mut parts = scope.splitn(3, ':');
+        let (Some(action), Some(kind)) = (parts.next(), parts.next()) else { return false };
+        if action != "write" && action != "*" {
+            return false;
+        }
+        match (kind, parts.next()) {
+            ("all", _) | ("waitpoints", None) => true,
+            ("waitpoints", Some(scoped)) => WaitpointId::parse(scoped).is_ok_and(|scoped| scoped == *id),
+            _ => false,
+        }
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    bytes.iter().flat_map(|b| [DIGITS[(b >> 4) as usize] as char, DIGITS[(b & 15) as usize] as char]).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    text.as_bytes().chunks(2).map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use waitpoint_types::EnvironmentId;
+
+    use super::*;
+
+    fn environment() -> Environment {
+        Environment {
+            id: EnvironmentId::parse("env_c123").unwrap(),
+            name: "dev".into(),
+            api_key: Secret::new("tr_dev_ABCDEFGHIJKLMNOPQRSTUVWX".into()),
+            signing_secret: Secret::new("signing".into()),
+            created_at: Timestamp::from_millis(0),
+        }
+    }
+
+    #[test]
+    fn callback_hash_is_hmac_sha256_hex_of_the_internal_id() {
+        // The test vector of Trigger.dev's contract (there the key is the API key).
+        let id = WaitpointId::parse("waitpoint_cm8zq1x2y0000abcd1234efgh").unwrap();
+        let key = Secret::new("tr_dev_ABCDEFGHIJKLMNOPQRSTUVWX".into());
+        let hash = callback_hash(&key, &id);
+        assert_eq!(hash, "c090473e20dc7e43c3bcc42ef9731bfe59b740d2aaed049c912baa282eb1c74b");
+        assert!(callback_hash_matches(&key, &id, &hash));
+        assert!(callback_hash_matches(&key, &id, &hash.to_uppercase()));
+        assert!(!callback_hash_matches(&key, &id, &hash[..62]));
+        assert!(!callback_hash_matches(&key, &id, &"zz".repeat(32)));
+        assert!(!callback_hash_matches(&Secret::new("other".into()), &id, &hash));
+    }
+
+    #[test]
+    fn public_tokens_verify_until_they_expire_and_only_for_their_environment() {
+        let env = environment();
+        let id = WaitpointId::parse("waitpoint_c1").unwrap();
+        let now = Timestamp::from_millis(1_764_000_000_000);
+        let token = sign_public_token(&env, &id, now);
+        assert_eq!(public_token_subject(&token).as_deref(), Some("env_c123"));
+        let claims = verify_public_token(&token, &env, now).unwrap();
+        assert!(scopes_allow_write(&claims.scopes, &id));
+        assert!(!scopes_allow_write(&claims.scopes, &WaitpointId::parse("waitpoint_c2").unwrap()));
+        let next_day = now.saturating_add(std::time::Duration::from_secs(86_400));
+        assert!(verify_public_token(&token, &env, next_day).is_none());
+        let mut other = env.clone();
+        other.signing_secret = Secret::new("another".into());
+        other.api_key = Secret::new("tr_dev_another".into());
+        assert!(verify_public_token(&token, &other, now).is_none());
+        assert_eq!(public_token_subject("tr_dev_ABCDEFGHIJKLMNOPQRSTUVWX"), None);
+    }
+
+    #[test]
+    fn scopes_follow_trigger_dev_grammar() {
+        let id = WaitpointId::parse("waitpoint_cx").unwrap();
+        for allowed in ["admin", "write:all", "write:waitpoints", "*:waitpoints:waitpoint_cx", "write:waitpoints:cx"] {
+            assert!(scopes_allow_write(&[allowed.to_owned()], &id), "{allowed}");
+        }
+        for denied in ["read:waitpoints", "write:runs", "write:waitpoints:waitpoint_cy", "write", ""] {
+            assert!(!scopes_allow_write(&[denied.to_owned()], &id), "{denied}");
+        }
+    }
+
+    #[test]
+    fn api_keys_are_shaped_like_trigger_dev_keys() {
+        let key = new_api_key("dev");
+        assert!(key.expose().starts_with("tr_dev_"));
+        assert_eq!(key.expose().len(), "tr_dev_".len() + 24);
+        assert!(new_api_key("production").expose().starts_with("tr_prod_"));
+        assert!(new_api_key("staging").expose().starts_with("tr_stg_"));
+    }
+}

@@ -1,0 +1,42 @@
+//! The engine's error type. Each variant says whose fault it is, so the HTTP edge can map it
+//! to a stable status code; messages are written for the caller and tell them what to fix.
+
+use waitpoint_storage::StorageError;
+
+/// What can go wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The request is malformed or asks for something impossible. (HTTP 400)
+    #[error("{0}")]
+    Invalid(String),
+    /// Well-formed but over a limit, such as more than 10 tags. (HTTP 422)
+    #[error("{0}")]
+    Unprocessable(String),
+    /// No credentials, or credentials that identify no one. (HTTP 401)
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Valid credentials that do not grant this action. (HTTP 403)
+    #[error("{0}")]
+    Forbidden(String),
+    /// The thing asked for does not exist (for this caller). (HTTP 404)
+    #[error("{0}")]
+    NotFound(String),
+    /// Something with this name already exists. (HTTP 409)
+    #[error("{0}")]
+    Conflict(String),
+    /// Storage failed; nothing was acknowledged. Details are logged, not shown. (HTTP 500)
+    #[error("storage failed: {0}")]
+    Storage(String),
+    /// The engine is shutting down and takes no more writes. (HTTP 503)
+    #[error("waitpoint is shutting down")]
+    ShuttingDown,
+}
+
+impl From<StorageError> for EngineError {
+    fn from(error: StorageError) -> Self {
+        Self::Storage(error.to_string())
+    }
+}
+
+/// Result of an engine call.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

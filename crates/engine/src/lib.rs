@@ -1,0 +1,253 @@
+//! The waitpoint engine: what happens to tokens, independent of HTTP and of the database.
+//!
+//! [`Engine`] authenticates callers, validates and applies token operations (create,
+//! complete, retrieve, list), commits writes in groups, and times tokens out durably. It
+//! reads time only from an injected [`Clock`] and reaches storage only through the
+//! [`Store`] trait.
+//!
+//! # Layout
+//! - [`clock`]: the [`Clock`] trait, the system clock and a manual clock for tests.
+//! - [`auth`]: secret keys, public access tokens, callback URL signatures.
+//! - [`environments`]: creating and re-keying environments.
+//! - `tokens`: the token operations and their validation.
+//! - `writer`: group commit of writes.
+//! - `timeouts`: the durable timeout loop.
+//! - [`error`]: [`EngineError`], one variant per kind of failure.
+
+pub mod auth;
+pub mod clock;
+pub mod environments;
+pub mod error;
+mod timeouts;
+mod tokens;
+mod writer;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{Notify, broadcast, watch};
+use tokio::task::JoinHandle;
+use waitpoint_storage::{StorageError, Store};
+use waitpoint_types::{Environment, EnvironmentId, IdGenerator, Timestamp, Waitpoint};
+
+pub use crate::auth::Principal;
+pub use crate::clock::{Clock, ManualClock, SystemClock};
+pub use crate::error::{EngineError, Result};
+pub use crate::tokens::{CreatedToken, ListTokens, TokenPage, parse_timeout};
+
+/// How long an environment looked up by key stays cached. A rotated key keeps working on a
+/// node for at most this long.
+const ENVIRONMENT_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Finished waitpoints buffered for slow event subscribers.
+const EVENT_BUFFER: usize = 4_096;
+
+/// Settings of an engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The origin in token URLs, such as `https://waitpoint.example.com` (no trailing slash).
+    pub public_url: String,
+    /// Timeout of tokens created without one; `None` waits forever. The spec's default is 10 minutes.
+    pub default_timeout: Option<Duration>,
+    /// Time to live of idempotency keys given without one; `None` never expires. The spec's default is 1 hour.
+    pub default_idempotency_key_ttl: Option<Duration>,
+    /// The most writes committed in one transaction.
+    pub max_batch: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            public_url: "http://127.0.0.1:3030".into(),
+            default_timeout: Some(Duration::from_secs(10 * 60)),
+            default_idempotency_key_ttl: Some(Duration::from_secs(60 * 60)),
+            max_batch: 512,
+        }
+    }
+}
+
+/// The engine. Cheap to clone; all clones share one state.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: EngineConfig,
+    pub(crate) ids: IdGenerator,
+    pub(crate) writer: writer::Writer,
+    environments: EnvironmentCache,
+    /// Woken when a token gets a deadline earlier than the timeout loop's next wake-up.
+    pub(crate) timer_wake: Notify,
+    /// The timeout loop's next wake-up (ms); `i64::MAX` while it is being worked out.
+    pub(crate) next_timer_wake: AtomicI64,
+    events: broadcast::Sender<Waitpoint>,
+    shutdown: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Engine {
+    /// Starts an engine on `store`: the write lanes and the timeout loop (which first fires
+    /// every deadline that passed while nothing was running).
+    pub fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: EngineConfig) -> Self {
+        let (shutdown, stop) = watch::channel(false);
+        let (writer, mut tasks) = writer::Writer::start(store.clone(), config.max_batch, stop.clone());
+        let inner = Arc::new(Inner {
+            store,
+            clock,
+            config,
+            ids: IdGenerator::new(),
+            writer,
+            environments: EnvironmentCache::default(),
+            timer_wake: Notify::new(),
+            next_timer_wake: AtomicI64::new(i64::MAX),
+            events: broadcast::channel(EVENT_BUFFER).0,
+            shutdown,
+            tasks: Mutex::new(Vec::new()),
+        });
+        tasks.push(tokio::spawn(timeouts::run(inner.clone(), stop)));
+        *inner.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
+        Self { inner }
+    }
+
+    /// Stops the timeout loop and the write lanes after they apply what is already queued.
+    /// Writes submitted afterwards fail with [`EngineError::ShuttingDown`].
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+        let tasks = std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "engine task failed during shutdown");
+            }
+        }
+    }
+
+    /// The store, for health checks and administration.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Every waitpoint that finishes (completed or timed out) from now on, as it finishes.
+    /// A subscriber that falls more than a few thousand events behind misses some.
+    pub fn subscribe(&self) -> broadcast::Receiver<Waitpoint> {
+        self.inner.events.subscribe()
+    }
+
+    /// Identifies the caller from the bearer credential of `Authorization: Bearer <credential>`:
+    /// a secret key, or a public access token.
+    pub async fn authenticate(&self, credential: Option<&str>) -> Result<Principal> {
+        let credential = credential.map(str::trim).filter(|c| !c.is_empty()).ok_or_else(|| {
+            EngineError::Unauthenticated(
+                "Invalid or Missing API key: send the header `Authorization: Bearer <secret key>`".into(),
+            )
+        })?;
+        if let Some(subject) = auth::public_token_subject(credential) {
+            let invalid = || EngineError::Unauthenticated("Public Access Token is invalid".into());
+            let id = EnvironmentId::parse(&subject).map_err(|_| invalid())?;
+            let environment = self.inner.environment_by_id(&id).await.map_err(|error| match error {
+                EngineError::NotFound(_) => invalid(),
+                other => other,
+            })?;
+            let claims = auth::verify_public_token(credential, &environment, self.inner.clock.now()).ok_or_else(invalid)?;
+            return Ok(Principal::PublicAccessToken { environment, scopes: claims.scopes });
+        }
+        self.inner.environment_by_api_key(credential).await.map(Principal::SecretKey)
+    }
+
+    /// Like [`authenticate`](Self::authenticate), for routes that only a secret key may call.
+    pub async fn authenticate_secret_key(&self, credential: Option<&str>) -> Result<Environment> {
+        match self.authenticate(credential).await? {
+            Principal::SecretKey(environment) => Ok(environment),
+            Principal::PublicAccessToken { .. } => Err(EngineError::Unauthenticated(
+                "A Public Access Token can only complete its waitpoint token; this route needs a secret key".into(),
+            )),
+        }
+    }
+}
+
+impl Inner {
+    pub(crate) fn publish(&self, waitpoint: Waitpoint) {
+        // No subscribers is fine.
+        let _ = self.events.send(waitpoint);
+    }
+
+    /// Wakes the timeout loop if `deadline` is earlier than its next wake-up.
+    pub(crate) fn deadline_added(&self, deadline: Timestamp) {
+        if deadline.as_millis() < self.next_timer_wake.load(Ordering::SeqCst) {
+            self.timer_wake.notify_one();
+        }
+    }
+
+    async fn environment_by_api_key(&self, key: &str) -> Result<Environment> {
+        let now = self.clock.now();
+        if let Some(environment) = self.environments.get(&self.environments.by_key, key, now) {
+            return Ok(environment);
+        }
+        match self.store.environment_by_api_key(key).await {
+            Ok(environment) => {
+                self.environments.put(&environment, now);
+                Ok(environment)
+            }
+            Err(StorageError::NotFound) => Err(EngineError::Unauthenticated("Invalid API key".into())),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    pub(crate) async fn environment_by_id(&self, id: &EnvironmentId) -> Result<Environment> {
+        let now = self.clock.now();
+        if let Some(environment) = self.environments.get(&self.environments.by_id, id.internal(), now) {
+            return Ok(environment);
+        }
+        match self.store.environment_by_id(id).await {
+            Ok(environment) => {
+                self.environments.put(&environment, now);
+                Ok(environment)
+            }
+            Err(StorageError::NotFound) => Err(EngineError::NotFound(format!("no environment {id}"))),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+/// Environments recently looked up, by secret key and by id.
+#[derive(Debug, Default)]
+struct EnvironmentCache {
+    by_key: RwLock<HashMap<String, (Environment, Timestamp)>>,
+    by_id: RwLock<HashMap<String, (Environment, Timestamp)>>,
+}
+
+impl EnvironmentCache {
+    fn get(
+        &self,
+        map: &RwLock<HashMap<String, (Environment, Timestamp)>>,
+        key: &str,
+        now: Timestamp,
+    ) -> Option<Environment> {
+        let map = map.read().unwrap_or_else(|p| p.into_inner());
+        let (environment, fetched_at) = map.get(key)?;
+        (now.duration_since(*fetched_at) < ENVIRONMENT_CACHE_TTL && *fetched_at <= now).then(|| environment.clone())
+    }
+
+    fn put(&self, environment: &Environment, now: Timestamp) {
+        let entry = (environment.clone(), now);
+        let mut by_key = self.by_key.write().unwrap_or_else(|p| p.into_inner());
+        by_key.retain(|_, (cached, _)| cached.id != environment.id);
+        by_key.insert(environment.api_key.expose().to_owned(), entry.clone());
+        drop(by_key);
+        self.by_id.write().unwrap_or_else(|p| p.into_inner()).insert(environment.id.internal().to_owned(), entry);
+    }
+}

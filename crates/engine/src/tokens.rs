@@ -1,0 +1,341 @@
+//! Token operations: create, complete (three ways), retrieve and list, with their validation.
+
+use std::time::Duration;
+
+use waitpoint_storage::{Cursor, Finish, ListQuery, StorageError, WriteOp, WriteOutcome};
+use waitpoint_types::api::CreateTokenRequest;
+use waitpoint_types::time::parse_duration;
+use waitpoint_types::{
+    CompletedVia, Environment, Output, Timestamp, Waitpoint, WaitpointId, WaitpointState, WaitpointStatus,
+};
+
+use crate::auth::{self, Principal};
+use crate::error::{EngineError, Result};
+use crate::Engine;
+
+/// The most tags a token may have.
+pub const MAX_TAGS: usize = 10;
+/// Tags must be shorter than this many characters.
+pub const MAX_TAG_CHARS: usize = 128;
+/// The longest idempotency key, in characters.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 2048;
+/// The largest page of a list.
+pub const MAX_PAGE_SIZE: usize = 100;
+/// The page size when none is given.
+pub const DEFAULT_PAGE_SIZE: usize = 25;
+
+/// The word that turns a default off: `"timeout": "none"` waits forever.
+const NONE: &str = "none";
+
+/// A created (or, with an active idempotency key, found) token.
+#[derive(Debug, Clone)]
+pub struct CreatedToken {
+    /// The token.
+    pub waitpoint: Waitpoint,
+    /// True when an active idempotency key returned an existing token.
+    pub is_cached: bool,
+    /// Its callback URL.
+    pub url: String,
+    /// A public access token that may complete it, valid for 24 hours.
+    pub public_access_token: String,
+}
+
+/// A list request: filters (all optional, combined with AND) and a page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListTokens {
+    /// Any of these statuses.
+    pub statuses: Vec<WaitpointStatus>,
+    /// The idempotency key the token was created with (active or expired).
+    pub idempotency_key: Option<String>,
+    /// Any of these tags.
+    pub tags: Vec<String>,
+    /// Created within this long before now.
+    pub period: Option<Duration>,
+    /// Created at or after.
+    pub from: Option<Timestamp>,
+    /// Created at or before.
+    pub to: Option<Timestamp>,
+    /// Tokens per page, 1 to 100; 25 when `None`.
+    pub page_size: Option<usize>,
+    /// Cursor: the page after (older than) this one.
+    pub after: Option<String>,
+    /// Cursor: the page before (newer than) this one. Wins over `after`.
+    pub before: Option<String>,
+}
+
+/// One page of tokens, newest first, and the cursors around it.
+#[derive(Debug, Clone)]
+pub struct TokenPage {
+    /// The tokens.
+    pub tokens: Vec<Waitpoint>,
+    /// Cursor of the next (older) page, if there is one.
+    pub next: Option<String>,
+    /// Cursor of the previous (newer) page, if there is one.
+    pub previous: Option<String>,
+}
+
+/// Parses a `timeout` relative to `now`: a duration (`"10m"`), a future ISO 8601 date, or
+/// `"none"` (never times out, returned as `Ok(None)`).
+pub fn parse_timeout(text: &str, now: Timestamp) -> Result<Option<Timestamp>> {
+    if text == NONE {
+        return Ok(None);
+    }
+    if let Ok(duration) = parse_duration(text) {
+        return Ok(Some(now.saturating_add(duration)));
+    }
+    match Timestamp::parse_iso8601(text) {
+        Some(at) if at > now => Ok(Some(at)),
+        Some(at) => Err(EngineError::Invalid(format!(
+            "timeout {text:?} is in the past ({at}, now is {now}): give a future date or a duration such as \"10m\""
+        ))),
+        None => Err(EngineError::Invalid(format!(
+            "timeout {text:?} is not valid: use a duration such as \"30s\", \"10m\", \"2h\", \"3d\", \"4w\" or \"1h30m\", \
+             an ISO 8601 date in the future such as \"2030-01-01T00:00:00Z\", or \"none\" for no timeout"
+        ))),
+    }
+}
+
+fn parse_ttl(text: &str) -> Result<Option<Duration>> {
+    if text == NONE {
+        return Ok(None);
+    }
+    parse_duration(text).map(Some).map_err(|error| {
+        EngineError::Invalid(format!("idempotencyKeyTTL {error}, or \"none\" for a key that never expires"))
+    })
+}
+
+fn not_found() -> EngineError {
+    EngineError::NotFound("Waitpoint not found".into())
+}
+
+fn parse_id(id: &str) -> Result<WaitpointId> {
+    WaitpointId::parse(id).map_err(|error| EngineError::Invalid(error.to_string()))
+}
+
+impl Engine {
+    /// Creates a token in `environment`, or returns the one an active idempotency key names.
+    pub async fn create_token(&self, environment: &Environment, request: &CreateTokenRequest) -> Result<CreatedToken> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let tags = request.tags.clone().unwrap_or_default();
+        if tags.len() > MAX_TAGS {
+            return Err(EngineError::Unprocessable(format!(
+                "Waitpoints can only have {MAX_TAGS} tags, you're trying to set {}.",
+                tags.len()
+            )));
+        }
+        if let Some((i, tag)) = tags.iter().enumerate().find(|(_, tag)| tag.chars().count() >= MAX_TAG_CHARS) {
+            return Err(EngineError::Invalid(format!(
+                "Tags must be less than {MAX_TAG_CHARS} characters: tags[{i}] has {}",
+                tag.chars().count()
+            )));
+        }
+        let key = request.idempotency_key.clone();
+        match &key {
+            Some(k) if k.is_empty() => {
+                return Err(EngineError::Invalid("idempotencyKey must not be empty; leave it out instead".into()));
+            }
+            Some(k) if k.chars().count() > MAX_IDEMPOTENCY_KEY_CHARS => {
+                return Err(EngineError::Invalid(format!(
+                    "idempotencyKey must be {MAX_IDEMPOTENCY_KEY_CHARS} characters or less (it has {})",
+                    k.chars().count()
+                )));
+            }
+            _ => {}
+        }
+        let ttl = match (&request.idempotency_key_ttl, &key) {
+            (Some(_), None) => {
+                return Err(EngineError::Invalid(
+                    "idempotencyKeyTTL was given without an idempotencyKey: add the key or leave the TTL out".into(),
+                ));
+            }
+            (Some(text), Some(_)) => parse_ttl(text)?,
+            (None, _) => inner.config.default_idempotency_key_ttl,
+        };
+        let timeout_at = match &request.timeout {
+            Some(text) => parse_timeout(text, now)?,
+            None => inner.config.default_timeout.map(|d| now.saturating_add(d)),
+        };
+        let waitpoint = Waitpoint {
+            id: inner.ids.waitpoint(now),
+            environment_id: environment.id.clone(),
+            state: WaitpointState::Waiting,
+            idempotency_key_expires_at: key.as_ref().and(ttl).map(|ttl| now.saturating_add(ttl)),
+            idempotency_key: key,
+            inactive_idempotency_key: None,
+            timeout_at,
+            tags,
+            created_at: now,
+        };
+        let (waitpoint, is_cached) = match inner.writer.write(WriteOp::Create(waitpoint)).await? {
+            WriteOutcome::Created(waitpoint) => {
+                if let Some(deadline) = waitpoint.timeout_at {
+                    inner.deadline_added(deadline);
+                }
+                (waitpoint, false)
+            }
+            WriteOutcome::Existing(waitpoint) => (waitpoint, true),
+            other => return Err(EngineError::Storage(format!("unexpected outcome of a create: {other:?}"))),
+        };
+        Ok(CreatedToken {
+            url: self.callback_url(environment, &waitpoint.id),
+            public_access_token: auth::sign_public_token(environment, &waitpoint.id, now),
+            waitpoint,
+            is_cached,
+        })
+    }
+
+    /// Completes the token `id` with `output` on behalf of `principal` (a secret key of its
+    /// environment, or a public access token scoped to it). Completing a finished token
+    /// changes nothing and succeeds: the first completion wins.
+    pub async fn complete_token(&self, principal: &Principal, id: &str, output: Option<Output>) -> Result<Waitpoint> {
+        let id = parse_id(id)?;
+        let via = match principal {
+            Principal::SecretKey(_) => CompletedVia::SecretKey,
+            Principal::PublicAccessToken { scopes, .. } => {
+                if !auth::scopes_allow_write(scopes, &id) {
+                    return Err(EngineError::Forbidden(format!(
+                        "Unauthorized: this Public Access Token does not grant completing {id}"
+                    )));
+                }
+                CompletedVia::PublicAccessToken
+            }
+        };
+        let environment_id = Some(principal.environment().id.clone());
+        self.finish(Finish { id, environment_id, state: self.completed(via, output) }).await
+    }
+
+    /// Completes the token `id` from its callback URL, whose `hash` proves the caller was
+    /// handed the URL. No other credential is needed.
+    pub async fn complete_via_callback(&self, id: &str, hash: &str, output: Output) -> Result<Waitpoint> {
+        let id = parse_id(id)?;
+        let waitpoint = self.inner.store.waitpoint_get(&id).await.map_err(|error| match error {
+            StorageError::NotFound => not_found(),
+            other => other.into(),
+        })?;
+        let environment = self.inner.environment_by_id(&waitpoint.environment_id).await.map_err(|error| match error {
+            EngineError::NotFound(_) => not_found(),
+            other => other,
+        })?;
+        if !auth::callback_hash_matches(&environment.signing_secret, &id, hash) {
+            return Err(EngineError::Unauthenticated("Invalid URL, hash doesn't match".into()));
+        }
+        if waitpoint.status() != WaitpointStatus::Waiting {
+            return Ok(waitpoint);
+        }
+        let state = self.completed(CompletedVia::CallbackUrl, Some(output));
+        self.finish(Finish { id, environment_id: Some(environment.id), state }).await
+    }
+
+    /// The token `id` of `environment`.
+    pub async fn get_token(&self, environment: &Environment, id: &str) -> Result<Waitpoint> {
+        let id = parse_id(id)?;
+        match self.inner.store.waitpoint_get(&id).await {
+            Ok(waitpoint) if waitpoint.belongs_to(environment) => Ok(waitpoint),
+            Ok(_) | Err(StorageError::NotFound) => Err(not_found()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// A page of `environment`'s tokens, newest first.
+    pub async fn list_tokens(&self, environment: &Environment, request: &ListTokens) -> Result<TokenPage> {
+        let size = request.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
+        if !(1..=MAX_PAGE_SIZE).contains(&size) {
+            return Err(EngineError::Invalid(format!("page size must be between 1 and {MAX_PAGE_SIZE}, got {size}")));
+        }
+        let cursor_id = |cursor: &str| {
+            WaitpointId::parse(cursor)
+                .map(|id| id.internal().to_owned())
+                .map_err(|_| EngineError::Invalid(format!("invalid page cursor {cursor:?}: pass a pagination.next or pagination.previous value back unchanged")))
+        };
+        let cursor = match (&request.before, &request.after) {
+            (Some(before), _) => Cursor::Before(cursor_id(before)?),
+            (None, Some(after)) => Cursor::After(cursor_id(after)?),
+            (None, None) => Cursor::Newest,
+        };
+        let now = self.inner.clock.now();
+        let created_from = match (request.period.map(|p| now.saturating_sub(p)), request.from) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        let query = ListQuery {
+            environment_id: environment.id.clone(),
+            statuses: request.statuses.clone(),
+            idempotency_key: request.idempotency_key.clone(),
+            tags: request.tags.clone(),
+            created_from,
+            created_to: request.to,
+            cursor: cursor.clone(),
+            limit: size + 1,
+        };
+        let mut rows = self.inner.store.waitpoint_list(&query).await?;
+        let has_more = rows.len() > size;
+        let cursor_of = |w: &Waitpoint| w.id.internal().to_owned();
+        Ok(match cursor {
+            Cursor::Newest | Cursor::After(_) => {
+                rows.truncate(size);
+                TokenPage {
+                    next: has_more.then(|| rows.last().map(cursor_of)).flatten(),
+                    previous: matches!(cursor, Cursor::After(_)).then(|| rows.first().map(cursor_of)).flatten(),
+                    tokens: rows,
+                }
+            }
+            Cursor::Before(_) => {
+                rows.truncate(size);
+                rows.reverse();
+                TokenPage {
+                    // Older tokens always exist: at least the cursor's own.
+                    next: rows.last().map(cursor_of),
+                    previous: has_more.then(|| rows.first().map(cursor_of)).flatten(),
+                    tokens: rows,
+                }
+            }
+        })
+    }
+
+    /// The callback URL of token `id`: POST any JSON to it to complete the token.
+    pub fn callback_url(&self, environment: &Environment, id: &WaitpointId) -> String {
+        format!(
+            "{}/api/v1/waitpoints/tokens/{id}/callback/{}",
+            self.inner.config.public_url,
+            auth::callback_hash(&environment.signing_secret, id)
+        )
+    }
+
+    fn completed(&self, via: CompletedVia, output: Option<Output>) -> WaitpointState {
+        WaitpointState::Completed { at: self.inner.clock.now(), via, output }
+    }
+
+    async fn finish(&self, finish: Finish) -> Result<Waitpoint> {
+        match self.inner.writer.write(WriteOp::Finish(finish)).await? {
+            WriteOutcome::Finished(waitpoint) => {
+                self.inner.publish(waitpoint.clone());
+                Ok(waitpoint)
+            }
+            WriteOutcome::Unchanged(waitpoint) => Ok(waitpoint),
+            WriteOutcome::NotFound => Err(not_found()),
+            other => Err(EngineError::Storage(format!("unexpected outcome of a completion: {other:?}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_are_durations_future_dates_or_none() {
+        let now = Timestamp::parse_iso8601("2025-04-01T10:00:00Z").unwrap();
+        assert_eq!(parse_timeout("10m", now).unwrap(), Some(now.saturating_add(Duration::from_secs(600))));
+        assert_eq!(
+            parse_timeout("2025-04-01T11:00:00.000Z", now).unwrap(),
+            Timestamp::parse_iso8601("2025-04-01T11:00:00Z")
+        );
+        assert_eq!(parse_timeout("none", now).unwrap(), None);
+        let past = parse_timeout("2025-04-01T09:00:00Z", now).unwrap_err().to_string();
+        assert!(past.contains("in the past"), "{past}");
+        let garbage = parse_timeout("soon", now).unwrap_err().to_string();
+        assert!(garbage.contains("\"10m\"") && garbage.contains("ISO 8601"), "{garbage}");
+        assert!(parse_timeout("0s", now).is_err());
+    }
+}
