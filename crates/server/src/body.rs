@@ -1,0 +1,243 @@
+//! Request bodies: read within a size limit, then parsed strictly. Anything unexpected is a
+//! 4xx that shows the expected shape, never silently dropped.
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::value::RawValue;
+use serde_json::Value;
+use waitpoint_types::Output;
+use waitpoint_types::api::CreateTokenRequest;
+
+use crate::error::ApiError;
+
+/// The largest create body: 10 KiB, as Trigger.dev.
+pub(crate) const CREATE_LIMIT: usize = 10 * 1024;
+/// The largest completion body (and so output): 3 MiB, as Trigger.dev.
+pub(crate) const OUTPUT_LIMIT: usize = 3 * 1024 * 1024;
+
+const CREATE_SHAPE: &str =
+    r#"{"timeout": "10m", "idempotencyKey": "...", "idempotencyKeyTTL": "1h", "tags": ["..."]} (every field optional)"#;
+const COMPLETE_SHAPE: &str = r#"{"data": <output>} or {"output": <output>}, or {} to complete without output"#;
+
+/// Whether a body must announce its length. The callback route requires it (411 otherwise),
+/// as Trigger.dev's does; the others also take chunked bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Length {
+    Required,
+    Optional,
+}
+
+/// Reads the whole body, refusing more than `limit` bytes with 413 before reading when the
+/// `Content-Length` says so, and while reading otherwise.
+pub(crate) async fn read(headers: &HeaderMap, body: Body, limit: usize, length: Length) -> Result<Vec<u8>, ApiError> {
+    let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("Request body too large: the limit is {limit} bytes"));
+    match headers.get(header::CONTENT_LENGTH) {
+        Some(value) => {
+            let declared: usize = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| ApiError::bad_request("Content-Length header is not a number"))?;
+            if declared > limit {
+                return Err(too_large());
+            }
+        }
+        None if length == Length::Required => {
+            return Err(ApiError::new(StatusCode::LENGTH_REQUIRED, "Content-Length header is required"));
+        }
+        None => {}
+    }
+    let collected = Limited::new(body, limit).collect().await.map_err(|error| {
+        if error.downcast_ref::<LengthLimitError>().is_some() {
+            too_large()
+        } else {
+            ApiError::bad_request(format!("could not read the request body: {error}"))
+        }
+    })?;
+    Ok(collected.to_bytes().to_vec())
+}
+
+fn not_empty(bytes: &[u8], shape: &str) -> Result<(), ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(format!("Request body is empty: send a JSON object such as {shape}")));
+    }
+    Ok(())
+}
+
+fn invalid_json(error: &serde_json::Error, shape: &str) -> ApiError {
+    ApiError::bad_request(format!("Invalid JSON ({error}): send a JSON object such as {shape}"))
+}
+
+fn not_an_object(value: &Value, shape: &str) -> ApiError {
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    };
+    ApiError::bad_request(format!("Request body must be a JSON object, not {kind}: send {shape}"))
+}
+
+/// Parses a create body. Every field is optional; unknown fields, `null`s and wrong types
+/// are rejected.
+pub(crate) fn parse_create(bytes: &[u8]) -> Result<CreateTokenRequest, ApiError> {
+    not_empty(bytes, CREATE_SHAPE)?;
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| invalid_json(&e, CREATE_SHAPE))?;
+    let Value::Object(fields) = value else { return Err(not_an_object(&value, CREATE_SHAPE)) };
+    let mut request = CreateTokenRequest::default();
+    for (name, value) in fields {
+        match name.as_str() {
+            "timeout" => request.timeout = Some(string_field(&name, value, "a duration such as \"10m\", an ISO 8601 date, or \"none\"")?),
+            "idempotencyKey" => request.idempotency_key = Some(string_field(&name, value, "a string")?),
+            "idempotencyKeyTTL" => request.idempotency_key_ttl = Some(string_field(&name, value, "a duration such as \"1h\", or \"none\"")?),
+            "tags" => request.tags = Some(tags(value)?),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "Unknown field {name:?}: a token takes timeout, idempotencyKey, idempotencyKeyTTL and tags, as in {CREATE_SHAPE}"
+                )));
+            }
+        }
+    }
+    Ok(request)
+}
+
+fn string_field(name: &str, value: Value, expected: &str) -> Result<String, ApiError> {
+    match value {
+        Value::String(text) => Ok(text),
+        Value::Null => Err(ApiError::bad_request(format!("{name} must be {expected}; null is not accepted (leave the field out instead)"))),
+        other => Err(ApiError::bad_request(format!("{name} must be {expected}, not {other}"))),
+    }
+}
+
+fn tags(value: Value) -> Result<Vec<String>, ApiError> {
+    match value {
+        Value::String(tag) => Ok(vec![tag]),
+        Value::Array(items) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::String(tag) => Ok(tag),
+                other => Err(ApiError::bad_request(format!("tags[{i}] must be a string, not {other}"))),
+            })
+            .collect(),
+        other => Err(ApiError::bad_request(format!("tags must be a string or an array of strings, not {other}"))),
+    }
+}
+
+/// Parses a completion body: `{"data": X}` or `{"output": X}` (X kept byte for byte), or `{}`
+/// for no output.
+pub(crate) fn parse_complete(bytes: &[u8]) -> Result<Option<Output>, ApiError> {
+    not_empty(bytes, COMPLETE_SHAPE)?;
+    let fields: BTreeMap<String, Box<RawValue>> = match serde_json::from_slice(bytes) {
+        Ok(fields) => fields,
+        Err(error) => {
+            let value: Value = serde_json::from_slice(bytes).map_err(|e| invalid_json(&e, COMPLETE_SHAPE))?;
+            return Err(match value {
+                Value::Object(_) => invalid_json(&error, COMPLETE_SHAPE),
+                other => not_an_object(&other, COMPLETE_SHAPE),
+            });
+        }
+    };
+    let mut output = None;
+    for (name, raw) in fields {
+        match name.as_str() {
+            "data" | "output" if output.is_some() => {
+                return Err(ApiError::bad_request(format!(
+                    "Both \"data\" and \"output\" were given; send only one: {COMPLETE_SHAPE}"
+                )));
+            }
+            "data" | "output" => output = Some(output_of(&raw)),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "Unknown field {name:?}: wrap the output as {COMPLETE_SHAPE}"
+                )));
+            }
+        }
+    }
+    Ok(output)
+}
+
+/// The output of a callback: the whole body. No body is `{}`; a JSON body is its value; any
+/// other UTF-8 body is kept as text rather than thrown away.
+pub(crate) fn parse_callback(bytes: &[u8]) -> Result<Output, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Output::from_json_text("{}"));
+    }
+    if let Ok(raw) = serde_json::from_slice::<&RawValue>(bytes) {
+        return Ok(output_of(raw));
+    }
+    match String::from_utf8(bytes.to_vec()) {
+        Ok(text) => Ok(Output::from_text(text)),
+        Err(_) => Err(ApiError::bad_request("Callback body must be JSON or UTF-8 text")),
+    }
+}
+
+/// A JSON string becomes a text output (as the official SDK encodes strings); any other value
+/// is kept verbatim in a superjson envelope.
+fn output_of(raw: &RawValue) -> Output {
+    match serde_json::from_str::<String>(raw.get()) {
+        Ok(text) => Output::from_text(text),
+        Err(_) => Output::from_json_text(raw.get()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_bodies_are_parsed_strictly() {
+        let request = parse_create(br#"{"timeout":"1h","idempotencyKey":"k","idempotencyKeyTTL":"2h","tags":"one"}"#).unwrap();
+        assert_eq!(request.tags, Some(vec!["one".to_owned()]));
+        assert_eq!(parse_create(b"{}").unwrap(), CreateTokenRequest::default());
+        for (body, hint) in [
+            (&b""[..], "empty"),
+            (b"  ", "empty"),
+            (b"nope", "Invalid JSON"),
+            (b"null", "not null"),
+            (b"[]", "not an array"),
+            (br#"{"timeout":5}"#, "timeout must be"),
+            (br#"{"timeout":null}"#, "null is not accepted"),
+            (br#"{"tags":[1]}"#, "tags[0]"),
+            (br#"{"tag":["a"]}"#, "Unknown field \"tag\""),
+        ] {
+            let error = parse_create(body).unwrap_err();
+            assert_eq!(error.status(), StatusCode::BAD_REQUEST);
+            assert!(error.message().contains(hint), "{:?}: {}", String::from_utf8_lossy(body), error.message());
+        }
+    }
+
+    #[test]
+    fn completion_bodies_take_data_or_output_and_nothing_else() {
+        let data = parse_complete(br#"{"data":{"status":"approved","n":1.50}}"#).unwrap().unwrap();
+        assert_eq!(data.data, r#"{"json":{"status":"approved","n":1.50}}"#);
+        assert_eq!(parse_complete(br#"{"output":{"status":"approved","n":1.50}}"#).unwrap(), Some(data));
+        assert_eq!(parse_complete(br#"{"data":"hi"}"#).unwrap(), Some(Output::from_text("hi".into())));
+        assert_eq!(parse_complete(br#"{"data":null}"#).unwrap(), Some(Output::from_json_text("null")));
+        assert_eq!(parse_complete(b"{}").unwrap(), None);
+        for (body, hint) in [
+            (&br#"{"data":1,"output":2}"#[..], "Both"),
+            (br#"{"status":"approved"}"#, "Unknown field \"status\""),
+            (b"[1]", "not an array"),
+            (b"null", "not null"),
+            (b"", "empty"),
+            (b"{", "Invalid JSON"),
+        ] {
+            let error = parse_complete(body).unwrap_err();
+            assert!(error.message().contains(hint), "{:?}: {}", String::from_utf8_lossy(body), error.message());
+        }
+    }
+
+    #[test]
+    fn callback_bodies_are_the_output_whole() {
+        assert_eq!(parse_callback(b"").unwrap(), Output::from_json_text("{}"));
+        assert_eq!(parse_callback(br#" {"id":"p1","status":"succeeded"} "#).unwrap().data, r#"{"json":{"id":"p1","status":"succeeded"}}"#);
+        assert_eq!(parse_callback(b"status=ok").unwrap(), Output::from_text("status=ok".into()));
+        assert!(parse_callback(&[0xff, 0xfe]).is_err());
+    }
+}

@@ -1,0 +1,39 @@
+//! CORS for the complete route, so a browser holding a token's public access token can
+//! complete it: the request's origin is reflected, as Trigger.dev does.
+
+use axum::Json;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+const ALLOWED_METHODS: &str = "GET,HEAD,PUT,PATCH,POST,DELETE";
+const EXPOSED_HEADERS: &str = "x-trigger-jwt,x-trigger-jwt-claims";
+const MAX_AGE_SECS: &str = "300";
+
+/// Answers a preflight: 200 `{}` allowing the origin, the methods and the requested headers.
+pub(crate) async fn preflight(headers: HeaderMap) -> Response {
+    let mut response = Json(serde_json::json!({})).into_response();
+    let out = response.headers_mut();
+    out.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(ALLOWED_METHODS));
+    out.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static(MAX_AGE_SECS));
+    if let Some(requested) = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+        out.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, requested.clone());
+        out.append(header::VARY, HeaderValue::from_static("Access-Control-Request-Headers"));
+    }
+    response
+}
+
+/// Adds `Access-Control-Allow-Origin` (the request's origin) and the exposed headers to every
+/// response of the route, errors included, so browsers can read them.
+pub(crate) async fn allow_all(request: Request, next: Next) -> Response {
+    let origin = request.headers().get(header::ORIGIN).cloned();
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSED_HEADERS));
+    if let Some(origin) = origin {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    response
+}

@@ -1,0 +1,97 @@
+//! waitpoint's HTTP API, wire-compatible with Trigger.dev's waitpoint token API.
+//!
+//! [`app`] builds the router over an [`Engine`]; [`serve`] runs it on a listener until a
+//! shutdown signal. Handlers only translate: HTTP in (credentials, bodies, query strings),
+//! engine call, JSON out. Every failure leaves as [`ApiError`]: a stable status code and a
+//! body `{"error": "..."}` that tells the caller what to fix.
+//!
+//! # Layout
+//! - [`error`]: [`ApiError`] and the mapping from engine errors to status codes.
+//! - `tokens`: the token routes (create, list, retrieve, complete, callback).
+//! - `body`: reading request bodies within their size limits and parsing them strictly.
+//! - `query`: parsing the list route's query string.
+//! - `present`: turning waitpoints into the API's JSON shapes.
+//! - `cors`: the CORS policy of the complete route (browsers with a public access token).
+
+pub mod error;
+
+mod body;
+mod cors;
+mod present;
+mod query;
+mod tokens;
+
+use std::future::Future;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use waitpoint_engine::Engine;
+
+pub use crate::error::ApiError;
+
+/// The router of the whole API over `engine`.
+pub fn app(engine: Engine) -> Router {
+    let complete = post(tokens::complete).options(cors::preflight).layer(middleware::from_fn(cors::allow_all));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/v1/waitpoints/tokens", post(tokens::create).get(tokens::list))
+        .route("/api/v1/waitpoints/tokens/{id}", get(tokens::retrieve))
+        .route("/api/v1/waitpoints/tokens/{id}/complete", complete)
+        .route("/api/v1/waitpoints/tokens/{id}/callback/{hash}", post(tokens::callback))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(engine.clone(), log_request))
+        .with_state(engine)
+}
+
+/// Serves [`app`] on `listener` until `shutdown` completes, then finishes the requests in
+/// flight and returns. The engine is not shut down: that is the caller's next step.
+pub async fn serve(
+    listener: TcpListener,
+    engine: Engine,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, app(engine)).with_graceful_shutdown(shutdown).await
+}
+
+/// `GET /healthz`: 200 while the server takes requests.
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::not_found(format!("Not found: no route for {} {}", request.method(), request.uri().path()))
+}
+
+/// Logs each request's route template (never its raw path: callback URLs carry a secret),
+/// status and duration.
+async fn log_request(State(_engine): State<Engine>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let micros = started.elapsed().as_micros() as u64;
+    let route = route.as_deref().unwrap_or("(no route)");
+    if status >= 500 {
+        tracing::warn!(%method, route, status, micros, "request failed");
+    } else {
+        tracing::debug!(%method, route, status, micros, "request");
+    }
+    response
+}

@@ -1,0 +1,413 @@
+//! The HTTP API driven in process (no socket) over a real SQLite database and a manual clock:
+//! the wire shapes, every way to complete, and the bad-input answers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tower::ServiceExt;
+use waitpoint_engine::environments::create_environment;
+use waitpoint_engine::{Engine, EngineConfig, ManualClock};
+use waitpoint_sqlite::SqliteStore;
+use waitpoint_types::{Environment, Timestamp, WaitpointId};
+
+const START: i64 = 1_764_000_000_000;
+
+struct Api {
+    _dir: TempDir,
+    clock: ManualClock,
+    engine: Engine,
+    router: Router,
+    dev: Environment,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Api {
+    async fn new() -> Self {
+        let dir = TempDir::new().unwrap();
+        let clock = ManualClock::new(Timestamp::from_millis(START));
+        let store = SqliteStore::open(dir.path().join("db")).await.unwrap();
+        let dev = create_environment(&store, &clock, "dev").await.unwrap();
+        let config = EngineConfig { public_url: "http://wp.test".into(), ..EngineConfig::default() };
+        let engine = Engine::start(Arc::new(store), Arc::new(clock.clone()), config);
+        Self { _dir: dir, clock, router: waitpoint_server::app(engine.clone()), engine, dev }
+    }
+
+    fn key(&self) -> String {
+        self.dev.api_key.expose().to_owned()
+    }
+
+    async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        Reply { status, headers, body }
+    }
+
+    /// A request with a Content-Length, authenticated with `credential` when given.
+    async fn call(&self, method: Method, uri: &str, credential: Option<&str>, body: &str) -> Reply {
+        let mut request = Request::builder().method(method).uri(uri).header(header::CONTENT_LENGTH, body.len());
+        if let Some(credential) = credential {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {credential}"));
+        }
+        self.send(request.body(Body::from(body.to_owned())).unwrap()).await
+    }
+
+    async fn create(&self, body: Value) -> Value {
+        let reply = self.call(Method::POST, "/api/v1/waitpoints/tokens", Some(&self.key()), &body.to_string()).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        reply.body
+    }
+
+    async fn retrieve(&self, id: &str) -> Value {
+        let reply = self.call(Method::GET, &format!("/api/v1/waitpoints/tokens/{id}"), Some(&self.key()), "").await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        reply.body
+    }
+
+    async fn complete(&self, id: &str, credential: &str, body: &str) -> Reply {
+        self.call(Method::POST, &format!("/api/v1/waitpoints/tokens/{id}/complete"), Some(credential), body).await
+    }
+
+    async fn list(&self, query: &str) -> Reply {
+        self.call(Method::GET, &format!("/api/v1/waitpoints/tokens?{query}"), Some(&self.key()), "").await
+    }
+}
+
+fn callback_path(url: &str) -> String {
+    url.strip_prefix("http://wp.test").unwrap().to_owned()
+}
+
+fn assert_error(reply: &Reply, status: StatusCode, hint: &str) {
+    assert_eq!(reply.status, status, "{}", reply.body);
+    let message = reply.body["error"].as_str().unwrap_or_else(|| panic!("no error message in {}", reply.body));
+    assert!(message.contains(hint), "{message:?} does not mention {hint:?}");
+}
+
+#[tokio::test]
+async fn create_answers_like_trigger_dev_with_both_jwt_headers() {
+    let api = Api::new().await;
+    let reply = api
+        .call(Method::POST, "/api/v1/waitpoints/tokens", Some(&api.key()), r#"{"timeout":"10m","tags":["a"]}"#)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let id = reply.body["id"].as_str().unwrap();
+    assert!(id.starts_with("waitpoint_") && id.len() == "waitpoint_".len() + 25, "{id}");
+    assert_eq!(reply.body["isCached"], false);
+    let url = reply.body["url"].as_str().unwrap();
+    assert!(url.starts_with(&format!("http://wp.test/api/v1/waitpoints/tokens/{id}/callback/")), "{url}");
+    assert_eq!(url.rsplit('/').next().unwrap().len(), 64);
+    let jwt = reply.headers["x-trigger-jwt"].to_str().unwrap();
+    assert_eq!(reply.body["publicAccessToken"], jwt);
+    let claims: Value = serde_json::from_str(reply.headers["x-trigger-jwt-claims"].to_str().unwrap()).unwrap();
+    assert_eq!(claims, json!({ "sub": api.dev.id.public(), "pub": true }));
+    assert!(reply.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("application/json"));
+
+    let token = api.retrieve(id).await;
+    assert_eq!(token["status"], "WAITING");
+    assert_eq!(token["type"], "MANUAL");
+    assert_eq!(token["tags"], json!(["a"]));
+    assert_eq!(token["createdAt"], "2025-11-24T16:00:00.000Z");
+    assert_eq!(token["timeoutAt"], "2025-11-24T16:10:00.000Z");
+    for absent in ["output", "outputType", "completedAt", "idempotencyKey", "idempotencyKeyExpiresAt", "completedVia"] {
+        assert!(token.get(absent).is_none(), "{absent} should be omitted, not null: {token}");
+    }
+}
+
+#[tokio::test]
+async fn every_way_to_complete_records_its_output_and_how() {
+    let api = Api::new().await;
+    let sdk = api.create(json!({})).await;
+    let curl = api.create(json!({})).await;
+    let webhook = api.create(json!({})).await;
+    let browser = api.create(json!({})).await;
+
+    let ok = api.complete(sdk["id"].as_str().unwrap(), &api.key(), r#"{"data":{"status":"approved"}}"#).await;
+    assert_eq!((ok.status, ok.body.clone()), (StatusCode::OK, json!({ "success": true })));
+    api.complete(curl["id"].as_str().unwrap(), &api.key(), r#"{"output":{"status":"rejected"}}"#).await;
+    let path = callback_path(webhook["url"].as_str().unwrap());
+    let reply = api.call(Method::POST, &path, None, r#"{"id":"p1","output":[1,2]}"#).await;
+    assert_eq!((reply.status, reply.body), (StatusCode::OK, json!({ "success": true })));
+    let public = browser["publicAccessToken"].as_str().unwrap();
+    assert_eq!(api.complete(browser["id"].as_str().unwrap(), public, r#"{"data":"yes"}"#).await.status, StatusCode::OK);
+
+    let expect = [
+        (&sdk, r#"{"json":{"status":"approved"}}"#, "application/super+json", "SECRET_KEY"),
+        (&curl, r#"{"json":{"status":"rejected"}}"#, "application/super+json", "SECRET_KEY"),
+        (&webhook, r#"{"json":{"id":"p1","output":[1,2]}}"#, "application/super+json", "CALLBACK_URL"),
+        (&browser, "yes", "text/plain", "PUBLIC_ACCESS_TOKEN"),
+    ];
+    for (created, output, output_type, via) in expect {
+        let token = api.retrieve(created["id"].as_str().unwrap()).await;
+        assert_eq!(token["status"], "COMPLETED");
+        assert_eq!(token["output"], output);
+        assert_eq!(token["outputType"], output_type);
+        assert_eq!(token["outputIsError"], false);
+        assert_eq!(token["completedVia"], via);
+        assert_eq!(token["completedAt"], "2025-11-24T16:00:00.000Z");
+    }
+
+    // First completion wins: later ones succeed and change nothing.
+    let again = api.complete(sdk["id"].as_str().unwrap(), &api.key(), r#"{"data":"late"}"#).await;
+    assert_eq!((again.status, again.body), (StatusCode::OK, json!({ "success": true })));
+    let again = api.call(Method::POST, &path, None, r#"{"late":true}"#).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(api.retrieve(sdk["id"].as_str().unwrap()).await["output"], r#"{"json":{"status":"approved"}}"#);
+    assert_eq!(api.retrieve(webhook["id"].as_str().unwrap()).await["output"], r#"{"json":{"id":"p1","output":[1,2]}}"#);
+
+    // A callback with no body completes with {}.
+    let empty = api.create(json!({})).await;
+    let reply = api.call(Method::POST, &callback_path(empty["url"].as_str().unwrap()), None, "").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(api.retrieve(empty["id"].as_str().unwrap()).await["output"], r#"{"json":{}}"#);
+}
+
+#[tokio::test]
+async fn a_timed_out_token_reports_the_error_the_sdk_turns_into_a_timeout_error() {
+    let api = Api::new().await;
+    let mut events = api.engine.subscribe();
+    let created = api.create(json!({ "timeout": "1s" })).await;
+    let id = created["id"].as_str().unwrap();
+    api.clock.advance(Duration::from_secs(1));
+    while events.recv().await.unwrap().id != WaitpointId::parse(id).unwrap() {}
+    let token = api.retrieve(id).await;
+    assert_eq!(token["status"], "TIMED_OUT");
+    assert_eq!(token["outputIsError"], true);
+    assert_eq!(token["outputType"], "application/json");
+    assert_eq!(token["completedVia"], "TIMEOUT");
+    let error: Value = serde_json::from_str(token["output"].as_str().unwrap()).unwrap();
+    assert_eq!(error, json!({ "code": "TRIGGER_WAITPOINT_TIMEOUT", "message": "Waitpoint timed out at 2025-11-24T16:00:01.000Z" }));
+}
+
+#[tokio::test]
+async fn credentials_are_enforced_per_route() {
+    let api = Api::new().await;
+    let a = api.create(json!({})).await;
+    let b = api.create(json!({})).await;
+    let public_a = a["publicAccessToken"].as_str().unwrap();
+
+    let missing = api.call(Method::POST, "/api/v1/waitpoints/tokens", None, "{}").await;
+    assert_error(&missing, StatusCode::UNAUTHORIZED, "Missing API key");
+    let wrong = api.call(Method::GET, "/api/v1/waitpoints/tokens", Some("tr_dev_nope"), "").await;
+    assert_error(&wrong, StatusCode::UNAUTHORIZED, "Invalid API key");
+    for (method, uri) in [
+        (Method::POST, "/api/v1/waitpoints/tokens".to_owned()),
+        (Method::GET, "/api/v1/waitpoints/tokens".to_owned()),
+        (Method::GET, format!("/api/v1/waitpoints/tokens/{}", a["id"].as_str().unwrap())),
+    ] {
+        let reply = api.call(method, &uri, Some(public_a), "{}").await;
+        assert_error(&reply, StatusCode::UNAUTHORIZED, "needs a secret key");
+    }
+    let other = api.complete(b["id"].as_str().unwrap(), public_a, r#"{"data":1}"#).await;
+    assert_error(&other, StatusCode::FORBIDDEN, "Unauthorized");
+    assert_eq!(other.body["code"], "unauthorized");
+    assert_eq!(other.body["param"], "access_token");
+    assert_eq!(other.body["type"], "authorization");
+    assert_eq!(other.headers["x-should-retry"], "false");
+
+    let path = callback_path(a["url"].as_str().unwrap());
+    let (base, hash) = path.rsplit_once('/').unwrap();
+    let forged = format!("{base}/{}", "0".repeat(hash.len()));
+    assert_error(&api.call(Method::POST, &forged, None, "{}").await, StatusCode::UNAUTHORIZED, "hash doesn't match");
+    let upper = format!("{base}/{}", hash.to_uppercase());
+    assert_eq!(api.call(Method::POST, &upper, None, "{}").await.status, StatusCode::OK);
+    assert_eq!(api.retrieve(b["id"].as_str().unwrap()).await["status"], "WAITING");
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
+    let api = Api::new().await;
+    let key = api.key();
+    let token = api.create(json!({})).await;
+    let id = token["id"].as_str().unwrap();
+    let create = |body: String| {
+        let api = &api;
+        async move { api.call(Method::POST, "/api/v1/waitpoints/tokens", Some(&api.key()), &body).await }
+    };
+
+    assert_error(&create(String::new()).await, StatusCode::BAD_REQUEST, "empty");
+    assert_error(&create("{not json".into()).await, StatusCode::BAD_REQUEST, "Invalid JSON");
+    assert_error(&create("[]".into()).await, StatusCode::BAD_REQUEST, "JSON object");
+    assert_error(&create("null".into()).await, StatusCode::BAD_REQUEST, "JSON object");
+    let eleven: Vec<String> = (0..11).map(|i| format!("t{i}")).collect();
+    assert_error(&create(json!({ "tags": eleven }).to_string()).await, StatusCode::UNPROCESSABLE_ENTITY, "10 tags");
+    assert_error(&create(json!({ "tags": ["x".repeat(128)] }).to_string()).await, StatusCode::BAD_REQUEST, "128");
+    assert_error(&create(json!({ "idempotencyKey": "k".repeat(2049) }).to_string()).await, StatusCode::BAD_REQUEST, "2048");
+    assert_error(&create(json!({ "timeout": "tomorrow" }).to_string()).await, StatusCode::BAD_REQUEST, "\"10m\"");
+    assert_error(&create(json!({ "timeout": "2020-01-01T00:00:00Z" }).to_string()).await, StatusCode::BAD_REQUEST, "past");
+    assert_error(&create(json!({ "idempotencyKey": "k", "idempotencyKeyTTL": "forever" }).to_string()).await, StatusCode::BAD_REQUEST, "idempotencyKeyTTL");
+    assert_error(&create(json!({ "timout": "10m" }).to_string()).await, StatusCode::BAD_REQUEST, "Unknown field \"timout\"");
+    let big = json!({ "idempotencyKey": "k".repeat(2000), "tags": vec!["p".repeat(100); 10], "x": "y".repeat(9000) }).to_string();
+    assert_error(&create(big).await, StatusCode::PAYLOAD_TOO_LARGE, "too large");
+
+    let complete = |body: String| {
+        let (api, key) = (&api, key.clone());
+        async move { api.complete(id, &key, &body).await }
+    };
+    assert_error(&complete(String::new()).await, StatusCode::BAD_REQUEST, "empty");
+    assert_error(&complete("nope".into()).await, StatusCode::BAD_REQUEST, "Invalid JSON");
+    assert_error(&complete("[1]".into()).await, StatusCode::BAD_REQUEST, "JSON object");
+    assert_error(&complete("null".into()).await, StatusCode::BAD_REQUEST, "JSON object");
+    assert_error(&complete(r#"{"status":"approved"}"#.into()).await, StatusCode::BAD_REQUEST, r#"{"data": <output>}"#);
+    assert_error(&complete(r#"{"data":1,"output":2}"#.into()).await, StatusCode::BAD_REQUEST, "only one");
+    let huge = format!(r#"{{"data":"{}"}}"#, "x".repeat(3 * 1024 * 1024));
+    assert_error(&complete(huge).await, StatusCode::PAYLOAD_TOO_LARGE, "too large");
+    assert_eq!(api.retrieve(id).await["status"], "WAITING", "nothing above completed the token");
+
+    let unknown = "waitpoint_cunknownunknownunknownunk";
+    assert_error(&api.complete(unknown, &key, "{}").await, StatusCode::NOT_FOUND, "Waitpoint not found");
+    let reply = api.call(Method::GET, &format!("/api/v1/waitpoints/tokens/{unknown}"), Some(&key), "").await;
+    assert_error(&reply, StatusCode::NOT_FOUND, "Waitpoint not found");
+    let reply = api.call(Method::GET, "/api/v1/waitpoints/tokens/waitpoint_a_b", Some(&key), "").await;
+    assert_error(&reply, StatusCode::BAD_REQUEST, "invalid waitpoint id");
+    let reply = api.call(Method::POST, &format!("/api/v1/waitpoints/tokens/{unknown}/callback/{}", "0".repeat(64)), None, "{}").await;
+    assert_error(&reply, StatusCode::NOT_FOUND, "Waitpoint not found");
+
+    let path = callback_path(token["url"].as_str().unwrap());
+    let no_length = Request::builder().method(Method::POST).uri(&path).body(Body::from("{}")).unwrap();
+    assert_error(&api.send(no_length).await, StatusCode::LENGTH_REQUIRED, "Content-Length");
+    let too_big = Request::builder()
+        .method(Method::POST)
+        .uri(&path)
+        .header(header::CONTENT_LENGTH, 3 * 1024 * 1024 + 1)
+        .body(Body::empty())
+        .unwrap();
+    assert_error(&api.send(too_big).await, StatusCode::PAYLOAD_TOO_LARGE, "too large");
+
+    assert_error(&api.list("page[size]=0").await, StatusCode::BAD_REQUEST, "page[size]");
+    assert_error(&api.list("page[size]=101").await, StatusCode::BAD_REQUEST, "page[size]");
+    let bad_status = api.list("filter[status]=DONE").await;
+    assert_error(&bad_status, StatusCode::BAD_REQUEST, "Invalid status values: DONE");
+    assert_eq!(bad_status.body["details"][0]["path"], json!(["filter[status]"]));
+    assert_error(&api.list("filter[createdAt][from]=last-week").await, StatusCode::BAD_REQUEST, "not a date");
+    assert_error(&api.list("page[after]=not%20a%20cursor").await, StatusCode::BAD_REQUEST, "cursor");
+
+    let put = api.call(Method::PUT, "/api/v1/waitpoints/tokens", Some(&key), "{}").await;
+    assert_error(&put, StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
+    assert!(put.headers.contains_key(header::ALLOW));
+    assert_error(&api.call(Method::GET, "/api/v2/nothing", None, "").await, StatusCode::NOT_FOUND, "no route");
+
+    let listed = api.list("").await;
+    assert_eq!(listed.body["data"].as_array().unwrap().len(), 1, "only the first token was ever created");
+}
+
+#[tokio::test]
+async fn lists_filter_and_page_in_both_directions() {
+    let api = Api::new().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let tags = if i % 2 == 0 { json!(["even", format!("n{i}")]) } else { json!(["odd"]) };
+        ids.push(api.create(json!({ "tags": tags, "idempotencyKey": format!("key-{i}") })).await["id"].clone());
+        api.clock.advance(Duration::from_secs(60));
+    }
+    ids.reverse();
+    api.complete(ids[0].as_str().unwrap(), &api.key(), r#"{"data":1}"#).await;
+
+    let all = api.list("").await;
+    assert_eq!(all.status, StatusCode::OK);
+    assert_eq!(all.body["pagination"], json!({}));
+    let item = &all.body["data"][0];
+    assert_eq!(item["id"], ids[0]);
+    assert_eq!(item["status"], "COMPLETED");
+    assert_eq!(item["idempotencyKey"], "key-4");
+    assert_eq!(item["tags"], json!(["even", "n4"]));
+    assert!(item.get("output").is_none());
+
+    let data_ids = |reply: &Reply| reply.body["data"].as_array().unwrap().iter().map(|t| t["id"].clone()).collect::<Vec<_>>();
+    assert_eq!(data_ids(&api.list("filter[status]=WAITING").await), ids[1..]);
+    assert_eq!(data_ids(&api.list("filter[status]=COMPLETED,TIMED_OUT").await), ids[..1]);
+    assert_eq!(data_ids(&api.list("filter[tags]=odd").await), [ids[1].clone(), ids[3].clone()]);
+    assert_eq!(data_ids(&api.list("filter[tags]=n0,n2").await), [ids[2].clone(), ids[4].clone()]);
+    assert_eq!(data_ids(&api.list("filter[idempotencyKey]=key-3").await), [ids[1].clone()]);
+    assert_eq!(data_ids(&api.list("filter[createdAt][period]=2m").await), ids[..2]);
+    let from = START + 60_000;
+    let to = START + 120_000;
+    assert_eq!(data_ids(&api.list(&format!("filter[createdAt][from]={from}&filter[createdAt][to]={to}")).await), ids[2..4]);
+    assert_eq!(
+        data_ids(&api.list("filter[createdAt][from]=2025-11-24T16:03:00Z").await),
+        ids[..2],
+        "ISO dates work as well as epoch milliseconds"
+    );
+
+    let first = api.list("page[size]=2").await;
+    assert_eq!(data_ids(&first), ids[..2]);
+    let next = first.body["pagination"]["next"].as_str().unwrap().to_owned();
+    assert!(!next.starts_with("waitpoint_"), "cursors are internal ids");
+    assert!(first.body["pagination"].get("previous").is_none());
+    let second = api.list(&format!("page[size]=2&page[after]={next}")).await;
+    assert_eq!(data_ids(&second), ids[2..4]);
+    let previous = second.body["pagination"]["previous"].as_str().unwrap().to_owned();
+    let back = api.list(&format!("page[size]=2&page[before]={previous}")).await;
+    assert_eq!(data_ids(&back), ids[..2]);
+    let next = second.body["pagination"]["next"].as_str().unwrap().to_owned();
+    let last = api.list(&format!("page[size]=2&page[after]={next}")).await;
+    assert_eq!(data_ids(&last), ids[4..]);
+    assert!(last.body["pagination"].get("next").is_none());
+}
+
+#[tokio::test]
+async fn browsers_may_complete_with_a_public_token_across_origins() {
+    let api = Api::new().await;
+    let token = api.create(json!({})).await;
+    let uri = format!("/api/v1/waitpoints/tokens/{}/complete", token["id"].as_str().unwrap());
+    let preflight = Request::builder()
+        .method(Method::OPTIONS)
+        .uri(&uri)
+        .header(header::ORIGIN, "https://app.example")
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+        .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "authorization,content-type")
+        .body(Body::empty())
+        .unwrap();
+    let reply = api.send(preflight).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://app.example");
+    assert_eq!(reply.headers[header::ACCESS_CONTROL_ALLOW_HEADERS], "authorization,content-type");
+    assert!(reply.headers[header::ACCESS_CONTROL_ALLOW_METHODS].to_str().unwrap().contains("POST"));
+
+    let body = r#"{"data":{"approved":true}}"#;
+    let complete = Request::builder()
+        .method(Method::POST)
+        .uri(&uri)
+        .header(header::ORIGIN, "https://app.example")
+        .header(header::AUTHORIZATION, format!("Bearer {}", token["publicAccessToken"].as_str().unwrap()))
+        .header(header::CONTENT_LENGTH, body.len())
+        .body(Body::from(body))
+        .unwrap();
+    let reply = api.send(complete).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://app.example");
+    assert_eq!(reply.headers[header::ACCESS_CONTROL_EXPOSE_HEADERS], "x-trigger-jwt,x-trigger-jwt-claims");
+}
+
+#[tokio::test]
+async fn idempotent_create_returns_the_cached_token_over_http() {
+    let api = Api::new().await;
+    let first = api.create(json!({ "idempotencyKey": "order-9", "timeout": "1h", "tags": "a" })).await;
+    let second = api.create(json!({ "idempotencyKey": "order-9", "timeout": "5m", "tags": ["b"] })).await;
+    assert_eq!(second["id"], first["id"]);
+    assert_eq!(second["url"], first["url"]);
+    assert_eq!(second["isCached"], true);
+    let token = api.retrieve(first["id"].as_str().unwrap()).await;
+    assert_eq!(token["tags"], json!(["a"]), "the cached create changed nothing");
+    assert_eq!(token["idempotencyKey"], "order-9");
+    assert_eq!(token["idempotencyKeyExpiresAt"], "2025-11-24T17:00:00.000Z");
+}
+
+#[tokio::test]
+async fn healthz_answers_without_credentials() {
+    let api = Api::new().await;
+    let reply = api.call(Method::GET, "/healthz", None, "").await;
+    assert_eq!((reply.status, reply.body), (StatusCode::OK, json!({ "status": "ok" })));
+}
