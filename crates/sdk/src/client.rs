@@ -1,0 +1,182 @@
+//! The HTTP client.
+
+use std::time::Duration;
+
+use futures_util::Stream;
+use reqwest::{Method, RequestBuilder, Url};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use waitpoint_types::api::{CreateTokenRequest, CreateTokenResponse, ErrorBody, Page, TokenDetail, TokenItem};
+use waitpoint_types::{Timestamp, WaitpointStatus};
+
+use crate::{Error, Result, Token};
+
+const TOKENS: &str = "api/v1/waitpoints/tokens";
+
+/// Filters of a token list; all optional, combined with AND.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Any of these statuses.
+    pub statuses: Vec<WaitpointStatus>,
+    /// Created with this idempotency key.
+    pub idempotency_key: Option<String>,
+    /// Any of these tags.
+    pub tags: Vec<String>,
+    /// Created within this period before now (`"1h"`, `"7d"`).
+    pub period: Option<String>,
+    /// Created at or after.
+    pub from: Option<Timestamp>,
+    /// Created at or before.
+    pub to: Option<Timestamp>,
+    /// Tokens per page (1 to 100).
+    pub page_size: Option<u32>,
+}
+
+/// A client of the token API. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    credential: String,
+}
+
+impl Client {
+    /// A client of the API at `api_url` (such as `http://127.0.0.1:3030`) using `credential`:
+    /// a secret key, or a token's public access token (which can only complete that token).
+    pub fn new(api_url: &str, credential: &str) -> Result<Self> {
+        let mut base = Url::parse(api_url).map_err(|e| Error::Config(format!("invalid API URL {api_url:?}: {e}")))?;
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        if credential.trim().is_empty() {
+            return Err(Error::Config("no secret key: pass one (or set WAITPOINT_SECRET_KEY)".into()));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(Error::Http)?;
+        Ok(Self { http, base, credential: credential.trim().to_owned() })
+    }
+
+    /// Creates a token (or, with an active idempotency key, returns the existing one).
+    pub async fn create_token(&self, request: &CreateTokenRequest) -> Result<CreateTokenResponse> {
+        self.send(self.request(Method::POST, TOKENS)?.json(request)).await
+    }
+
+    /// Completes the token `id` with `output` (any serializable value). Completing a token that
+    /// already finished succeeds and changes nothing.
+    pub async fn complete_token<T: Serialize + ?Sized>(&self, id: &str, output: &T) -> Result<()> {
+        let body = serde_json::json!({ "data": output });
+        let path = format!("{TOKENS}/{}/complete", segment(id)?);
+        let _: serde_json::Value = self.send(self.request(Method::POST, &path)?.json(&body)).await?;
+        Ok(())
+    }
+
+    /// The token `id`, with its output or timeout error.
+    pub async fn retrieve_token(&self, id: &str) -> Result<Token> {
+        let path = format!("{TOKENS}/{}", segment(id)?);
+        let detail: TokenDetail = self.send(self.request(Method::GET, &path)?).await?;
+        Ok(Token { detail })
+    }
+
+    /// One page of tokens: the newest when `after` is `None`, else those older than the cursor.
+    pub async fn list_tokens_page(&self, filter: &ListFilter, after: Option<&str>) -> Result<Page<TokenItem>> {
+        let mut url = self.url(TOKENS)?;
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(size) = filter.page_size {
+                query.append_pair("page[size]", &size.to_string());
+            }
+            if let Some(after) = after {
+                query.append_pair("page[after]", after);
+            }
+            if !filter.statuses.is_empty() {
+                let statuses: Vec<_> = filter.statuses.iter().map(|s| s.as_str()).collect();
+                query.append_pair("filter[status]", &statuses.join(","));
+            }
+            if let Some(key) = &filter.idempotency_key {
+                query.append_pair("filter[idempotencyKey]", key);
+            }
+            if !filter.tags.is_empty() {
+                query.append_pair("filter[tags]", &filter.tags.join(","));
+            }
+            if let Some(period) = &filter.period {
+                query.append_pair("filter[createdAt][period]", period);
+            }
+            if let Some(from) = filter.from {
+                query.append_pair("filter[createdAt][from]", &from.as_millis().to_string());
+            }
+            if let Some(to) = filter.to {
+                query.append_pair("filter[createdAt][to]", &to.as_millis().to_string());
+            }
+        }
+        self.send(self.authorized(self.http.get(url))).await
+    }
+
+    /// Every token matching `filter`, newest first, fetching pages as the stream is read.
+    pub fn list_tokens(&self, filter: ListFilter) -> impl Stream<Item = Result<TokenItem>> + '_ {
+        enum Next {
+            Page(Option<String>),
+            Done,
+        }
+        let pages = futures_util::stream::unfold(Next::Page(None), move |next| {
+            let filter = filter.clone();
+            async move {
+                let Next::Page(after) = next else { return None };
+                match self.list_tokens_page(&filter, after.as_deref()).await {
+                    Ok(page) => {
+                        let next = match page.pagination.next {
+                            Some(cursor) if !page.data.is_empty() => Next::Page(Some(cursor)),
+                            _ => Next::Done,
+                        };
+                        Some((Ok(page.data), next))
+                    }
+                    Err(error) => Some((Err(error), Next::Done)),
+                }
+            }
+        });
+        futures_util::StreamExt::flat_map(pages, |page| {
+            let items: Vec<Result<TokenItem>> = match page {
+                Ok(items) => items.into_iter().map(Ok).collect(),
+                Err(error) => vec![Err(error)],
+            };
+            futures_util::stream::iter(items)
+        })
+    }
+
+    fn url(&self, path: &str) -> Result<Url> {
+        self.base.join(path).map_err(|e| Error::Config(format!("invalid path {path:?}: {e}")))
+    }
+
+    fn request(&self, method: Method, path: &str) -> Result<RequestBuilder> {
+        Ok(self.authorized(self.http.request(method, self.url(path)?)))
+    }
+
+    fn authorized(&self, request: RequestBuilder) -> RequestBuilder {
+        request.bearer_auth(&self.credential)
+    }
+
+    async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
+        let response = request.send().await?;
+        let status = response.status();
+        let bytes = response.bytes().await?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|body| body.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+            return Err(Error::Api { status: status.as_u16(), message });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| Error::Decode(format!("{e} in {}", String::from_utf8_lossy(&bytes))))
+    }
+}
+
+/// A token id as a path segment: ids are `[0-9a-z_]`, anything else is refused here rather
+/// than sent somewhere unexpected.
+fn segment(id: &str) -> Result<&str> {
+    if !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        Ok(id)
+    } else {
+        Err(Error::Config(format!("invalid token id {id:?}")))
+    }
+}
