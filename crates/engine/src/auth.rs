@@ -162,7 +162,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
@@ -211,7 +211,7 @@ mod tests {
         assert!(!scopes_allow_write(&claims.scopes, &WaitpointId::parse("waitpoint_c2").unwrap()));
         let next_day = now.saturating_add(std::time::Duration::from_secs(86_400));
         assert!(verify_public_token(&token, &env, next_day).is_none());
-        let mut other = env.clone();
+        let mut other = env;
         other.signing_secret = Secret::new("another".into());
         other.api_key = Secret::new("tr_dev_another".into());
         assert!(verify_public_token(&token, &other, now).is_none());

@@ -162,7 +162,8 @@ impl Engine {
                 EngineError::NotFound(_) => invalid(),
                 other => other,
             })?;
-            let claims = auth::verify_public_token(credential, &environment, self.inner.clock.now()).ok_or_else(invalid)?;
+            let claims =
+                auth::verify_public_token(credential, &environment, self.inner.clock.now()).ok_or_else(invalid)?;
             return Ok(Principal::PublicAccessToken { environment, scopes: claims.scopes });
         }
         self.inner.environment_by_api_key(credential).await.map(Principal::SecretKey)

@@ -34,9 +34,9 @@ pub(crate) async fn run(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) 
         let wake_at = match fire_due(&inner, now).await {
             Ok(true) => continue,
             Ok(false) => match inner.store.waitpoint_timeouts_next().await {
-                Ok(next) => next.map_or(now.saturating_add(POLL_INTERVAL), |next| {
-                    next.min(now.saturating_add(POLL_INTERVAL))
-                }),
+                Ok(next) => {
+                    next.map_or(now.saturating_add(POLL_INTERVAL), |next| next.min(now.saturating_add(POLL_INTERVAL)))
+                }
                 Err(error) => retry_later(now, &error),
             },
             Err(error) => retry_later(now, &error),

@@ -9,9 +9,9 @@ use waitpoint_types::{
     CompletedVia, Environment, Output, Timestamp, Waitpoint, WaitpointId, WaitpointState, WaitpointStatus,
 };
 
+use crate::Engine;
 use crate::auth::{self, Principal};
 use crate::error::{EngineError, Result};
-use crate::Engine;
 
 /// The most tags a token may have.
 pub const MAX_TAGS: usize = 10;
@@ -213,10 +213,11 @@ impl Engine {
             StorageError::NotFound => not_found(),
             other => other.into(),
         })?;
-        let environment = self.inner.environment_by_id(&waitpoint.environment_id).await.map_err(|error| match error {
-            EngineError::NotFound(_) => not_found(),
-            other => other,
-        })?;
+        let environment =
+            self.inner.environment_by_id(&waitpoint.environment_id).await.map_err(|error| match error {
+                EngineError::NotFound(_) => not_found(),
+                other => other,
+            })?;
         if !auth::callback_hash_matches(&environment.signing_secret, &id, hash) {
             return Err(EngineError::Unauthenticated("Invalid URL, hash doesn't match".into()));
         }
@@ -244,9 +245,11 @@ impl Engine {
             return Err(EngineError::Invalid(format!("page size must be between 1 and {MAX_PAGE_SIZE}, got {size}")));
         }
         let cursor_id = |cursor: &str| {
-            WaitpointId::parse(cursor)
-                .map(|id| id.internal().to_owned())
-                .map_err(|_| EngineError::Invalid(format!("invalid page cursor {cursor:?}: pass a pagination.next or pagination.previous value back unchanged")))
+            WaitpointId::parse(cursor).map(|id| id.internal().to_owned()).map_err(|_| {
+                EngineError::Invalid(format!(
+                    "invalid page cursor {cursor:?}: pass a pagination.next or pagination.previous value back unchanged"
+                ))
+            })
         };
         let cursor = match (&request.before, &request.after) {
             (Some(before), _) => Cursor::Before(cursor_id(before)?),

@@ -100,7 +100,11 @@ async fn apply(store: &dyn Store, batch: &mut Vec<Pending>) {
             }
         }
         Ok(outcomes) => {
-            tracing::error!(size, outcomes = outcomes.len(), "storage answered a batch with the wrong number of outcomes");
+            tracing::error!(
+                size,
+                outcomes = outcomes.len(),
+                "storage answered a batch with the wrong number of outcomes"
+            );
             for reply in replies {
                 let _ = reply.send(Err(EngineError::Storage("inconsistent batch outcome".into())));
             }

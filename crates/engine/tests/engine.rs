@@ -11,7 +11,9 @@ use waitpoint_engine::environments::{create_environment, rotate_api_key};
 use waitpoint_engine::{Clock, Engine, EngineConfig, EngineError, ListTokens, ManualClock, Principal};
 use waitpoint_sqlite::SqliteStore;
 use waitpoint_types::api::CreateTokenRequest;
-use waitpoint_types::{CompletedVia, Environment, Output, Timestamp, Waitpoint, WaitpointId, WaitpointState, WaitpointStatus};
+use waitpoint_types::{
+    CompletedVia, Environment, Output, Timestamp, Waitpoint, WaitpointId, WaitpointState, WaitpointStatus,
+};
 
 const START: i64 = 1_764_000_000_000;
 
@@ -159,13 +161,8 @@ async fn completions_racing_timeouts_end_in_exactly_one_outcome_each() {
     h.clock.advance(Duration::from_secs(5));
     let marker = h.create(timeout("1s")).await;
     h.clock.advance(Duration::from_secs(1));
-    loop {
-        let event = events.recv().await.unwrap();
-        if event.id == marker.id {
-            break;
-        }
-        panic!("{} was reported a second time", event.id);
-    }
+    let event = events.recv().await.unwrap();
+    assert_eq!(event.id, marker.id, "{} was reported a second time", event.id);
 }
 
 #[tokio::test]
@@ -193,9 +190,16 @@ async fn bad_create_requests_are_rejected_with_what_to_fix() {
     let cases: Vec<(CreateTokenRequest, &str)> = vec![
         (timeout("soon"), "\"10m\""),
         (timeout("2020-01-01T00:00:00Z"), "in the past"),
-        (CreateTokenRequest { idempotency_key_ttl: Some("1h".into()), ..Default::default() }, "without an idempotencyKey"),
         (
-            CreateTokenRequest { idempotency_key: Some("k".into()), idempotency_key_ttl: Some("1 hour".into()), ..Default::default() },
+            CreateTokenRequest { idempotency_key_ttl: Some("1h".into()), ..Default::default() },
+            "without an idempotencyKey",
+        ),
+        (
+            CreateTokenRequest {
+                idempotency_key: Some("k".into()),
+                idempotency_key_ttl: Some("1 hour".into()),
+                ..Default::default()
+            },
             "idempotencyKeyTTL",
         ),
         (CreateTokenRequest { idempotency_key: Some("x".repeat(2049)), ..Default::default() }, "2048"),

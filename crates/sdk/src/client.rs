@@ -73,6 +73,14 @@ impl Client {
         Ok(())
     }
 
+    /// Completes the token `id` with no output (`{}`), as the official SDK does for `undefined`.
+    pub async fn complete_token_without_output(&self, id: &str) -> Result<()> {
+        let path = format!("{TOKENS}/{}/complete", segment(id)?);
+        let request = self.request(Method::POST, &path)?.json(&serde_json::json!({}));
+        let _: serde_json::Value = self.send(request).await?;
+        Ok(())
+    }
+
     /// The token `id`, with its output or timeout error.
     pub async fn retrieve_token(&self, id: &str) -> Result<Token> {
         let path = format!("{TOKENS}/{}", segment(id)?);

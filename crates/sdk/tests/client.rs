@@ -55,7 +55,8 @@ async fn create_complete_retrieve_and_list_round_trip() {
     let filter = ListFilter { page_size: Some(2), ..Default::default() };
     let all: Vec<_> = client.list_tokens(filter).try_collect().await.unwrap();
     assert_eq!(all.len(), 7, "the stream followed every cursor");
-    let filter = ListFilter { statuses: vec![WaitpointStatus::Completed], tags: vec!["user:1".into()], ..Default::default() };
+    let filter =
+        ListFilter { statuses: vec![WaitpointStatus::Completed], tags: vec!["user:1".into()], ..Default::default() };
     let completed: Vec<_> = client.list_tokens(filter).try_collect().await.unwrap();
     assert_eq!(completed.len(), 1);
     assert_eq!(completed[0].id, token.id);

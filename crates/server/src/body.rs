@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde_json::value::RawValue;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use waitpoint_types::Output;
 use waitpoint_types::api::CreateTokenRequest;
 
@@ -33,7 +33,8 @@ pub(crate) enum Length {
 /// Reads the whole body, refusing more than `limit` bytes with 413 before reading when the
 /// `Content-Length` says so, and while reading otherwise.
 pub(crate) async fn read(headers: &HeaderMap, body: Body, limit: usize, length: Length) -> Result<Vec<u8>, ApiError> {
-    let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("Request body too large: the limit is {limit} bytes"));
+    let too_large =
+        || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("Request body too large: the limit is {limit} bytes"));
     match headers.get(header::CONTENT_LENGTH) {
         Some(value) => {
             let declared: usize = value
@@ -92,9 +93,15 @@ pub(crate) fn parse_create(bytes: &[u8]) -> Result<CreateTokenRequest, ApiError>
     let mut request = CreateTokenRequest::default();
     for (name, value) in fields {
         match name.as_str() {
-            "timeout" => request.timeout = Some(string_field(&name, value, "a duration such as \"10m\", an ISO 8601 date, or \"none\"")?),
+            "timeout" => {
+                request.timeout =
+                    Some(string_field(&name, value, "a duration such as \"10m\", an ISO 8601 date, or \"none\"")?)
+            }
             "idempotencyKey" => request.idempotency_key = Some(string_field(&name, value, "a string")?),
-            "idempotencyKeyTTL" => request.idempotency_key_ttl = Some(string_field(&name, value, "a duration such as \"1h\", or \"none\"")?),
+            "idempotencyKeyTTL" => {
+                request.idempotency_key_ttl =
+                    Some(string_field(&name, value, "a duration such as \"1h\", or \"none\"")?)
+            }
             "tags" => request.tags = Some(tags(value)?),
             _ => {
                 return Err(ApiError::bad_request(format!(
@@ -109,7 +116,9 @@ pub(crate) fn parse_create(bytes: &[u8]) -> Result<CreateTokenRequest, ApiError>
 fn string_field(name: &str, value: Value, expected: &str) -> Result<String, ApiError> {
     match value {
         Value::String(text) => Ok(text),
-        Value::Null => Err(ApiError::bad_request(format!("{name} must be {expected}; null is not accepted (leave the field out instead)"))),
+        Value::Null => Err(ApiError::bad_request(format!(
+            "{name} must be {expected}; null is not accepted (leave the field out instead)"
+        ))),
         other => Err(ApiError::bad_request(format!("{name} must be {expected}, not {other}"))),
     }
 }
@@ -192,7 +201,8 @@ mod tests {
 
     #[test]
     fn create_bodies_are_parsed_strictly() {
-        let request = parse_create(br#"{"timeout":"1h","idempotencyKey":"k","idempotencyKeyTTL":"2h","tags":"one"}"#).unwrap();
+        let request =
+            parse_create(br#"{"timeout":"1h","idempotencyKey":"k","idempotencyKeyTTL":"2h","tags":"one"}"#).unwrap();
         assert_eq!(request.tags, Some(vec!["one".to_owned()]));
         assert_eq!(parse_create(b"{}").unwrap(), CreateTokenRequest::default());
         for (body, hint) in [
@@ -236,7 +246,10 @@ mod tests {
     #[test]
     fn callback_bodies_are_the_output_whole() {
         assert_eq!(parse_callback(b"").unwrap(), Output::from_json_text("{}"));
-        assert_eq!(parse_callback(br#" {"id":"p1","status":"succeeded"} "#).unwrap().data, r#"{"json":{"id":"p1","status":"succeeded"}}"#);
+        assert_eq!(
+            parse_callback(br#" {"id":"p1","status":"succeeded"} "#).unwrap().data,
+            r#"{"json":{"id":"p1","status":"succeeded"}}"#
+        );
         assert_eq!(parse_callback(b"status=ok").unwrap(), Output::from_text("status=ok".into()));
         assert!(parse_callback(&[0xff, 0xfe]).is_err());
     }

@@ -39,10 +39,7 @@ impl ApiError {
     pub fn bad_query(parameter: &str, message: impl Into<String>) -> Self {
         let message = message.into();
         let mut error = Self::bad_request(format!("Invalid query parameter {parameter}: {message}"));
-        error.extra.insert(
-            "details".into(),
-            json!([{ "code": "custom", "message": message, "path": [parameter] }]),
-        );
+        error.extra.insert("details".into(), json!([{ "code": "custom", "message": message, "path": [parameter] }]));
         error
     }
 
@@ -77,7 +74,9 @@ impl From<EngineError> for ApiError {
                 tracing::error!(detail, "storage failure");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
             }
-            EngineError::ShuttingDown => Self::new(StatusCode::SERVICE_UNAVAILABLE, "waitpoint is shutting down; retry"),
+            EngineError::ShuttingDown => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "waitpoint is shutting down; retry")
+            }
         }
     }
 }

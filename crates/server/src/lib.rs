@@ -28,8 +28,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use axum::serve::ListenerExt;
+use axum::{Json, Router};
 use tokio::net::TcpListener;
 use waitpoint_engine::Engine;
 

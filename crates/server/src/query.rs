@@ -26,10 +26,7 @@ pub(crate) fn parse_list(raw: Option<&str>) -> Result<ListTokens, ApiError> {
     let mut seen = HashSet::new();
     for (name, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
         let Some(&name) = KNOWN.iter().find(|known| **known == name) else {
-            return Err(ApiError::bad_query(
-                &name,
-                format!("unknown parameter; the list takes {}", KNOWN.join(", ")),
-            ));
+            return Err(ApiError::bad_query(&name, format!("unknown parameter; the list takes {}", KNOWN.join(", "))));
         };
         if !seen.insert(name) {
             return Err(ApiError::bad_query(name, "given more than once; give it once (lists are comma-separated)"));
@@ -37,13 +34,9 @@ pub(crate) fn parse_list(raw: Option<&str>) -> Result<ListTokens, ApiError> {
         let value = value.into_owned();
         match name {
             PAGE_SIZE => {
-                list.page_size = Some(
-                    value
-                        .parse()
-                        .ok()
-                        .filter(|size| (1..=100).contains(size))
-                        .ok_or_else(|| ApiError::bad_query(name, format!("{value:?} is not a whole number from 1 to 100")))?,
-                );
+                list.page_size = Some(value.parse().ok().filter(|size| (1..=100).contains(size)).ok_or_else(|| {
+                    ApiError::bad_query(name, format!("{value:?} is not a whole number from 1 to 100"))
+                })?);
             }
             PAGE_AFTER => list.after = Some(value),
             PAGE_BEFORE => list.before = Some(value),
@@ -60,10 +53,10 @@ pub(crate) fn parse_list(raw: Option<&str>) -> Result<ListTokens, ApiError> {
             _ => unreachable!("every known parameter is handled"),
         }
     }
-    if let (Some(from), Some(to)) = (list.from, list.to) {
-        if from > to {
-            return Err(ApiError::bad_query(FROM, format!("{from} is after {TO} ({to})")));
-        }
+    if let (Some(from), Some(to)) = (list.from, list.to)
+        && from > to
+    {
+        return Err(ApiError::bad_query(FROM, format!("{from} is after {TO} ({to})")));
     }
     Ok(list)
 }
@@ -81,7 +74,10 @@ fn statuses(value: &str) -> Result<Vec<WaitpointStatus>, ApiError> {
     if !invalid.is_empty() {
         return Err(ApiError::bad_query(
             STATUS,
-            format!("Invalid status values: {}; use WAITING, COMPLETED or TIMED_OUT, comma-separated", invalid.join(", ")),
+            format!(
+                "Invalid status values: {}; use WAITING, COMPLETED or TIMED_OUT, comma-separated",
+                invalid.join(", ")
+            ),
         ));
     }
     Ok(statuses)
@@ -103,7 +99,10 @@ fn date(name: &str, value: &str) -> Result<Timestamp, ApiError> {
         Timestamp::parse_iso8601(value)
     };
     parsed.ok_or_else(|| {
-        ApiError::bad_query(name, format!("{value:?} is not a date: use epoch milliseconds or ISO 8601 such as 2025-04-01T10:00:00Z"))
+        ApiError::bad_query(
+            name,
+            format!("{value:?} is not a date: use epoch milliseconds or ISO 8601 such as 2025-04-01T10:00:00Z"),
+        )
     })
 }
 

@@ -28,8 +28,9 @@ pub(crate) async fn create(State(engine): State<Engine>, headers: HeaderMap, bod
     let request = body::parse_create(&bytes)?;
     let created = engine.create_token(&environment, &request).await?;
     let claims = json!({ "sub": environment.id.public(), "pub": true }).to_string();
-    let jwt = HeaderValue::from_str(&created.public_access_token)
-        .map_err(|_| ApiError::from(waitpoint_engine::EngineError::Storage("unprintable public access token".into())))?;
+    let jwt = HeaderValue::from_str(&created.public_access_token).map_err(|_| {
+        ApiError::from(waitpoint_engine::EngineError::Storage("unprintable public access token".into()))
+    })?;
     let body = CreateTokenResponse {
         id: created.waitpoint.id.public(),
         is_cached: created.is_cached,

@@ -188,7 +188,10 @@ async fn a_timed_out_token_reports_the_error_the_sdk_turns_into_a_timeout_error(
     assert_eq!(token["outputType"], "application/json");
     assert_eq!(token["completedVia"], "TIMEOUT");
     let error: Value = serde_json::from_str(token["output"].as_str().unwrap()).unwrap();
-    assert_eq!(error, json!({ "code": "TRIGGER_WAITPOINT_TIMEOUT", "message": "Waitpoint timed out at 2025-11-24T16:00:01.000Z" }));
+    assert_eq!(
+        error,
+        json!({ "code": "TRIGGER_WAITPOINT_TIMEOUT", "message": "Waitpoint timed out at 2025-11-24T16:00:01.000Z" })
+    );
 }
 
 #[tokio::test]
@@ -244,12 +247,29 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     let eleven: Vec<String> = (0..11).map(|i| format!("t{i}")).collect();
     assert_error(&create(json!({ "tags": eleven }).to_string()).await, StatusCode::UNPROCESSABLE_ENTITY, "10 tags");
     assert_error(&create(json!({ "tags": ["x".repeat(128)] }).to_string()).await, StatusCode::BAD_REQUEST, "128");
-    assert_error(&create(json!({ "idempotencyKey": "k".repeat(2049) }).to_string()).await, StatusCode::BAD_REQUEST, "2048");
+    assert_error(
+        &create(json!({ "idempotencyKey": "k".repeat(2049) }).to_string()).await,
+        StatusCode::BAD_REQUEST,
+        "2048",
+    );
     assert_error(&create(json!({ "timeout": "tomorrow" }).to_string()).await, StatusCode::BAD_REQUEST, "\"10m\"");
-    assert_error(&create(json!({ "timeout": "2020-01-01T00:00:00Z" }).to_string()).await, StatusCode::BAD_REQUEST, "past");
-    assert_error(&create(json!({ "idempotencyKey": "k", "idempotencyKeyTTL": "forever" }).to_string()).await, StatusCode::BAD_REQUEST, "idempotencyKeyTTL");
-    assert_error(&create(json!({ "timout": "10m" }).to_string()).await, StatusCode::BAD_REQUEST, "Unknown field \"timout\"");
-    let big = json!({ "idempotencyKey": "k".repeat(2000), "tags": vec!["p".repeat(100); 10], "x": "y".repeat(9000) }).to_string();
+    assert_error(
+        &create(json!({ "timeout": "2020-01-01T00:00:00Z" }).to_string()).await,
+        StatusCode::BAD_REQUEST,
+        "past",
+    );
+    assert_error(
+        &create(json!({ "idempotencyKey": "k", "idempotencyKeyTTL": "forever" }).to_string()).await,
+        StatusCode::BAD_REQUEST,
+        "idempotencyKeyTTL",
+    );
+    assert_error(
+        &create(json!({ "timout": "10m" }).to_string()).await,
+        StatusCode::BAD_REQUEST,
+        "Unknown field \"timout\"",
+    );
+    let big = json!({ "idempotencyKey": "k".repeat(2000), "tags": vec!["p".repeat(100); 10], "x": "y".repeat(9000) })
+        .to_string();
     assert_error(&create(big).await, StatusCode::PAYLOAD_TOO_LARGE, "too large");
 
     let complete = |body: String| {
@@ -272,7 +292,9 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     assert_error(&reply, StatusCode::NOT_FOUND, "Waitpoint not found");
     let reply = api.call(Method::GET, "/api/v1/waitpoints/tokens/waitpoint_a_b", Some(&key), "").await;
     assert_error(&reply, StatusCode::BAD_REQUEST, "invalid waitpoint id");
-    let reply = api.call(Method::POST, &format!("/api/v1/waitpoints/tokens/{unknown}/callback/{}", "0".repeat(64)), None, "{}").await;
+    let reply = api
+        .call(Method::POST, &format!("/api/v1/waitpoints/tokens/{unknown}/callback/{}", "0".repeat(64)), None, "{}")
+        .await;
     assert_error(&reply, StatusCode::NOT_FOUND, "Waitpoint not found");
 
     let path = callback_path(token["url"].as_str().unwrap());
@@ -325,7 +347,8 @@ async fn lists_filter_and_page_in_both_directions() {
     assert_eq!(item["tags"], json!(["even", "n4"]));
     assert!(item.get("output").is_none());
 
-    let data_ids = |reply: &Reply| reply.body["data"].as_array().unwrap().iter().map(|t| t["id"].clone()).collect::<Vec<_>>();
+    let data_ids =
+        |reply: &Reply| reply.body["data"].as_array().unwrap().iter().map(|t| t["id"].clone()).collect::<Vec<_>>();
     assert_eq!(data_ids(&api.list("filter[status]=WAITING").await), ids[1..]);
     assert_eq!(data_ids(&api.list("filter[status]=COMPLETED,TIMED_OUT").await), ids[..1]);
     assert_eq!(data_ids(&api.list("filter[tags]=odd").await), [ids[1].clone(), ids[3].clone()]);
@@ -334,7 +357,10 @@ async fn lists_filter_and_page_in_both_directions() {
     assert_eq!(data_ids(&api.list("filter[createdAt][period]=2m").await), ids[..2]);
     let from = START + 60_000;
     let to = START + 120_000;
-    assert_eq!(data_ids(&api.list(&format!("filter[createdAt][from]={from}&filter[createdAt][to]={to}")).await), ids[2..4]);
+    assert_eq!(
+        data_ids(&api.list(&format!("filter[createdAt][from]={from}&filter[createdAt][to]={to}")).await),
+        ids[2..4]
+    );
     assert_eq!(
         data_ids(&api.list("filter[createdAt][from]=2025-11-24T16:03:00Z").await),
         ids[..2],

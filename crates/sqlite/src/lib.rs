@@ -63,9 +63,7 @@ impl SqliteStore {
         writer.pragma_update(None, "synchronous", "FULL").map_err(map_error)?;
         writer.pragma_update(None, "foreign_keys", "ON").map_err(map_error)?;
         migrate(&mut writer)?;
-        Ok(Self {
-            inner: Arc::new(Inner { path, writer: Mutex::new(writer), idle_readers: Mutex::new(Vec::new()) }),
-        })
+        Ok(Self { inner: Arc::new(Inner { path, writer: Mutex::new(writer), idle_readers: Mutex::new(Vec::new()) }) })
     }
 
     /// The database file.
@@ -74,11 +72,12 @@ impl SqliteStore {
     }
 
     /// Runs `f` with the writer connection on a blocking thread.
-    async fn write<T: Send + 'static>(&self, f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static) -> Result<T> {
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&mut lock(&inner.writer)))
-            .await
-            .map_err(StorageError::database)?
+        tokio::task::spawn_blocking(move || f(&mut lock(&inner.writer))).await.map_err(StorageError::database)?
     }
 
     /// Runs `f` with a read-only connection on a blocking thread.
@@ -155,10 +154,13 @@ fn select_waitpoint(conn: &Connection, id: &str) -> Result<Option<Waitpoint>> {
 
 fn create(conn: &Connection, new: Waitpoint) -> Result<WriteOutcome> {
     if let Some(key) = &new.idempotency_key {
-        let sql = format!("SELECT {WAITPOINT_COLUMNS} FROM waitpoints WHERE environment_id = ?1 AND idempotency_key = ?2");
+        let sql =
+            format!("SELECT {WAITPOINT_COLUMNS} FROM waitpoints WHERE environment_id = ?1 AND idempotency_key = ?2");
         let existing = conn
             .prepare_cached(&sql)
-            .and_then(|mut stmt| stmt.query_row(params![new.environment_id.internal(), key], waitpoint_from_row).optional())
+            .and_then(|mut stmt| {
+                stmt.query_row(params![new.environment_id.internal(), key], waitpoint_from_row).optional()
+            })
             .map_err(map_error)?
             .transpose()?;
         if let Some(existing) = existing {
@@ -347,9 +349,8 @@ impl Store for SqliteStore {
                 )
                 .map_err(map_error)?;
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let rows = stmt
-                .query_map(params![now.as_millis(), limit], |row| row.get::<_, String>(0))
-                .map_err(map_error)?;
+            let rows =
+                stmt.query_map(params![now.as_millis(), limit], |row| row.get::<_, String>(0)).map_err(map_error)?;
             rows.map(|id| id.map(WaitpointId::from_internal).map_err(map_error)).collect()
         })
         .await
@@ -420,7 +421,8 @@ impl Store for SqliteStore {
 impl SqliteStore {
     async fn environment_where(&self, column: &'static str, value: String) -> Result<Environment> {
         self.read(move |conn| {
-            let sql = format!("SELECT id, name, api_key, signing_secret, created_at FROM environments WHERE {column} = ?1");
+            let sql =
+                format!("SELECT id, name, api_key, signing_secret, created_at FROM environments WHERE {column} = ?1");
             conn.prepare_cached(&sql)
                 .and_then(|mut stmt| stmt.query_row([value], environment_from_row))
                 .map_err(map_error)

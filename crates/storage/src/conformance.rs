@@ -334,7 +334,10 @@ pub async fn timeout_applies_only_when_due_and_only_once(db: &dyn TestDatabase) 
     let no_deadline = waitpoint(&ids, &env, at(0));
     create(&*store, &no_deadline).await;
 
-    assert_eq!(finish(&*store, &w.id, WaitpointState::TimedOut { at: at(999) }).await, WriteOutcome::Unchanged(w.clone()));
+    assert_eq!(
+        finish(&*store, &w.id, WaitpointState::TimedOut { at: at(999) }).await,
+        WriteOutcome::Unchanged(w.clone())
+    );
     assert_eq!(
         finish(&*store, &no_deadline.id, WaitpointState::TimedOut { at: at(999_999) }).await,
         WriteOutcome::Unchanged(no_deadline.clone())

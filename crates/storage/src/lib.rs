@@ -18,7 +18,9 @@ pub mod conformance;
 
 use std::fmt;
 
-use waitpoint_types::{Environment, EnvironmentId, Secret, Timestamp, Waitpoint, WaitpointId, WaitpointState, WaitpointStatus};
+use waitpoint_types::{
+    Environment, EnvironmentId, Secret, Timestamp, Waitpoint, WaitpointId, WaitpointState, WaitpointStatus,
+};
 
 /// Result of a storage call.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;

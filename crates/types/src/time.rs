@@ -13,7 +13,8 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 
 /// What the duration grammar accepts, for error messages.
-pub const DURATION_GRAMMAR: &str = "a duration such as \"30s\", \"10m\", \"2h\", \"3d\", \"4w\" or \"1h30m\" (units w, d, h or hr, m, s)";
+pub const DURATION_GRAMMAR: &str =
+    "a duration such as \"30s\", \"10m\", \"2h\", \"3d\", \"4w\" or \"1h30m\" (units w, d, h or hr, m, s)";
 
 /// The longest duration string accepted (as Trigger.dev's parser).
 const MAX_DURATION_LEN: usize = 100;

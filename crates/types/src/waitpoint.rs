@@ -121,8 +121,9 @@ impl Output {
                 .ok()
                 .and_then(|mut v| v.get_mut("json").map(serde_json::Value::take))
                 .unwrap_or_else(|| serde_json::Value::String(self.data.clone())),
-            APPLICATION_JSON => serde_json::from_str(&self.data)
-                .unwrap_or_else(|_| serde_json::Value::String(self.data.clone())),
+            APPLICATION_JSON => {
+                serde_json::from_str(&self.data).unwrap_or_else(|_| serde_json::Value::String(self.data.clone()))
+            }
             _ => serde_json::Value::String(self.data.clone()),
         }
     }

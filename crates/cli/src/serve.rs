@@ -1,0 +1,139 @@
+//! `waitpoint serve`: open the database, make sure the dev environment exists, start the
+//! engine and serve the API until SIGINT or SIGTERM, then drain and stop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use tokio::net::TcpListener;
+use waitpoint_engine::environments::{DEV_ENVIRONMENT, ensure_environment};
+use waitpoint_engine::{Engine, EngineConfig, SystemClock};
+use waitpoint_types::Secret;
+use waitpoint_types::time::parse_duration;
+
+use crate::database::DatabaseArgs;
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on
+    #[arg(long, env = "WAITPOINT_LISTEN", default_value = "127.0.0.1:3030")]
+    listen: String,
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// Origin used in token URLs, such as https://waitpoint.example.com [default: http://<listen address>]
+    #[arg(long, env = "WAITPOINT_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Timeout of tokens created without one ("none": wait forever)
+    #[arg(long, env = "WAITPOINT_DEFAULT_TIMEOUT", default_value = "10m")]
+    default_timeout: String,
+    /// Time to live of idempotency keys given without one ("none": never expire)
+    #[arg(long = "default-idempotency-key-ttl", env = "WAITPOINT_DEFAULT_IDEMPOTENCY_KEY_TTL", default_value = "1h")]
+    default_idempotency_key_ttl: String,
+    /// Use this secret key for the dev environment (tr_dev_ followed by letters and digits)
+    #[arg(long, env = "WAITPOINT_DEV_SECRET_KEY", hide_env_values = true)]
+    dev_secret_key: Option<String>,
+    /// Log format: text or json (level from WAITPOINT_LOG or RUST_LOG, default info)
+    #[arg(long, env = "WAITPOINT_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let default_timeout = optional_duration("--default-timeout", &args.default_timeout)?;
+    let default_ttl = optional_duration("--default-idempotency-key-ttl", &args.default_idempotency_key_ttl)?;
+    let dev_key = args.dev_secret_key.as_deref().map(dev_secret_key).transpose()?;
+
+    let opened = args.database.open().await?;
+    let (dev, created) = ensure_environment(&*opened.store, &SystemClock, DEV_ENVIRONMENT, dev_key.as_ref()).await?;
+    let listener =
+        TcpListener::bind(&args.listen).await.with_context(|| format!("could not listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    let public_url = match args.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None if address.ip().is_unspecified() => format!("http://localhost:{}", address.port()),
+        None => format!("http://{address}"),
+    };
+    let config = EngineConfig {
+        public_url: public_url.clone(),
+        default_timeout,
+        default_idempotency_key_ttl: default_ttl,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(opened.store, Arc::new(SystemClock), config);
+
+    tracing::info!(%address, database = %opened.description, "waitpoint is ready");
+    println!("waitpoint {} listening on http://{address} ({})", env!("CARGO_PKG_VERSION"), opened.description);
+    println!("{} environment \"dev\", secret key: {}", if created { "Created" } else { "Using" }, dev.api_key.expose());
+    println!(
+        "Try: curl -X POST {public_url}/api/v1/waitpoints/tokens -H \"Authorization: Bearer {}\" \
+         -H \"Content-Type: application/json\" -d '{{\"timeout\":\"10m\"}}'",
+        dev.api_key.expose()
+    );
+
+    waitpoint_server::serve(listener, engine.clone(), shutdown_signal()).await?;
+    tracing::info!("stopped taking requests; finishing queued writes");
+    engine.shutdown().await;
+    tracing::info!("waitpoint stopped");
+    Ok(())
+}
+
+fn optional_duration(flag: &str, text: &str) -> anyhow::Result<Option<Duration>> {
+    if text == "none" {
+        return Ok(None);
+    }
+    parse_duration(text).map(Some).with_context(|| format!("invalid {flag}"))
+}
+
+fn dev_secret_key(key: &str) -> anyhow::Result<Secret> {
+    let suffix = key.strip_prefix("tr_dev_").unwrap_or_default();
+    if suffix.len() < 8 || !suffix.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        bail!(
+            "WAITPOINT_DEV_SECRET_KEY must be tr_dev_ followed by at least 8 letters or digits (24 like Trigger.dev's keys)"
+        );
+    }
+    Ok(Secret::new(key.to_owned()))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter =
+        std::env::var("WAITPOINT_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_else(|_| "info".to_owned());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,141 @@
+//! `waitpoint token`: the token API from the command line. Output is JSON on stdout.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use futures_util::StreamExt;
+use serde::Serialize;
+use waitpoint_sdk::{CreateTokenRequest, ListFilter, Timestamp, WaitpointStatus};
+
+use crate::ApiArgs;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Create a token; prints {id, isCached, url, publicAccessToken}.
+    Create {
+        /// Time out after this long ("10m", "1h30m") or at this ISO 8601 date; "none" for never
+        #[arg(long)]
+        timeout: Option<String>,
+        /// Return the same token for the same key while the key is active
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// How long the key stays active ("1h"); "none" for forever
+        #[arg(long = "idempotency-key-ttl")]
+        idempotency_key_ttl: Option<String>,
+        /// A tag (repeat for more, up to 10)
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    /// Complete a token with a JSON output.
+    Complete {
+        /// The token's id (waitpoint_…)
+        id: String,
+        /// The output, as JSON (quote strings: '"approved"'); without it, no output
+        #[arg(long, conflicts_with = "data_file")]
+        data: Option<String>,
+        /// Read the JSON output from this file ("-" for stdin)
+        #[arg(long)]
+        data_file: Option<PathBuf>,
+    },
+    /// Retrieve a token with its output (or timeout error).
+    Get {
+        /// The token's id (waitpoint_…)
+        id: String,
+    },
+    /// List tokens, newest first, one JSON object per line, following every page.
+    List {
+        /// Only these statuses: WAITING, COMPLETED, TIMED_OUT (repeat or comma-separate)
+        #[arg(long = "status", value_delimiter = ',')]
+        statuses: Vec<String>,
+        /// Only tokens created with this idempotency key
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Only tokens with any of these tags (repeat or comma-separate)
+        #[arg(long = "tag", value_delimiter = ',')]
+        tags: Vec<String>,
+        /// Only tokens created within this period: 1h, 1d, 7d, 30d, …
+        #[arg(long)]
+        period: Option<String>,
+        /// Only tokens created at or after this ISO 8601 date
+        #[arg(long)]
+        from: Option<String>,
+        /// Only tokens created at or before this ISO 8601 date
+        #[arg(long)]
+        to: Option<String>,
+        /// Tokens fetched per request (1-100)
+        #[arg(long)]
+        page_size: Option<u32>,
+        /// Stop after this many tokens
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+}
+
+pub(crate) async fn run(command: TokenCommand, api: &ApiArgs) -> anyhow::Result<()> {
+    let client = api.client()?;
+    match command {
+        TokenCommand::Create { timeout, idempotency_key, idempotency_key_ttl, tags } => {
+            let tags = (!tags.is_empty()).then_some(tags);
+            let request = CreateTokenRequest { timeout, idempotency_key, idempotency_key_ttl, tags };
+            print_pretty(&client.create_token(&request).await?)?;
+        }
+        TokenCommand::Complete { id, data, data_file } => {
+            let text = match (data, data_file) {
+                (Some(data), _) => Some(data),
+                (None, Some(path)) if path.as_os_str() == "-" => {
+                    Some(std::io::read_to_string(std::io::stdin()).context("could not read stdin")?)
+                }
+                (None, Some(path)) => {
+                    Some(std::fs::read_to_string(&path).with_context(|| format!("could not read {}", path.display()))?)
+                }
+                (None, None) => None,
+            };
+            match text {
+                Some(text) => {
+                    let output: serde_json::Value = serde_json::from_str(&text)
+                        .context("the output must be JSON (quote a string: '\"approved\"')")?;
+                    client.complete_token(&id, &output).await?;
+                }
+                None => client.complete_token_without_output(&id).await?,
+            }
+            print_pretty(&serde_json::json!({ "success": true }))?;
+        }
+        TokenCommand::Get { id } => print_pretty(&client.retrieve_token(&id).await?.detail)?,
+        TokenCommand::List { statuses, idempotency_key, tags, period, from, to, page_size, limit } => {
+            let statuses = statuses
+                .iter()
+                .map(|s| {
+                    WaitpointStatus::parse(s)
+                        .ok_or_else(|| anyhow::anyhow!("unknown status {s:?}: use WAITING, COMPLETED or TIMED_OUT"))
+                })
+                .collect::<anyhow::Result<_>>()?;
+            let filter = ListFilter {
+                statuses,
+                idempotency_key,
+                tags,
+                period,
+                from: from.as_deref().map(date).transpose()?,
+                to: to.as_deref().map(date).transpose()?,
+                page_size,
+            };
+            let mut tokens = std::pin::pin!(client.list_tokens(filter).take(limit.unwrap_or(usize::MAX)));
+            while let Some(token) = tokens.next().await {
+                println!("{}", serde_json::to_string(&token?)?);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn date(text: &str) -> anyhow::Result<Timestamp> {
+    match Timestamp::parse_iso8601(text) {
+        Some(at) => Ok(at),
+        None => bail!("{text:?} is not an ISO 8601 date such as 2025-04-01T10:00:00Z"),
+    }
+}
+
+fn print_pretty(value: &impl Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

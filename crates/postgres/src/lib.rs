@@ -1,0 +1,518 @@
+//! The PostgreSQL backend of waitpoint's storage.
+//!
+//! A pool of connections to one database; the tables live in the first schema of the
+//! connection's `search_path` (set it with `options=-c search_path=…` in the URL to give each
+//! deployment its own schema). Each [`Store::write_batch`] call is one `READ COMMITTED`
+//! transaction on one connection, committed under PostgreSQL's default
+//! `synchronous_commit = on`: an acknowledged batch is flushed to the write-ahead log, and a
+//! batch of many operations costs one flush.
+//!
+//! Several batches run at once ([`Store::write_concurrency`]), so every write is safe against
+//! the others: a create inserts with `ON CONFLICT DO NOTHING` on the active idempotency key and
+//! re-reads the winner when it loses; a finish updates only a row that is still waiting (or
+//! locks the row before deciding), so a completion racing a timeout has exactly one outcome; a
+//! batch chosen as a deadlock or serialization-failure victim, which PostgreSQL rolled back
+//! whole, is run again. Reads run on pooled connections outside any transaction. Statements
+//! are prepared once per connection and cached.
+//!
+//! # Layout
+//! - [`PostgresStore`]: connecting, migrations and the [`Store`] implementation.
+//! - `rows`: mapping between rows and domain types.
+//! - `migrations/`: the schema, one file per version, applied at connect.
+
+mod rows;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Client, GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
+use tokio_postgres::error::{DbError, SqlState};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{IsolationLevel, NoTls, Row};
+use waitpoint_storage::{Cursor, Finish, ListQuery, Result, StorageError, Store, WriteOp, WriteOutcome};
+use waitpoint_types::{Environment, EnvironmentId, Secret, Timestamp, Waitpoint, WaitpointId, WaitpointState};
+
+use crate::rows::{
+    column, environment_columns, environment_from_row, state_columns, waitpoint_columns, waitpoint_from_row,
+};
+
+/// Schema versions, applied in order; released files are never edited.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_waitpoints.sql"))];
+
+/// The advisory lock that serializes migrations of servers starting at once ("waitpoin").
+const MIGRATION_LOCK: i64 = 0x7761_6974_706f_696e;
+
+/// Connections in the pool, shared by writes and reads.
+const POOL_SIZE: usize = 16;
+
+/// Batches worth running at once, each in its own transaction on its own connection.
+const WRITE_CONCURRENCY: usize = 4;
+
+/// How long opening a connection may take when the URL does not say (`connect_timeout`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many times a batch runs when it keeps losing deadlocks or serialization failures.
+const BATCH_ATTEMPTS: usize = 5;
+
+/// How many times a create tries again when the holder of its idempotency key keeps changing
+/// under it (other transactions deactivating or replacing it).
+const CREATE_ATTEMPTS: usize = 8;
+
+/// A waitpoint store in a PostgreSQL database.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = self.pool.status();
+        f.debug_struct("PostgresStore")
+            .field("connections", &status.size)
+            .field("max_connections", &status.max_size)
+            .finish()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/db?…`, as
+    /// libpq's URIs, without TLS) and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let mut config = tokio_postgres::Config::from_str(url).map_err(|error| failure(&error))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("waitpoint");
+        }
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager).max_size(POOL_SIZE).build().map_err(|error| failure(&error))?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<Client> {
+        self.pool.get().await.map_err(|error| failure(&error))
+    }
+
+    /// Applies pending migrations in one transaction, under an advisory lock so that servers
+    /// starting at once apply each version once.
+    async fn migrate(&self) -> Result<()> {
+        let mut client = self.client().await?;
+        // READ COMMITTED whatever the server's default: the statements after the lock must see
+        // what a server that held it before committed.
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .start()
+            .await
+            .map_err(map_error)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(map_error)?;
+        // Checked first so that a role without the right to create tables can start on a schema
+        // that is up to date.
+        let row = tx.query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[]).await.map_err(map_error)?;
+        if !column::<bool>(&row, 0)? {
+            tx.batch_execute("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+                .await
+                .map_err(map_error)?;
+        }
+        let row =
+            tx.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[]).await.map_err(map_error)?;
+        let applied: i64 = column(&row, 0)?;
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > applied) {
+            tx.batch_execute(sql).await.map_err(map_error)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at)
+                 VALUES ($1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)",
+                &[version],
+            )
+            .await
+            .map_err(map_error)?;
+        }
+        tx.commit().await.map_err(map_error)
+    }
+
+    /// Runs a cached statement on a pooled connection and returns its rows.
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(map_error)?;
+        client.query(&statement, params).await.map_err(map_error)
+    }
+
+    /// Runs a cached statement on a pooled connection and returns its row, if any.
+    async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(map_error)?;
+        client.query_opt(&statement, params).await.map_err(map_error)
+    }
+
+    /// The environment the statement returns, or `NotFound`.
+    async fn environment_where(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Environment> {
+        let row = self.query_opt(sql, params).await?.ok_or(StorageError::NotFound)?;
+        environment_from_row(&row)
+    }
+}
+
+/// Maps tokio-postgres's errors to the storage contract's: unique and foreign-key violations
+/// are conflicts (as in the SQLite backend), anything else a database failure.
+fn map_error(error: tokio_postgres::Error) -> StorageError {
+    match error.as_db_error() {
+        Some(db) if [SqlState::UNIQUE_VIOLATION, SqlState::FOREIGN_KEY_VIOLATION].contains(db.code()) => {
+            // The message names the constraint; the detail would show the value, maybe a key.
+            StorageError::Conflict(db.message().to_owned())
+        }
+        Some(db) => StorageError::database(db.clone()),
+        None => failure(&error),
+    }
+}
+
+/// A failure other than the server's `ERROR`, told with its causes: tokio-postgres and the
+/// pool leave the reason ("connection refused") to the source chain, which logs often drop.
+fn failure(error: &dyn std::error::Error) -> StorageError {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Some errors repeat their source in their own message.
+        if !message.ends_with(&cause_text) {
+            message = format!("{message}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    StorageError::database(Failure(message))
+}
+
+/// The text of a failure and its causes.
+#[derive(Debug)]
+struct Failure(String);
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// Whether PostgreSQL rolled the failed transaction back for a reason that running it again
+/// can cure.
+fn is_transient(error: &StorageError) -> bool {
+    let StorageError::Database(source) = error else {
+        return false;
+    };
+    source
+        .downcast_ref::<DbError>()
+        .is_some_and(|db| [SqlState::T_R_DEADLOCK_DETECTED, SqlState::T_R_SERIALIZATION_FAILURE].contains(db.code()))
+}
+
+const SELECT_WAITPOINT: &str = concat!("SELECT ", waitpoint_columns!(), " FROM waitpoints WHERE id = $1");
+
+const LOCK_WAITPOINT: &str = concat!("SELECT ", waitpoint_columns!(), " FROM waitpoints WHERE id = $1 FOR UPDATE");
+
+const SELECT_ACTIVE_KEY: &str =
+    concat!("SELECT ", waitpoint_columns!(), " FROM waitpoints WHERE environment_id = $1 AND idempotency_key = $2");
+
+/// Inserts a waitpoint and its tags unless its idempotency key is active; one row, the number
+/// of waitpoints inserted.
+const INSERT_WAITPOINT: &str = "
+    WITH inserted AS (
+        INSERT INTO waitpoints (id, environment_id, status, idempotency_key, inactive_idempotency_key,
+            idempotency_key_expires_at, timeout_at, tags, created_at)
+        VALUES ($1, $2, 'WAITING', $3, $4, $5, $6, $7, $8)
+        ON CONFLICT (environment_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        RETURNING id, environment_id
+    ), tagged AS (
+        INSERT INTO waitpoint_tags (environment_id, tag, waitpoint_id)
+        SELECT inserted.environment_id, t.tag, inserted.id FROM inserted, unnest($7::text[]) AS t (tag)
+        ON CONFLICT DO NOTHING
+    )
+    SELECT count(*) FROM inserted";
+
+const DEACTIVATE_KEY: &str = "UPDATE waitpoints SET inactive_idempotency_key = idempotency_key, idempotency_key = NULL
+     WHERE id = $1 AND idempotency_key IS NOT NULL";
+
+/// Moves a waitpoint to a final state if that applies now (the SQL form of [`applies`], plus
+/// the environment check) and returns the new record.
+const FINISH_IF_APPLIES: &str = concat!(
+    "UPDATE waitpoints
+     SET status = $3, completed_at = $4, completed_via = $5, output = $6, output_type = $7
+     WHERE id = $1 AND status = 'WAITING' AND ($2::text IS NULL OR environment_id = $2)
+       AND ($3 <> 'TIMED_OUT' OR timeout_at <= $4)
+     RETURNING ",
+    waitpoint_columns!()
+);
+
+const SET_STATE: &str = "UPDATE waitpoints
+     SET status = $2, completed_at = $3, completed_via = $4, output = $5, output_type = $6
+     WHERE id = $1 AND status = 'WAITING'";
+
+async fn select_waitpoint(client: &impl GenericClient, sql: &str, id: &str) -> Result<Option<Waitpoint>> {
+    let statement = client.prepare_cached(sql).await.map_err(map_error)?;
+    let row = client.query_opt(&statement, &[&id]).await.map_err(map_error)?;
+    row.as_ref().map(waitpoint_from_row).transpose()
+}
+
+/// Runs the whole batch in one transaction.
+async fn apply_batch(client: &mut Client, ops: &[WriteOp]) -> Result<Vec<WriteOutcome>> {
+    let tx =
+        client.build_transaction().isolation_level(IsolationLevel::ReadCommitted).start().await.map_err(map_error)?;
+    let mut outcomes = Vec::with_capacity(ops.len());
+    for op in ops {
+        outcomes.push(match op {
+            WriteOp::Create(new) => create(&tx, new).await?,
+            WriteOp::Finish(f) => finish(&tx, f).await?,
+        });
+    }
+    tx.commit().await.map_err(map_error)?;
+    Ok(outcomes)
+}
+
+async fn create(tx: &Transaction<'_>, new: &Waitpoint) -> Result<WriteOutcome> {
+    let insert = tx.prepare_cached(INSERT_WAITPOINT).await.map_err(map_error)?;
+    let environment_id = new.environment_id.internal();
+    for _ in 0..CREATE_ATTEMPTS {
+        let row = tx
+            .query_one(
+                &insert,
+                &[
+                    &new.id.internal(),
+                    &environment_id,
+                    &new.idempotency_key,
+                    &new.inactive_idempotency_key,
+                    &new.idempotency_key_expires_at.map(Timestamp::as_millis),
+                    &new.timeout_at.map(Timestamp::as_millis),
+                    &new.tags,
+                    &new.created_at.as_millis(),
+                ],
+            )
+            .await
+            .map_err(map_error)?;
+        if column::<i64>(&row, 0)? > 0 {
+            return Ok(WriteOutcome::Created(new.clone()));
+        }
+        // The key is active on a committed (or this batch's) waitpoint. Read it in a new
+        // snapshot; if it is gone, another transaction deactivated it since: insert again.
+        let select = tx.prepare_cached(SELECT_ACTIVE_KEY).await.map_err(map_error)?;
+        let Some(row) = tx.query_opt(&select, &[&environment_id, &new.idempotency_key]).await.map_err(map_error)?
+        else {
+            continue;
+        };
+        let existing = waitpoint_from_row(&row)?;
+        if existing.idempotency_key_expires_at.is_none_or(|expires| new.created_at <= expires) {
+            return Ok(WriteOutcome::Existing(existing));
+        }
+        let deactivate = tx.prepare_cached(DEACTIVATE_KEY).await.map_err(map_error)?;
+        tx.execute(&deactivate, &[&existing.id.internal()]).await.map_err(map_error)?;
+    }
+    Err(StorageError::Conflict(format!("the idempotency key of waitpoint {} kept changing hands", new.id)))
+}
+
+async fn finish(tx: &Transaction<'_>, finish: &Finish) -> Result<WriteOutcome> {
+    let id = finish.id.internal();
+    let columns = state_columns(&finish.state);
+    let update = tx.prepare_cached(FINISH_IF_APPLIES).await.map_err(map_error)?;
+    let finished = tx
+        .query_opt(
+            &update,
+            &[
+                &id,
+                &finish.environment_id.as_ref().map(EnvironmentId::internal),
+                &columns.status,
+                &columns.completed_at,
+                &columns.completed_via,
+                &columns.output,
+                &columns.output_type,
+            ],
+        )
+        .await
+        .map_err(map_error)?;
+    if let Some(row) = finished {
+        return Ok(WriteOutcome::Finished(waitpoint_from_row(&row)?));
+    }
+    // Unknown, another environment's, already finished, not due, or created by a transaction
+    // that committed after the update's snapshot: lock the latest version and decide on it.
+    let Some(mut current) = select_waitpoint(tx, LOCK_WAITPOINT, id).await? else {
+        return Ok(WriteOutcome::NotFound);
+    };
+    if finish.environment_id.as_ref().is_some_and(|env| *env != current.environment_id) {
+        return Ok(WriteOutcome::NotFound);
+    }
+    if !applies(&current, &finish.state) {
+        return Ok(WriteOutcome::Unchanged(current));
+    }
+    let set_state = tx.prepare_cached(SET_STATE).await.map_err(map_error)?;
+    tx.execute(
+        &set_state,
+        &[&id, &columns.status, &columns.completed_at, &columns.completed_via, &columns.output, &columns.output_type],
+    )
+    .await
+    .map_err(map_error)?;
+    current.state = finish.state.clone();
+    Ok(WriteOutcome::Finished(current))
+}
+
+/// Whether moving `current` to `next` is allowed now: only from `WAITING`, and a timeout only
+/// once due.
+fn applies(current: &Waitpoint, next: &WaitpointState) -> bool {
+    match (&current.state, next) {
+        (WaitpointState::Waiting, WaitpointState::TimedOut { at }) => current.timeout_at.is_some_and(|t| t <= *at),
+        (WaitpointState::Waiting, _) => true,
+        _ => false,
+    }
+}
+
+/// Adds a parameter to a dynamic statement and returns its placeholder.
+fn bind<'a>(params: &mut Vec<&'a (dyn ToSql + Sync)>, value: &'a (dyn ToSql + Sync)) -> String {
+    params.push(value);
+    format!("${}", params.len())
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn write_concurrency(&self) -> usize {
+        WRITE_CONCURRENCY
+    }
+
+    async fn write_batch(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut client = self.client().await?;
+        let mut attempt = 1;
+        loop {
+            match apply_batch(&mut client, &ops).await {
+                Err(error) if attempt < BATCH_ATTEMPTS && is_transient(&error) => attempt += 1,
+                result => return result,
+            }
+        }
+    }
+
+    async fn waitpoint_get(&self, id: &WaitpointId) -> Result<Waitpoint> {
+        let client = self.client().await?;
+        select_waitpoint(&client, SELECT_WAITPOINT, id.internal()).await?.ok_or(StorageError::NotFound)
+    }
+
+    async fn waitpoint_list(&self, query: &ListQuery) -> Result<Vec<Waitpoint>> {
+        let environment_id = query.environment_id.internal();
+        let statuses: Vec<&str> = query.statuses.iter().map(|s| s.as_str()).collect();
+        let (from, to) = (query.created_from.map(Timestamp::as_millis), query.created_to.map(Timestamp::as_millis));
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&environment_id];
+        let mut sql = concat!("SELECT ", waitpoint_columns!(), " FROM waitpoints WHERE environment_id = $1").to_owned();
+        if !statuses.is_empty() {
+            sql += &format!(" AND status = ANY({})", bind(&mut params, &statuses));
+        }
+        if let Some(key) = &query.idempotency_key {
+            let p = bind(&mut params, key);
+            sql += &format!(" AND (idempotency_key = {p} OR inactive_idempotency_key = {p})");
+        }
+        if !query.tags.is_empty() {
+            sql += &format!(
+                " AND id IN (SELECT waitpoint_id FROM waitpoint_tags WHERE environment_id = $1 AND tag = ANY({}))",
+                bind(&mut params, &query.tags)
+            );
+        }
+        if let Some(from) = &from {
+            sql += &format!(" AND created_at >= {}", bind(&mut params, from));
+        }
+        if let Some(to) = &to {
+            sql += &format!(" AND created_at <= {}", bind(&mut params, to));
+        }
+        let order = match &query.cursor {
+            Cursor::Newest => "DESC",
+            Cursor::After(id) => {
+                sql += &format!(" AND id < {}", bind(&mut params, id));
+                "DESC"
+            }
+            Cursor::Before(id) => {
+                sql += &format!(" AND id > {}", bind(&mut params, id));
+                "ASC"
+            }
+        };
+        sql += &format!(" ORDER BY id {order} LIMIT {}", bind(&mut params, &limit));
+        self.query(&sql, &params).await?.iter().map(waitpoint_from_row).collect()
+    }
+
+    async fn waitpoint_timeouts_next(&self) -> Result<Option<Timestamp>> {
+        let rows = self
+            .query("SELECT MIN(timeout_at) FROM waitpoints WHERE status = 'WAITING' AND timeout_at IS NOT NULL", &[])
+            .await?;
+        let millis: Option<i64> = match rows.first() {
+            Some(row) => column(row, 0)?,
+            None => None,
+        };
+        Ok(millis.map(Timestamp::from_millis))
+    }
+
+    async fn waitpoint_timeouts_due(&self, now: Timestamp, limit: usize) -> Result<Vec<WaitpointId>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .query(
+                "SELECT id FROM waitpoints WHERE status = 'WAITING' AND timeout_at IS NOT NULL AND timeout_at <= $1
+                 ORDER BY timeout_at, id LIMIT $2",
+                &[&now.as_millis(), &limit],
+            )
+            .await?;
+        rows.iter().map(|row| column(row, 0).map(WaitpointId::from_internal)).collect()
+    }
+
+    async fn environment_create(&self, environment: &Environment) -> Result<()> {
+        self.query(
+            "INSERT INTO environments (id, name, api_key, signing_secret, created_at) VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &environment.id.internal(),
+                &environment.name,
+                &environment.api_key.expose(),
+                &environment.signing_secret.expose(),
+                &environment.created_at.as_millis(),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn environment_list(&self) -> Result<Vec<Environment>> {
+        let rows =
+            self.query(concat!("SELECT ", environment_columns!(), " FROM environments ORDER BY name"), &[]).await?;
+        rows.iter().map(environment_from_row).collect()
+    }
+
+    async fn environment_by_name(&self, name: &str) -> Result<Environment> {
+        self.environment_where(
+            concat!("SELECT ", environment_columns!(), " FROM environments WHERE name = $1"),
+            &[&name],
+        )
+        .await
+    }
+
+    async fn environment_by_api_key(&self, api_key: &str) -> Result<Environment> {
+        self.environment_where(
+            concat!("SELECT ", environment_columns!(), " FROM environments WHERE api_key = $1"),
+            &[&api_key],
+        )
+        .await
+    }
+
+    async fn environment_by_id(&self, id: &EnvironmentId) -> Result<Environment> {
+        self.environment_where(
+            concat!("SELECT ", environment_columns!(), " FROM environments WHERE id = $1"),
+            &[&id.internal()],
+        )
+        .await
+    }
+
+    async fn environment_set_api_key(&self, name: &str, api_key: &Secret) -> Result<Environment> {
+        self.environment_where(
+            concat!("UPDATE environments SET api_key = $2 WHERE name = $1 RETURNING ", environment_columns!()),
+            &[&name, &api_key.expose()],
+        )
+        .await
+    }
+}

@@ -1,0 +1,83 @@
+//! A fresh schema in a real PostgreSQL server for each test.
+//!
+//! The server is the one at `WAITPOINT_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`). A test creates its own schema `wp_test_…` and
+//! opens stores whose `search_path` is that schema, so tests run side by side and a reopened
+//! store sees the same data. The schema is dropped when the test ends.
+
+use std::sync::Arc;
+
+use tokio_postgres::NoTls;
+use waitpoint_postgres::PostgresStore;
+use waitpoint_storage::Store;
+use waitpoint_storage::conformance::TestDatabase;
+
+/// The variable that names the test server.
+const URL_VARIABLE: &str = "WAITPOINT_TEST_POSTGRES_URL";
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A schema of its own in the test server.
+pub struct PostgresSchema {
+    admin_url: String,
+    schema: String,
+}
+
+impl PostgresSchema {
+    /// Creates a new, empty schema. Panics, naming the server, when it cannot.
+    pub async fn fresh() -> Self {
+        let admin_url = std::env::var(URL_VARIABLE).unwrap_or_else(|_| DEFAULT_URL.to_owned());
+        let schema = format!("wp_test_{}", waitpoint_types::id::random_alphanumeric(16).to_lowercase());
+        let client = admin(&admin_url).await.unwrap_or_else(|error| {
+            let cause = std::error::Error::source(&error).map(|cause| format!(": {cause}")).unwrap_or_default();
+            panic!(
+                "cannot connect to the test PostgreSQL server at {admin_url} (set {URL_VARIABLE} to another \
+                 server): {error}{cause}"
+            )
+        });
+        client.batch_execute(&format!("CREATE SCHEMA {schema}")).await.expect("create the test schema");
+        Self { admin_url, schema }
+    }
+
+    /// The URL of the test server with this schema as the `search_path`.
+    pub fn url(&self) -> String {
+        let separator = if self.admin_url.contains('?') { '&' } else { '?' };
+        format!("{}{separator}options=-c%20search_path%3D{}", self.admin_url, self.schema)
+    }
+
+    /// Opens a store on this schema.
+    pub async fn store(&self) -> PostgresStore {
+        PostgresStore::connect(&self.url()).await.expect("connect to the test schema")
+    }
+}
+
+#[async_trait::async_trait]
+impl TestDatabase for PostgresSchema {
+    async fn open(&self) -> Arc<dyn Store> {
+        Arc::new(self.store().await)
+    }
+}
+
+impl Drop for PostgresSchema {
+    fn drop(&mut self) {
+        // The test's runtime is busy running this drop: drop the schema from a thread of its own.
+        let (url, schema) = (self.admin_url.clone(), self.schema.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async {
+                let client = admin(&url).await.ok()?;
+                client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(()))) {
+            eprintln!("could not drop the test schema {}", self.schema);
+        }
+    }
+}
+
+/// Connects with a single connection, driven by a task of the current runtime.
+pub async fn admin(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}

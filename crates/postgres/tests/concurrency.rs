@@ -1,0 +1,228 @@
+//! What the conformance suite does not reach: batches racing each other on several
+//! connections, as the engine runs them (`write_concurrency() > 1`).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::PostgresSchema;
+use waitpoint_postgres::PostgresStore;
+use waitpoint_storage::{Finish, ListQuery, StorageError, Store, WriteOp, WriteOutcome};
+use waitpoint_types::{CompletedVia, Environment, IdGenerator, Output, Secret, Timestamp, Waitpoint, WaitpointState};
+
+const T0: i64 = 1_764_000_000_000;
+const RACERS: usize = 8;
+
+fn at(offset_ms: i64) -> Timestamp {
+    Timestamp::from_millis(T0 + offset_ms)
+}
+
+async fn setup() -> (PostgresSchema, Arc<PostgresStore>, IdGenerator, Environment) {
+    let db = PostgresSchema::fresh().await;
+    let store = Arc::new(db.store().await);
+    let ids = IdGenerator::new();
+    let env = Environment {
+        id: ids.environment(at(0)),
+        name: "dev".into(),
+        api_key: Secret::new(format!("tr_dev_{}", ids.next_internal(at(0)))),
+        signing_secret: Secret::new("signing".into()),
+        created_at: at(0),
+    };
+    store.environment_create(&env).await.expect("environment_create failed");
+    (db, store, ids, env)
+}
+
+fn waitpoint(ids: &IdGenerator, env: &Environment, created_at: Timestamp) -> Waitpoint {
+    Waitpoint {
+        id: ids.waitpoint(created_at),
+        environment_id: env.id.clone(),
+        state: WaitpointState::Waiting,
+        idempotency_key: None,
+        inactive_idempotency_key: None,
+        idempotency_key_expires_at: None,
+        timeout_at: None,
+        tags: vec!["t".into()],
+        created_at,
+    }
+}
+
+fn finish(w: &Waitpoint, state: WaitpointState) -> WriteOp {
+    WriteOp::Finish(Finish { id: w.id.clone(), environment_id: None, state })
+}
+
+fn completed(at_ms: i64) -> WaitpointState {
+    WaitpointState::Completed { at: at(at_ms), via: CompletedVia::SecretKey, output: Some(Output::from_json_text("1")) }
+}
+
+/// Runs each create in a batch of its own, all at once, and returns the outcomes.
+async fn race_creates(store: &Arc<PostgresStore>, creates: Vec<Waitpoint>) -> Vec<WriteOutcome> {
+    let tasks: Vec<_> = creates
+        .into_iter()
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move { store.write_batch(vec![WriteOp::Create(w)]).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.extend(task.await.expect("task panicked").expect("write_batch failed"));
+    }
+    outcomes
+}
+
+/// Exactly one outcome is `Created`; every other is `Existing` with that waitpoint.
+fn assert_one_created(outcomes: &[WriteOutcome]) -> Waitpoint {
+    let created: Vec<_> =
+        outcomes.iter().filter_map(|o| if let WriteOutcome::Created(w) = o { Some(w) } else { None }).collect();
+    assert_eq!(created.len(), 1, "exactly one create wins: {outcomes:?}");
+    let winner = created[0].clone();
+    for outcome in outcomes {
+        assert!(
+            matches!(outcome, WriteOutcome::Created(_)) || *outcome == WriteOutcome::Existing(winner.clone()),
+            "{outcome:?}"
+        );
+    }
+    winner
+}
+
+fn by_key(env: &Environment, key: &str) -> ListQuery {
+    ListQuery {
+        environment_id: env.id.clone(),
+        statuses: Vec::new(),
+        idempotency_key: Some(key.into()),
+        tags: Vec::new(),
+        created_from: None,
+        created_to: None,
+        cursor: waitpoint_storage::Cursor::Newest,
+        limit: 100,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_with_one_key_make_one_waitpoint() {
+    let (_db, store, ids, env) = setup().await;
+    let creates = (0..RACERS)
+        .map(|_| {
+            let mut w = waitpoint(&ids, &env, at(0));
+            w.idempotency_key = Some("same".into());
+            w
+        })
+        .collect();
+    let winner = assert_one_created(&race_creates(&store, creates).await);
+    assert_eq!(store.waitpoint_list(&by_key(&env, "same")).await.unwrap(), [winner]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_replace_an_expired_key_once() {
+    let (_db, store, ids, env) = setup().await;
+    let mut old = waitpoint(&ids, &env, at(0));
+    old.idempotency_key = Some("k".into());
+    old.idempotency_key_expires_at = Some(at(1_000));
+    store.write_batch(vec![WriteOp::Create(old.clone())]).await.unwrap();
+
+    let creates = (0..RACERS)
+        .map(|_| {
+            let mut w = waitpoint(&ids, &env, at(2_000));
+            w.idempotency_key = Some("k".into());
+            w.idempotency_key_expires_at = Some(at(60_000));
+            w
+        })
+        .collect();
+    let winner = assert_one_created(&race_creates(&store, creates).await);
+    let old_now = store.waitpoint_get(&old.id).await.unwrap();
+    assert_eq!((old_now.idempotency_key, old_now.inactive_idempotency_key.as_deref()), (None, Some("k")));
+    let listed: Vec<_> = store.waitpoint_list(&by_key(&env, "k")).await.unwrap().into_iter().map(|w| w.id).collect();
+    assert_eq!(listed, [winner.id, old.id]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_completion_racing_a_timeout_has_one_outcome() {
+    let (_db, store, ids, env) = setup().await;
+    for round in 0..20 {
+        let mut w = waitpoint(&ids, &env, at(0));
+        w.timeout_at = Some(at(0));
+        store.write_batch(vec![WriteOp::Create(w.clone())]).await.unwrap();
+
+        let (completion, timeout) = tokio::join!(
+            store.write_batch(vec![finish(&w, completed(1))]),
+            store.write_batch(vec![finish(&w, WaitpointState::TimedOut { at: at(1) })]),
+        );
+        let outcomes = [completion.unwrap().remove(0), timeout.unwrap().remove(0)];
+        let current = store.waitpoint_get(&w.id).await.unwrap();
+        let finished = outcomes.iter().filter(|o| **o == WriteOutcome::Finished(current.clone())).count();
+        let unchanged = outcomes.iter().filter(|o| **o == WriteOutcome::Unchanged(current.clone())).count();
+        assert_eq!((finished, unchanged), (1, 1), "round {round}: {outcomes:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_loses_a_deadlock_runs_again() {
+    let (db, store, ids, env) = setup().await;
+    let (w1, w2) = (waitpoint(&ids, &env, at(0)), waitpoint(&ids, &env, at(1)));
+    store.write_batch(vec![WriteOp::Create(w1.clone()), WriteOp::Create(w2.clone())]).await.unwrap();
+
+    // Another transaction holds w2; the batch locks w1, then waits for w2.
+    let other = common::admin(&db.url()).await.expect("connect");
+    let lock = "SELECT 1 FROM waitpoints WHERE id = $1 FOR UPDATE";
+    other.batch_execute("BEGIN").await.unwrap();
+    other.execute(lock, &[&w2.id.internal()]).await.unwrap();
+    let batch = {
+        let store = store.clone();
+        let ops = vec![finish(&w1, completed(1)), finish(&w2, completed(2))];
+        tokio::spawn(async move { store.write_batch(ops).await })
+    };
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE pg_backend_pid() = ANY (pg_blocking_pids(pid))";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while other.query_one(waiting, &[]).await.unwrap().get::<_, i64>(0) == 0 {
+        assert!(Instant::now() < deadline, "the batch never waited for the lock");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Closing the cycle: the batch, which waited first, detects the deadlock and is rolled back.
+    other.execute(lock, &[&w1.id.internal()]).await.expect("the batch should be the deadlock victim");
+    other.batch_execute("COMMIT").await.unwrap();
+
+    let outcomes = batch.await.unwrap().expect("the batch runs again after losing the deadlock");
+    assert!(outcomes.iter().all(|o| matches!(o, WriteOutcome::Finished(_))), "{outcomes:?}");
+}
+
+#[tokio::test]
+async fn a_failed_batch_writes_nothing() {
+    let (_db, store, ids, env) = setup().await;
+    let first = waitpoint(&ids, &env, at(0));
+    let mut keyed = waitpoint(&ids, &env, at(1));
+    keyed.idempotency_key = Some("k".into());
+    let result = store
+        .write_batch(vec![
+            WriteOp::Create(first.clone()),
+            WriteOp::Create(keyed.clone()),
+            WriteOp::Create(first.clone()),
+        ])
+        .await;
+    assert!(matches!(result, Err(StorageError::Conflict(_))), "{result:?}");
+    for w in [&first, &keyed] {
+        assert!(matches!(store.waitpoint_get(&w.id).await, Err(StorageError::NotFound)));
+    }
+    let mut query = by_key(&env, "k");
+    assert!(store.waitpoint_list(&query).await.unwrap().is_empty());
+    query.idempotency_key = None;
+    query.tags = vec!["t".into()];
+    assert!(store.waitpoint_list(&query).await.unwrap().is_empty(), "no tag rows are left behind");
+    assert_eq!(
+        store.write_batch(vec![WriteOp::Create(keyed.clone())]).await.unwrap(),
+        [WriteOutcome::Created(keyed)],
+        "the key is free"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn servers_starting_at_once_migrate_once() {
+    let db = PostgresSchema::fresh().await;
+    let stores = tokio::join!(db.store(), db.store(), db.store(), db.store());
+    drop(stores);
+    let client = common::admin(&db.url()).await.expect("connect");
+    let versions: Vec<i64> =
+        client.query("SELECT version FROM schema_migrations", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(versions, [1]);
+}

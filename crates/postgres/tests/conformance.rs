@@ -1,0 +1,11 @@
+//! The storage conformance suite against a real PostgreSQL server, one fresh schema per test.
+
+mod common;
+
+use common::PostgresSchema;
+
+async fn fresh() -> PostgresSchema {
+    PostgresSchema::fresh().await
+}
+
+waitpoint_storage::conformance_tests!(fresh());
