@@ -1,6 +1,7 @@
 //! `waitpoint serve`: open the database, make sure the dev environment exists, start the
 //! engine and serve the API until SIGINT or SIGTERM, then drain and stop.
 
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -106,6 +107,7 @@ fn init_logging(format: LogFormat) {
         std::env::var("WAITPOINT_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_else(|_| "info".to_owned());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -130,8 +130,16 @@ impl Engine {
                 tag.chars().count()
             )));
         }
+        if let Some((i, _)) = tags.iter().enumerate().find(|(_, tag)| tag.contains('\0')) {
+            return Err(EngineError::Invalid(format!("tags[{i}] contains a NUL character, which tags cannot hold")));
+        }
         let key = request.idempotency_key.clone();
         match &key {
+            Some(k) if k.contains('\0') => {
+                return Err(EngineError::Invalid(
+                    "idempotencyKey contains a NUL character, which keys cannot hold".into(),
+                ));
+            }
             Some(k) if k.is_empty() => {
                 return Err(EngineError::Invalid("idempotencyKey must not be empty; leave it out instead".into()));
             }

@@ -89,32 +89,102 @@ async fn lane(
     }
 }
 
+/// Applies a batch. If it fails as a whole, each operation is tried on its own, so one
+/// operation the database refuses fails alone instead of taking its batch-mates with it.
 async fn apply(store: &dyn Store, batch: &mut Vec<Pending>) {
     let size = batch.len();
     let (ops, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|p| (p.op, p.reply)).unzip();
-    match store.write_batch(ops).await {
-        Ok(outcomes) if outcomes.len() == size => {
-            for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                // The caller may have gone away; its write is applied all the same.
-                let _ = reply.send(Ok(outcome));
+    if size > 1 {
+        match store.write_batch(ops.clone()).await {
+            Ok(outcomes) if outcomes.len() == size => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    // The caller may have gone away; its write is applied all the same.
+                    let _ = reply.send(Ok(outcome));
+                }
+                return;
             }
+            Ok(outcomes) => {
+                // Committed, but unaccountably: retrying would apply it twice.
+                tracing::error!(
+                    size,
+                    outcomes = outcomes.len(),
+                    "storage answered a batch with the wrong number of outcomes"
+                );
+                for reply in replies {
+                    let _ = reply.send(Err(EngineError::Storage("inconsistent batch outcome".into())));
+                }
+                return;
+            }
+            Err(error) => tracing::warn!(%error, size, "write batch failed; retrying its operations one by one"),
         }
+    }
+    for (op, reply) in ops.into_iter().zip(replies) {
+        apply_one(store, op, reply).await;
+    }
+}
+
+async fn apply_one(store: &dyn Store, op: WriteOp, reply: oneshot::Sender<Result<WriteOutcome>>) {
+    let outcome = match store.write_batch(vec![op]).await {
+        Ok(mut outcomes) if outcomes.len() == 1 => Ok(outcomes.remove(0)),
         Ok(outcomes) => {
             tracing::error!(
-                size,
                 outcomes = outcomes.len(),
-                "storage answered a batch with the wrong number of outcomes"
+                "storage answered one operation with the wrong number of outcomes"
             );
-            for reply in replies {
-                let _ = reply.send(Err(EngineError::Storage("inconsistent batch outcome".into())));
-            }
+            Err(EngineError::Storage("inconsistent batch outcome".into()))
         }
         Err(error) => {
-            tracing::error!(%error, size, "write batch failed; none of it was applied");
-            let message = error.to_string();
-            for reply in replies {
-                let _ = reply.send(Err(EngineError::Storage(message.clone())));
-            }
+            tracing::error!(%error, "write failed; it was not applied");
+            Err(EngineError::Storage(error.to_string()))
         }
+    };
+    let _ = reply.send(outcome);
+}
+
+#[cfg(test)]
+mod tests {
+    use waitpoint_sqlite::SqliteStore;
+    use waitpoint_types::{Environment, IdGenerator, Secret, Timestamp, Waitpoint, WaitpointState};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_operation_the_database_refuses_fails_alone() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = SqliteStore::open(dir.path().join("db")).await.unwrap();
+        let ids = IdGenerator::new();
+        let now = Timestamp::from_millis(1_764_000_000_000);
+        let env = Environment {
+            id: ids.environment(now),
+            name: "dev".into(),
+            api_key: Secret::new("tr_dev_key".into()),
+            signing_secret: Secret::new("s".into()),
+            created_at: now,
+        };
+        store.environment_create(&env).await.unwrap();
+        let waitpoint = |id| Waitpoint {
+            id,
+            environment_id: env.id.clone(),
+            state: WaitpointState::Waiting,
+            idempotency_key: None,
+            inactive_idempotency_key: None,
+            idempotency_key_expires_at: None,
+            timeout_at: None,
+            tags: Vec::new(),
+            created_at: now,
+        };
+        let (a, b) = (waitpoint(ids.waitpoint(now)), waitpoint(ids.waitpoint(now)));
+        let (_stop, stopped) = watch::channel(false);
+        let (writer, _lanes) = Writer::start(Arc::new(store), 16, stopped);
+
+        // Queued together, so they share one batch; the duplicate id breaks the transaction.
+        let (first, duplicate, second) = tokio::join!(
+            writer.write(WriteOp::Create(a.clone())),
+            writer.write(WriteOp::Create(a.clone())),
+            writer.write(WriteOp::Create(b.clone())),
+        );
+        assert_eq!(first.unwrap(), WriteOutcome::Created(a));
+        assert!(matches!(duplicate, Err(EngineError::Storage(_))));
+        assert_eq!(second.unwrap(), WriteOutcome::Created(b));
     }
 }

@@ -32,6 +32,9 @@ pub(crate) fn parse_list(raw: Option<&str>) -> Result<ListTokens, ApiError> {
             return Err(ApiError::bad_query(name, "given more than once; give it once (lists are comma-separated)"));
         }
         let value = value.into_owned();
+        if value.contains('\0') {
+            return Err(ApiError::bad_query(name, "contains a NUL character"));
+        }
         match name {
             PAGE_SIZE => {
                 list.page_size = Some(value.parse().ok().filter(|size| (1..=100).contains(size)).ok_or_else(|| {
@@ -145,6 +148,7 @@ mod tests {
             ("filter[tags]=a,,b", "empty tag"),
             ("filter[colour]=red", "unknown parameter"),
             ("limit=5", "unknown parameter"),
+            ("filter[idempotencyKey]=a%00b", "NUL"),
             ("filter[status]=WAITING&filter[status]=COMPLETED", "more than once"),
         ] {
             let error = parse_list(Some(query)).unwrap_err();

@@ -27,7 +27,8 @@ pub(crate) async fn create(State(engine): State<Engine>, headers: HeaderMap, bod
     let bytes = body::read(&headers, body, CREATE_LIMIT, Length::Optional).await?;
     let request = body::parse_create(&bytes)?;
     let created = engine.create_token(&environment, &request).await?;
-    let claims = json!({ "sub": environment.id.public(), "pub": true }).to_string();
+    // Key order as Trigger.dev sends it; environment ids need no escaping.
+    let claims = format!(r#"{{"sub":"{}","pub":true}}"#, environment.id);
     let jwt = HeaderValue::from_str(&created.public_access_token).map_err(|_| {
         ApiError::from(waitpoint_engine::EngineError::Storage("unprintable public access token".into()))
     })?;

@@ -122,7 +122,8 @@ pub struct ListQuery {
 /// The storage of waitpoint.
 ///
 /// Every method is safe to call concurrently. A successful write is durable: on disk (synced)
-/// before the call returns.
+/// before the call returns. Callers never pass text containing NUL characters (the engine
+/// rejects them at the edge); a backend may refuse such text.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// The backend's name for logs: `sqlite` or `postgres`.

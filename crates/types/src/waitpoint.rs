@@ -102,14 +102,20 @@ pub struct Output {
 
 impl Output {
     /// Wraps a JSON text (already validated as JSON) the way Trigger.dev's SDK encodes
-    /// non-string values: `{"json": <value>}` as `application/super+json`. The text is kept
-    /// byte for byte, so large numbers and key order survive.
+    /// non-string values: `{"json": <value>}` as `application/super+json`. Whitespace between
+    /// tokens is removed, as `JSON.stringify` would; everything else is kept byte for byte, so
+    /// large numbers and key order survive.
     pub fn from_json_text(json: &str) -> Self {
-        Self { data: format!("{{\"json\":{}}}", json.trim()), data_type: SUPERJSON.to_owned() }
+        Self { data: format!("{{\"json\":{}}}", minify(json)), data_type: SUPERJSON.to_owned() }
     }
 
-    /// A string output, `text/plain`, as Trigger.dev's SDK encodes string values.
+    /// A string output, `text/plain`, as Trigger.dev's SDK encodes string values. A string
+    /// holding a NUL character, which not every database can store as text, is encoded as a
+    /// superjson string instead; it decodes to the same value.
     pub fn from_text(text: String) -> Self {
+        if text.contains('\0') {
+            return Self::from_json_text(&serde_json::Value::String(text).to_string());
+        }
         Self { data: text, data_type: TEXT_PLAIN.to_owned() }
     }
 
@@ -127,6 +133,28 @@ impl Output {
             _ => serde_json::Value::String(self.data.clone()),
         }
     }
+}
+
+/// `json` without the whitespace between its tokens (whitespace inside strings is kept).
+fn minify(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in json.chars() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if matches!(c, ' ' | '\t' | '\n' | '\r') {
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Where a waitpoint is in its life. Completion data exists only in the states that have it.
@@ -252,13 +280,16 @@ mod tests {
 
     #[test]
     fn outputs_encode_like_the_official_sdk_and_decode_back() {
-        let json = Output::from_json_text(" {\"status\":\"approved\",\"n\":12345678901234567890} ");
-        assert_eq!(json.data, r#"{"json":{"status":"approved","n":12345678901234567890}}"#);
+        let json = Output::from_json_text(" {\"status\" : \"approved \\\" \\\\\",\n \"n\":12345678901234567890} ");
+        assert_eq!(json.data, r#"{"json":{"status":"approved \" \\","n":12345678901234567890}}"#);
         assert_eq!(json.data_type, "application/super+json");
-        assert_eq!(json.decode()["status"], "approved");
+        assert_eq!(json.decode()["status"], "approved \" \\");
         let text = Output::from_text("hi".into());
         assert_eq!(text.decode(), serde_json::json!("hi"));
         assert_eq!(Output::from_json_text("null").decode(), serde_json::Value::Null);
+        let nul = Output::from_text("a\0b".into());
+        assert!(!nul.data.contains('\0'));
+        assert_eq!(nul.decode(), serde_json::json!("a\0b"));
     }
 
     #[test]
