@@ -18,9 +18,12 @@
 //! # Layout
 //! - [`PostgresStore`]: connecting, migrations and the [`Store`] implementation.
 //! - `rows`: mapping between rows and domain types.
+//! - `testing` (feature `test-util`): a fresh schema per test, for this and other crates' tests.
 //! - `migrations/`: the schema, one file per version, applied at connect.
 
 mod rows;
+#[cfg(feature = "test-util")]
+pub mod testing;
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,13 +1,11 @@
 //! What the conformance suite does not reach: batches racing each other on several
 //! connections, as the engine runs them (`write_concurrency() > 1`).
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::PostgresSchema;
 use waitpoint_postgres::PostgresStore;
+use waitpoint_postgres::testing::PostgresSchema;
 use waitpoint_storage::{Finish, ListQuery, StorageError, Store, WriteOp, WriteOutcome};
 use waitpoint_types::{CompletedVia, Environment, IdGenerator, Output, Secret, Timestamp, Waitpoint, WaitpointState};
 
@@ -163,7 +161,7 @@ async fn a_batch_that_loses_a_deadlock_runs_again() {
     store.write_batch(vec![WriteOp::Create(w1.clone()), WriteOp::Create(w2.clone())]).await.unwrap();
 
     // Another transaction holds w2; the batch locks w1, then waits for w2.
-    let other = common::admin(&db.url()).await.expect("connect");
+    let other = waitpoint_postgres::testing::admin(&db.url()).await.expect("connect");
     let lock = "SELECT 1 FROM waitpoints WHERE id = $1 FOR UPDATE";
     other.batch_execute("BEGIN").await.unwrap();
     other.execute(lock, &[&w2.id.internal()]).await.unwrap();
@@ -221,7 +219,7 @@ async fn servers_starting_at_once_migrate_once() {
     let db = PostgresSchema::fresh().await;
     let stores = tokio::join!(db.store(), db.store(), db.store(), db.store());
     drop(stores);
-    let client = common::admin(&db.url()).await.expect("connect");
+    let client = waitpoint_postgres::testing::admin(&db.url()).await.expect("connect");
     let versions: Vec<i64> =
         client.query("SELECT version FROM schema_migrations", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
     assert_eq!(versions, [1]);

@@ -1,8 +1,6 @@
 //! The storage conformance suite against a real PostgreSQL server, one fresh schema per test.
 
-mod common;
-
-use common::PostgresSchema;
+use waitpoint_postgres::testing::PostgresSchema;
 
 async fn fresh() -> PostgresSchema {
     PostgresSchema::fresh().await

@@ -1,4 +1,4 @@
-//! A fresh schema in a real PostgreSQL server for each test.
+//! Test support (feature `test-util`): a fresh schema in a real PostgreSQL server per test.
 //!
 //! The server is the one at `WAITPOINT_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`). A test creates its own schema `wp_test_…` and
@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
+use crate::PostgresStore;
 use tokio_postgres::NoTls;
-use waitpoint_postgres::PostgresStore;
 use waitpoint_storage::Store;
 use waitpoint_storage::conformance::TestDatabase;
 
@@ -17,6 +17,7 @@ const URL_VARIABLE: &str = "WAITPOINT_TEST_POSTGRES_URL";
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// A schema of its own in the test server.
+#[derive(Debug)]
 pub struct PostgresSchema {
     admin_url: String,
     schema: String,

@@ -1,0 +1,313 @@
+//! The `waitpoint` binary as people run it: real processes on real databases (an SQLite file,
+//! a PostgreSQL schema), stopped with SIGTERM or killed with SIGKILL.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use waitpoint_postgres::testing::PostgresSchema;
+use waitpoint_sdk::{Client, CreateTokenRequest};
+
+const BIN: &str = env!("CARGO_BIN_EXE_waitpoint");
+const KEY: &str = "tr_dev_cliTestKey0123456789abcde";
+
+/// Where a test's server keeps its data.
+enum Database {
+    Sqlite(TempDir),
+    Postgres(PostgresSchema),
+}
+
+impl Database {
+    fn sqlite() -> Self {
+        Self::Sqlite(TempDir::new().unwrap())
+    }
+
+    async fn postgres() -> Self {
+        Self::Postgres(PostgresSchema::fresh().await)
+    }
+
+    fn args(&self) -> Vec<String> {
+        match self {
+            Self::Sqlite(dir) => vec!["--data-dir".into(), dir.path().display().to_string()],
+            Self::Postgres(schema) => vec!["--database".into(), schema.url()],
+        }
+    }
+}
+
+/// A running `waitpoint serve`.
+struct Server {
+    child: Child,
+    _stdout: BufReader<ChildStdout>,
+    api_url: String,
+    banner: Vec<String>,
+}
+
+impl Server {
+    /// Starts a server on a free port and waits until its banner says it is listening.
+    fn start(database: &Database) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(database.args())
+            .env("WAITPOINT_DEV_SECRET_KEY", KEY)
+            .env("WAITPOINT_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut banner = Vec::new();
+        while banner.len() < 3 {
+            let mut line = String::new();
+            assert!(stdout.read_line(&mut line).unwrap() > 0, "the server exited before its banner: {banner:?}");
+            banner.push(line.trim_end().to_owned());
+        }
+        let api_url = banner[0].split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_owned();
+        Self { child, _stdout: stdout, api_url, banner }
+    }
+
+    fn client(&self) -> Client {
+        Client::new(&self.api_url, KEY).unwrap()
+    }
+
+    /// Runs `waitpoint <args>` against this server, configured through the environment.
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("WAITPOINT_API_URL", &self.api_url)
+            .env("WAITPOINT_SECRET_KEY", KEY)
+            .output()
+            .unwrap()
+    }
+
+    /// Sends SIGTERM and returns the exit code.
+    fn terminate(mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "the server did not stop within 20 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the process outright (SIGKILL), as a crash or an OOM kill would.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stdout_json(output: &Output) -> Value {
+    assert!(output.status.success(), "failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)))
+}
+
+#[tokio::test]
+async fn serve_prints_the_dev_key_takes_cli_commands_and_stops_cleanly_on_sigterm() {
+    let database = Database::sqlite();
+    let server = Server::start(&database);
+    assert!(server.banner[1].contains(KEY), "{:?}", server.banner);
+    assert!(server.banner[2].starts_with("Try: curl"));
+
+    let created = stdout_json(&server.cli(&[
+        "token",
+        "create",
+        "--timeout",
+        "1h",
+        "--idempotency-key",
+        "order-1",
+        "--idempotency-key-ttl",
+        "2h",
+        "--tag",
+        "a",
+        "--tag",
+        "b",
+    ]));
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(created["isCached"], false);
+    assert!(created["url"].as_str().unwrap().starts_with(&server.api_url));
+
+    let done = stdout_json(&server.cli(&["token", "complete", id, "--data", r#"{"status":"approved"}"#]));
+    assert_eq!(done, json!({ "success": true }));
+    let token = stdout_json(&server.cli(&["token", "get", id]));
+    assert_eq!(token["status"], "COMPLETED");
+    assert_eq!(token["output"], r#"{"json":{"status":"approved"}}"#);
+    assert_eq!(token["tags"], json!(["a", "b"]));
+
+    let listed = server.cli(&["token", "list", "--status", "COMPLETED", "--tag", "b"]);
+    assert!(listed.status.success());
+    let lines: Vec<Value> = listed.stdout.lines().map(|l| serde_json::from_str(&l.unwrap()).unwrap()).collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["id"], id);
+
+    // Trigger.dev's variable names work too.
+    let trigger = Command::new(BIN)
+        .args(["token", "get", id])
+        .env("TRIGGER_API_URL", &server.api_url)
+        .env("TRIGGER_SECRET_KEY", KEY)
+        .output()
+        .unwrap();
+    assert_eq!(stdout_json(&trigger)["id"], id);
+
+    let bad = server.cli(&["token", "complete", id, "--data", "not json"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("must be JSON"));
+    let missing = server.cli(&["token", "get", "waitpoint_cnothere"]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("404: Waitpoint not found"));
+
+    assert_eq!(server.terminate(), Some(0));
+}
+
+#[tokio::test]
+async fn env_commands_manage_the_keys_of_a_running_server() {
+    let database = Database::sqlite();
+    let server = Server::start(&database);
+    let env = |args: &[&str]| Command::new(BIN).arg("env").args(args).args(database.args()).output().unwrap();
+
+    let prod = stdout_json(&env(&["create", "prod"]));
+    let prod_key = prod["secretKey"].as_str().unwrap().to_owned();
+    assert!(prod_key.starts_with("tr_prod_"));
+    let prod_client = Client::new(&server.api_url, &prod_key).unwrap();
+    let token = prod_client.create_token(&CreateTokenRequest::default()).await.unwrap();
+    let dev_view = server.client().retrieve_token(&token.id).await;
+    assert!(dev_view.is_err(), "environments are isolated");
+
+    let listed = env(&["list"]);
+    let names: Vec<String> = listed
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(&l.unwrap()).unwrap()["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["dev", "prod"]);
+    assert!(!env(&["create", "prod"]).status.success(), "names are unique");
+
+    let rotated = stdout_json(&env(&["rotate-key", "prod"]));
+    let new_key = rotated["secretKey"].as_str().unwrap();
+    assert_ne!(new_key, prod_key);
+    let rotated_client = Client::new(&server.api_url, new_key).unwrap();
+    assert_eq!(rotated_client.retrieve_token(&token.id).await.unwrap().detail.status, "WAITING");
+    // URLs handed out before the rotation still complete their token.
+    let reply = reqwest::Client::new().post(&token.url).body(r#"{"after":"rotation"}"#).send().await.unwrap();
+    assert_eq!(reply.status(), 200);
+    assert_eq!(server.terminate(), Some(0));
+}
+
+/// Every write that got a 200 is there after SIGKILL, and the data is intact.
+async fn acknowledged_writes_survive_sigkill(database: Database) {
+    let server = Server::start(&database);
+    let client = server.client();
+    let created = join_all((0..100).map(|i| {
+        let client = client.clone();
+        async move {
+            let request = CreateTokenRequest { tags: Some(vec![format!("n{i}")]), ..Default::default() };
+            client.create_token(&request).await.unwrap()
+        }
+    }))
+    .await;
+    join_all(created.iter().step_by(2).map(|token| {
+        let client = client.clone();
+        async move { client.complete_token(&token.id, &json!({ "id": token.id })).await.unwrap() }
+    }))
+    .await;
+    server.kill();
+
+    let server = Server::start(&database);
+    let client = server.client();
+    for (i, token) in created.iter().enumerate() {
+        let stored = client.retrieve_token(&token.id).await.unwrap();
+        assert_eq!(stored.detail.tags, [format!("n{i}")]);
+        if i % 2 == 0 {
+            assert_eq!(stored.detail.status, "COMPLETED");
+            assert_eq!(stored.output::<Value>().unwrap(), Some(json!({ "id": token.id })));
+        } else {
+            assert_eq!(stored.detail.status, "WAITING");
+        }
+    }
+    assert_eq!(server.terminate(), Some(0));
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_sigkill_on_sqlite() {
+    acknowledged_writes_survive_sigkill(Database::sqlite()).await;
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_sigkill_on_postgres() {
+    acknowledged_writes_survive_sigkill(Database::postgres().await).await;
+}
+
+/// A deadline that passes while no server runs fires as soon as one starts.
+async fn deadlines_passed_while_down_fire_at_start_up(database: Database) {
+    let server = Server::start(&database);
+    let token = server
+        .client()
+        .create_token(&CreateTokenRequest { timeout: Some("1s".into()), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(server.terminate(), Some(0));
+    // The deadline has to pass in real time: a second, while nothing runs.
+    std::thread::sleep(Duration::from_millis(1_100));
+
+    let server = Server::start(&database);
+    let client = server.client();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stored = client.retrieve_token(&token.id).await.unwrap();
+        if stored.detail.status == "TIMED_OUT" {
+            assert!(stored.timeout_error().unwrap().starts_with("Waitpoint timed out at "));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the missed deadline did not fire after start-up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.terminate(), Some(0));
+}
+
+#[tokio::test]
+async fn deadlines_passed_while_down_fire_at_start_up_on_sqlite() {
+    deadlines_passed_while_down_fire_at_start_up(Database::sqlite()).await;
+}
+
+#[tokio::test]
+async fn deadlines_passed_while_down_fire_at_start_up_on_postgres() {
+    deadlines_passed_while_down_fire_at_start_up(Database::postgres().await).await;
+}
+
+#[tokio::test]
+async fn bad_settings_stop_the_server_with_a_clear_message() {
+    let database = Database::sqlite();
+    let run = |extra: &[&str], key: &str| {
+        Command::new(BIN)
+            .arg("serve")
+            .args(database.args())
+            .args(extra)
+            .env("WAITPOINT_DEV_SECRET_KEY", key)
+            .output()
+            .unwrap()
+    };
+    let cases: [(&[&str], &str, &str); 4] = [
+        (&["--default-timeout", "ten minutes"], KEY, "--default-timeout"),
+        (&["--database", "mysql://x"], KEY, "unsupported --database"),
+        (&[], "not-a-key", "WAITPOINT_DEV_SECRET_KEY"),
+        (&["--listen", "256.0.0.1:1"], KEY, "could not listen"),
+    ];
+    for (extra, key, hint) in cases {
+        let output = run(extra, key);
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(hint), "{extra:?}: {stderr}");
+    }
+}
