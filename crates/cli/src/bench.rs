@@ -1,6 +1,10 @@
-//! `waitpoint bench tokens`: token create+complete pairs per second over HTTP at several
-//! connection counts, with each call's latency, and `GET /healthz` as the ceiling the HTTP
-//! stack allows on the same machine. Prints a table, then one JSON line with every figure.
+//! `waitpoint bench`: measures a running server over HTTP/1.1 keep-alive connections.
+//!
+//! - `tokens`: token create+complete pairs per second at several connection counts, with each
+//!   call's latency, and `GET /healthz` as the ceiling the HTTP stack allows on the machine.
+//! - `list`: list-page latency for each filter with many tokens stored.
+//!
+//! Each prints a table, then one JSON line with every figure.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +27,27 @@ use crate::ApiArgs;
 pub(crate) enum BenchCommand {
     /// Token create+complete pairs per second, and GET /healthz as the ceiling
     Tokens(TokensArgs),
+    /// List-page latency with many tokens stored (optionally creating them first)
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    /// Tokens to create first through the API (tagged t0..t99, every tenth with an idempotency
+    /// key, every third completed, none timing out); 0 measures what is stored
+    #[arg(long, default_value_t = 0)]
+    seed: usize,
+    /// How long to measure each query
+    #[arg(long, default_value = "5s")]
+    duration: String,
+    /// How long to run each query unmeasured first
+    #[arg(long, default_value = "1s")]
+    warmup: String,
+    /// Connections, each one request in flight at a time
+    #[arg(long, default_value_t = 10)]
+    connections: usize,
 }
 
 #[derive(Debug, Args)]
@@ -46,6 +71,7 @@ pub(crate) struct TokensArgs {
 pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Tokens(args) => tokens(args).await,
+        BenchCommand::List(args) => list(args).await,
     }
 }
 
@@ -92,7 +118,8 @@ async fn tokens(args: TokensArgs) -> anyhow::Result<()> {
         eprintln!("  {connections} connections: {:.0} pairs/s", level.pairs as f64 / level.seconds);
         levels.push(level);
     }
-    let ceiling = measure(&target, args.healthz_connections, warmup, duration, Workload::Healthz).await?;
+    let healthz = Workload::Get("/healthz".into());
+    let ceiling = measure(&target, args.healthz_connections, warmup, duration, healthz).await?;
 
     println!();
     println!(
@@ -150,12 +177,129 @@ async fn tokens(args: TokensArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(Debug, Clone, Copy)]
+async fn list(args: ListArgs) -> anyhow::Result<()> {
+    let duration = parse_duration(&args.duration).context("invalid --duration")?;
+    let warmup = parse_duration(&args.warmup).context("invalid --warmup")?;
+    let target = Arc::new(target(&args.api.api_url(), &args.api.secret_key()?)?);
+    let run = std::process::id();
+    if args.seed > 0 {
+        let started = Instant::now();
+        seed(&target, args.seed, run).await?;
+        eprintln!("seeded {} tokens in {:.1}s", args.seed, started.elapsed().as_secs_f64());
+    }
+    let tokens = format!("{}/api/v1/waitpoints/tokens", target.prefix);
+    let deep = deep_cursor(&target, &tokens).await?;
+    let query = |pairs: &[(&str, &str)]| {
+        let encoded = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        format!("/api/v1/waitpoints/tokens?{encoded}")
+    };
+    let key = format!("seed-{run}-0");
+    let queries = [
+        ("newest page (25)", query(&[])),
+        ("page of 100", query(&[("page[size]", "100")])),
+        ("deep page (after the middle)", query(&[("page[after]", deep.as_str())])),
+        ("status WAITING", query(&[("filter[status]", "WAITING")])),
+        ("status COMPLETED", query(&[("filter[status]", "COMPLETED")])),
+        ("status WAITING,TIMED_OUT", query(&[("filter[status]", "WAITING,TIMED_OUT")])),
+        ("one tag", query(&[("filter[tags]", "t7")])),
+        ("two tags", query(&[("filter[tags]", "t7,t8")])),
+        ("idempotency key", query(&[("filter[idempotencyKey]", key.as_str())])),
+        ("period 1h", query(&[("filter[createdAt][period]", "1h")])),
+        ("status + tag", query(&[("filter[status]", "COMPLETED"), ("filter[tags]", "t9")])),
+    ];
+    println!();
+    println!("{:<30}  {:>10}  {:>9}  {:>9}  {:>6}", "query", "requests/s", "p50", "p99", "errors");
+    let mut figures = Vec::new();
+    for (name, path) in queries {
+        let level = measure(&target, args.connections, warmup, duration, Workload::Get(path)).await?;
+        let (p50, p99) = (ms(percentile(&level.first, 0.50)), ms(percentile(&level.first, 0.99)));
+        let rate = level.pairs as f64 / level.seconds;
+        println!("{name:<30}  {rate:>10.0}  {p50:>7.2}ms  {p99:>7.2}ms  {:>6}", level.errors);
+        figures.push(json!({ "query": name, "requests_per_s": round(rate), "p50_ms": round(p50), "p99_ms": round(p99), "errors": level.errors }));
+    }
+    println!(
+        "{}",
+        json!({ "benchmark": "list", "api_url": args.api.api_url(), "seeded": args.seed, "connections": args.connections, "duration_s": duration.as_secs_f64(), "queries": figures })
+    );
+    Ok(())
+}
+
+/// Creates `count` tokens through the API with 100 connections.
+async fn seed(target: &Arc<Target>, count: usize, run: u32) -> anyhow::Result<()> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..100 {
+        let (target, next) = (target.clone(), next.clone());
+        let mut sender = connect(&target).await?;
+        workers.push(tokio::spawn(async move {
+            let path = format!("{}/api/v1/waitpoints/tokens", target.prefix);
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= count {
+                    return anyhow::Ok(());
+                }
+                if i % 100_000 == 0 && i > 0 {
+                    eprintln!("  seeded {i}");
+                }
+                let mut body = json!({ "timeout": "none", "tags": [format!("t{}", i % 100)] });
+                if i % 10 == 0 {
+                    body["idempotencyKey"] = json!(format!("seed-{run}-{i}"));
+                }
+                let created = call(&mut sender, &target, Method::POST, &path, Bytes::from(body.to_string())).await?;
+                if i % 3 == 0 {
+                    let id = serde_json::from_slice::<Created>(&created)?.id;
+                    let complete = format!("{path}/{id}/complete");
+                    call(
+                        &mut sender,
+                        &target,
+                        Method::POST,
+                        &complete,
+                        Bytes::from_static(b"{\"data\":{\"seeded\":true}}"),
+                    )
+                    .await?;
+                }
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await.context("a seeding connection panicked")??;
+    }
+    Ok(())
+}
+
+/// A cursor about halfway down the list (at most 2,000 pages of 100 in).
+async fn deep_cursor(target: &Target, tokens: &str) -> anyhow::Result<String> {
+    #[derive(Deserialize)]
+    struct Pagination {
+        next: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Page {
+        data: Vec<serde_json::Value>,
+        pagination: Pagination,
+    }
+    let mut sender = connect(target).await?;
+    let mut cursors = Vec::new();
+    let mut path = format!("{tokens}?page%5Bsize%5D=100");
+    while cursors.len() < 4_000 {
+        let page: Page = serde_json::from_slice(&call(&mut sender, target, Method::GET, &path, Bytes::new()).await?)?;
+        match page.pagination.next {
+            Some(next) if !page.data.is_empty() => {
+                path = format!("{tokens}?page%5Bsize%5D=100&page%5Bafter%5D={next}");
+                cursors.push(next);
+            }
+            _ => break,
+        }
+    }
+    Ok(cursors.get(cursors.len() / 2).cloned().unwrap_or_default())
+}
+
+#[derive(Debug, Clone)]
 enum Workload {
     /// Create a token, then complete it: two calls, latencies in `first` and `second`.
     TokenPair,
-    /// `GET /healthz`: one call, latency in `first`.
-    Healthz,
+    /// One GET of this path (after the API URL's own path), latency in `first`.
+    Get(String),
 }
 
 async fn measure(
@@ -173,7 +317,7 @@ async fn measure(
     let stop_at = measure_from + duration;
     let workers: Vec<_> = senders
         .into_iter()
-        .map(|sender| tokio::spawn(worker(target.clone(), sender, workload, measure_from, stop_at)))
+        .map(|sender| tokio::spawn(worker(target.clone(), sender, workload.clone(), measure_from, stop_at)))
         .collect();
     let mut level = Level {
         connections,
@@ -212,7 +356,6 @@ async fn worker(
 ) -> WorkerResult {
     let mut result = WorkerResult::default();
     let create_path = format!("{}/api/v1/waitpoints/tokens", target.prefix);
-    let healthz_path = format!("{}/healthz", target.prefix);
     let mut i = 0u64;
     loop {
         let started = Instant::now();
@@ -221,9 +364,11 @@ async fn worker(
         }
         let measured = started >= measure_from;
         let outcome = match workload {
-            Workload::Healthz => call(&mut sender, &target, Method::GET, &healthz_path, Bytes::new())
-                .await
-                .map(|_| (started.elapsed(), None)),
+            Workload::Get(ref path) => {
+                call(&mut sender, &target, Method::GET, &format!("{}{path}", target.prefix), Bytes::new())
+                    .await
+                    .map(|_| (started.elapsed(), None))
+            }
             Workload::TokenPair => {
                 i += 1;
                 pair(&mut sender, &target, &create_path, i).await.map(|(create, complete)| (create, Some(complete)))

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use waitpoint_types::Output;
@@ -30,35 +30,51 @@ pub(crate) enum Length {
     Optional,
 }
 
-/// Reads the whole body, refusing more than `limit` bytes with 413 before reading when the
-/// `Content-Length` says so, and while reading otherwise.
-pub(crate) async fn read(headers: &HeaderMap, body: Body, limit: usize, length: Length) -> Result<Vec<u8>, ApiError> {
+/// A body that must be refused is still read, and thrown away, up to this many bytes, so the
+/// client can finish sending and read the refusal instead of a broken connection (which
+/// Trigger.dev's SDK would retry). Beyond it the connection is closed.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Reads the whole body. More than `limit` bytes (declared by `Content-Length`, or sent) is a
+/// 413; a missing `Content-Length` where it is required is a 411.
+pub(crate) async fn read(
+    headers: &HeaderMap,
+    mut body: Body,
+    limit: usize,
+    length: Length,
+) -> Result<Vec<u8>, ApiError> {
     let too_large =
         || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("Request body too large: the limit is {limit} bytes"));
-    match headers.get(header::CONTENT_LENGTH) {
-        Some(value) => {
-            let declared: usize = value
-                .to_str()
-                .ok()
-                .and_then(|v| v.trim().parse().ok())
-                .ok_or_else(|| ApiError::bad_request("Content-Length header is not a number"))?;
-            if declared > limit {
-                return Err(too_large());
-            }
-        }
+    let refusal = match headers.get(header::CONTENT_LENGTH) {
+        Some(value) => match value.to_str().ok().and_then(|v| v.trim().parse::<usize>().ok()) {
+            Some(declared) if declared > limit => Some(too_large()),
+            Some(_) => None,
+            None => Some(ApiError::bad_request("Content-Length header is not a number")),
+        },
         None if length == Length::Required => {
-            return Err(ApiError::new(StatusCode::LENGTH_REQUIRED, "Content-Length header is required"));
+            Some(ApiError::new(StatusCode::LENGTH_REQUIRED, "Content-Length header is required"))
         }
-        None => {}
+        None => None,
+    };
+    let mut bytes = Vec::new();
+    let mut received = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|error| ApiError::bad_request(format!("could not read the request body: {error}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        received += data.len();
+        if received > DRAIN_LIMIT {
+            break;
+        }
+        if refusal.is_none() && received <= limit {
+            bytes.extend_from_slice(&data);
+        }
     }
-    let collected = Limited::new(body, limit).collect().await.map_err(|error| {
-        if error.downcast_ref::<LengthLimitError>().is_some() {
-            too_large()
-        } else {
-            ApiError::bad_request(format!("could not read the request body: {error}"))
-        }
-    })?;
-    Ok(collected.to_bytes().to_vec())
+    match refusal {
+        Some(error) => Err(error),
+        None if received > limit => Err(too_large()),
+        None => Ok(bytes),
+    }
 }
 
 fn not_empty(bytes: &[u8], shape: &str) -> Result<(), ApiError> {
