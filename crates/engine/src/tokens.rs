@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use waitpoint_storage::{Cursor, Finish, ListQuery, StorageError, WriteOp, WriteOutcome};
 use waitpoint_types::api::CreateTokenRequest;
+use waitpoint_types::id::internal_floor;
 use waitpoint_types::time::parse_duration;
 use waitpoint_types::{
     CompletedVia, Environment, Output, Timestamp, Waitpoint, WaitpointId, WaitpointState, WaitpointStatus,
@@ -164,8 +165,12 @@ impl Engine {
             Some(text) => parse_timeout(text, now)?,
             None => inner.config.default_timeout.map(|d| now.saturating_add(d)),
         };
+        // The id carries the creation time, which the list's date filters rely on; it only
+        // differs from `now` if the clock stepped back.
+        let id = inner.ids.waitpoint(now);
+        let created_at = id.created_at().unwrap_or(now);
         let waitpoint = Waitpoint {
-            id: inner.ids.waitpoint(now),
+            id,
             environment_id: environment.id.clone(),
             state: WaitpointState::Waiting,
             idempotency_key_expires_at: key.as_ref().and(ttl).map(|ttl| now.saturating_add(ttl)),
@@ -173,7 +178,7 @@ impl Engine {
             inactive_idempotency_key: None,
             timeout_at,
             tags,
-            created_at: now,
+            created_at,
         };
         let (waitpoint, is_cached) = match inner.writer.write(WriteOp::Create(waitpoint)).await? {
             WriteOutcome::Created(waitpoint) => {
@@ -269,13 +274,16 @@ impl Engine {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
+        // Ids begin with their creation time (`created_at` is taken from the id), so creation
+        // bounds are id bounds.
+        let after_to = request.to.map(|to| to.saturating_add(Duration::from_millis(1)));
         let query = ListQuery {
             environment_id: environment.id.clone(),
             statuses: request.statuses.clone(),
             idempotency_key: request.idempotency_key.clone(),
             tags: request.tags.clone(),
-            created_from,
-            created_to: request.to,
+            id_at_least: created_from.map(internal_floor),
+            id_below: after_to.map(internal_floor),
             cursor: cursor.clone(),
             limit: size + 1,
         };

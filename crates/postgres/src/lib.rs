@@ -401,45 +401,75 @@ impl Store for PostgresStore {
         select_waitpoint(&client, SELECT_WAITPOINT, id.internal()).await?.ok_or(StorageError::NotFound)
     }
 
+    /// Every shape of query walks an index in id order and stops after `limit` rows. With
+    /// tags, the tag table is walked once per tag (a lateral join over the tag array), each
+    /// walk limited to `limit` rows passing every filter, and the results merged: the overall
+    /// first `limit` rows are among the first `limit` of some tag. An idempotency key is looked
+    /// up through its two indexes first.
     async fn waitpoint_list(&self, query: &ListQuery) -> Result<Vec<Waitpoint>> {
         let environment_id = query.environment_id.internal();
         let statuses: Vec<&str> = query.statuses.iter().map(|s| s.as_str()).collect();
-        let (from, to) = (query.created_from.map(Timestamp::as_millis), query.created_to.map(Timestamp::as_millis));
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let id_column = if query.tags.is_empty() { "w.id" } else { "t.waitpoint_id" };
 
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&environment_id];
-        let mut sql = concat!("SELECT ", waitpoint_columns!(), " FROM waitpoints WHERE environment_id = $1").to_owned();
+        let mut filters = String::new();
         if !statuses.is_empty() {
-            sql += &format!(" AND status = ANY({})", bind(&mut params, &statuses));
+            filters += &format!(" AND w.status = ANY({})", bind(&mut params, &statuses));
         }
         if let Some(key) = &query.idempotency_key {
-            let p = bind(&mut params, key);
-            sql += &format!(" AND (idempotency_key = {p} OR inactive_idempotency_key = {p})");
-        }
-        if !query.tags.is_empty() {
-            sql += &format!(
-                " AND id IN (SELECT waitpoint_id FROM waitpoint_tags WHERE environment_id = $1 AND tag = ANY({}))",
-                bind(&mut params, &query.tags)
+            let key = bind(&mut params, key);
+            filters += &format!(
+                " AND w.id IN (SELECT id FROM waitpoints WHERE environment_id = $1 AND idempotency_key = {key} \
+                 UNION ALL SELECT id FROM waitpoints WHERE environment_id = $1 AND inactive_idempotency_key = {key})"
             );
         }
-        if let Some(from) = &from {
-            sql += &format!(" AND created_at >= {}", bind(&mut params, from));
+        if let Some(bound) = &query.id_at_least {
+            filters += &format!(" AND {id_column} >= {}", bind(&mut params, bound));
         }
-        if let Some(to) = &to {
-            sql += &format!(" AND created_at <= {}", bind(&mut params, to));
+        if let Some(bound) = &query.id_below {
+            filters += &format!(" AND {id_column} < {}", bind(&mut params, bound));
         }
         let order = match &query.cursor {
             Cursor::Newest => "DESC",
             Cursor::After(id) => {
-                sql += &format!(" AND id < {}", bind(&mut params, id));
+                filters += &format!(" AND {id_column} < {}", bind(&mut params, id));
                 "DESC"
             }
             Cursor::Before(id) => {
-                sql += &format!(" AND id > {}", bind(&mut params, id));
+                filters += &format!(" AND {id_column} > {}", bind(&mut params, id));
                 "ASC"
             }
         };
-        sql += &format!(" ORDER BY id {order} LIMIT {}", bind(&mut params, &limit));
+        let limit = bind(&mut params, &limit);
+        let sql = if query.tags.is_empty() {
+            format!(
+                concat!(
+                    "SELECT ",
+                    waitpoint_columns!(w),
+                    " FROM waitpoints w WHERE w.environment_id = $1{} ORDER BY w.id {} LIMIT {}"
+                ),
+                filters, order, limit
+            )
+        } else {
+            let tags = bind(&mut params, &query.tags);
+            format!(
+                concat!(
+                    "SELECT ",
+                    waitpoint_columns!(w),
+                    " FROM waitpoints w WHERE w.id IN (",
+                    "SELECT per_tag.id FROM unnest({tags}::text[]) AS wanted(tag) CROSS JOIN LATERAL (",
+                    "SELECT w.id FROM waitpoint_tags t JOIN waitpoints w ON w.id = t.waitpoint_id ",
+                    "WHERE t.environment_id = $1 AND t.tag = wanted.tag{filters} ",
+                    "ORDER BY t.waitpoint_id {order} LIMIT {limit}) per_tag) ",
+                    "ORDER BY w.id {order} LIMIT {limit}"
+                ),
+                tags = tags,
+                filters = filters,
+                order = order,
+                limit = limit
+            )
+        };
         self.query(&sql, &params).await?.iter().map(waitpoint_from_row).collect()
     }
 

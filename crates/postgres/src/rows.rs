@@ -13,6 +13,11 @@ macro_rules! waitpoint_columns {
         "id, environment_id, status, idempotency_key, inactive_idempotency_key, idempotency_key_expires_at, \
          timeout_at, tags, output, output_type, completed_at, completed_via, created_at"
     };
+    (w) => {
+        "w.id, w.environment_id, w.status, w.idempotency_key, w.inactive_idempotency_key, \
+         w.idempotency_key_expires_at, w.timeout_at, w.tags, w.output, w.output_type, w.completed_at, \
+         w.completed_via, w.created_at"
+    };
 }
 pub(crate) use waitpoint_columns;
 

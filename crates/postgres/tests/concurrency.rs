@@ -90,8 +90,8 @@ fn by_key(env: &Environment, key: &str) -> ListQuery {
         statuses: Vec::new(),
         idempotency_key: Some(key.into()),
         tags: Vec::new(),
-        created_from: None,
-        created_to: None,
+        id_at_least: None,
+        id_below: None,
         cursor: waitpoint_storage::Cursor::Newest,
         limit: 100,
     }

@@ -145,7 +145,7 @@ fn map_error(error: rusqlite::Error) -> StorageError {
 }
 
 fn select_waitpoint(conn: &Connection, id: &str) -> Result<Option<Waitpoint>> {
-    let sql = format!("SELECT {WAITPOINT_COLUMNS} FROM waitpoints WHERE id = ?1");
+    let sql = format!("SELECT {WAITPOINT_COLUMNS} FROM waitpoints w WHERE w.id = ?1");
     conn.prepare_cached(&sql)
         .and_then(|mut stmt| stmt.query_row([id], waitpoint_from_row).optional())
         .map_err(map_error)?
@@ -154,8 +154,9 @@ fn select_waitpoint(conn: &Connection, id: &str) -> Result<Option<Waitpoint>> {
 
 fn create(conn: &Connection, new: Waitpoint) -> Result<WriteOutcome> {
     if let Some(key) = &new.idempotency_key {
-        let sql =
-            format!("SELECT {WAITPOINT_COLUMNS} FROM waitpoints WHERE environment_id = ?1 AND idempotency_key = ?2");
+        let sql = format!(
+            "SELECT {WAITPOINT_COLUMNS} FROM waitpoints w WHERE w.environment_id = ?1 AND w.idempotency_key = ?2"
+        );
         let existing = conn
             .prepare_cached(&sql)
             .and_then(|mut stmt| {
@@ -242,51 +243,81 @@ fn applies(current: &Waitpoint, next: &WaitpointState) -> bool {
     }
 }
 
+/// Lists waitpoints. Every shape of query walks an index in id order and stops after `limit`
+/// rows:
+/// - without tags, `(environment_id, id)` or `(environment_id, status, id)`;
+/// - with tags, the tag table's `(environment_id, tag, waitpoint_id)` once per tag, each
+///   walk limited to `limit` rows that pass every filter, then merged: the overall first
+///   `limit` rows are among the first `limit` of some tag.
+///
+/// An idempotency key is looked up through its two indexes first.
 fn list(conn: &Connection, query: &ListQuery) -> Result<Vec<Waitpoint>> {
-    let mut sql = format!("SELECT {WAITPOINT_COLUMNS} FROM waitpoints WHERE environment_id = ?1");
-    let mut args: Vec<rusqlite::types::Value> = vec![query.environment_id.internal().to_owned().into()];
-    let arg = |value: rusqlite::types::Value, args: &mut Vec<rusqlite::types::Value>| {
-        args.push(value);
-        format!("?{}", args.len())
-    };
+    let mut args = Args(vec![query.environment_id.internal().to_owned().into()]);
+    let id_column = if query.tags.is_empty() { "w.id" } else { "t.waitpoint_id" };
+    let mut filters = String::new();
     if !query.statuses.is_empty() {
-        let placeholders: Vec<_> =
-            query.statuses.iter().map(|s| arg(s.as_str().to_owned().into(), &mut args)).collect();
-        sql += &format!(" AND status IN ({})", placeholders.join(", "));
+        let placeholders: Vec<_> = query.statuses.iter().map(|s| args.push(s.as_str().to_owned())).collect();
+        filters += &format!(" AND w.status IN ({})", placeholders.join(", "));
     }
     if let Some(key) = &query.idempotency_key {
-        let p = arg(key.clone().into(), &mut args);
-        sql += &format!(" AND (idempotency_key = {p} OR inactive_idempotency_key = {p})");
-    }
-    if !query.tags.is_empty() {
-        let placeholders: Vec<_> = query.tags.iter().map(|t| arg(t.clone().into(), &mut args)).collect();
-        sql += &format!(
-            " AND id IN (SELECT waitpoint_id FROM waitpoint_tags WHERE environment_id = ?1 AND tag IN ({}))",
-            placeholders.join(", ")
+        let key = args.push(key.clone());
+        filters += &format!(
+            " AND w.id IN (SELECT id FROM waitpoints WHERE environment_id = ?1 AND idempotency_key = {key} \
+             UNION ALL SELECT id FROM waitpoints WHERE environment_id = ?1 AND inactive_idempotency_key = {key})"
         );
     }
-    if let Some(from) = query.created_from {
-        sql += &format!(" AND created_at >= {}", arg(from.as_millis().into(), &mut args));
+    if let Some(bound) = &query.id_at_least {
+        filters += &format!(" AND {id_column} >= {}", args.push(bound.clone()));
     }
-    if let Some(to) = query.created_to {
-        sql += &format!(" AND created_at <= {}", arg(to.as_millis().into(), &mut args));
+    if let Some(bound) = &query.id_below {
+        filters += &format!(" AND {id_column} < {}", args.push(bound.clone()));
     }
     let order = match &query.cursor {
         Cursor::Newest => "DESC",
         Cursor::After(id) => {
-            sql += &format!(" AND id < {}", arg(id.clone().into(), &mut args));
+            filters += &format!(" AND {id_column} < {}", args.push(id.clone()));
             "DESC"
         }
         Cursor::Before(id) => {
-            sql += &format!(" AND id > {}", arg(id.clone().into(), &mut args));
+            filters += &format!(" AND {id_column} > {}", args.push(id.clone()));
             "ASC"
         }
     };
-    let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
-    sql += &format!(" ORDER BY id {order} LIMIT {}", arg(limit.into(), &mut args));
+    let limit = args.push(i64::try_from(query.limit).unwrap_or(i64::MAX));
+    let sql = if query.tags.is_empty() {
+        format!(
+            "SELECT {WAITPOINT_COLUMNS} FROM waitpoints w WHERE w.environment_id = ?1{filters} \
+             ORDER BY w.id {order} LIMIT {limit}"
+        )
+    } else {
+        let per_tag: Vec<String> = query
+            .tags
+            .iter()
+            .map(|tag| {
+                format!(
+                    "SELECT * FROM (SELECT {WAITPOINT_COLUMNS} FROM waitpoint_tags t \
+                     JOIN waitpoints w ON w.id = t.waitpoint_id \
+                     WHERE t.environment_id = ?1 AND t.tag = {}{filters} ORDER BY t.waitpoint_id {order} LIMIT {limit})",
+                    args.push(tag.clone())
+                )
+            })
+            .collect();
+        format!("SELECT * FROM ({}) ORDER BY 1 {order} LIMIT {limit}", per_tag.join(" UNION "))
+    };
     let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
-    let rows = stmt.query_map(params_from_iter(args), waitpoint_from_row).map_err(map_error)?;
+    let rows = stmt.query_map(params_from_iter(args.0), waitpoint_from_row).map_err(map_error)?;
     rows.map(|row| row.map_err(map_error)?).collect()
+}
+
+/// Numbered statement arguments.
+struct Args(Vec<rusqlite::types::Value>);
+
+impl Args {
+    /// Adds an argument and returns its placeholder.
+    fn push(&mut self, value: impl Into<rusqlite::types::Value>) -> String {
+        self.0.push(value.into());
+        format!("?{}", self.0.len())
+    }
 }
 
 #[async_trait::async_trait]

@@ -6,9 +6,10 @@ use waitpoint_types::{
     CompletedVia, Environment, EnvironmentId, Output, Secret, Timestamp, Waitpoint, WaitpointId, WaitpointState,
 };
 
-/// The columns [`waitpoint_from_row`] reads, in order.
-pub(crate) const WAITPOINT_COLUMNS: &str = "id, environment_id, status, idempotency_key, inactive_idempotency_key, \
-     idempotency_key_expires_at, timeout_at, tags, output, output_type, completed_at, completed_via, created_at";
+/// The columns [`waitpoint_from_row`] reads, in order, of the table aliased `w`.
+pub(crate) const WAITPOINT_COLUMNS: &str = "w.id, w.environment_id, w.status, w.idempotency_key, \
+     w.inactive_idempotency_key, w.idempotency_key_expires_at, w.timeout_at, w.tags, w.output, w.output_type, \
+     w.completed_at, w.completed_via, w.created_at";
 
 /// Reads a waitpoint. The outer error is SQLite's; the inner one a record this version cannot read.
 pub(crate) fn waitpoint_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Waitpoint>> {

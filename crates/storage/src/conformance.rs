@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use waitpoint_types::id::internal_floor;
 use waitpoint_types::{
     CompletedVia, Environment, EnvironmentId, IdGenerator, Output, Secret, Timestamp, Waitpoint, WaitpointId,
     WaitpointState, WaitpointStatus,
@@ -43,6 +44,7 @@ macro_rules! conformance_tests {
             list_filters_by_status,
             list_filters_by_idempotency_key_tags_and_dates,
             list_is_scoped_to_an_environment,
+            tag_pages_hold_the_newest_matches_of_all_tags,
             timeouts_are_found_in_deadline_order,
             writes_survive_reopening,
         );
@@ -125,8 +127,8 @@ fn query(env: &Environment) -> ListQuery {
         statuses: Vec::new(),
         idempotency_key: None,
         tags: Vec::new(),
-        created_from: None,
-        created_to: None,
+        id_at_least: None,
+        id_below: None,
         cursor: Cursor::Newest,
         limit: 100,
     }
@@ -470,8 +472,8 @@ pub async fn list_filters_by_status(db: &dyn TestDatabase) {
     }
 }
 
-/// Idempotency key (exact), tags (any of, exact) and creation dates (inclusive) filter, and
-/// combine with each other and with cursors.
+/// Idempotency key (exact), tags (any of, exact) and id bounds filter, and combine with each
+/// other and with cursors.
 pub async fn list_filters_by_idempotency_key_tags_and_dates(db: &dyn TestDatabase) {
     let store = db.open().await;
     let ids = IdGenerator::new();
@@ -507,15 +509,49 @@ pub async fn list_filters_by_idempotency_key_tags_and_dates(db: &dyn TestDatabas
     assert_eq!(list_ids(&*store, &q).await, [b.id.clone()]);
 
     let mut q = query(&env);
-    q.created_from = Some(at(1_000));
+    q.id_at_least = Some(internal_floor(at(1_000)));
     assert_eq!(list_ids(&*store, &q).await, [c.id.clone(), b.id.clone()]);
-    q.created_to = Some(at(1_000));
+    q.id_below = Some(internal_floor(at(1_001)));
     assert_eq!(list_ids(&*store, &q).await, [b.id.clone()]);
-    q.created_from = None;
-    q.created_to = Some(at(999));
+    q.id_at_least = Some(b.id.internal().to_owned());
+    assert_eq!(list_ids(&*store, &q).await, [b.id.clone()], "the lower bound is inclusive");
+    q.id_below = Some(b.id.internal().to_owned());
+    assert!(list_ids(&*store, &q).await.is_empty(), "the upper bound is exclusive");
+    q.id_at_least = None;
+    q.id_below = Some(internal_floor(at(1_000)));
     assert_eq!(list_ids(&*store, &q).await, [a.id.clone()]);
+    q.cursor = Cursor::Before(a.id.internal().to_owned());
+    assert!(list_ids(&*store, &q).await.is_empty(), "bounds and cursors combine");
+    q.cursor = Cursor::Newest;
     q.tags = vec!["user:3".into()];
     assert!(list_ids(&*store, &q).await.is_empty());
+}
+
+/// With several tags and other filters, a page holds the newest waitpoints matching everything,
+/// whichever tag they have, and cursors continue from there.
+pub async fn tag_pages_hold_the_newest_matches_of_all_tags(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let mut created = Vec::new();
+    for i in 0..6 {
+        let mut w = waitpoint(&ids, &env, at(i));
+        w.tags = vec![if i % 2 == 0 { "x".into() } else { "y".into() }];
+        create(&*store, &w).await;
+        created.push(w.id);
+    }
+    for done in &created[4..] {
+        finish(&*store, done, completed(10, "1")).await;
+    }
+    let mut q = query(&env);
+    q.tags = vec!["x".into(), "y".into(), "z".into()];
+    q.statuses = vec![WaitpointStatus::Waiting];
+    q.limit = 2;
+    assert_eq!(list_ids(&*store, &q).await, [created[3].clone(), created[2].clone()]);
+    q.cursor = Cursor::After(created[2].internal().to_owned());
+    assert_eq!(list_ids(&*store, &q).await, [created[1].clone(), created[0].clone()]);
+    q.cursor = Cursor::Before(created[1].internal().to_owned());
+    assert_eq!(list_ids(&*store, &q).await, [created[2].clone(), created[3].clone()]);
 }
 
 /// One environment never sees another's waitpoints.

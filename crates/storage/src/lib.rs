@@ -109,10 +109,12 @@ pub struct ListQuery {
     pub idempotency_key: Option<String>,
     /// Any of these tags; empty means no tag filter.
     pub tags: Vec<String>,
-    /// Created at or after.
-    pub created_from: Option<Timestamp>,
-    /// Created at or before.
-    pub created_to: Option<Timestamp>,
+    /// Only internal ids at or above this one. Ids begin with their creation time
+    /// (`waitpoint_types::id::internal_floor`), so the engine turns creation-date filters into
+    /// id bounds, which every index on ids can serve.
+    pub id_at_least: Option<String>,
+    /// Only internal ids below this one.
+    pub id_below: Option<String>,
     /// Where to start.
     pub cursor: Cursor,
     /// How many rows at most.

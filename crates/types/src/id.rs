@@ -65,6 +65,11 @@ macro_rules! prefixed_id {
             pub fn public(&self) -> String {
                 format!("{}{}", Self::PREFIX, self.0)
             }
+
+            /// When an id made by [`IdGenerator`] was made; `None` for other ids.
+            pub fn created_at(&self) -> Option<Timestamp> {
+                time_of_internal(&self.0)
+            }
         }
 
         impl fmt::Display for $name {
@@ -137,6 +142,24 @@ impl IdGenerator {
     }
 }
 
+/// The smallest internal id that [`IdGenerator`] can make at `at` or later. Ids made before
+/// `at` sort below it, so creation-time bounds become id bounds.
+pub fn internal_floor(at: Timestamp) -> String {
+    let mut floor = String::with_capacity(1 + TIME_DIGITS);
+    floor.push('c');
+    push_base36(&mut floor, u64::try_from(at.as_millis()).unwrap_or(0), TIME_DIGITS);
+    floor
+}
+
+fn time_of_internal(id: &str) -> Option<Timestamp> {
+    let digits = id.strip_prefix('c')?.get(..TIME_DIGITS)?;
+    if id.len() != 1 + TIME_DIGITS + SEQUENCE_DIGITS + RANDOM_DIGITS {
+        return None;
+    }
+    let millis = u64::from_str_radix(digits, 36).ok()?;
+    Some(Timestamp::from_millis(i64::try_from(millis).ok()?))
+}
+
 fn push_base36(out: &mut String, mut value: u64, digits: usize) {
     let mut buf = [b'0'; 16];
     for slot in buf[..digits].iter_mut().rev() {
@@ -193,6 +216,11 @@ mod tests {
             assert!(id.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()));
         }
         assert!(a < b && b < c && c < d, "{a} {b} {c} {d}");
+        let id = WaitpointId::from_internal(c);
+        assert_eq!(id.created_at(), Some(now), "a clock that stepped back does not move creation back");
+        assert!(internal_floor(now) <= a && a < internal_floor(Timestamp::from_millis(now.as_millis() + 1)));
+        assert!(d >= internal_floor(Timestamp::from_millis(now.as_millis() + 1)));
+        assert_eq!(WaitpointId::from_internal("cfoo".into()).created_at(), None);
     }
 
     #[test]
