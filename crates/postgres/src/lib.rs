@@ -401,11 +401,15 @@ impl Store for PostgresStore {
         select_waitpoint(&client, SELECT_WAITPOINT, id.internal()).await?.ok_or(StorageError::NotFound)
     }
 
-    /// Every shape of query walks an index in id order and stops after `limit` rows. With
-    /// tags, the tag table is walked once per tag (a lateral join over the tag array), each
-    /// walk limited to `limit` rows passing every filter, and the results merged: the overall
-    /// first `limit` rows are among the first `limit` of some tag. An idempotency key is looked
-    /// up through its two indexes first.
+    /// Every shape of query walks an index in id order and stops after `limit` rows that pass
+    /// every filter:
+    /// - with tags, the tag table's `(environment_id, tag, waitpoint_id)`, once per tag;
+    /// - else with statuses, `(environment_id, status, id)`, once per status;
+    /// - else `(environment_id, id)`.
+    ///
+    /// Several walks (a lateral join over the array of tags, a union over statuses) are merged:
+    /// the overall first `limit` rows are among the first `limit` of some walk. An idempotency key
+    /// is looked up through its two indexes first.
     async fn waitpoint_list(&self, query: &ListQuery) -> Result<Vec<Waitpoint>> {
         let environment_id = query.environment_id.internal();
         let statuses: Vec<&str> = query.statuses.iter().map(|s| s.as_str()).collect();
@@ -414,9 +418,6 @@ impl Store for PostgresStore {
 
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&environment_id];
         let mut filters = String::new();
-        if !statuses.is_empty() {
-            filters += &format!(" AND w.status = ANY({})", bind(&mut params, &statuses));
-        }
         if let Some(key) = &query.idempotency_key {
             let key = bind(&mut params, key);
             filters += &format!(
@@ -442,7 +443,49 @@ impl Store for PostgresStore {
             }
         };
         let limit = bind(&mut params, &limit);
-        let sql = if query.tags.is_empty() {
+        let sql = if !query.tags.is_empty() {
+            if !statuses.is_empty() {
+                filters += &format!(" AND w.status = ANY({})", bind(&mut params, &statuses));
+            }
+            let tags = bind(&mut params, &query.tags);
+            format!(
+                concat!(
+                    "SELECT ",
+                    waitpoint_columns!(w),
+                    " FROM waitpoints w WHERE w.id IN (SELECT walk.id FROM unnest({tags}::text[]) AS wanted(tag) \
+                     CROSS JOIN LATERAL (SELECT w.id FROM waitpoint_tags t JOIN waitpoints w ON w.id = t.waitpoint_id \
+                     WHERE t.environment_id = $1 AND t.tag = wanted.tag{filters} \
+                     ORDER BY t.waitpoint_id {order} LIMIT {limit}) walk) ORDER BY w.id {order} LIMIT {limit}"
+                ),
+                tags = tags,
+                filters = filters,
+                order = order,
+                limit = limit
+            )
+        } else if !statuses.is_empty() {
+            // Statuses are written as literals (a fixed set), so the planner sees which one is
+            // rare and walks `(environment_id, status, id)` for it instead of the primary key,
+            // which a parameter would hide.
+            let per_status: Vec<String> = statuses
+                .iter()
+                .map(|status| {
+                    format!(
+                        "(SELECT w.id FROM waitpoints w WHERE w.environment_id = $1 AND w.status = '{status}'{filters} \
+                         ORDER BY w.id {order} LIMIT {limit})"
+                    )
+                })
+                .collect();
+            format!(
+                concat!(
+                    "SELECT ",
+                    waitpoint_columns!(w),
+                    " FROM waitpoints w WHERE w.id IN ({}) ORDER BY w.id {} LIMIT {}"
+                ),
+                per_status.join(" UNION ALL "),
+                order,
+                limit
+            )
+        } else {
             format!(
                 concat!(
                     "SELECT ",
@@ -450,24 +493,6 @@ impl Store for PostgresStore {
                     " FROM waitpoints w WHERE w.environment_id = $1{} ORDER BY w.id {} LIMIT {}"
                 ),
                 filters, order, limit
-            )
-        } else {
-            let tags = bind(&mut params, &query.tags);
-            format!(
-                concat!(
-                    "SELECT ",
-                    waitpoint_columns!(w),
-                    " FROM waitpoints w WHERE w.id IN (",
-                    "SELECT per_tag.id FROM unnest({tags}::text[]) AS wanted(tag) CROSS JOIN LATERAL (",
-                    "SELECT w.id FROM waitpoint_tags t JOIN waitpoints w ON w.id = t.waitpoint_id ",
-                    "WHERE t.environment_id = $1 AND t.tag = wanted.tag{filters} ",
-                    "ORDER BY t.waitpoint_id {order} LIMIT {limit}) per_tag) ",
-                    "ORDER BY w.id {order} LIMIT {limit}"
-                ),
-                tags = tags,
-                filters = filters,
-                order = order,
-                limit = limit
             )
         };
         self.query(&sql, &params).await?.iter().map(waitpoint_from_row).collect()

@@ -244,21 +244,17 @@ fn applies(current: &Waitpoint, next: &WaitpointState) -> bool {
 }
 
 /// Lists waitpoints. Every shape of query walks an index in id order and stops after `limit`
-/// rows:
-/// - without tags, `(environment_id, id)` or `(environment_id, status, id)`;
-/// - with tags, the tag table's `(environment_id, tag, waitpoint_id)` once per tag, each
-///   walk limited to `limit` rows that pass every filter, then merged: the overall first
-///   `limit` rows are among the first `limit` of some tag.
+/// rows that pass every filter:
+/// - with tags, the tag table's `(environment_id, tag, waitpoint_id)`, once per tag;
+/// - else with statuses, `(environment_id, status, id)`, once per status;
+/// - else `(environment_id, id)`.
 ///
-/// An idempotency key is looked up through its two indexes first.
+/// Several walks are merged: the overall first `limit` rows are among the first `limit` of
+/// some walk. An idempotency key is looked up through its two indexes first.
 fn list(conn: &Connection, query: &ListQuery) -> Result<Vec<Waitpoint>> {
     let mut args = Args(vec![query.environment_id.internal().to_owned().into()]);
     let id_column = if query.tags.is_empty() { "w.id" } else { "t.waitpoint_id" };
     let mut filters = String::new();
-    if !query.statuses.is_empty() {
-        let placeholders: Vec<_> = query.statuses.iter().map(|s| args.push(s.as_str().to_owned())).collect();
-        filters += &format!(" AND w.status IN ({})", placeholders.join(", "));
-    }
     if let Some(key) = &query.idempotency_key {
         let key = args.push(key.clone());
         filters += &format!(
@@ -284,25 +280,44 @@ fn list(conn: &Connection, query: &ListQuery) -> Result<Vec<Waitpoint>> {
         }
     };
     let limit = args.push(i64::try_from(query.limit).unwrap_or(i64::MAX));
-    let sql = if query.tags.is_empty() {
-        format!(
-            "SELECT {WAITPOINT_COLUMNS} FROM waitpoints w WHERE w.environment_id = ?1{filters} \
-             ORDER BY w.id {order} LIMIT {limit}"
-        )
-    } else {
-        let per_tag: Vec<String> = query
+    let statuses: Vec<String> = query.statuses.iter().map(|s| args.push(s.as_str().to_owned())).collect();
+    let walks: Vec<String> = if !query.tags.is_empty() {
+        if !statuses.is_empty() {
+            filters += &format!(" AND w.status IN ({})", statuses.join(", "));
+        }
+        query
             .tags
             .iter()
             .map(|tag| {
                 format!(
-                    "SELECT * FROM (SELECT {WAITPOINT_COLUMNS} FROM waitpoint_tags t \
-                     JOIN waitpoints w ON w.id = t.waitpoint_id \
-                     WHERE t.environment_id = ?1 AND t.tag = {}{filters} ORDER BY t.waitpoint_id {order} LIMIT {limit})",
+                    "SELECT {WAITPOINT_COLUMNS} FROM waitpoint_tags t JOIN waitpoints w ON w.id = t.waitpoint_id \
+                     WHERE t.environment_id = ?1 AND t.tag = {}{filters} ORDER BY t.waitpoint_id {order} LIMIT {limit}",
                     args.push(tag.clone())
                 )
             })
-            .collect();
-        format!("SELECT * FROM ({}) ORDER BY 1 {order} LIMIT {limit}", per_tag.join(" UNION "))
+            .collect()
+    } else if !statuses.is_empty() {
+        statuses
+            .iter()
+            .map(|status| {
+                format!(
+                    "SELECT {WAITPOINT_COLUMNS} FROM waitpoints w WHERE w.environment_id = ?1 AND w.status = {status}\
+                     {filters} ORDER BY w.id {order} LIMIT {limit}"
+                )
+            })
+            .collect()
+    } else {
+        vec![format!(
+            "SELECT {WAITPOINT_COLUMNS} FROM waitpoints w WHERE w.environment_id = ?1{filters} \
+             ORDER BY w.id {order} LIMIT {limit}"
+        )]
+    };
+    let sql = match walks.as_slice() {
+        [one] => one.clone(),
+        several => {
+            let merged: Vec<String> = several.iter().map(|walk| format!("SELECT * FROM ({walk})")).collect();
+            format!("SELECT * FROM ({}) ORDER BY 1 {order} LIMIT {limit}", merged.join(" UNION "))
+        }
     };
     let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
     let rows = stmt.query_map(params_from_iter(args.0), waitpoint_from_row).map_err(map_error)?;

@@ -470,6 +470,15 @@ pub async fn list_filters_by_status(db: &dyn TestDatabase) {
         let got = list_ids(&*store, &q).await;
         assert_eq!(got.iter().collect::<Vec<_>>(), expected, "statuses {statuses:?}");
     }
+
+    let mut q = query(&env);
+    q.statuses = vec![Waiting, TimedOut];
+    q.limit = 1;
+    assert_eq!(list_ids(&*store, &q).await, [late.id.clone()]);
+    q.cursor = Cursor::After(late.id.internal().to_owned());
+    assert_eq!(list_ids(&*store, &q).await, [waiting.id.clone()], "pages across statuses");
+    q.cursor = Cursor::Before(waiting.id.internal().to_owned());
+    assert_eq!(list_ids(&*store, &q).await, [late.id.clone()]);
 }
 
 /// Idempotency key (exact), tags (any of, exact) and id bounds filter, and combine with each
