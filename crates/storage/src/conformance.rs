@@ -476,7 +476,7 @@ pub async fn list_filters_by_status(db: &dyn TestDatabase) {
     q.limit = 1;
     assert_eq!(list_ids(&*store, &q).await, [late.id.clone()]);
     q.cursor = Cursor::After(late.id.internal().to_owned());
-    assert_eq!(list_ids(&*store, &q).await, [waiting.id.clone()], "pages across statuses");
+    assert_eq!(list_ids(&*store, &q).await, std::slice::from_ref(&waiting.id), "pages across statuses");
     q.cursor = Cursor::Before(waiting.id.internal().to_owned());
     assert_eq!(list_ids(&*store, &q).await, [late.id.clone()]);
 }
