@@ -7,21 +7,34 @@
 //! `synchronous_commit = on`: an acknowledged batch is flushed to the write-ahead log, and a
 //! batch of many operations costs one flush.
 //!
+//! A batch costs a few statements, not one per operation. Operations on different ids commute,
+//! so the batch is regrouped into sets of distinct ids, each applied by one multi-row statement
+//! per kind: the creates without idempotency key of a set are one `INSERT` (with their tags), its
+//! finishes one `UPDATE` of the waitpoints they apply to, plus one `SELECT … FOR UPDATE` of the
+//! others when there are any. An operation that follows another on the same id goes to a later
+//! set; a create with an idempotency key runs on its own, with everything before it applied
+//! first and everything after it later. Each operation thus has the outcome it would have with
+//! the batch applied one operation at a time, in order.
+//!
 //! Several batches run at once ([`Store::write_concurrency`]), so every write is safe against
-//! the others: a create inserts with `ON CONFLICT DO NOTHING` on the active idempotency key and
-//! re-reads the winner when it loses; a finish updates only a row that is still waiting (or
-//! locks the row before deciding), so a completion racing a timeout has exactly one outcome; a
-//! batch chosen as a deadlock or serialization-failure victim, which PostgreSQL rolled back
-//! whole, is run again. Reads run on pooled connections outside any transaction. Statements
-//! are prepared once per connection and cached.
+//! the others: a create with an idempotency key inserts with `ON CONFLICT DO NOTHING` on the
+//! active key and re-reads the winner when it loses; a finish updates only a row that is still
+//! waiting, and locks the latest version of any row it did not update before deciding, so a
+//! completion racing a timeout has exactly one outcome; a batch chosen as a deadlock or
+//! serialization-failure victim, which PostgreSQL rolled back whole, is run again. Reads run on
+//! pooled connections outside any transaction. Statements are prepared once per connection and
+//! cached.
 //!
 //! # Layout
 //! - [`PostgresStore`]: connecting, migrations and the [`Store`] implementation.
+//! - `batch`: the write path: a batch planned into sets and the statements that apply them.
 //! - `rows`: mapping between rows and domain types.
 //! - `testing` (feature `test-util`): a fresh schema per test, for this and other crates' tests.
 //! - `migrations/`: the schema, one file per version, applied at connect.
 
+mod batch;
 mod rows;
+mod runs;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
@@ -29,19 +42,20 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use deadpool_postgres::{Client, GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
+use deadpool_postgres::{Client, Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::error::{DbError, SqlState};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, NoTls, Row};
-use waitpoint_storage::{Cursor, Finish, ListQuery, Result, StorageError, Store, WriteOp, WriteOutcome};
-use waitpoint_types::{Environment, EnvironmentId, Secret, Timestamp, Waitpoint, WaitpointId, WaitpointState};
-
-use crate::rows::{
-    column, environment_columns, environment_from_row, state_columns, waitpoint_columns, waitpoint_from_row,
+use waitpoint_storage::{Cursor, ListQuery, Result, RunListQuery, StorageError, Store, WriteOp, WriteOutcome};
+use waitpoint_types::{
+    Environment, EnvironmentId, JournalEntry, Run, RunId, Secret, Timestamp, Waitpoint, WaitpointId,
 };
 
+use crate::rows::{column, environment_columns, environment_from_row, waitpoint_columns, waitpoint_from_row};
+
 /// Schema versions, applied in order; released files are never edited.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_waitpoints.sql"))];
+const MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../migrations/0001_waitpoints.sql")), (2, include_str!("../migrations/0002_runs.sql"))];
 
 /// The advisory lock that serializes migrations of servers starting at once ("waitpoin").
 const MIGRATION_LOCK: i64 = 0x7761_6974_706f_696e;
@@ -55,12 +69,9 @@ const WRITE_CONCURRENCY: usize = 4;
 /// How long opening a connection may take when the URL does not say (`connect_timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How many times a batch runs when it keeps losing deadlocks or serialization failures.
-const BATCH_ATTEMPTS: usize = 5;
-
-/// How many times a create tries again when the holder of its idempotency key keeps changing
-/// under it (other transactions deactivating or replacing it).
-const CREATE_ATTEMPTS: usize = 8;
+/// How many times a batch runs when it keeps losing deadlocks, serialization failures or lock
+/// waits.
+const BATCH_ATTEMPTS: usize = 8;
 
 /// A waitpoint store in a PostgreSQL database.
 #[derive(Clone)]
@@ -160,7 +171,7 @@ impl PostgresStore {
 
 /// Maps tokio-postgres's errors to the storage contract's: unique and foreign-key violations
 /// are conflicts (as in the SQLite backend), anything else a database failure.
-fn map_error(error: tokio_postgres::Error) -> StorageError {
+pub(crate) fn map_error(error: tokio_postgres::Error) -> StorageError {
     match error.as_db_error() {
         Some(db) if [SqlState::UNIQUE_VIOLATION, SqlState::FOREIGN_KEY_VIOLATION].contains(db.code()) => {
             // The message names the constraint; the detail would show the value, maybe a key.
@@ -205,169 +216,16 @@ fn is_transient(error: &StorageError) -> bool {
     let StorageError::Database(source) = error else {
         return false;
     };
-    source
-        .downcast_ref::<DbError>()
-        .is_some_and(|db| [SqlState::T_R_DEADLOCK_DETECTED, SqlState::T_R_SERIALIZATION_FAILURE].contains(db.code()))
+    source.downcast_ref::<DbError>().is_some_and(|db| {
+        [SqlState::T_R_DEADLOCK_DETECTED, SqlState::T_R_SERIALIZATION_FAILURE, SqlState::LOCK_NOT_AVAILABLE]
+            .contains(db.code())
+    })
 }
 
-const SELECT_WAITPOINT: &str = concat!("SELECT ", waitpoint_columns!(), " FROM waitpoints WHERE id = $1");
-
-const LOCK_WAITPOINT: &str = concat!("SELECT ", waitpoint_columns!(), " FROM waitpoints WHERE id = $1 FOR UPDATE");
-
-const SELECT_ACTIVE_KEY: &str =
-    concat!("SELECT ", waitpoint_columns!(), " FROM waitpoints WHERE environment_id = $1 AND idempotency_key = $2");
-
-/// Inserts a waitpoint and its tags unless its idempotency key is active; one row, the number
-/// of waitpoints inserted.
-const INSERT_WAITPOINT: &str = "
-    WITH inserted AS (
-        INSERT INTO waitpoints (id, environment_id, status, idempotency_key, inactive_idempotency_key,
-            idempotency_key_expires_at, timeout_at, tags, created_at)
-        VALUES ($1, $2, 'WAITING', $3, $4, $5, $6, $7, $8)
-        ON CONFLICT (environment_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-        RETURNING id, environment_id
-    ), tagged AS (
-        INSERT INTO waitpoint_tags (environment_id, tag, waitpoint_id)
-        SELECT inserted.environment_id, t.tag, inserted.id FROM inserted, unnest($7::text[]) AS t (tag)
-        ON CONFLICT DO NOTHING
-    )
-    SELECT count(*) FROM inserted";
-
-const DEACTIVATE_KEY: &str = "UPDATE waitpoints SET inactive_idempotency_key = idempotency_key, idempotency_key = NULL
-     WHERE id = $1 AND idempotency_key IS NOT NULL";
-
-/// Moves a waitpoint to a final state if that applies now (the SQL form of [`applies`], plus
-/// the environment check) and returns the new record.
-const FINISH_IF_APPLIES: &str = concat!(
-    "UPDATE waitpoints
-     SET status = $3, completed_at = $4, completed_via = $5, output = $6, output_type = $7
-     WHERE id = $1 AND status = 'WAITING' AND ($2::text IS NULL OR environment_id = $2)
-       AND ($3 <> 'TIMED_OUT' OR timeout_at <= $4)
-     RETURNING ",
-    waitpoint_columns!()
-);
-
-const SET_STATE: &str = "UPDATE waitpoints
-     SET status = $2, completed_at = $3, completed_via = $4, output = $5, output_type = $6
-     WHERE id = $1 AND status = 'WAITING'";
-
-async fn select_waitpoint(client: &impl GenericClient, sql: &str, id: &str) -> Result<Option<Waitpoint>> {
-    let statement = client.prepare_cached(sql).await.map_err(map_error)?;
-    let row = client.query_opt(&statement, &[&id]).await.map_err(map_error)?;
-    row.as_ref().map(waitpoint_from_row).transpose()
-}
-
-/// Runs the whole batch in one transaction.
-async fn apply_batch(client: &mut Client, ops: &[WriteOp]) -> Result<Vec<WriteOutcome>> {
-    let tx =
-        client.build_transaction().isolation_level(IsolationLevel::ReadCommitted).start().await.map_err(map_error)?;
-    let mut outcomes = Vec::with_capacity(ops.len());
-    for op in ops {
-        outcomes.push(match op {
-            WriteOp::Create(new) => create(&tx, new).await?,
-            WriteOp::Finish(f) => finish(&tx, f).await?,
-        });
-    }
-    tx.commit().await.map_err(map_error)?;
-    Ok(outcomes)
-}
-
-async fn create(tx: &Transaction<'_>, new: &Waitpoint) -> Result<WriteOutcome> {
-    let insert = tx.prepare_cached(INSERT_WAITPOINT).await.map_err(map_error)?;
-    let environment_id = new.environment_id.internal();
-    for _ in 0..CREATE_ATTEMPTS {
-        let row = tx
-            .query_one(
-                &insert,
-                &[
-                    &new.id.internal(),
-                    &environment_id,
-                    &new.idempotency_key,
-                    &new.inactive_idempotency_key,
-                    &new.idempotency_key_expires_at.map(Timestamp::as_millis),
-                    &new.timeout_at.map(Timestamp::as_millis),
-                    &new.tags,
-                    &new.created_at.as_millis(),
-                ],
-            )
-            .await
-            .map_err(map_error)?;
-        if column::<i64>(&row, 0)? > 0 {
-            return Ok(WriteOutcome::Created(new.clone()));
-        }
-        // The key is active on a committed (or this batch's) waitpoint. Read it in a new
-        // snapshot; if it is gone, another transaction deactivated it since: insert again.
-        let select = tx.prepare_cached(SELECT_ACTIVE_KEY).await.map_err(map_error)?;
-        let Some(row) = tx.query_opt(&select, &[&environment_id, &new.idempotency_key]).await.map_err(map_error)?
-        else {
-            continue;
-        };
-        let existing = waitpoint_from_row(&row)?;
-        if existing.idempotency_key_expires_at.is_none_or(|expires| new.created_at <= expires) {
-            return Ok(WriteOutcome::Existing(existing));
-        }
-        let deactivate = tx.prepare_cached(DEACTIVATE_KEY).await.map_err(map_error)?;
-        tx.execute(&deactivate, &[&existing.id.internal()]).await.map_err(map_error)?;
-    }
-    Err(StorageError::Conflict(format!("the idempotency key of waitpoint {} kept changing hands", new.id)))
-}
-
-async fn finish(tx: &Transaction<'_>, finish: &Finish) -> Result<WriteOutcome> {
-    let id = finish.id.internal();
-    let columns = state_columns(&finish.state);
-    let update = tx.prepare_cached(FINISH_IF_APPLIES).await.map_err(map_error)?;
-    let finished = tx
-        .query_opt(
-            &update,
-            &[
-                &id,
-                &finish.environment_id.as_ref().map(EnvironmentId::internal),
-                &columns.status,
-                &columns.completed_at,
-                &columns.completed_via,
-                &columns.output,
-                &columns.output_type,
-            ],
-        )
-        .await
-        .map_err(map_error)?;
-    if let Some(row) = finished {
-        return Ok(WriteOutcome::Finished(waitpoint_from_row(&row)?));
-    }
-    // Unknown, another environment's, already finished, not due, or created by a transaction
-    // that committed after the update's snapshot: lock the latest version and decide on it.
-    let Some(mut current) = select_waitpoint(tx, LOCK_WAITPOINT, id).await? else {
-        return Ok(WriteOutcome::NotFound);
-    };
-    if finish.environment_id.as_ref().is_some_and(|env| *env != current.environment_id) {
-        return Ok(WriteOutcome::NotFound);
-    }
-    if !applies(&current, &finish.state) {
-        return Ok(WriteOutcome::Unchanged(current));
-    }
-    let set_state = tx.prepare_cached(SET_STATE).await.map_err(map_error)?;
-    tx.execute(
-        &set_state,
-        &[&id, &columns.status, &columns.completed_at, &columns.completed_via, &columns.output, &columns.output_type],
-    )
-    .await
-    .map_err(map_error)?;
-    current.state = finish.state.clone();
-    Ok(WriteOutcome::Finished(current))
-}
-
-/// Whether moving `current` to `next` is allowed now: only from `WAITING`, and a timeout only
-/// once due.
-fn applies(current: &Waitpoint, next: &WaitpointState) -> bool {
-    match (&current.state, next) {
-        (WaitpointState::Waiting, WaitpointState::TimedOut { at }) => current.timeout_at.is_some_and(|t| t <= *at),
-        (WaitpointState::Waiting, _) => true,
-        _ => false,
-    }
-}
+pub(crate) const SELECT_WAITPOINT: &str = concat!("SELECT ", waitpoint_columns!(), " FROM waitpoints WHERE id = $1");
 
 /// Adds a parameter to a dynamic statement and returns its placeholder.
-fn bind<'a>(params: &mut Vec<&'a (dyn ToSql + Sync)>, value: &'a (dyn ToSql + Sync)) -> String {
+pub(crate) fn bind<'a>(params: &mut Vec<&'a (dyn ToSql + Sync)>, value: &'a (dyn ToSql + Sync)) -> String {
     params.push(value);
     format!("${}", params.len())
 }
@@ -389,7 +247,7 @@ impl Store for PostgresStore {
         let mut client = self.client().await?;
         let mut attempt = 1;
         loop {
-            match apply_batch(&mut client, &ops).await {
+            match batch::apply_batch(&mut client, &ops).await {
                 Err(error) if attempt < BATCH_ATTEMPTS && is_transient(&error) => attempt += 1,
                 result => return result,
             }
@@ -397,8 +255,8 @@ impl Store for PostgresStore {
     }
 
     async fn waitpoint_get(&self, id: &WaitpointId) -> Result<Waitpoint> {
-        let client = self.client().await?;
-        select_waitpoint(&client, SELECT_WAITPOINT, id.internal()).await?.ok_or(StorageError::NotFound)
+        let row = self.query_opt(SELECT_WAITPOINT, &[&id.internal()]).await?.ok_or(StorageError::NotFound)?;
+        waitpoint_from_row(&row)
     }
 
     /// Every shape of query walks an index in id order and stops after `limit` rows that pass
@@ -417,7 +275,7 @@ impl Store for PostgresStore {
         let id_column = if query.tags.is_empty() { "w.id" } else { "t.waitpoint_id" };
 
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&environment_id];
-        let mut filters = String::new();
+        let mut filters = String::from(" AND w.kind = 'MANUAL'");
         if let Some(key) = &query.idempotency_key {
             let key = bind(&mut params, key);
             filters += &format!(
@@ -496,6 +354,27 @@ impl Store for PostgresStore {
             )
         };
         self.query(&sql, &params).await?.iter().map(waitpoint_from_row).collect()
+    }
+
+    async fn run_get(&self, id: &RunId) -> Result<Run> {
+        runs::get(&self.client().await?, id).await
+    }
+
+    async fn run_list(&self, query: &RunListQuery) -> Result<Vec<Run>> {
+        runs::list(&self.client().await?, query).await
+    }
+
+    async fn run_journal(&self, id: &RunId) -> Result<Vec<JournalEntry>> {
+        runs::journal(&self.client().await?, id).await
+    }
+
+    async fn run_next_available(
+        &self,
+        environment_id: &EnvironmentId,
+        task_ids: &[String],
+        now: Timestamp,
+    ) -> Result<Option<Timestamp>> {
+        runs::next_available(&self.client().await?, environment_id, task_ids, now).await
     }
 
     async fn waitpoint_timeouts_next(&self) -> Result<Option<Timestamp>> {

@@ -4,19 +4,20 @@ use tokio_postgres::Row;
 use tokio_postgres::types::FromSql;
 use waitpoint_storage::{Result, StorageError};
 use waitpoint_types::{
-    CompletedVia, Environment, EnvironmentId, Output, Secret, Timestamp, Waitpoint, WaitpointId, WaitpointState,
+    CompletedVia, Environment, EnvironmentId, Output, Secret, Timestamp, Waitpoint, WaitpointId, WaitpointKind,
+    WaitpointState,
 };
 
 /// The columns [`waitpoint_from_row`] reads, in order, as a literal for `concat!`.
 macro_rules! waitpoint_columns {
     () => {
         "id, environment_id, status, idempotency_key, inactive_idempotency_key, idempotency_key_expires_at, \
-         timeout_at, tags, output, output_type, completed_at, completed_via, created_at"
+         timeout_at, tags, output, output_type, completed_at, completed_via, created_at, kind"
     };
     (w) => {
         "w.id, w.environment_id, w.status, w.idempotency_key, w.inactive_idempotency_key, \
          w.idempotency_key_expires_at, w.timeout_at, w.tags, w.output, w.output_type, w.completed_at, \
-         w.completed_via, w.created_at"
+         w.completed_via, w.created_at, w.kind"
     };
 }
 pub(crate) use waitpoint_columns;
@@ -60,7 +61,9 @@ pub(crate) fn waitpoint_from_row(row: &Row) -> Result<Waitpoint> {
         ("TIMED_OUT", Some(at), None) => WaitpointState::TimedOut { at: Timestamp::from_millis(at) },
         _ => return Err(corrupt("inconsistent status")),
     };
+    let kind: String = column(row, 13)?;
     Ok(Waitpoint {
+        kind: WaitpointKind::parse(&kind).ok_or_else(|| corrupt("unknown kind"))?,
         environment_id: EnvironmentId::from_internal(column(row, 1)?),
         state,
         idempotency_key: column(row, 3)?,

@@ -33,6 +33,7 @@ async fn setup() -> (PostgresSchema, Arc<PostgresStore>, IdGenerator, Environmen
 
 fn waitpoint(ids: &IdGenerator, env: &Environment, created_at: Timestamp) -> Waitpoint {
     Waitpoint {
+        kind: waitpoint_types::WaitpointKind::Manual,
         id: ids.waitpoint(created_at),
         environment_id: env.id.clone(),
         state: WaitpointState::Waiting,
@@ -148,7 +149,7 @@ async fn a_completion_racing_a_timeout_has_one_outcome() {
         );
         let outcomes = [completion.unwrap().remove(0), timeout.unwrap().remove(0)];
         let current = store.waitpoint_get(&w.id).await.unwrap();
-        let finished = outcomes.iter().filter(|o| **o == WriteOutcome::Finished(current.clone())).count();
+        let finished = outcomes.iter().filter(|o| **o == WriteOutcome::Finished(current.clone(), vec![])).count();
         let unchanged = outcomes.iter().filter(|o| **o == WriteOutcome::Unchanged(current.clone())).count();
         assert_eq!((finished, unchanged), (1, 1), "round {round}: {outcomes:?}");
     }
@@ -182,7 +183,7 @@ async fn a_batch_that_loses_a_deadlock_runs_again() {
     other.batch_execute("COMMIT").await.unwrap();
 
     let outcomes = batch.await.unwrap().expect("the batch runs again after losing the deadlock");
-    assert!(outcomes.iter().all(|o| matches!(o, WriteOutcome::Finished(_))), "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| matches!(o, WriteOutcome::Finished(..))), "{outcomes:?}");
 }
 
 #[tokio::test]
@@ -220,7 +221,12 @@ async fn servers_starting_at_once_migrate_once() {
     let stores = tokio::join!(db.store(), db.store(), db.store(), db.store());
     drop(stores);
     let client = waitpoint_postgres::testing::admin(&db.url()).await.expect("connect");
-    let versions: Vec<i64> =
-        client.query("SELECT version FROM schema_migrations", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
-    assert_eq!(versions, [1]);
+    let versions: Vec<i64> = client
+        .query("SELECT version FROM schema_migrations ORDER BY version", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, [1, 2], "each version applied once");
 }

@@ -11,20 +11,26 @@
 //! - `rows`: mapping between rows and domain types.
 //! - `migrations/`: the schema, one file per version, applied at open.
 
+mod args;
 mod rows;
+mod runs;
+mod waitpoints;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter};
-use waitpoint_storage::{Cursor, Finish, ListQuery, Result, StorageError, Store, WriteOp, WriteOutcome};
-use waitpoint_types::{Environment, EnvironmentId, Secret, Timestamp, Waitpoint, WaitpointId, WaitpointState};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+use waitpoint_storage::{ListQuery, Result, RunListQuery, StorageError, Store, WriteOp, WriteOutcome};
+use waitpoint_types::{
+    Environment, EnvironmentId, JournalEntry, Run, RunId, Secret, Timestamp, Waitpoint, WaitpointId,
+};
 
-use crate::rows::{WAITPOINT_COLUMNS, environment_from_row, state_columns, waitpoint_from_row};
+use crate::rows::environment_from_row;
 
 /// Schema versions, applied in order; released files are never edited.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_waitpoints.sql"))];
+const MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../migrations/0001_waitpoints.sql")), (2, include_str!("../migrations/0002_runs.sql"))];
 
 /// Idle read connections kept for reuse.
 const MAX_IDLE_READERS: usize = 8;
@@ -134,204 +140,13 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 }
 
 /// Maps rusqlite's errors to the storage contract's.
-fn map_error(error: rusqlite::Error) -> StorageError {
+pub(crate) fn map_error(error: rusqlite::Error) -> StorageError {
     match &error {
         rusqlite::Error::QueryReturnedNoRows => StorageError::NotFound,
         rusqlite::Error::SqliteFailure(e, message) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
             StorageError::Conflict(message.clone().unwrap_or_else(|| e.to_string()))
         }
         _ => StorageError::database(error),
-    }
-}
-
-fn select_waitpoint(conn: &Connection, id: &str) -> Result<Option<Waitpoint>> {
-    let sql = format!("SELECT {WAITPOINT_COLUMNS} FROM waitpoints w WHERE w.id = ?1");
-    conn.prepare_cached(&sql)
-        .and_then(|mut stmt| stmt.query_row([id], waitpoint_from_row).optional())
-        .map_err(map_error)?
-        .transpose()
-}
-
-fn create(conn: &Connection, new: Waitpoint) -> Result<WriteOutcome> {
-    if let Some(key) = &new.idempotency_key {
-        let sql = format!(
-            "SELECT {WAITPOINT_COLUMNS} FROM waitpoints w WHERE w.environment_id = ?1 AND w.idempotency_key = ?2"
-        );
-        let existing = conn
-            .prepare_cached(&sql)
-            .and_then(|mut stmt| {
-                stmt.query_row(params![new.environment_id.internal(), key], waitpoint_from_row).optional()
-            })
-            .map_err(map_error)?
-            .transpose()?;
-        if let Some(existing) = existing {
-            if existing.idempotency_key_expires_at.is_none_or(|expires| new.created_at <= expires) {
-                return Ok(WriteOutcome::Existing(existing));
-            }
-            conn.prepare_cached(
-                "UPDATE waitpoints SET inactive_idempotency_key = idempotency_key, idempotency_key = NULL WHERE id = ?1",
-            )
-            .and_then(|mut stmt| stmt.execute([existing.id.internal()]))
-            .map_err(map_error)?;
-        }
-    }
-    let tags = serde_json::to_string(&new.tags).map_err(StorageError::database)?;
-    conn.prepare_cached(
-        "INSERT INTO waitpoints (id, environment_id, status, idempotency_key, inactive_idempotency_key,
-             idempotency_key_expires_at, timeout_at, tags, created_at)
-         VALUES (?1, ?2, 'WAITING', ?3, ?4, ?5, ?6, ?7, ?8)",
-    )
-    .and_then(|mut stmt| {
-        stmt.execute(params![
-            new.id.internal(),
-            new.environment_id.internal(),
-            new.idempotency_key,
-            new.inactive_idempotency_key,
-            new.idempotency_key_expires_at.map(Timestamp::as_millis),
-            new.timeout_at.map(Timestamp::as_millis),
-            tags,
-            new.created_at.as_millis(),
-        ])
-    })
-    .map_err(map_error)?;
-    let mut insert_tag = conn
-        .prepare_cached("INSERT OR IGNORE INTO waitpoint_tags (environment_id, tag, waitpoint_id) VALUES (?1, ?2, ?3)")
-        .map_err(map_error)?;
-    for tag in &new.tags {
-        insert_tag.execute(params![new.environment_id.internal(), tag, new.id.internal()]).map_err(map_error)?;
-    }
-    Ok(WriteOutcome::Created(new))
-}
-
-fn finish(conn: &Connection, finish: Finish) -> Result<WriteOutcome> {
-    let Some(mut current) = select_waitpoint(conn, finish.id.internal())? else {
-        return Ok(WriteOutcome::NotFound);
-    };
-    if finish.environment_id.as_ref().is_some_and(|env| *env != current.environment_id) {
-        return Ok(WriteOutcome::NotFound);
-    }
-    if !applies(&current, &finish.state) {
-        return Ok(WriteOutcome::Unchanged(current));
-    }
-    let columns = state_columns(&finish.state);
-    conn.prepare_cached(
-        "UPDATE waitpoints SET status = ?2, completed_at = ?3, completed_via = ?4, output = ?5, output_type = ?6
-         WHERE id = ?1 AND status = 'WAITING'",
-    )
-    .and_then(|mut stmt| {
-        stmt.execute(params![
-            current.id.internal(),
-            columns.status,
-            columns.completed_at,
-            columns.completed_via,
-            columns.output,
-            columns.output_type,
-        ])
-    })
-    .map_err(map_error)?;
-    current.state = finish.state;
-    Ok(WriteOutcome::Finished(current))
-}
-
-/// Whether moving `current` to `next` is allowed now: only from `WAITING`, and a timeout only
-/// once due.
-fn applies(current: &Waitpoint, next: &WaitpointState) -> bool {
-    match (&current.state, next) {
-        (WaitpointState::Waiting, WaitpointState::TimedOut { at }) => current.timeout_at.is_some_and(|t| t <= *at),
-        (WaitpointState::Waiting, _) => true,
-        _ => false,
-    }
-}
-
-/// Lists waitpoints. Every shape of query walks an index in id order and stops after `limit`
-/// rows that pass every filter:
-/// - with tags, the tag table's `(environment_id, tag, waitpoint_id)`, once per tag;
-/// - else with statuses, `(environment_id, status, id)`, once per status;
-/// - else `(environment_id, id)`.
-///
-/// Several walks are merged: the overall first `limit` rows are among the first `limit` of
-/// some walk. An idempotency key is looked up through its two indexes first.
-fn list(conn: &Connection, query: &ListQuery) -> Result<Vec<Waitpoint>> {
-    let mut args = Args(vec![query.environment_id.internal().to_owned().into()]);
-    let id_column = if query.tags.is_empty() { "w.id" } else { "t.waitpoint_id" };
-    let mut filters = String::new();
-    if let Some(key) = &query.idempotency_key {
-        let key = args.push(key.clone());
-        filters += &format!(
-            " AND w.id IN (SELECT id FROM waitpoints WHERE environment_id = ?1 AND idempotency_key = {key} \
-             UNION ALL SELECT id FROM waitpoints WHERE environment_id = ?1 AND inactive_idempotency_key = {key})"
-        );
-    }
-    if let Some(bound) = &query.id_at_least {
-        filters += &format!(" AND {id_column} >= {}", args.push(bound.clone()));
-    }
-    if let Some(bound) = &query.id_below {
-        filters += &format!(" AND {id_column} < {}", args.push(bound.clone()));
-    }
-    let order = match &query.cursor {
-        Cursor::Newest => "DESC",
-        Cursor::After(id) => {
-            filters += &format!(" AND {id_column} < {}", args.push(id.clone()));
-            "DESC"
-        }
-        Cursor::Before(id) => {
-            filters += &format!(" AND {id_column} > {}", args.push(id.clone()));
-            "ASC"
-        }
-    };
-    let limit = args.push(i64::try_from(query.limit).unwrap_or(i64::MAX));
-    let statuses: Vec<String> = query.statuses.iter().map(|s| args.push(s.as_str().to_owned())).collect();
-    let walks: Vec<String> = if !query.tags.is_empty() {
-        if !statuses.is_empty() {
-            filters += &format!(" AND w.status IN ({})", statuses.join(", "));
-        }
-        query
-            .tags
-            .iter()
-            .map(|tag| {
-                format!(
-                    "SELECT {WAITPOINT_COLUMNS} FROM waitpoint_tags t JOIN waitpoints w ON w.id = t.waitpoint_id \
-                     WHERE t.environment_id = ?1 AND t.tag = {}{filters} ORDER BY t.waitpoint_id {order} LIMIT {limit}",
-                    args.push(tag.clone())
-                )
-            })
-            .collect()
-    } else if !statuses.is_empty() {
-        statuses
-            .iter()
-            .map(|status| {
-                format!(
-                    "SELECT {WAITPOINT_COLUMNS} FROM waitpoints w WHERE w.environment_id = ?1 AND w.status = {status}\
-                     {filters} ORDER BY w.id {order} LIMIT {limit}"
-                )
-            })
-            .collect()
-    } else {
-        vec![format!(
-            "SELECT {WAITPOINT_COLUMNS} FROM waitpoints w WHERE w.environment_id = ?1{filters} \
-             ORDER BY w.id {order} LIMIT {limit}"
-        )]
-    };
-    let sql = match walks.as_slice() {
-        [one] => one.clone(),
-        several => {
-            let merged: Vec<String> = several.iter().map(|walk| format!("SELECT * FROM ({walk})")).collect();
-            format!("SELECT * FROM ({}) ORDER BY 1 {order} LIMIT {limit}", merged.join(" UNION "))
-        }
-    };
-    let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
-    let rows = stmt.query_map(params_from_iter(args.0), waitpoint_from_row).map_err(map_error)?;
-    rows.map(|row| row.map_err(map_error)?).collect()
-}
-
-/// Numbered statement arguments.
-struct Args(Vec<rusqlite::types::Value>);
-
-impl Args {
-    /// Adds an argument and returns its placeholder.
-    fn push(&mut self, value: impl Into<rusqlite::types::Value>) -> String {
-        self.0.push(value.into());
-        format!("?{}", self.0.len())
     }
 }
 
@@ -354,8 +169,17 @@ impl Store for SqliteStore {
             let outcomes = ops
                 .into_iter()
                 .map(|op| match op {
-                    WriteOp::Create(new) => create(&tx, new),
-                    WriteOp::Finish(f) => finish(&tx, f),
+                    WriteOp::Create(new) => waitpoints::create(&tx, new),
+                    WriteOp::Finish(f) => waitpoints::finish(&tx, f),
+                    WriteOp::RunCreate(new) => runs::create(&tx, new),
+                    WriteOp::RunClaim(claim) => runs::claim(&tx, claim),
+                    WriteOp::RunRecord(record) => runs::record(&tx, record),
+                    WriteOp::RunCreateToken(op) => runs::create_token(&tx, op),
+                    WriteOp::RunWait(op) => runs::wait(&tx, op),
+                    WriteOp::RunFinish(op) => runs::finish(&tx, op),
+                    WriteOp::RunCancel { run, environment_id, at } => runs::cancel(&tx, &run, &environment_id, at),
+                    WriteOp::RunsRelease(op) => runs::release(&tx, op),
+                    WriteOp::WorkerSeen(op) => runs::worker_seen(&tx, op),
                 })
                 .collect::<Result<Vec<_>>>()?;
             tx.commit().map_err(map_error)?;
@@ -366,12 +190,37 @@ impl Store for SqliteStore {
 
     async fn waitpoint_get(&self, id: &WaitpointId) -> Result<Waitpoint> {
         let id = id.internal().to_owned();
-        self.read(move |conn| select_waitpoint(conn, &id)?.ok_or(StorageError::NotFound)).await
+        self.read(move |conn| waitpoints::select_waitpoint(conn, &id)?.ok_or(StorageError::NotFound)).await
     }
 
     async fn waitpoint_list(&self, query: &ListQuery) -> Result<Vec<Waitpoint>> {
         let query = query.clone();
-        self.read(move |conn| list(conn, &query)).await
+        self.read(move |conn| waitpoints::list(conn, &query)).await
+    }
+
+    async fn run_get(&self, id: &RunId) -> Result<Run> {
+        let id = id.internal().to_owned();
+        self.read(move |conn| runs::select(conn, &id)?.ok_or(StorageError::NotFound)).await
+    }
+
+    async fn run_list(&self, query: &RunListQuery) -> Result<Vec<Run>> {
+        let query = query.clone();
+        self.read(move |conn| runs::list(conn, &query)).await
+    }
+
+    async fn run_journal(&self, id: &RunId) -> Result<Vec<JournalEntry>> {
+        let id = id.internal().to_owned();
+        self.read(move |conn| runs::journal(conn, &id)).await
+    }
+
+    async fn run_next_available(
+        &self,
+        environment_id: &EnvironmentId,
+        task_ids: &[String],
+        now: Timestamp,
+    ) -> Result<Option<Timestamp>> {
+        let (environment_id, task_ids) = (environment_id.clone(), task_ids.to_vec());
+        self.read(move |conn| runs::next_available(conn, &environment_id, &task_ids, now)).await
     }
 
     async fn waitpoint_timeouts_next(&self) -> Result<Option<Timestamp>> {

@@ -3,13 +3,14 @@
 use rusqlite::Row;
 use waitpoint_storage::{Result, StorageError};
 use waitpoint_types::{
-    CompletedVia, Environment, EnvironmentId, Output, Secret, Timestamp, Waitpoint, WaitpointId, WaitpointState,
+    CompletedVia, Environment, EnvironmentId, JournalEntry, JournalKind, Output, Run, RunId, RunState, Secret,
+    Timestamp, Waitpoint, WaitpointId, WaitpointKind, WaitpointState, WorkerId,
 };
 
 /// The columns [`waitpoint_from_row`] reads, in order, of the table aliased `w`.
 pub(crate) const WAITPOINT_COLUMNS: &str = "w.id, w.environment_id, w.status, w.idempotency_key, \
      w.inactive_idempotency_key, w.idempotency_key_expires_at, w.timeout_at, w.tags, w.output, w.output_type, \
-     w.completed_at, w.completed_via, w.created_at";
+     w.completed_at, w.completed_via, w.created_at, w.kind";
 
 /// Reads a waitpoint. The outer error is SQLite's; the inner one a record this version cannot read.
 pub(crate) fn waitpoint_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Waitpoint>> {
@@ -23,6 +24,7 @@ pub(crate) fn waitpoint_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Waitp
     let millis = |i: usize| row.get::<_, Option<i64>>(i).map(|v| v.map(Timestamp::from_millis));
     let (idempotency_key_expires_at, timeout_at) = (millis(5)?, millis(6)?);
     let fields = (row.get(1)?, row.get(3)?, row.get(4)?, row.get::<_, i64>(12)?);
+    let kind: String = row.get(13)?;
     Ok((|| {
         let corrupt = |what: &str| StorageError::Corrupt(format!("waitpoint {id}: {what}"));
         let tags: Vec<String> = serde_json::from_str(&tags).map_err(|_| corrupt("tags are not a JSON array"))?;
@@ -44,6 +46,7 @@ pub(crate) fn waitpoint_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Waitp
         let (environment_id, idempotency_key, inactive_idempotency_key, created_at): (String, _, _, _) = fields;
         Ok(Waitpoint {
             id: WaitpointId::from_internal(id.clone()),
+            kind: WaitpointKind::parse(&kind).ok_or_else(|| corrupt("unknown kind"))?,
             environment_id: EnvironmentId::from_internal(environment_id),
             state,
             idempotency_key,
@@ -86,6 +89,133 @@ pub(crate) fn state_columns(state: &WaitpointState) -> StateColumns {
             output_type: None,
         },
     }
+}
+
+/// The columns [`run_from_row`] reads, in order, of the table aliased `r`.
+pub(crate) const RUN_COLUMNS: &str = "r.id, r.environment_id, r.task_id, r.payload, r.status, r.available_at, \
+     r.worker_id, r.waiting_on, r.waiting_seq, r.output, r.error, r.finished_at, r.attempt, r.max_attempts, r.epoch, \
+     r.sticky_worker, r.tags, r.idempotency_key, r.inactive_idempotency_key, r.idempotency_key_expires_at, \
+     r.created_at, r.started_at, r.updated_at";
+
+/// Reads a run. The outer error is SQLite's; the inner one a record this version cannot read.
+pub(crate) fn run_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Run>> {
+    let id: String = row.get(0)?;
+    let status: String = row.get(4)?;
+    let millis = |i: usize| row.get::<_, Option<i64>>(i).map(|v| v.map(Timestamp::from_millis));
+    let (available_at, finished_at) = (millis(5)?, millis(11)?);
+    let worker: Option<String> = row.get(6)?;
+    let waiting_on: Option<String> = row.get(7)?;
+    let waiting_seq: Option<u32> = row.get(8)?;
+    let output: Option<String> = row.get(9)?;
+    let error: Option<String> = row.get(10)?;
+    let sticky_worker: Option<String> = row.get(15)?;
+    let tags: String = row.get(16)?;
+    let run = Run {
+        id: RunId::from_internal(id.clone()),
+        environment_id: EnvironmentId::from_internal(row.get(1)?),
+        task_id: row.get(2)?,
+        payload: row.get(3)?,
+        state: RunState::Canceled { at: Timestamp::from_millis(0) },
+        attempt: row.get(12)?,
+        max_attempts: row.get(13)?,
+        epoch: row.get::<_, i64>(14)?.try_into().unwrap_or_default(),
+        sticky_worker: sticky_worker.map(WorkerId::from_internal),
+        tags: Vec::new(),
+        idempotency_key: row.get(17)?,
+        inactive_idempotency_key: row.get(18)?,
+        idempotency_key_expires_at: millis(19)?,
+        created_at: Timestamp::from_millis(row.get(20)?),
+        started_at: millis(21)?,
+        updated_at: Timestamp::from_millis(row.get(22)?),
+    };
+    Ok((move || {
+        let corrupt = |what: &str| StorageError::Corrupt(format!("run {id}: {what}"));
+        let state = match (status.as_str(), available_at, worker, waiting_on, waiting_seq, finished_at) {
+            ("QUEUED", Some(available_at), ..) => RunState::Queued { available_at },
+            ("EXECUTING", _, Some(worker), ..) => RunState::Executing { worker: WorkerId::from_internal(worker) },
+            ("WAITING", _, _, Some(waitpoint), Some(seq), _) => {
+                RunState::Waiting { waitpoint: WaitpointId::from_internal(waitpoint), seq }
+            }
+            ("COMPLETED", .., Some(at)) => {
+                RunState::Completed { at, output: output.ok_or_else(|| corrupt("completed without output"))? }
+            }
+            ("FAILED", .., Some(at)) => {
+                let error = error.ok_or_else(|| corrupt("failed without error"))?;
+                RunState::Failed { at, error: serde_json::from_str(&error).map_err(|_| corrupt("unreadable error"))? }
+            }
+            ("CANCELED", .., Some(at)) => RunState::Canceled { at },
+            _ => return Err(corrupt("inconsistent status")),
+        };
+        let tags = serde_json::from_str(&tags).map_err(|_| corrupt("tags are not a JSON array"))?;
+        Ok(Run { state, tags, ..run })
+    })())
+}
+
+/// The columns that record a run's state.
+pub(crate) struct RunStateColumns {
+    pub status: &'static str,
+    pub available_at: Option<i64>,
+    pub worker_id: Option<String>,
+    pub waiting_on: Option<String>,
+    pub waiting_seq: Option<u32>,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub finished_at: Option<i64>,
+}
+
+/// The column values of a run's state.
+pub(crate) fn run_state_columns(state: &RunState) -> RunStateColumns {
+    let mut columns = RunStateColumns {
+        status: "",
+        available_at: None,
+        worker_id: None,
+        waiting_on: None,
+        waiting_seq: None,
+        output: None,
+        error: None,
+        finished_at: None,
+    };
+    match state {
+        RunState::Queued { available_at } => {
+            columns.status = "QUEUED";
+            columns.available_at = Some(available_at.as_millis());
+        }
+        RunState::Executing { worker } => {
+            columns.status = "EXECUTING";
+            columns.worker_id = Some(worker.internal().to_owned());
+        }
+        RunState::Waiting { waitpoint, seq } => {
+            columns.status = "WAITING";
+            columns.waiting_on = Some(waitpoint.internal().to_owned());
+            columns.waiting_seq = Some(*seq);
+        }
+        RunState::Completed { at, output } => {
+            columns.status = "COMPLETED";
+            columns.output = Some(output.clone());
+            columns.finished_at = Some(at.as_millis());
+        }
+        RunState::Failed { at, error } => {
+            columns.status = "FAILED";
+            columns.error = serde_json::to_string(error).ok();
+            columns.finished_at = Some(at.as_millis());
+        }
+        RunState::Canceled { at } => {
+            columns.status = "CANCELED";
+            columns.finished_at = Some(at.as_millis());
+        }
+    }
+    columns
+}
+
+/// Reads a journal entry from `seq, kind, name, result`.
+pub(crate) fn journal_entry_from_row(row: &Row<'_>) -> rusqlite::Result<Result<JournalEntry>> {
+    let seq: u32 = row.get(0)?;
+    let kind: String = row.get(1)?;
+    let name: String = row.get(2)?;
+    let result: Option<String> = row.get(3)?;
+    Ok(JournalKind::parse(&kind)
+        .map(|kind| JournalEntry { seq, kind, name, result })
+        .ok_or_else(|| StorageError::Corrupt(format!("journal entry {seq}: unknown kind {kind}"))))
 }
 
 /// Reads an environment from `id, name, api_key, signing_secret, created_at`.

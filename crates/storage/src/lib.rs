@@ -1,26 +1,36 @@
 //! The storage contract of waitpoint.
 //!
 //! [`Store`] is the one trait every backend implements (SQLite, PostgreSQL). It speaks in
-//! domain types from `waitpoint-types`; SQL never leaves a backend. Writes that change a
-//! waitpoint go through [`Store::write_batch`], which applies many operations in one
-//! transaction and one disk sync: that is how the engine does group commit.
+//! domain types from `waitpoint-types`; SQL never leaves a backend. Every write goes through
+//! [`Store::write_batch`], which applies many operations in one transaction and one disk
+//! sync: that is how the engine does group commit.
 //!
 //! # Layout
 //! - [`Store`]: the trait, with its contract on each method.
-//! - [`WriteOp`] / [`WriteOutcome`]: the batched write operations and what each did.
-//! - [`ListQuery`]: filters and keyset cursor of a list.
+//! - [`ops`]: the batched write operations ([`WriteOp`]) and what each did ([`WriteOutcome`]).
+//! - [`query`]: filters and keyset cursors of lists.
+//! - [`transitions`]: what a waitpoint or run becomes, as pure functions both backends use.
 //! - [`StorageError`]: the one error type; backends map "no row" to `NotFound` and unique
 //!   violations to `Conflict`.
 //! - `conformance` (feature `conformance`): the test suite every backend runs.
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod ops;
+pub mod query;
+pub mod transitions;
 
 use std::fmt;
 
 use waitpoint_types::{
-    Environment, EnvironmentId, Secret, Timestamp, Waitpoint, WaitpointId, WaitpointState, WaitpointStatus,
+    Environment, EnvironmentId, JournalEntry, Run, RunId, Secret, Timestamp, Waitpoint, WaitpointId,
 };
+
+pub use crate::ops::{
+    Claim, Finish, RunClaim, RunCreateToken, RunFinish, RunOutcome, RunRecord, RunWait, RunsRelease, WorkerSeen,
+    WriteOp, WriteOutcome,
+};
+pub use crate::query::{Cursor, ListQuery, RunListQuery};
 
 /// Result of a storage call.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
@@ -49,78 +59,6 @@ impl StorageError {
     }
 }
 
-/// One write in a batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WriteOp {
-    /// Create a waitpoint, honouring its idempotency key.
-    Create(Waitpoint),
-    /// Move a waiting waitpoint to a final state.
-    Finish(Finish),
-}
-
-/// Moves a waitpoint out of `WAITING`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finish {
-    /// The waitpoint.
-    pub id: WaitpointId,
-    /// When set, a waitpoint of another environment counts as not found.
-    pub environment_id: Option<EnvironmentId>,
-    /// [`WaitpointState::Completed`] or [`WaitpointState::TimedOut`]. A timeout applies only
-    /// once the waitpoint's `timeout_at` is at or before the state's `at`.
-    pub state: WaitpointState,
-}
-
-/// What one [`WriteOp`] did, in the order of the batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WriteOutcome {
-    /// The waitpoint was created as given.
-    Created(Waitpoint),
-    /// An active idempotency key matched: this existing waitpoint (in whatever state) is the
-    /// answer and nothing was written.
-    Existing(Waitpoint),
-    /// The waitpoint moved to the requested final state.
-    Finished(Waitpoint),
-    /// Nothing changed: the waitpoint had already finished (the first completion wins) or,
-    /// for a timeout, its deadline has not come. The current record is returned.
-    Unchanged(Waitpoint),
-    /// No such waitpoint (in that environment).
-    NotFound,
-}
-
-/// Where a list page starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Cursor {
-    /// The newest waitpoints.
-    Newest,
-    /// Waitpoints with an internal id smaller (older) than this one, newest first.
-    After(String),
-    /// Waitpoints with an internal id greater (newer) than this one, oldest first.
-    Before(String),
-}
-
-/// A filtered, keyset-paginated list of one environment's waitpoints.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListQuery {
-    /// Whose waitpoints.
-    pub environment_id: EnvironmentId,
-    /// Any of these statuses; empty means all.
-    pub statuses: Vec<WaitpointStatus>,
-    /// The caller's idempotency key, active or inactive.
-    pub idempotency_key: Option<String>,
-    /// Any of these tags; empty means no tag filter.
-    pub tags: Vec<String>,
-    /// Only internal ids at or above this one. Ids begin with their creation time
-    /// (`waitpoint_types::id::internal_floor`), so the engine turns creation-date filters into
-    /// id bounds, which every index on ids can serve.
-    pub id_at_least: Option<String>,
-    /// Only internal ids below this one.
-    pub id_below: Option<String>,
-    /// Where to start.
-    pub cursor: Cursor,
-    /// How many rows at most.
-    pub limit: usize,
-}
-
 /// The storage of waitpoint.
 ///
 /// Every method is safe to call concurrently. A successful write is durable: on disk (synced)
@@ -147,14 +85,18 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// [`WriteOutcome::Existing`]. An expired match is deactivated (its key moves to
     /// `inactive_idempotency_key`) and the new waitpoint is created.
     ///
-    /// Finish: applies only to a `WAITING` waitpoint, and a timeout only once it is due.
+    /// Finish: applies only to a `WAITING` waitpoint, and a deadline only once it is due.
+    /// Every run waiting on the waitpoint resumes in the same transaction.
+    ///
+    /// The run operations are documented on their types in [`ops`].
     async fn write_batch(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>>;
 
     /// Reads one waitpoint by id, whatever its environment.
     async fn waitpoint_get(&self, id: &WaitpointId) -> Result<Waitpoint>;
 
-    /// Lists waitpoints: with [`Cursor::Newest`] or [`Cursor::After`] in descending id order,
-    /// with [`Cursor::Before`] in ascending id order (the rows nearest the cursor first).
+    /// Lists tokens (waitpoints of kind `MANUAL`): with [`Cursor::Newest`] or [`Cursor::After`]
+    /// in descending id order, with [`Cursor::Before`] in ascending id order (the rows nearest
+    /// the cursor first).
     async fn waitpoint_list(&self, query: &ListQuery) -> Result<Vec<Waitpoint>>;
 
     /// The earliest `timeout_at` among waiting waitpoints.
@@ -162,6 +104,24 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Up to `limit` waiting waitpoints whose `timeout_at` is at or before `now`, earliest first.
     async fn waitpoint_timeouts_due(&self, now: Timestamp, limit: usize) -> Result<Vec<WaitpointId>>;
+
+    /// Reads one run by id, whatever its environment.
+    async fn run_get(&self, id: &RunId) -> Result<Run>;
+
+    /// Lists runs, ordered as [`waitpoint_list`](Self::waitpoint_list).
+    async fn run_list(&self, query: &RunListQuery) -> Result<Vec<Run>>;
+
+    /// A run's journal, in order (`seq` 0, 1, …). `NotFound` if the run does not exist.
+    async fn run_journal(&self, id: &RunId) -> Result<Vec<JournalEntry>>;
+
+    /// The earliest `available_at` after `now` among queued runs of these tasks: when a worker
+    /// that found nothing to claim should look again.
+    async fn run_next_available(
+        &self,
+        environment_id: &EnvironmentId,
+        task_ids: &[String],
+        now: Timestamp,
+    ) -> Result<Option<Timestamp>>;
 
     /// Creates an environment. `Conflict` if its name or key is taken.
     async fn environment_create(&self, environment: &Environment) -> Result<()>;

@@ -149,11 +149,316 @@ pub struct CompleteResponse {
 pub struct ErrorBody {
     /// What went wrong and how to fix it.
     pub error: String,
+    /// A machine-readable kind, on some errors (`run_moved_on`, `journal_mismatch`, `unauthorized`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+/// Options of `POST /api/v1/tasks/{taskId}/trigger`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TriggerOptions {
+    /// Returns the same run for the same key (per task) while it is active.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// How long the key stays active (`"1h"`); the server's default when absent.
+    #[serde(rename = "idempotencyKeyTTL", skip_serializing_if = "Option::is_none")]
+    pub idempotency_key_ttl: Option<String>,
+    /// Up to 10 tags, each shorter than 128 characters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+    /// Attempts before the run fails (1 to 100); the server's default (3) when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Start no earlier than after this duration (`"10m"`) or at this ISO 8601 date.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay: Option<String>,
+}
+
+/// The body of `POST /api/v1/tasks/{taskId}/trigger`, as Trigger.dev shapes it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TriggerRequest {
+    /// The run's input: any JSON value.
+    pub payload: serde_json::Value,
+    /// Options.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub options: Option<TriggerOptions>,
+}
+
+/// The answer to a trigger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TriggerResponse {
+    /// `run_…`.
+    pub id: String,
+    /// True when an active idempotency key returned an existing run.
+    pub is_cached: bool,
+}
+
+/// A waitpoint a run waits on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitingOn {
+    /// `waitpoint_…`.
+    pub id: String,
+    /// `MANUAL` (a token) or `DATETIME`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// When it times out (a token) or completes (a datetime waitpoint).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_at: Option<Timestamp>,
+}
+
+/// A run's error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunErrorBody {
+    /// `TaskError`, `Panic`, `NonDeterminism`, `TaskNotFound`, ….
+    pub name: String,
+    /// What happened.
+    pub message: String,
+}
+
+/// A run as retrieved (and, without `payload` and `output`, as listed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunDetail {
+    /// `run_…`.
+    pub id: String,
+    /// The task.
+    pub task_id: String,
+    /// `QUEUED`, `DELAYED`, `EXECUTING`, `WAITING`, `COMPLETED`, `FAILED` or `CANCELED`.
+    pub status: String,
+    /// The input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+    /// The output, once `COMPLETED`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<serde_json::Value>,
+    /// The error, once `FAILED`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<RunErrorBody>,
+    /// The current attempt (0 before the first).
+    pub attempt: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// Tags in the order given.
+    pub tags: Vec<String>,
+    /// The idempotency key the caller gave, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// When the idempotency key expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key_expires_at: Option<Timestamp>,
+    /// While `DELAYED` (or queued): when a worker may take it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delayed_until: Option<Timestamp>,
+    /// While `WAITING`: what it waits on.
+    pub waiting_on: Vec<WaitingOn>,
+    /// When it was triggered.
+    pub created_at: Timestamp,
+    /// When a worker first took it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    /// When its state last changed.
+    pub updated_at: Timestamp,
+    /// When it finished.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+}
+
+/// The worker protocol: how a worker takes runs and records what they do.
+pub mod worker {
+    use serde::{Deserialize, Serialize};
+
+    use super::{CreateTokenRequest, CreateTokenResponse, RunErrorBody};
+    use crate::time::Timestamp;
+
+    /// A task a worker runs, and how many more runs of it it takes now.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct TaskSlots {
+        /// The task id.
+        pub id: String,
+        /// Free slots (0 still counts as a heartbeat).
+        pub slots: u32,
+    }
+
+    /// `POST /api/v1/workers/{workerId}/poll`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct PollRequest {
+        /// The tasks and their free slots.
+        pub tasks: Vec<TaskSlots>,
+        /// How long the server may hold the request when there is nothing to take (at most 30 s).
+        pub wait_ms: u64,
+        /// The runs the worker is executing now. Any other run the server counts as held by this
+        /// worker (a claim whose answer was lost, a run the worker gave up) is given back.
+        pub holding: Vec<String>,
+    }
+
+    /// One journal entry on the wire.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct JournalEntryBody {
+        /// Position.
+        pub seq: u32,
+        /// `STEP`, `CREATE_TOKEN`, `WAIT_TOKEN`, `WAIT_DATETIME`, `COMPLETE_TOKEN`, `RETRIEVE_TOKEN`, `LIST_TOKENS`.
+        pub kind: String,
+        /// A step's name, a token's id, a datetime wait's target.
+        pub name: String,
+        /// The result (`null` is a result); absent for a wait that has not finished.
+        #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+        pub result: Option<serde_json::Value>,
+    }
+
+    /// A field that is present is `Some`, even when it is `null`; an absent one is `None`
+    /// (through `#[serde(default)]`).
+    fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<serde_json::Value>, D::Error> {
+        serde_json::Value::deserialize(deserializer).map(Some)
+    }
+
+    /// A run handed to a worker.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct ClaimedRun {
+        /// `run_…`.
+        pub id: String,
+        /// The task.
+        pub task_id: String,
+        /// The input.
+        pub payload: serde_json::Value,
+        /// The lease: every call about the run carries it.
+        pub epoch: u64,
+        /// The attempt.
+        pub attempt: u32,
+        /// Attempts allowed.
+        pub max_attempts: u32,
+        /// Entries in the journal; 0 for a fresh run.
+        pub journal_length: u32,
+        /// When the run resumes from a wait: that wait's entry, with its result.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub resumed: Option<JournalEntryBody>,
+    }
+
+    /// The answer to a poll.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct PollResponse {
+        /// The runs now held by the worker.
+        pub runs: Vec<ClaimedRun>,
+    }
+
+    /// `GET /api/v1/runs/{id}/journal`.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct JournalResponse {
+        /// Every entry, in order.
+        pub entries: Vec<JournalEntryBody>,
+    }
+
+    /// `POST /api/v1/runs/{id}/journal`: record an operation's result.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct RecordRequest {
+        /// The lease.
+        pub epoch: u64,
+        /// The entry.
+        pub entry: JournalEntryBody,
+    }
+
+    /// `POST /api/v1/runs/{id}/tokens`: create a token for the run.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct RunTokenRequest {
+        /// The lease.
+        pub epoch: u64,
+        /// The journal position.
+        pub seq: u32,
+        /// The token's options.
+        pub options: CreateTokenRequest,
+    }
+
+    /// What to wait for.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase", tag = "type")]
+    pub enum WaitFor {
+        /// A token.
+        #[serde(rename = "TOKEN")]
+        Token {
+            /// `waitpoint_…`.
+            id: String,
+        },
+        /// A point in time.
+        #[serde(rename = "DATETIME")]
+        Datetime {
+            /// When.
+            until: Timestamp,
+            /// How the code asked (`"for 5m"`, `"until 2030-01-01T00:00:00.000Z"`), compared on replay.
+            name: String,
+        },
+    }
+
+    /// `POST /api/v1/runs/{id}/wait`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct WaitRequest {
+        /// The lease.
+        pub epoch: u64,
+        /// The journal position.
+        pub seq: u32,
+        /// What to wait for.
+        #[serde(rename = "for")]
+        pub wait_for: WaitFor,
+    }
+
+    /// The answer to a wait: the result at once, or `suspended`.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct WaitResponse {
+        /// The wait's entry; its `result` is absent when the run suspended.
+        pub entry: JournalEntryBody,
+        /// True when the run now waits (and holds no slot): it resumes through a later poll.
+        pub suspended: bool,
+    }
+
+    /// The answer to a token created for a run.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct RunTokenResponse {
+        /// The recorded entry.
+        pub entry: JournalEntryBody,
+        /// The token.
+        pub token: CreateTokenResponse,
+    }
+
+    /// `POST /api/v1/runs/{id}/attempt/complete`.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct CompleteAttemptRequest {
+        /// The lease.
+        pub epoch: u64,
+        /// The output: any JSON value.
+        pub output: serde_json::Value,
+    }
+
+    /// `POST /api/v1/runs/{id}/attempt/fail`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct FailAttemptRequest {
+        /// The lease.
+        pub epoch: u64,
+        /// Why.
+        pub error: RunErrorBody,
+        /// Retry after this long if attempts remain; absent for an error retrying cannot fix.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub retry_after_ms: Option<u64>,
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::worker::JournalEntryBody;
     use super::*;
+
+    #[test]
+    fn a_null_result_is_a_result_and_an_absent_one_is_not() {
+        let null: JournalEntryBody =
+            serde_json::from_str(r#"{"seq":0,"kind":"STEP","name":"s","result":null}"#).unwrap();
+        assert_eq!(null.result, Some(serde_json::Value::Null));
+        assert_eq!(serde_json::to_string(&null).unwrap(), r#"{"seq":0,"kind":"STEP","name":"s","result":null}"#);
+        let pending: JournalEntryBody = serde_json::from_str(r#"{"seq":1,"kind":"WAIT_TOKEN","name":"w"}"#).unwrap();
+        assert_eq!(pending.result, None);
+    }
 
     #[test]
     fn optional_fields_are_omitted_never_null() {

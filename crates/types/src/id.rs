@@ -94,6 +94,20 @@ prefixed_id!(
     "environment"
 );
 
+prefixed_id!(
+    /// Identifies a task run. Public form `run_<internal id>`.
+    RunId,
+    "run_",
+    "run"
+);
+
+prefixed_id!(
+    /// Identifies a worker process for as long as it runs. Public form `worker_<internal id>`.
+    WorkerId,
+    "worker_",
+    "worker"
+);
+
 /// Makes time-ordered internal ids.
 ///
 /// The caller passes the time (from the injected clock). Ids from one generator are strictly
@@ -139,6 +153,16 @@ impl IdGenerator {
     /// A new environment id.
     pub fn environment(&self, now: Timestamp) -> EnvironmentId {
         EnvironmentId(self.next_internal(now))
+    }
+
+    /// A new run id.
+    pub fn run(&self, now: Timestamp) -> RunId {
+        RunId(self.next_internal(now))
+    }
+
+    /// A new worker id.
+    pub fn worker(&self, now: Timestamp) -> WorkerId {
+        WorkerId(self.next_internal(now))
     }
 }
 

@@ -7,7 +7,9 @@
 //! # Layout
 //! - [`id`]: `waitpoint_…` and `env_…` identifiers and their time-ordered generator.
 //! - [`time`]: [`Timestamp`] and the parsers for `"1h30m"` durations and ISO 8601 dates.
-//! - [`waitpoint`]: a waitpoint token and its state machine (waiting → completed | timed out).
+//! - [`waitpoint`]: a waitpoint (a token, or a point in time) and its state machine
+//!   (waiting → completed | timed out).
+//! - [`run`]: a task run, its state machine and its journal.
 //! - [`environment`]: an isolated environment with its secret key and signing secret.
 //! - [`api`]: request and response bodies exactly as they travel over HTTP.
 //!
@@ -16,10 +18,12 @@
 pub mod api;
 pub mod environment;
 pub mod id;
+pub mod run;
 pub mod time;
 pub mod waitpoint;
 
 pub use environment::{Environment, Secret};
-pub use id::{EnvironmentId, IdGenerator, InvalidId, WaitpointId};
+pub use id::{EnvironmentId, IdGenerator, InvalidId, RunId, WaitpointId, WorkerId};
+pub use run::{JournalEntry, JournalKind, Run, RunError, RunState, RunStatus};
 pub use time::{DurationError, Timestamp};
-pub use waitpoint::{CompletedVia, Output, Waitpoint, WaitpointState, WaitpointStatus};
+pub use waitpoint::{CompletedVia, Output, Waitpoint, WaitpointKind, WaitpointState, WaitpointStatus};

@@ -69,18 +69,21 @@ pub enum CompletedVia {
     PublicAccessToken,
     /// `POST` to the token's callback `url`.
     CallbackUrl,
+    /// A datetime waitpoint's time came.
+    Datetime,
 }
 
 impl CompletedVia {
     /// All ways, for parsing.
-    pub const ALL: [CompletedVia; 3] = [Self::SecretKey, Self::PublicAccessToken, Self::CallbackUrl];
+    pub const ALL: [CompletedVia; 4] = [Self::SecretKey, Self::PublicAccessToken, Self::CallbackUrl, Self::Datetime];
 
-    /// `SECRET_KEY`, `PUBLIC_ACCESS_TOKEN` or `CALLBACK_URL`.
+    /// `SECRET_KEY`, `PUBLIC_ACCESS_TOKEN`, `CALLBACK_URL` or `DATETIME`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::SecretKey => "SECRET_KEY",
             Self::PublicAccessToken => "PUBLIC_ACCESS_TOKEN",
             Self::CallbackUrl => "CALLBACK_URL",
+            Self::Datetime => "DATETIME",
         }
     }
 
@@ -157,6 +160,30 @@ fn minify(json: &str) -> String {
     out
 }
 
+/// What a waitpoint waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WaitpointKind {
+    /// A token: completed by a caller, or timed out at `timeout_at`.
+    Manual,
+    /// A point in time (a run's `wait.for` / `wait.until`): completes at `timeout_at`.
+    Datetime,
+}
+
+impl WaitpointKind {
+    /// `MANUAL` or `DATETIME`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Manual => "MANUAL",
+            Self::Datetime => "DATETIME",
+        }
+    }
+
+    /// The inverse of [`as_str`](Self::as_str).
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Manual, Self::Datetime].into_iter().find(|k| k.as_str() == text)
+    }
+}
+
 /// Where a waitpoint is in its life. Completion data exists only in the states that have it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WaitpointState {
@@ -183,6 +210,8 @@ pub enum WaitpointState {
 pub struct Waitpoint {
     /// Its id.
     pub id: WaitpointId,
+    /// A token, or a point in time.
+    pub kind: WaitpointKind,
     /// The environment it belongs to; other environments cannot see it.
     pub environment_id: EnvironmentId,
     /// Waiting, completed or timed out.
@@ -241,6 +270,32 @@ impl Waitpoint {
         }
     }
 
+    /// The state this waitpoint takes when its deadline (`timeout_at`) is reached at `at`: a
+    /// token times out, a datetime waitpoint completes.
+    pub fn deadline_state(&self, at: Timestamp) -> WaitpointState {
+        match self.kind {
+            WaitpointKind::Manual => WaitpointState::TimedOut { at },
+            WaitpointKind::Datetime => WaitpointState::Completed { at, via: CompletedVia::Datetime, output: None },
+        }
+    }
+
+    /// What a run waiting on this finished waitpoint gets: `{"ok": true, "output": <value>}`
+    /// (`null` without output), or `{"ok": false, "error": {"code", "message"}}` after a
+    /// timeout. `None` while it waits.
+    pub fn wait_result(&self) -> Option<serde_json::Value> {
+        match &self.state {
+            WaitpointState::Waiting => None,
+            WaitpointState::Completed { output, .. } => Some(serde_json::json!({
+                "ok": true,
+                "output": output.as_ref().map_or(serde_json::Value::Null, Output::decode),
+            })),
+            WaitpointState::TimedOut { .. } => {
+                let error = self.output().map_or(serde_json::Value::Null, |o| o.decode());
+                Some(serde_json::json!({ "ok": false, "error": error }))
+            }
+        }
+    }
+
     /// Whether `environment` owns this waitpoint.
     pub fn belongs_to(&self, environment: &Environment) -> bool {
         self.environment_id == environment.id
@@ -254,6 +309,7 @@ mod tests {
     fn waitpoint(state: WaitpointState) -> Waitpoint {
         Waitpoint {
             id: WaitpointId::parse("waitpoint_c1").unwrap(),
+            kind: WaitpointKind::Manual,
             environment_id: EnvironmentId::parse("env_c1").unwrap(),
             state,
             idempotency_key: None,
@@ -276,6 +332,20 @@ mod tests {
             r#"{"code":"TRIGGER_WAITPOINT_TIMEOUT","message":"Waitpoint timed out at 2025-04-01T10:00:00.000Z"}"#
         );
         assert_eq!(w.user_idempotency_key(), Some("k"));
+        let result = w.wait_result().unwrap();
+        assert_eq!(result["ok"], false);
+        assert_eq!(result["error"]["code"], "TRIGGER_WAITPOINT_TIMEOUT");
+    }
+
+    #[test]
+    fn a_datetime_waitpoint_completes_at_its_deadline() {
+        let mut w = waitpoint(WaitpointState::Waiting);
+        assert_eq!(w.wait_result(), None);
+        w.kind = WaitpointKind::Datetime;
+        let at = Timestamp::from_millis(1_743_501_600_001);
+        w.state = w.deadline_state(at);
+        assert_eq!(w.state, WaitpointState::Completed { at, via: CompletedVia::Datetime, output: None });
+        assert_eq!(w.wait_result(), Some(serde_json::json!({ "ok": true, "output": null })));
     }
 
     #[test]

@@ -10,10 +10,14 @@ use std::time::Duration;
 use waitpoint_types::id::internal_floor;
 use waitpoint_types::{
     CompletedVia, Environment, EnvironmentId, IdGenerator, Output, Secret, Timestamp, Waitpoint, WaitpointId,
-    WaitpointState, WaitpointStatus,
+    WaitpointKind, WaitpointState, WaitpointStatus,
 };
 
 use crate::{Cursor, Finish, ListQuery, StorageError, Store, WriteOp, WriteOutcome};
+
+mod runs;
+
+pub use runs::*;
 
 /// A database for one test.
 #[async_trait::async_trait]
@@ -47,6 +51,21 @@ macro_rules! conformance_tests {
             tag_pages_hold_the_newest_matches_of_all_tags,
             timeouts_are_found_in_deadline_order,
             writes_survive_reopening,
+            runs_are_created_read_back_and_honour_idempotency_keys,
+            claims_take_available_runs_of_the_workers_tasks_in_order,
+            the_journal_records_in_order_and_only_once,
+            a_wait_on_a_pending_waitpoint_suspends_until_it_finishes,
+            a_wait_on_a_finished_waitpoint_records_its_result_at_once,
+            one_waitpoint_resumes_every_run_waiting_on_it_once,
+            resumed_runs_stay_with_their_live_worker_for_a_while,
+            datetime_waits_complete_at_their_deadline,
+            a_token_created_by_a_run_is_created_once,
+            failed_attempts_retry_until_attempts_run_out,
+            cancel_stops_a_run_that_has_not_finished,
+            runs_of_stopped_workers_are_released,
+            claims_give_back_runs_the_worker_does_not_know_it_holds,
+            run_lists_filter_and_page,
+            next_available_is_the_earliest_future_run,
         );
     };
     (@each $setup:expr; $($check:ident),* $(,)?) => {
@@ -62,11 +81,11 @@ macro_rules! conformance_tests {
 
 const T0: i64 = 1_764_000_000_000;
 
-fn at(offset_ms: i64) -> Timestamp {
+pub(crate) fn at(offset_ms: i64) -> Timestamp {
     Timestamp::from_millis(T0 + offset_ms)
 }
 
-fn environment(ids: &IdGenerator, name: &str) -> Environment {
+pub(crate) fn environment(ids: &IdGenerator, name: &str) -> Environment {
     Environment {
         id: ids.environment(at(0)),
         name: name.to_owned(),
@@ -76,9 +95,10 @@ fn environment(ids: &IdGenerator, name: &str) -> Environment {
     }
 }
 
-fn waitpoint(ids: &IdGenerator, env: &Environment, created_at: Timestamp) -> Waitpoint {
+pub(crate) fn waitpoint(ids: &IdGenerator, env: &Environment, created_at: Timestamp) -> Waitpoint {
     Waitpoint {
         id: ids.waitpoint(created_at),
+        kind: WaitpointKind::Manual,
         environment_id: env.id.clone(),
         state: WaitpointState::Waiting,
         idempotency_key: None,
@@ -90,7 +110,7 @@ fn waitpoint(ids: &IdGenerator, env: &Environment, created_at: Timestamp) -> Wai
     }
 }
 
-fn completed(at_ms: i64, output: &str) -> WaitpointState {
+pub(crate) fn completed(at_ms: i64, output: &str) -> WaitpointState {
     WaitpointState::Completed {
         at: at(at_ms),
         via: CompletedVia::SecretKey,
@@ -98,24 +118,24 @@ fn completed(at_ms: i64, output: &str) -> WaitpointState {
     }
 }
 
-async fn write_one(store: &dyn Store, op: WriteOp) -> WriteOutcome {
+pub(crate) async fn write_one(store: &dyn Store, op: WriteOp) -> WriteOutcome {
     let mut outcomes = store.write_batch(vec![op]).await.expect("write_batch failed");
     assert_eq!(outcomes.len(), 1, "one outcome per operation");
     outcomes.remove(0)
 }
 
-async fn create(store: &dyn Store, w: &Waitpoint) -> Waitpoint {
+pub(crate) async fn create(store: &dyn Store, w: &Waitpoint) -> Waitpoint {
     match write_one(store, WriteOp::Create(w.clone())).await {
         WriteOutcome::Created(created) => created,
         other => panic!("expected Created, got {other:?}"),
     }
 }
 
-async fn finish(store: &dyn Store, id: &WaitpointId, state: WaitpointState) -> WriteOutcome {
+pub(crate) async fn finish(store: &dyn Store, id: &WaitpointId, state: WaitpointState) -> WriteOutcome {
     write_one(store, WriteOp::Finish(Finish { id: id.clone(), environment_id: None, state })).await
 }
 
-async fn new_env(store: &dyn Store, ids: &IdGenerator, name: &str) -> Environment {
+pub(crate) async fn new_env(store: &dyn Store, ids: &IdGenerator, name: &str) -> Environment {
     let env = environment(ids, name);
     store.environment_create(&env).await.expect("environment_create failed");
     env
@@ -209,7 +229,7 @@ pub async fn created_waitpoints_read_back_unchanged(db: &dyn TestDatabase) {
         let w = waitpoint(&ids, &env, at(2));
         create(&*store, &w).await;
         let state = WaitpointState::Completed { at: at(10 + i as i64), via: CompletedVia::ALL[i], output };
-        let WriteOutcome::Finished(done) = finish(&*store, &w.id, state.clone()).await else {
+        let WriteOutcome::Finished(done, _) = finish(&*store, &w.id, state.clone()).await else {
             panic!("completion not applied");
         };
         assert_eq!(done.state, state);
@@ -246,7 +266,7 @@ pub async fn active_idempotency_key_returns_the_existing_waitpoint(db: &dyn Test
     assert_eq!(write_one(&*store, WriteOp::Create(again.clone())).await, WriteOutcome::Existing(first.clone()));
     assert!(matches!(store.waitpoint_get(&again.id).await, Err(StorageError::NotFound)));
 
-    let WriteOutcome::Finished(done) = finish(&*store, &first.id, completed(100, r#"{"ok":true}"#)).await else {
+    let WriteOutcome::Finished(done, _) = finish(&*store, &first.id, completed(100, r#"{"ok":true}"#)).await else {
         panic!("completion not applied");
     };
     again.id = ids.waitpoint(at(200));
@@ -313,7 +333,7 @@ pub async fn first_completion_wins(db: &dyn TestDatabase) {
     w.timeout_at = Some(at(1_000));
     create(&*store, &w).await;
 
-    let WriteOutcome::Finished(done) = finish(&*store, &w.id, completed(10, r#""first""#)).await else {
+    let WriteOutcome::Finished(done, _) = finish(&*store, &w.id, completed(10, r#""first""#)).await else {
         panic!("first completion not applied");
     };
     assert_eq!(done.status(), WaitpointStatus::Completed);
@@ -344,7 +364,7 @@ pub async fn timeout_applies_only_when_due_and_only_once(db: &dyn TestDatabase) 
         finish(&*store, &no_deadline.id, WaitpointState::TimedOut { at: at(999_999) }).await,
         WriteOutcome::Unchanged(no_deadline.clone())
     );
-    let WriteOutcome::Finished(timed_out) = finish(&*store, &w.id, WaitpointState::TimedOut { at: at(1_000) }).await
+    let WriteOutcome::Finished(timed_out, _) = finish(&*store, &w.id, WaitpointState::TimedOut { at: at(1_000) }).await
     else {
         panic!("due timeout not applied");
     };
@@ -369,7 +389,7 @@ pub async fn completion_from_another_environment_is_not_found(db: &dyn TestDatab
     assert_eq!(write_one(&*store, WriteOp::Finish(foreign)).await, WriteOutcome::NotFound);
     assert_eq!(store.waitpoint_get(&w.id).await.unwrap(), w);
     let own = Finish { id: w.id.clone(), environment_id: Some(dev.id.clone()), state: completed(1, "1") };
-    assert!(matches!(write_one(&*store, WriteOp::Finish(own)).await, WriteOutcome::Finished(_)));
+    assert!(matches!(write_one(&*store, WriteOp::Finish(own)).await, WriteOutcome::Finished(_, _)));
 }
 
 /// Operations in one batch apply in order and see each other; outcomes come back in order.
@@ -404,7 +424,7 @@ pub async fn a_batch_sees_its_own_writes(db: &dyn TestDatabase) {
             WriteOutcome::Existing(a),
             WriteOutcome::NotFound,
             WriteOutcome::Created(c),
-            WriteOutcome::Finished(done_a.clone()),
+            WriteOutcome::Finished(done_a.clone(), vec![]),
             WriteOutcome::Unchanged(done_a),
         ]
     );
@@ -622,7 +642,7 @@ pub async fn writes_survive_reopening(db: &dyn TestDatabase) {
         let other = waitpoint(&ids, &env, at(1));
         create(&*store, &waiting).await;
         create(&*store, &other).await;
-        let WriteOutcome::Finished(done) = finish(&*store, &other.id, completed(2, r#"{"kept":true}"#)).await else {
+        let WriteOutcome::Finished(done, _) = finish(&*store, &other.id, completed(2, r#"{"kept":true}"#)).await else {
             panic!("completion not applied");
         };
         (env, waiting, done)

@@ -1,0 +1,657 @@
+//! Run writes and reads: create, claim, journal, wait, finish, cancel, release; lists.
+//!
+//! Each write locks the run's row (`FOR UPDATE`) inside the batch's transaction, asks
+//! [`transitions`] what it becomes, and stores the answer. Claims lock with `SKIP LOCKED`, so
+//! lanes claiming at once take different runs instead of waiting on each other.
+
+use std::collections::HashMap;
+
+use deadpool_postgres::{GenericClient, Transaction};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+use waitpoint_storage::{
+    Claim, Cursor, Result, RunClaim, RunCreateToken, RunFinish, RunListQuery, RunRecord, RunWait, RunsRelease,
+    StorageError, WorkerSeen, WriteOp, WriteOutcome, transitions,
+};
+use waitpoint_types::{
+    EnvironmentId, JournalEntry, JournalKind, Run, RunError, RunId, RunState, RunStatus, Timestamp, Waitpoint,
+    WaitpointId, WorkerId,
+};
+
+use crate::rows::{column, waitpoint_from_row};
+use crate::{SELECT_WAITPOINT, batch, bind, map_error};
+
+/// The columns [`run_from_row`] reads, in order, of the table aliased `r`.
+macro_rules! run_columns {
+    () => {
+        "r.id, r.environment_id, r.task_id, r.payload, r.status, r.available_at, r.worker_id, r.waiting_on, \
+         r.waiting_seq, r.output, r.error, r.finished_at, r.attempt, r.max_attempts, r.epoch, r.sticky_worker, \
+         r.tags, r.idempotency_key, r.inactive_idempotency_key, r.idempotency_key_expires_at, r.created_at, \
+         r.started_at, r.updated_at"
+    };
+}
+
+const SHARE_WAITPOINT: &str = "SELECT id FROM waitpoints WHERE id = $1 FOR SHARE";
+const SELECT_RUN: &str = concat!("SELECT ", run_columns!(), " FROM runs r WHERE r.id = $1");
+const LOCK_RUN: &str = concat!("SELECT ", run_columns!(), " FROM runs r WHERE r.id = $1 FOR UPDATE");
+const SELECT_ACTIVE_KEY: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM runs r WHERE r.environment_id = $1 AND r.task_id = $2 AND r.idempotency_key = $3 FOR UPDATE"
+);
+const INSERT_RUN: &str = "
+    WITH inserted AS (
+        INSERT INTO runs (id, environment_id, task_id, payload, status, available_at, attempt, max_attempts, epoch,
+            tags, idempotency_key, inactive_idempotency_key, idempotency_key_expires_at, created_at, updated_at)
+        VALUES ($1, $2, $3, $4, 'QUEUED', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+        ON CONFLICT (environment_id, task_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        RETURNING id, environment_id
+    ), tagged AS (
+        INSERT INTO run_tags (environment_id, tag, run_id)
+        SELECT inserted.environment_id, t.tag, inserted.id FROM inserted, unnest($9::text[]) AS t (tag)
+        ON CONFLICT DO NOTHING
+    )
+    SELECT count(*) FROM inserted";
+const DEACTIVATE_KEY: &str =
+    "UPDATE runs SET inactive_idempotency_key = idempotency_key, idempotency_key = NULL WHERE id = $1";
+const UPDATE_RUN: &str = "UPDATE runs SET status = $2, available_at = $3, worker_id = $4, waiting_on = $5,
+     waiting_seq = $6, output = $7, error = $8, finished_at = $9, attempt = $10, epoch = $11, sticky_worker = $12,
+     started_at = $13, updated_at = $14
+     WHERE id = $1";
+const HELD_BY: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM runs r WHERE r.status = 'EXECUTING' AND r.worker_id = $1 ORDER BY r.id FOR UPDATE"
+);
+const CLAIMABLE: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM runs r
+     WHERE r.environment_id = $1 AND r.task_id = $2 AND r.status = 'QUEUED' AND r.available_at <= $3
+       AND (r.sticky_worker IS NULL OR r.sticky_worker = $4 OR r.available_at <= $5
+            OR NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = r.sticky_worker AND w.last_seen_at >= $6))
+     ORDER BY r.available_at, r.id LIMIT $7 FOR UPDATE SKIP LOCKED"
+);
+const LAST_ENTRY: &str = "SELECT seq, kind, name, result FROM run_journal WHERE run_id = $1 ORDER BY seq DESC LIMIT 1";
+const ENTRY_AT: &str = "SELECT seq, kind, name, result FROM run_journal WHERE run_id = $1 AND seq = $2";
+const INSERT_ENTRY: &str = "INSERT INTO run_journal (run_id, seq, kind, name, result) VALUES ($1, $2, $3, $4, $5)";
+const SET_RESULT: &str = "UPDATE run_journal SET result = $3 WHERE run_id = $1 AND seq = $2";
+const WAITING_ON_ANY: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM runs r WHERE r.waiting_on = ANY($1::text[]) AND r.status = 'WAITING' ORDER BY r.id FOR UPDATE"
+);
+const ORPHANS: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM runs r WHERE r.status = 'EXECUTING'
+       AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = r.worker_id AND w.last_seen_at >= $1)
+     FOR UPDATE SKIP LOCKED"
+);
+const WORKER_SEEN: &str = "INSERT INTO workers (id, environment_id, last_seen_at) VALUES ($1, $2, $3)
+     ON CONFLICT (id) DO UPDATE SET last_seen_at = GREATEST(workers.last_seen_at, excluded.last_seen_at)";
+const JOURNAL: &str = "SELECT seq, kind, name, result FROM run_journal WHERE run_id = $1 ORDER BY seq";
+const NEXT_AVAILABLE: &str = "SELECT MIN(available_at) FROM runs
+     WHERE environment_id = $1 AND status = 'QUEUED' AND available_at > $2 AND task_id = ANY($3)";
+
+/// Reads a run from the columns of [`run_columns!`].
+pub(crate) fn run_from_row(row: &Row) -> Result<Run> {
+    let id: String = column(row, 0)?;
+    let corrupt = |what: &str| StorageError::Corrupt(format!("run {id}: {what}"));
+    let millis = |index: usize| column::<Option<i64>>(row, index).map(|v| v.map(Timestamp::from_millis));
+    let status: String = column(row, 4)?;
+    let worker: Option<String> = column(row, 6)?;
+    let waiting_on: Option<String> = column(row, 7)?;
+    let waiting_seq: Option<i32> = column(row, 8)?;
+    let output: Option<String> = column(row, 9)?;
+    let error: Option<String> = column(row, 10)?;
+    let (available_at, finished_at) = (millis(5)?, millis(11)?);
+    let state = match (status.as_str(), available_at, worker, waiting_on, waiting_seq, finished_at) {
+        ("QUEUED", Some(available_at), ..) => RunState::Queued { available_at },
+        ("EXECUTING", _, Some(worker), ..) => RunState::Executing { worker: WorkerId::from_internal(worker) },
+        ("WAITING", _, _, Some(waitpoint), Some(seq), _) => RunState::Waiting {
+            waitpoint: WaitpointId::from_internal(waitpoint),
+            seq: u32::try_from(seq).map_err(|_| corrupt("negative waiting_seq"))?,
+        },
+        ("COMPLETED", .., Some(at)) => {
+            RunState::Completed { at, output: output.ok_or_else(|| corrupt("completed without output"))? }
+        }
+        ("FAILED", .., Some(at)) => {
+            let error = error.ok_or_else(|| corrupt("failed without error"))?;
+            let error: RunError = serde_json::from_str(&error).map_err(|_| corrupt("unreadable error"))?;
+            RunState::Failed { at, error }
+        }
+        ("CANCELED", .., Some(at)) => RunState::Canceled { at },
+        _ => return Err(corrupt("inconsistent status")),
+    };
+    let sticky_worker: Option<String> = column(row, 15)?;
+    Ok(Run {
+        id: RunId::from_internal(id.clone()),
+        environment_id: EnvironmentId::from_internal(column(row, 1)?),
+        task_id: column(row, 2)?,
+        payload: column(row, 3)?,
+        state,
+        attempt: u32::try_from(column::<i32>(row, 12)?).map_err(|_| corrupt("negative attempt"))?,
+        max_attempts: u32::try_from(column::<i32>(row, 13)?).map_err(|_| corrupt("negative max_attempts"))?,
+        epoch: u64::try_from(column::<i64>(row, 14)?).map_err(|_| corrupt("negative epoch"))?,
+        sticky_worker: sticky_worker.map(WorkerId::from_internal),
+        tags: column(row, 16)?,
+        idempotency_key: column(row, 17)?,
+        inactive_idempotency_key: column(row, 18)?,
+        idempotency_key_expires_at: millis(19)?,
+        created_at: Timestamp::from_millis(column(row, 20)?),
+        started_at: millis(21)?,
+        updated_at: Timestamp::from_millis(column(row, 22)?),
+    })
+}
+
+fn entry_from_row(row: &Row) -> Result<JournalEntry> {
+    let seq: i32 = column(row, 0)?;
+    let kind: String = column(row, 1)?;
+    let seq = u32::try_from(seq).map_err(|_| StorageError::Corrupt(format!("journal entry {seq}: negative")))?;
+    let kind =
+        JournalKind::parse(&kind).ok_or_else(|| StorageError::Corrupt(format!("journal entry {seq}: kind {kind}")))?;
+    Ok(JournalEntry { seq, kind, name: column(row, 2)?, result: column(row, 3)? })
+}
+
+fn rows_to_runs(rows: &[Row]) -> Result<Vec<Run>> {
+    rows.iter().map(run_from_row).collect()
+}
+
+async fn query(tx: &impl GenericClient, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+    let statement = tx.prepare_cached(sql).await.map_err(map_error)?;
+    tx.query(&statement, params).await.map_err(map_error)
+}
+
+async fn query_opt(tx: &impl GenericClient, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
+    let statement = tx.prepare_cached(sql).await.map_err(map_error)?;
+    tx.query_opt(&statement, params).await.map_err(map_error)
+}
+
+async fn execute(tx: &impl GenericClient, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+    let statement = tx.prepare_cached(sql).await.map_err(map_error)?;
+    tx.execute(&statement, params).await.map_err(map_error)
+}
+
+/// Applies one run operation (or `WorkerSeen`) in the batch's transaction.
+pub(crate) async fn apply(tx: &Transaction<'_>, op: &WriteOp) -> Result<WriteOutcome> {
+    match op {
+        WriteOp::RunCreate(new) => create(tx, new).await,
+        WriteOp::RunClaim(claim) => self::claim(tx, claim).await,
+        WriteOp::RunRecord(record) => self::record(tx, record).await,
+        WriteOp::RunCreateToken(op) => create_token(tx, op).await,
+        WriteOp::RunWait(op) => wait(tx, op).await,
+        WriteOp::RunFinish(op) => finish(tx, op).await,
+        WriteOp::RunCancel { run, environment_id, at } => cancel(tx, run, environment_id, *at).await,
+        WriteOp::RunsRelease(op) => release(tx, op).await,
+        WriteOp::WorkerSeen(op) => worker_seen(tx, op).await,
+        WriteOp::Create(_) | WriteOp::Finish(_) => {
+            Err(StorageError::Corrupt("a waitpoint operation reached the run operations".into()))
+        }
+    }
+}
+
+/// Stores every column a transition can change.
+async fn update(tx: &Transaction<'_>, run: &Run) -> Result<()> {
+    let (status, available_at, worker, waiting_on, waiting_seq, output, error, finished_at) =
+        state_columns(&run.state)?;
+    let epoch = i64::try_from(run.epoch).unwrap_or(i64::MAX);
+    let attempt = i32::try_from(run.attempt).unwrap_or(i32::MAX);
+    execute(
+        tx,
+        UPDATE_RUN,
+        &[
+            &run.id.internal(),
+            &status,
+            &available_at,
+            &worker,
+            &waiting_on,
+            &waiting_seq,
+            &output,
+            &error,
+            &finished_at,
+            &attempt,
+            &epoch,
+            &run.sticky_worker.as_ref().map(|w| w.internal()),
+            &run.started_at.map(Timestamp::as_millis),
+            &run.updated_at.as_millis(),
+        ],
+    )
+    .await
+    .map(drop)
+}
+
+type StateColumns<'a> = (
+    &'static str,
+    Option<i64>,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<i32>,
+    Option<&'a str>,
+    Option<String>,
+    Option<i64>,
+);
+
+fn state_columns(state: &RunState) -> Result<StateColumns<'_>> {
+    Ok(match state {
+        RunState::Queued { available_at } => {
+            ("QUEUED", Some(available_at.as_millis()), None, None, None, None, None, None)
+        }
+        RunState::Executing { worker } => ("EXECUTING", None, Some(worker.internal()), None, None, None, None, None),
+        RunState::Waiting { waitpoint, seq } => {
+            let seq = i32::try_from(*seq).map_err(|_| StorageError::Corrupt("journal position too large".into()))?;
+            ("WAITING", None, None, Some(waitpoint.internal()), Some(seq), None, None, None)
+        }
+        RunState::Completed { at, output } => {
+            ("COMPLETED", None, None, None, None, Some(output.as_str()), None, Some(at.as_millis()))
+        }
+        RunState::Failed { at, error } => {
+            let error = serde_json::to_string(error).map_err(StorageError::database)?;
+            ("FAILED", None, None, None, None, None, Some(error), Some(at.as_millis()))
+        }
+        RunState::Canceled { at } => ("CANCELED", None, None, None, None, None, None, Some(at.as_millis())),
+    })
+}
+
+async fn create(tx: &Transaction<'_>, new: &Run) -> Result<WriteOutcome> {
+    let available_at = match new.state {
+        RunState::Queued { available_at } => available_at.as_millis(),
+        _ => return Err(StorageError::Corrupt(format!("run {} created in a state other than QUEUED", new.id))),
+    };
+    let (attempt, max_attempts) =
+        (i32::try_from(new.attempt).unwrap_or(0), i32::try_from(new.max_attempts).unwrap_or(1));
+    let epoch = i64::try_from(new.epoch).unwrap_or(0);
+    for _ in 0..batch::CREATE_ATTEMPTS {
+        let row = query_opt(
+            tx,
+            INSERT_RUN,
+            &[
+                &new.id.internal(),
+                &new.environment_id.internal(),
+                &new.task_id,
+                &new.payload,
+                &available_at,
+                &attempt,
+                &max_attempts,
+                &epoch,
+                &new.tags,
+                &new.idempotency_key,
+                &new.inactive_idempotency_key,
+                &new.idempotency_key_expires_at.map(Timestamp::as_millis),
+                &new.created_at.as_millis(),
+                &new.updated_at.as_millis(),
+            ],
+        )
+        .await?;
+        if row.as_ref().map(|row| column::<i64>(row, 0)).transpose()?.unwrap_or(0) > 0 {
+            return Ok(WriteOutcome::RunCreated(new.clone()));
+        }
+        let holder =
+            query_opt(tx, SELECT_ACTIVE_KEY, &[&new.environment_id.internal(), &new.task_id, &new.idempotency_key])
+                .await?;
+        let Some(holder) = holder else { continue };
+        let existing = run_from_row(&holder)?;
+        if existing.idempotency_key_expires_at.is_none_or(|expires| new.created_at <= expires) {
+            return Ok(WriteOutcome::RunExisting(existing));
+        }
+        execute(tx, DEACTIVATE_KEY, &[&existing.id.internal()]).await?;
+    }
+    Err(StorageError::Conflict(format!("the idempotency key of run {} kept changing hands", new.id)))
+}
+
+async fn claim(tx: &Transaction<'_>, claim: &RunClaim) -> Result<WriteOutcome> {
+    let held = rows_to_runs(&query(tx, HELD_BY, &[&claim.worker.internal()]).await?)?;
+    for run in held.iter().filter(|run| !claim.holding.contains(&run.id)) {
+        update(tx, &transitions::run_released(run, claim.now)).await?;
+    }
+    let now = claim.now.as_millis();
+    let sticky_cutoff = claim.now.saturating_sub(claim.sticky_for).as_millis();
+    let alive_since = claim.alive_since.as_millis();
+    let mut claims = Vec::new();
+    for (task, limit) in claim.tasks.iter().filter(|(_, limit)| *limit > 0) {
+        let limit = i64::try_from(*limit).unwrap_or(i64::MAX);
+        let rows = query(
+            tx,
+            CLAIMABLE,
+            &[
+                &claim.environment_id.internal(),
+                task,
+                &now,
+                &claim.worker.internal(),
+                &sticky_cutoff,
+                &alive_since,
+                &limit,
+            ],
+        )
+        .await?;
+        for run in rows_to_runs(&rows)? {
+            let claimed = transitions::run_claimed(&run, &claim.worker, claim.now);
+            update(tx, &claimed).await?;
+            let last = last_entry(tx, claimed.id.internal()).await?;
+            let journal_length = last.as_ref().map_or(0, |entry| entry.seq + 1);
+            claims.push(Claim { run: claimed, journal_length, resumed: transitions::resumed_from(last) });
+        }
+    }
+    Ok(WriteOutcome::Claimed(claims))
+}
+
+async fn last_entry(tx: &Transaction<'_>, run: &str) -> Result<Option<JournalEntry>> {
+    query_opt(tx, LAST_ENTRY, &[&run]).await?.as_ref().map(entry_from_row).transpose()
+}
+
+async fn insert_entry(tx: &Transaction<'_>, run: &str, entry: &JournalEntry) -> Result<()> {
+    let seq = i32::try_from(entry.seq).map_err(|_| StorageError::Corrupt("journal position too large".into()))?;
+    execute(tx, INSERT_ENTRY, &[&run, &seq, &entry.kind.as_str(), &entry.name, &entry.result]).await.map(drop)
+}
+
+/// The run, locked, if `epoch` still holds it; otherwise the outcome to answer with.
+async fn leased(
+    tx: &Transaction<'_>,
+    id: &RunId,
+    environment_id: &EnvironmentId,
+    epoch: u64,
+) -> Result<std::result::Result<Run, WriteOutcome>> {
+    let Some(row) = query_opt(tx, LOCK_RUN, &[&id.internal()]).await? else {
+        return Ok(Err(WriteOutcome::NotFound));
+    };
+    let run = run_from_row(&row)?;
+    Ok(if run.environment_id != *environment_id {
+        Err(WriteOutcome::NotFound)
+    } else if !transitions::run_holds_lease(&run, epoch) {
+        Err(WriteOutcome::Stale(run))
+    } else {
+        Ok(run)
+    })
+}
+
+/// What position `seq` of the run's journal holds for an operation of `kind` named `name`.
+async fn position(
+    tx: &Transaction<'_>,
+    run: &str,
+    seq: u32,
+    kind: JournalKind,
+    name: &str,
+) -> Result<std::result::Result<Option<JournalEntry>, WriteOutcome>> {
+    let at = i32::try_from(seq).map_err(|_| StorageError::Corrupt("journal position too large".into()))?;
+    if let Some(row) = query_opt(tx, ENTRY_AT, &[&run, &at]).await? {
+        let existing = entry_from_row(&row)?;
+        if transitions::journal_diverges(&existing, kind, name) {
+            return Ok(Err(WriteOutcome::Diverged(existing)));
+        }
+        return Ok(Ok(Some(existing)));
+    }
+    let len = last_entry(tx, run).await?.map_or(0, |entry| entry.seq + 1);
+    if seq != len {
+        return Ok(Err(WriteOutcome::OutOfOrder(len)));
+    }
+    Ok(Ok(None))
+}
+
+async fn record(tx: &Transaction<'_>, record: &RunRecord) -> Result<WriteOutcome> {
+    let run = match leased(tx, &record.run, &record.environment_id, record.epoch).await? {
+        Ok(run) => run,
+        Err(outcome) => return Ok(outcome),
+    };
+    let entry = &record.entry;
+    match position(tx, run.id.internal(), entry.seq, entry.kind, &entry.name).await? {
+        Err(outcome) => Ok(outcome),
+        Ok(Some(existing)) => Ok(WriteOutcome::Recorded(existing)),
+        Ok(None) => {
+            insert_entry(tx, run.id.internal(), entry).await?;
+            Ok(WriteOutcome::Recorded(entry.clone()))
+        }
+    }
+}
+
+async fn create_token(tx: &Transaction<'_>, op: &RunCreateToken) -> Result<WriteOutcome> {
+    let run = match leased(tx, &op.run, &op.environment_id, op.epoch).await? {
+        Ok(run) => run,
+        Err(outcome) => return Ok(outcome),
+    };
+    match position(tx, run.id.internal(), op.seq, JournalKind::CreateToken, "").await? {
+        Err(outcome) => Ok(outcome),
+        Ok(Some(existing)) => Ok(WriteOutcome::Recorded(existing)),
+        Ok(None) => {
+            let (token, is_cached) = match batch::create_one(tx, &op.waitpoint).await? {
+                WriteOutcome::Created(token) => (token, false),
+                WriteOutcome::Existing(token) => (token, true),
+                other => return Err(StorageError::Corrupt(format!("unexpected outcome of a create: {other:?}"))),
+            };
+            let result = serde_json::json!({ "id": token.id.public(), "isCached": is_cached });
+            let entry = JournalEntry {
+                seq: op.seq,
+                kind: JournalKind::CreateToken,
+                name: String::new(),
+                result: Some(result.to_string()),
+            };
+            insert_entry(tx, run.id.internal(), &entry).await?;
+            Ok(WriteOutcome::Recorded(entry))
+        }
+    }
+}
+
+async fn wait(tx: &Transaction<'_>, op: &RunWait) -> Result<WriteOutcome> {
+    // The waitpoint is locked first, and shared: a finish of it (which locks it to update it,
+    // then the runs waiting on it) either committed before, and this wait sees its result, or
+    // waits for this transaction, and then sees this run waiting. Without the lock, each could
+    // miss the other and the run would wait forever.
+    if op.create.is_none() {
+        query_opt(tx, SHARE_WAITPOINT, &[&op.waitpoint.internal()]).await?;
+    }
+    let run = match leased(tx, &op.run, &op.environment_id, op.epoch).await? {
+        Ok(run) => run,
+        Err(outcome) => return Ok(outcome),
+    };
+    let existing = match position(tx, run.id.internal(), op.seq, op.kind, &op.name).await? {
+        Err(outcome) => return Ok(outcome),
+        Ok(existing) => existing,
+    };
+    if let Some(existing) = existing {
+        if existing.result.is_some() {
+            return Ok(WriteOutcome::Recorded(existing));
+        }
+    } else {
+        if let Some(waitpoint) = &op.create {
+            batch::create_one(tx, waitpoint).await?;
+        }
+        let Some(row) = query_opt(tx, SELECT_WAITPOINT, &[&op.waitpoint.internal()]).await? else {
+            return Ok(WriteOutcome::NotFound);
+        };
+        let waitpoint = waitpoint_from_row(&row)?;
+        if waitpoint.environment_id != run.environment_id {
+            return Ok(WriteOutcome::NotFound);
+        }
+        let result = waitpoint.wait_result().map(|result| result.to_string());
+        let finished = result.is_some();
+        let entry = JournalEntry { seq: op.seq, kind: op.kind, name: op.name.clone(), result };
+        insert_entry(tx, run.id.internal(), &entry).await?;
+        if finished {
+            return Ok(WriteOutcome::Recorded(entry));
+        }
+    }
+    let suspended = transitions::run_suspended(&run, &op.waitpoint, op.seq, op.at);
+    update(tx, &suspended).await?;
+    Ok(WriteOutcome::Suspended(suspended))
+}
+
+/// Resumes every run waiting on one of `finished`, the waitpoints that just finished in this
+/// transaction: fills in the result of each one's wait and queues it. Returns the runs
+/// resumed, by the waitpoint's internal id. One query finds them all; only runs that waited
+/// cost writes.
+pub(crate) async fn resume_waiting(
+    tx: &Transaction<'_>,
+    finished: &[&Waitpoint],
+) -> Result<HashMap<String, Vec<RunId>>> {
+    let ids: Vec<&str> = finished.iter().map(|waitpoint| waitpoint.id.internal()).collect();
+    let waiting = rows_to_runs(&query(tx, WAITING_ON_ANY, &[&ids]).await?)?;
+    let mut resumed: HashMap<String, Vec<RunId>> = HashMap::new();
+    for run in waiting {
+        let RunState::Waiting { waitpoint, seq } = &run.state else { continue };
+        let Some(finished) = finished.iter().find(|w| w.id == *waitpoint) else { continue };
+        let (Some(result), Some(at)) = (finished.wait_result(), finished.completed_at()) else { continue };
+        let seq = i32::try_from(*seq).map_err(|_| StorageError::Corrupt("journal position too large".into()))?;
+        execute(tx, SET_RESULT, &[&run.id.internal(), &seq, &result.to_string()]).await?;
+        update(tx, &transitions::run_resumed(&run, at)).await?;
+        resumed.entry(waitpoint.internal().to_owned()).or_default().push(run.id.clone());
+    }
+    Ok(resumed)
+}
+
+async fn finish(tx: &Transaction<'_>, op: &RunFinish) -> Result<WriteOutcome> {
+    let run = match leased(tx, &op.run, &op.environment_id, op.epoch).await? {
+        Ok(run) => run,
+        Err(outcome) => return Ok(outcome),
+    };
+    let finished = transitions::run_finished(&run, &op.outcome, op.at);
+    update(tx, &finished).await?;
+    Ok(WriteOutcome::RunFinished(finished))
+}
+
+async fn cancel(
+    tx: &Transaction<'_>,
+    id: &RunId,
+    environment_id: &EnvironmentId,
+    at: Timestamp,
+) -> Result<WriteOutcome> {
+    let Some(row) = query_opt(tx, LOCK_RUN, &[&id.internal()]).await? else {
+        return Ok(WriteOutcome::NotFound);
+    };
+    let run = run_from_row(&row)?;
+    if run.environment_id != *environment_id {
+        return Ok(WriteOutcome::NotFound);
+    }
+    match transitions::run_canceled(&run, at) {
+        Some(canceled) => {
+            update(tx, &canceled).await?;
+            Ok(WriteOutcome::RunFinished(canceled))
+        }
+        None => Ok(WriteOutcome::RunUnchanged(run)),
+    }
+}
+
+async fn release(tx: &Transaction<'_>, op: &RunsRelease) -> Result<WriteOutcome> {
+    let orphans = rows_to_runs(&query(tx, ORPHANS, &[&op.alive_since.as_millis()]).await?)?;
+    let mut released = Vec::with_capacity(orphans.len());
+    for run in orphans {
+        update(tx, &transitions::run_released(&run, op.now)).await?;
+        released.push(run.id);
+    }
+    Ok(WriteOutcome::Released(released))
+}
+
+async fn worker_seen(tx: &Transaction<'_>, op: &WorkerSeen) -> Result<WriteOutcome> {
+    execute(tx, WORKER_SEEN, &[&op.worker.internal(), &op.environment_id.internal(), &op.at.as_millis()]).await?;
+    Ok(WriteOutcome::Done)
+}
+
+/// Reads a run on a pooled connection.
+pub(crate) async fn get(client: &impl GenericClient, id: &RunId) -> Result<Run> {
+    let row = query_opt(client, SELECT_RUN, &[&id.internal()]).await?.ok_or(StorageError::NotFound)?;
+    run_from_row(&row)
+}
+
+/// A run's journal, in order.
+pub(crate) async fn journal(client: &impl GenericClient, id: &RunId) -> Result<Vec<JournalEntry>> {
+    get(client, id).await?;
+    query(client, JOURNAL, &[&id.internal()]).await?.iter().map(entry_from_row).collect()
+}
+
+/// The earliest future `available_at` among queued runs of these tasks.
+pub(crate) async fn next_available(
+    client: &impl GenericClient,
+    environment_id: &EnvironmentId,
+    task_ids: &[String],
+    now: Timestamp,
+) -> Result<Option<Timestamp>> {
+    let row = query_opt(client, NEXT_AVAILABLE, &[&environment_id.internal(), &now.as_millis(), &task_ids]).await?;
+    Ok(row.map(|row| column::<Option<i64>>(&row, 0)).transpose()?.flatten().map(Timestamp::from_millis))
+}
+
+/// The condition (on `r`) for one status; QUEUED and DELAYED are told apart at `now`.
+fn status_condition(status: RunStatus, now: &str) -> String {
+    match status {
+        RunStatus::Queued => format!("(r.status = 'QUEUED' AND r.available_at <= {now})"),
+        RunStatus::Delayed => format!("(r.status = 'QUEUED' AND r.available_at > {now})"),
+        other => format!("r.status = '{}'", other.as_str()),
+    }
+}
+
+/// Lists runs like the token list: one walk in id order per tag (a lateral join), else per
+/// status (statuses are a fixed set, written as literals so the planner sees rare ones), else
+/// per task, else over the environment; each walk limited to a page, then merged.
+pub(crate) async fn list(client: &impl GenericClient, query_: &RunListQuery) -> Result<Vec<Run>> {
+    let environment_id = query_.environment_id.internal();
+    let now_millis = query_.now.as_millis();
+    let limit = i64::try_from(query_.limit).unwrap_or(i64::MAX);
+    let id_column = if query_.tags.is_empty() { "r.id" } else { "t.run_id" };
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&environment_id];
+    // Bound only when used: PostgreSQL cannot type a parameter no expression mentions.
+    let needs_now = query_.statuses.iter().any(|s| matches!(s, RunStatus::Queued | RunStatus::Delayed));
+    let now = if needs_now { bind(&mut params, &now_millis) } else { String::new() };
+    let mut filters = String::new();
+    if let Some(key) = &query_.idempotency_key {
+        let key = bind(&mut params, key);
+        filters += &format!(
+            " AND r.id IN (SELECT id FROM runs WHERE environment_id = $1 AND idempotency_key = {key} \
+             UNION ALL SELECT id FROM runs WHERE environment_id = $1 AND inactive_idempotency_key = {key})"
+        );
+    }
+    if let Some(bound) = &query_.id_at_least {
+        filters += &format!(" AND {id_column} >= {}", bind(&mut params, bound));
+    }
+    if let Some(bound) = &query_.id_below {
+        filters += &format!(" AND {id_column} < {}", bind(&mut params, bound));
+    }
+    let order = match &query_.cursor {
+        Cursor::Newest => "DESC",
+        Cursor::After(id) => {
+            filters += &format!(" AND {id_column} < {}", bind(&mut params, id));
+            "DESC"
+        }
+        Cursor::Before(id) => {
+            filters += &format!(" AND {id_column} > {}", bind(&mut params, id));
+            "ASC"
+        }
+    };
+    let limit = bind(&mut params, &limit);
+    let statuses: Vec<String> = query_.statuses.iter().map(|s| status_condition(*s, &now)).collect();
+    let tasks = (!query_.task_ids.is_empty()).then(|| bind(&mut params, &query_.task_ids));
+    let columns = run_columns!();
+    let sql = if !query_.tags.is_empty() {
+        if !statuses.is_empty() {
+            filters += &format!(" AND ({})", statuses.join(" OR "));
+        }
+        if let Some(tasks) = &tasks {
+            filters += &format!(" AND r.task_id = ANY({tasks})");
+        }
+        let tags = bind(&mut params, &query_.tags);
+        format!(
+            "SELECT {columns} FROM runs r WHERE r.id IN (SELECT walk.id FROM unnest({tags}::text[]) AS wanted(tag) \
+             CROSS JOIN LATERAL (SELECT r.id FROM run_tags t JOIN runs r ON r.id = t.run_id \
+             WHERE t.environment_id = $1 AND t.tag = wanted.tag{filters} ORDER BY t.run_id {order} LIMIT {limit}) walk) \
+             ORDER BY r.id {order} LIMIT {limit}"
+        )
+    } else {
+        let walks: Vec<String> = if !statuses.is_empty() {
+            if let Some(tasks) = &tasks {
+                filters += &format!(" AND r.task_id = ANY({tasks})");
+            }
+            statuses.iter().map(|status| format!("r.environment_id = $1 AND {status}")).collect()
+        } else if let Some(tasks) = &tasks {
+            vec![format!("r.environment_id = $1 AND r.task_id = ANY({tasks})")]
+        } else {
+            vec!["r.environment_id = $1".to_owned()]
+        };
+        let walks: Vec<String> = walks
+            .iter()
+            .map(|condition| {
+                format!("(SELECT r.id FROM runs r WHERE {condition}{filters} ORDER BY r.id {order} LIMIT {limit})")
+            })
+            .collect();
+        format!(
+            "SELECT {columns} FROM runs r WHERE r.id IN ({}) ORDER BY r.id {order} LIMIT {limit}",
+            walks.join(" UNION ALL ")
+        )
+    };
+    rows_to_runs(&query(client, &sql, &params).await?)
+}

@@ -1,0 +1,510 @@
+//! Run writes and reads: create, claim, journal, wait, finish, cancel, release; lists.
+//!
+//! Every write loads the run inside the caller's transaction (SQLite has one writer, so the
+//! row cannot change underneath), asks [`transitions`] what it becomes, and stores the answer.
+
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use waitpoint_storage::{
+    Claim, Cursor, Result, RunClaim, RunCreateToken, RunFinish, RunListQuery, RunRecord, RunWait, RunsRelease,
+    StorageError, WorkerSeen, WriteOutcome, transitions,
+};
+use waitpoint_types::{
+    EnvironmentId, JournalEntry, JournalKind, Run, RunId, RunStatus, Timestamp, Waitpoint, WaitpointState,
+};
+
+use crate::args::Args;
+use crate::map_error;
+use crate::rows::{RUN_COLUMNS, journal_entry_from_row, run_from_row, run_state_columns};
+use crate::waitpoints;
+
+pub(crate) fn select(conn: &Connection, id: &str) -> Result<Option<Run>> {
+    let sql = format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.id = ?1");
+    conn.prepare_cached(&sql)
+        .and_then(|mut stmt| stmt.query_row([id], run_from_row).optional())
+        .map_err(map_error)?
+        .transpose()
+}
+
+/// Stores every column a transition can change.
+fn update(conn: &Connection, run: &Run) -> Result<()> {
+    let columns = run_state_columns(&run.state);
+    conn.prepare_cached(
+        "UPDATE runs SET status = ?2, available_at = ?3, worker_id = ?4, waiting_on = ?5, waiting_seq = ?6,
+             output = ?7, error = ?8, finished_at = ?9, attempt = ?10, epoch = ?11, sticky_worker = ?12,
+             started_at = ?13, updated_at = ?14
+         WHERE id = ?1",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            run.id.internal(),
+            columns.status,
+            columns.available_at,
+            columns.worker_id,
+            columns.waiting_on,
+            columns.waiting_seq,
+            columns.output,
+            columns.error,
+            columns.finished_at,
+            run.attempt,
+            i64::try_from(run.epoch).unwrap_or(i64::MAX),
+            run.sticky_worker.as_ref().map(|w| w.internal()),
+            run.started_at.map(Timestamp::as_millis),
+            run.updated_at.as_millis(),
+        ])
+    })
+    .map_err(map_error)?;
+    Ok(())
+}
+
+pub(crate) fn create(conn: &Connection, new: Run) -> Result<WriteOutcome> {
+    if let Some(key) = &new.idempotency_key {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs r WHERE r.environment_id = ?1 AND r.task_id = ?2 AND r.idempotency_key = ?3"
+        );
+        let existing = conn
+            .prepare_cached(&sql)
+            .and_then(|mut stmt| {
+                stmt.query_row(params![new.environment_id.internal(), new.task_id, key], run_from_row).optional()
+            })
+            .map_err(map_error)?
+            .transpose()?;
+        if let Some(existing) = existing {
+            if existing.idempotency_key_expires_at.is_none_or(|expires| new.created_at <= expires) {
+                return Ok(WriteOutcome::RunExisting(existing));
+            }
+            conn.prepare_cached(
+                "UPDATE runs SET inactive_idempotency_key = idempotency_key, idempotency_key = NULL WHERE id = ?1",
+            )
+            .and_then(|mut stmt| stmt.execute([existing.id.internal()]))
+            .map_err(map_error)?;
+        }
+    }
+    let columns = run_state_columns(&new.state);
+    let tags = serde_json::to_string(&new.tags).map_err(StorageError::database)?;
+    conn.prepare_cached(
+        "INSERT INTO runs (id, environment_id, task_id, payload, status, available_at, attempt, max_attempts, epoch,
+             tags, idempotency_key, inactive_idempotency_key, idempotency_key_expires_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            new.id.internal(),
+            new.environment_id.internal(),
+            new.task_id,
+            new.payload,
+            columns.status,
+            columns.available_at,
+            new.attempt,
+            new.max_attempts,
+            i64::try_from(new.epoch).unwrap_or(i64::MAX),
+            tags,
+            new.idempotency_key,
+            new.inactive_idempotency_key,
+            new.idempotency_key_expires_at.map(Timestamp::as_millis),
+            new.created_at.as_millis(),
+            new.updated_at.as_millis(),
+        ])
+    })
+    .map_err(map_error)?;
+    let mut insert_tag = conn
+        .prepare_cached("INSERT OR IGNORE INTO run_tags (environment_id, tag, run_id) VALUES (?1, ?2, ?3)")
+        .map_err(map_error)?;
+    for tag in &new.tags {
+        insert_tag.execute(params![new.environment_id.internal(), tag, new.id.internal()]).map_err(map_error)?;
+    }
+    Ok(WriteOutcome::RunCreated(new))
+}
+
+pub(crate) fn claim(conn: &Connection, claim: RunClaim) -> Result<WriteOutcome> {
+    let held_sql = format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.status = 'EXECUTING' AND r.worker_id = ?1");
+    let held: Vec<Run> = {
+        let mut stmt = conn.prepare_cached(&held_sql).map_err(map_error)?;
+        let rows = stmt.query_map([claim.worker.internal()], run_from_row).map_err(map_error)?;
+        rows.map(|row| row.map_err(map_error)?).collect::<Result<_>>()?
+    };
+    for run in held.iter().filter(|run| !claim.holding.contains(&run.id)) {
+        update(conn, &transitions::run_released(run, claim.now))?;
+    }
+    let sticky_cutoff = claim.now.saturating_sub(claim.sticky_for);
+    let sql = format!(
+        "SELECT {RUN_COLUMNS} FROM runs r
+         WHERE r.environment_id = ?1 AND r.task_id = ?2 AND r.status = 'QUEUED' AND r.available_at <= ?3
+           AND (r.sticky_worker IS NULL OR r.sticky_worker = ?4 OR r.available_at <= ?5
+                OR NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = r.sticky_worker AND w.last_seen_at >= ?6))
+         ORDER BY r.available_at, r.id LIMIT ?7"
+    );
+    let mut claims = Vec::new();
+    for (task, limit) in claim.tasks.iter().filter(|(_, limit)| *limit > 0) {
+        let queued: Vec<Run> = {
+            let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        claim.environment_id.internal(),
+                        task,
+                        claim.now.as_millis(),
+                        claim.worker.internal(),
+                        sticky_cutoff.as_millis(),
+                        claim.alive_since.as_millis(),
+                        i64::try_from(*limit).unwrap_or(i64::MAX),
+                    ],
+                    run_from_row,
+                )
+                .map_err(map_error)?;
+            rows.map(|row| row.map_err(map_error)?).collect::<Result<_>>()?
+        };
+        for run in queued {
+            let claimed = transitions::run_claimed(&run, &claim.worker, claim.now);
+            update(conn, &claimed)?;
+            let last = last_entry(conn, claimed.id.internal())?;
+            let journal_length = last.as_ref().map_or(0, |entry| entry.seq + 1);
+            claims.push(Claim { run: claimed, journal_length, resumed: transitions::resumed_from(last) });
+        }
+    }
+    Ok(WriteOutcome::Claimed(claims))
+}
+
+fn last_entry(conn: &Connection, run: &str) -> Result<Option<JournalEntry>> {
+    conn.prepare_cached("SELECT seq, kind, name, result FROM run_journal WHERE run_id = ?1 ORDER BY seq DESC LIMIT 1")
+        .and_then(|mut stmt| stmt.query_row([run], journal_entry_from_row).optional())
+        .map_err(map_error)?
+        .transpose()
+}
+
+fn entry_at(conn: &Connection, run: &str, seq: u32) -> Result<Option<JournalEntry>> {
+    conn.prepare_cached("SELECT seq, kind, name, result FROM run_journal WHERE run_id = ?1 AND seq = ?2")
+        .and_then(|mut stmt| stmt.query_row(params![run, seq], journal_entry_from_row).optional())
+        .map_err(map_error)?
+        .transpose()
+}
+
+fn journal_len(conn: &Connection, run: &str) -> Result<u32> {
+    Ok(last_entry(conn, run)?.map_or(0, |entry| entry.seq + 1))
+}
+
+fn insert_entry(conn: &Connection, run: &str, entry: &JournalEntry) -> Result<()> {
+    conn.prepare_cached("INSERT INTO run_journal (run_id, seq, kind, name, result) VALUES (?1, ?2, ?3, ?4, ?5)")
+        .and_then(|mut stmt| stmt.execute(params![run, entry.seq, entry.kind.as_str(), entry.name, entry.result]))
+        .map_err(map_error)?;
+    Ok(())
+}
+
+/// The run, if `epoch` still holds it; otherwise the outcome to answer with.
+fn leased(
+    conn: &Connection,
+    id: &RunId,
+    environment_id: &EnvironmentId,
+    epoch: u64,
+) -> Result<std::result::Result<Run, WriteOutcome>> {
+    Ok(match select(conn, id.internal())? {
+        None => Err(WriteOutcome::NotFound),
+        Some(run) if run.environment_id != *environment_id => Err(WriteOutcome::NotFound),
+        Some(run) if !transitions::run_holds_lease(&run, epoch) => Err(WriteOutcome::Stale(run)),
+        Some(run) => Ok(run),
+    })
+}
+
+/// What position `seq` of the run's journal holds for an operation of `kind` named `name`:
+/// `Ok(Some(entry))` when it is recorded already, `Ok(None)` when it is the next free one.
+fn position(
+    conn: &Connection,
+    run: &str,
+    seq: u32,
+    kind: JournalKind,
+    name: &str,
+) -> Result<std::result::Result<Option<JournalEntry>, WriteOutcome>> {
+    if let Some(existing) = entry_at(conn, run, seq)? {
+        if transitions::journal_diverges(&existing, kind, name) {
+            return Ok(Err(WriteOutcome::Diverged(existing)));
+        }
+        return Ok(Ok(Some(existing)));
+    }
+    let len = journal_len(conn, run)?;
+    if seq != len {
+        return Ok(Err(WriteOutcome::OutOfOrder(len)));
+    }
+    Ok(Ok(None))
+}
+
+pub(crate) fn record(conn: &Connection, record: RunRecord) -> Result<WriteOutcome> {
+    let run = match leased(conn, &record.run, &record.environment_id, record.epoch)? {
+        Ok(run) => run,
+        Err(outcome) => return Ok(outcome),
+    };
+    let entry = record.entry;
+    match position(conn, run.id.internal(), entry.seq, entry.kind, &entry.name)? {
+        Err(outcome) => Ok(outcome),
+        Ok(Some(existing)) => Ok(WriteOutcome::Recorded(existing)),
+        Ok(None) => {
+            insert_entry(conn, run.id.internal(), &entry)?;
+            Ok(WriteOutcome::Recorded(entry))
+        }
+    }
+}
+
+pub(crate) fn create_token(conn: &Connection, op: RunCreateToken) -> Result<WriteOutcome> {
+    let run = match leased(conn, &op.run, &op.environment_id, op.epoch)? {
+        Ok(run) => run,
+        Err(outcome) => return Ok(outcome),
+    };
+    match position(conn, run.id.internal(), op.seq, JournalKind::CreateToken, "")? {
+        Err(outcome) => Ok(outcome),
+        Ok(Some(existing)) => Ok(WriteOutcome::Recorded(existing)),
+        Ok(None) => {
+            let (token, is_cached) = match waitpoints::create(conn, op.waitpoint)? {
+                WriteOutcome::Created(token) => (token, false),
+                WriteOutcome::Existing(token) => (token, true),
+                other => return Err(StorageError::Corrupt(format!("unexpected outcome of a create: {other:?}"))),
+            };
+            let result = serde_json::json!({ "id": token.id.public(), "isCached": is_cached });
+            let entry = JournalEntry {
+                seq: op.seq,
+                kind: JournalKind::CreateToken,
+                name: String::new(),
+                result: Some(result.to_string()),
+            };
+            insert_entry(conn, run.id.internal(), &entry)?;
+            Ok(WriteOutcome::Recorded(entry))
+        }
+    }
+}
+
+pub(crate) fn wait(conn: &Connection, op: RunWait) -> Result<WriteOutcome> {
+    let run = match leased(conn, &op.run, &op.environment_id, op.epoch)? {
+        Ok(run) => run,
+        Err(outcome) => return Ok(outcome),
+    };
+    let suspend = |conn: &Connection| -> Result<WriteOutcome> {
+        let suspended = transitions::run_suspended(&run, &op.waitpoint, op.seq, op.at);
+        update(conn, &suspended)?;
+        Ok(WriteOutcome::Suspended(suspended))
+    };
+    match position(conn, run.id.internal(), op.seq, op.kind, &op.name)? {
+        Err(outcome) => Ok(outcome),
+        Ok(Some(existing)) if existing.result.is_some() => Ok(WriteOutcome::Recorded(existing)),
+        Ok(Some(_pending)) => suspend(conn),
+        Ok(None) => {
+            if let Some(waitpoint) = op.create.clone() {
+                waitpoints::create(conn, waitpoint)?;
+            }
+            let Some(waitpoint) = waitpoints::select_waitpoint(conn, op.waitpoint.internal())?
+                .filter(|w| w.environment_id == run.environment_id)
+            else {
+                return Ok(WriteOutcome::NotFound);
+            };
+            let result = waitpoint.wait_result().map(|result| result.to_string());
+            let finished = result.is_some();
+            let entry = JournalEntry { seq: op.seq, kind: op.kind, name: op.name.clone(), result };
+            insert_entry(conn, run.id.internal(), &entry)?;
+            if finished { Ok(WriteOutcome::Recorded(entry)) } else { suspend(conn) }
+        }
+    }
+}
+
+/// Resumes every run waiting on `waitpoint`, which just finished: fills in the result of each
+/// one's wait and queues it. Returns the runs resumed.
+pub(crate) fn resume_waiting(conn: &Connection, waitpoint: &Waitpoint) -> Result<Vec<RunId>> {
+    let Some(result) = waitpoint.wait_result().map(|result| result.to_string()) else {
+        return Ok(Vec::new());
+    };
+    let sql = format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.waiting_on = ?1 AND r.status = 'WAITING'");
+    let waiting: Vec<Run> = {
+        let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
+        let rows = stmt.query_map([waitpoint.id.internal()], run_from_row).map_err(map_error)?;
+        rows.map(|row| row.map_err(map_error)?).collect::<Result<_>>()?
+    };
+    let at = match &waitpoint.state {
+        WaitpointState::Completed { at, .. } | WaitpointState::TimedOut { at } => *at,
+        WaitpointState::Waiting => return Ok(Vec::new()),
+    };
+    let mut resumed = Vec::with_capacity(waiting.len());
+    for run in waiting {
+        if let waitpoint_types::RunState::Waiting { seq, .. } = run.state {
+            conn.prepare_cached("UPDATE run_journal SET result = ?3 WHERE run_id = ?1 AND seq = ?2")
+                .and_then(|mut stmt| stmt.execute(params![run.id.internal(), seq, result]))
+                .map_err(map_error)?;
+            update(conn, &transitions::run_resumed(&run, at))?;
+            resumed.push(run.id);
+        }
+    }
+    Ok(resumed)
+}
+
+pub(crate) fn finish(conn: &Connection, op: RunFinish) -> Result<WriteOutcome> {
+    let run = match leased(conn, &op.run, &op.environment_id, op.epoch)? {
+        Ok(run) => run,
+        Err(outcome) => return Ok(outcome),
+    };
+    let finished = transitions::run_finished(&run, &op.outcome, op.at);
+    update(conn, &finished)?;
+    Ok(WriteOutcome::RunFinished(finished))
+}
+
+pub(crate) fn cancel(
+    conn: &Connection,
+    id: &RunId,
+    environment_id: &EnvironmentId,
+    at: Timestamp,
+) -> Result<WriteOutcome> {
+    let Some(run) = select(conn, id.internal())?.filter(|run| run.environment_id == *environment_id) else {
+        return Ok(WriteOutcome::NotFound);
+    };
+    match transitions::run_canceled(&run, at) {
+        Some(canceled) => {
+            update(conn, &canceled)?;
+            Ok(WriteOutcome::RunFinished(canceled))
+        }
+        None => Ok(WriteOutcome::RunUnchanged(run)),
+    }
+}
+
+pub(crate) fn release(conn: &Connection, op: RunsRelease) -> Result<WriteOutcome> {
+    let sql = format!(
+        "SELECT {RUN_COLUMNS} FROM runs r WHERE r.status = 'EXECUTING'
+           AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = r.worker_id AND w.last_seen_at >= ?1)"
+    );
+    let orphans: Vec<Run> = {
+        let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
+        let rows = stmt.query_map([op.alive_since.as_millis()], run_from_row).map_err(map_error)?;
+        rows.map(|row| row.map_err(map_error)?).collect::<Result<_>>()?
+    };
+    let mut released = Vec::with_capacity(orphans.len());
+    for run in orphans {
+        update(conn, &transitions::run_released(&run, op.now))?;
+        released.push(run.id);
+    }
+    Ok(WriteOutcome::Released(released))
+}
+
+pub(crate) fn worker_seen(conn: &Connection, op: WorkerSeen) -> Result<WriteOutcome> {
+    conn.prepare_cached(
+        "INSERT INTO workers (id, environment_id, last_seen_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (id) DO UPDATE SET last_seen_at = MAX(last_seen_at, excluded.last_seen_at)",
+    )
+    .and_then(|mut stmt| stmt.execute(params![op.worker.internal(), op.environment_id.internal(), op.at.as_millis()]))
+    .map_err(map_error)?;
+    Ok(WriteOutcome::Done)
+}
+
+pub(crate) fn journal(conn: &Connection, id: &str) -> Result<Vec<JournalEntry>> {
+    if select(conn, id)?.is_none() {
+        return Err(StorageError::NotFound);
+    }
+    let mut stmt = conn
+        .prepare_cached("SELECT seq, kind, name, result FROM run_journal WHERE run_id = ?1 ORDER BY seq")
+        .map_err(map_error)?;
+    let rows = stmt.query_map([id], journal_entry_from_row).map_err(map_error)?;
+    rows.map(|row| row.map_err(map_error)?).collect()
+}
+
+pub(crate) fn next_available(
+    conn: &Connection,
+    environment_id: &EnvironmentId,
+    task_ids: &[String],
+    now: Timestamp,
+) -> Result<Option<Timestamp>> {
+    let mut args = Args(vec![environment_id.internal().to_owned().into(), now.as_millis().into()]);
+    let tasks: Vec<String> = task_ids.iter().map(|task| args.push(task.clone())).collect();
+    if tasks.is_empty() {
+        return Ok(None);
+    }
+    let sql = format!(
+        "SELECT MIN(available_at) FROM runs WHERE environment_id = ?1 AND status = 'QUEUED' AND available_at > ?2
+           AND task_id IN ({})",
+        tasks.join(", ")
+    );
+    conn.prepare_cached(&sql)
+        .and_then(|mut stmt| stmt.query_row(params_from_iter(args.0), |row| row.get::<_, Option<i64>>(0)))
+        .map(|millis| millis.map(Timestamp::from_millis))
+        .map_err(map_error)
+}
+
+/// The condition (on `r`) for one status; QUEUED and DELAYED are told apart at `now` (`?now`).
+fn status_condition(status: RunStatus, now: &str) -> String {
+    match status {
+        RunStatus::Queued => format!("(r.status = 'QUEUED' AND r.available_at <= {now})"),
+        RunStatus::Delayed => format!("(r.status = 'QUEUED' AND r.available_at > {now})"),
+        other => format!("r.status = '{}'", other.as_str()),
+    }
+}
+
+/// Lists runs like [`waitpoints::list`] lists tokens: one walk in id order per tag, else per
+/// status, else per task, else over the environment, each limited to a page, merged.
+pub(crate) fn list(conn: &Connection, query: &RunListQuery) -> Result<Vec<Run>> {
+    let mut args = Args(vec![query.environment_id.internal().to_owned().into()]);
+    let now = args.push(query.now.as_millis());
+    let id_column = if query.tags.is_empty() { "r.id" } else { "t.run_id" };
+    let mut filters = String::new();
+    if let Some(key) = &query.idempotency_key {
+        let key = args.push(key.clone());
+        filters += &format!(
+            " AND r.id IN (SELECT id FROM runs WHERE environment_id = ?1 AND idempotency_key = {key} \
+             UNION ALL SELECT id FROM runs WHERE environment_id = ?1 AND inactive_idempotency_key = {key})"
+        );
+    }
+    if let Some(bound) = &query.id_at_least {
+        filters += &format!(" AND {id_column} >= {}", args.push(bound.clone()));
+    }
+    if let Some(bound) = &query.id_below {
+        filters += &format!(" AND {id_column} < {}", args.push(bound.clone()));
+    }
+    let order = match &query.cursor {
+        Cursor::Newest => "DESC",
+        Cursor::After(id) => {
+            filters += &format!(" AND {id_column} < {}", args.push(id.clone()));
+            "DESC"
+        }
+        Cursor::Before(id) => {
+            filters += &format!(" AND {id_column} > {}", args.push(id.clone()));
+            "ASC"
+        }
+    };
+    let limit = args.push(i64::try_from(query.limit).unwrap_or(i64::MAX));
+    let tasks: Vec<String> = query.task_ids.iter().map(|task| args.push(task.clone())).collect();
+    let statuses: Vec<String> = query.statuses.iter().map(|s| status_condition(*s, &now)).collect();
+    let walk = |from: &str, condition: &str, filters: &str, order_by: &str| {
+        format!("SELECT {RUN_COLUMNS} FROM {from} WHERE {condition}{filters} ORDER BY {order_by} {order} LIMIT {limit}")
+    };
+    let walks: Vec<String> = if !query.tags.is_empty() {
+        if !statuses.is_empty() {
+            filters += &format!(" AND ({})", statuses.join(" OR "));
+        }
+        if !tasks.is_empty() {
+            filters += &format!(" AND r.task_id IN ({})", tasks.join(", "));
+        }
+        let from = "run_tags t JOIN runs r ON r.id = t.run_id";
+        query
+            .tags
+            .iter()
+            .map(|tag| {
+                let condition = format!("t.environment_id = ?1 AND t.tag = {}", args.push(tag.clone()));
+                walk(from, &condition, &filters, "t.run_id")
+            })
+            .collect()
+    } else if !statuses.is_empty() {
+        if !tasks.is_empty() {
+            filters += &format!(" AND r.task_id IN ({})", tasks.join(", "));
+        }
+        statuses
+            .iter()
+            .map(|status| walk("runs r", &format!("r.environment_id = ?1 AND {status}"), &filters, "r.id"))
+            .collect()
+    } else if !tasks.is_empty() {
+        tasks
+            .iter()
+            .map(|task| walk("runs r", &format!("r.environment_id = ?1 AND r.task_id = {task}"), &filters, "r.id"))
+            .collect()
+    } else {
+        vec![walk("runs r", "r.environment_id = ?1", &filters, "r.id")]
+    };
+    let sql = match walks.as_slice() {
+        [one] => one.clone(),
+        several => {
+            let merged: Vec<String> = several.iter().map(|walk| format!("SELECT * FROM ({walk})")).collect();
+            format!("SELECT * FROM ({}) ORDER BY 1 {order} LIMIT {limit}", merged.join(" UNION "))
+        }
+    };
+    let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
+    let rows = stmt.query_map(params_from_iter(args.0), run_from_row).map_err(map_error)?;
+    rows.map(|row| row.map_err(map_error)?).collect()
+}

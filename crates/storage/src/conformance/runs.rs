@@ -1,0 +1,700 @@
+//! The run half of the conformance suite: creation, claims, the journal, waits and resumes,
+//! retries, cancel, release and lists.
+
+use std::time::Duration;
+
+use waitpoint_types::{
+    CompletedVia, Environment, IdGenerator, JournalEntry, JournalKind, Run, RunError, RunId, RunState, RunStatus,
+    Timestamp, WaitpointKind, WaitpointState, WorkerId,
+};
+
+use super::{TestDatabase, at, completed, create, finish, new_env, waitpoint, write_one};
+use crate::{
+    Claim, Cursor, RunClaim, RunCreateToken, RunFinish, RunListQuery, RunOutcome, RunRecord, RunWait, RunsRelease,
+    Store, WorkerSeen, WriteOp, WriteOutcome,
+};
+
+const STICKY: Duration = Duration::from_secs(2);
+
+fn run(ids: &IdGenerator, env: &Environment, task: &str, created_at: Timestamp) -> Run {
+    Run {
+        id: ids.run(created_at),
+        environment_id: env.id.clone(),
+        task_id: task.to_owned(),
+        payload: r#"{"n":1}"#.to_owned(),
+        state: RunState::Queued { available_at: created_at },
+        attempt: 0,
+        max_attempts: 3,
+        epoch: 0,
+        sticky_worker: None,
+        tags: Vec::new(),
+        idempotency_key: None,
+        inactive_idempotency_key: None,
+        idempotency_key_expires_at: None,
+        created_at,
+        started_at: None,
+        updated_at: created_at,
+    }
+}
+
+async fn create_run(store: &dyn Store, new: &Run) -> Run {
+    match write_one(store, WriteOp::RunCreate(new.clone())).await {
+        WriteOutcome::RunCreated(created) => created,
+        other => panic!("expected RunCreated, got {other:?}"),
+    }
+}
+
+fn worker(ids: &IdGenerator) -> WorkerId {
+    ids.worker(at(0))
+}
+
+async fn seen(store: &dyn Store, env: &Environment, worker: &WorkerId, when: Timestamp) {
+    let op = WriteOp::WorkerSeen(WorkerSeen { worker: worker.clone(), environment_id: env.id.clone(), at: when });
+    assert_eq!(write_one(store, op).await, WriteOutcome::Done);
+}
+
+async fn claim(
+    store: &dyn Store,
+    env: &Environment,
+    worker: &WorkerId,
+    tasks: &[(&str, usize)],
+    now: Timestamp,
+) -> Vec<Claim> {
+    claim_holding(store, env, worker, tasks, now, None).await
+}
+
+/// A claim by a worker that executes `holding` (by default, everything it holds).
+async fn claim_holding(
+    store: &dyn Store,
+    env: &Environment,
+    worker: &WorkerId,
+    tasks: &[(&str, usize)],
+    now: Timestamp,
+    holding: Option<Vec<RunId>>,
+) -> Vec<Claim> {
+    let holding = match holding {
+        Some(holding) => holding,
+        None => {
+            let query = RunListQuery {
+                environment_id: env.id.clone(),
+                statuses: vec![RunStatus::Executing],
+                task_ids: Vec::new(),
+                idempotency_key: None,
+                tags: Vec::new(),
+                id_at_least: None,
+                id_below: None,
+                cursor: Cursor::Newest,
+                limit: 1_000,
+                now,
+            };
+            let held = store.run_list(&query).await.expect("run_list failed");
+            held.into_iter()
+                .filter(|r| r.state == RunState::Executing { worker: worker.clone() })
+                .map(|r| r.id)
+                .collect()
+        }
+    };
+    let op = WriteOp::RunClaim(RunClaim {
+        environment_id: env.id.clone(),
+        worker: worker.clone(),
+        tasks: tasks.iter().map(|(task, n)| ((*task).to_owned(), *n)).collect(),
+        now,
+        alive_since: now.saturating_sub(Duration::from_secs(30)),
+        sticky_for: STICKY,
+        holding,
+    });
+    match write_one(store, op).await {
+        WriteOutcome::Claimed(claims) => claims,
+        other => panic!("expected Claimed, got {other:?}"),
+    }
+}
+
+async fn claim_one(store: &dyn Store, env: &Environment, worker: &WorkerId, task: &str, now: Timestamp) -> Claim {
+    let mut claims = claim(store, env, worker, &[(task, 1)], now).await;
+    assert_eq!(claims.len(), 1, "expected one run to claim");
+    claims.remove(0)
+}
+
+fn entry(seq: u32, kind: JournalKind, name: &str, result: Option<&str>) -> JournalEntry {
+    JournalEntry { seq, kind, name: name.to_owned(), result: result.map(str::to_owned) }
+}
+
+async fn record(store: &dyn Store, run: &Run, entry: JournalEntry) -> WriteOutcome {
+    write_one(
+        store,
+        WriteOp::RunRecord(RunRecord {
+            run: run.id.clone(),
+            environment_id: run.environment_id.clone(),
+            epoch: run.epoch,
+            entry,
+        }),
+    )
+    .await
+}
+
+async fn wait(
+    store: &dyn Store,
+    run: &Run,
+    seq: u32,
+    waitpoint: &waitpoint_types::WaitpointId,
+    now: Timestamp,
+) -> WriteOutcome {
+    let op = RunWait {
+        run: run.id.clone(),
+        environment_id: run.environment_id.clone(),
+        epoch: run.epoch,
+        seq,
+        kind: JournalKind::WaitToken,
+        name: waitpoint.public(),
+        waitpoint: waitpoint.clone(),
+        create: None,
+        at: now,
+    };
+    write_one(store, WriteOp::RunWait(op)).await
+}
+
+async fn end(store: &dyn Store, run: &Run, outcome: RunOutcome, when: Timestamp) -> WriteOutcome {
+    write_one(
+        store,
+        WriteOp::RunFinish(RunFinish {
+            run: run.id.clone(),
+            environment_id: run.environment_id.clone(),
+            epoch: run.epoch,
+            outcome,
+            at: when,
+        }),
+    )
+    .await
+}
+
+async fn get(store: &dyn Store, id: &RunId) -> Run {
+    store.run_get(id).await.expect("run_get failed")
+}
+
+/// Runs read back as created; an active idempotency key (per task) returns the first run, an
+/// expired one is deactivated and replaced.
+pub async fn runs_are_created_read_back_and_honour_idempotency_keys(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let mut first = run(&ids, &env, "email", at(0));
+    first.tags = vec!["b".into(), "a".into(), "b".into()];
+    first.idempotency_key = Some("k".into());
+    first.idempotency_key_expires_at = Some(at(1_000));
+    first.state = RunState::Queued { available_at: at(500) };
+    assert_eq!(create_run(&*store, &first).await, first);
+    assert_eq!(get(&*store, &first.id).await, first);
+    assert!(matches!(store.run_get(&ids.run(at(0))).await, Err(crate::StorageError::NotFound)));
+
+    let mut again = run(&ids, &env, "email", at(1_000));
+    again.idempotency_key = Some("k".into());
+    assert_eq!(write_one(&*store, WriteOp::RunCreate(again.clone())).await, WriteOutcome::RunExisting(first.clone()));
+    let mut other_task = run(&ids, &env, "sms", at(1_000));
+    other_task.idempotency_key = Some("k".into());
+    create_run(&*store, &other_task).await;
+    let mut later = run(&ids, &env, "email", at(1_001));
+    later.idempotency_key = Some("k".into());
+    create_run(&*store, &later).await;
+    let old = get(&*store, &first.id).await;
+    assert_eq!((old.idempotency_key.as_deref(), old.inactive_idempotency_key.as_deref()), (None, Some("k")));
+}
+
+/// A claim takes up to the asked number of available runs per task, earliest first; delayed
+/// runs, other tasks and other environments are left alone. Claimed runs are `EXECUTING` for
+/// the worker with a new epoch, attempt 1 and a start time.
+pub async fn claims_take_available_runs_of_the_workers_tasks_in_order(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let prod = new_env(&*store, &ids, "prod").await;
+    let a = create_run(&*store, &run(&ids, &env, "a", at(2))).await;
+    let b = create_run(&*store, &run(&ids, &env, "a", at(1))).await;
+    let mut later = run(&ids, &env, "a", at(0));
+    later.state = RunState::Queued { available_at: at(10_000) };
+    let later = create_run(&*store, &later).await;
+    let other_task = create_run(&*store, &run(&ids, &env, "b", at(0))).await;
+    create_run(&*store, &run(&ids, &prod, "a", at(0))).await;
+
+    let me = worker(&ids);
+    seen(&*store, &env, &me, at(5)).await;
+    let claims = claim(&*store, &env, &me, &[("a", 1)], at(5)).await;
+    assert_eq!(claims.len(), 1);
+    let claimed = &claims[0].run;
+    assert_eq!(claimed.id, b.id, "the earliest available first");
+    assert_eq!(claimed.state, RunState::Executing { worker: me.clone() });
+    assert_eq!((claimed.epoch, claimed.attempt, claimed.started_at), (1, 1, Some(at(5))));
+    assert_eq!((claims[0].resumed.clone(), claims[0].journal_length), (None, 0));
+    assert_eq!(get(&*store, &b.id).await, *claimed);
+
+    let claims = claim(&*store, &env, &me, &[("a", 5), ("b", 0)], at(6)).await;
+    assert_eq!(claims.iter().map(|c| c.run.id.clone()).collect::<Vec<_>>(), std::slice::from_ref(&a.id));
+    assert!(claim(&*store, &env, &me, &[("a", 5)], at(7)).await.is_empty(), "the delayed run is not due");
+    let claims = claim(&*store, &env, &me, &[("a", 5), ("b", 5)], at(10_000)).await;
+    let mut claimed: Vec<_> = claims.into_iter().map(|c| c.run.id).collect();
+    claimed.sort();
+    let mut expected = vec![later.id, other_task.id];
+    expected.sort();
+    assert_eq!(claimed, expected);
+}
+
+/// Entries are appended at the journal's end; recording a position again returns what is
+/// there (a different operation there is a divergence); a worker without the lease is refused.
+pub async fn the_journal_records_in_order_and_only_once(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let me = worker(&ids);
+    create_run(&*store, &run(&ids, &env, "t", at(0))).await;
+    let held = claim_one(&*store, &env, &me, "t", at(1)).await.run;
+
+    let first = entry(0, JournalKind::Step, "charge card", Some(r#"{"charged":true}"#));
+    assert_eq!(record(&*store, &held, first.clone()).await, WriteOutcome::Recorded(first.clone()));
+    let retried = entry(0, JournalKind::Step, "charge card", Some(r#"{"charged":"twice?"}"#));
+    assert_eq!(record(&*store, &held, retried).await, WriteOutcome::Recorded(first.clone()), "the first result stays");
+    let other = entry(0, JournalKind::Step, "refund", Some("null"));
+    assert_eq!(record(&*store, &held, other).await, WriteOutcome::Diverged(first.clone()));
+    let other_kind = entry(0, JournalKind::CompleteToken, "charge card", Some("null"));
+    assert_eq!(record(&*store, &held, other_kind).await, WriteOutcome::Diverged(first.clone()));
+    assert_eq!(record(&*store, &held, entry(2, JournalKind::Step, "x", Some("1"))).await, WriteOutcome::OutOfOrder(1));
+    let second = entry(1, JournalKind::Step, "send mail", Some("\"sent\""));
+    assert_eq!(record(&*store, &held, second.clone()).await, WriteOutcome::Recorded(second.clone()));
+    assert_eq!(store.run_journal(&held.id).await.unwrap(), [first, second]);
+
+    let mut stale = held.clone();
+    stale.epoch -= 1;
+    let refused = record(&*store, &stale, entry(2, JournalKind::Step, "y", Some("1"))).await;
+    assert_eq!(refused, WriteOutcome::Stale(held.clone()));
+    assert!(matches!(store.run_journal(&ids.run(at(0))).await, Err(crate::StorageError::NotFound)));
+    let mut foreign = held.clone();
+    foreign.environment_id = new_env(&*store, &ids, "prod").await.id;
+    assert_eq!(record(&*store, &foreign, entry(2, JournalKind::Step, "y", Some("1"))).await, WriteOutcome::NotFound);
+}
+
+/// Waiting on a pending waitpoint suspends the run (no worker, the waiter as sticky worker);
+/// its finish fills in the wait's result, queues the run, and the next claim hands over the
+/// resumed entry with a new epoch.
+pub async fn a_wait_on_a_pending_waitpoint_suspends_until_it_finishes(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let me = worker(&ids);
+    seen(&*store, &env, &me, at(1)).await;
+    let token = create(&*store, &waitpoint(&ids, &env, at(0))).await;
+    create_run(&*store, &run(&ids, &env, "t", at(0))).await;
+    let held = claim_one(&*store, &env, &me, "t", at(1)).await.run;
+
+    let WriteOutcome::Suspended(suspended) = wait(&*store, &held, 0, &token.id, at(2)).await else {
+        panic!("the run did not suspend");
+    };
+    assert_eq!(suspended.state, RunState::Waiting { waitpoint: token.id.clone(), seq: 0 });
+    assert_eq!(suspended.sticky_worker.as_ref(), Some(&me));
+    assert_eq!(suspended.status(at(2)), RunStatus::Waiting);
+    assert_eq!(get(&*store, &held.id).await, suspended);
+    let pending = entry(0, JournalKind::WaitToken, &token.id.public(), None);
+    assert_eq!(store.run_journal(&held.id).await.unwrap(), [pending]);
+    assert!(claim(&*store, &env, &me, &[("t", 5)], at(3)).await.is_empty(), "a waiting run is not claimable");
+    assert!(matches!(
+        record(&*store, &held, entry(1, JournalKind::Step, "s", Some("1"))).await,
+        WriteOutcome::Stale(_)
+    ));
+
+    let WriteOutcome::Finished(_, resumed) = finish(&*store, &token.id, completed(10, r#"{"approved":true}"#)).await
+    else {
+        panic!("the token did not finish");
+    };
+    assert_eq!(resumed, std::slice::from_ref(&held.id));
+    let queued = get(&*store, &held.id).await;
+    assert_eq!(queued.state, RunState::Queued { available_at: at(10) });
+    let result = r#"{"ok":true,"output":{"approved":true}}"#;
+    let done = entry(0, JournalKind::WaitToken, &token.id.public(), Some(result));
+    assert_eq!(store.run_journal(&held.id).await.unwrap(), std::slice::from_ref(&done));
+    let resumed_claim = claim_one(&*store, &env, &me, "t", at(11)).await;
+    assert_eq!((resumed_claim.resumed, resumed_claim.journal_length), (Some(done), 1));
+    assert_eq!((resumed_claim.run.epoch, resumed_claim.run.attempt), (2, 1));
+    let replayed = wait(&*store, &resumed_claim.run, 0, &token.id, at(12)).await;
+    assert!(matches!(replayed, WriteOutcome::Recorded(ref e) if e.result.as_deref() == Some(result)));
+}
+
+/// A waitpoint that finished before the run waits gives its result at once; the run goes on.
+pub async fn a_wait_on_a_finished_waitpoint_records_its_result_at_once(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let me = worker(&ids);
+    let mut token = waitpoint(&ids, &env, at(0));
+    token.timeout_at = Some(at(5));
+    create(&*store, &token).await;
+    finish(&*store, &token.id, WaitpointState::TimedOut { at: at(5) }).await;
+    create_run(&*store, &run(&ids, &env, "t", at(0))).await;
+    let held = claim_one(&*store, &env, &me, "t", at(6)).await.run;
+    let WriteOutcome::Recorded(recorded) = wait(&*store, &held, 0, &token.id, at(7)).await else {
+        panic!("the finished wait was not recorded");
+    };
+    let result: serde_json::Value = serde_json::from_str(recorded.result.as_deref().unwrap()).unwrap();
+    assert_eq!(result["ok"], false);
+    assert_eq!(result["error"]["code"], "TRIGGER_WAITPOINT_TIMEOUT");
+    assert!(matches!(get(&*store, &held.id).await.state, RunState::Executing { .. }));
+    let foreign_env = new_env(&*store, &ids, "prod").await;
+    let foreign = create(&*store, &waitpoint(&ids, &foreign_env, at(0))).await;
+    assert_eq!(wait(&*store, &held, 1, &foreign.id, at(8)).await, WriteOutcome::NotFound);
+}
+
+/// One waitpoint releases every run waiting on it, exactly once.
+pub async fn one_waitpoint_resumes_every_run_waiting_on_it_once(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let me = worker(&ids);
+    let token = create(&*store, &waitpoint(&ids, &env, at(0))).await;
+    let mut waiting = Vec::new();
+    for i in 0..3 {
+        create_run(&*store, &run(&ids, &env, "t", at(i))).await;
+    }
+    for claimed in claim(&*store, &env, &me, &[("t", 3)], at(5)).await {
+        assert!(matches!(wait(&*store, &claimed.run, 0, &token.id, at(6)).await, WriteOutcome::Suspended(_)));
+        waiting.push(claimed.run.id);
+    }
+    let WriteOutcome::Finished(_, mut resumed) = finish(&*store, &token.id, completed(7, "\"go\"")).await else {
+        panic!("the token did not finish");
+    };
+    resumed.sort();
+    waiting.sort();
+    assert_eq!(resumed, waiting);
+    assert!(matches!(finish(&*store, &token.id, completed(8, "\"again\"")).await, WriteOutcome::Unchanged(_)));
+    for id in &waiting {
+        let journal = store.run_journal(id).await.unwrap();
+        assert_eq!(journal[0].result.as_deref(), Some(r#"{"ok":true,"output":"go"}"#));
+    }
+    assert_eq!(claim(&*store, &env, &me, &[("t", 10)], at(9)).await.len(), 3);
+}
+
+/// A resumed run is held for the worker that suspended it while that worker is alive, for
+/// `sticky_for`; then, or at once if that worker is gone, any worker may take it.
+pub async fn resumed_runs_stay_with_their_live_worker_for_a_while(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let (parker, other) = (ids.worker(at(0)), ids.worker(at(0)));
+    let mut held = Vec::new();
+    for i in 0..2 {
+        create_run(&*store, &run(&ids, &env, "t", at(i))).await;
+    }
+    let tokens =
+        [create(&*store, &waitpoint(&ids, &env, at(0))).await, create(&*store, &waitpoint(&ids, &env, at(0))).await];
+    seen(&*store, &env, &parker, at(10)).await;
+    for (claimed, token) in claim(&*store, &env, &parker, &[("t", 2)], at(10)).await.into_iter().zip(&tokens) {
+        wait(&*store, &claimed.run, 0, &token.id, at(11)).await;
+        held.push(claimed.run.id);
+    }
+    finish(&*store, &tokens[0].id, completed(100, "1")).await;
+    seen(&*store, &env, &other, at(100)).await;
+    assert!(claim(&*store, &env, &other, &[("t", 5)], at(101)).await.is_empty(), "reserved for its live worker");
+    let sticky_passed = at(100).saturating_add(STICKY);
+    let taken = claim(&*store, &env, &other, &[("t", 5)], sticky_passed).await;
+    assert_eq!(taken.iter().map(|c| c.run.id.clone()).collect::<Vec<_>>(), [held[0].clone()]);
+
+    // The parker was last seen at 10: once it counts as gone, its runs are free at once.
+    let late = at(100_000);
+    finish(&*store, &tokens[1].id, completed(late.as_millis() - at(0).as_millis(), "2")).await;
+    let taken = claim(&*store, &env, &other, &[("t", 5)], late).await;
+    assert_eq!(taken.iter().map(|c| c.run.id.clone()).collect::<Vec<_>>(), [held[1].clone()]);
+}
+
+/// `wait.for`: the wait creates its datetime waitpoint, which completes (not times out) at its
+/// deadline, resuming the run with `{"ok":true,"output":null}`; datetime waitpoints are not
+/// tokens and stay out of token lists.
+pub async fn datetime_waits_complete_at_their_deadline(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let me = worker(&ids);
+    create_run(&*store, &run(&ids, &env, "t", at(0))).await;
+    let held = claim_one(&*store, &env, &me, "t", at(1)).await.run;
+    let mut datetime = waitpoint(&ids, &env, at(1));
+    datetime.kind = WaitpointKind::Datetime;
+    datetime.timeout_at = Some(at(60_000));
+    let op = RunWait {
+        run: held.id.clone(),
+        environment_id: env.id.clone(),
+        epoch: held.epoch,
+        seq: 0,
+        kind: JournalKind::WaitDatetime,
+        name: "for 60s".into(),
+        waitpoint: datetime.id.clone(),
+        create: Some(datetime.clone()),
+        at: at(1),
+    };
+    assert!(matches!(write_one(&*store, WriteOp::RunWait(op)).await, WriteOutcome::Suspended(_)));
+    assert_eq!(store.waitpoint_get(&datetime.id).await.unwrap(), datetime);
+    assert_eq!(store.waitpoint_timeouts_next().await.unwrap(), Some(at(60_000)));
+    assert!(super::list_ids(&*store, &super::query(&env)).await.is_empty(), "not a token");
+
+    let WriteOutcome::Finished(done, resumed) =
+        finish(&*store, &datetime.id, WaitpointState::TimedOut { at: at(60_001) }).await
+    else {
+        panic!("the datetime waitpoint did not finish");
+    };
+    assert_eq!(done.state, WaitpointState::Completed { at: at(60_001), via: CompletedVia::Datetime, output: None });
+    assert_eq!(resumed, std::slice::from_ref(&held.id));
+    let journal = store.run_journal(&held.id).await.unwrap();
+    assert_eq!(journal, [entry(0, JournalKind::WaitDatetime, "for 60s", Some(r#"{"ok":true,"output":null}"#))]);
+}
+
+/// Creating a token for a run records it; the same position again returns the same token and
+/// creates nothing.
+pub async fn a_token_created_by_a_run_is_created_once(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let me = worker(&ids);
+    create_run(&*store, &run(&ids, &env, "t", at(0))).await;
+    let held = claim_one(&*store, &env, &me, "t", at(1)).await.run;
+    let token = waitpoint(&ids, &env, at(2));
+    let op = |waitpoint| RunCreateToken {
+        run: held.id.clone(),
+        environment_id: env.id.clone(),
+        epoch: held.epoch,
+        seq: 0,
+        waitpoint,
+    };
+    let WriteOutcome::Recorded(first) = write_one(&*store, WriteOp::RunCreateToken(op(token.clone()))).await else {
+        panic!("the token was not recorded");
+    };
+    let result = format!(r#"{{"id":"{}","isCached":false}}"#, token.id);
+    assert_eq!(first, entry(0, JournalKind::CreateToken, "", Some(&result)));
+    let again = write_one(&*store, WriteOp::RunCreateToken(op(waitpoint(&ids, &env, at(3))))).await;
+    assert_eq!(again, WriteOutcome::Recorded(first));
+    assert_eq!(super::list_ids(&*store, &super::query(&env)).await, [token.id]);
+}
+
+/// A failed attempt with attempts left queues the run again at `retry_at` with the next attempt
+/// number; the last failure, or one without `retry_at`, fails the run; a completion completes it.
+pub async fn failed_attempts_retry_until_attempts_run_out(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let me = worker(&ids);
+    let mut flaky = run(&ids, &env, "t", at(0));
+    flaky.max_attempts = 2;
+    create_run(&*store, &flaky).await;
+    let error = RunError::new("TaskError", "boom");
+    let failed = || RunOutcome::Failed { error: error.clone(), retry_at: Some(at(5_000)) };
+
+    let first = claim_one(&*store, &env, &me, "t", at(1)).await.run;
+    let WriteOutcome::RunFinished(retrying) = end(&*store, &first, failed(), at(2)).await else { panic!("no retry") };
+    assert_eq!((retrying.state.clone(), retrying.attempt), (RunState::Queued { available_at: at(5_000) }, 2));
+    assert_eq!(retrying.status(at(3)), RunStatus::Delayed);
+    assert!(claim(&*store, &env, &me, &[("t", 1)], at(4_999)).await.is_empty());
+    let second = claim_one(&*store, &env, &me, "t", at(5_000)).await.run;
+    assert_eq!((second.attempt, second.epoch), (2, 2));
+    assert_eq!(end(&*store, &first, failed(), at(5_001)).await, WriteOutcome::Stale(second.clone()), "an old epoch");
+    let WriteOutcome::RunFinished(dead) = end(&*store, &second, failed(), at(5_002)).await else {
+        panic!("no failure")
+    };
+    assert_eq!(dead.state, RunState::Failed { at: at(5_002), error: error.clone() });
+    assert_eq!(get(&*store, &dead.id).await, dead);
+
+    create_run(&*store, &run(&ids, &env, "u", at(0))).await;
+    let fatal = claim_one(&*store, &env, &me, "u", at(1)).await.run;
+    let outcome = RunOutcome::Failed { error: RunError::new("NonDeterminism", "diverged"), retry_at: None };
+    let WriteOutcome::RunFinished(failed_now) = end(&*store, &fatal, outcome, at(2)).await else { panic!() };
+    assert!(matches!(failed_now.state, RunState::Failed { .. }));
+
+    create_run(&*store, &run(&ids, &env, "v", at(0))).await;
+    let good = claim_one(&*store, &env, &me, "v", at(1)).await.run;
+    let WriteOutcome::RunFinished(completed_run) =
+        end(&*store, &good, RunOutcome::Completed { output: r#"{"sum":3}"#.into() }, at(2)).await
+    else {
+        panic!()
+    };
+    assert_eq!(completed_run.state, RunState::Completed { at: at(2), output: r#"{"sum":3}"#.into() });
+    assert_eq!(completed_run.finished_at(), Some(at(2)));
+}
+
+/// Cancel ends queued, executing and waiting runs; a canceled waiter is not resumed; the worker
+/// that held a canceled run is refused; finished runs and other environments are untouched.
+pub async fn cancel_stops_a_run_that_has_not_finished(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let prod = new_env(&*store, &ids, "prod").await;
+    let me = worker(&ids);
+    let cancel = |run: &RunId, env: &Environment, when: i64| WriteOp::RunCancel {
+        run: run.clone(),
+        environment_id: env.id.clone(),
+        at: at(when),
+    };
+    let queued = create_run(&*store, &run(&ids, &env, "q", at(0))).await;
+    create_run(&*store, &run(&ids, &env, "e", at(0))).await;
+    create_run(&*store, &run(&ids, &env, "w", at(0))).await;
+    let executing = claim_one(&*store, &env, &me, "e", at(1)).await.run;
+    let waiter = claim_one(&*store, &env, &me, "w", at(1)).await.run;
+    let token = create(&*store, &waitpoint(&ids, &env, at(0))).await;
+    wait(&*store, &waiter, 0, &token.id, at(2)).await;
+
+    assert_eq!(write_one(&*store, cancel(&queued.id, &prod, 3)).await, WriteOutcome::NotFound);
+    for id in [&queued.id, &executing.id, &waiter.id] {
+        let WriteOutcome::RunFinished(canceled) = write_one(&*store, cancel(id, &env, 3)).await else {
+            panic!("not canceled");
+        };
+        assert_eq!(canceled.state, RunState::Canceled { at: at(3) });
+        assert_eq!(write_one(&*store, cancel(id, &env, 4)).await, WriteOutcome::RunUnchanged(canceled));
+    }
+    assert!(matches!(
+        record(&*store, &executing, entry(0, JournalKind::Step, "s", Some("1"))).await,
+        WriteOutcome::Stale(_)
+    ));
+    let WriteOutcome::Finished(_, resumed) = finish(&*store, &token.id, completed(5, "1")).await else { panic!() };
+    assert!(resumed.is_empty(), "a canceled run does not resume");
+    assert!(claim(&*store, &env, &me, &[("q", 5), ("e", 5), ("w", 5)], at(6)).await.is_empty());
+}
+
+/// Runs held by a worker not seen since `alive_since` are queued again, without a sticky
+/// worker and with their epoch intact (the next claim moves it on); live workers keep theirs.
+pub async fn runs_of_stopped_workers_are_released(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let (gone, alive) = (ids.worker(at(0)), ids.worker(at(0)));
+    create_run(&*store, &run(&ids, &env, "t", at(0))).await;
+    create_run(&*store, &run(&ids, &env, "t", at(0))).await;
+    seen(&*store, &env, &gone, at(1)).await;
+    let orphan = claim_one(&*store, &env, &gone, "t", at(1)).await.run;
+    seen(&*store, &env, &alive, at(1)).await;
+    let kept = claim_one(&*store, &env, &alive, "t", at(1)).await.run;
+    seen(&*store, &env, &alive, at(50_000)).await;
+    seen(&*store, &env, &gone, at(10)).await;
+
+    let release = WriteOp::RunsRelease(RunsRelease { alive_since: at(20_000), now: at(50_001) });
+    assert_eq!(write_one(&*store, release.clone()).await, WriteOutcome::Released(vec![orphan.id.clone()]));
+    let released = get(&*store, &orphan.id).await;
+    assert_eq!(released.state, RunState::Queued { available_at: at(50_001) });
+    assert_eq!(released.sticky_worker, None);
+    assert!(matches!(get(&*store, &kept.id).await.state, RunState::Executing { .. }));
+    assert_eq!(write_one(&*store, release).await, WriteOutcome::Released(vec![]));
+    let retaken = claim_one(&*store, &env, &alive, "t", at(50_002)).await.run;
+    assert_eq!((retaken.id.clone(), retaken.epoch, retaken.attempt), (orphan.id.clone(), orphan.epoch + 1, 1));
+    let late = end(&*store, &orphan, RunOutcome::Completed { output: "1".into() }, at(50_003)).await;
+    assert_eq!(late, WriteOutcome::Stale(retaken), "the presumed-dead worker is fenced out");
+}
+
+/// A claim gives back the runs its worker holds but does not know about (a lost answer).
+pub async fn claims_give_back_runs_the_worker_does_not_know_it_holds(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let me = worker(&ids);
+    for i in 0..2 {
+        create_run(&*store, &run(&ids, &env, "t", at(i))).await;
+    }
+    let claimed = claim(&*store, &env, &me, &[("t", 2)], at(5)).await;
+    let (known, lost) = (claimed[0].run.clone(), claimed[1].run.clone());
+    let again = claim_holding(&*store, &env, &me, &[("t", 0)], at(6), Some(vec![known.id.clone()])).await;
+    assert!(again.is_empty());
+    assert_eq!(get(&*store, &known.id).await, known, "a run the worker knows stays");
+    let released = get(&*store, &lost.id).await;
+    assert_eq!(released.state, RunState::Queued { available_at: at(6) });
+    let retaken = claim_holding(&*store, &env, &me, &[("t", 1)], at(7), Some(vec![known.id.clone()])).await;
+    assert_eq!(retaken[0].run.id, lost.id);
+    assert_eq!(retaken[0].run.epoch, lost.epoch + 1);
+}
+
+/// Run lists filter by status (QUEUED and DELAYED told apart at `now`), task, tag, idempotency
+/// key and id bounds, page newest first both ways, and stay within their environment.
+pub async fn run_lists_filter_and_page(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let prod = new_env(&*store, &ids, "prod").await;
+    let me = worker(&ids);
+    let mut made = Vec::new();
+    for (i, (task, tag)) in [("a", "x"), ("b", "y"), ("a", "y"), ("b", "x"), ("a", "z")].into_iter().enumerate() {
+        let mut r = run(&ids, &env, task, at(i as i64 * 10));
+        r.tags = vec![tag.into()];
+        if i == 4 {
+            r.state = RunState::Queued { available_at: at(1_000_000) };
+            r.idempotency_key = Some("key-4".into());
+        }
+        made.push(create_run(&*store, &r).await.id);
+    }
+    create_run(&*store, &run(&ids, &prod, "a", at(5))).await;
+    let executing = claim_one(&*store, &env, &me, "b", at(100)).await.run;
+    assert_eq!(executing.id, made[1]);
+
+    let query = |q: &dyn Fn(&mut RunListQuery)| {
+        let mut query = RunListQuery {
+            environment_id: env.id.clone(),
+            statuses: Vec::new(),
+            task_ids: Vec::new(),
+            idempotency_key: None,
+            tags: Vec::new(),
+            id_at_least: None,
+            id_below: None,
+            cursor: Cursor::Newest,
+            limit: 100,
+            now: at(200),
+        };
+        q(&mut query);
+        query
+    };
+    let list = |q: RunListQuery| {
+        let store = store.clone();
+        async move { store.run_list(&q).await.unwrap().into_iter().map(|r| r.id).collect::<Vec<_>>() }
+    };
+    let newest: Vec<RunId> = made.iter().rev().cloned().collect();
+    assert_eq!(list(query(&|_| {})).await, newest);
+    assert_eq!(list(query(&|q| q.statuses = vec![RunStatus::Delayed])).await, [made[4].clone()]);
+    assert_eq!(list(query(&|q| q.statuses = vec![RunStatus::Executing])).await, [made[1].clone()]);
+    let queued = list(query(&|q| q.statuses = vec![RunStatus::Queued])).await;
+    assert_eq!(queued, [made[3].clone(), made[2].clone(), made[0].clone()]);
+    let both = list(query(&|q| {
+        q.statuses = vec![RunStatus::Queued, RunStatus::Delayed];
+        q.limit = 2;
+    }))
+    .await;
+    assert_eq!(both, [made[4].clone(), made[3].clone()]);
+    assert_eq!(list(query(&|q| q.task_ids = vec!["b".into()])).await, [made[3].clone(), made[1].clone()]);
+    let two_tasks = list(query(&|q| {
+        q.task_ids = vec!["a".into(), "b".into()];
+        q.cursor = Cursor::After(made[3].internal().to_owned());
+        q.limit = 2;
+    }))
+    .await;
+    assert_eq!(two_tasks, [made[2].clone(), made[1].clone()]);
+    let tagged = list(query(&|q| {
+        q.tags = vec!["x".into(), "z".into()];
+        q.statuses = vec![RunStatus::Queued];
+    }))
+    .await;
+    assert_eq!(tagged, [made[3].clone(), made[0].clone()]);
+    assert_eq!(list(query(&|q| q.idempotency_key = Some("key-4".into()))).await, [made[4].clone()]);
+    let bounded = list(query(&|q| {
+        q.id_at_least = Some(made[1].internal().to_owned());
+        q.id_below = Some(made[3].internal().to_owned());
+    }))
+    .await;
+    assert_eq!(bounded, [made[2].clone(), made[1].clone()]);
+    let before = list(query(&|q| {
+        q.cursor = Cursor::Before(made[1].internal().to_owned());
+        q.limit = 2;
+    }))
+    .await;
+    assert_eq!(before, [made[2].clone(), made[3].clone()]);
+}
+
+/// The next time a worker of some tasks has something to claim.
+pub async fn next_available_is_the_earliest_future_run(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let tasks = ["a".to_owned(), "b".to_owned()];
+    assert_eq!(store.run_next_available(&env.id, &tasks, at(0)).await.unwrap(), None);
+    for (task, available) in [("a", 500), ("b", 300), ("c", 100), ("a", 0)] {
+        let mut r = run(&ids, &env, task, at(0));
+        r.state = RunState::Queued { available_at: at(available) };
+        create_run(&*store, &r).await;
+    }
+    assert_eq!(store.run_next_available(&env.id, &tasks, at(0)).await.unwrap(), Some(at(300)));
+    assert_eq!(store.run_next_available(&env.id, &tasks, at(300)).await.unwrap(), Some(at(500)));
+    assert_eq!(store.run_next_available(&env.id, &tasks[..1], at(600)).await.unwrap(), None);
+}
