@@ -24,6 +24,14 @@ pub enum EngineError {
     /// Something with this name already exists. (HTTP 409)
     #[error("{0}")]
     Conflict(String),
+    /// A worker's call about a run it no longer holds (canceled, or taken by another worker
+    /// after it was presumed gone): the worker must drop the run. (HTTP 409, code `run_moved_on`)
+    #[error("{0}")]
+    RunMovedOn(String),
+    /// A worker's call does not match the run's journal: its code diverged from what the run
+    /// recorded. (HTTP 409, code `journal_mismatch`)
+    #[error("{0}")]
+    JournalMismatch(String),
     /// Storage failed; nothing was acknowledged. Details are logged, not shown. (HTTP 500)
     #[error("storage failed: {0}")]
     Storage(String),

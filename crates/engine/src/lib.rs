@@ -1,7 +1,10 @@
-//! The waitpoint engine: what happens to tokens, independent of HTTP and of the database.
+//! The waitpoint engine: what happens to tokens and runs, independent of HTTP and of the
+//! database.
 //!
 //! [`Engine`] authenticates callers, validates and applies token operations (create,
-//! complete, retrieve, list), commits writes in groups, and times tokens out durably. It
+//! complete, retrieve, list) and run operations (trigger, the worker protocol, cancel),
+//! commits writes in groups, times tokens out durably, and gives the runs of stopped workers
+//! to others. It
 //! reads time only from an injected [`Clock`] and reaches storage only through the
 //! [`Store`] trait.
 //!
@@ -10,6 +13,8 @@
 //! - [`auth`]: secret keys, public access tokens, callback URL signatures.
 //! - [`environments`]: creating and re-keying environments.
 //! - `tokens`: the token operations and their validation.
+//! - `runs`: task runs and the worker protocol (claims, journal, waits, attempts).
+//! - `validate`: checks shared by tokens and runs (tags, idempotency keys).
 //! - `writer`: group commit of writes.
 //! - `timeouts`: the durable timeout loop.
 //! - [`error`]: [`EngineError`], one variant per kind of failure.
@@ -18,8 +23,10 @@ pub mod auth;
 pub mod clock;
 pub mod environments;
 pub mod error;
+mod runs;
 mod timeouts;
 mod tokens;
+mod validate;
 mod writer;
 
 use std::collections::HashMap;
@@ -30,11 +37,12 @@ use std::time::Duration;
 use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinHandle;
 use waitpoint_storage::{StorageError, Store};
-use waitpoint_types::{Environment, EnvironmentId, IdGenerator, Timestamp, Waitpoint};
+use waitpoint_types::{Environment, EnvironmentId, IdGenerator, RunId, Timestamp, Waitpoint, WorkerId};
 
 pub use crate::auth::Principal;
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::error::{EngineError, Result};
+pub use crate::runs::{ListRuns, RunPage, RunView, TriggeredRun, WaitAnswer};
 pub use crate::tokens::{CreatedToken, ListTokens, TokenPage, parse_timeout};
 
 /// How long an environment looked up by key stays cached. A rotated key keeps working on a
@@ -54,6 +62,14 @@ pub struct EngineConfig {
     pub default_idempotency_key_ttl: Option<Duration>,
     /// The most writes committed in one transaction.
     pub max_batch: usize,
+    /// Attempts of runs triggered without `maxAttempts`.
+    pub default_max_attempts: u32,
+    /// A worker not heard from (polls) for this long is presumed gone; its runs are given to
+    /// other workers, which replay them.
+    pub worker_timeout: Duration,
+    /// How long a resumed run stays reserved for the worker that suspended it (which continues
+    /// it in memory, without replay) before any worker may take it.
+    pub sticky_for: Duration,
 }
 
 impl Default for EngineConfig {
@@ -63,6 +79,9 @@ impl Default for EngineConfig {
             default_timeout: Some(Duration::from_secs(10 * 60)),
             default_idempotency_key_ttl: Some(Duration::from_secs(60 * 60)),
             max_batch: 512,
+            default_max_attempts: 3,
+            worker_timeout: Duration::from_secs(30),
+            sticky_for: Duration::from_secs(2),
         }
     }
 }
@@ -81,11 +100,15 @@ pub(crate) struct Inner {
     pub(crate) ids: IdGenerator,
     pub(crate) writer: writer::Writer,
     environments: EnvironmentCache,
+    /// Woken when runs become ready for workers (triggered, resumed, retried, released).
+    pub(crate) runs_ready: Notify,
     /// Woken when a token gets a deadline earlier than the timeout loop's next wake-up.
     pub(crate) timer_wake: Notify,
     /// The timeout loop's next wake-up (ms); `i64::MAX` while it is being worked out.
     pub(crate) next_timer_wake: AtomicI64,
     events: broadcast::Sender<Waitpoint>,
+    /// When this node last recorded each worker as alive (to write that at most every so often).
+    pub(crate) workers_seen: Mutex<HashMap<WorkerId, Timestamp>>,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -103,13 +126,16 @@ impl Engine {
             ids: IdGenerator::new(),
             writer,
             environments: EnvironmentCache::default(),
+            runs_ready: Notify::new(),
             timer_wake: Notify::new(),
             next_timer_wake: AtomicI64::new(i64::MAX),
             events: broadcast::channel(EVENT_BUFFER).0,
+            workers_seen: Mutex::new(HashMap::new()),
             shutdown,
             tasks: Mutex::new(Vec::new()),
         });
-        tasks.push(tokio::spawn(timeouts::run(inner.clone(), stop)));
+        tasks.push(tokio::spawn(timeouts::run(inner.clone(), stop.clone())));
+        tasks.push(tokio::spawn(runs::release_loop(inner.clone(), stop)));
         *inner.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
         Self { inner }
     }
@@ -181,7 +207,11 @@ impl Engine {
 }
 
 impl Inner {
-    pub(crate) fn publish(&self, waitpoint: Waitpoint) {
+    /// A waitpoint finished and these runs, which waited on it, resumed.
+    pub(crate) fn finished(&self, waitpoint: Waitpoint, resumed: &[RunId]) {
+        if !resumed.is_empty() {
+            self.runs_ready.notify_waiters();
+        }
         // No subscribers is fine.
         let _ = self.events.send(waitpoint);
     }

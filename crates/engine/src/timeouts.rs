@@ -1,4 +1,4 @@
-//! Durable timeouts.
+//! Durable deadlines: tokens time out, datetime waitpoints complete.
 //!
 //! The deadline of every waiting token is in storage (its `timeout_at`), so nothing is lost
 //! across restarts. One loop per engine sleeps until the earliest deadline (or until a token
@@ -68,9 +68,9 @@ async fn fire_due(inner: &Inner, now: Timestamp) -> Result<bool, StorageError> {
         .collect();
     let mut timed_out = 0;
     for outcome in inner.store.write_batch(ops).await? {
-        if let WriteOutcome::Finished(waitpoint) = outcome {
+        if let WriteOutcome::Finished(waitpoint, resumed) = outcome {
             timed_out += 1;
-            inner.publish(waitpoint);
+            inner.finished(waitpoint, &resumed);
         }
     }
     tracing::debug!(timed_out, "timed out waitpoints");

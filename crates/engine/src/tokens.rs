@@ -7,26 +7,19 @@ use waitpoint_types::api::CreateTokenRequest;
 use waitpoint_types::id::internal_floor;
 use waitpoint_types::time::parse_duration;
 use waitpoint_types::{
-    CompletedVia, Environment, Output, Timestamp, Waitpoint, WaitpointId, WaitpointState, WaitpointStatus,
+    CompletedVia, Environment, Output, Timestamp, Waitpoint, WaitpointId, WaitpointKind, WaitpointState,
+    WaitpointStatus,
 };
 
 use crate::Engine;
 use crate::auth::{self, Principal};
 use crate::error::{EngineError, Result};
+use crate::validate;
 
-/// The most tags a token may have.
-pub const MAX_TAGS: usize = 10;
-/// Tags must be shorter than this many characters.
-pub const MAX_TAG_CHARS: usize = 128;
-/// The longest idempotency key, in characters.
-pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 2048;
 /// The largest page of a list.
 pub const MAX_PAGE_SIZE: usize = 100;
 /// The page size when none is given.
 pub const DEFAULT_PAGE_SIZE: usize = 25;
-
-/// The word that turns a default off: `"timeout": "none"` waits forever.
-const NONE: &str = "none";
 
 /// A created (or, with an active idempotency key, found) token.
 #[derive(Debug, Clone)]
@@ -78,7 +71,7 @@ pub struct TokenPage {
 /// Parses a `timeout` relative to `now`: a duration (`"10m"`), a future ISO 8601 date, or
 /// `"none"` (never times out, returned as `Ok(None)`).
 pub fn parse_timeout(text: &str, now: Timestamp) -> Result<Option<Timestamp>> {
-    if text == NONE {
+    if text == validate::NONE {
         return Ok(None);
     }
     if let Ok(duration) = parse_duration(text) {
@@ -96,15 +89,6 @@ pub fn parse_timeout(text: &str, now: Timestamp) -> Result<Option<Timestamp>> {
     }
 }
 
-fn parse_ttl(text: &str) -> Result<Option<Duration>> {
-    if text == NONE {
-        return Ok(None);
-    }
-    parse_duration(text).map(Some).map_err(|error| {
-        EngineError::Invalid(format!("idempotencyKeyTTL {error}, or \"none\" for a key that never expires"))
-    })
-}
-
 fn not_found() -> EngineError {
     EngineError::NotFound("Waitpoint not found".into())
 }
@@ -116,51 +100,37 @@ fn parse_id(id: &str) -> Result<WaitpointId> {
 impl Engine {
     /// Creates a token in `environment`, or returns the one an active idempotency key names.
     pub async fn create_token(&self, environment: &Environment, request: &CreateTokenRequest) -> Result<CreatedToken> {
-        let inner = &self.inner;
-        let now = inner.clock.now();
-        let tags = request.tags.clone().unwrap_or_default();
-        if tags.len() > MAX_TAGS {
-            return Err(EngineError::Unprocessable(format!(
-                "Waitpoints can only have {MAX_TAGS} tags, you're trying to set {}.",
-                tags.len()
-            )));
-        }
-        if let Some((i, tag)) = tags.iter().enumerate().find(|(_, tag)| tag.chars().count() >= MAX_TAG_CHARS) {
-            return Err(EngineError::Invalid(format!(
-                "Tags must be less than {MAX_TAG_CHARS} characters: tags[{i}] has {}",
-                tag.chars().count()
-            )));
-        }
-        if let Some((i, _)) = tags.iter().enumerate().find(|(_, tag)| tag.contains('\0')) {
-            return Err(EngineError::Invalid(format!("tags[{i}] contains a NUL character, which tags cannot hold")));
-        }
-        let key = request.idempotency_key.clone();
-        match &key {
-            Some(k) if k.contains('\0') => {
-                return Err(EngineError::Invalid(
-                    "idempotencyKey contains a NUL character, which keys cannot hold".into(),
-                ));
+        let now = self.inner.clock.now();
+        let waitpoint = self.prepare_token(environment, request, now)?;
+        let (waitpoint, is_cached) = match self.inner.writer.write(WriteOp::Create(waitpoint)).await? {
+            WriteOutcome::Created(waitpoint) => {
+                if let Some(deadline) = waitpoint.timeout_at {
+                    self.inner.deadline_added(deadline);
+                }
+                (waitpoint, false)
             }
-            Some(k) if k.is_empty() => {
-                return Err(EngineError::Invalid("idempotencyKey must not be empty; leave it out instead".into()));
-            }
-            Some(k) if k.chars().count() > MAX_IDEMPOTENCY_KEY_CHARS => {
-                return Err(EngineError::Invalid(format!(
-                    "idempotencyKey must be {MAX_IDEMPOTENCY_KEY_CHARS} characters or less (it has {})",
-                    k.chars().count()
-                )));
-            }
-            _ => {}
-        }
-        let ttl = match (&request.idempotency_key_ttl, &key) {
-            (Some(_), None) => {
-                return Err(EngineError::Invalid(
-                    "idempotencyKeyTTL was given without an idempotencyKey: add the key or leave the TTL out".into(),
-                ));
-            }
-            (Some(text), Some(_)) => parse_ttl(text)?,
-            (None, _) => inner.config.default_idempotency_key_ttl,
+            WriteOutcome::Existing(waitpoint) => (waitpoint, true),
+            other => return Err(EngineError::Storage(format!("unexpected outcome of a create: {other:?}"))),
         };
+        Ok(self.created_token(environment, waitpoint, is_cached))
+    }
+
+    /// Validates a create request and builds the token it asks for (not yet stored).
+    pub(crate) fn prepare_token(
+        &self,
+        environment: &Environment,
+        request: &CreateTokenRequest,
+        now: Timestamp,
+    ) -> Result<Waitpoint> {
+        let inner = &self.inner;
+        let tags = request.tags.clone().unwrap_or_default();
+        validate::tags(&tags, "Waitpoints")?;
+        let (idempotency_key, idempotency_key_expires_at) = validate::idempotency(
+            request.idempotency_key.as_deref(),
+            request.idempotency_key_ttl.as_deref(),
+            inner.config.default_idempotency_key_ttl,
+            now,
+        )?;
         let timeout_at = match &request.timeout {
             Some(text) => parse_timeout(text, now)?,
             None => inner.config.default_timeout.map(|d| now.saturating_add(d)),
@@ -169,33 +139,33 @@ impl Engine {
         // differs from `now` if the clock stepped back.
         let id = inner.ids.waitpoint(now);
         let created_at = id.created_at().unwrap_or(now);
-        let waitpoint = Waitpoint {
+        Ok(Waitpoint {
             id,
+            kind: WaitpointKind::Manual,
             environment_id: environment.id.clone(),
             state: WaitpointState::Waiting,
-            idempotency_key_expires_at: key.as_ref().and(ttl).map(|ttl| now.saturating_add(ttl)),
-            idempotency_key: key,
+            idempotency_key,
             inactive_idempotency_key: None,
+            idempotency_key_expires_at,
             timeout_at,
             tags,
             created_at,
-        };
-        let (waitpoint, is_cached) = match inner.writer.write(WriteOp::Create(waitpoint)).await? {
-            WriteOutcome::Created(waitpoint) => {
-                if let Some(deadline) = waitpoint.timeout_at {
-                    inner.deadline_added(deadline);
-                }
-                (waitpoint, false)
-            }
-            WriteOutcome::Existing(waitpoint) => (waitpoint, true),
-            other => return Err(EngineError::Storage(format!("unexpected outcome of a create: {other:?}"))),
-        };
-        Ok(CreatedToken {
+        })
+    }
+
+    /// The answer to a create: the token with its URL and a fresh public access token.
+    pub(crate) fn created_token(
+        &self,
+        environment: &Environment,
+        waitpoint: Waitpoint,
+        is_cached: bool,
+    ) -> CreatedToken {
+        CreatedToken {
             url: self.callback_url(environment, &waitpoint.id),
-            public_access_token: auth::sign_public_token(environment, &waitpoint.id, now),
+            public_access_token: auth::sign_public_token(environment, &waitpoint.id, self.inner.clock.now()),
             waitpoint,
             is_cached,
-        })
+        }
     }
 
     /// Completes the token `id` with `output` on behalf of `principal` (a secret key of its
@@ -327,8 +297,8 @@ impl Engine {
 
     async fn finish(&self, finish: Finish) -> Result<Waitpoint> {
         match self.inner.writer.write(WriteOp::Finish(finish)).await? {
-            WriteOutcome::Finished(waitpoint) => {
-                self.inner.publish(waitpoint.clone());
+            WriteOutcome::Finished(waitpoint, resumed) => {
+                self.inner.finished(waitpoint.clone(), &resumed);
                 Ok(waitpoint)
             }
             WriteOutcome::Unchanged(waitpoint) => Ok(waitpoint),

@@ -144,7 +144,7 @@ async fn apply_one(store: &dyn Store, op: WriteOp, reply: oneshot::Sender<Result
 #[cfg(test)]
 mod tests {
     use waitpoint_sqlite::SqliteStore;
-    use waitpoint_types::{Environment, IdGenerator, Secret, Timestamp, Waitpoint, WaitpointState};
+    use waitpoint_types::{Environment, IdGenerator, Secret, Timestamp, Waitpoint, WaitpointKind, WaitpointState};
 
     use super::*;
 
@@ -164,6 +164,7 @@ mod tests {
         store.environment_create(&env).await.unwrap();
         let waitpoint = |id| Waitpoint {
             id,
+            kind: WaitpointKind::Manual,
             environment_id: env.id.clone(),
             state: WaitpointState::Waiting,
             idempotency_key: None,

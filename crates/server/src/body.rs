@@ -9,7 +9,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use waitpoint_types::Output;
-use waitpoint_types::api::CreateTokenRequest;
+use waitpoint_types::api::{CreateTokenRequest, TriggerOptions};
 
 use crate::error::ApiError;
 
@@ -211,6 +211,74 @@ fn output_of(raw: &RawValue) -> Output {
     }
 }
 
+const TRIGGER_SHAPE: &str = r#"{"payload": <any JSON>, "options": {"idempotencyKey": "...", "idempotencyKeyTTL": "1h", "tags": ["..."], "maxAttempts": 3, "delay": "10m"}} (all optional)"#;
+
+/// Parses a trigger body: the payload (kept verbatim as JSON text; `null` when absent) and the
+/// options. Unknown fields, `null`s and wrong types are rejected.
+pub(crate) fn parse_trigger(bytes: &[u8]) -> Result<(String, TriggerOptions), ApiError> {
+    not_empty(bytes, TRIGGER_SHAPE)?;
+    let fields: BTreeMap<String, Box<RawValue>> = match serde_json::from_slice(bytes) {
+        Ok(fields) => fields,
+        Err(error) => {
+            let value: Value = serde_json::from_slice(bytes).map_err(|e| invalid_json(&e, TRIGGER_SHAPE))?;
+            return Err(match value {
+                Value::Object(_) => invalid_json(&error, TRIGGER_SHAPE),
+                other => not_an_object(&other, TRIGGER_SHAPE),
+            });
+        }
+    };
+    let mut payload = "null".to_owned();
+    let mut options = TriggerOptions::default();
+    for (name, raw) in fields {
+        match name.as_str() {
+            "payload" => payload = raw.get().trim().to_owned(),
+            "options" => {
+                let Value::Object(fields) =
+                    serde_json::from_str(raw.get()).map_err(|e| invalid_json(&e, TRIGGER_SHAPE))?
+                else {
+                    return Err(ApiError::bad_request(format!("options must be an object: send {TRIGGER_SHAPE}")));
+                };
+                for (name, value) in fields {
+                    match name.as_str() {
+                        "idempotencyKey" => options.idempotency_key = Some(string_field(&name, value, "a string")?),
+                        "idempotencyKeyTTL" => {
+                            options.idempotency_key_ttl =
+                                Some(string_field(&name, value, "a duration such as \"1h\", or \"none\"")?);
+                        }
+                        "tags" => options.tags = Some(tags(value)?),
+                        "maxAttempts" => {
+                            options.max_attempts =
+                                Some(value.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| {
+                                    ApiError::bad_request(format!(
+                                        "options.maxAttempts must be a whole number, not {value}"
+                                    ))
+                                })?);
+                        }
+                        "delay" => {
+                            options.delay =
+                                Some(string_field(&name, value, "a duration such as \"10m\" or an ISO 8601 date")?);
+                        }
+                        _ => {
+                            return Err(ApiError::bad_request(format!(
+                                "Unknown option {name:?}: a trigger takes idempotencyKey, idempotencyKeyTTL, tags, maxAttempts and delay"
+                            )));
+                        }
+                    }
+                }
+            }
+            _ => return Err(ApiError::bad_request(format!("Unknown field {name:?}: send {TRIGGER_SHAPE}"))),
+        }
+    }
+    Ok((payload, options))
+}
+
+/// Parses a worker protocol body into `T`; the SDK writes these, so serde's own message (which
+/// names the field and position) is detailed enough.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    not_empty(bytes, "the JSON object this route takes")?;
+    serde_json::from_slice(bytes).map_err(|error| ApiError::bad_request(format!("Invalid request body: {error}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,5 +336,29 @@ mod tests {
         );
         assert_eq!(parse_callback(b"status=ok").unwrap(), Output::from_text("status=ok".into()));
         assert!(parse_callback(&[0xff, 0xfe]).is_err());
+    }
+
+    #[test]
+    fn trigger_bodies_keep_the_payload_verbatim_and_check_every_option() {
+        let (payload, options) = parse_trigger(
+            br#"{"payload": {"n": 1.50}, "options": {"tags": "a", "maxAttempts": 2, "delay": "1m", "idempotencyKey": "k"}}"#,
+        )
+        .unwrap();
+        assert_eq!(payload, r#"{"n": 1.50}"#);
+        assert_eq!(
+            (options.tags, options.max_attempts, options.delay),
+            (Some(vec!["a".into()]), Some(2), Some("1m".into()))
+        );
+        assert_eq!(parse_trigger(b"{}").unwrap().0, "null");
+        for (body, hint) in [
+            (&br#"{"payload":1,"extra":2}"#[..], "Unknown field \"extra\""),
+            (br#"{"options":{"retries":3}}"#, "Unknown option \"retries\""),
+            (br#"{"options":{"maxAttempts":-1}}"#, "whole number"),
+            (br#"{"options":[]}"#, "must be an object"),
+            (b"[]", "JSON object"),
+        ] {
+            let error = parse_trigger(body).unwrap_err();
+            assert!(error.message().contains(hint), "{}", error.message());
+        }
     }
 }

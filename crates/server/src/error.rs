@@ -43,6 +43,13 @@ impl ApiError {
         error
     }
 
+    /// An error with a machine-readable `code` beside the message.
+    pub fn coded(status: StatusCode, message: impl Into<String>, code: &'static str) -> Self {
+        let mut error = Self::new(status, message);
+        error.extra.insert("code".into(), code.into());
+        error
+    }
+
     /// The status code.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -62,14 +69,15 @@ impl From<EngineError> for ApiError {
             EngineError::Unauthenticated(message) => Self::new(StatusCode::UNAUTHORIZED, message),
             EngineError::Forbidden(message) => {
                 // Trigger.dev's 403 carries these fields; its SDK surfaces them on the error.
-                let mut error = Self::new(StatusCode::FORBIDDEN, message);
-                error.extra.insert("code".into(), "unauthorized".into());
+                let mut error = Self::coded(StatusCode::FORBIDDEN, message, "unauthorized");
                 error.extra.insert("param".into(), "access_token".into());
                 error.extra.insert("type".into(), "authorization".into());
                 error
             }
             EngineError::NotFound(message) => Self::not_found(message),
             EngineError::Conflict(message) => Self::new(StatusCode::CONFLICT, message),
+            EngineError::RunMovedOn(message) => Self::coded(StatusCode::CONFLICT, message, "run_moved_on"),
+            EngineError::JournalMismatch(message) => Self::coded(StatusCode::CONFLICT, message, "journal_mismatch"),
             EngineError::Storage(detail) => {
                 tracing::error!(detail, "storage failure");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")

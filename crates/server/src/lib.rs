@@ -1,4 +1,5 @@
-//! waitpoint's HTTP API, wire-compatible with Trigger.dev's waitpoint token API.
+//! waitpoint's HTTP API: waitpoint tokens (wire-compatible with Trigger.dev's API), task runs,
+//! and the protocol workers use.
 //!
 //! [`app`] builds the router over an [`Engine`]; [`serve`] runs it on a listener until a
 //! shutdown signal. Handlers only translate: HTTP in (credentials, bodies, query strings),
@@ -8,6 +9,7 @@
 //! # Layout
 //! - [`error`]: [`ApiError`] and the mapping from engine errors to status codes.
 //! - `tokens`: the token routes (create, list, retrieve, complete, callback).
+//! - `runs`: the run routes (trigger, list, retrieve, cancel) and the worker protocol.
 //! - `body`: reading request bodies within their size limits and parsing them strictly.
 //! - `query`: parsing the list route's query string.
 //! - `present`: turning waitpoints into the API's JSON shapes.
@@ -19,6 +21,7 @@ mod body;
 mod cors;
 mod present;
 mod query;
+mod runs;
 mod tokens;
 
 use std::future::Future;
@@ -44,6 +47,16 @@ pub fn app(engine: Engine) -> Router {
         .route("/api/v1/waitpoints/tokens/{id}", get(tokens::retrieve))
         .route("/api/v1/waitpoints/tokens/{id}/complete", complete)
         .route("/api/v1/waitpoints/tokens/{id}/callback/{hash}", post(tokens::callback))
+        .route("/api/v1/tasks/{task_id}/trigger", post(runs::trigger))
+        .route("/api/v1/runs", get(runs::list))
+        .route("/api/v1/runs/{id}", get(runs::retrieve))
+        .route("/api/v1/runs/{id}/cancel", post(runs::cancel))
+        .route("/api/v1/runs/{id}/journal", get(runs::journal).post(runs::record))
+        .route("/api/v1/runs/{id}/tokens", post(runs::create_token))
+        .route("/api/v1/runs/{id}/wait", post(runs::wait))
+        .route("/api/v1/runs/{id}/attempt/complete", post(runs::complete_attempt))
+        .route("/api/v1/runs/{id}/attempt/fail", post(runs::fail_attempt))
+        .route("/api/v1/workers/{worker_id}/poll", post(runs::poll))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(engine.clone(), log_request))

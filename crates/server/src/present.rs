@@ -1,8 +1,10 @@
 //! Waitpoints in the API's JSON shapes.
 
-use waitpoint_engine::Engine;
-use waitpoint_types::api::{TokenDetail, TokenItem};
-use waitpoint_types::{Environment, Waitpoint, WaitpointState};
+use waitpoint_engine::{Engine, RunView};
+use waitpoint_storage::Claim;
+use waitpoint_types::api::worker::{ClaimedRun, JournalEntryBody};
+use waitpoint_types::api::{RunDetail, RunErrorBody, TokenDetail, TokenItem, WaitingOn};
+use waitpoint_types::{Environment, JournalEntry, RunState, Timestamp, Waitpoint, WaitpointState};
 
 /// A waitpoint as the list shows it: tags sorted, no output.
 pub(crate) fn item(engine: &Engine, environment: &Environment, waitpoint: &Waitpoint) -> TokenItem {
@@ -46,5 +48,72 @@ pub(crate) fn detail(engine: &Engine, environment: &Environment, waitpoint: &Wai
         completed_via,
         created_at: waitpoint.created_at,
         tags: waitpoint.tags.clone(),
+    }
+}
+
+/// JSON text stored by the engine, as a value; text that is not JSON (which the engine never
+/// stores) becomes a JSON string rather than an error.
+fn json_value(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_owned()))
+}
+
+/// A run as retrieve shows it (`full`: with payload and output) or as a list shows it.
+pub(crate) fn run(view: &RunView, now: Timestamp, full: bool) -> RunDetail {
+    let run = &view.run;
+    let (output, error, delayed_until) = match &run.state {
+        RunState::Completed { output, .. } => (full.then(|| json_value(output)), None, None),
+        RunState::Failed { error, .. } => {
+            (None, Some(RunErrorBody { name: error.name.clone(), message: error.message.clone() }), None)
+        }
+        RunState::Queued { available_at } if *available_at > now => (None, None, Some(*available_at)),
+        _ => (None, None, None),
+    };
+    let waiting_on = view
+        .waiting_on
+        .iter()
+        .map(|w| WaitingOn { id: w.id.public(), kind: w.kind.as_str().to_owned(), timeout_at: w.timeout_at })
+        .collect();
+    RunDetail {
+        id: run.id.public(),
+        task_id: run.task_id.clone(),
+        status: run.status(now).as_str().to_owned(),
+        payload: full.then(|| json_value(&run.payload)),
+        output,
+        error,
+        attempt: run.attempt,
+        max_attempts: run.max_attempts,
+        tags: run.tags.clone(),
+        idempotency_key: run.user_idempotency_key().map(str::to_owned),
+        idempotency_key_expires_at: run.idempotency_key_expires_at,
+        delayed_until,
+        waiting_on,
+        created_at: run.created_at,
+        started_at: run.started_at,
+        updated_at: run.updated_at,
+        finished_at: run.finished_at(),
+    }
+}
+
+/// A journal entry on the wire.
+pub(crate) fn entry(entry: &JournalEntry) -> JournalEntryBody {
+    JournalEntryBody {
+        seq: entry.seq,
+        kind: entry.kind.as_str().to_owned(),
+        name: entry.name.clone(),
+        result: entry.result.as_deref().map(json_value),
+    }
+}
+
+/// A claim on the wire.
+pub(crate) fn claim(claim: &Claim) -> ClaimedRun {
+    ClaimedRun {
+        id: claim.run.id.public(),
+        task_id: claim.run.task_id.clone(),
+        payload: json_value(&claim.run.payload),
+        epoch: claim.run.epoch,
+        attempt: claim.run.attempt,
+        max_attempts: claim.run.max_attempts,
+        journal_length: claim.journal_length,
+        resumed: claim.resumed.as_ref().map(entry),
     }
 }

@@ -1,11 +1,12 @@
-//! The list route's query string, parsed into [`ListTokens`]. Parameter names are Trigger.dev's;
-//! unknown or repeated parameters and bad values are 400s naming the parameter.
+//! The list routes' query strings, parsed into [`ListTokens`] and [`ListRuns`]. Parameter names
+//! are Trigger.dev's; unknown or repeated parameters and bad values are 400s naming the
+//! parameter.
 
 use std::collections::HashSet;
 
-use waitpoint_engine::ListTokens;
+use waitpoint_engine::{ListRuns, ListTokens};
 use waitpoint_types::time::parse_duration;
-use waitpoint_types::{Timestamp, WaitpointStatus};
+use waitpoint_types::{RunStatus, Timestamp, WaitpointStatus};
 
 use crate::error::ApiError;
 
@@ -18,15 +19,32 @@ const TAGS: &str = "filter[tags]";
 const PERIOD: &str = "filter[createdAt][period]";
 const FROM: &str = "filter[createdAt][from]";
 const TO: &str = "filter[createdAt][to]";
-const KNOWN: [&str; 9] = [PAGE_SIZE, PAGE_AFTER, PAGE_BEFORE, STATUS, IDEMPOTENCY_KEY, TAGS, PERIOD, FROM, TO];
+const TASK: &str = "filter[taskIdentifier]";
+const COMMON: [&str; 9] = [PAGE_SIZE, PAGE_AFTER, PAGE_BEFORE, STATUS, IDEMPOTENCY_KEY, TAGS, PERIOD, FROM, TO];
 
-/// Parses the raw query string of `GET /api/v1/waitpoints/tokens`.
-pub(crate) fn parse_list(raw: Option<&str>) -> Result<ListTokens, ApiError> {
-    let mut list = ListTokens::default();
+/// The parameters both lists share, parsed; `status` is left as text for each list to read.
+#[derive(Default)]
+struct Common {
+    page_size: Option<usize>,
+    after: Option<String>,
+    before: Option<String>,
+    status: Option<String>,
+    idempotency_key: Option<String>,
+    tags: Vec<String>,
+    period: Option<std::time::Duration>,
+    from: Option<Timestamp>,
+    to: Option<Timestamp>,
+    task_ids: Vec<String>,
+}
+
+/// Parses a list's query string, accepting the common parameters and `extra` ones.
+fn parse_common(raw: Option<&str>, extra: &[&'static str]) -> Result<Common, ApiError> {
+    let known: Vec<&'static str> = COMMON.iter().chain(extra).copied().collect();
+    let mut common = Common::default();
     let mut seen = HashSet::new();
     for (name, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        let Some(&name) = KNOWN.iter().find(|known| **known == name) else {
-            return Err(ApiError::bad_query(&name, format!("unknown parameter; the list takes {}", KNOWN.join(", "))));
+        let Some(&name) = known.iter().find(|known| **known == name) else {
+            return Err(ApiError::bad_query(&name, format!("unknown parameter; the list takes {}", known.join(", "))));
         };
         if !seen.insert(name) {
             return Err(ApiError::bad_query(name, "given more than once; give it once (lists are comma-separated)"));
@@ -37,31 +55,87 @@ pub(crate) fn parse_list(raw: Option<&str>) -> Result<ListTokens, ApiError> {
         }
         match name {
             PAGE_SIZE => {
-                list.page_size = Some(value.parse().ok().filter(|size| (1..=100).contains(size)).ok_or_else(|| {
-                    ApiError::bad_query(name, format!("{value:?} is not a whole number from 1 to 100"))
-                })?);
+                common.page_size =
+                    Some(value.parse().ok().filter(|size| (1..=100).contains(size)).ok_or_else(|| {
+                        ApiError::bad_query(name, format!("{value:?} is not a whole number from 1 to 100"))
+                    })?);
             }
-            PAGE_AFTER => list.after = Some(value),
-            PAGE_BEFORE => list.before = Some(value),
-            STATUS => list.statuses = statuses(&value)?,
-            IDEMPOTENCY_KEY => list.idempotency_key = Some(value),
-            TAGS => list.tags = tags(&value)?,
+            PAGE_AFTER => common.after = Some(value),
+            PAGE_BEFORE => common.before = Some(value),
+            STATUS => common.status = Some(value),
+            IDEMPOTENCY_KEY => common.idempotency_key = Some(value),
+            TAGS => common.tags = comma_list(TAGS, &value, "tag", "user:1,red")?,
+            TASK => common.task_ids = comma_list(TASK, &value, "task id", "send-email,resize-image")?,
             PERIOD => {
-                list.period = Some(parse_duration(&value).map_err(|_| {
+                common.period = Some(parse_duration(&value).map_err(|_| {
                     ApiError::bad_query(name, format!("{value:?} is not a period such as 1h, 1d, 7d or 30d"))
                 })?);
             }
-            FROM => list.from = Some(date(name, &value)?),
-            TO => list.to = Some(date(name, &value)?),
+            FROM => common.from = Some(date(name, &value)?),
+            TO => common.to = Some(date(name, &value)?),
             _ => unreachable!("every known parameter is handled"),
         }
     }
-    if let (Some(from), Some(to)) = (list.from, list.to)
+    if let (Some(from), Some(to)) = (common.from, common.to)
         && from > to
     {
         return Err(ApiError::bad_query(FROM, format!("{from} is after {TO} ({to})")));
     }
-    Ok(list)
+    Ok(common)
+}
+
+/// Parses the raw query string of `GET /api/v1/waitpoints/tokens`.
+pub(crate) fn parse_list(raw: Option<&str>) -> Result<ListTokens, ApiError> {
+    let common = parse_common(raw, &[])?;
+    Ok(ListTokens {
+        statuses: common.status.as_deref().map(statuses).transpose()?.unwrap_or_default(),
+        idempotency_key: common.idempotency_key,
+        tags: common.tags,
+        period: common.period,
+        from: common.from,
+        to: common.to,
+        page_size: common.page_size,
+        after: common.after,
+        before: common.before,
+    })
+}
+
+/// Parses the raw query string of `GET /api/v1/runs`: the token list's parameters, with run
+/// statuses, and `filter[taskIdentifier]`.
+pub(crate) fn parse_run_list(raw: Option<&str>) -> Result<ListRuns, ApiError> {
+    let common = parse_common(raw, &[TASK])?;
+    Ok(ListRuns {
+        statuses: common.status.as_deref().map(run_statuses).transpose()?.unwrap_or_default(),
+        task_ids: common.task_ids,
+        idempotency_key: common.idempotency_key,
+        tags: common.tags,
+        period: common.period,
+        from: common.from,
+        to: common.to,
+        page_size: common.page_size,
+        after: common.after,
+        before: common.before,
+    })
+}
+
+fn run_statuses(value: &str) -> Result<Vec<RunStatus>, ApiError> {
+    let mut statuses = Vec::new();
+    let mut invalid = Vec::new();
+    for text in value.split(',') {
+        match RunStatus::parse(text) {
+            Some(status) if !statuses.contains(&status) => statuses.push(status),
+            Some(_) => {}
+            None => invalid.push(text),
+        }
+    }
+    if !invalid.is_empty() {
+        let all: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
+        return Err(ApiError::bad_query(
+            STATUS,
+            format!("Invalid status values: {}; use {}, comma-separated", invalid.join(", "), all.join(", ")),
+        ));
+    }
+    Ok(statuses)
 }
 
 fn statuses(value: &str) -> Result<Vec<WaitpointStatus>, ApiError> {
@@ -86,12 +160,16 @@ fn statuses(value: &str) -> Result<Vec<WaitpointStatus>, ApiError> {
     Ok(statuses)
 }
 
-fn tags(value: &str) -> Result<Vec<String>, ApiError> {
-    let tags: Vec<String> = value.split(',').map(str::to_owned).collect();
-    if tags.iter().any(String::is_empty) {
-        return Err(ApiError::bad_query(TAGS, "has an empty tag; give tags comma-separated, such as user:1,red"));
+/// A comma-separated list without empty items.
+fn comma_list(name: &str, value: &str, item: &str, example: &str) -> Result<Vec<String>, ApiError> {
+    let items: Vec<String> = value.split(',').map(str::to_owned).collect();
+    if items.iter().any(String::is_empty) {
+        return Err(ApiError::bad_query(
+            name,
+            format!("has an empty {item}; give them comma-separated, such as {example}"),
+        ));
     }
-    Ok(tags)
+    Ok(items)
 }
 
 /// Epoch milliseconds (what the official SDK sends) or an ISO 8601 date.

@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::{present, query};
 
 /// The credential of `Authorization: Bearer <credential>`, if any.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, credential) = value.trim().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then_some(credential)

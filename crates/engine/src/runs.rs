@@ -1,0 +1,635 @@
+//! Task runs: trigger, retrieve, list and cancel them; and the worker protocol, through which
+//! workers take runs, record what their code does, suspend on waitpoints and end attempts.
+//!
+//! A run that waits on a pending waitpoint is suspended: it holds no worker slot and nothing
+//! in any process needs to stay alive for it. The waitpoint's finish resumes it in the same
+//! transaction (see `Store::write_batch`), which also wakes this node's polling workers.
+
+use std::pin::pin;
+use std::time::Duration;
+
+use waitpoint_storage::{
+    Claim, Cursor, RunClaim, RunCreateToken, RunFinish, RunListQuery, RunOutcome, RunRecord, RunWait, RunsRelease,
+    StorageError, WorkerSeen, WriteOp, WriteOutcome,
+};
+use waitpoint_types::api::worker::WaitFor;
+use waitpoint_types::api::{CreateTokenRequest, TriggerOptions};
+use waitpoint_types::id::internal_floor;
+use waitpoint_types::{
+    Environment, JournalEntry, JournalKind, Run, RunError, RunId, RunState, RunStatus, Timestamp, Waitpoint,
+    WaitpointId, WaitpointKind, WaitpointState, WorkerId,
+};
+
+use crate::error::{EngineError, Result};
+use crate::tokens::{CreatedToken, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, parse_timeout};
+use crate::{Engine, Inner, validate};
+
+/// The most attempts a trigger may ask for.
+pub const MAX_ATTEMPTS: u32 = 100;
+/// The longest a poll is held when there is nothing to take.
+pub const MAX_POLL_WAIT: Duration = Duration::from_secs(30);
+/// How often a held poll looks at storage even without a wake-up (runs made by other nodes).
+const POLL_RECHECK: Duration = Duration::from_secs(1);
+/// The longest task id.
+const MAX_TASK_ID_LEN: usize = 128;
+/// The most slots one poll may ask for, per task.
+const MAX_SLOTS: u32 = 10_000;
+
+/// A triggered run.
+#[derive(Debug, Clone)]
+pub struct TriggeredRun {
+    /// The run.
+    pub run: Run,
+    /// True when an active idempotency key returned an existing run.
+    pub is_cached: bool,
+}
+
+/// A run and the waitpoint it waits on, if it waits.
+#[derive(Debug, Clone)]
+pub struct RunView {
+    /// The run.
+    pub run: Run,
+    /// While it waits: what on.
+    pub waiting_on: Option<Waitpoint>,
+}
+
+/// A list request for runs: filters (combined with AND) and a page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListRuns {
+    /// Any of these statuses.
+    pub statuses: Vec<RunStatus>,
+    /// Any of these tasks.
+    pub task_ids: Vec<String>,
+    /// The idempotency key the run was triggered with.
+    pub idempotency_key: Option<String>,
+    /// Any of these tags.
+    pub tags: Vec<String>,
+    /// Created within this long before now.
+    pub period: Option<Duration>,
+    /// Created at or after.
+    pub from: Option<Timestamp>,
+    /// Created at or before.
+    pub to: Option<Timestamp>,
+    /// Runs per page, 1 to 100; 25 when `None`.
+    pub page_size: Option<usize>,
+    /// Cursor: the page after (older than) this one.
+    pub after: Option<String>,
+    /// Cursor: the page before (newer than) this one.
+    pub before: Option<String>,
+}
+
+/// One page of runs, newest first.
+#[derive(Debug, Clone)]
+pub struct RunPage {
+    /// The runs.
+    pub runs: Vec<Run>,
+    /// Cursor of the next (older) page.
+    pub next: Option<String>,
+    /// Cursor of the previous (newer) page.
+    pub previous: Option<String>,
+}
+
+/// The answer to a wait.
+#[derive(Debug, Clone)]
+pub struct WaitAnswer {
+    /// The wait's journal entry (with its result unless suspended).
+    pub entry: JournalEntry,
+    /// True when the run now waits.
+    pub suspended: bool,
+}
+
+fn run_not_found() -> EngineError {
+    EngineError::NotFound("Run not found".into())
+}
+
+fn parse_run_id(id: &str) -> Result<RunId> {
+    RunId::parse(id).map_err(|error| EngineError::Invalid(error.to_string()))
+}
+
+/// Task ids: 1 to 128 characters of letters, digits, `-`, `_`, `.`, `:` and `/`.
+pub(crate) fn validate_task_id(task_id: &str) -> Result<()> {
+    let valid = !task_id.is_empty()
+        && task_id.len() <= MAX_TASK_ID_LEN
+        && task_id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/'));
+    if valid {
+        Ok(())
+    } else {
+        Err(EngineError::Invalid(format!(
+            "invalid task id {task_id:?}: use 1-{MAX_TASK_ID_LEN} letters, digits, '-', '_', '.', ':' or '/'"
+        )))
+    }
+}
+
+/// What a worker's call got back, as the engine reports it.
+fn protocol_error(run: &RunId, outcome: WriteOutcome) -> EngineError {
+    match outcome {
+        WriteOutcome::NotFound => run_not_found(),
+        WriteOutcome::Stale(current) => EngineError::RunMovedOn(format!(
+            "{run} is no longer held at this epoch: it is {} at epoch {}",
+            state_name(&current.state),
+            current.epoch
+        )),
+        WriteOutcome::Diverged(recorded) => EngineError::JournalMismatch(format!(
+            "journal position {} of {run} holds {} {:?}",
+            recorded.seq, recorded.kind, recorded.name
+        )),
+        WriteOutcome::OutOfOrder(len) => {
+            EngineError::JournalMismatch(format!("the journal of {run} has {len} entries; record position {len} next"))
+        }
+        other => EngineError::Storage(format!("unexpected outcome for {run}: {other:?}")),
+    }
+}
+
+fn state_name(state: &RunState) -> &'static str {
+    match state {
+        RunState::Queued { .. } => "QUEUED",
+        RunState::Executing { .. } => "EXECUTING",
+        RunState::Waiting { .. } => "WAITING",
+        RunState::Completed { .. } => "COMPLETED",
+        RunState::Failed { .. } => "FAILED",
+        RunState::Canceled { .. } => "CANCELED",
+    }
+}
+
+impl Engine {
+    /// Triggers a run of `task_id` with `payload` (JSON text), or returns the one an active
+    /// idempotency key names.
+    pub async fn trigger_run(
+        &self,
+        environment: &Environment,
+        task_id: &str,
+        payload: String,
+        options: &TriggerOptions,
+    ) -> Result<TriggeredRun> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        validate_task_id(task_id)?;
+        let tags = options.tags.clone().unwrap_or_default();
+        validate::tags(&tags, "Runs")?;
+        let (idempotency_key, idempotency_key_expires_at) = validate::idempotency(
+            options.idempotency_key.as_deref(),
+            options.idempotency_key_ttl.as_deref(),
+            inner.config.default_idempotency_key_ttl,
+            now,
+        )?;
+        let max_attempts = options.max_attempts.unwrap_or(inner.config.default_max_attempts);
+        if !(1..=MAX_ATTEMPTS).contains(&max_attempts) {
+            return Err(EngineError::Invalid(format!(
+                "maxAttempts must be from 1 to {MAX_ATTEMPTS}, got {max_attempts}"
+            )));
+        }
+        let available_at = match &options.delay {
+            None => now,
+            Some(delay) => match parse_timeout(delay, now) {
+                Ok(Some(at)) => at,
+                _ => {
+                    return Err(EngineError::Invalid(format!(
+                        "delay {delay:?} is not valid: use a duration such as \"10m\" or \"1h30m\", or an ISO 8601 \
+                         date in the future"
+                    )));
+                }
+            },
+        };
+        let id = inner.ids.run(now);
+        let created_at = id.created_at().unwrap_or(now);
+        let run = Run {
+            id,
+            environment_id: environment.id.clone(),
+            task_id: task_id.to_owned(),
+            payload,
+            state: RunState::Queued { available_at },
+            attempt: 0,
+            max_attempts,
+            epoch: 0,
+            sticky_worker: None,
+            tags,
+            idempotency_key,
+            inactive_idempotency_key: None,
+            idempotency_key_expires_at,
+            created_at,
+            started_at: None,
+            updated_at: created_at,
+        };
+        match inner.writer.write(WriteOp::RunCreate(run)).await? {
+            WriteOutcome::RunCreated(run) => {
+                inner.runs_ready.notify_waiters();
+                Ok(TriggeredRun { run, is_cached: false })
+            }
+            WriteOutcome::RunExisting(run) => Ok(TriggeredRun { run, is_cached: true }),
+            other => Err(EngineError::Storage(format!("unexpected outcome of a trigger: {other:?}"))),
+        }
+    }
+
+    /// The run `id` of `environment`, with the waitpoint it waits on.
+    pub async fn get_run(&self, environment: &Environment, id: &str) -> Result<RunView> {
+        let run = self.owned_run(environment, &parse_run_id(id)?).await?;
+        let waiting_on = match &run.state {
+            RunState::Waiting { waitpoint, .. } => match self.inner.store.waitpoint_get(waitpoint).await {
+                Ok(waitpoint) => Some(waitpoint),
+                Err(StorageError::NotFound) => None,
+                Err(error) => return Err(error.into()),
+            },
+            _ => None,
+        };
+        Ok(RunView { run, waiting_on })
+    }
+
+    async fn owned_run(&self, environment: &Environment, id: &RunId) -> Result<Run> {
+        match self.inner.store.run_get(id).await {
+            Ok(run) if run.environment_id == environment.id => Ok(run),
+            Ok(_) | Err(StorageError::NotFound) => Err(run_not_found()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// A page of `environment`'s runs, newest first.
+    pub async fn list_runs(&self, environment: &Environment, request: &ListRuns) -> Result<RunPage> {
+        let size = request.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
+        if !(1..=MAX_PAGE_SIZE).contains(&size) {
+            return Err(EngineError::Invalid(format!("page size must be between 1 and {MAX_PAGE_SIZE}, got {size}")));
+        }
+        for task in &request.task_ids {
+            validate_task_id(task)?;
+        }
+        let cursor_id = |cursor: &str| {
+            RunId::parse(cursor).map(|id| id.internal().to_owned()).map_err(|_| {
+                EngineError::Invalid(format!(
+                    "invalid page cursor {cursor:?}: pass a pagination.next or pagination.previous value back unchanged"
+                ))
+            })
+        };
+        let cursor = match (&request.before, &request.after) {
+            (Some(before), _) => Cursor::Before(cursor_id(before)?),
+            (None, Some(after)) => Cursor::After(cursor_id(after)?),
+            (None, None) => Cursor::Newest,
+        };
+        let now = self.inner.clock.now();
+        let from = match (request.period.map(|p| now.saturating_sub(p)), request.from) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        let query = RunListQuery {
+            environment_id: environment.id.clone(),
+            statuses: request.statuses.clone(),
+            task_ids: request.task_ids.clone(),
+            idempotency_key: request.idempotency_key.clone(),
+            tags: request.tags.clone(),
+            id_at_least: from.map(internal_floor),
+            id_below: request.to.map(|to| internal_floor(to.saturating_add(Duration::from_millis(1)))),
+            cursor: cursor.clone(),
+            limit: size + 1,
+            now,
+        };
+        let mut rows = self.inner.store.run_list(&query).await?;
+        let has_more = rows.len() > size;
+        rows.truncate(size);
+        let cursor_of = |run: &Run| run.id.internal().to_owned();
+        Ok(match cursor {
+            Cursor::Newest | Cursor::After(_) => RunPage {
+                next: has_more.then(|| rows.last().map(cursor_of)).flatten(),
+                previous: matches!(cursor, Cursor::After(_)).then(|| rows.first().map(cursor_of)).flatten(),
+                runs: rows,
+            },
+            Cursor::Before(_) => {
+                rows.reverse();
+                RunPage {
+                    next: rows.last().map(cursor_of),
+                    previous: has_more.then(|| rows.first().map(cursor_of)).flatten(),
+                    runs: rows,
+                }
+            }
+        })
+    }
+
+    /// Cancels the run `id`; canceling a finished run changes nothing.
+    pub async fn cancel_run(&self, environment: &Environment, id: &str) -> Result<Run> {
+        let run = parse_run_id(id)?;
+        let op = WriteOp::RunCancel { run, environment_id: environment.id.clone(), at: self.inner.clock.now() };
+        match self.inner.writer.write(op).await? {
+            WriteOutcome::RunFinished(run) | WriteOutcome::RunUnchanged(run) => Ok(run),
+            WriteOutcome::NotFound => Err(run_not_found()),
+            other => Err(EngineError::Storage(format!("unexpected outcome of a cancel: {other:?}"))),
+        }
+    }
+
+    /// A worker's poll: records that it is alive, gives back the runs it holds without knowing
+    /// (those not in `holding`), then hands it up to `slots` queued runs per task, waiting up
+    /// to `wait` for some to become available.
+    pub async fn poll_runs(
+        &self,
+        environment: &Environment,
+        worker: &str,
+        tasks: &[(String, u32)],
+        holding: &[String],
+        wait: Duration,
+    ) -> Result<Vec<Claim>> {
+        let inner = &self.inner;
+        let worker = WorkerId::parse(worker).map_err(|error| EngineError::Invalid(error.to_string()))?;
+        for (task, slots) in tasks {
+            validate_task_id(task)?;
+            if *slots > MAX_SLOTS {
+                return Err(EngineError::Invalid(format!("slots must be at most {MAX_SLOTS}, got {slots}")));
+            }
+        }
+        let holding = holding.iter().map(|id| parse_run_id(id)).collect::<Result<Vec<RunId>>>()?;
+        inner.worker_seen(environment, &worker).await?;
+        let wanted: Vec<(String, usize)> =
+            tasks.iter().filter(|(_, slots)| *slots > 0).map(|(task, slots)| (task.clone(), *slots as usize)).collect();
+        let task_ids: Vec<String> = wanted.iter().map(|(task, _)| task.clone()).collect();
+        let deadline = inner.clock.now().saturating_add(wait.min(MAX_POLL_WAIT));
+        loop {
+            let mut ready = pin!(inner.runs_ready.notified());
+            ready.as_mut().enable();
+            let now = inner.clock.now();
+            {
+                let claim = RunClaim {
+                    environment_id: environment.id.clone(),
+                    worker: worker.clone(),
+                    tasks: wanted.clone(),
+                    now,
+                    alive_since: now.saturating_sub(inner.config.worker_timeout),
+                    sticky_for: inner.config.sticky_for,
+                    holding: holding.clone(),
+                };
+                match inner.writer.write(WriteOp::RunClaim(claim)).await? {
+                    WriteOutcome::Claimed(claims) if !claims.is_empty() => return Ok(claims),
+                    WriteOutcome::Claimed(_) => {}
+                    other => return Err(EngineError::Storage(format!("unexpected outcome of a claim: {other:?}"))),
+                }
+            }
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            let next = if task_ids.is_empty() {
+                None
+            } else {
+                inner.store.run_next_available(&environment.id, &task_ids, now).await?
+            };
+            // Sticky runs become free to others after a while, and other nodes do not wake us.
+            let wake = deadline.min(now.saturating_add(POLL_RECHECK)).min(next.unwrap_or(deadline));
+            tokio::select! {
+                _ = ready => {}
+                _ = inner.clock.sleep_until(wake) => {}
+            }
+        }
+    }
+
+    /// The journal of a run of `environment`, with the URL of every token it created.
+    pub async fn run_journal(&self, environment: &Environment, id: &str) -> Result<Vec<JournalEntry>> {
+        let run = self.owned_run(environment, &parse_run_id(id)?).await?;
+        let entries = self.inner.store.run_journal(&run.id).await?;
+        Ok(entries.into_iter().map(|entry| self.enriched(environment, entry)).collect())
+    }
+
+    /// Adds the URL and a public access token to a `CREATE_TOKEN` entry's result, which stores
+    /// only the token's id (the URL can be derived, the access token is minted per call).
+    fn enriched(&self, environment: &Environment, mut entry: JournalEntry) -> JournalEntry {
+        if entry.kind != JournalKind::CreateToken {
+            return entry;
+        }
+        let parsed = entry.result.as_deref().and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok());
+        if let Some(mut result) = parsed
+            && let Some(id) = result["id"].as_str().and_then(|id| WaitpointId::parse(id).ok())
+        {
+            result["url"] = self.callback_url(environment, &id).into();
+            result["publicAccessToken"] =
+                crate::auth::sign_public_token(environment, &id, self.inner.clock.now()).into();
+            entry.result = Some(result.to_string());
+        }
+        entry
+    }
+
+    /// Records the result of an operation the run performed live (a step, a token completed,
+    /// retrieved or listed). Recording a position again returns what is recorded there.
+    pub async fn record(
+        &self,
+        environment: &Environment,
+        id: &str,
+        epoch: u64,
+        entry: JournalEntry,
+    ) -> Result<JournalEntry> {
+        let run = parse_run_id(id)?;
+        if entry.result.is_none() {
+            return Err(EngineError::Invalid("a recorded entry needs a result".into()));
+        }
+        if matches!(entry.kind, JournalKind::CreateToken | JournalKind::WaitToken | JournalKind::WaitDatetime) {
+            return Err(EngineError::Invalid(format!(
+                "{} entries are recorded by their own calls (tokens, wait), not by record",
+                entry.kind
+            )));
+        }
+        let op = RunRecord { run: run.clone(), environment_id: environment.id.clone(), epoch, entry };
+        match self.inner.writer.write(WriteOp::RunRecord(op)).await? {
+            WriteOutcome::Recorded(entry) => Ok(entry),
+            other => Err(protocol_error(&run, other)),
+        }
+    }
+
+    /// Creates a token for a run at journal position `seq`; on a retry or on replay, returns
+    /// the token recorded there.
+    pub async fn create_run_token(
+        &self,
+        environment: &Environment,
+        id: &str,
+        epoch: u64,
+        seq: u32,
+        request: &CreateTokenRequest,
+    ) -> Result<(JournalEntry, CreatedToken)> {
+        let run = parse_run_id(id)?;
+        let now = self.inner.clock.now();
+        let waitpoint = self.prepare_token(environment, request, now)?;
+        let op = RunCreateToken { run: run.clone(), environment_id: environment.id.clone(), epoch, seq, waitpoint };
+        let entry = match self.inner.writer.write(WriteOp::RunCreateToken(op)).await? {
+            WriteOutcome::Recorded(entry) => entry,
+            other => return Err(protocol_error(&run, other)),
+        };
+        let token_id = entry
+            .result
+            .as_deref()
+            .and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok())
+            .and_then(|r| r["id"].as_str().and_then(|id| WaitpointId::parse(id).ok()))
+            .ok_or_else(|| EngineError::Storage(format!("unreadable CREATE_TOKEN entry of {run}")))?;
+        let token = match self.inner.store.waitpoint_get(&token_id).await {
+            Ok(token) => token,
+            Err(error) => return Err(error.into()),
+        };
+        if let Some(deadline) = token.timeout_at {
+            self.inner.deadline_added(deadline);
+        }
+        let is_cached = entry.result.as_deref().is_some_and(|r| r.contains("\"isCached\":true"));
+        let created = self.created_token(environment, token, is_cached);
+        Ok((self.enriched(environment, entry), created))
+    }
+
+    /// Makes the run wait at journal position `seq`: on a token, or until a time. Answers at
+    /// once when the waitpoint has finished; otherwise the run is suspended.
+    pub async fn wait(
+        &self,
+        environment: &Environment,
+        id: &str,
+        epoch: u64,
+        seq: u32,
+        wait_for: &WaitFor,
+    ) -> Result<WaitAnswer> {
+        let run = parse_run_id(id)?;
+        let now = self.inner.clock.now();
+        let (kind, name, waitpoint, create) = match wait_for {
+            WaitFor::Token { id: token } => {
+                let token = WaitpointId::parse(token).map_err(|error| EngineError::Invalid(error.to_string()))?;
+                (JournalKind::WaitToken, token.public(), token, None)
+            }
+            WaitFor::Datetime { until, name } => {
+                if name.is_empty() || name.contains('\0') {
+                    return Err(EngineError::Invalid("a datetime wait needs a name without NUL characters".into()));
+                }
+                let id = self.inner.ids.waitpoint(now);
+                let datetime = Waitpoint {
+                    id: id.clone(),
+                    kind: WaitpointKind::Datetime,
+                    environment_id: environment.id.clone(),
+                    state: WaitpointState::Waiting,
+                    idempotency_key: None,
+                    inactive_idempotency_key: None,
+                    idempotency_key_expires_at: None,
+                    timeout_at: Some(*until),
+                    tags: Vec::new(),
+                    created_at: id.created_at().unwrap_or(now),
+                };
+                (JournalKind::WaitDatetime, name.clone(), id, Some(datetime))
+            }
+        };
+        let deadline = create.as_ref().and_then(|w| w.timeout_at);
+        let op = RunWait {
+            run: run.clone(),
+            environment_id: environment.id.clone(),
+            epoch,
+            seq,
+            kind,
+            name,
+            waitpoint,
+            create,
+            at: now,
+        };
+        match self.inner.writer.write(WriteOp::RunWait(op)).await? {
+            WriteOutcome::Recorded(entry) => Ok(WaitAnswer { entry, suspended: false }),
+            WriteOutcome::Suspended(suspended) => {
+                if let Some(deadline) = deadline {
+                    self.inner.deadline_added(deadline);
+                }
+                let entry = match &suspended.state {
+                    RunState::Waiting { waitpoint, seq } => {
+                        JournalEntry { seq: *seq, kind, name: waitpoint_name(kind, waitpoint, wait_for), result: None }
+                    }
+                    _ => return Err(EngineError::Storage(format!("{run} suspended without waiting"))),
+                };
+                Ok(WaitAnswer { entry, suspended: true })
+            }
+            WriteOutcome::NotFound => Err(EngineError::NotFound("Run or waitpoint not found".into())),
+            other => Err(protocol_error(&run, other)),
+        }
+    }
+
+    /// Ends the run's attempt with `output` (JSON text): the run completes.
+    pub async fn complete_attempt(
+        &self,
+        environment: &Environment,
+        id: &str,
+        epoch: u64,
+        output: String,
+    ) -> Result<Run> {
+        self.end_attempt(environment, id, epoch, RunOutcome::Completed { output }).await
+    }
+
+    /// Ends the run's attempt with `error`. With `retry_after`, and attempts left, the run is
+    /// queued again after that long; otherwise it fails.
+    pub async fn fail_attempt(
+        &self,
+        environment: &Environment,
+        id: &str,
+        epoch: u64,
+        error: RunError,
+        retry_after: Option<Duration>,
+    ) -> Result<Run> {
+        let retry_at = retry_after.map(|after| self.inner.clock.now().saturating_add(after));
+        self.end_attempt(environment, id, epoch, RunOutcome::Failed { error, retry_at }).await
+    }
+
+    async fn end_attempt(&self, environment: &Environment, id: &str, epoch: u64, outcome: RunOutcome) -> Result<Run> {
+        let run = parse_run_id(id)?;
+        let op = RunFinish {
+            run: run.clone(),
+            environment_id: environment.id.clone(),
+            epoch,
+            outcome,
+            at: self.inner.clock.now(),
+        };
+        match self.inner.writer.write(WriteOp::RunFinish(op)).await? {
+            WriteOutcome::RunFinished(run) => {
+                if matches!(run.state, RunState::Queued { .. }) {
+                    self.inner.runs_ready.notify_waiters();
+                }
+                Ok(run)
+            }
+            other => Err(protocol_error(&run, other)),
+        }
+    }
+}
+
+/// The name a wait's entry carries.
+fn waitpoint_name(kind: JournalKind, waitpoint: &WaitpointId, wait_for: &WaitFor) -> String {
+    match (kind, wait_for) {
+        (JournalKind::WaitDatetime, WaitFor::Datetime { name, .. }) => name.clone(),
+        _ => waitpoint.public(),
+    }
+}
+
+impl Inner {
+    /// Records that `worker` is alive, at most every quarter of the worker timeout.
+    pub(crate) async fn worker_seen(&self, environment: &Environment, worker: &WorkerId) -> Result<()> {
+        let now = self.clock.now();
+        let every = self.config.worker_timeout / 4;
+        {
+            let mut seen = self.workers_seen.lock().unwrap_or_else(|p| p.into_inner());
+            match seen.get(worker) {
+                Some(last) if now.duration_since(*last) < every && *last <= now => return Ok(()),
+                _ => {
+                    seen.insert(worker.clone(), now);
+                }
+            }
+        }
+        let op = WorkerSeen { worker: worker.clone(), environment_id: environment.id.clone(), at: now };
+        self.writer.write(WriteOp::WorkerSeen(op)).await?;
+        Ok(())
+    }
+}
+
+/// Gives back the runs of workers that stopped, every quarter of the worker timeout, until
+/// `shutdown` turns true.
+pub(crate) async fn release_loop(inner: std::sync::Arc<Inner>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let every = inner.config.worker_timeout / 4;
+    loop {
+        let now = inner.clock.now();
+        let release = RunsRelease { alive_since: now.saturating_sub(inner.config.worker_timeout), now };
+        match inner.writer.write(WriteOp::RunsRelease(release)).await {
+            Ok(WriteOutcome::Released(released)) if !released.is_empty() => {
+                tracing::info!(runs = released.len(), "released the runs of stopped workers");
+                inner.runs_ready.notify_waiters();
+            }
+            Ok(_) => {}
+            Err(EngineError::ShuttingDown) => return,
+            Err(error) => tracing::error!(%error, "releasing the runs of stopped workers failed"),
+        }
+        forget_old_workers(&inner, now);
+        tokio::select! {
+            _ = inner.clock.sleep_until(now.saturating_add(every)) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// Drops the throttle entries of workers not seen for a while, so the map stays small.
+fn forget_old_workers(inner: &Inner, now: Timestamp) {
+    let horizon = now.saturating_sub(inner.config.worker_timeout);
+    let mut seen = inner.workers_seen.lock().unwrap_or_else(|p| p.into_inner());
+    seen.retain(|_, last| *last >= horizon);
+}

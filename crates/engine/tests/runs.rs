@@ -1,0 +1,268 @@
+//! Runs through the engine over a real SQLite database with a manual clock: trigger, claim,
+//! journal, suspend and resume, datetime waits, retries, cancel, and stopped workers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tempfile::TempDir;
+use waitpoint_engine::environments::create_environment;
+use waitpoint_engine::{Engine, EngineConfig, EngineError, ListRuns, ManualClock, Principal};
+use waitpoint_types::api::worker::WaitFor;
+use waitpoint_types::api::{CreateTokenRequest, TriggerOptions};
+use waitpoint_types::{
+    Environment, IdGenerator, JournalEntry, JournalKind, Output, RunError, RunState, RunStatus, Timestamp, WorkerId,
+};
+
+const START: i64 = 1_764_000_000_000;
+
+struct Harness {
+    _dir: TempDir,
+    clock: ManualClock,
+    engine: Engine,
+    dev: Environment,
+    ids: IdGenerator,
+}
+
+impl Harness {
+    async fn new() -> Self {
+        let dir = TempDir::new().unwrap();
+        let clock = ManualClock::new(Timestamp::from_millis(START));
+        let store = waitpoint_sqlite::SqliteStore::open(dir.path().join("db")).await.unwrap();
+        let dev = create_environment(&store, &clock, "dev").await.unwrap();
+        let engine = Engine::start(Arc::new(store), Arc::new(clock.clone()), EngineConfig::default());
+        Self { _dir: dir, clock, engine, dev, ids: IdGenerator::new() }
+    }
+
+    fn worker(&self) -> String {
+        self.ids.worker(Timestamp::from_millis(START)).public()
+    }
+
+    async fn trigger(&self, task: &str, options: TriggerOptions) -> String {
+        self.engine.trigger_run(&self.dev, task, r#"{"n":1}"#.into(), &options).await.unwrap().run.id.public()
+    }
+
+    /// Polls without waiting.
+    async fn poll(&self, worker: &str, task: &str, slots: u32) -> Vec<waitpoint_storage::Claim> {
+        self.engine.poll_runs(&self.dev, worker, &[(task.to_owned(), slots)], &[], Duration::ZERO).await.unwrap()
+    }
+
+    async fn status(&self, run: &str) -> RunStatus {
+        let view = self.engine.get_run(&self.dev, run).await.unwrap();
+        view.run.status(self.clock.now_for_tests())
+    }
+}
+
+trait Now {
+    fn now_for_tests(&self) -> Timestamp;
+}
+
+impl Now for ManualClock {
+    fn now_for_tests(&self) -> Timestamp {
+        waitpoint_engine::Clock::now(self)
+    }
+}
+
+fn step(seq: u32, name: &str, result: &str) -> JournalEntry {
+    JournalEntry { seq, kind: JournalKind::Step, name: name.into(), result: Some(result.into()) }
+}
+
+#[tokio::test]
+async fn a_run_is_triggered_claimed_journaled_and_completed() {
+    let h = Harness::new().await;
+    let id = h.trigger("email", TriggerOptions { tags: Some(vec!["user:1".into()]), ..Default::default() }).await;
+    assert!(id.starts_with("run_"));
+    assert_eq!(h.status(&id).await, RunStatus::Queued);
+
+    let worker = h.worker();
+    let claims = h.poll(&worker, "email", 5).await;
+    assert_eq!(claims.len(), 1);
+    let run = &claims[0].run;
+    assert_eq!((run.epoch, run.attempt, run.payload.as_str()), (1, 1, r#"{"n":1}"#));
+    assert_eq!(h.status(&id).await, RunStatus::Executing);
+
+    let recorded = h.engine.record(&h.dev, &id, 1, step(0, "send", r#""sent""#)).await.unwrap();
+    assert_eq!(recorded, step(0, "send", r#""sent""#));
+    let mismatch = h.engine.record(&h.dev, &id, 1, step(0, "other", "1")).await;
+    assert!(matches!(mismatch, Err(EngineError::JournalMismatch(_))), "{mismatch:?}");
+    let stale = h.engine.record(&h.dev, &id, 0, step(1, "x", "1")).await;
+    assert!(matches!(stale, Err(EngineError::RunMovedOn(_))), "{stale:?}");
+
+    let done = h.engine.complete_attempt(&h.dev, &id, 1, r#"{"ok":true}"#.into()).await.unwrap();
+    assert_eq!(done.state, RunState::Completed { at: Timestamp::from_millis(START), output: r#"{"ok":true}"#.into() });
+    assert!(h.poll(&worker, "email", 5).await.is_empty());
+    assert_eq!(h.engine.run_journal(&h.dev, &id).await.unwrap(), [step(0, "send", r#""sent""#)]);
+}
+
+#[tokio::test]
+async fn a_wait_suspends_the_run_and_the_token_completion_resumes_it_on_its_worker() {
+    let h = Harness::new().await;
+    let id = h.trigger("approval", TriggerOptions::default()).await;
+    let worker = h.worker();
+    let held = h.poll(&worker, "approval", 1).await.remove(0).run;
+
+    let request = CreateTokenRequest { timeout: Some("1h".into()), ..Default::default() };
+    let (entry, token) = h.engine.create_run_token(&h.dev, &id, held.epoch, 0, &request).await.unwrap();
+    assert_eq!(entry.kind, JournalKind::CreateToken);
+    let result: serde_json::Value = serde_json::from_str(entry.result.as_deref().unwrap()).unwrap();
+    assert_eq!(result["id"], token.waitpoint.id.public());
+    assert_eq!(result["url"], token.url);
+    let (again, same) = h.engine.create_run_token(&h.dev, &id, held.epoch, 0, &request).await.unwrap();
+    assert_eq!(same.waitpoint.id, token.waitpoint.id, "a retried create is the same token");
+    assert_eq!(again.seq, 0);
+
+    let wait_for = WaitFor::Token { id: token.waitpoint.id.public() };
+    let answer = h.engine.wait(&h.dev, &id, held.epoch, 1, &wait_for).await.unwrap();
+    assert!(answer.suspended);
+    assert_eq!(h.status(&id).await, RunStatus::Waiting);
+    let view = h.engine.get_run(&h.dev, &id).await.unwrap();
+    assert_eq!(view.waiting_on.map(|w| w.id), Some(token.waitpoint.id.clone()));
+
+    // The worker polls; the completion wakes its poll, which hands the run back with the result.
+    let poll = {
+        let (engine, dev, worker) = (h.engine.clone(), h.dev.clone(), worker.clone());
+        tokio::spawn(async move {
+            engine.poll_runs(&dev, &worker, &[("approval".into(), 1)], &[], Duration::from_secs(30)).await.unwrap()
+        })
+    };
+    tokio::task::yield_now().await;
+    let principal = Principal::SecretKey(h.dev.clone());
+    let output = Some(Output::from_json_text(r#"{"status":"approved"}"#));
+    h.engine.complete_token(&principal, &token.waitpoint.id.public(), output).await.unwrap();
+    let claims = poll.await.unwrap();
+    assert_eq!(claims.len(), 1);
+    let resumed = claims[0].resumed.clone().unwrap();
+    assert_eq!(resumed.seq, 1);
+    assert_eq!(resumed.result.as_deref(), Some(r#"{"ok":true,"output":{"status":"approved"}}"#));
+    assert_eq!(claims[0].run.epoch, held.epoch + 1);
+}
+
+#[tokio::test]
+async fn a_token_completed_before_the_wait_answers_at_once() {
+    let h = Harness::new().await;
+    let id = h.trigger("t", TriggerOptions::default()).await;
+    let held = h.poll(&h.worker(), "t", 1).await.remove(0).run;
+    let token = h.engine.create_token(&h.dev, &CreateTokenRequest::default()).await.unwrap();
+    let principal = Principal::SecretKey(h.dev.clone());
+    h.engine
+        .complete_token(&principal, &token.waitpoint.id.public(), Some(Output::from_text("early".into())))
+        .await
+        .unwrap();
+    let wait_for = WaitFor::Token { id: token.waitpoint.id.public() };
+    let answer = h.engine.wait(&h.dev, &id, held.epoch, 0, &wait_for).await.unwrap();
+    assert!(!answer.suspended);
+    assert_eq!(answer.entry.result.as_deref(), Some(r#"{"ok":true,"output":"early"}"#));
+    assert_eq!(h.status(&id).await, RunStatus::Executing);
+}
+
+#[tokio::test]
+async fn a_datetime_wait_resumes_when_the_clock_reaches_it() {
+    let h = Harness::new().await;
+    let id = h.trigger("sleepy", TriggerOptions::default()).await;
+    let worker = h.worker();
+    let held = h.poll(&worker, "sleepy", 1).await.remove(0).run;
+    let until = Timestamp::from_millis(START + 60_000);
+    let wait_for = WaitFor::Datetime { until, name: "for 1m".into() };
+    assert!(h.engine.wait(&h.dev, &id, held.epoch, 0, &wait_for).await.unwrap().suspended);
+    let mut events = h.engine.subscribe();
+    h.clock.advance(Duration::from_secs(60));
+    let finished = events.recv().await.unwrap();
+    assert_eq!(finished.timeout_at, Some(until));
+    assert_eq!(h.status(&id).await, RunStatus::Queued);
+    let claim = h.poll(&worker, "sleepy", 1).await.remove(0);
+    assert_eq!(claim.resumed.unwrap().result.as_deref(), Some(r#"{"ok":true,"output":null}"#));
+}
+
+#[tokio::test]
+async fn failed_attempts_retry_after_their_delay_until_attempts_run_out() {
+    let h = Harness::new().await;
+    let id = h.trigger("flaky", TriggerOptions { max_attempts: Some(2), ..Default::default() }).await;
+    let worker = h.worker();
+    let first = h.poll(&worker, "flaky", 1).await.remove(0).run;
+    let error = RunError::new("TaskError", "boom");
+    let retrying =
+        h.engine.fail_attempt(&h.dev, &id, first.epoch, error.clone(), Some(Duration::from_secs(5))).await.unwrap();
+    assert_eq!(retrying.attempt, 2);
+    assert_eq!(h.status(&id).await, RunStatus::Delayed);
+    assert!(h.poll(&worker, "flaky", 1).await.is_empty());
+    h.clock.advance(Duration::from_secs(5));
+    let second = h.poll(&worker, "flaky", 1).await.remove(0).run;
+    let failed =
+        h.engine.fail_attempt(&h.dev, &id, second.epoch, error.clone(), Some(Duration::from_secs(5))).await.unwrap();
+    assert!(matches!(failed.state, RunState::Failed { .. }));
+    assert_eq!(h.status(&id).await, RunStatus::Failed);
+}
+
+#[tokio::test]
+async fn a_delayed_trigger_waits_and_a_poll_sleeps_until_it_is_due() {
+    let h = Harness::new().await;
+    let id = h.trigger("later", TriggerOptions { delay: Some("10m".into()), ..Default::default() }).await;
+    assert_eq!(h.status(&id).await, RunStatus::Delayed);
+    let poll = {
+        let (engine, dev, worker) = (h.engine.clone(), h.dev.clone(), h.worker());
+        tokio::spawn(async move {
+            engine.poll_runs(&dev, &worker, &[("later".into(), 1)], &[], Duration::from_secs(30)).await
+        })
+    };
+    tokio::task::yield_now().await;
+    h.clock.advance(Duration::from_secs(600));
+    let claims = poll.await.unwrap().unwrap();
+    assert_eq!(claims[0].run.id.public(), id);
+}
+
+#[tokio::test]
+async fn idempotent_triggers_and_bad_options_are_answered_clearly() {
+    let h = Harness::new().await;
+    let options = TriggerOptions { idempotency_key: Some("order-1".into()), ..Default::default() };
+    let first = h.engine.trigger_run(&h.dev, "t", "1".into(), &options).await.unwrap();
+    let again = h.engine.trigger_run(&h.dev, "t", "2".into(), &options).await.unwrap();
+    assert!(!first.is_cached && again.is_cached);
+    assert_eq!(again.run.id, first.run.id);
+    let cases = [
+        ("bad task!", TriggerOptions::default(), "task id"),
+        ("t", TriggerOptions { max_attempts: Some(0), ..Default::default() }, "maxAttempts"),
+        ("t", TriggerOptions { delay: Some("2020-01-01T00:00:00Z".into()), ..Default::default() }, "delay"),
+        ("t", TriggerOptions { delay: Some("soon".into()), ..Default::default() }, "delay"),
+        ("t", TriggerOptions { idempotency_key_ttl: Some("1h".into()), ..Default::default() }, "idempotencyKey"),
+    ];
+    for (task, options, hint) in cases {
+        match h.engine.trigger_run(&h.dev, task, "1".into(), &options).await {
+            Err(EngineError::Invalid(message)) => assert!(message.contains(hint), "{message}"),
+            other => panic!("{options:?}: {other:?}"),
+        }
+    }
+    let listed = h.engine.list_runs(&h.dev, &ListRuns::default()).await.unwrap();
+    assert_eq!(listed.runs.len(), 1);
+}
+
+#[tokio::test]
+async fn cancel_ends_a_waiting_run_and_fences_its_worker() {
+    let h = Harness::new().await;
+    let id = h.trigger("t", TriggerOptions::default()).await;
+    let held = h.poll(&h.worker(), "t", 1).await.remove(0).run;
+    let canceled = h.engine.cancel_run(&h.dev, &id).await.unwrap();
+    assert!(matches!(canceled.state, RunState::Canceled { .. }));
+    let late = h.engine.complete_attempt(&h.dev, &id, held.epoch, "1".into()).await;
+    assert!(matches!(late, Err(EngineError::RunMovedOn(_))));
+    assert!(matches!(h.engine.cancel_run(&h.dev, "run_cnothere").await, Err(EngineError::NotFound(_))));
+}
+
+#[tokio::test]
+async fn the_runs_of_a_worker_that_stops_polling_go_to_another_worker() {
+    let h = Harness::new().await;
+    let id = h.trigger("t", TriggerOptions::default()).await;
+    let (gone, alive) = (h.worker(), h.worker());
+    let held = h.poll(&gone, "t", 1).await.remove(0).run;
+    assert_eq!(held.state, RunState::Executing { worker: WorkerId::parse(&gone).unwrap() });
+    // The alive worker keeps polling; the other is silent past the worker timeout.
+    for _ in 0..20 {
+        h.clock.advance(Duration::from_secs(5));
+        tokio::task::yield_now().await;
+        let claims = h.poll(&alive, "t", 1).await;
+        if let Some(claim) = claims.into_iter().next() {
+            assert_eq!(claim.run.id.public(), id);
+            assert_eq!(claim.run.epoch, held.epoch + 1);
+            return;
+        }
+    }
+    panic!("the run of the stopped worker was never released");
+}

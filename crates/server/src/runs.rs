@@ -1,0 +1,197 @@
+//! The run routes: trigger, retrieve, list and cancel runs (secret key), and the worker
+//! protocol a worker uses to take runs and record what they do (secret key too).
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use waitpoint_engine::Engine;
+use waitpoint_types::api::worker::{
+    CompleteAttemptRequest, FailAttemptRequest, JournalResponse, PollRequest, PollResponse, RecordRequest,
+    RunTokenRequest, RunTokenResponse, WaitRequest, WaitResponse,
+};
+use waitpoint_types::api::{CreateTokenResponse, Page, Pagination, RunDetail, TriggerResponse};
+use waitpoint_types::{JournalEntry, JournalKind, RunError};
+
+use crate::body::{self, Length, OUTPUT_LIMIT};
+use crate::error::ApiError;
+use crate::tokens::bearer;
+use crate::{present, query};
+
+/// Protocol bodies other than outputs are small.
+const PROTOCOL_LIMIT: usize = 64 * 1024;
+
+/// `POST /api/v1/tasks/{taskId}/trigger`: start a run.
+pub(crate) async fn trigger(
+    State(engine): State<Engine>,
+    headers: HeaderMap,
+    Path(task_id): Path<String>,
+    body: Body,
+) -> Result<Json<TriggerResponse>, ApiError> {
+    let environment = engine.authenticate_secret_key(bearer(&headers)).await?;
+    let bytes = body::read(&headers, body, OUTPUT_LIMIT, Length::Optional).await?;
+    let (payload, options) = body::parse_trigger(&bytes)?;
+    let triggered = engine.trigger_run(&environment, &task_id, payload, &options).await?;
+    Ok(Json(TriggerResponse { id: triggered.run.id.public(), is_cached: triggered.is_cached }))
+}
+
+/// `GET /api/v1/runs/{id}`: a run with its payload, output or error, and what it waits on.
+pub(crate) async fn retrieve(
+    State(engine): State<Engine>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<RunDetail>, ApiError> {
+    let environment = engine.authenticate_secret_key(bearer(&headers)).await?;
+    let view = engine.get_run(&environment, &id).await?;
+    Ok(Json(present::run(&view, engine.clock().now(), true)))
+}
+
+/// `GET /api/v1/runs`: runs, newest first.
+pub(crate) async fn list(
+    State(engine): State<Engine>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Page<RunDetail>>, ApiError> {
+    let environment = engine.authenticate_secret_key(bearer(&headers)).await?;
+    let request = query::parse_run_list(raw.as_deref())?;
+    let page = engine.list_runs(&environment, &request).await?;
+    let now = engine.clock().now();
+    let data = page
+        .runs
+        .into_iter()
+        .map(|run| present::run(&waitpoint_engine::RunView { run, waiting_on: None }, now, false))
+        .collect();
+    Ok(Json(Page { data, pagination: Pagination { next: page.next, previous: page.previous } }))
+}
+
+/// `POST /api/v1/runs/{id}/cancel`: cancel a run that has not finished.
+pub(crate) async fn cancel(
+    State(engine): State<Engine>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<RunDetail>, ApiError> {
+    let environment = engine.authenticate_secret_key(bearer(&headers)).await?;
+    let run = engine.cancel_run(&environment, &id).await?;
+    let view = waitpoint_engine::RunView { run, waiting_on: None };
+    Ok(Json(present::run(&view, engine.clock().now(), true)))
+}
+
+/// `POST /api/v1/workers/{workerId}/poll`: take queued runs (and say the worker is alive).
+pub(crate) async fn poll(
+    State(engine): State<Engine>,
+    headers: HeaderMap,
+    Path(worker): Path<String>,
+    body: Body,
+) -> Result<Json<PollResponse>, ApiError> {
+    let environment = engine.authenticate_secret_key(bearer(&headers)).await?;
+    let request: PollRequest = body::parse_json(&body::read(&headers, body, PROTOCOL_LIMIT, Length::Optional).await?)?;
+    let tasks: Vec<(String, u32)> = request.tasks.into_iter().map(|task| (task.id, task.slots)).collect();
+    let wait = Duration::from_millis(request.wait_ms);
+    let claims = engine.poll_runs(&environment, &worker, &tasks, &request.holding, wait).await?;
+    Ok(Json(PollResponse { runs: claims.iter().map(present::claim).collect() }))
+}
+
+/// `GET /api/v1/runs/{id}/journal`: every recorded operation, for replay.
+pub(crate) async fn journal(
+    State(engine): State<Engine>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<JournalResponse>, ApiError> {
+    let environment = engine.authenticate_secret_key(bearer(&headers)).await?;
+    let entries = engine.run_journal(&environment, &id).await?;
+    Ok(Json(JournalResponse { entries: entries.iter().map(present::entry).collect() }))
+}
+
+/// `POST /api/v1/runs/{id}/journal`: record an operation's result.
+pub(crate) async fn record(
+    State(engine): State<Engine>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let environment = engine.authenticate_secret_key(bearer(&headers)).await?;
+    let request: RecordRequest = body::parse_json(&body::read(&headers, body, OUTPUT_LIMIT, Length::Optional).await?)?;
+    let kind = JournalKind::parse(&request.entry.kind).ok_or_else(|| {
+        let kinds: Vec<&str> = JournalKind::ALL.iter().map(|k| k.as_str()).collect();
+        ApiError::bad_request(format!("unknown entry kind {:?}: use one of {}", request.entry.kind, kinds.join(", ")))
+    })?;
+    let entry = JournalEntry {
+        seq: request.entry.seq,
+        kind,
+        name: request.entry.name,
+        result: request.entry.result.map(|result| result.to_string()),
+    };
+    if entry.name.contains('\0') {
+        return Err(ApiError::bad_request("entry names cannot hold NUL characters"));
+    }
+    let recorded = engine.record(&environment, &id, request.epoch, entry).await?;
+    Ok(Json(serde_json::json!({ "entry": present::entry(&recorded) })))
+}
+
+/// `POST /api/v1/runs/{id}/tokens`: create a token for the run, once per journal position.
+pub(crate) async fn create_token(
+    State(engine): State<Engine>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<RunTokenResponse>, ApiError> {
+    let environment = engine.authenticate_secret_key(bearer(&headers)).await?;
+    let request: RunTokenRequest =
+        body::parse_json(&body::read(&headers, body, PROTOCOL_LIMIT, Length::Optional).await?)?;
+    let (entry, created) =
+        engine.create_run_token(&environment, &id, request.epoch, request.seq, &request.options).await?;
+    let token = CreateTokenResponse {
+        id: created.waitpoint.id.public(),
+        is_cached: created.is_cached,
+        url: created.url,
+        public_access_token: created.public_access_token,
+    };
+    Ok(Json(RunTokenResponse { entry: present::entry(&entry), token }))
+}
+
+/// `POST /api/v1/runs/{id}/wait`: wait on a token or until a time; the run may suspend.
+pub(crate) async fn wait(
+    State(engine): State<Engine>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<WaitResponse>, ApiError> {
+    let environment = engine.authenticate_secret_key(bearer(&headers)).await?;
+    let request: WaitRequest = body::parse_json(&body::read(&headers, body, PROTOCOL_LIMIT, Length::Optional).await?)?;
+    let answer = engine.wait(&environment, &id, request.epoch, request.seq, &request.wait_for).await?;
+    Ok(Json(WaitResponse { entry: present::entry(&answer.entry), suspended: answer.suspended }))
+}
+
+/// `POST /api/v1/runs/{id}/attempt/complete`: the task returned its output.
+pub(crate) async fn complete_attempt(
+    State(engine): State<Engine>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<RunDetail>, ApiError> {
+    let environment = engine.authenticate_secret_key(bearer(&headers)).await?;
+    let request: CompleteAttemptRequest =
+        body::parse_json(&body::read(&headers, body, OUTPUT_LIMIT, Length::Optional).await?)?;
+    let run = engine.complete_attempt(&environment, &id, request.epoch, request.output.to_string()).await?;
+    let view = waitpoint_engine::RunView { run, waiting_on: None };
+    Ok(Json(present::run(&view, engine.clock().now(), false)))
+}
+
+/// `POST /api/v1/runs/{id}/attempt/fail`: the attempt failed; retry or fail the run.
+pub(crate) async fn fail_attempt(
+    State(engine): State<Engine>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<RunDetail>, ApiError> {
+    let environment = engine.authenticate_secret_key(bearer(&headers)).await?;
+    let request: FailAttemptRequest =
+        body::parse_json(&body::read(&headers, body, PROTOCOL_LIMIT, Length::Optional).await?)?;
+    let error = RunError::new(request.error.name, request.error.message);
+    let retry_after = request.retry_after_ms.map(Duration::from_millis);
+    let run = engine.fail_attempt(&environment, &id, request.epoch, error, retry_after).await?;
+    let view = waitpoint_engine::RunView { run, waiting_on: None };
+    Ok(Json(present::run(&view, engine.clock().now(), false)))
+}
