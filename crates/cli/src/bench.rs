@@ -29,6 +29,11 @@ pub(crate) enum BenchCommand {
     Tokens(TokensArgs),
     /// List-page latency with many tokens stored (optionally creating them first)
     List(ListArgs),
+    /// The standard workload: N runs wait on tokens, then every token is completed by a POST
+    Runs(crate::bench_runs::RunsArgs),
+    /// The worker `bench runs` starts (runs the workload's task)
+    #[command(hide = true)]
+    Worker(crate::bench_runs::WorkerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -72,6 +77,8 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Tokens(args) => tokens(args).await,
         BenchCommand::List(args) => list(args).await,
+        BenchCommand::Runs(args) => crate::bench_runs::runs(args).await,
+        BenchCommand::Worker(args) => crate::bench_runs::worker(args).await,
     }
 }
 

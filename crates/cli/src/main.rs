@@ -6,13 +6,17 @@
 //! - `serve`: `waitpoint serve`.
 //! - `environments`: `waitpoint env create|list|rotate-key`.
 //! - `tokens`: `waitpoint token create|complete|get|list`.
-//! - `bench`: `waitpoint bench tokens`.
+//! - `runs`: `waitpoint run trigger|get|list|cancel`.
+//! - `bench`: `waitpoint bench tokens|list`.
+//! - `bench_runs`: `waitpoint bench runs` (the standard workload) and its worker.
 //!
 //! Data goes to stdout (JSON); messages and logs go to stderr.
 
 mod bench;
+mod bench_runs;
 mod database;
 mod environments;
+mod runs;
 mod serve;
 mod tokens;
 
@@ -43,6 +47,13 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: tokens::TokenCommand,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Trigger, retrieve, list and cancel task runs through the API.
+    Run {
+        #[command(subcommand)]
+        command: runs::RunCommand,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -107,6 +118,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Env { command, database } => environments::run(command, &database).await,
             Command::Token { command, api } => tokens::run(command, &api).await,
+            Command::Run { command, api } => runs::run(command, &api).await,
             Command::Bench { command } => bench::run(command).await,
         }
     });

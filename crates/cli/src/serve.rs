@@ -31,6 +31,12 @@ pub(crate) struct ServeArgs {
     /// Time to live of idempotency keys given without one ("none": never expire)
     #[arg(long = "default-idempotency-key-ttl", env = "WAITPOINT_DEFAULT_IDEMPOTENCY_KEY_TTL", default_value = "1h")]
     default_idempotency_key_ttl: String,
+    /// Attempts of runs triggered without maxAttempts
+    #[arg(long, env = "WAITPOINT_DEFAULT_MAX_ATTEMPTS", default_value_t = 3)]
+    default_max_attempts: u32,
+    /// A worker not heard from for this long is presumed gone; its runs resume on other workers
+    #[arg(long, env = "WAITPOINT_WORKER_TIMEOUT", default_value = "30s")]
+    worker_timeout: String,
     /// Use this secret key for the dev environment (tr_dev_ followed by letters and digits)
     #[arg(long, env = "WAITPOINT_DEV_SECRET_KEY", hide_env_values = true)]
     dev_secret_key: Option<String>,
@@ -50,6 +56,10 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let default_timeout = optional_duration("--default-timeout", &args.default_timeout)?;
     let default_ttl = optional_duration("--default-idempotency-key-ttl", &args.default_idempotency_key_ttl)?;
     let dev_key = args.dev_secret_key.as_deref().map(dev_secret_key).transpose()?;
+    let worker_timeout = parse_duration(&args.worker_timeout).context("invalid --worker-timeout")?;
+    if !(1..=100).contains(&args.default_max_attempts) {
+        bail!("--default-max-attempts must be from 1 to 100");
+    }
 
     let opened = args.database.open().await?;
     let (dev, created) = ensure_environment(&*opened.store, &SystemClock, DEV_ENVIRONMENT, dev_key.as_ref()).await?;
@@ -65,6 +75,8 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         public_url: public_url.clone(),
         default_timeout,
         default_idempotency_key_ttl: default_ttl,
+        default_max_attempts: args.default_max_attempts,
+        worker_timeout,
         ..EngineConfig::default()
     };
     let engine = Engine::start(opened.store, Arc::new(SystemClock), config);

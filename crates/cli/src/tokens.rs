@@ -128,14 +128,14 @@ pub(crate) async fn run(command: TokenCommand, api: &ApiArgs) -> anyhow::Result<
     Ok(())
 }
 
-fn date(text: &str) -> anyhow::Result<Timestamp> {
+pub(crate) fn date(text: &str) -> anyhow::Result<Timestamp> {
     match Timestamp::parse_iso8601(text) {
         Some(at) => Ok(at),
         None => bail!("{text:?} is not an ISO 8601 date such as 2025-04-01T10:00:00Z"),
     }
 }
 
-fn print_pretty(value: &impl Serialize) -> anyhow::Result<()> {
+pub(crate) fn print_pretty(value: &impl Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }

@@ -1,119 +1,16 @@
 //! The `waitpoint` binary as people run it: real processes on real databases (an SQLite file,
 //! a PostgreSQL schema), stopped with SIGTERM or killed with SIGKILL.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+mod common;
+
+use std::io::BufRead;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{BIN, Database, KEY, Server, stdout_json};
 use futures_util::future::join_all;
 use serde_json::{Value, json};
-use tempfile::TempDir;
-use waitpoint_postgres::testing::PostgresSchema;
 use waitpoint_sdk::{Client, CreateTokenRequest};
-
-const BIN: &str = env!("CARGO_BIN_EXE_waitpoint");
-const KEY: &str = "tr_dev_cliTestKey0123456789abcde";
-
-/// Where a test's server keeps its data.
-enum Database {
-    Sqlite(TempDir),
-    Postgres(PostgresSchema),
-}
-
-impl Database {
-    fn sqlite() -> Self {
-        Self::Sqlite(TempDir::new().unwrap())
-    }
-
-    async fn postgres() -> Self {
-        Self::Postgres(PostgresSchema::fresh().await)
-    }
-
-    fn args(&self) -> Vec<String> {
-        match self {
-            Self::Sqlite(dir) => vec!["--data-dir".into(), dir.path().display().to_string()],
-            Self::Postgres(schema) => vec!["--database".into(), schema.url()],
-        }
-    }
-}
-
-/// A running `waitpoint serve`.
-struct Server {
-    child: Child,
-    _stdout: BufReader<ChildStdout>,
-    api_url: String,
-    banner: Vec<String>,
-}
-
-impl Server {
-    /// Starts a server on a free port and waits until its banner says it is listening.
-    fn start(database: &Database) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(database.args())
-            .env("WAITPOINT_DEV_SECRET_KEY", KEY)
-            .env("WAITPOINT_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut banner = Vec::new();
-        while banner.len() < 3 {
-            let mut line = String::new();
-            assert!(stdout.read_line(&mut line).unwrap() > 0, "the server exited before its banner: {banner:?}");
-            banner.push(line.trim_end().to_owned());
-        }
-        let api_url = banner[0].split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_owned();
-        Self { child, _stdout: stdout, api_url, banner }
-    }
-
-    fn client(&self) -> Client {
-        Client::new(&self.api_url, KEY).unwrap()
-    }
-
-    /// Runs `waitpoint <args>` against this server, configured through the environment.
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
-            .env("WAITPOINT_API_URL", &self.api_url)
-            .env("WAITPOINT_SECRET_KEY", KEY)
-            .output()
-            .unwrap()
-    }
-
-    /// Sends SIGTERM and returns the exit code.
-    fn terminate(mut self) -> Option<i32> {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "the server did not stop within 20 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Kills the process outright (SIGKILL), as a crash or an OOM kill would.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn stdout_json(output: &Output) -> Value {
-    assert!(output.status.success(), "failed: {}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)))
-}
 
 #[tokio::test]
 async fn serve_prints_the_dev_key_takes_cli_commands_and_stops_cleanly_on_sigterm() {

@@ -35,7 +35,7 @@ pub struct ListFilter {
 /// A client of the token API. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     base: Url,
     credential: String,
 }
@@ -124,56 +124,34 @@ impl Client {
 
     /// Every token matching `filter`, newest first, fetching pages as the stream is read.
     pub fn list_tokens(&self, filter: ListFilter) -> impl Stream<Item = Result<TokenItem>> + '_ {
-        enum Next {
-            Page(Option<String>),
-            Done,
-        }
-        let pages = futures_util::stream::unfold(Next::Page(None), move |next| {
+        paginate(move |after| {
             let filter = filter.clone();
-            async move {
-                let Next::Page(after) = next else { return None };
-                match self.list_tokens_page(&filter, after.as_deref()).await {
-                    Ok(page) => {
-                        let next = match page.pagination.next {
-                            Some(cursor) if !page.data.is_empty() => Next::Page(Some(cursor)),
-                            _ => Next::Done,
-                        };
-                        Some((Ok(page.data), next))
-                    }
-                    Err(error) => Some((Err(error), Next::Done)),
-                }
-            }
-        });
-        futures_util::StreamExt::flat_map(pages, |page| {
-            let items: Vec<Result<TokenItem>> = match page {
-                Ok(items) => items.into_iter().map(Ok).collect(),
-                Err(error) => vec![Err(error)],
-            };
-            futures_util::stream::iter(items)
+            async move { self.list_tokens_page(&filter, after.as_deref()).await }
         })
     }
 
-    fn url(&self, path: &str) -> Result<Url> {
+    pub(crate) fn url(&self, path: &str) -> Result<Url> {
         self.base.join(path).map_err(|e| Error::Config(format!("invalid path {path:?}: {e}")))
     }
 
-    fn request(&self, method: Method, path: &str) -> Result<RequestBuilder> {
+    pub(crate) fn request(&self, method: Method, path: &str) -> Result<RequestBuilder> {
         Ok(self.authorized(self.http.request(method, self.url(path)?)))
     }
 
-    fn authorized(&self, request: RequestBuilder) -> RequestBuilder {
+    pub(crate) fn authorized(&self, request: RequestBuilder) -> RequestBuilder {
         request.bearer_auth(&self.credential)
     }
 
-    async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
+    pub(crate) async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
         let response = request.send().await?;
         let status = response.status();
         let bytes = response.bytes().await?;
         if !status.is_success() {
-            let message = serde_json::from_slice::<ErrorBody>(&bytes)
-                .map(|body| body.error)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
-            return Err(Error::Api { status: status.as_u16(), message });
+            let (message, code) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(body) => (body.error, body.code),
+                Err(_) => (String::from_utf8_lossy(&bytes).into_owned(), None),
+            };
+            return Err(Error::Api { status: status.as_u16(), message, code });
         }
         serde_json::from_slice(&bytes).map_err(|e| Error::Decode(format!("{e} in {}", String::from_utf8_lossy(&bytes))))
     }
@@ -181,10 +159,42 @@ impl Client {
 
 /// A token id as a path segment: ids are `[0-9a-z_]`, anything else is refused here rather
 /// than sent somewhere unexpected.
-fn segment(id: &str) -> Result<&str> {
+pub(crate) fn segment(id: &str) -> Result<&str> {
     if !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         Ok(id)
     } else {
         Err(Error::Config(format!("invalid token id {id:?}")))
     }
+}
+
+/// The items of every page `fetch` returns, following `pagination.next` until it is absent.
+pub(crate) fn paginate<T, F, Fut>(fetch: F) -> impl Stream<Item = Result<T>>
+where
+    F: Fn(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<Page<T>>>,
+{
+    enum Next {
+        Page(Option<String>),
+        Done,
+    }
+    let pages = futures_util::stream::unfold((Next::Page(None), fetch), |(next, fetch)| async move {
+        let Next::Page(after) = next else { return None };
+        match fetch(after).await {
+            Ok(page) => {
+                let next = match page.pagination.next {
+                    Some(cursor) if !page.data.is_empty() => Next::Page(Some(cursor)),
+                    _ => Next::Done,
+                };
+                Some((Ok(page.data), (next, fetch)))
+            }
+            Err(error) => Some((Err(error), (Next::Done, fetch))),
+        }
+    });
+    futures_util::StreamExt::flat_map(pages, |page| {
+        let items: Vec<Result<T>> = match page {
+            Ok(items) => items.into_iter().map(Ok).collect(),
+            Err(error) => vec![Err(error)],
+        };
+        futures_util::stream::iter(items)
+    })
 }

@@ -26,12 +26,24 @@
 //! - [`Error`]: everything a call can fail with.
 
 mod client;
+mod context;
+mod protocol;
+mod runs;
+mod task;
 mod token;
+mod worker;
 
 pub use crate::client::{Client, ListFilter};
+pub use crate::context::{Context, StepError, WaitResult, WaitpointTimeoutError};
+pub use crate::runs::RunFilter;
+pub use crate::task::{RetryPolicy, Task, TaskError};
 pub use crate::token::Token;
-pub use waitpoint_types::api::{CreateTokenRequest, CreateTokenResponse, Page, Pagination, TokenDetail, TokenItem};
-pub use waitpoint_types::{Timestamp, WaitpointStatus};
+pub use crate::worker::{Worker, WorkerConfig};
+pub use waitpoint_types::api::{
+    CreateTokenRequest, CreateTokenResponse, Page, Pagination, RunDetail, TokenDetail, TokenItem, TriggerOptions,
+    TriggerResponse,
+};
+pub use waitpoint_types::{RunStatus, Timestamp, WaitpointStatus};
 
 /// What can go wrong calling the API.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +55,8 @@ pub enum Error {
         status: u16,
         /// What the server said.
         message: String,
+        /// The machine-readable kind, when the server gave one.
+        code: Option<String>,
     },
     /// The request did not get an answer (connection refused, timeout, …).
     #[error("request failed: {0}")]
@@ -53,6 +67,17 @@ pub enum Error {
     /// The client is misconfigured (bad URL, missing key).
     #[error("{0}")]
     Config(String),
+    /// Inside a run: the run's code no longer matches its journal (it was changed between
+    /// attempts, or depends on something that differs on replay). The run fails.
+    #[error("non-determinism: {0}")]
+    NonDeterminism(String),
+    /// Inside a run: this worker no longer holds the run (it was canceled, or given to another
+    /// worker). The attempt stops without reporting anything.
+    #[error("the run moved on: {0}")]
+    RunMovedOn(String),
+    /// Inside a run: two context operations ran at once. Await each before starting the next.
+    #[error("parallel operations are not supported in a run: await each wait, step or token call before the next")]
+    ParallelOperations,
 }
 
 /// Result of an SDK call.

@@ -66,7 +66,7 @@ async fn create_complete_retrieve_and_list_round_trip() {
 async fn errors_carry_the_status_and_the_servers_message() {
     let (_dir, client, origin) = server().await;
     match client.retrieve_token("waitpoint_cmissing").await {
-        Err(Error::Api { status: 404, message }) => assert_eq!(message, "Waitpoint not found"),
+        Err(Error::Api { status: 404, message, .. }) => assert_eq!(message, "Waitpoint not found"),
         other => panic!("{other:?}"),
     }
     let bad = Client::new(&origin, "tr_dev_wrong").unwrap();

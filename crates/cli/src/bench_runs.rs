@@ -1,0 +1,438 @@
+//! `waitpoint bench runs`: the standard waitpoint workload (`N` runs each create a token, hand
+//! it to a driver and wait; then every token is completed by a POST to its URL), with its own
+//! worker process and driver. Prints a table, then one JSON line with every figure.
+//!
+//! `waitpoint bench worker` is that worker, started by `bench runs` as a separate process so
+//! its memory and CPU are measured apart from the driver's.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use clap::Args;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use waitpoint_sdk::{Context, CreateTokenRequest, RunFilter, RunStatus, Task, TaskError, Worker, WorkerConfig};
+
+use crate::ApiArgs;
+
+/// The task the workload runs.
+const TASK: &str = "bench-wait";
+
+#[derive(Debug, Args)]
+pub(crate) struct RunsArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    /// Runs in the measured round
+    #[arg(long, default_value_t = 1_000)]
+    n: usize,
+    /// Requests in flight in both phases
+    #[arg(long, default_value_t = 100)]
+    concurrency: usize,
+    /// Warm-up runs (whole cycle, not measured)
+    #[arg(long, default_value_t = 200)]
+    warmup: usize,
+    /// Probe runs, completed one at a time
+    #[arg(long, default_value_t = 200)]
+    probe: usize,
+    /// The server's process id, to read its memory and CPU
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// The server's data directory, to measure its size
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WorkerArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    /// Runs executing at once
+    #[arg(long, default_value_t = 200)]
+    concurrency: usize,
+    /// Suspended runs kept in memory (the rest resume by replay)
+    #[arg(long, default_value_t = 200_000)]
+    max_suspended: usize,
+}
+
+/// `waitpoint bench worker`: runs the workload's task until killed.
+pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+    let task = Task::new(TASK, |ctx: Context, payload: Value| async move {
+        let driver = payload["driver"].as_str().unwrap_or_default().to_owned();
+        let i = payload["i"].clone();
+        let token = ctx.create_token(CreateTokenRequest { timeout: Some("1h".into()), ..Default::default() }).await?;
+        let http = http_client();
+        let announce = json!({ "i": i, "tokenId": token.id, "url": token.url });
+        ctx.step("hand the token to the driver", || async {
+            http.post(format!("{driver}/id")).json(&announce).send().await?.error_for_status().map(drop)
+        })
+        .await?;
+        ctx.wait_for_token::<Value>(&token.id).await?.into_result()?;
+        let resumed_at = epoch_ms();
+        http.post(format!("{driver}/done")).json(&json!({ "i": i, "resumedAt": resumed_at })).send().await?;
+        Ok::<_, TaskError>(json!({ "i": i, "resumedAt": resumed_at, "payload": payload }))
+    });
+    let config =
+        WorkerConfig { concurrency: args.concurrency, max_suspended: args.max_suspended, ..WorkerConfig::default() };
+    let worker = Worker::new(args.api.client()?, [task], config)?;
+    worker.run_until(std::future::pending()).await?;
+    Ok(())
+}
+
+fn http_client() -> reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(reqwest::Client::new).clone()
+}
+
+fn epoch_ms() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64() * 1000.0
+}
+
+/// What the driver has heard from the runs.
+#[derive(Default)]
+struct Driver {
+    tokens: Mutex<HashMap<String, (String, String)>>,
+    done: Mutex<HashMap<String, f64>>,
+    changed: Notify,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Announce {
+    i: String,
+    token_id: String,
+    url: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Done {
+    i: String,
+    resumed_at: f64,
+}
+
+async fn announce(State(driver): State<Arc<Driver>>, Json(body): Json<Announce>) -> Json<Value> {
+    driver.tokens.lock().unwrap_or_else(|p| p.into_inner()).entry(body.i).or_insert((body.token_id, body.url));
+    driver.changed.notify_waiters();
+    Json(json!({ "ok": true }))
+}
+
+async fn done(State(driver): State<Arc<Driver>>, Json(body): Json<Done>) -> Json<Value> {
+    driver.done.lock().unwrap_or_else(|p| p.into_inner()).entry(body.i).or_insert(body.resumed_at);
+    driver.changed.notify_waiters();
+    Json(json!({ "ok": true }))
+}
+
+impl Driver {
+    /// Waits until `count(self) >= n`.
+    async fn until(&self, n: usize, count: impl Fn(&Driver) -> usize) {
+        loop {
+            let changed = self.changed.notified();
+            if count(self) >= n {
+                return;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), changed).await;
+        }
+    }
+
+    fn tokens_of(&self, round: &str) -> usize {
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner()).keys().filter(|k| k.starts_with(round)).count()
+    }
+
+    fn done_of(&self, round: &str) -> usize {
+        self.done.lock().unwrap_or_else(|p| p.into_inner()).keys().filter(|k| k.starts_with(round)).count()
+    }
+
+    fn url(&self, i: &str) -> Option<String> {
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(i).map(|(_, url)| url.clone())
+    }
+
+    fn resumed_at(&self, i: &str) -> Option<f64> {
+        self.done.lock().unwrap_or_else(|p| p.into_inner()).get(i).copied()
+    }
+}
+
+/// CPU seconds (user + system) a process has used.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // After the command: state is field 3, utime 14 and stime 15 (1-based, in clock ticks of 1/100 s).
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// `VmRSS` and `VmHWM` of a process, in MiB.
+fn memory_mib(pid: u32) -> Option<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))?
+            .split_whitespace()
+            .nth(1)?
+            .parse::<f64>()
+            .ok()
+            .map(|kb| kb / 1024.0)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Apparent size and allocated size of a directory tree, in MiB.
+fn disk_mib(dir: &Path) -> (f64, f64) {
+    use std::os::unix::fs::MetadataExt;
+    let mut apparent = 0u64;
+    let mut allocated = 0u64;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&path) else { continue };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else {
+                apparent += meta.len();
+                allocated += meta.blocks() * 512;
+            }
+        }
+    }
+    (apparent as f64 / 1_048_576.0, allocated as f64 / 1_048_576.0)
+}
+
+struct Processes {
+    server: Option<u32>,
+    worker: u32,
+    driver: u32,
+}
+
+impl Processes {
+    fn cpu(&self) -> [Option<f64>; 3] {
+        [self.server.and_then(cpu_seconds), cpu_seconds(self.worker), cpu_seconds(self.driver)]
+    }
+}
+
+fn cpu_delta(before: [Option<f64>; 3], after: [Option<f64>; 3]) -> Value {
+    let delta = |i: usize| match (before[i], after[i]) {
+        (Some(a), Some(b)) => json!(((b - a) * 100.0).round() / 100.0),
+        _ => Value::Null,
+    };
+    json!({ "server": delta(0), "worker": delta(1), "driver": delta(2) })
+}
+
+fn percentiles(mut latencies: Vec<f64>) -> Value {
+    if latencies.is_empty() {
+        return Value::Null;
+    }
+    latencies.sort_by(f64::total_cmp);
+    let at = |p: f64| {
+        let rank = ((p * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len());
+        (latencies[rank - 1] * 100.0).round() / 100.0
+    };
+    json!({ "p50_ms": at(0.50), "p95_ms": at(0.95), "p99_ms": at(0.99), "max_ms": at(1.0) })
+}
+
+/// `waitpoint bench runs`.
+pub(crate) async fn runs(args: RunsArgs) -> anyhow::Result<()> {
+    let client = args.api.client()?;
+    let driver = Arc::new(Driver::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let driver_url = format!("http://{}", listener.local_addr()?);
+    let app = Router::new().route("/id", post(announce)).route("/done", post(done)).with_state(driver.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let exe = std::env::current_exe().context("cannot find the waitpoint executable to start the worker")?;
+    let mut worker = tokio::process::Command::new(exe)
+        .args(["bench", "worker", "--api-url", &args.api.api_url(), "--secret-key", &args.api.secret_key()?])
+        .env("WAITPOINT_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("could not start the worker process")?;
+    let processes =
+        Processes { server: args.server_pid, worker: worker.id().unwrap_or_default(), driver: std::process::id() };
+    eprintln!(
+        "waitpoint bench runs: N={} C={} W={} K={} against {}",
+        args.n,
+        args.concurrency,
+        args.warmup,
+        args.probe,
+        args.api.api_url()
+    );
+
+    let round = |name: &str| format!("{name}-{}", std::process::id());
+    // Warm-up: the whole cycle, not measured.
+    let warm = round("warm");
+    create_phase(&client, &driver, &driver_url, &warm, args.warmup, args.concurrency).await?;
+    complete_phase(&driver, &warm, args.warmup, args.concurrency).await?;
+    driver.until(args.warmup, |d| d.done_of(&warm)).await;
+
+    // Phase A: create.
+    let main = round("main");
+    let cpu_a = processes.cpu();
+    let started = Instant::now();
+    create_phase(&client, &driver, &driver_url, &main, args.n, args.concurrency).await?;
+    let create_secs = started.elapsed().as_secs_f64();
+    wait_for_status(&client, &main, RunStatus::Waiting, args.n).await?;
+    let cpu_a_end = processes.cpu();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let server_memory = processes.server.and_then(memory_mib);
+    let worker_memory = memory_mib(processes.worker);
+    let disk_waiting = args.data_dir.as_deref().map(disk_mib);
+    eprintln!("  {} runs waiting after {create_secs:.2}s", args.n);
+
+    // Phase B: complete every token through its URL.
+    let cpu_b = processes.cpu();
+    let started = Instant::now();
+    let sent = complete_phase(&driver, &main, args.n, args.concurrency).await?;
+    let accepted_secs = started.elapsed().as_secs_f64();
+    driver.until(args.n, |d| d.done_of(&main)).await;
+    let first_sent = sent.values().copied().fold(f64::INFINITY, f64::min);
+    let last_resumed =
+        (0..args.n).filter_map(|i| driver.resumed_at(&format!("{main}:{i}"))).fold(f64::NEG_INFINITY, f64::max);
+    let resume_secs = (last_resumed - first_sent) / 1000.0;
+    wait_for_status(&client, &main, RunStatus::Completed, args.n).await?;
+    let cpu_b_end = processes.cpu();
+    let burst: Vec<f64> =
+        sent.iter().filter_map(|(i, sent_at)| driver.resumed_at(i).map(|resumed| resumed - sent_at)).collect();
+    eprintln!("  {} runs resumed after {resume_secs:.2}s", args.n);
+
+    // Probe: one at a time.
+    let probe = round("probe");
+    create_phase(&client, &driver, &driver_url, &probe, args.probe, args.concurrency).await?;
+    wait_for_status(&client, &probe, RunStatus::Waiting, args.probe).await?;
+    let http = http_client();
+    let mut unloaded = Vec::with_capacity(args.probe);
+    for i in 0..args.probe {
+        let id = format!("{probe}:{i}");
+        let url = driver.url(&id).context("a probe run never announced its token")?;
+        let sent_at = epoch_ms();
+        http.post(&url).json(&json!({ "ok": true, "i": i })).send().await?.error_for_status()?;
+        driver.until(i + 1, |d| d.done_of(&probe)).await;
+        if let Some(resumed) = driver.resumed_at(&id) {
+            unloaded.push(resumed - sent_at);
+        }
+    }
+    let disk_end = args.data_dir.as_deref().map(disk_mib);
+    let peak_server = processes.server.and_then(memory_mib).map(|(_, hwm)| hwm);
+    let peak_worker = memory_mib(processes.worker).map(|(_, hwm)| hwm);
+    worker.kill().await.ok();
+
+    let round2 = |x: f64| (x * 100.0).round() / 100.0;
+    let summary = json!({
+        "benchmark": "runs",
+        "api_url": args.api.api_url(),
+        "n": args.n,
+        "concurrency": args.concurrency,
+        "waits_per_s": round2(args.n as f64 / create_secs),
+        "completions_accepted_per_s": round2(args.n as f64 / accepted_secs),
+        "resumes_per_s": round2(args.n as f64 / resume_secs),
+        "resume_latency_burst": percentiles(burst),
+        "resume_latency_one_at_a_time": percentiles(unloaded),
+        "memory_mib_while_waiting": {
+            "server_rss": server_memory.map(|m| round2(m.0)),
+            "worker_rss": worker_memory.map(|m| round2(m.0)),
+            "server_peak": peak_server.map(round2),
+            "worker_peak": peak_worker.map(round2),
+        },
+        "disk_mib": {
+            "while_waiting": disk_waiting.map(|d| json!({ "apparent": round2(d.0), "allocated": round2(d.1) })),
+            "at_end": disk_end.map(|d| json!({ "apparent": round2(d.0), "allocated": round2(d.1) })),
+        },
+        "cpu_seconds": { "create": cpu_delta(cpu_a, cpu_a_end), "complete": cpu_delta(cpu_b, cpu_b_end) },
+    });
+    println!();
+    println!("{:<36} {}", "waits/s (create phase)", summary["waits_per_s"]);
+    println!("{:<36} {}", "completions accepted/s", summary["completions_accepted_per_s"]);
+    println!("{:<36} {}", "resumes/s", summary["resumes_per_s"]);
+    println!("{:<36} {}", "resume latency, burst", summary["resume_latency_burst"]);
+    println!("{:<36} {}", "resume latency, one at a time", summary["resume_latency_one_at_a_time"]);
+    println!("{:<36} {}", "memory while waiting (MiB)", summary["memory_mib_while_waiting"]);
+    println!("{:<36} {}", "disk (MiB)", summary["disk_mib"]);
+    println!("{:<36} {}", "CPU seconds", summary["cpu_seconds"]);
+    println!("{summary}");
+    Ok(())
+}
+
+/// Triggers `n` runs of round `round` with at most `concurrency` in flight, and waits until the
+/// driver holds all their tokens.
+async fn create_phase(
+    client: &waitpoint_sdk::Client,
+    driver: &Arc<Driver>,
+    driver_url: &str,
+    round: &str,
+    n: usize,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let triggers = futures_util::stream::iter(0..n)
+        .map(|i| {
+            let payload = json!({ "i": format!("{round}:{i}"), "driver": driver_url });
+            let options = waitpoint_sdk::TriggerOptions { tags: Some(vec![round.to_owned()]), ..Default::default() };
+            async move { client.trigger(TASK, &payload, Some(options)).await }
+        })
+        .buffer_unordered(concurrency.max(1));
+    let failures = triggers.filter(|r| std::future::ready(r.is_err())).count().await;
+    if failures > 0 {
+        bail!("{failures} triggers failed");
+    }
+    driver.until(n, |d| d.tokens_of(round)).await;
+    Ok(())
+}
+
+/// POSTs `{"ok":true,"i":index}` to every token URL of the round with at most `concurrency` in
+/// flight; returns when each was sent (epoch ms), by run.
+async fn complete_phase(
+    driver: &Arc<Driver>,
+    round: &str,
+    n: usize,
+    concurrency: usize,
+) -> anyhow::Result<HashMap<String, f64>> {
+    let http = http_client();
+    let posts = futures_util::stream::iter(0..n)
+        .map(|i| {
+            let (http, id) = (http.clone(), format!("{round}:{i}"));
+            let url = driver.url(&id);
+            async move {
+                let url = url.context("a run never announced its token")?;
+                let sent_at = epoch_ms();
+                http.post(&url).json(&json!({ "ok": true, "i": i })).send().await?.error_for_status()?;
+                anyhow::Ok((id, sent_at))
+            }
+        })
+        .buffer_unordered(concurrency.max(1));
+    let results: Vec<anyhow::Result<(String, f64)>> = posts.collect().await;
+    results.into_iter().collect()
+}
+
+/// Waits until the API lists `n` runs of the round in `status`.
+async fn wait_for_status(
+    client: &waitpoint_sdk::Client,
+    round: &str,
+    status: RunStatus,
+    n: usize,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let filter = RunFilter {
+            statuses: vec![status],
+            tags: vec![round.to_owned()],
+            task_ids: vec![TASK.to_owned()],
+            page_size: Some(100),
+            ..Default::default()
+        };
+        let count = client.list_runs(filter).count().await;
+        if count >= n {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("only {count} of {n} runs reached {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,168 @@
+//! Test support for the binary's tests: databases, and `waitpoint serve` and worker processes
+//! that tests start, stop (SIGTERM) and kill (SIGKILL).
+#![allow(dead_code)] // Each test file uses part of it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+use waitpoint_postgres::testing::PostgresSchema;
+use waitpoint_sdk::Client;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_waitpoint");
+pub const KEY: &str = "tr_dev_cliTestKey0123456789abcde";
+
+/// Where a test's server keeps its data.
+pub enum Database {
+    Sqlite(TempDir),
+    Postgres(PostgresSchema),
+}
+
+impl Database {
+    pub fn sqlite() -> Self {
+        Self::Sqlite(TempDir::new().unwrap())
+    }
+
+    pub async fn postgres() -> Self {
+        Self::Postgres(PostgresSchema::fresh().await)
+    }
+
+    pub fn args(&self) -> Vec<String> {
+        match self {
+            Self::Sqlite(dir) => vec!["--data-dir".into(), dir.path().display().to_string()],
+            Self::Postgres(schema) => vec!["--database".into(), schema.url()],
+        }
+    }
+}
+
+/// A running `waitpoint serve`.
+pub struct Server {
+    child: Child,
+    _stdout: BufReader<ChildStdout>,
+    pub api_url: String,
+    pub banner: Vec<String>,
+}
+
+impl Server {
+    /// Starts a server on a free port and waits until its banner says it is listening.
+    pub fn start(database: &Database) -> Self {
+        Self::start_with(database, &["--listen", "127.0.0.1:0"])
+    }
+
+    /// Starts a server with these extra arguments (they must include `--listen`).
+    pub fn start_with(database: &Database, extra: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .args(extra)
+            .args(database.args())
+            .env("WAITPOINT_DEV_SECRET_KEY", KEY)
+            .env("WAITPOINT_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut banner = Vec::new();
+        while banner.len() < 3 {
+            let mut line = String::new();
+            assert!(stdout.read_line(&mut line).unwrap() > 0, "the server exited before its banner: {banner:?}");
+            banner.push(line.trim_end().to_owned());
+        }
+        let api_url = banner[0].split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_owned();
+        Self { child, _stdout: stdout, api_url, banner }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.api_url, KEY).unwrap()
+    }
+
+    /// Runs `waitpoint <args>` against this server, configured through the environment.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("WAITPOINT_API_URL", &self.api_url)
+            .env("WAITPOINT_SECRET_KEY", KEY)
+            .output()
+            .unwrap()
+    }
+
+    /// Sends SIGTERM and returns the exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "the server did not stop within 20 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the process outright (SIGKILL), as a crash or an OOM kill would.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn stdout_json(output: &Output) -> Value {
+    assert!(output.status.success(), "failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)))
+}
+
+/// A running `waitpoint bench worker` (it runs the benchmark workload's task).
+pub struct WorkerProcess {
+    child: Child,
+}
+
+impl WorkerProcess {
+    /// Starts a worker against `server`.
+    pub fn start(api_url: &str) -> Self {
+        let child = Command::new(BIN)
+            .args(["bench", "worker", "--api-url", api_url, "--secret-key", KEY])
+            .env("WAITPOINT_LOG", "warn")
+            .spawn()
+            .unwrap();
+        Self { child }
+    }
+
+    /// Kills the process outright (SIGKILL).
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, for at most `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,104 @@
+//! The approval flow of the waitpoint spec, end to end against a running server.
+//!
+//! A task asks a person to approve a document: it creates a token with a timeout, shows the
+//! token's URL (anyone may POST the answer there), waits, and continues on "approved" or
+//! "rejected", or handles the timeout. While it waits, the run holds no worker slot.
+//!
+//! ```sh
+//! waitpoint serve                                  # in one terminal; copy the dev key
+//! WAITPOINT_SECRET_KEY=tr_dev_… cargo run -p approval
+//! # then approve from anywhere, as the example prints:
+//! curl -X POST '<token url>' -H 'Content-Type: application/json' -d '{"status":"approved"}'
+//! ```
+//!
+//! `--auto-approve` answers by itself after a second (the tests use it); `--timeout 5s` shows
+//! the timeout path.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use waitpoint_sdk::{Client, Context, CreateTokenRequest, Task, TaskError, WaitResult, Worker, WorkerConfig};
+
+/// What the approver sends.
+#[derive(Debug, Serialize, Deserialize)]
+struct Approval {
+    status: String,
+}
+
+/// The run's input.
+#[derive(Debug, Serialize, Deserialize)]
+struct Document {
+    title: String,
+    timeout: String,
+}
+
+/// The task: ask, wait, act on the answer.
+async fn approve_document(ctx: Context, document: Document) -> Result<serde_json::Value, TaskError> {
+    let token =
+        ctx.create_token(CreateTokenRequest { timeout: Some(document.timeout.clone()), ..Default::default() }).await?;
+    // A step, so the request is sent once even if the run replays after a crash.
+    ctx.step("ask for approval", || async {
+        eprintln!("\nApproval needed for {:?}. Answer within {} with:", document.title, document.timeout);
+        eprintln!(
+            "  curl -X POST '{}' -H 'Content-Type: application/json' -d '{{\"status\":\"approved\"}}'\n",
+            token.url
+        );
+        Ok::<_, std::io::Error>(())
+    })
+    .await?;
+    let outcome = match ctx.wait_for_token::<Approval>(&token.id).await? {
+        WaitResult::Completed(Approval { status }) if status == "approved" => "published",
+        WaitResult::Completed(Approval { status }) if status == "rejected" => "sent back to the author",
+        WaitResult::Completed(Approval { status }) => {
+            return Err(TaskError::fatal(format!("unknown answer {status:?}")));
+        }
+        WaitResult::TimedOut(timeout) => {
+            eprintln!("No answer: {timeout}");
+            "escalated to a manager"
+        }
+    };
+    Ok(json!({ "document": document.title, "outcome": outcome }))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let auto_approve = args.iter().any(|a| a == "--auto-approve");
+    let timeout = args.iter().position(|a| a == "--timeout").and_then(|i| args.get(i + 1)).cloned();
+    let api_url = std::env::var("WAITPOINT_API_URL").unwrap_or_else(|_| "http://127.0.0.1:3030".into());
+    let key = std::env::var("WAITPOINT_SECRET_KEY")
+        .context("set WAITPOINT_SECRET_KEY to the key `waitpoint serve` printed")?;
+    let client = Client::new(&api_url, &key)?;
+
+    let worker =
+        Worker::new(client.clone(), [Task::new("approve-document", approve_document)], WorkerConfig::default())?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(worker.run_until(async move {
+        let _ = stopped.await;
+    }));
+
+    let document = Document { title: "Q3 budget".into(), timeout: timeout.unwrap_or_else(|| "10m".into()) };
+    let run = client.trigger("approve-document", &document, None).await?.id;
+    eprintln!("Triggered {run}");
+    let run = loop {
+        let detail = client.retrieve_run(&run).await?;
+        if auto_approve && detail.status == "WAITING" {
+            let token = &detail.waiting_on[0].id;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            client.complete_token(token, &json!({ "status": "approved" })).await?;
+        }
+        if matches!(detail.status.as_str(), "COMPLETED" | "FAILED" | "CANCELED") {
+            break detail;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let _ = stop.send(());
+    worker.await??;
+    match (run.status.as_str(), run.output) {
+        ("COMPLETED", Some(output)) => println!("{output}"),
+        (status, _) => bail!("the run ended {status}: {:?}", run.error),
+    }
+    Ok(())
+}
