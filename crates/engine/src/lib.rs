@@ -36,8 +36,8 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinHandle;
-use waitpoint_storage::{StorageError, Store};
-use waitpoint_types::{Environment, EnvironmentId, IdGenerator, RunId, Timestamp, Waitpoint, WorkerId};
+use waitpoint_storage::{Resumed, StorageError, Store};
+use waitpoint_types::{Environment, EnvironmentId, IdGenerator, Timestamp, Waitpoint, WorkerId};
 
 pub use crate::auth::Principal;
 pub use crate::clock::{Clock, ManualClock, SystemClock};
@@ -109,6 +109,8 @@ pub(crate) struct Inner {
     events: broadcast::Sender<Waitpoint>,
     /// When this node last recorded each worker as alive (to write that at most every so often).
     pub(crate) workers_seen: Mutex<HashMap<WorkerId, Timestamp>>,
+    /// Resumed runs handed to workers, waiting for the workers' next poll on this node.
+    pub(crate) mailboxes: Mutex<HashMap<WorkerId, Mailbox>>,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -131,6 +133,7 @@ impl Engine {
             next_timer_wake: AtomicI64::new(i64::MAX),
             events: broadcast::channel(EVENT_BUFFER).0,
             workers_seen: Mutex::new(HashMap::new()),
+            mailboxes: Mutex::new(HashMap::new()),
             shutdown,
             tasks: Mutex::new(Vec::new()),
         });
@@ -207,13 +210,28 @@ impl Engine {
 }
 
 impl Inner {
-    /// A waitpoint finished and these runs, which waited on it, resumed.
-    pub(crate) fn finished(&self, waitpoint: Waitpoint, resumed: &[RunId]) {
-        if !resumed.is_empty() {
+    /// A waitpoint finished and these runs, which waited on it, resumed: queued ones wake the
+    /// polls, handed ones go to their worker's mailbox.
+    pub(crate) fn finished(&self, waitpoint: Waitpoint, resumed: Resumed) {
+        if !resumed.queued.is_empty() {
             self.runs_ready.notify_waiters();
+        }
+        for claim in resumed.handed {
+            if let waitpoint_types::RunState::Executing { worker } = &claim.run.state {
+                let worker = worker.clone();
+                let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
+                let mailbox = mailboxes.entry(worker).or_default();
+                mailbox.claims.push(claim);
+                mailbox.notify.notify_one();
+            }
         }
         // No subscribers is fine.
         let _ = self.events.send(waitpoint);
+    }
+
+    /// When a worker must have been seen for a resumed run to be handed to it.
+    pub(crate) fn workers_alive_since(&self) -> Timestamp {
+        self.clock.now().saturating_sub(self.config.worker_timeout)
     }
 
     /// Wakes the timeout loop if `deadline` is earlier than its next wake-up.
@@ -252,6 +270,13 @@ impl Inner {
             Err(error) => Err(error.into()),
         }
     }
+}
+
+/// The runs handed to one worker that its polls have not picked up yet.
+#[derive(Debug, Default)]
+pub(crate) struct Mailbox {
+    pub(crate) claims: Vec<waitpoint_storage::Claim>,
+    pub(crate) notify: Arc<Notify>,
 }
 
 /// Environments recently looked up, by secret key and by id.

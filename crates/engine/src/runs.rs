@@ -6,8 +6,10 @@
 //! transaction (see `Store::write_batch`), which also wakes this node's polling workers.
 
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use waitpoint_storage::{
     Claim, Cursor, RunClaim, RunCreateToken, RunFinish, RunListQuery, RunOutcome, RunRecord, RunWait, RunsRelease,
     StorageError, WorkerSeen, WriteOp, WriteOutcome,
@@ -322,6 +324,7 @@ impl Engine {
         tasks: &[(String, u32)],
         holding: &[String],
         wait: Duration,
+        leaving: bool,
     ) -> Result<Vec<Claim>> {
         let inner = &self.inner;
         let worker = WorkerId::parse(worker).map_err(|error| EngineError::Invalid(error.to_string()))?;
@@ -332,30 +335,47 @@ impl Engine {
             }
         }
         let holding = holding.iter().map(|id| parse_run_id(id)).collect::<Result<Vec<RunId>>>()?;
+        if leaving {
+            return inner.worker_left(environment, &worker, holding).await.map(|()| Vec::new());
+        }
         inner.worker_seen(environment, &worker).await?;
         let wanted: Vec<(String, usize)> =
             tasks.iter().filter(|(_, slots)| *slots > 0).map(|(task, slots)| (task.clone(), *slots as usize)).collect();
         let task_ids: Vec<String> = wanted.iter().map(|(task, _)| task.clone()).collect();
         let deadline = inner.clock.now().saturating_add(wait.min(MAX_POLL_WAIT));
+        let mail = inner.mailbox(&worker);
+        // The first claim also gives back what the worker does not hold; later ones only take.
+        let mut first = true;
         loop {
             let mut ready = pin!(inner.runs_ready.notified());
             ready.as_mut().enable();
+            let mut delivered = pin!(mail.notified());
+            delivered.as_mut().enable();
             let now = inner.clock.now();
-            {
+            let mut claims = inner.take_mail(&worker);
+            if first || !wanted.is_empty() {
+                // Runs handed to the worker since its last poll count as held: it is about to
+                // get them.
+                let holding = holding.iter().cloned().chain(claims.iter().map(|c| c.run.id.clone())).collect();
                 let claim = RunClaim {
                     environment_id: environment.id.clone(),
                     worker: worker.clone(),
-                    tasks: wanted.clone(),
+                    tasks: if claims.is_empty() { wanted.clone() } else { Vec::new() },
                     now,
                     alive_since: now.saturating_sub(inner.config.worker_timeout),
                     sticky_for: inner.config.sticky_for,
-                    holding: holding.clone(),
+                    holding,
                 };
-                match inner.writer.write(WriteOp::RunClaim(claim)).await? {
-                    WriteOutcome::Claimed(claims) if !claims.is_empty() => return Ok(claims),
-                    WriteOutcome::Claimed(_) => {}
-                    other => return Err(EngineError::Storage(format!("unexpected outcome of a claim: {other:?}"))),
+                if first || claims.is_empty() {
+                    first = false;
+                    match inner.writer.write(WriteOp::RunClaim(claim)).await? {
+                        WriteOutcome::Claimed(claimed) => claims.extend(claimed),
+                        other => return Err(EngineError::Storage(format!("unexpected outcome of a claim: {other:?}"))),
+                    }
                 }
+            }
+            if !claims.is_empty() {
+                return Ok(claims);
             }
             if now >= deadline {
                 return Ok(Vec::new());
@@ -369,6 +389,7 @@ impl Engine {
             let wake = deadline.min(now.saturating_add(POLL_RECHECK)).min(next.unwrap_or(deadline));
             tokio::select! {
                 _ = ready => {}
+                _ = delivered => {}
                 _ = inner.clock.sleep_until(wake) => {}
             }
         }
@@ -584,6 +605,39 @@ fn waitpoint_name(kind: JournalKind, waitpoint: &WaitpointId, wait_for: &WaitFor
 }
 
 impl Inner {
+    /// The wake-up of `worker`'s mailbox on this node.
+    fn mailbox(&self, worker: &WorkerId) -> Arc<Notify> {
+        let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
+        mailboxes.entry(worker.clone()).or_default().notify.clone()
+    }
+
+    /// The runs handed to `worker` that it has not picked up.
+    fn take_mail(&self, worker: &WorkerId) -> Vec<Claim> {
+        let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
+        mailboxes.get_mut(worker).map(|mailbox| std::mem::take(&mut mailbox.claims)).unwrap_or_default()
+    }
+
+    /// `worker` stops: gives back what it holds (beyond `holding`), forgets it, and drops what
+    /// was handed to it here (those runs are released with the rest).
+    async fn worker_left(&self, environment: &Environment, worker: &WorkerId, holding: Vec<RunId>) -> Result<()> {
+        let now = self.clock.now();
+        let release = RunClaim {
+            environment_id: environment.id.clone(),
+            worker: worker.clone(),
+            tasks: Vec::new(),
+            now,
+            alive_since: now,
+            sticky_for: self.config.sticky_for,
+            holding,
+        };
+        self.writer.write(WriteOp::WorkerLeft(worker.clone())).await?;
+        self.writer.write(WriteOp::RunClaim(release)).await?;
+        self.workers_seen.lock().unwrap_or_else(|p| p.into_inner()).remove(worker);
+        self.mailboxes.lock().unwrap_or_else(|p| p.into_inner()).remove(worker);
+        self.runs_ready.notify_waiters();
+        Ok(())
+    }
+
     /// Records that `worker` is alive, at most every quarter of the worker timeout.
     pub(crate) async fn worker_seen(&self, environment: &Environment, worker: &WorkerId) -> Result<()> {
         let now = self.clock.now();
@@ -627,9 +681,13 @@ pub(crate) async fn release_loop(inner: std::sync::Arc<Inner>, mut shutdown: tok
     }
 }
 
-/// Drops the throttle entries of workers not seen for a while, so the map stays small.
+/// Drops what this node keeps about workers not seen for a while (their throttle entries and
+/// mailboxes; runs in those mailboxes are released with the rest of the worker's), so the maps
+/// stay small.
 fn forget_old_workers(inner: &Inner, now: Timestamp) {
     let horizon = now.saturating_sub(inner.config.worker_timeout);
     let mut seen = inner.workers_seen.lock().unwrap_or_else(|p| p.into_inner());
     seen.retain(|_, last| *last >= horizon);
+    let mut mailboxes = inner.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
+    mailboxes.retain(|worker, _| seen.contains_key(worker));
 }

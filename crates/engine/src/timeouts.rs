@@ -62,15 +62,19 @@ async fn fire_due(inner: &Inner, now: Timestamp) -> Result<bool, StorageError> {
         return Ok(false);
     }
     let full = due.len() == BATCH;
+    let alive_since = inner.workers_alive_since();
     let ops = due
         .into_iter()
-        .map(|id| WriteOp::Finish(Finish { id, environment_id: None, state: WaitpointState::TimedOut { at: now } }))
+        .map(|id| {
+            let state = WaitpointState::TimedOut { at: now };
+            WriteOp::Finish(Finish { id, environment_id: None, state, workers_alive_since: Some(alive_since) })
+        })
         .collect();
     let mut timed_out = 0;
     for outcome in inner.store.write_batch(ops).await? {
         if let WriteOutcome::Finished(waitpoint, resumed) = outcome {
             timed_out += 1;
-            inner.finished(waitpoint, &resumed);
+            inner.finished(waitpoint, resumed);
         }
     }
     tracing::debug!(timed_out, "timed out waitpoints");

@@ -185,7 +185,9 @@ impl Engine {
             }
         };
         let environment_id = Some(principal.environment().id.clone());
-        self.finish(Finish { id, environment_id, state: self.completed(via, output) }).await
+        let state = self.completed(via, output);
+        let workers_alive_since = Some(self.inner.workers_alive_since());
+        self.finish(Finish { id, environment_id, state, workers_alive_since }).await
     }
 
     /// Completes the token `id` from its callback URL, whose `hash` proves the caller was
@@ -208,7 +210,8 @@ impl Engine {
             return Ok(waitpoint);
         }
         let state = self.completed(CompletedVia::CallbackUrl, Some(output));
-        self.finish(Finish { id, environment_id: Some(environment.id), state }).await
+        let workers_alive_since = Some(self.inner.workers_alive_since());
+        self.finish(Finish { id, environment_id: Some(environment.id), state, workers_alive_since }).await
     }
 
     /// The token `id` of `environment`.
@@ -298,7 +301,7 @@ impl Engine {
     async fn finish(&self, finish: Finish) -> Result<Waitpoint> {
         match self.inner.writer.write(WriteOp::Finish(finish)).await? {
             WriteOutcome::Finished(waitpoint, resumed) => {
-                self.inner.finished(waitpoint.clone(), &resumed);
+                self.inner.finished(waitpoint.clone(), resumed);
                 Ok(waitpoint)
             }
             WriteOutcome::Unchanged(waitpoint) => Ok(waitpoint),

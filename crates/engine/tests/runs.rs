@@ -43,7 +43,7 @@ impl Harness {
 
     /// Polls without waiting.
     async fn poll(&self, worker: &str, task: &str, slots: u32) -> Vec<waitpoint_storage::Claim> {
-        self.engine.poll_runs(&self.dev, worker, &[(task.to_owned(), slots)], &[], Duration::ZERO).await.unwrap()
+        self.engine.poll_runs(&self.dev, worker, &[(task.to_owned(), slots)], &[], Duration::ZERO, false).await.unwrap()
     }
 
     async fn status(&self, run: &str) -> RunStatus {
@@ -121,7 +121,10 @@ async fn a_wait_suspends_the_run_and_the_token_completion_resumes_it_on_its_work
     let poll = {
         let (engine, dev, worker) = (h.engine.clone(), h.dev.clone(), worker.clone());
         tokio::spawn(async move {
-            engine.poll_runs(&dev, &worker, &[("approval".into(), 1)], &[], Duration::from_secs(30)).await.unwrap()
+            engine
+                .poll_runs(&dev, &worker, &[("approval".into(), 1)], &[], Duration::from_secs(30), false)
+                .await
+                .unwrap()
         })
     };
     tokio::task::yield_now().await;
@@ -200,7 +203,7 @@ async fn a_delayed_trigger_waits_and_a_poll_sleeps_until_it_is_due() {
     let poll = {
         let (engine, dev, worker) = (h.engine.clone(), h.dev.clone(), h.worker());
         tokio::spawn(async move {
-            engine.poll_runs(&dev, &worker, &[("later".into(), 1)], &[], Duration::from_secs(30)).await
+            engine.poll_runs(&dev, &worker, &[("later".into(), 1)], &[], Duration::from_secs(30), false).await
         })
     };
     tokio::task::yield_now().await;

@@ -314,12 +314,12 @@ async fn finish_all(tx: &Transaction<'_>, mut finishes: Vec<(usize, &Finish)>) -
     finishes.sort_unstable_by(|(_, a), (_, b)| a.id.internal().cmp(b.id.internal()));
     let mut finished = by_id(&update_where_applies(tx, &finishes).await?)?;
 
-    let mut done = Vec::with_capacity(finishes.len());
+    let mut done: Vec<(usize, Waitpoint, Option<Timestamp>)> = Vec::with_capacity(finishes.len());
     let mut outcomes = Vec::with_capacity(finishes.len());
     let mut rest = Vec::new();
     for (index, finish) in finishes {
         match finished.remove(finish.id.internal()) {
-            Some(waitpoint) => done.push((index, waitpoint)),
+            Some(waitpoint) => done.push((index, waitpoint, finish.workers_alive_since)),
             None => rest.push((index, finish)),
         }
     }
@@ -340,16 +340,16 @@ async fn finish_all(tx: &Transaction<'_>, mut finishes: Vec<(usize, &Finish)>) -
                     Some(state) => {
                         set_state(tx, &finish.id, &state).await?;
                         waitpoint.state = state;
-                        done.push((index, waitpoint));
+                        done.push((index, waitpoint, finish.workers_alive_since));
                     }
                 },
             }
         }
     }
     if !done.is_empty() {
-        let finished: Vec<&Waitpoint> = done.iter().map(|(_, waitpoint)| waitpoint).collect();
+        let finished: Vec<(&Waitpoint, Option<Timestamp>)> = done.iter().map(|(_, w, since)| (w, *since)).collect();
         let mut resumed = runs::resume_waiting(tx, &finished).await?;
-        for (index, waitpoint) in done {
+        for (index, waitpoint, _) in done {
             let runs = resumed.remove(waitpoint.id.internal()).unwrap_or_default();
             outcomes.push((index, WriteOutcome::Finished(waitpoint, runs)));
         }
@@ -427,6 +427,7 @@ mod tests {
             id: WaitpointId::from_internal(id.into()),
             environment_id: None,
             state: WaitpointState::TimedOut { at: Timestamp::from_millis(0) },
+            workers_alive_since: None,
         }
     }
 

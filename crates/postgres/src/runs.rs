@@ -10,7 +10,7 @@ use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use waitpoint_storage::{
-    Claim, Cursor, Result, RunClaim, RunCreateToken, RunFinish, RunListQuery, RunRecord, RunWait, RunsRelease,
+    Claim, Cursor, Result, Resumed, RunClaim, RunCreateToken, RunFinish, RunListQuery, RunRecord, RunWait, RunsRelease,
     StorageError, WorkerSeen, WriteOp, WriteOutcome, transitions,
 };
 use waitpoint_types::{
@@ -31,6 +31,7 @@ macro_rules! run_columns {
     };
 }
 
+const SEEN_SINCE: &str = "SELECT 1 FROM workers WHERE id = $1 AND last_seen_at >= $2";
 const SHARE_WAITPOINT: &str = "SELECT id FROM waitpoints WHERE id = $1 FOR SHARE";
 const SELECT_RUN: &str = concat!("SELECT ", run_columns!(), " FROM runs r WHERE r.id = $1");
 const LOCK_RUN: &str = concat!("SELECT ", run_columns!(), " FROM runs r WHERE r.id = $1 FOR UPDATE");
@@ -58,11 +59,7 @@ const UPDATE_RUN: &str = "UPDATE runs SET status = $2, available_at = $3, worker
      waiting_seq = $6, output = $7, error = $8, finished_at = $9, attempt = $10, epoch = $11, sticky_worker = $12,
      started_at = $13, updated_at = $14
      WHERE id = $1";
-const HELD_BY: &str = concat!(
-    "SELECT ",
-    run_columns!(),
-    " FROM runs r WHERE r.status = 'EXECUTING' AND r.worker_id = $1 ORDER BY r.id FOR UPDATE"
-);
+const HELD_BY: &str = "SELECT id FROM runs WHERE status = 'EXECUTING' AND worker_id = $1 ORDER BY id";
 const CLAIMABLE: &str = concat!(
     "SELECT ",
     run_columns!(),
@@ -185,6 +182,10 @@ pub(crate) async fn apply(tx: &Transaction<'_>, op: &WriteOp) -> Result<WriteOut
         WriteOp::RunCancel { run, environment_id, at } => cancel(tx, run, environment_id, *at).await,
         WriteOp::RunsRelease(op) => release(tx, op).await,
         WriteOp::WorkerSeen(op) => worker_seen(tx, op).await,
+        WriteOp::WorkerLeft(worker) => {
+            execute(tx, "DELETE FROM workers WHERE id = $1", &[&worker.internal()]).await?;
+            Ok(WriteOutcome::Done)
+        }
         WriteOp::Create(_) | WriteOp::Finish(_) => {
             Err(StorageError::Corrupt("a waitpoint operation reached the run operations".into()))
         }
@@ -300,9 +301,19 @@ async fn create(tx: &Transaction<'_>, new: &Run) -> Result<WriteOutcome> {
 }
 
 async fn claim(tx: &Transaction<'_>, claim: &RunClaim) -> Result<WriteOutcome> {
-    let held = rows_to_runs(&query(tx, HELD_BY, &[&claim.worker.internal()]).await?)?;
-    for run in held.iter().filter(|run| !claim.holding.contains(&run.id)) {
-        update(tx, &transitions::run_released(run, claim.now)).await?;
+    let held: Vec<String> = query(tx, HELD_BY, &[&claim.worker.internal()])
+        .await?
+        .iter()
+        .map(|row| column(row, 0))
+        .collect::<Result<_>>()?;
+    for id in held.iter().filter(|id| !claim.holding.iter().any(|held| held.internal() == id.as_str())) {
+        // Locked and read again: it may have moved on since.
+        if let Some(row) = query_opt(tx, LOCK_RUN, &[id]).await? {
+            let run = run_from_row(&row)?;
+            if matches!(&run.state, RunState::Executing { worker } if *worker == claim.worker) {
+                update(tx, &transitions::run_released(&run, claim.now)).await?;
+            }
+        }
     }
     let now = claim.now.as_millis();
     let sticky_cutoff = claim.now.saturating_sub(claim.sticky_for).as_millis();
@@ -475,24 +486,43 @@ async fn wait(tx: &Transaction<'_>, op: &RunWait) -> Result<WriteOutcome> {
 }
 
 /// Resumes every run waiting on one of `finished`, the waitpoints that just finished in this
-/// transaction: fills in the result of each one's wait and queues it. Returns the runs
-/// resumed, by the waitpoint's internal id. One query finds them all; only runs that waited
-/// cost writes.
+/// transaction (each with its finish's `workers_alive_since`): fills in the result of each
+/// one's wait, then hands it to its sticky worker if that worker was seen recently enough, or
+/// queues it. Returns what was resumed, by the waitpoint's internal id. One query finds them
+/// all; only runs that waited cost writes.
 pub(crate) async fn resume_waiting(
     tx: &Transaction<'_>,
-    finished: &[&Waitpoint],
-) -> Result<HashMap<String, Vec<RunId>>> {
-    let ids: Vec<&str> = finished.iter().map(|waitpoint| waitpoint.id.internal()).collect();
+    finished: &[(&Waitpoint, Option<Timestamp>)],
+) -> Result<HashMap<String, Resumed>> {
+    let ids: Vec<&str> = finished.iter().map(|(waitpoint, _)| waitpoint.id.internal()).collect();
     let waiting = rows_to_runs(&query(tx, WAITING_ON_ANY, &[&ids]).await?)?;
-    let mut resumed: HashMap<String, Vec<RunId>> = HashMap::new();
+    let mut resumed: HashMap<String, Resumed> = HashMap::new();
     for run in waiting {
         let RunState::Waiting { waitpoint, seq } = &run.state else { continue };
-        let Some(finished) = finished.iter().find(|w| w.id == *waitpoint) else { continue };
+        let Some((finished, alive_since)) = finished.iter().find(|(w, _)| w.id == *waitpoint) else { continue };
         let (Some(result), Some(at)) = (finished.wait_result(), finished.completed_at()) else { continue };
-        let seq = i32::try_from(*seq).map_err(|_| StorageError::Corrupt("journal position too large".into()))?;
-        execute(tx, SET_RESULT, &[&run.id.internal(), &seq, &result.to_string()]).await?;
-        update(tx, &transitions::run_resumed(&run, at)).await?;
-        resumed.entry(waitpoint.internal().to_owned()).or_default().push(run.id.clone());
+        let position = i32::try_from(*seq).map_err(|_| StorageError::Corrupt("journal position too large".into()))?;
+        execute(tx, SET_RESULT, &[&run.id.internal(), &position, &result.to_string()]).await?;
+        let alive_worker = match (&run.sticky_worker, alive_since) {
+            (Some(worker), Some(since)) => {
+                query_opt(tx, SEEN_SINCE, &[&worker.internal(), &since.as_millis()]).await?.map(|_| worker.clone())
+            }
+            _ => None,
+        };
+        let entry = resumed.entry(waitpoint.internal().to_owned()).or_default();
+        match alive_worker {
+            Some(worker) => {
+                let claimed = transitions::run_claimed(&run, &worker, at);
+                update(tx, &claimed).await?;
+                // The wait is the journal's last entry: a waiting run performs nothing after it.
+                let wait = last_entry(tx, claimed.id.internal()).await?;
+                entry.handed.push(Claim { run: claimed, journal_length: seq + 1, resumed: wait });
+            }
+            None => {
+                update(tx, &transitions::run_resumed(&run, at)).await?;
+                entry.queued.push(run.id.clone());
+            }
+        }
     }
     Ok(resumed)
 }

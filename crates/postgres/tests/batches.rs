@@ -80,7 +80,7 @@ fn completed(at_ms: i64, output: &str) -> WaitpointState {
 }
 
 fn finish(id: &WaitpointId, state: WaitpointState) -> WriteOp {
-    WriteOp::Finish(Finish { id: id.clone(), environment_id: None, state })
+    WriteOp::Finish(Finish { id: id.clone(), environment_id: None, state, workers_alive_since: None })
 }
 
 fn query(env: &EnvironmentId) -> ListQuery {
@@ -194,7 +194,7 @@ impl Workload {
             },
         };
         self.named.insert(id.clone());
-        WriteOp::Finish(Finish { id, environment_id, state })
+        WriteOp::Finish(Finish { id, environment_id, state, workers_alive_since: None })
     }
 }
 
@@ -275,7 +275,7 @@ impl Model {
                     };
                     if w.state == WaitpointState::Waiting && due {
                         w.state = finish.state.clone();
-                        WriteOutcome::Finished(w.clone(), vec![])
+                        WriteOutcome::Finished(w.clone(), waitpoint_storage::Resumed::default())
                     } else {
                         WriteOutcome::Unchanged(w.clone())
                     }
@@ -419,12 +419,15 @@ async fn racing_batches_finish_each_waitpoint_once() {
         assert_ne!(current.state, WaitpointState::Waiting);
         let mine: Vec<_> = outcomes.iter().filter(|(op, _)| matches!(op, WriteOp::Finish(f) if f.id == w.id)).collect();
         assert_eq!(mine.len(), BATCHES);
-        let finished = mine.iter().filter(|(_, o)| *o == WriteOutcome::Finished(current.clone(), vec![])).count();
+        let finished = mine
+            .iter()
+            .filter(|(_, o)| *o == WriteOutcome::Finished(current.clone(), waitpoint_storage::Resumed::default()))
+            .count();
         assert_eq!(finished, 1, "{current:?}: {mine:?}");
         for (op, outcome) in mine {
             let not_due_yet = matches!(op, WriteOp::Finish(f) if f.state == timeout) && w.timeout_at > Some(at(1_500));
             assert!(
-                *outcome == WriteOutcome::Finished(current.clone(), vec![])
+                *outcome == WriteOutcome::Finished(current.clone(), waitpoint_storage::Resumed::default())
                     || *outcome == WriteOutcome::Unchanged(current.clone())
                     || (not_due_yet && *outcome == WriteOutcome::Unchanged(w.clone())),
                 "{current:?}: {op:?} gave {outcome:?}"
@@ -507,5 +510,11 @@ async fn a_finish_applies_to_a_waitpoint_committed_while_its_update_waited() {
     let (held_now, late_now) =
         (store.waitpoint_get(&held.id).await.unwrap(), store.waitpoint_get(&late.id).await.unwrap());
     assert_eq!(late_now.state, completed(3, "2"));
-    assert_eq!(outcomes, [WriteOutcome::Finished(held_now, vec![]), WriteOutcome::Finished(late_now, vec![])]);
+    assert_eq!(
+        outcomes,
+        [
+            WriteOutcome::Finished(held_now, waitpoint_storage::Resumed::default()),
+            WriteOutcome::Finished(late_now, waitpoint_storage::Resumed::default())
+        ]
+    );
 }

@@ -47,7 +47,7 @@ fn waitpoint(ids: &IdGenerator, env: &Environment, created_at: Timestamp) -> Wai
 }
 
 fn finish(w: &Waitpoint, state: WaitpointState) -> WriteOp {
-    WriteOp::Finish(Finish { id: w.id.clone(), environment_id: None, state })
+    WriteOp::Finish(Finish { id: w.id.clone(), environment_id: None, state, workers_alive_since: None })
 }
 
 fn completed(at_ms: i64) -> WaitpointState {
@@ -149,7 +149,10 @@ async fn a_completion_racing_a_timeout_has_one_outcome() {
         );
         let outcomes = [completion.unwrap().remove(0), timeout.unwrap().remove(0)];
         let current = store.waitpoint_get(&w.id).await.unwrap();
-        let finished = outcomes.iter().filter(|o| **o == WriteOutcome::Finished(current.clone(), vec![])).count();
+        let finished = outcomes
+            .iter()
+            .filter(|o| **o == WriteOutcome::Finished(current.clone(), waitpoint_storage::Resumed::default()))
+            .count();
         let unchanged = outcomes.iter().filter(|o| **o == WriteOutcome::Unchanged(current.clone())).count();
         assert_eq!((finished, unchanged), (1, 1), "round {round}: {outcomes:?}");
     }

@@ -109,8 +109,9 @@ impl Worker {
             tracing::warn!("runs still executing after the grace period are stopped and resume elsewhere");
         }
         shared.parking.abort_all();
-        // An empty `holding` gives back, at once, every run the server still counts as ours.
-        let request = PollRequest { tasks: task_slots(&shared, false), wait_ms: 0, holding: Vec::new() };
+        // Leaving with an empty `holding` gives back, at once, every run the server still counts
+        // as ours, and sends our suspended runs elsewhere when they resume.
+        let request = PollRequest { tasks: task_slots(&shared, false), wait_ms: 0, holding: Vec::new(), leaving: true };
         if let Err(error) = shared.client.poll(&shared.id, &request).await {
             tracing::warn!(%error, "could not hand runs back; they resume elsewhere once this worker times out");
         }
@@ -135,12 +136,23 @@ fn task_slots(shared: &Shared, with_slots: bool) -> Vec<TaskSlots> {
 async fn poll_loop(shared: Arc<Shared>) {
     loop {
         let tasks = task_slots(&shared, true);
-        let request = PollRequest { tasks, wait_ms: POLL_WAIT.as_millis() as u64, holding: shared.parking.holding() };
-        // A slot freed while a poll is held: ask again with it. Abandoning a poll is safe: the
-        // next one's `holding` gives back whatever it may have claimed.
-        let answer = tokio::select! {
-            answer = shared.client.poll(&shared.id, &request) => answer,
-            _ = shared.parking.slots_freed.notified() => continue,
+        let request = PollRequest {
+            tasks,
+            wait_ms: POLL_WAIT.as_millis() as u64,
+            holding: shared.parking.holding(),
+            leaving: false,
+        };
+        // A poll with free slots returns as soon as there is a run to take. One without (a
+        // heartbeat) is abandoned when a slot frees, to ask again with it: it cannot have
+        // claimed anything, so nothing is lost.
+        let idle = request.tasks.iter().all(|task| task.slots == 0);
+        let answer = if idle {
+            tokio::select! {
+                answer = shared.client.poll(&shared.id, &request) => answer,
+                _ = shared.parking.slots_freed.notified() => continue,
+            }
+        } else {
+            shared.client.poll(&shared.id, &request).await
         };
         match answer {
             Ok(response) => {
@@ -158,9 +170,14 @@ async fn poll_loop(shared: Arc<Shared>) {
     }
 }
 
-/// Starts (or resumes) a run the server handed over.
+/// Starts (or resumes) a run the server handed over. A resumed run can arrive when every slot
+/// is taken (the server hands it back to the worker that suspended it); it is then left out,
+/// and the next poll, not counting it as held, gives it back for any worker to take.
 async fn dispatch(shared: &Arc<Shared>, claimed: ClaimedRun) {
-    let permits = acquire(shared, &claimed.task_id).await;
+    let Some(permits) = acquire(shared, &claimed.task_id) else {
+        tracing::debug!(run = %claimed.id, "no free slot for a resumed run; handing it back");
+        return;
+    };
     if let Some(resumed) = &claimed.resumed
         && let Some(sender) = shared.parking.take_resume(&claimed.id, resumed.seq)
     {
@@ -173,17 +190,14 @@ async fn dispatch(shared: &Arc<Shared>, claimed: ClaimedRun) {
     start(shared, claimed, permits);
 }
 
-async fn acquire(shared: &Shared, task_id: &str) -> Permits {
-    // Only this loop takes slots, and it asked for no more than were free: these do not wait.
-    let worker = shared.slots.clone().acquire_owned().await;
+/// A worker slot and, if the task has a limit, one of the task's; `None` if one is not free.
+fn acquire(shared: &Shared, task_id: &str) -> Option<Permits> {
+    let worker = shared.slots.clone().try_acquire_owned().ok()?;
     let task = match shared.task_slots.get(task_id) {
-        Some(slots) => slots.clone().acquire_owned().await.ok(),
+        Some(slots) => Some(slots.clone().try_acquire_owned().ok()?),
         None => None,
     };
-    match worker {
-        Ok(worker) => Permits { _worker: worker, _task: task },
-        Err(_) => unreachable!("the worker's semaphore is never closed"),
-    }
+    Some(Permits { _worker: worker, _task: task })
 }
 
 /// Executes a run from its start, replaying its journal if it has one.

@@ -89,7 +89,7 @@ pub(crate) async fn poll(
     let request: PollRequest = body::parse_json(&body::read(&headers, body, PROTOCOL_LIMIT, Length::Optional).await?)?;
     let tasks: Vec<(String, u32)> = request.tasks.into_iter().map(|task| (task.id, task.slots)).collect();
     let wait = Duration::from_millis(request.wait_ms);
-    let claims = engine.poll_runs(&environment, &worker, &tasks, &request.holding, wait).await?;
+    let claims = engine.poll_runs(&environment, &worker, &tasks, &request.holding, wait, request.leaving).await?;
     Ok(Json(PollResponse { runs: claims.iter().map(present::claim).collect() }))
 }
 

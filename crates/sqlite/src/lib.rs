@@ -35,6 +35,10 @@ const MIGRATIONS: &[(i64, &str)] =
 /// Idle read connections kept for reuse.
 const MAX_IDLE_READERS: usize = 8;
 
+/// Prepared statements kept per connection: every query shape stays parsed (lists build
+/// their SQL from the filters given, so there are dozens of shapes).
+const STATEMENT_CACHE: usize = 256;
+
 /// How long a statement waits for another process's lock (the CLI's `env` commands) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -64,6 +68,7 @@ impl SqliteStore {
         }
         let mut writer = Connection::open(&path).map_err(map_error)?;
         writer.busy_timeout(BUSY_TIMEOUT).map_err(map_error)?;
+        writer.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         writer.pragma_update(None, "journal_mode", "WAL").map_err(map_error)?;
         // FULL: every commit syncs the WAL, so an acknowledged write survives power loss.
         writer.pragma_update(None, "synchronous", "FULL").map_err(map_error)?;
@@ -116,6 +121,7 @@ fn open_reader(path: &Path) -> Result<Connection> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(map_error)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(map_error)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
 
@@ -180,6 +186,7 @@ impl Store for SqliteStore {
                     WriteOp::RunCancel { run, environment_id, at } => runs::cancel(&tx, &run, &environment_id, at),
                     WriteOp::RunsRelease(op) => runs::release(&tx, op),
                     WriteOp::WorkerSeen(op) => runs::worker_seen(&tx, op),
+                    WriteOp::WorkerLeft(worker) => runs::worker_left(&tx, &worker),
                 })
                 .collect::<Result<Vec<_>>>()?;
             tx.commit().map_err(map_error)?;

@@ -5,11 +5,11 @@
 
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use waitpoint_storage::{
-    Claim, Cursor, Result, RunClaim, RunCreateToken, RunFinish, RunListQuery, RunRecord, RunWait, RunsRelease,
+    Claim, Cursor, Result, Resumed, RunClaim, RunCreateToken, RunFinish, RunListQuery, RunRecord, RunWait, RunsRelease,
     StorageError, WorkerSeen, WriteOutcome, transitions,
 };
 use waitpoint_types::{
-    EnvironmentId, JournalEntry, JournalKind, Run, RunId, RunStatus, Timestamp, Waitpoint, WaitpointState,
+    EnvironmentId, JournalEntry, JournalKind, Run, RunId, RunStatus, Timestamp, Waitpoint, WorkerId,
 };
 
 use crate::args::Args;
@@ -116,14 +116,17 @@ pub(crate) fn create(conn: &Connection, new: Run) -> Result<WriteOutcome> {
 }
 
 pub(crate) fn claim(conn: &Connection, claim: RunClaim) -> Result<WriteOutcome> {
-    let held_sql = format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.status = 'EXECUTING' AND r.worker_id = ?1");
-    let held: Vec<Run> = {
-        let mut stmt = conn.prepare_cached(&held_sql).map_err(map_error)?;
-        let rows = stmt.query_map([claim.worker.internal()], run_from_row).map_err(map_error)?;
-        rows.map(|row| row.map_err(map_error)?).collect::<Result<_>>()?
+    let held: Vec<String> = {
+        let mut stmt = conn
+            .prepare_cached("SELECT id FROM runs WHERE status = 'EXECUTING' AND worker_id = ?1")
+            .map_err(map_error)?;
+        let rows = stmt.query_map([claim.worker.internal()], |row| row.get::<_, String>(0)).map_err(map_error)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(map_error)?
     };
-    for run in held.iter().filter(|run| !claim.holding.contains(&run.id)) {
-        update(conn, &transitions::run_released(run, claim.now))?;
+    for id in held.iter().filter(|id| !claim.holding.iter().any(|held| held.internal() == id.as_str())) {
+        if let Some(run) = select(conn, id)? {
+            update(conn, &transitions::run_released(&run, claim.now))?;
+        }
     }
     let sticky_cutoff = claim.now.saturating_sub(claim.sticky_for);
     let sql = format!(
@@ -302,10 +305,15 @@ pub(crate) fn wait(conn: &Connection, op: RunWait) -> Result<WriteOutcome> {
 }
 
 /// Resumes every run waiting on `waitpoint`, which just finished: fills in the result of each
-/// one's wait and queues it. Returns the runs resumed.
-pub(crate) fn resume_waiting(conn: &Connection, waitpoint: &Waitpoint) -> Result<Vec<RunId>> {
-    let Some(result) = waitpoint.wait_result().map(|result| result.to_string()) else {
-        return Ok(Vec::new());
+/// one's wait, then hands it to its sticky worker if that worker was seen at or after
+/// `workers_alive_since`, or queues it.
+pub(crate) fn resume_waiting(
+    conn: &Connection,
+    waitpoint: &Waitpoint,
+    workers_alive_since: Option<Timestamp>,
+) -> Result<Resumed> {
+    let (Some(result), Some(at)) = (waitpoint.wait_result().map(|r| r.to_string()), waitpoint.completed_at()) else {
+        return Ok(Resumed::default());
     };
     let sql = format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.waiting_on = ?1 AND r.status = 'WAITING'");
     let waiting: Vec<Run> = {
@@ -313,21 +321,37 @@ pub(crate) fn resume_waiting(conn: &Connection, waitpoint: &Waitpoint) -> Result
         let rows = stmt.query_map([waitpoint.id.internal()], run_from_row).map_err(map_error)?;
         rows.map(|row| row.map_err(map_error)?).collect::<Result<_>>()?
     };
-    let at = match &waitpoint.state {
-        WaitpointState::Completed { at, .. } | WaitpointState::TimedOut { at } => *at,
-        WaitpointState::Waiting => return Ok(Vec::new()),
-    };
-    let mut resumed = Vec::with_capacity(waiting.len());
+    let mut resumed = Resumed::default();
     for run in waiting {
-        if let waitpoint_types::RunState::Waiting { seq, .. } = run.state {
-            conn.prepare_cached("UPDATE run_journal SET result = ?3 WHERE run_id = ?1 AND seq = ?2")
-                .and_then(|mut stmt| stmt.execute(params![run.id.internal(), seq, result]))
-                .map_err(map_error)?;
-            update(conn, &transitions::run_resumed(&run, at))?;
-            resumed.push(run.id);
+        let waitpoint_types::RunState::Waiting { seq, .. } = run.state else { continue };
+        conn.prepare_cached("UPDATE run_journal SET result = ?3 WHERE run_id = ?1 AND seq = ?2")
+            .and_then(|mut stmt| stmt.execute(params![run.id.internal(), seq, result]))
+            .map_err(map_error)?;
+        let alive_worker = match (&run.sticky_worker, workers_alive_since) {
+            (Some(worker), Some(since)) if seen_since(conn, worker, since)? => Some(worker.clone()),
+            _ => None,
+        };
+        match alive_worker {
+            Some(worker) => {
+                let claimed = transitions::run_claimed(&run, &worker, at);
+                update(conn, &claimed)?;
+                let entry = entry_at(conn, claimed.id.internal(), seq)?;
+                resumed.handed.push(Claim { run: claimed, journal_length: seq + 1, resumed: entry });
+            }
+            None => {
+                update(conn, &transitions::run_resumed(&run, at))?;
+                resumed.queued.push(run.id);
+            }
         }
     }
     Ok(resumed)
+}
+
+/// Whether `worker` was seen at or after `since`.
+fn seen_since(conn: &Connection, worker: &WorkerId, since: Timestamp) -> Result<bool> {
+    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM workers WHERE id = ?1 AND last_seen_at >= ?2)")
+        .and_then(|mut stmt| stmt.query_row(params![worker.internal(), since.as_millis()], |row| row.get::<_, bool>(0)))
+        .map_err(map_error)
 }
 
 pub(crate) fn finish(conn: &Connection, op: RunFinish) -> Result<WriteOutcome> {
@@ -383,6 +407,13 @@ pub(crate) fn worker_seen(conn: &Connection, op: WorkerSeen) -> Result<WriteOutc
     )
     .and_then(|mut stmt| stmt.execute(params![op.worker.internal(), op.environment_id.internal(), op.at.as_millis()]))
     .map_err(map_error)?;
+    Ok(WriteOutcome::Done)
+}
+
+pub(crate) fn worker_left(conn: &Connection, worker: &WorkerId) -> Result<WriteOutcome> {
+    conn.prepare_cached("DELETE FROM workers WHERE id = ?1")
+        .and_then(|mut stmt| stmt.execute([worker.internal()]))
+        .map_err(map_error)?;
     Ok(WriteOutcome::Done)
 }
 

@@ -98,7 +98,7 @@ pub(crate) fn finish(conn: &Connection, finish: Finish) -> Result<WriteOutcome> 
     })
     .map_err(map_error)?;
     current.state = state;
-    let resumed = runs::resume_waiting(conn, &current)?;
+    let resumed = runs::resume_waiting(conn, &current, finish.workers_alive_since)?;
     Ok(WriteOutcome::Finished(current, resumed))
 }
 

@@ -27,8 +27,8 @@ use waitpoint_types::{
 };
 
 pub use crate::ops::{
-    Claim, Finish, RunClaim, RunCreateToken, RunFinish, RunOutcome, RunRecord, RunWait, RunsRelease, WorkerSeen,
-    WriteOp, WriteOutcome,
+    Claim, Finish, Resumed, RunClaim, RunCreateToken, RunFinish, RunOutcome, RunRecord, RunWait, RunsRelease,
+    WorkerSeen, WriteOp, WriteOutcome,
 };
 pub use crate::query::{Cursor, ListQuery, RunListQuery};
 

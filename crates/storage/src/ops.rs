@@ -47,6 +47,9 @@ pub enum WriteOp {
     RunsRelease(RunsRelease),
     /// Note that a worker is alive: [`WriteOutcome::Done`].
     WorkerSeen(WorkerSeen),
+    /// Forget a worker that stopped, so that nothing is handed or reserved to it any more:
+    /// [`WriteOutcome::Done`].
+    WorkerLeft(WorkerId),
 }
 
 /// Moves a waitpoint out of `WAITING`.
@@ -60,6 +63,26 @@ pub struct Finish {
     /// transition ([`Waitpoint::deadline_state`]: a token times out, a datetime waitpoint
     /// completes), which applies only once `timeout_at` is at or before the state's `at`.
     pub state: WaitpointState,
+    /// When set, a resumed run whose sticky worker was seen at or after this time is handed
+    /// straight to that worker (`EXECUTING` with `epoch + 1`, as a claim would) instead of being
+    /// queued: it continues in that worker's memory without waiting for another claim.
+    pub workers_alive_since: Option<Timestamp>,
+}
+
+/// The runs a finished waitpoint resumed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resumed {
+    /// Queued again, for any worker to claim.
+    pub queued: Vec<RunId>,
+    /// Handed to the live worker that suspended them (see [`Finish::workers_alive_since`]).
+    pub handed: Vec<Claim>,
+}
+
+impl Resumed {
+    /// Every run resumed, queued or handed.
+    pub fn runs(&self) -> Vec<RunId> {
+        self.queued.iter().cloned().chain(self.handed.iter().map(|claim| claim.run.id.clone())).collect()
+    }
 }
 
 /// Hands queued runs to a worker: [`WriteOutcome::Claimed`].
@@ -234,8 +257,8 @@ pub enum WriteOutcome {
     /// answer and nothing was written.
     Existing(Waitpoint),
     /// The waitpoint moved to the requested final state; these runs, which waited on it,
-    /// resumed (are `QUEUED` again).
-    Finished(Waitpoint, Vec<RunId>),
+    /// resumed.
+    Finished(Waitpoint, Resumed),
     /// Nothing changed: the waitpoint had already finished (the first completion wins) or,
     /// for a timeout, its deadline has not come. The current record is returned.
     Unchanged(Waitpoint),

@@ -293,6 +293,10 @@ pub mod worker {
         /// The runs the worker is executing now. Any other run the server counts as held by this
         /// worker (a claim whose answer was lost, a run the worker gave up) is given back.
         pub holding: Vec<String>,
+        /// The worker is stopping: this is its last poll. It takes nothing, and runs it
+        /// suspended resume on other workers from now on.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pub leaving: bool,
     }
 
     /// One journal entry on the wire.

@@ -13,7 +13,7 @@ use waitpoint_types::{
     WaitpointKind, WaitpointState, WaitpointStatus,
 };
 
-use crate::{Cursor, Finish, ListQuery, StorageError, Store, WriteOp, WriteOutcome};
+use crate::{Cursor, Finish, ListQuery, Resumed, StorageError, Store, WriteOp, WriteOutcome};
 
 mod runs;
 
@@ -58,6 +58,7 @@ macro_rules! conformance_tests {
             a_wait_on_a_finished_waitpoint_records_its_result_at_once,
             one_waitpoint_resumes_every_run_waiting_on_it_once,
             resumed_runs_stay_with_their_live_worker_for_a_while,
+            a_resumed_run_goes_straight_to_its_live_worker,
             datetime_waits_complete_at_their_deadline,
             a_token_created_by_a_run_is_created_once,
             failed_attempts_retry_until_attempts_run_out,
@@ -132,7 +133,8 @@ pub(crate) async fn create(store: &dyn Store, w: &Waitpoint) -> Waitpoint {
 }
 
 pub(crate) async fn finish(store: &dyn Store, id: &WaitpointId, state: WaitpointState) -> WriteOutcome {
-    write_one(store, WriteOp::Finish(Finish { id: id.clone(), environment_id: None, state })).await
+    write_one(store, WriteOp::Finish(Finish { id: id.clone(), environment_id: None, state, workers_alive_since: None }))
+        .await
 }
 
 pub(crate) async fn new_env(store: &dyn Store, ids: &IdGenerator, name: &str) -> Environment {
@@ -385,10 +387,20 @@ pub async fn completion_from_another_environment_is_not_found(db: &dyn TestDatab
     let w = waitpoint(&ids, &dev, at(0));
     create(&*store, &w).await;
 
-    let foreign = Finish { id: w.id.clone(), environment_id: Some(prod.id.clone()), state: completed(1, "1") };
+    let foreign = Finish {
+        id: w.id.clone(),
+        environment_id: Some(prod.id.clone()),
+        state: completed(1, "1"),
+        workers_alive_since: None,
+    };
     assert_eq!(write_one(&*store, WriteOp::Finish(foreign)).await, WriteOutcome::NotFound);
     assert_eq!(store.waitpoint_get(&w.id).await.unwrap(), w);
-    let own = Finish { id: w.id.clone(), environment_id: Some(dev.id.clone()), state: completed(1, "1") };
+    let own = Finish {
+        id: w.id.clone(),
+        environment_id: Some(dev.id.clone()),
+        state: completed(1, "1"),
+        workers_alive_since: None,
+    };
     assert!(matches!(write_one(&*store, WriteOp::Finish(own)).await, WriteOutcome::Finished(_, _)));
 }
 
@@ -408,10 +420,25 @@ pub async fn a_batch_sees_its_own_writes(db: &dyn TestDatabase) {
         .write_batch(vec![
             WriteOp::Create(a.clone()),
             WriteOp::Create(b),
-            WriteOp::Finish(Finish { id: unknown, environment_id: None, state: completed(3, "0") }),
+            WriteOp::Finish(Finish {
+                id: unknown,
+                environment_id: None,
+                state: completed(3, "0"),
+                workers_alive_since: None,
+            }),
             WriteOp::Create(c.clone()),
-            WriteOp::Finish(Finish { id: a.id.clone(), environment_id: None, state: completed(4, "1") }),
-            WriteOp::Finish(Finish { id: a.id.clone(), environment_id: None, state: completed(5, "2") }),
+            WriteOp::Finish(Finish {
+                id: a.id.clone(),
+                environment_id: None,
+                state: completed(4, "1"),
+                workers_alive_since: None,
+            }),
+            WriteOp::Finish(Finish {
+                id: a.id.clone(),
+                environment_id: None,
+                state: completed(5, "2"),
+                workers_alive_since: None,
+            }),
         ])
         .await
         .unwrap();
@@ -424,7 +451,7 @@ pub async fn a_batch_sees_its_own_writes(db: &dyn TestDatabase) {
             WriteOutcome::Existing(a),
             WriteOutcome::NotFound,
             WriteOutcome::Created(c),
-            WriteOutcome::Finished(done_a.clone(), vec![]),
+            WriteOutcome::Finished(done_a.clone(), Resumed::default()),
             WriteOutcome::Unchanged(done_a),
         ]
     );

@@ -302,7 +302,7 @@ pub async fn a_wait_on_a_pending_waitpoint_suspends_until_it_finishes(db: &dyn T
     else {
         panic!("the token did not finish");
     };
-    assert_eq!(resumed, std::slice::from_ref(&held.id));
+    assert_eq!(resumed.queued, std::slice::from_ref(&held.id));
     let queued = get(&*store, &held.id).await;
     assert_eq!(queued.state, RunState::Queued { available_at: at(10) });
     let result = r#"{"ok":true,"output":{"approved":true}}"#;
@@ -354,9 +354,10 @@ pub async fn one_waitpoint_resumes_every_run_waiting_on_it_once(db: &dyn TestDat
         assert!(matches!(wait(&*store, &claimed.run, 0, &token.id, at(6)).await, WriteOutcome::Suspended(_)));
         waiting.push(claimed.run.id);
     }
-    let WriteOutcome::Finished(_, mut resumed) = finish(&*store, &token.id, completed(7, "\"go\"")).await else {
+    let WriteOutcome::Finished(_, resumed) = finish(&*store, &token.id, completed(7, "\"go\"")).await else {
         panic!("the token did not finish");
     };
+    let mut resumed = resumed.queued;
     resumed.sort();
     waiting.sort();
     assert_eq!(resumed, waiting);
@@ -366,6 +367,50 @@ pub async fn one_waitpoint_resumes_every_run_waiting_on_it_once(db: &dyn TestDat
         assert_eq!(journal[0].result.as_deref(), Some(r#"{"ok":true,"output":"go"}"#));
     }
     assert_eq!(claim(&*store, &env, &me, &[("t", 10)], at(9)).await.len(), 3);
+}
+
+/// A finish that names `workers_alive_since` hands a resumed run straight back to its sticky
+/// worker when that worker is alive: `EXECUTING` with the next epoch and the wait's entry, as a
+/// claim would; otherwise the run is queued.
+pub async fn a_resumed_run_goes_straight_to_its_live_worker(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let me = worker(&ids);
+    seen(&*store, &env, &me, at(10)).await;
+    let tokens =
+        [create(&*store, &waitpoint(&ids, &env, at(0))).await, create(&*store, &waitpoint(&ids, &env, at(0))).await];
+    let mut held = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        create_run(&*store, &run(&ids, &env, "t", at(i as i64))).await;
+        let claimed = claim_one(&*store, &env, &me, "t", at(10)).await.run;
+        wait(&*store, &claimed, 0, &token.id, at(11)).await;
+        held.push(claimed);
+    }
+    let finish_with = |token: &waitpoint_types::WaitpointId, since: i64| {
+        let state = completed(20, r#""yes""#);
+        WriteOp::Finish(crate::Finish {
+            id: token.clone(),
+            environment_id: None,
+            state,
+            workers_alive_since: Some(at(since)),
+        })
+    };
+    let WriteOutcome::Finished(_, resumed) = write_one(&*store, finish_with(&tokens[0].id, 10)).await else { panic!() };
+    assert!(resumed.queued.is_empty());
+    let [handed] = resumed.handed.as_slice() else { panic!("expected one hand-off: {resumed:?}") };
+    assert_eq!(handed.run.state, RunState::Executing { worker: me.clone() });
+    assert_eq!((handed.run.epoch, handed.journal_length), (held[0].epoch + 1, 1));
+    let entry_ = entry(0, JournalKind::WaitToken, &tokens[0].id.public(), Some(r#"{"ok":true,"output":"yes"}"#));
+    assert_eq!(handed.resumed.as_ref(), Some(&entry_));
+    assert_eq!(get(&*store, &held[0].id).await, handed.run);
+
+    // A worker that left, or was last seen before `workers_alive_since`, gets nothing: the run
+    // is queued.
+    assert_eq!(write_one(&*store, WriteOp::WorkerLeft(me.clone())).await, WriteOutcome::Done);
+    let WriteOutcome::Finished(_, resumed) = write_one(&*store, finish_with(&tokens[1].id, 10)).await else { panic!() };
+    assert_eq!(resumed.queued, std::slice::from_ref(&held[1].id));
+    assert!(resumed.handed.is_empty());
 }
 
 /// A resumed run is held for the worker that suspended it while that worker is alive, for
@@ -435,7 +480,7 @@ pub async fn datetime_waits_complete_at_their_deadline(db: &dyn TestDatabase) {
         panic!("the datetime waitpoint did not finish");
     };
     assert_eq!(done.state, WaitpointState::Completed { at: at(60_001), via: CompletedVia::Datetime, output: None });
-    assert_eq!(resumed, std::slice::from_ref(&held.id));
+    assert_eq!(resumed.queued, std::slice::from_ref(&held.id));
     let journal = store.run_journal(&held.id).await.unwrap();
     assert_eq!(journal, [entry(0, JournalKind::WaitDatetime, "for 60s", Some(r#"{"ok":true,"output":null}"#))]);
 }
@@ -545,7 +590,7 @@ pub async fn cancel_stops_a_run_that_has_not_finished(db: &dyn TestDatabase) {
         WriteOutcome::Stale(_)
     ));
     let WriteOutcome::Finished(_, resumed) = finish(&*store, &token.id, completed(5, "1")).await else { panic!() };
-    assert!(resumed.is_empty(), "a canceled run does not resume");
+    assert_eq!(resumed, crate::Resumed::default(), "a canceled run does not resume");
     assert!(claim(&*store, &env, &me, &[("q", 5), ("e", 5), ("w", 5)], at(6)).await.is_empty());
 }
 
