@@ -369,7 +369,12 @@ impl Engine {
                 if first || claims.is_empty() {
                     first = false;
                     match inner.writer.write(WriteOp::RunClaim(claim)).await? {
-                        WriteOutcome::Claimed(claimed) => claims.extend(claimed),
+                        WriteOutcome::Claimed { claims: claimed, released } => {
+                            claims.extend(claimed);
+                            if !released.is_empty() {
+                                inner.runs_ready.notify_waiters();
+                            }
+                        }
                         other => return Err(EngineError::Storage(format!("unexpected outcome of a claim: {other:?}"))),
                     }
                 }

@@ -306,12 +306,14 @@ async fn claim(tx: &Transaction<'_>, claim: &RunClaim) -> Result<WriteOutcome> {
         .iter()
         .map(|row| column(row, 0))
         .collect::<Result<_>>()?;
+    let mut released = Vec::new();
     for id in held.iter().filter(|id| !claim.holding.iter().any(|held| held.internal() == id.as_str())) {
         // Locked and read again: it may have moved on since.
         if let Some(row) = query_opt(tx, LOCK_RUN, &[id]).await? {
             let run = run_from_row(&row)?;
             if matches!(&run.state, RunState::Executing { worker } if *worker == claim.worker) {
                 update(tx, &transitions::run_released(&run, claim.now)).await?;
+                released.push(run.id);
             }
         }
     }
@@ -343,7 +345,7 @@ async fn claim(tx: &Transaction<'_>, claim: &RunClaim) -> Result<WriteOutcome> {
             claims.push(Claim { run: claimed, journal_length, resumed: transitions::resumed_from(last) });
         }
     }
-    Ok(WriteOutcome::Claimed(claims))
+    Ok(WriteOutcome::Claimed { claims, released })
 }
 
 async fn last_entry(tx: &Transaction<'_>, run: &str) -> Result<Option<JournalEntry>> {

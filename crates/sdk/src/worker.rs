@@ -7,7 +7,7 @@
 //! that is not in memory any more (evicted, or this is another worker, or the process
 //! restarted) replays its journal instead.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -110,7 +110,7 @@ impl Worker {
         }
         shared.parking.abort_all();
         // Leaving with an empty `holding` gives back, at once, every run the server still counts
-        // as ours, and sends our suspended runs elsewhere when they resume.
+        // as ours (deferred ones too), and sends our suspended runs elsewhere when they resume.
         let request = PollRequest { tasks: task_slots(&shared, false), wait_ms: 0, holding: Vec::new(), leaving: true };
         if let Err(error) = shared.client.poll(&shared.id, &request).await {
             tracing::warn!(%error, "could not hand runs back; they resume elsewhere once this worker times out");
@@ -135,6 +135,11 @@ fn task_slots(shared: &Shared, with_slots: bool) -> Vec<TaskSlots> {
 
 async fn poll_loop(shared: Arc<Shared>) {
     loop {
+        if shared.slots.available_permits() > 0 {
+            for claimed in shared.parking.take_deferred() {
+                dispatch(&shared, claimed);
+            }
+        }
         let tasks = task_slots(&shared, true);
         let request = PollRequest {
             tasks,
@@ -143,9 +148,10 @@ async fn poll_loop(shared: Arc<Shared>) {
             leaving: false,
         };
         // A poll with free slots returns as soon as there is a run to take. One without (a
-        // heartbeat) is abandoned when a slot frees, to ask again with it: it cannot have
-        // claimed anything, so nothing is lost.
-        let idle = request.tasks.iter().all(|task| task.slots == 0);
+        // heartbeat), or one while resumed runs wait for a slot (of a task with a limit), is
+        // abandoned when a slot frees, to ask again with it. What an abandoned poll took is
+        // not lost: the next poll, not counting it as held, gives it back.
+        let idle = request.tasks.iter().all(|task| task.slots == 0) || shared.parking.has_deferred();
         let answer = if idle {
             tokio::select! {
                 answer = shared.client.poll(&shared.id, &request) => answer,
@@ -157,7 +163,7 @@ async fn poll_loop(shared: Arc<Shared>) {
         match answer {
             Ok(response) => {
                 for claimed in response.runs {
-                    dispatch(&shared, claimed).await;
+                    dispatch(&shared, claimed);
                 }
             }
             Err(error) => {
@@ -171,11 +177,14 @@ async fn poll_loop(shared: Arc<Shared>) {
 }
 
 /// Starts (or resumes) a run the server handed over. A resumed run can arrive when every slot
-/// is taken (the server hands it back to the worker that suspended it); it is then left out,
-/// and the next poll, not counting it as held, gives it back for any worker to take.
-async fn dispatch(shared: &Arc<Shared>, claimed: ClaimedRun) {
+/// is taken (the server hands it back to the worker that suspended it); it is then deferred
+/// until a slot frees, or, when as many runs as there are slots wait already, left out: the
+/// next poll, not counting it as held, gives it back for any worker to take.
+fn dispatch(shared: &Arc<Shared>, claimed: ClaimedRun) {
     let Some(permits) = acquire(shared, &claimed.task_id) else {
-        tracing::debug!(run = %claimed.id, "no free slot for a resumed run; handing it back");
+        if let Some(claimed) = shared.parking.defer(claimed, shared.config.concurrency.max(1)) {
+            tracing::debug!(run = %claimed.id, "no free slot for a resumed run; handing it back");
+        }
         return;
     };
     if let Some(resumed) = &claimed.resumed
@@ -299,6 +308,9 @@ struct Registry {
     runs: HashMap<String, Slot>,
     /// Suspended runs, oldest first, for eviction.
     suspended: BTreeMap<u64, String>,
+    /// Resumed runs the server handed over while every slot was taken, oldest first: held
+    /// here until a slot frees.
+    deferred: VecDeque<ClaimedRun>,
     next: u64,
     max_suspended: usize,
 }
@@ -377,7 +389,13 @@ impl Drop for Ticket {
 
 impl Parking {
     fn new(max_suspended: usize) -> Self {
-        let registry = Registry { runs: HashMap::new(), suspended: BTreeMap::new(), next: 0, max_suspended };
+        let registry = Registry {
+            runs: HashMap::new(),
+            suspended: BTreeMap::new(),
+            deferred: VecDeque::new(),
+            next: 0,
+            max_suspended,
+        };
         Self { registry: Arc::new(Mutex::new(registry)), slots_freed: Arc::new(Notify::new()) }
     }
 
@@ -442,21 +460,43 @@ impl Parking {
         Some(expecting.sender)
     }
 
-    /// The runs executing here (not suspended): what the server should count as held.
+    /// The runs executing here (not suspended) or deferred: what the server should count as
+    /// held.
     fn holding(&self) -> Vec<String> {
         let registry = self.lock();
-        registry
+        let executing = registry
             .runs
             .iter()
             .filter(|(_, slot)| slot.expecting.as_ref().is_none_or(|e| e.suspended.is_none()))
-            .map(|(id, _)| id.clone())
-            .collect()
+            .map(|(id, _)| id.clone());
+        let deferred = registry.deferred.iter().map(|claimed| claimed.id.clone());
+        executing.chain(deferred).collect()
+    }
+
+    /// Holds `claimed` until a slot frees, unless `limit` runs already wait: then it is given
+    /// back (returned).
+    fn defer(&self, claimed: ClaimedRun, limit: usize) -> Option<ClaimedRun> {
+        let mut registry = self.lock();
+        if registry.deferred.len() >= limit {
+            return Some(claimed);
+        }
+        registry.deferred.push_back(claimed);
+        None
+    }
+
+    fn has_deferred(&self) -> bool {
+        !self.lock().deferred.is_empty()
+    }
+
+    fn take_deferred(&self) -> VecDeque<ClaimedRun> {
+        std::mem::take(&mut self.lock().deferred)
     }
 
     fn abort_all(&self) {
         let slots: Vec<Slot> = {
             let mut registry = self.lock();
             registry.suspended.clear();
+            registry.deferred.clear();
             registry.runs.drain().map(|(_, slot)| slot).collect()
         };
         for abort in slots.into_iter().filter_map(|slot| slot.abort) {

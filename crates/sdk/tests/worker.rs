@@ -225,3 +225,37 @@ async fn a_waiting_run_can_be_canceled() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(server.client.retrieve_run(&run).await.unwrap().status, "CANCELED");
 }
+
+#[tokio::test]
+async fn a_run_resumed_while_every_slot_is_taken_continues_in_memory_once_one_frees() {
+    let server = server().await;
+    let step_runs = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let blocker = Task::new("blocker", {
+        let gate = gate.clone();
+        move |_ctx: Context, _payload: Value| {
+            let gate = gate.clone();
+            async move {
+                gate.notified().await;
+                Ok::<_, TaskError>(json!("unblocked"))
+            }
+        }
+    });
+    let config = WorkerConfig { concurrency: 1, ..WorkerConfig::default() };
+    let _stop = start(&server.client, vec![approval(step_runs.clone()), blocker], config);
+
+    let waiting = server.client.trigger("approval", &json!({ "user": "ada" }), None).await.unwrap().id;
+    let token = waiting_token(&server.client, &waiting).await;
+    let busy = server.client.trigger("blocker", &json!({}), None).await.unwrap().id;
+    until(&server.client, &busy, |d| d.status == "EXECUTING").await;
+    server.client.complete_token(&token, &json!({ "status": "approved" })).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let held = server.client.retrieve_run(&waiting).await.unwrap();
+    assert_eq!(held.status, "EXECUTING", "handed back to its worker, which has no free slot yet");
+
+    gate.notify_one();
+    assert_eq!(finished(&server.client, &busy).await.status, "COMPLETED");
+    let done = finished(&server.client, &waiting).await;
+    assert_eq!(done.output.unwrap()["decision"], "approved");
+    assert_eq!(step_runs.load(Ordering::SeqCst), 1);
+}

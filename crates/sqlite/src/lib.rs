@@ -3,21 +3,23 @@
 //! One database file in WAL mode. All writes go through a single writer connection, one
 //! transaction per [`Store::write_batch`] call, with `synchronous = FULL`: a commit is on disk
 //! before it is acknowledged, and a batch of many operations costs one sync. Reads use a small
-//! pool of read-only connections, which WAL lets run alongside the writer. Blocking SQLite
-//! calls run on Tokio's blocking threads.
+//! pool of read-only connections, which WAL lets run alongside the writer. Each connection
+//! lives on a thread of its own.
 //!
 //! # Layout
 //! - [`SqliteStore`]: opening, migrations and the [`Store`] implementation.
 //! - `rows`: mapping between rows and domain types.
+//! - `threads`: the connections' threads, which run the blocking SQLite calls.
 //! - `migrations/`: the schema, one file per version, applied at open.
 
 mod args;
 mod rows;
 mod runs;
+mod threads;
 mod waitpoints;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
@@ -27,13 +29,14 @@ use waitpoint_types::{
 };
 
 use crate::rows::environment_from_row;
+use crate::threads::ConnectionThreads;
 
 /// Schema versions, applied in order; released files are never edited.
 const MIGRATIONS: &[(i64, &str)] =
     &[(1, include_str!("../migrations/0001_waitpoints.sql")), (2, include_str!("../migrations/0002_runs.sql"))];
 
-/// Idle read connections kept for reuse.
-const MAX_IDLE_READERS: usize = 8;
+/// Read-only connections, so reads that run at once; more wait their turn.
+const READERS: usize = 4;
 
 /// Prepared statements kept per connection: every query shape stays parsed (lists build
 /// their SQL from the filters given, so there are dozens of shapes).
@@ -51,8 +54,8 @@ pub struct SqliteStore {
 #[derive(Debug)]
 struct Inner {
     path: PathBuf,
-    writer: Mutex<Connection>,
-    idle_readers: Mutex<Vec<Connection>>,
+    writer: ConnectionThreads,
+    readers: ConnectionThreads,
 }
 
 impl SqliteStore {
@@ -74,7 +77,10 @@ impl SqliteStore {
         writer.pragma_update(None, "synchronous", "FULL").map_err(map_error)?;
         writer.pragma_update(None, "foreign_keys", "ON").map_err(map_error)?;
         migrate(&mut writer)?;
-        Ok(Self { inner: Arc::new(Inner { path, writer: Mutex::new(writer), idle_readers: Mutex::new(Vec::new()) }) })
+        let readers = (0..READERS).map(|_| open_reader(&path)).collect::<Result<Vec<_>>>()?;
+        let writer = ConnectionThreads::start("waitpoint-sqlite-writer", vec![writer])?;
+        let readers = ConnectionThreads::start("waitpoint-sqlite-reader", readers)?;
+        Ok(Self { inner: Arc::new(Inner { path, writer, readers }) })
     }
 
     /// The database file.
@@ -82,39 +88,18 @@ impl SqliteStore {
         &self.inner.path
     }
 
-    /// Runs `f` with the writer connection on a blocking thread.
+    /// Runs `f` with the writer connection, on its thread.
     async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&mut lock(&inner.writer))).await.map_err(StorageError::database)?
+        self.inner.writer.run(f).await
     }
 
-    /// Runs `f` with a read-only connection on a blocking thread.
+    /// Runs `f` with a read-only connection, on its thread.
     async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = match lock(&inner.idle_readers).pop() {
-                Some(conn) => conn,
-                None => open_reader(&inner.path)?,
-            };
-            let result = f(&conn);
-            let mut idle = lock(&inner.idle_readers);
-            if idle.len() < MAX_IDLE_READERS {
-                idle.push(conn);
-            }
-            result
-        })
-        .await
-        .map_err(StorageError::database)?
+        self.inner.readers.run(move |conn| f(conn)).await
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock cannot leave a connection half-written: SQLite rolls
-    // back an open transaction when the statement or transaction handle is dropped.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn open_reader(path: &Path) -> Result<Connection> {

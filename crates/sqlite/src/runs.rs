@@ -123,9 +123,11 @@ pub(crate) fn claim(conn: &Connection, claim: RunClaim) -> Result<WriteOutcome> 
         let rows = stmt.query_map([claim.worker.internal()], |row| row.get::<_, String>(0)).map_err(map_error)?;
         rows.collect::<rusqlite::Result<_>>().map_err(map_error)?
     };
+    let mut released = Vec::new();
     for id in held.iter().filter(|id| !claim.holding.iter().any(|held| held.internal() == id.as_str())) {
         if let Some(run) = select(conn, id)? {
             update(conn, &transitions::run_released(&run, claim.now))?;
+            released.push(run.id);
         }
     }
     let sticky_cutoff = claim.now.saturating_sub(claim.sticky_for);
@@ -164,7 +166,7 @@ pub(crate) fn claim(conn: &Connection, claim: RunClaim) -> Result<WriteOutcome> 
             claims.push(Claim { run: claimed, journal_length, resumed: transitions::resumed_from(last) });
         }
     }
-    Ok(WriteOutcome::Claimed(claims))
+    Ok(WriteOutcome::Claimed { claims, released })
 }
 
 fn last_entry(conn: &Connection, run: &str) -> Result<Option<JournalEntry>> {

@@ -268,8 +268,9 @@ pub enum WriteOutcome {
     RunCreated(Run),
     /// An active idempotency key matched this existing run.
     RunExisting(Run),
-    /// These runs were handed to the worker.
-    Claimed(Vec<Claim>),
+    /// These runs were handed to the worker, after it gave back `released`: the runs it held
+    /// without knowing (queued again for any worker).
+    Claimed { claims: Vec<Claim>, released: Vec<RunId> },
     /// This entry is in the journal (just recorded, or recorded before).
     Recorded(JournalEntry),
     /// The run waits; it holds no worker.
