@@ -18,8 +18,8 @@ use waitpoint_types::{
     WaitpointId, WorkerId,
 };
 
-use crate::rows::{column, waitpoint_from_row};
-use crate::{SELECT_WAITPOINT, batch, bind, map_error};
+use crate::rows::{column, waitpoint_columns, waitpoint_from_row};
+use crate::{batch, bind, map_error};
 
 /// The columns [`run_from_row`] reads, in order, of the table aliased `r`.
 macro_rules! run_columns {
@@ -31,10 +31,21 @@ macro_rules! run_columns {
     };
 }
 
-const SEEN_SINCE: &str = "SELECT 1 FROM workers WHERE id = $1 AND last_seen_at >= $2";
-const SHARE_WAITPOINT: &str = "SELECT id FROM waitpoints WHERE id = $1 FOR SHARE";
+/// How many columns [`run_columns!`] names; what a query selects after them starts here.
+const RUN_COLUMNS: usize = 23;
+
 const SELECT_RUN: &str = concat!("SELECT ", run_columns!(), " FROM runs r WHERE r.id = $1");
 const LOCK_RUN: &str = concat!("SELECT ", run_columns!(), " FROM runs r WHERE r.id = $1 FOR UPDATE");
+/// The run, locked, then its journal's length and the entry at position `$2` (if any): what
+/// an operation at that position needs, in one round trip.
+const LOCK_RUN_AT: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    ", (SELECT COALESCE(MAX(j.seq) + 1, 0) FROM run_journal j WHERE j.run_id = r.id),
+       e.seq, e.kind, e.name, e.result
+     FROM runs r LEFT JOIN run_journal e ON e.run_id = r.id AND e.seq = $2
+     WHERE r.id = $1 FOR UPDATE OF r"
+);
 const SELECT_ACTIVE_KEY: &str = concat!(
     "SELECT ",
     run_columns!(),
@@ -60,23 +71,31 @@ const UPDATE_RUN: &str = "UPDATE runs SET status = $2, available_at = $3, worker
      started_at = $13, updated_at = $14
      WHERE id = $1";
 const HELD_BY: &str = "SELECT id FROM runs WHERE status = 'EXECUTING' AND worker_id = $1 ORDER BY id";
+/// Runs a worker may take, locked, each with its journal's last entry (if any).
 const CLAIMABLE: &str = concat!(
     "SELECT ",
     run_columns!(),
-    " FROM runs r
+    ", e.seq, e.kind, e.name, e.result
+     FROM runs r
+     LEFT JOIN LATERAL (SELECT j.seq, j.kind, j.name, j.result FROM run_journal j WHERE j.run_id = r.id
+                        ORDER BY j.seq DESC LIMIT 1) e ON true
      WHERE r.environment_id = $1 AND r.task_id = $2 AND r.status = 'QUEUED' AND r.available_at <= $3
        AND (r.sticky_worker IS NULL OR r.sticky_worker = $4 OR r.available_at <= $5
             OR NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = r.sticky_worker AND w.last_seen_at >= $6))
-     ORDER BY r.available_at, r.id LIMIT $7 FOR UPDATE SKIP LOCKED"
+     ORDER BY r.available_at, r.id LIMIT $7 FOR UPDATE OF r SKIP LOCKED"
 );
-const LAST_ENTRY: &str = "SELECT seq, kind, name, result FROM run_journal WHERE run_id = $1 ORDER BY seq DESC LIMIT 1";
-const ENTRY_AT: &str = "SELECT seq, kind, name, result FROM run_journal WHERE run_id = $1 AND seq = $2";
 const INSERT_ENTRY: &str = "INSERT INTO run_journal (run_id, seq, kind, name, result) VALUES ($1, $2, $3, $4, $5)";
 const SET_RESULT: &str = "UPDATE run_journal SET result = $3 WHERE run_id = $1 AND seq = $2";
+/// Runs waiting on any of `$1`, locked, each with when its sticky worker was last seen and
+/// the journal entry of its wait.
 const WAITING_ON_ANY: &str = concat!(
     "SELECT ",
     run_columns!(),
-    " FROM runs r WHERE r.waiting_on = ANY($1::text[]) AND r.status = 'WAITING' ORDER BY r.id FOR UPDATE"
+    ", w.last_seen_at, e.seq, e.kind, e.name, e.result
+     FROM runs r
+     LEFT JOIN workers w ON w.id = r.sticky_worker
+     LEFT JOIN run_journal e ON e.run_id = r.id AND e.seq = r.waiting_seq
+     WHERE r.waiting_on = ANY($1::text[]) AND r.status = 'WAITING' ORDER BY r.id FOR UPDATE OF r"
 );
 const ORPHANS: &str = concat!(
     "SELECT ",
@@ -87,6 +106,7 @@ const ORPHANS: &str = concat!(
 );
 const WORKER_SEEN: &str = "INSERT INTO workers (id, environment_id, last_seen_at) VALUES ($1, $2, $3)
      ON CONFLICT (id) DO UPDATE SET last_seen_at = GREATEST(workers.last_seen_at, excluded.last_seen_at)";
+const SHARE_WAITPOINT: &str = concat!("SELECT ", waitpoint_columns!(), " FROM waitpoints WHERE id = $1 FOR SHARE");
 const JOURNAL: &str = "SELECT seq, kind, name, result FROM run_journal WHERE run_id = $1 ORDER BY seq";
 const NEXT_AVAILABLE: &str = "SELECT MIN(available_at) FROM runs
      WHERE environment_id = $1 AND status = 'QUEUED' AND available_at > $2 AND task_id = ANY($3)";
@@ -142,13 +162,17 @@ pub(crate) fn run_from_row(row: &Row) -> Result<Run> {
     })
 }
 
-fn entry_from_row(row: &Row) -> Result<JournalEntry> {
-    let seq: i32 = column(row, 0)?;
-    let kind: String = column(row, 1)?;
+/// Reads the journal entry whose `seq, kind, name, result` columns start at `base`; `None` when
+/// they are NULL (an outer join found none).
+fn entry_from_row(row: &Row, base: usize) -> Result<Option<JournalEntry>> {
+    let Some(seq) = column::<Option<i32>>(row, base)? else {
+        return Ok(None);
+    };
+    let kind: String = column(row, base + 1)?;
     let seq = u32::try_from(seq).map_err(|_| StorageError::Corrupt(format!("journal entry {seq}: negative")))?;
     let kind =
         JournalKind::parse(&kind).ok_or_else(|| StorageError::Corrupt(format!("journal entry {seq}: kind {kind}")))?;
-    Ok(JournalEntry { seq, kind, name: column(row, 2)?, result: column(row, 3)? })
+    Ok(Some(JournalEntry { seq, kind, name: column(row, base + 2)?, result: column(row, base + 3)? }))
 }
 
 fn rows_to_runs(rows: &[Row]) -> Result<Vec<Run>> {
@@ -337,10 +361,11 @@ async fn claim(tx: &Transaction<'_>, claim: &RunClaim) -> Result<WriteOutcome> {
             ],
         )
         .await?;
-        for run in rows_to_runs(&rows)? {
+        for row in &rows {
+            let run = run_from_row(row)?;
             let claimed = transitions::run_claimed(&run, &claim.worker, claim.now);
             update(tx, &claimed).await?;
-            let last = last_entry(tx, claimed.id.internal()).await?;
+            let last = entry_from_row(row, RUN_COLUMNS)?;
             let journal_length = last.as_ref().map_or(0, |entry| entry.seq + 1);
             claims.push(Claim { run: claimed, journal_length, resumed: transitions::resumed_from(last) });
         }
@@ -348,13 +373,20 @@ async fn claim(tx: &Transaction<'_>, claim: &RunClaim) -> Result<WriteOutcome> {
     Ok(WriteOutcome::Claimed { claims, released })
 }
 
-async fn last_entry(tx: &Transaction<'_>, run: &str) -> Result<Option<JournalEntry>> {
-    query_opt(tx, LAST_ENTRY, &[&run]).await?.as_ref().map(entry_from_row).transpose()
-}
-
 async fn insert_entry(tx: &Transaction<'_>, run: &str, entry: &JournalEntry) -> Result<()> {
     let seq = i32::try_from(entry.seq).map_err(|_| StorageError::Corrupt("journal position too large".into()))?;
     execute(tx, INSERT_ENTRY, &[&run, &seq, &entry.kind.as_str(), &entry.name, &entry.result]).await.map(drop)
+}
+
+/// What to answer when `run` is not of `environment_id` or `epoch` no longer holds it.
+fn refusal(run: &Run, environment_id: &EnvironmentId, epoch: u64) -> Option<WriteOutcome> {
+    if run.environment_id != *environment_id {
+        Some(WriteOutcome::NotFound)
+    } else if !transitions::run_holds_lease(run, epoch) {
+        Some(WriteOutcome::Stale(run.clone()))
+    } else {
+        None
+    }
 }
 
 /// The run, locked, if `epoch` still holds it; otherwise the outcome to answer with.
@@ -368,48 +400,55 @@ async fn leased(
         return Ok(Err(WriteOutcome::NotFound));
     };
     let run = run_from_row(&row)?;
-    Ok(if run.environment_id != *environment_id {
-        Err(WriteOutcome::NotFound)
-    } else if !transitions::run_holds_lease(&run, epoch) {
-        Err(WriteOutcome::Stale(run))
-    } else {
-        Ok(run)
-    })
+    Ok(refusal(&run, environment_id, epoch).map_or(Ok(run), Err))
 }
 
-/// What position `seq` of the run's journal holds for an operation of `kind` named `name`.
-async fn position(
-    tx: &Transaction<'_>,
-    run: &str,
+/// Where an operation of `kind` named `name` at journal position `seq` stands.
+struct Position {
     seq: u32,
     kind: JournalKind,
+}
+
+/// The run, locked, if `epoch` still holds it, and what its journal holds at the position of
+/// the operation (`None`: the operation is next and new); otherwise the outcome to answer with
+/// (not found, stale, diverged, out of order).
+async fn leased_at(
+    tx: &Transaction<'_>,
+    id: &RunId,
+    environment_id: &EnvironmentId,
+    epoch: u64,
+    at: Position,
     name: &str,
-) -> Result<std::result::Result<Option<JournalEntry>, WriteOutcome>> {
-    let at = i32::try_from(seq).map_err(|_| StorageError::Corrupt("journal position too large".into()))?;
-    if let Some(row) = query_opt(tx, ENTRY_AT, &[&run, &at]).await? {
-        let existing = entry_from_row(&row)?;
-        if transitions::journal_diverges(&existing, kind, name) {
+) -> Result<std::result::Result<(Run, Option<JournalEntry>), WriteOutcome>> {
+    let seq = i32::try_from(at.seq).map_err(|_| StorageError::Corrupt("journal position too large".into()))?;
+    let Some(row) = query_opt(tx, LOCK_RUN_AT, &[&id.internal(), &seq]).await? else {
+        return Ok(Err(WriteOutcome::NotFound));
+    };
+    let run = run_from_row(&row)?;
+    if let Some(refused) = refusal(&run, environment_id, epoch) {
+        return Ok(Err(refused));
+    }
+    if let Some(existing) = entry_from_row(&row, RUN_COLUMNS + 1)? {
+        if transitions::journal_diverges(&existing, at.kind, name) {
             return Ok(Err(WriteOutcome::Diverged(existing)));
         }
-        return Ok(Ok(Some(existing)));
+        return Ok(Ok((run, Some(existing))));
     }
-    let len = last_entry(tx, run).await?.map_or(0, |entry| entry.seq + 1);
-    if seq != len {
+    let len = u32::try_from(column::<i32>(&row, RUN_COLUMNS)?)
+        .map_err(|_| StorageError::Corrupt(format!("run {}: negative journal length", run.id)))?;
+    if at.seq != len {
         return Ok(Err(WriteOutcome::OutOfOrder(len)));
     }
-    Ok(Ok(None))
+    Ok(Ok((run, None)))
 }
 
 async fn record(tx: &Transaction<'_>, record: &RunRecord) -> Result<WriteOutcome> {
-    let run = match leased(tx, &record.run, &record.environment_id, record.epoch).await? {
-        Ok(run) => run,
-        Err(outcome) => return Ok(outcome),
-    };
     let entry = &record.entry;
-    match position(tx, run.id.internal(), entry.seq, entry.kind, &entry.name).await? {
+    let at = Position { seq: entry.seq, kind: entry.kind };
+    match leased_at(tx, &record.run, &record.environment_id, record.epoch, at, &entry.name).await? {
         Err(outcome) => Ok(outcome),
-        Ok(Some(existing)) => Ok(WriteOutcome::Recorded(existing)),
-        Ok(None) => {
+        Ok((_, Some(existing))) => Ok(WriteOutcome::Recorded(existing)),
+        Ok((run, None)) => {
             insert_entry(tx, run.id.internal(), entry).await?;
             Ok(WriteOutcome::Recorded(entry.clone()))
         }
@@ -417,14 +456,11 @@ async fn record(tx: &Transaction<'_>, record: &RunRecord) -> Result<WriteOutcome
 }
 
 async fn create_token(tx: &Transaction<'_>, op: &RunCreateToken) -> Result<WriteOutcome> {
-    let run = match leased(tx, &op.run, &op.environment_id, op.epoch).await? {
-        Ok(run) => run,
-        Err(outcome) => return Ok(outcome),
-    };
-    match position(tx, run.id.internal(), op.seq, JournalKind::CreateToken, "").await? {
+    let at = Position { seq: op.seq, kind: JournalKind::CreateToken };
+    match leased_at(tx, &op.run, &op.environment_id, op.epoch, at, "").await? {
         Err(outcome) => Ok(outcome),
-        Ok(Some(existing)) => Ok(WriteOutcome::Recorded(existing)),
-        Ok(None) => {
+        Ok((_, Some(existing))) => Ok(WriteOutcome::Recorded(existing)),
+        Ok((run, None)) => {
             let (token, is_cached) = match batch::create_one(tx, &op.waitpoint).await? {
                 WriteOutcome::Created(token) => (token, false),
                 WriteOutcome::Existing(token) => (token, true),
@@ -448,29 +484,30 @@ async fn wait(tx: &Transaction<'_>, op: &RunWait) -> Result<WriteOutcome> {
     // then the runs waiting on it) either committed before, and this wait sees its result, or
     // waits for this transaction, and then sees this run waiting. Without the lock, each could
     // miss the other and the run would wait forever.
-    if op.create.is_none() {
-        query_opt(tx, SHARE_WAITPOINT, &[&op.waitpoint.internal()]).await?;
-    }
-    let run = match leased(tx, &op.run, &op.environment_id, op.epoch).await? {
-        Ok(run) => run,
-        Err(outcome) => return Ok(outcome),
+    let shared = match op.create {
+        None => query_opt(tx, SHARE_WAITPOINT, &[&op.waitpoint.internal()]).await?,
+        Some(_) => None,
     };
-    let existing = match position(tx, run.id.internal(), op.seq, op.kind, &op.name).await? {
+    let at = Position { seq: op.seq, kind: op.kind };
+    let (run, existing) = match leased_at(tx, &op.run, &op.environment_id, op.epoch, at, &op.name).await? {
         Err(outcome) => return Ok(outcome),
-        Ok(existing) => existing,
+        Ok(found) => found,
     };
     if let Some(existing) = existing {
         if existing.result.is_some() {
             return Ok(WriteOutcome::Recorded(existing));
         }
     } else {
-        if let Some(waitpoint) = &op.create {
-            batch::create_one(tx, waitpoint).await?;
-        }
-        let Some(row) = query_opt(tx, SELECT_WAITPOINT, &[&op.waitpoint.internal()]).await? else {
-            return Ok(WriteOutcome::NotFound);
+        let waitpoint = match &op.create {
+            Some(waitpoint) => match batch::create_one(tx, waitpoint).await? {
+                WriteOutcome::Created(waitpoint) | WriteOutcome::Existing(waitpoint) => waitpoint,
+                other => return Err(StorageError::Corrupt(format!("unexpected outcome of a create: {other:?}"))),
+            },
+            None => match &shared {
+                Some(row) => waitpoint_from_row(row)?,
+                None => return Ok(WriteOutcome::NotFound),
+            },
         };
-        let waitpoint = waitpoint_from_row(&row)?;
         if waitpoint.environment_id != run.environment_id {
             return Ok(WriteOutcome::NotFound);
         }
@@ -497,18 +534,19 @@ pub(crate) async fn resume_waiting(
     finished: &[(&Waitpoint, Option<Timestamp>)],
 ) -> Result<HashMap<String, Resumed>> {
     let ids: Vec<&str> = finished.iter().map(|(waitpoint, _)| waitpoint.id.internal()).collect();
-    let waiting = rows_to_runs(&query(tx, WAITING_ON_ANY, &[&ids]).await?)?;
+    let waiting = query(tx, WAITING_ON_ANY, &[&ids]).await?;
     let mut resumed: HashMap<String, Resumed> = HashMap::new();
-    for run in waiting {
+    for row in &waiting {
+        let run = run_from_row(row)?;
         let RunState::Waiting { waitpoint, seq } = &run.state else { continue };
         let Some((finished, alive_since)) = finished.iter().find(|(w, _)| w.id == *waitpoint) else { continue };
         let (Some(result), Some(at)) = (finished.wait_result(), finished.completed_at()) else { continue };
         let position = i32::try_from(*seq).map_err(|_| StorageError::Corrupt("journal position too large".into()))?;
-        execute(tx, SET_RESULT, &[&run.id.internal(), &position, &result.to_string()]).await?;
-        let alive_worker = match (&run.sticky_worker, alive_since) {
-            (Some(worker), Some(since)) => {
-                query_opt(tx, SEEN_SINCE, &[&worker.internal(), &since.as_millis()]).await?.map(|_| worker.clone())
-            }
+        let result = result.to_string();
+        execute(tx, SET_RESULT, &[&run.id.internal(), &position, &result]).await?;
+        let last_seen = column::<Option<i64>>(row, RUN_COLUMNS)?.map(Timestamp::from_millis);
+        let alive_worker = match (&run.sticky_worker, alive_since, last_seen) {
+            (Some(worker), Some(since), Some(seen)) if seen >= *since => Some(worker.clone()),
             _ => None,
         };
         let entry = resumed.entry(waitpoint.internal().to_owned()).or_default();
@@ -517,7 +555,8 @@ pub(crate) async fn resume_waiting(
                 let claimed = transitions::run_claimed(&run, &worker, at);
                 update(tx, &claimed).await?;
                 // The wait is the journal's last entry: a waiting run performs nothing after it.
-                let wait = last_entry(tx, claimed.id.internal()).await?;
+                let wait = entry_from_row(row, RUN_COLUMNS + 1)?
+                    .map(|wait| JournalEntry { result: Some(result.clone()), ..wait });
                 entry.handed.push(Claim { run: claimed, journal_length: seq + 1, resumed: wait });
             }
             None => {
@@ -585,7 +624,11 @@ pub(crate) async fn get(client: &impl GenericClient, id: &RunId) -> Result<Run> 
 /// A run's journal, in order.
 pub(crate) async fn journal(client: &impl GenericClient, id: &RunId) -> Result<Vec<JournalEntry>> {
     get(client, id).await?;
-    query(client, JOURNAL, &[&id.internal()]).await?.iter().map(entry_from_row).collect()
+    query(client, JOURNAL, &[&id.internal()])
+        .await?
+        .iter()
+        .filter_map(|row| entry_from_row(row, 0).transpose())
+        .collect()
 }
 
 /// The earliest future `available_at` among queued runs of these tasks.
