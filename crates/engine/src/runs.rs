@@ -344,7 +344,9 @@ impl Engine {
         let task_ids: Vec<String> = wanted.iter().map(|(task, _)| task.clone()).collect();
         let deadline = inner.clock.now().saturating_add(wait.min(MAX_POLL_WAIT));
         let mail = inner.mailbox(&worker);
-        // The first claim also gives back what the worker does not hold; later ones only take.
+        // Every claim also gives back what the worker does not hold (such as a run handed to it
+        // through another node, which the same claim then hands over again); the first is made
+        // even when the worker has no free slot.
         let mut first = true;
         loop {
             let mut ready = pin!(inner.runs_ready.notified());
