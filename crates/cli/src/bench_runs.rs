@@ -49,6 +49,10 @@ pub(crate) struct RunsArgs {
     /// The server's data directory, to measure its size
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Suspended runs the worker keeps in memory; runs beyond it are evicted and resume by
+    /// replay (1 measures the replay path)
+    #[arg(long, default_value_t = 200_000)]
+    max_suspended: usize,
 }
 
 #[derive(Debug, Args)]
@@ -250,6 +254,7 @@ pub(crate) async fn runs(args: RunsArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the waitpoint executable to start the worker")?;
     let mut worker = tokio::process::Command::new(exe)
         .args(["bench", "worker", "--api-url", &args.api.api_url(), "--secret-key", &args.api.secret_key()?])
+        .args(["--max-suspended", &args.max_suspended.to_string()])
         .env("WAITPOINT_LOG", "warn")
         .stdout(Stdio::null())
         .kill_on_drop(true)
@@ -258,11 +263,12 @@ pub(crate) async fn runs(args: RunsArgs) -> anyhow::Result<()> {
     let processes =
         Processes { server: args.server_pid, worker: worker.id().unwrap_or_default(), driver: std::process::id() };
     eprintln!(
-        "waitpoint bench runs: N={} C={} W={} K={} against {}",
+        "waitpoint bench runs: N={} C={} W={} K={} max-suspended={} against {}",
         args.n,
         args.concurrency,
         args.warmup,
         args.probe,
+        args.max_suspended,
         args.api.api_url()
     );
 
@@ -330,6 +336,7 @@ pub(crate) async fn runs(args: RunsArgs) -> anyhow::Result<()> {
         "api_url": args.api.api_url(),
         "n": args.n,
         "concurrency": args.concurrency,
+        "max_suspended": args.max_suspended,
         "waits_per_s": round2(args.n as f64 / create_secs),
         "completions_accepted_per_s": round2(args.n as f64 / accepted_secs),
         "resumes_per_s": round2(args.n as f64 / resume_secs),
