@@ -1,13 +1,13 @@
 //! The `waitpoint` binary as people run it: real processes on real databases (an SQLite file,
 //! a PostgreSQL schema), stopped with SIGTERM or killed with SIGKILL.
 
-mod common;
+mod processes;
 
 use std::io::BufRead;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{BIN, Database, KEY, Server, stdout_json};
+use processes::{BIN, Database, KEY, Server, stdout_json};
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use waitpoint_sdk::{Client, CreateTokenRequest};

@@ -5,7 +5,7 @@
 //! The runs execute the benchmark workload's task (`waitpoint bench worker`): create a token,
 //! a step that POSTs it to the driver (this test), wait on the token, POST `/done`, return.
 
-mod common;
+mod processes;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
-use common::{Database, KEY, Server, WorkerProcess, eventually};
+use processes::{Database, KEY, Server, WorkerProcess, eventually};
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use waitpoint_sdk::{Client, RunFilter, RunStatus};

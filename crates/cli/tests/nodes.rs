@@ -2,7 +2,7 @@
 //! Runs are triggered on either node, their workers poll either node, their tokens are
 //! completed through the other node's URL, and a node and its worker die while runs wait.
 
-mod common;
+mod processes;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
-use common::{Database, Server, WorkerProcess, eventually};
+use processes::{Database, Server, WorkerProcess, eventually};
 use serde_json::{Value, json};
 use waitpoint_sdk::{Client, RunFilter, RunStatus};
 
