@@ -7,8 +7,8 @@ use std::io::BufRead;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use processes::{BIN, Database, KEY, Server, stdout_json};
 use futures_util::future::join_all;
+use processes::{BIN, Database, KEY, Server, stdout_json};
 use serde_json::{Value, json};
 use waitpoint_sdk::{Client, CreateTokenRequest};
 

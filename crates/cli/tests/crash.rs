@@ -14,8 +14,8 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
-use processes::{Database, KEY, Server, WorkerProcess, eventually};
 use futures_util::future::join_all;
+use processes::{Database, KEY, Server, WorkerProcess, eventually};
 use serde_json::{Value, json};
 use waitpoint_sdk::{Client, RunFilter, RunStatus};
 

@@ -13,6 +13,7 @@
 //! - [`auth`]: secret keys, public access tokens, callback URL signatures.
 //! - [`environments`]: creating and re-keying environments.
 //! - `tokens`: the token operations and their validation.
+//! - `pages`: keyset pages of the token and run lists.
 //! - `runs`: task runs and the worker protocol (claims, journal, waits, attempts).
 //! - `validate`: checks shared by tokens and runs (tags, idempotency keys).
 //! - `writer`: group commit of writes.
@@ -23,6 +24,7 @@ pub mod auth;
 pub mod clock;
 pub mod environments;
 pub mod error;
+mod pages;
 mod runs;
 mod timeouts;
 mod tokens;
@@ -42,6 +44,7 @@ use waitpoint_types::{Environment, EnvironmentId, IdGenerator, Timestamp, Waitpo
 pub use crate::auth::Principal;
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::error::{EngineError, Result};
+pub use crate::pages::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use crate::runs::{ListRuns, RunPage, RunView, TriggeredRun, WaitAnswer};
 pub use crate::tokens::{CreatedToken, ListTokens, TokenPage, parse_timeout};
 

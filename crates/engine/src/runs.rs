@@ -11,19 +11,19 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 use waitpoint_storage::{
-    Claim, Cursor, RunClaim, RunCreateToken, RunFinish, RunListQuery, RunOutcome, RunRecord, RunWait, RunsRelease,
+    Claim, RunClaim, RunCreateToken, RunFinish, RunListQuery, RunOutcome, RunRecord, RunWait, RunsRelease,
     StorageError, WorkerSeen, WriteOp, WriteOutcome,
 };
 use waitpoint_types::api::worker::WaitFor;
 use waitpoint_types::api::{CreateTokenRequest, TriggerOptions};
-use waitpoint_types::id::internal_floor;
 use waitpoint_types::{
     Environment, JournalEntry, JournalKind, Run, RunError, RunId, RunState, RunStatus, Timestamp, Waitpoint,
     WaitpointId, WaitpointKind, WaitpointState, WorkerId,
 };
 
 use crate::error::{EngineError, Result};
-use crate::tokens::{CreatedToken, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, parse_timeout};
+use crate::pages::PageRequest;
+use crate::tokens::{CreatedToken, parse_timeout};
 use crate::{Engine, Inner, validate};
 
 /// The most attempts a trigger may ask for.
@@ -246,61 +246,31 @@ impl Engine {
 
     /// A page of `environment`'s runs, newest first.
     pub async fn list_runs(&self, environment: &Environment, request: &ListRuns) -> Result<RunPage> {
-        let size = request.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
-        if !(1..=MAX_PAGE_SIZE).contains(&size) {
-            return Err(EngineError::Invalid(format!("page size must be between 1 and {MAX_PAGE_SIZE}, got {size}")));
-        }
         for task in &request.task_ids {
             validate_task_id(task)?;
         }
-        let cursor_id = |cursor: &str| {
-            RunId::parse(cursor).map(|id| id.internal().to_owned()).map_err(|_| {
-                EngineError::Invalid(format!(
-                    "invalid page cursor {cursor:?}: pass a pagination.next or pagination.previous value back unchanged"
-                ))
-            })
-        };
-        let cursor = match (&request.before, &request.after) {
-            (Some(before), _) => Cursor::Before(cursor_id(before)?),
-            (None, Some(after)) => Cursor::After(cursor_id(after)?),
-            (None, None) => Cursor::Newest,
+        let wanted = PageRequest {
+            size: request.page_size,
+            after: request.after.as_deref(),
+            before: request.before.as_deref(),
+            period: request.period,
+            from: request.from,
+            to: request.to,
         };
         let now = self.inner.clock.now();
-        let from = match (request.period.map(|p| now.saturating_sub(p)), request.from) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
+        let pager = wanted.pager(now, |cursor| RunId::parse(cursor).ok().map(|id| id.internal().to_owned()))?;
         let query = RunListQuery {
             environment_id: environment.id.clone(),
             statuses: request.statuses.clone(),
             task_ids: request.task_ids.clone(),
             idempotency_key: request.idempotency_key.clone(),
             tags: request.tags.clone(),
-            id_at_least: from.map(internal_floor),
-            id_below: request.to.map(|to| internal_floor(to.saturating_add(Duration::from_millis(1)))),
-            cursor: cursor.clone(),
-            limit: size + 1,
+            window: pager.window.clone(),
             now,
         };
-        let mut rows = self.inner.store.run_list(&query).await?;
-        let has_more = rows.len() > size;
-        rows.truncate(size);
-        let cursor_of = |run: &Run| run.id.internal().to_owned();
-        Ok(match cursor {
-            Cursor::Newest | Cursor::After(_) => RunPage {
-                next: has_more.then(|| rows.last().map(cursor_of)).flatten(),
-                previous: matches!(cursor, Cursor::After(_)).then(|| rows.first().map(cursor_of)).flatten(),
-                runs: rows,
-            },
-            Cursor::Before(_) => {
-                rows.reverse();
-                RunPage {
-                    next: rows.last().map(cursor_of),
-                    previous: has_more.then(|| rows.first().map(cursor_of)).flatten(),
-                    runs: rows,
-                }
-            }
-        })
+        let rows = self.inner.store.run_list(&query).await?;
+        let page = pager.page(rows, |run: &Run| run.id.internal().to_owned());
+        Ok(RunPage { runs: page.items, next: page.next, previous: page.previous })
     }
 
     /// Cancels the run `id`; canceling a finished run changes nothing.

@@ -2,9 +2,8 @@
 
 use std::time::Duration;
 
-use waitpoint_storage::{Cursor, Finish, ListQuery, StorageError, WriteOp, WriteOutcome};
+use waitpoint_storage::{Finish, ListQuery, StorageError, WriteOp, WriteOutcome};
 use waitpoint_types::api::CreateTokenRequest;
-use waitpoint_types::id::internal_floor;
 use waitpoint_types::time::parse_duration;
 use waitpoint_types::{
     CompletedVia, Environment, Output, Timestamp, Waitpoint, WaitpointId, WaitpointKind, WaitpointState,
@@ -14,12 +13,8 @@ use waitpoint_types::{
 use crate::Engine;
 use crate::auth::{self, Principal};
 use crate::error::{EngineError, Result};
+use crate::pages::PageRequest;
 use crate::validate;
-
-/// The largest page of a list.
-pub const MAX_PAGE_SIZE: usize = 100;
-/// The page size when none is given.
-pub const DEFAULT_PAGE_SIZE: usize = 25;
 
 /// A created (or, with an active idempotency key, found) token.
 #[derive(Debug, Clone)]
@@ -226,63 +221,27 @@ impl Engine {
 
     /// A page of `environment`'s tokens, newest first.
     pub async fn list_tokens(&self, environment: &Environment, request: &ListTokens) -> Result<TokenPage> {
-        let size = request.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
-        if !(1..=MAX_PAGE_SIZE).contains(&size) {
-            return Err(EngineError::Invalid(format!("page size must be between 1 and {MAX_PAGE_SIZE}, got {size}")));
-        }
-        let cursor_id = |cursor: &str| {
-            WaitpointId::parse(cursor).map(|id| id.internal().to_owned()).map_err(|_| {
-                EngineError::Invalid(format!(
-                    "invalid page cursor {cursor:?}: pass a pagination.next or pagination.previous value back unchanged"
-                ))
-            })
+        let wanted = PageRequest {
+            size: request.page_size,
+            after: request.after.as_deref(),
+            before: request.before.as_deref(),
+            period: request.period,
+            from: request.from,
+            to: request.to,
         };
-        let cursor = match (&request.before, &request.after) {
-            (Some(before), _) => Cursor::Before(cursor_id(before)?),
-            (None, Some(after)) => Cursor::After(cursor_id(after)?),
-            (None, None) => Cursor::Newest,
-        };
-        let now = self.inner.clock.now();
-        let created_from = match (request.period.map(|p| now.saturating_sub(p)), request.from) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        // Ids begin with their creation time (`created_at` is taken from the id), so creation
-        // bounds are id bounds.
-        let after_to = request.to.map(|to| to.saturating_add(Duration::from_millis(1)));
+        let pager = wanted.pager(self.inner.clock.now(), |cursor| {
+            WaitpointId::parse(cursor).ok().map(|id| id.internal().to_owned())
+        })?;
         let query = ListQuery {
             environment_id: environment.id.clone(),
             statuses: request.statuses.clone(),
             idempotency_key: request.idempotency_key.clone(),
             tags: request.tags.clone(),
-            id_at_least: created_from.map(internal_floor),
-            id_below: after_to.map(internal_floor),
-            cursor: cursor.clone(),
-            limit: size + 1,
+            window: pager.window.clone(),
         };
-        let mut rows = self.inner.store.waitpoint_list(&query).await?;
-        let has_more = rows.len() > size;
-        let cursor_of = |w: &Waitpoint| w.id.internal().to_owned();
-        Ok(match cursor {
-            Cursor::Newest | Cursor::After(_) => {
-                rows.truncate(size);
-                TokenPage {
-                    next: has_more.then(|| rows.last().map(cursor_of)).flatten(),
-                    previous: matches!(cursor, Cursor::After(_)).then(|| rows.first().map(cursor_of)).flatten(),
-                    tokens: rows,
-                }
-            }
-            Cursor::Before(_) => {
-                rows.truncate(size);
-                rows.reverse();
-                TokenPage {
-                    // Older tokens always exist: at least the cursor's own.
-                    next: rows.last().map(cursor_of),
-                    previous: has_more.then(|| rows.first().map(cursor_of)).flatten(),
-                    tokens: rows,
-                }
-            }
-        })
+        let rows = self.inner.store.waitpoint_list(&query).await?;
+        let page = pager.page(rows, |w: &Waitpoint| w.id.internal().to_owned());
+        Ok(TokenPage { tokens: page.items, next: page.next, previous: page.previous })
     }
 
     /// The callback URL of token `id`: POST any JSON to it to complete the token.

@@ -28,11 +28,14 @@
 //! # Layout
 //! - [`PostgresStore`]: connecting, migrations and the [`Store`] implementation.
 //! - `batch`: the write path: a batch planned into sets and the statements that apply them.
+//! - `lists`: what the token and run lists share (filters on keys, bounds and cursors).
+//! - `runs`: the run operations and queries.
 //! - `rows`: mapping between rows and domain types.
 //! - `testing` (feature `test-util`): a fresh schema per test, for this and other crates' tests.
 //! - `migrations/`: the schema, one file per version, applied at connect.
 
 mod batch;
+mod lists;
 mod rows;
 mod runs;
 #[cfg(feature = "test-util")]
@@ -46,7 +49,7 @@ use deadpool_postgres::{Client, Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::error::{DbError, SqlState};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, NoTls, Row};
-use waitpoint_storage::{Cursor, ListQuery, Result, RunListQuery, StorageError, Store, WriteOp, WriteOutcome};
+use waitpoint_storage::{ListQuery, Result, RunListQuery, StorageError, Store, WriteOp, WriteOutcome};
 use waitpoint_types::{
     Environment, EnvironmentId, JournalEntry, Run, RunId, Secret, Timestamp, Waitpoint, WaitpointId,
 };
@@ -271,36 +274,16 @@ impl Store for PostgresStore {
     async fn waitpoint_list(&self, query: &ListQuery) -> Result<Vec<Waitpoint>> {
         let environment_id = query.environment_id.internal();
         let statuses: Vec<&str> = query.statuses.iter().map(|s| s.as_str()).collect();
-        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let limit = i64::try_from(query.window.limit).unwrap_or(i64::MAX);
         let id_column = if query.tags.is_empty() { "w.id" } else { "t.waitpoint_id" };
 
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&environment_id];
         let mut filters = String::from(" AND w.kind = 'MANUAL'");
         if let Some(key) = &query.idempotency_key {
-            let key = bind(&mut params, key);
-            filters += &format!(
-                " AND w.id IN (SELECT id FROM waitpoints WHERE environment_id = $1 AND idempotency_key = {key} \
-                 UNION ALL SELECT id FROM waitpoints WHERE environment_id = $1 AND inactive_idempotency_key = {key})"
-            );
+            filters += &lists::idempotency_key_filter(&mut params, "waitpoints", "w", key);
         }
-        if let Some(bound) = &query.id_at_least {
-            filters += &format!(" AND {id_column} >= {}", bind(&mut params, bound));
-        }
-        if let Some(bound) = &query.id_below {
-            filters += &format!(" AND {id_column} < {}", bind(&mut params, bound));
-        }
-        let order = match &query.cursor {
-            Cursor::Newest => "DESC",
-            Cursor::After(id) => {
-                filters += &format!(" AND {id_column} < {}", bind(&mut params, id));
-                "DESC"
-            }
-            Cursor::Before(id) => {
-                filters += &format!(" AND {id_column} > {}", bind(&mut params, id));
-                "ASC"
-            }
-        };
-        let limit = bind(&mut params, &limit);
+        let (window, order, limit) = lists::window_filters(&mut params, &query.window, &limit, id_column);
+        filters += &window;
         let sql = if !query.tags.is_empty() {
             if !statuses.is_empty() {
                 filters += &format!(" AND w.status = ANY({})", bind(&mut params, &statuses));

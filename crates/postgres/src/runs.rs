@@ -10,7 +10,7 @@ use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use waitpoint_storage::{
-    Claim, Cursor, Result, Resumed, RunClaim, RunCreateToken, RunFinish, RunListQuery, RunRecord, RunWait, RunsRelease,
+    Claim, Result, Resumed, RunClaim, RunCreateToken, RunFinish, RunListQuery, RunRecord, RunWait, RunsRelease,
     StorageError, WorkerSeen, WriteOp, WriteOutcome, transitions,
 };
 use waitpoint_types::{
@@ -19,7 +19,7 @@ use waitpoint_types::{
 };
 
 use crate::rows::{column, waitpoint_columns, waitpoint_from_row};
-use crate::{batch, bind, map_error};
+use crate::{batch, bind, lists, map_error};
 
 /// The columns [`run_from_row`] reads, in order, of the table aliased `r`.
 macro_rules! run_columns {
@@ -657,7 +657,7 @@ fn status_condition(status: RunStatus, now: &str) -> String {
 pub(crate) async fn list(client: &impl GenericClient, query_: &RunListQuery) -> Result<Vec<Run>> {
     let environment_id = query_.environment_id.internal();
     let now_millis = query_.now.as_millis();
-    let limit = i64::try_from(query_.limit).unwrap_or(i64::MAX);
+    let limit = i64::try_from(query_.window.limit).unwrap_or(i64::MAX);
     let id_column = if query_.tags.is_empty() { "r.id" } else { "t.run_id" };
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&environment_id];
     // Bound only when used: PostgreSQL cannot type a parameter no expression mentions.
@@ -665,30 +665,10 @@ pub(crate) async fn list(client: &impl GenericClient, query_: &RunListQuery) -> 
     let now = if needs_now { bind(&mut params, &now_millis) } else { String::new() };
     let mut filters = String::new();
     if let Some(key) = &query_.idempotency_key {
-        let key = bind(&mut params, key);
-        filters += &format!(
-            " AND r.id IN (SELECT id FROM runs WHERE environment_id = $1 AND idempotency_key = {key} \
-             UNION ALL SELECT id FROM runs WHERE environment_id = $1 AND inactive_idempotency_key = {key})"
-        );
+        filters += &lists::idempotency_key_filter(&mut params, "runs", "r", key);
     }
-    if let Some(bound) = &query_.id_at_least {
-        filters += &format!(" AND {id_column} >= {}", bind(&mut params, bound));
-    }
-    if let Some(bound) = &query_.id_below {
-        filters += &format!(" AND {id_column} < {}", bind(&mut params, bound));
-    }
-    let order = match &query_.cursor {
-        Cursor::Newest => "DESC",
-        Cursor::After(id) => {
-            filters += &format!(" AND {id_column} < {}", bind(&mut params, id));
-            "DESC"
-        }
-        Cursor::Before(id) => {
-            filters += &format!(" AND {id_column} > {}", bind(&mut params, id));
-            "ASC"
-        }
-    };
-    let limit = bind(&mut params, &limit);
+    let (window, order, limit) = lists::window_filters(&mut params, &query_.window, &limit, id_column);
+    filters += &window;
     let statuses: Vec<String> = query_.statuses.iter().map(|s| status_condition(*s, &now)).collect();
     let tasks = (!query_.task_ids.is_empty()).then(|| bind(&mut params, &query_.task_ids));
     let columns = run_columns!();

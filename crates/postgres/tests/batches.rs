@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use waitpoint_postgres::PostgresStore;
 use waitpoint_postgres::testing::{PostgresSchema, admin};
-use waitpoint_storage::{Cursor, Finish, ListQuery, StorageError, Store, WriteOp, WriteOutcome};
+use waitpoint_storage::{Finish, ListQuery, StorageError, Store, Window, WriteOp, WriteOutcome};
 use waitpoint_types::{
     CompletedVia, Environment, EnvironmentId, IdGenerator, Output, Secret, Timestamp, Waitpoint, WaitpointId,
     WaitpointState,
@@ -89,10 +89,7 @@ fn query(env: &EnvironmentId) -> ListQuery {
         statuses: Vec::new(),
         idempotency_key: None,
         tags: Vec::new(),
-        id_at_least: None,
-        id_below: None,
-        cursor: Cursor::Newest,
-        limit: 100_000,
+        window: Window::newest(100_000),
     }
 }
 

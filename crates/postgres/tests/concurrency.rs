@@ -91,10 +91,7 @@ fn by_key(env: &Environment, key: &str) -> ListQuery {
         statuses: Vec::new(),
         idempotency_key: Some(key.into()),
         tags: Vec::new(),
-        id_at_least: None,
-        id_below: None,
-        cursor: waitpoint_storage::Cursor::Newest,
-        limit: 100,
+        window: waitpoint_storage::Window::newest(100),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use waitpoint_engine::{ListRuns, ListTokens};
+use waitpoint_engine::{ListRuns, ListTokens, MAX_PAGE_SIZE};
 use waitpoint_types::time::parse_duration;
 use waitpoint_types::{RunStatus, Timestamp, WaitpointStatus};
 
@@ -56,8 +56,8 @@ fn parse_common(raw: Option<&str>, extra: &[&'static str]) -> Result<Common, Api
         match name {
             PAGE_SIZE => {
                 common.page_size =
-                    Some(value.parse().ok().filter(|size| (1..=100).contains(size)).ok_or_else(|| {
-                        ApiError::bad_query(name, format!("{value:?} is not a whole number from 1 to 100"))
+                    Some(value.parse().ok().filter(|size| (1..=MAX_PAGE_SIZE).contains(size)).ok_or_else(|| {
+                        ApiError::bad_query(name, format!("{value:?} is not a whole number from 1 to {MAX_PAGE_SIZE}"))
                     })?);
             }
             PAGE_AFTER => common.after = Some(value),

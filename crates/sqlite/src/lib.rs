@@ -8,11 +8,13 @@
 //!
 //! # Layout
 //! - [`SqliteStore`]: opening, migrations and the [`Store`] implementation.
+//! - `lists`: what the token and run lists share (filters, cursors, merged walks).
 //! - `rows`: mapping between rows and domain types.
 //! - `threads`: the connections' threads, which run the blocking SQLite calls.
 //! - `migrations/`: the schema, one file per version, applied at open.
 
 mod args;
+mod lists;
 mod rows;
 mod runs;
 mod threads;

@@ -5,7 +5,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use waitpoint_storage::{
-    Claim, Cursor, Result, Resumed, RunClaim, RunCreateToken, RunFinish, RunListQuery, RunRecord, RunWait, RunsRelease,
+    Claim, Result, Resumed, RunClaim, RunCreateToken, RunFinish, RunListQuery, RunRecord, RunWait, RunsRelease,
     StorageError, WorkerSeen, WriteOutcome, transitions,
 };
 use waitpoint_types::{
@@ -13,9 +13,9 @@ use waitpoint_types::{
 };
 
 use crate::args::Args;
-use crate::map_error;
 use crate::rows::{RUN_COLUMNS, journal_entry_from_row, run_from_row, run_state_columns};
 use crate::waitpoints;
+use crate::{lists, map_error};
 
 pub(crate) fn select(conn: &Connection, id: &str) -> Result<Option<Run>> {
     let sql = format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.id = ?1");
@@ -469,30 +469,10 @@ pub(crate) fn list(conn: &Connection, query: &RunListQuery) -> Result<Vec<Run>> 
     let id_column = if query.tags.is_empty() { "r.id" } else { "t.run_id" };
     let mut filters = String::new();
     if let Some(key) = &query.idempotency_key {
-        let key = args.push(key.clone());
-        filters += &format!(
-            " AND r.id IN (SELECT id FROM runs WHERE environment_id = ?1 AND idempotency_key = {key} \
-             UNION ALL SELECT id FROM runs WHERE environment_id = ?1 AND inactive_idempotency_key = {key})"
-        );
+        filters += &lists::idempotency_key_filter(&mut args, "runs", "r", key);
     }
-    if let Some(bound) = &query.id_at_least {
-        filters += &format!(" AND {id_column} >= {}", args.push(bound.clone()));
-    }
-    if let Some(bound) = &query.id_below {
-        filters += &format!(" AND {id_column} < {}", args.push(bound.clone()));
-    }
-    let order = match &query.cursor {
-        Cursor::Newest => "DESC",
-        Cursor::After(id) => {
-            filters += &format!(" AND {id_column} < {}", args.push(id.clone()));
-            "DESC"
-        }
-        Cursor::Before(id) => {
-            filters += &format!(" AND {id_column} > {}", args.push(id.clone()));
-            "ASC"
-        }
-    };
-    let limit = args.push(i64::try_from(query.limit).unwrap_or(i64::MAX));
+    let (window, order, limit) = lists::window_filters(&mut args, &query.window, id_column);
+    filters += &window;
     let tasks: Vec<String> = query.task_ids.iter().map(|task| args.push(task.clone())).collect();
     let statuses: Vec<String> = query.statuses.iter().map(|s| status_condition(*s, &now)).collect();
     let walk = |from: &str, condition: &str, filters: &str, order_by: &str| {
@@ -530,13 +510,7 @@ pub(crate) fn list(conn: &Connection, query: &RunListQuery) -> Result<Vec<Run>> 
     } else {
         vec![walk("runs r", "r.environment_id = ?1", &filters, "r.id")]
     };
-    let sql = match walks.as_slice() {
-        [one] => one.clone(),
-        several => {
-            let merged: Vec<String> = several.iter().map(|walk| format!("SELECT * FROM ({walk})")).collect();
-            format!("SELECT * FROM ({}) ORDER BY 1 {order} LIMIT {limit}", merged.join(" UNION "))
-        }
-    };
+    let sql = lists::merge(&walks, order, &limit);
     let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
     let rows = stmt.query_map(params_from_iter(args.0), run_from_row).map_err(map_error)?;
     rows.map(|row| row.map_err(map_error)?).collect()

@@ -2,13 +2,13 @@
 //! token lists.
 
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
-use waitpoint_storage::{Cursor, Finish, ListQuery, Result, StorageError, WriteOutcome, transitions};
+use waitpoint_storage::{Finish, ListQuery, Result, StorageError, WriteOutcome, transitions};
 use waitpoint_types::{Timestamp, Waitpoint};
 
 use crate::args::Args;
-use crate::map_error;
 use crate::rows::{WAITPOINT_COLUMNS, state_columns, waitpoint_from_row};
 use crate::runs;
+use crate::{lists, map_error};
 
 pub(crate) fn select_waitpoint(conn: &Connection, id: &str) -> Result<Option<Waitpoint>> {
     let sql = format!("SELECT {WAITPOINT_COLUMNS} FROM waitpoints w WHERE w.id = ?1");
@@ -115,30 +115,10 @@ pub(crate) fn list(conn: &Connection, query: &ListQuery) -> Result<Vec<Waitpoint
     let id_column = if query.tags.is_empty() { "w.id" } else { "t.waitpoint_id" };
     let mut filters = String::from(" AND w.kind = 'MANUAL'");
     if let Some(key) = &query.idempotency_key {
-        let key = args.push(key.clone());
-        filters += &format!(
-            " AND w.id IN (SELECT id FROM waitpoints WHERE environment_id = ?1 AND idempotency_key = {key} \
-             UNION ALL SELECT id FROM waitpoints WHERE environment_id = ?1 AND inactive_idempotency_key = {key})"
-        );
+        filters += &lists::idempotency_key_filter(&mut args, "waitpoints", "w", key);
     }
-    if let Some(bound) = &query.id_at_least {
-        filters += &format!(" AND {id_column} >= {}", args.push(bound.clone()));
-    }
-    if let Some(bound) = &query.id_below {
-        filters += &format!(" AND {id_column} < {}", args.push(bound.clone()));
-    }
-    let order = match &query.cursor {
-        Cursor::Newest => "DESC",
-        Cursor::After(id) => {
-            filters += &format!(" AND {id_column} < {}", args.push(id.clone()));
-            "DESC"
-        }
-        Cursor::Before(id) => {
-            filters += &format!(" AND {id_column} > {}", args.push(id.clone()));
-            "ASC"
-        }
-    };
-    let limit = args.push(i64::try_from(query.limit).unwrap_or(i64::MAX));
+    let (window, order, limit) = lists::window_filters(&mut args, &query.window, id_column);
+    filters += &window;
     let statuses: Vec<String> = query.statuses.iter().map(|s| args.push(s.as_str().to_owned())).collect();
     let walks: Vec<String> = if !query.tags.is_empty() {
         if !statuses.is_empty() {
@@ -171,13 +151,7 @@ pub(crate) fn list(conn: &Connection, query: &ListQuery) -> Result<Vec<Waitpoint
              ORDER BY w.id {order} LIMIT {limit}"
         )]
     };
-    let sql = match walks.as_slice() {
-        [one] => one.clone(),
-        several => {
-            let merged: Vec<String> = several.iter().map(|walk| format!("SELECT * FROM ({walk})")).collect();
-            format!("SELECT * FROM ({}) ORDER BY 1 {order} LIMIT {limit}", merged.join(" UNION "))
-        }
-    };
+    let sql = lists::merge(&walks, order, &limit);
     let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
     let rows = stmt.query_map(params_from_iter(args.0), waitpoint_from_row).map_err(map_error)?;
     rows.map(|row| row.map_err(map_error)?).collect()

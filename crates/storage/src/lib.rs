@@ -30,7 +30,7 @@ pub use crate::ops::{
     Claim, Finish, Resumed, RunClaim, RunCreateToken, RunFinish, RunOutcome, RunRecord, RunWait, RunsRelease,
     WorkerSeen, WriteOp, WriteOutcome,
 };
-pub use crate::query::{Cursor, ListQuery, RunListQuery};
+pub use crate::query::{Cursor, ListQuery, RunListQuery, Window};
 
 /// Result of a storage call.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;

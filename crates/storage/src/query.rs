@@ -13,6 +13,28 @@ pub enum Cursor {
     Before(String),
 }
 
+/// The part of a list every list has: which ids, where to start, how many rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    /// Only internal ids at or above this one. Ids begin with their creation time
+    /// (`waitpoint_types::id::internal_floor`), so the engine turns creation-date filters into
+    /// id bounds, which every index on ids can serve.
+    pub id_at_least: Option<String>,
+    /// Only internal ids below this one.
+    pub id_below: Option<String>,
+    /// Where to start.
+    pub cursor: Cursor,
+    /// How many rows at most.
+    pub limit: usize,
+}
+
+impl Window {
+    /// The newest `limit` rows, unbounded.
+    pub fn newest(limit: usize) -> Self {
+        Self { id_at_least: None, id_below: None, cursor: Cursor::Newest, limit }
+    }
+}
+
 /// A filtered, keyset-paginated list of one environment's waitpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListQuery {
@@ -24,16 +46,8 @@ pub struct ListQuery {
     pub idempotency_key: Option<String>,
     /// Any of these tags; empty means no tag filter.
     pub tags: Vec<String>,
-    /// Only internal ids at or above this one. Ids begin with their creation time
-    /// (`waitpoint_types::id::internal_floor`), so the engine turns creation-date filters into
-    /// id bounds, which every index on ids can serve.
-    pub id_at_least: Option<String>,
-    /// Only internal ids below this one.
-    pub id_below: Option<String>,
-    /// Where to start.
-    pub cursor: Cursor,
-    /// How many rows at most.
-    pub limit: usize,
+    /// Which page.
+    pub window: Window,
 }
 
 /// A filtered, keyset-paginated list of one environment's runs.
@@ -49,14 +63,8 @@ pub struct RunListQuery {
     pub idempotency_key: Option<String>,
     /// Any of these tags; empty means no tag filter.
     pub tags: Vec<String>,
-    /// Only internal ids at or above this one (see [`ListQuery::id_at_least`]).
-    pub id_at_least: Option<String>,
-    /// Only internal ids below this one.
-    pub id_below: Option<String>,
-    /// Where to start.
-    pub cursor: Cursor,
-    /// How many rows at most.
-    pub limit: usize,
+    /// Which page.
+    pub window: Window,
     /// The time that tells `QUEUED` from `DELAYED`.
     pub now: Timestamp,
 }

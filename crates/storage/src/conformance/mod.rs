@@ -13,7 +13,7 @@ use waitpoint_types::{
     WaitpointKind, WaitpointState, WaitpointStatus,
 };
 
-use crate::{Cursor, Finish, ListQuery, Resumed, StorageError, Store, WriteOp, WriteOutcome};
+use crate::{Cursor, Finish, ListQuery, Resumed, StorageError, Store, Window, WriteOp, WriteOutcome};
 
 mod runs;
 
@@ -149,10 +149,7 @@ fn query(env: &Environment) -> ListQuery {
         statuses: Vec::new(),
         idempotency_key: None,
         tags: Vec::new(),
-        id_at_least: None,
-        id_below: None,
-        cursor: Cursor::Newest,
-        limit: 100,
+        window: Window::newest(100),
     }
 }
 
@@ -473,16 +470,16 @@ pub async fn list_orders_newest_first_and_pages_both_ways(db: &dyn TestDatabase)
 
     let mut q = query(&env);
     assert_eq!(list_ids(&*store, &q).await, newest_first);
-    q.limit = 3;
+    q.window.limit = 3;
     assert_eq!(list_ids(&*store, &q).await, newest_first[..3]);
-    q.cursor = Cursor::After(newest_first[2].internal().to_owned());
+    q.window.cursor = Cursor::After(newest_first[2].internal().to_owned());
     assert_eq!(list_ids(&*store, &q).await, newest_first[3..6]);
-    q.cursor = Cursor::After(newest_first[6].internal().to_owned());
+    q.window.cursor = Cursor::After(newest_first[6].internal().to_owned());
     assert!(list_ids(&*store, &q).await.is_empty());
-    q.cursor = Cursor::Before(newest_first[5].internal().to_owned());
+    q.window.cursor = Cursor::Before(newest_first[5].internal().to_owned());
     let expected = [&newest_first[4], &newest_first[3], &newest_first[2]].map(Clone::clone);
     assert_eq!(list_ids(&*store, &q).await, expected);
-    q.cursor = Cursor::Before(newest_first[1].internal().to_owned());
+    q.window.cursor = Cursor::Before(newest_first[1].internal().to_owned());
     assert_eq!(list_ids(&*store, &q).await, [newest_first[0].clone()]);
 }
 
@@ -520,11 +517,11 @@ pub async fn list_filters_by_status(db: &dyn TestDatabase) {
 
     let mut q = query(&env);
     q.statuses = vec![Waiting, TimedOut];
-    q.limit = 1;
+    q.window.limit = 1;
     assert_eq!(list_ids(&*store, &q).await, [late.id.clone()]);
-    q.cursor = Cursor::After(late.id.internal().to_owned());
+    q.window.cursor = Cursor::After(late.id.internal().to_owned());
     assert_eq!(list_ids(&*store, &q).await, std::slice::from_ref(&waiting.id), "pages across statuses");
-    q.cursor = Cursor::Before(waiting.id.internal().to_owned());
+    q.window.cursor = Cursor::Before(waiting.id.internal().to_owned());
     assert_eq!(list_ids(&*store, &q).await, [late.id.clone()]);
 }
 
@@ -560,25 +557,25 @@ pub async fn list_filters_by_idempotency_key_tags_and_dates(db: &dyn TestDatabas
     q.tags = vec!["user".into()];
     assert!(list_ids(&*store, &q).await.is_empty(), "tags match exactly");
     q.tags = vec!["red".into(), "user:3".into()];
-    q.limit = 1;
-    q.cursor = Cursor::After(c.id.internal().to_owned());
+    q.window.limit = 1;
+    q.window.cursor = Cursor::After(c.id.internal().to_owned());
     assert_eq!(list_ids(&*store, &q).await, [b.id.clone()]);
 
     let mut q = query(&env);
-    q.id_at_least = Some(internal_floor(at(1_000)));
+    q.window.id_at_least = Some(internal_floor(at(1_000)));
     assert_eq!(list_ids(&*store, &q).await, [c.id.clone(), b.id.clone()]);
-    q.id_below = Some(internal_floor(at(1_001)));
+    q.window.id_below = Some(internal_floor(at(1_001)));
     assert_eq!(list_ids(&*store, &q).await, [b.id.clone()]);
-    q.id_at_least = Some(b.id.internal().to_owned());
+    q.window.id_at_least = Some(b.id.internal().to_owned());
     assert_eq!(list_ids(&*store, &q).await, [b.id.clone()], "the lower bound is inclusive");
-    q.id_below = Some(b.id.internal().to_owned());
+    q.window.id_below = Some(b.id.internal().to_owned());
     assert!(list_ids(&*store, &q).await.is_empty(), "the upper bound is exclusive");
-    q.id_at_least = None;
-    q.id_below = Some(internal_floor(at(1_000)));
+    q.window.id_at_least = None;
+    q.window.id_below = Some(internal_floor(at(1_000)));
     assert_eq!(list_ids(&*store, &q).await, [a.id.clone()]);
-    q.cursor = Cursor::Before(a.id.internal().to_owned());
+    q.window.cursor = Cursor::Before(a.id.internal().to_owned());
     assert!(list_ids(&*store, &q).await.is_empty(), "bounds and cursors combine");
-    q.cursor = Cursor::Newest;
+    q.window.cursor = Cursor::Newest;
     q.tags = vec!["user:3".into()];
     assert!(list_ids(&*store, &q).await.is_empty());
 }
@@ -602,11 +599,11 @@ pub async fn tag_pages_hold_the_newest_matches_of_all_tags(db: &dyn TestDatabase
     let mut q = query(&env);
     q.tags = vec!["x".into(), "y".into(), "z".into()];
     q.statuses = vec![WaitpointStatus::Waiting];
-    q.limit = 2;
+    q.window.limit = 2;
     assert_eq!(list_ids(&*store, &q).await, [created[3].clone(), created[2].clone()]);
-    q.cursor = Cursor::After(created[2].internal().to_owned());
+    q.window.cursor = Cursor::After(created[2].internal().to_owned());
     assert_eq!(list_ids(&*store, &q).await, [created[1].clone(), created[0].clone()]);
-    q.cursor = Cursor::Before(created[1].internal().to_owned());
+    q.window.cursor = Cursor::Before(created[1].internal().to_owned());
     assert_eq!(list_ids(&*store, &q).await, [created[2].clone(), created[3].clone()]);
 }
 

@@ -11,7 +11,7 @@ use waitpoint_types::{
 use super::{TestDatabase, at, completed, create, finish, new_env, waitpoint, write_one};
 use crate::{
     Claim, Cursor, RunClaim, RunCreateToken, RunFinish, RunListQuery, RunOutcome, RunRecord, RunWait, RunsRelease,
-    Store, WorkerSeen, WriteOp, WriteOutcome,
+    Store, Window, WorkerSeen, WriteOp, WriteOutcome,
 };
 
 const STICKY: Duration = Duration::from_secs(2);
@@ -81,10 +81,7 @@ async fn claim_holding(
                 task_ids: Vec::new(),
                 idempotency_key: None,
                 tags: Vec::new(),
-                id_at_least: None,
-                id_below: None,
-                cursor: Cursor::Newest,
-                limit: 1_000,
+                window: Window::newest(1_000),
                 now,
             };
             let held = store.run_list(&query).await.expect("run_list failed");
@@ -685,10 +682,7 @@ pub async fn run_lists_filter_and_page(db: &dyn TestDatabase) {
             task_ids: Vec::new(),
             idempotency_key: None,
             tags: Vec::new(),
-            id_at_least: None,
-            id_below: None,
-            cursor: Cursor::Newest,
-            limit: 100,
+            window: Window::newest(100),
             now: at(200),
         };
         q(&mut query);
@@ -706,15 +700,15 @@ pub async fn run_lists_filter_and_page(db: &dyn TestDatabase) {
     assert_eq!(queued, [made[3].clone(), made[2].clone(), made[0].clone()]);
     let both = list(query(&|q| {
         q.statuses = vec![RunStatus::Queued, RunStatus::Delayed];
-        q.limit = 2;
+        q.window.limit = 2;
     }))
     .await;
     assert_eq!(both, [made[4].clone(), made[3].clone()]);
     assert_eq!(list(query(&|q| q.task_ids = vec!["b".into()])).await, [made[3].clone(), made[1].clone()]);
     let two_tasks = list(query(&|q| {
         q.task_ids = vec!["a".into(), "b".into()];
-        q.cursor = Cursor::After(made[3].internal().to_owned());
-        q.limit = 2;
+        q.window.cursor = Cursor::After(made[3].internal().to_owned());
+        q.window.limit = 2;
     }))
     .await;
     assert_eq!(two_tasks, [made[2].clone(), made[1].clone()]);
@@ -726,14 +720,14 @@ pub async fn run_lists_filter_and_page(db: &dyn TestDatabase) {
     assert_eq!(tagged, [made[3].clone(), made[0].clone()]);
     assert_eq!(list(query(&|q| q.idempotency_key = Some("key-4".into()))).await, [made[4].clone()]);
     let bounded = list(query(&|q| {
-        q.id_at_least = Some(made[1].internal().to_owned());
-        q.id_below = Some(made[3].internal().to_owned());
+        q.window.id_at_least = Some(made[1].internal().to_owned());
+        q.window.id_below = Some(made[3].internal().to_owned());
     }))
     .await;
     assert_eq!(bounded, [made[2].clone(), made[1].clone()]);
     let before = list(query(&|q| {
-        q.cursor = Cursor::Before(made[1].internal().to_owned());
-        q.limit = 2;
+        q.window.cursor = Cursor::Before(made[1].internal().to_owned());
+        q.window.limit = 2;
     }))
     .await;
     assert_eq!(before, [made[2].clone(), made[3].clone()]);
