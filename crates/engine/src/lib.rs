@@ -44,7 +44,7 @@ use waitpoint_types::{Environment, EnvironmentId, IdGenerator, Timestamp, Waitpo
 pub use crate::auth::Principal;
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::error::{EngineError, Result};
-pub use crate::pages::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+pub use crate::pages::{DEFAULT_PAGE_SIZE, ListPage, MAX_PAGE_SIZE};
 pub use crate::runs::{ListRuns, RunPage, RunView, TriggeredRun, WaitAnswer};
 pub use crate::tokens::{CreatedToken, ListTokens, TokenPage, parse_timeout};
 

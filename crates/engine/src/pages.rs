@@ -14,17 +14,22 @@ pub const MAX_PAGE_SIZE: usize = 100;
 /// Items per page when the request does not say.
 pub const DEFAULT_PAGE_SIZE: usize = 25;
 
-/// What a list request asks of its page: its size, its cursors (as the caller sent them) and
-/// its creation-time filters.
-pub(crate) struct PageRequest<'a> {
-    pub(crate) size: Option<usize>,
-    pub(crate) after: Option<&'a str>,
-    /// Wins over `after`.
-    pub(crate) before: Option<&'a str>,
+/// Which page a list request asks for: its size, its cursors (as the previous page gave them)
+/// and the creation-time filters. Part of every list request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    /// Items per page, 1 to [`MAX_PAGE_SIZE`]; [`DEFAULT_PAGE_SIZE`] when `None`.
+    pub page_size: Option<usize>,
+    /// Cursor: the page after (older than) this one.
+    pub after: Option<String>,
+    /// Cursor: the page before (newer than) this one. Wins over `after`.
+    pub before: Option<String>,
     /// Created within this long before now.
-    pub(crate) period: Option<Duration>,
-    pub(crate) from: Option<Timestamp>,
-    pub(crate) to: Option<Timestamp>,
+    pub period: Option<Duration>,
+    /// Created at or after.
+    pub from: Option<Timestamp>,
+    /// Created at or before.
+    pub to: Option<Timestamp>,
 }
 
 /// A page request in the store's terms, and what cuts the store's rows into the page. The
@@ -36,12 +41,12 @@ pub(crate) struct Pager {
     pub(crate) window: Window,
 }
 
-impl PageRequest<'_> {
+impl ListPage {
     /// Checks the request and turns it into a [`Pager`] at `now`; `internal_id` reads a
     /// cursor (an item's public id) as the internal id the store orders by. Ids begin with
     /// their creation time, so creation bounds become id bounds.
     pub(crate) fn pager(&self, now: Timestamp, internal_id: impl Fn(&str) -> Option<String>) -> Result<Pager> {
-        let size = self.size.unwrap_or(DEFAULT_PAGE_SIZE);
+        let size = self.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
         if !(1..=MAX_PAGE_SIZE).contains(&size) {
             return Err(EngineError::Invalid(format!("page size must be between 1 and {MAX_PAGE_SIZE}, got {size}")));
         }
@@ -52,7 +57,7 @@ impl PageRequest<'_> {
                 ))
             })
         };
-        let cursor = match (self.before, self.after) {
+        let cursor = match (&self.before, &self.after) {
             (Some(before), _) => Cursor::Before(cursor_id(before)?),
             (None, Some(after)) => Cursor::After(cursor_id(after)?),
             (None, None) => Cursor::Newest,

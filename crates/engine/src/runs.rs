@@ -22,7 +22,7 @@ use waitpoint_types::{
 };
 
 use crate::error::{EngineError, Result};
-use crate::pages::PageRequest;
+use crate::pages::ListPage;
 use crate::tokens::{CreatedToken, parse_timeout};
 use crate::{Engine, Inner, validate};
 
@@ -66,18 +66,8 @@ pub struct ListRuns {
     pub idempotency_key: Option<String>,
     /// Any of these tags.
     pub tags: Vec<String>,
-    /// Created within this long before now.
-    pub period: Option<Duration>,
-    /// Created at or after.
-    pub from: Option<Timestamp>,
-    /// Created at or before.
-    pub to: Option<Timestamp>,
-    /// Runs per page, 1 to 100; 25 when `None`.
-    pub page_size: Option<usize>,
-    /// Cursor: the page after (older than) this one.
-    pub after: Option<String>,
-    /// Cursor: the page before (newer than) this one.
-    pub before: Option<String>,
+    /// Which page, and the creation-time filters.
+    pub page: ListPage,
 }
 
 /// One page of runs, newest first.
@@ -249,16 +239,8 @@ impl Engine {
         for task in &request.task_ids {
             validate_task_id(task)?;
         }
-        let wanted = PageRequest {
-            size: request.page_size,
-            after: request.after.as_deref(),
-            before: request.before.as_deref(),
-            period: request.period,
-            from: request.from,
-            to: request.to,
-        };
         let now = self.inner.clock.now();
-        let pager = wanted.pager(now, |cursor| RunId::parse(cursor).ok().map(|id| id.internal().to_owned()))?;
+        let pager = request.page.pager(now, |cursor| RunId::parse(cursor).ok().map(|id| id.internal().to_owned()))?;
         let query = RunListQuery {
             environment_id: environment.id.clone(),
             statuses: request.statuses.clone(),

@@ -1,7 +1,5 @@
 //! Token operations: create, complete (three ways), retrieve and list, with their validation.
 
-use std::time::Duration;
-
 use waitpoint_storage::{Finish, ListQuery, StorageError, WriteOp, WriteOutcome};
 use waitpoint_types::api::CreateTokenRequest;
 use waitpoint_types::time::parse_duration;
@@ -13,7 +11,7 @@ use waitpoint_types::{
 use crate::Engine;
 use crate::auth::{self, Principal};
 use crate::error::{EngineError, Result};
-use crate::pages::PageRequest;
+use crate::pages::ListPage;
 use crate::validate;
 
 /// A created (or, with an active idempotency key, found) token.
@@ -38,18 +36,8 @@ pub struct ListTokens {
     pub idempotency_key: Option<String>,
     /// Any of these tags.
     pub tags: Vec<String>,
-    /// Created within this long before now.
-    pub period: Option<Duration>,
-    /// Created at or after.
-    pub from: Option<Timestamp>,
-    /// Created at or before.
-    pub to: Option<Timestamp>,
-    /// Tokens per page, 1 to 100; 25 when `None`.
-    pub page_size: Option<usize>,
-    /// Cursor: the page after (older than) this one.
-    pub after: Option<String>,
-    /// Cursor: the page before (newer than) this one. Wins over `after`.
-    pub before: Option<String>,
+    /// Which page, and the creation-time filters.
+    pub page: ListPage,
 }
 
 /// One page of tokens, newest first, and the cursors around it.
@@ -221,15 +209,7 @@ impl Engine {
 
     /// A page of `environment`'s tokens, newest first.
     pub async fn list_tokens(&self, environment: &Environment, request: &ListTokens) -> Result<TokenPage> {
-        let wanted = PageRequest {
-            size: request.page_size,
-            after: request.after.as_deref(),
-            before: request.before.as_deref(),
-            period: request.period,
-            from: request.from,
-            to: request.to,
-        };
-        let pager = wanted.pager(self.inner.clock.now(), |cursor| {
+        let pager = request.page.pager(self.inner.clock.now(), |cursor| {
             WaitpointId::parse(cursor).ok().map(|id| id.internal().to_owned())
         })?;
         let query = ListQuery {
@@ -272,6 +252,8 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 use tokio::sync::broadcast;
 use waitpoint_engine::environments::{create_environment, rotate_api_key};
-use waitpoint_engine::{Clock, Engine, EngineConfig, EngineError, ListTokens, ManualClock, Principal};
+use waitpoint_engine::{Clock, Engine, EngineConfig, EngineError, ListPage, ListTokens, ManualClock, Principal};
 use waitpoint_sqlite::SqliteStore;
 use waitpoint_types::api::CreateTokenRequest;
 use waitpoint_types::{
@@ -299,9 +299,7 @@ async fn pages_follow_next_to_the_end_and_previous_back_to_the_start() {
     }
     ids.reverse();
     let page = |after: Option<String>, before: Option<String>| ListTokens {
-        page_size: Some(3),
-        after,
-        before,
+        page: ListPage { page_size: Some(3), after, before, ..Default::default() },
         ..Default::default()
     };
     let ids_of = |p: &waitpoint_engine::TokenPage| p.tokens.iter().map(|t| t.id.clone()).collect::<Vec<_>>();
@@ -322,9 +320,12 @@ async fn pages_follow_next_to_the_end_and_previous_back_to_the_start() {
     assert_eq!(front.previous, None);
     assert_eq!(front.next, first.next);
 
-    let bad = ListTokens { page_size: Some(101), ..Default::default() };
+    let bad = ListTokens { page: ListPage { page_size: Some(101), ..Default::default() }, ..Default::default() };
     assert!(matches!(h.engine.list_tokens(&h.dev, &bad).await, Err(EngineError::Invalid(_))));
-    let period = ListTokens { period: Some(Duration::from_millis(3)), ..Default::default() };
+    let period = ListTokens {
+        page: ListPage { period: Some(Duration::from_millis(3)), ..Default::default() },
+        ..Default::default()
+    };
     assert_eq!(h.engine.list_tokens(&h.dev, &period).await.unwrap().tokens.len(), 3);
     assert_eq!(h.clock.now(), Timestamp::from_millis(START + 7));
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use waitpoint_engine::{ListRuns, ListTokens, MAX_PAGE_SIZE};
+use waitpoint_engine::{ListPage, ListRuns, ListTokens, MAX_PAGE_SIZE};
 use waitpoint_types::time::parse_duration;
 use waitpoint_types::{RunStatus, Timestamp, WaitpointStatus};
 
@@ -25,15 +25,10 @@ const COMMON: [&str; 9] = [PAGE_SIZE, PAGE_AFTER, PAGE_BEFORE, STATUS, IDEMPOTEN
 /// The parameters both lists share, parsed; `status` is left as text for each list to read.
 #[derive(Default)]
 struct Common {
-    page_size: Option<usize>,
-    after: Option<String>,
-    before: Option<String>,
+    page: ListPage,
     status: Option<String>,
     idempotency_key: Option<String>,
     tags: Vec<String>,
-    period: Option<std::time::Duration>,
-    from: Option<Timestamp>,
-    to: Option<Timestamp>,
     task_ids: Vec<String>,
 }
 
@@ -55,28 +50,28 @@ fn parse_common(raw: Option<&str>, extra: &[&'static str]) -> Result<Common, Api
         }
         match name {
             PAGE_SIZE => {
-                common.page_size =
+                common.page.page_size =
                     Some(value.parse().ok().filter(|size| (1..=MAX_PAGE_SIZE).contains(size)).ok_or_else(|| {
                         ApiError::bad_query(name, format!("{value:?} is not a whole number from 1 to {MAX_PAGE_SIZE}"))
                     })?);
             }
-            PAGE_AFTER => common.after = Some(value),
-            PAGE_BEFORE => common.before = Some(value),
+            PAGE_AFTER => common.page.after = Some(value),
+            PAGE_BEFORE => common.page.before = Some(value),
             STATUS => common.status = Some(value),
             IDEMPOTENCY_KEY => common.idempotency_key = Some(value),
             TAGS => common.tags = comma_list(TAGS, &value, "tag", "user:1,red")?,
             TASK => common.task_ids = comma_list(TASK, &value, "task id", "send-email,resize-image")?,
             PERIOD => {
-                common.period = Some(parse_duration(&value).map_err(|_| {
+                common.page.period = Some(parse_duration(&value).map_err(|_| {
                     ApiError::bad_query(name, format!("{value:?} is not a period such as 1h, 1d, 7d or 30d"))
                 })?);
             }
-            FROM => common.from = Some(date(name, &value)?),
-            TO => common.to = Some(date(name, &value)?),
+            FROM => common.page.from = Some(date(name, &value)?),
+            TO => common.page.to = Some(date(name, &value)?),
             _ => unreachable!("every known parameter is handled"),
         }
     }
-    if let (Some(from), Some(to)) = (common.from, common.to)
+    if let (Some(from), Some(to)) = (common.page.from, common.page.to)
         && from > to
     {
         return Err(ApiError::bad_query(FROM, format!("{from} is after {TO} ({to})")));
@@ -91,12 +86,7 @@ pub(crate) fn parse_list(raw: Option<&str>) -> Result<ListTokens, ApiError> {
         statuses: common.status.as_deref().map(statuses).transpose()?.unwrap_or_default(),
         idempotency_key: common.idempotency_key,
         tags: common.tags,
-        period: common.period,
-        from: common.from,
-        to: common.to,
-        page_size: common.page_size,
-        after: common.after,
-        before: common.before,
+        page: common.page,
     })
 }
 
@@ -109,27 +99,27 @@ pub(crate) fn parse_run_list(raw: Option<&str>) -> Result<ListRuns, ApiError> {
         task_ids: common.task_ids,
         idempotency_key: common.idempotency_key,
         tags: common.tags,
-        period: common.period,
-        from: common.from,
-        to: common.to,
-        page_size: common.page_size,
-        after: common.after,
-        before: common.before,
+        page: common.page,
     })
 }
 
-fn run_statuses(value: &str) -> Result<Vec<RunStatus>, ApiError> {
+/// Reads `filter[status]`: a comma-separated list of the statuses `parse` knows, which are
+/// `all`; repeats are dropped.
+fn parse_statuses<S: Copy + PartialEq>(
+    value: &str,
+    parse: impl Fn(&str) -> Option<S>,
+    all: &[&str],
+) -> Result<Vec<S>, ApiError> {
     let mut statuses = Vec::new();
     let mut invalid = Vec::new();
     for text in value.split(',') {
-        match RunStatus::parse(text) {
+        match parse(text) {
             Some(status) if !statuses.contains(&status) => statuses.push(status),
             Some(_) => {}
             None => invalid.push(text),
         }
     }
     if !invalid.is_empty() {
-        let all: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
         return Err(ApiError::bad_query(
             STATUS,
             format!("Invalid status values: {}; use {}, comma-separated", invalid.join(", "), all.join(", ")),
@@ -138,26 +128,14 @@ fn run_statuses(value: &str) -> Result<Vec<RunStatus>, ApiError> {
     Ok(statuses)
 }
 
+fn run_statuses(value: &str) -> Result<Vec<RunStatus>, ApiError> {
+    let all: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
+    parse_statuses(value, RunStatus::parse, &all)
+}
+
 fn statuses(value: &str) -> Result<Vec<WaitpointStatus>, ApiError> {
-    let mut statuses = Vec::new();
-    let mut invalid = Vec::new();
-    for text in value.split(',') {
-        match WaitpointStatus::parse(text) {
-            Some(status) if !statuses.contains(&status) => statuses.push(status),
-            Some(_) => {}
-            None => invalid.push(text),
-        }
-    }
-    if !invalid.is_empty() {
-        return Err(ApiError::bad_query(
-            STATUS,
-            format!(
-                "Invalid status values: {}; use WAITING, COMPLETED or TIMED_OUT, comma-separated",
-                invalid.join(", ")
-            ),
-        ));
-    }
-    Ok(statuses)
+    let all: Vec<&str> = WaitpointStatus::ALL.iter().map(|s| s.as_str()).collect();
+    parse_statuses(value, WaitpointStatus::parse, &all)
 }
 
 /// A comma-separated list without empty items.
@@ -201,14 +179,14 @@ mod tests {
              &filter%5BcreatedAt%5D%5Bfrom%5D=1743501600000&filter%5BcreatedAt%5D%5Bto%5D=2025-04-02T00:00:00Z",
         ))
         .unwrap();
-        assert_eq!(list.page_size, Some(10));
-        assert_eq!(list.after.as_deref(), Some("cabc"));
+        assert_eq!(list.page.page_size, Some(10));
+        assert_eq!(list.page.after.as_deref(), Some("cabc"));
         assert_eq!(list.statuses, [WaitpointStatus::Waiting, WaitpointStatus::TimedOut]);
         assert_eq!(list.idempotency_key.as_deref(), Some("k"));
         assert_eq!(list.tags, ["a", "b:c"]);
-        assert_eq!(list.period, Some(Duration::from_secs(7 * 86_400)));
-        assert_eq!(list.from, Some(Timestamp::from_millis(1_743_501_600_000)));
-        assert_eq!(list.to, Timestamp::parse_iso8601("2025-04-02"));
+        assert_eq!(list.page.period, Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(list.page.from, Some(Timestamp::from_millis(1_743_501_600_000)));
+        assert_eq!(list.page.to, Timestamp::parse_iso8601("2025-04-02"));
         assert_eq!(parse_list(None).unwrap(), ListTokens::default());
     }
 
