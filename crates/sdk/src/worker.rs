@@ -181,6 +181,12 @@ async fn poll_loop(shared: Arc<Shared>) {
 /// until a slot frees, or, when as many runs as there are slots wait already, left out: the
 /// next poll, not counting it as held, gives it back for any worker to take.
 fn dispatch(shared: &Arc<Shared>, claimed: ClaimedRun) {
+    if shared.parking.superseded(&claimed.id, claimed.epoch) {
+        // A late copy of a hand-off the server has since replaced (it gave the run back and
+        // handed it over again, with a newer epoch): the execution here is the current one.
+        tracing::debug!(run = %claimed.id, epoch = claimed.epoch, "ignoring a superseded claim");
+        return;
+    }
     let Some(permits) = acquire(shared, &claimed.task_id) else {
         if let Some(claimed) = shared.parking.defer(claimed, shared.config.concurrency.max(1)) {
             tracing::debug!(run = %claimed.id, "no free slot for a resumed run; handing it back");
@@ -188,7 +194,7 @@ fn dispatch(shared: &Arc<Shared>, claimed: ClaimedRun) {
         return;
     };
     if let Some(resumed) = &claimed.resumed
-        && let Some(sender) = shared.parking.take_resume(&claimed.id, resumed.seq)
+        && let Some(sender) = shared.parking.take_resume(&claimed.id, resumed.seq, claimed.epoch)
     {
         let resume = Resume { result: resumed.result.clone().unwrap_or_default(), epoch: claimed.epoch, permits };
         match sender.send(resume) {
@@ -211,7 +217,7 @@ fn acquire(shared: &Shared, task_id: &str) -> Option<Permits> {
 
 /// Executes a run from its start, replaying its journal if it has one.
 fn start(shared: &Arc<Shared>, claimed: ClaimedRun, permits: Permits) {
-    let generation = shared.parking.begin(&claimed.id);
+    let generation = shared.parking.begin(&claimed.id, claimed.epoch);
     let handle = tokio::spawn(execute(shared.clone(), claimed.clone(), permits, generation));
     shared.parking.set_abort(&claimed.id, generation, handle.abort_handle());
 }
@@ -318,6 +324,8 @@ struct Registry {
 #[derive(Debug)]
 struct Slot {
     generation: u64,
+    /// The epoch the server handed the run over with, last.
+    epoch: u64,
     abort: Option<AbortHandle>,
     expecting: Option<Expecting>,
 }
@@ -403,13 +411,21 @@ impl Parking {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a new execution of `run_id`, stopping any older one; returns its generation.
-    fn begin(&self, run_id: &str) -> u64 {
+    /// Whether `run_id` runs here under an epoch newer than `epoch` or equal to it: a claim
+    /// with `epoch` is then a late or repeated copy.
+    fn superseded(&self, run_id: &str, epoch: u64) -> bool {
+        self.lock().runs.get(run_id).is_some_and(|slot| slot.epoch >= epoch)
+    }
+
+    /// Registers a new execution of `run_id`, claimed with `epoch`, stopping any older one;
+    /// returns its generation.
+    fn begin(&self, run_id: &str, epoch: u64) -> u64 {
         let old = {
             let mut registry = self.lock();
             let generation = registry.next;
             registry.next += 1;
-            let old = registry.runs.insert(run_id.to_owned(), Slot { generation, abort: None, expecting: None });
+            let slot = Slot { generation, epoch, abort: None, expecting: None };
+            let old = registry.runs.insert(run_id.to_owned(), slot);
             if let Some(order) = old.as_ref().and_then(|slot| slot.expecting.as_ref()).and_then(|e| e.suspended) {
                 registry.suspended.remove(&order);
             }
@@ -446,14 +462,16 @@ impl Parking {
         Ticket { parking: self.clone(), run_id: run_id.to_owned(), seq, kept: false }
     }
 
-    /// Takes the resume channel of `run_id` if it waits at `seq`.
-    fn take_resume(&self, run_id: &str, seq: u32) -> Option<oneshot::Sender<Resume>> {
+    /// Takes the resume channel of `run_id` if it waits at `seq`; the run continues under
+    /// `epoch`.
+    fn take_resume(&self, run_id: &str, seq: u32, epoch: u64) -> Option<oneshot::Sender<Resume>> {
         let mut registry = self.lock();
         let slot = registry.runs.get_mut(run_id)?;
         if slot.expecting.as_ref()?.seq != seq {
             return None;
         }
         let expecting = slot.expecting.take()?;
+        slot.epoch = epoch;
         if let Some(order) = expecting.suspended {
             registry.suspended.remove(&order);
         }
@@ -502,5 +520,30 @@ impl Parking {
         for abort in slots.into_iter().filter_map(|slot| slot.abort) {
             abort.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_is_superseded_by_the_execution_of_a_newer_or_equal_epoch() {
+        let parking = Parking::new(10);
+        assert!(!parking.superseded("run", 1), "nothing runs yet");
+        let generation = parking.begin("run", 5);
+        assert!(parking.superseded("run", 4), "a late copy of an older hand-off");
+        assert!(parking.superseded("run", 5), "the same hand-off twice");
+        assert!(!parking.superseded("run", 6), "the server handed the run over again");
+
+        let (sender, _receiver) = oneshot::channel();
+        let ticket = parking.expect("run", 3, sender);
+        ticket.suspended();
+        assert!(parking.take_resume("run", 3, 7).is_some());
+        assert!(parking.superseded("run", 6), "the resumed execution runs under epoch 7");
+        assert!(!parking.superseded("run", 8));
+
+        parking.end("run", generation);
+        assert!(!parking.superseded("run", 5), "a finished run holds nothing here");
     }
 }
