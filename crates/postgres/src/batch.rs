@@ -16,7 +16,7 @@ use waitpoint_storage::{Finish, Result, StorageError, WriteOp, WriteOutcome, tra
 use waitpoint_types::{EnvironmentId, Timestamp, Waitpoint, WaitpointId, WaitpointState};
 
 use crate::rows::{StateColumns, column, state_columns, waitpoint_columns, waitpoint_from_row};
-use crate::{failure, map_error, runs};
+use crate::{failure, map_error, run_sets, runs};
 
 /// How many times a create tries again when the holder of its idempotency key keeps changing
 /// under it (other transactions deactivating or replacing it).
@@ -115,62 +115,86 @@ enum Step<'a> {
     /// A create with an idempotency key, on its own: it may answer with, or deactivate the key
     /// of, whichever waitpoint holds the key, so no operation moves across it.
     Keyed(usize, &'a Waitpoint),
-    /// A run operation (or `WorkerSeen`), on its own: it reads and writes runs, journals and
-    /// waitpoints, so no operation moves across it either.
+    /// A run operation that may read or change any run (a claim, a release, a cancel, one with
+    /// an idempotency key) or a worker's record, on its own: no operation moves across it
+    /// either.
     Alone(usize, &'a WriteOp),
     /// Operations without idempotency key on distinct ids.
     Set(Set<'a>),
 }
 
-/// Creates without idempotency key and finishes, by position in the batch, no two on the same
-/// id: they commute, so one statement applies the creates and another the finishes.
+/// Operations by position in the batch, no two on the same waitpoint or run: they commute,
+/// so one statement applies the creates, another the finishes, and [`run_sets`] the run
+/// operations.
 #[derive(Debug, Default, PartialEq)]
 struct Set<'a> {
     creates: Vec<(usize, &'a Waitpoint)>,
     finishes: Vec<(usize, &'a Finish)>,
+    runs: Vec<(usize, &'a WriteOp)>,
+}
+
+/// What an operation of a set touches: sets hold one operation per key.
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum Key<'a> {
+    Waitpoint(&'a str),
+    Run(&'a str),
+}
+
+/// The keys of an operation that goes in a set; `None` for one that must be a step of its own.
+fn keys(op: &WriteOp) -> Option<Vec<Key<'_>>> {
+    Some(match op {
+        WriteOp::Create(new) if new.idempotency_key.is_none() => vec![Key::Waitpoint(new.id.internal())],
+        WriteOp::Finish(finish) => vec![Key::Waitpoint(finish.id.internal())],
+        op if !run_sets::in_sets(op) => return None,
+        WriteOp::RunCreate(run) => vec![Key::Run(run.id.internal())],
+        WriteOp::RunRecord(record) => vec![Key::Run(record.run.internal())],
+        WriteOp::RunCreateToken(create) => {
+            vec![Key::Run(create.run.internal()), Key::Waitpoint(create.waitpoint.id.internal())]
+        }
+        WriteOp::RunWait(wait) => vec![Key::Run(wait.run.internal()), Key::Waitpoint(wait.waitpoint.internal())],
+        WriteOp::RunFinish(finish) => vec![Key::Run(finish.run.internal())],
+        _ => return None,
+    })
 }
 
 /// Orders a batch into steps that give every operation the outcome it has when the batch is
 /// applied one operation at a time, in order.
 ///
-/// Operations on different ids commute: a create without idempotency key touches only its own
-/// row and tags, a finish only its waitpoint's row. A create with an idempotency key is the
-/// exception (it reads, and may change, the waitpoint holding the key, whatever its id), so it
-/// is a step of its own and a barrier. Between barriers, the `n`th operation on an id goes to
-/// the `n`th set: each set holds distinct ids, and every earlier operation on one of its ids is
-/// in an earlier step.
+/// Operations on different keys commute: a create without idempotency key touches only its
+/// own row and tags, a finish its waitpoint's row and the runs waiting on it (which no other
+/// operation of a set can change: they wait), a run operation of [`run_sets`] its run and the
+/// waitpoint it creates or waits on. The others (creates with an idempotency key, which read
+/// and may change the waitpoint holding the key, whatever its id; claims, which take any
+/// queued run; releases and cancels) are steps of their own and barriers. Between barriers,
+/// an operation goes to the set after the last one holding any of its keys: each set holds
+/// distinct keys, and every earlier operation on one of its keys is in an earlier step.
 fn plan(ops: &[WriteOp]) -> Vec<Step<'_>> {
     let mut steps = Vec::new();
     let mut sets: Vec<Set<'_>> = Vec::new();
-    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut seen: HashMap<Key<'_>, usize> = HashMap::new();
     for (index, op) in ops.iter().enumerate() {
-        let barrier = match op {
-            WriteOp::Create(new) if new.idempotency_key.is_some() => Some(Step::Keyed(index, new)),
-            WriteOp::Create(_) | WriteOp::Finish(_) => None,
-            _ => Some(Step::Alone(index, op)),
-        };
-        if let Some(step) = barrier {
+        let Some(keys) = keys(op) else {
             steps.extend(sets.drain(..).map(Step::Set));
             seen.clear();
-            steps.push(step);
+            steps.push(match op {
+                WriteOp::Create(new) => Step::Keyed(index, new),
+                _ => Step::Alone(index, op),
+            });
             continue;
-        }
-        let id = match op {
-            WriteOp::Create(new) => new.id.internal(),
-            WriteOp::Finish(finish) => finish.id.internal(),
-            _ => unreachable!("run operations are barriers"),
         };
-        let earlier = seen.entry(id).or_default();
-        if *earlier == sets.len() {
+        let at = keys.iter().map(|key| seen.get(key).copied().unwrap_or(0)).max().unwrap_or(0);
+        if at == sets.len() {
             sets.push(Set::default());
         }
-        let set = &mut sets[*earlier];
+        let set = &mut sets[at];
         match op {
             WriteOp::Create(new) => set.creates.push((index, new)),
             WriteOp::Finish(finish) => set.finishes.push((index, finish)),
-            _ => unreachable!("run operations are barriers"),
+            _ => set.runs.push((index, op)),
         }
-        *earlier += 1;
+        for key in keys {
+            seen.insert(key, at + 1);
+        }
     }
     steps.extend(sets.into_iter().map(Step::Set));
     steps
@@ -200,6 +224,11 @@ pub(crate) async fn apply_batch(client: &mut Client, ops: &[WriteOp]) -> Result<
                 }
                 if !set.finishes.is_empty() {
                     for (index, outcome) in finish_all(&tx, set.finishes).await? {
+                        outcomes[index] = Some(outcome);
+                    }
+                }
+                if !set.runs.is_empty() {
+                    for (index, outcome) in run_sets::apply(&tx, &set.runs).await? {
                         outcomes[index] = Some(outcome);
                     }
                 }
@@ -264,7 +293,7 @@ async fn create(tx: &Transaction<'_>, new: &Waitpoint) -> Result<WriteOutcome> {
 /// Creates waitpoints without idempotency key (distinct ids) in one statement. Any of them
 /// failing (a taken id, an unknown environment) fails the statement, as it would fail the batch
 /// one by one.
-async fn create_all(tx: &Transaction<'_>, creates: &[(usize, &Waitpoint)]) -> Result<()> {
+pub(crate) async fn create_all(tx: &Transaction<'_>, creates: &[(usize, &Waitpoint)]) -> Result<()> {
     let mut tags: Vec<&str> = Vec::new();
     let (mut first_tags, mut last_tags) = (Vec::with_capacity(creates.len()), Vec::with_capacity(creates.len()));
     for (_, new) in creates {
@@ -459,12 +488,12 @@ mod tests {
         assert_eq!(
             plan(&ops),
             [
-                Step::Set(Set { creates: vec![(0, a), (3, c)], finishes: finishes(&[1]) }),
-                Step::Set(Set { creates: Vec::new(), finishes: finishes(&[2]) }),
-                Step::Set(Set { creates: Vec::new(), finishes: finishes(&[4]) }),
+                Step::Set(Set { creates: vec![(0, a), (3, c)], finishes: finishes(&[1]), runs: Vec::new() }),
+                Step::Set(Set { creates: Vec::new(), finishes: finishes(&[2]), runs: Vec::new() }),
+                Step::Set(Set { creates: Vec::new(), finishes: finishes(&[4]), runs: Vec::new() }),
                 Step::Keyed(5, k),
-                Step::Set(Set { creates: Vec::new(), finishes: finishes(&[6, 7]) }),
-                Step::Set(Set { creates: Vec::new(), finishes: finishes(&[8]) }),
+                Step::Set(Set { creates: Vec::new(), finishes: finishes(&[6, 7]), runs: Vec::new() }),
+                Step::Set(Set { creates: Vec::new(), finishes: finishes(&[8]), runs: Vec::new() }),
             ]
         );
         assert!(plan(&[]).is_empty());

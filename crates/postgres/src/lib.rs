@@ -29,7 +29,7 @@
 //! - [`PostgresStore`]: connecting, migrations and the [`Store`] implementation.
 //! - `batch`: the write path: a batch planned into sets and the statements that apply them.
 //! - `lists`: what the token and run lists share (filters on keys, bounds and cursors).
-//! - `runs`: the run operations and queries.
+//! - `runs`: the run operations and queries; `run_sets`: run operations of a set, together.
 //! - `rows`: mapping between rows and domain types.
 //! - `testing` (feature `test-util`): a fresh schema per test, for this and other crates' tests.
 //! - `migrations/`: the schema, one file per version, applied at connect.
@@ -37,6 +37,7 @@
 mod batch;
 mod lists;
 mod rows;
+mod run_sets;
 mod runs;
 #[cfg(feature = "test-util")]
 pub mod testing;

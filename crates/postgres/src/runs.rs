@@ -19,7 +19,7 @@ use waitpoint_types::{
 };
 
 use crate::rows::{column, waitpoint_columns, waitpoint_from_row};
-use crate::{batch, bind, lists, map_error};
+use crate::{batch, bind, lists, map_error, run_sets};
 
 /// The columns [`run_from_row`] reads, in order, of the table aliased `r`.
 macro_rules! run_columns {
@@ -30,6 +30,7 @@ macro_rules! run_columns {
          r.started_at, r.updated_at"
     };
 }
+pub(crate) use run_columns;
 
 /// How many columns [`run_columns!`] names; what a query selects after them starts here.
 const RUN_COLUMNS: usize = 23;
@@ -85,16 +86,22 @@ const CLAIMABLE: &str = concat!(
      ORDER BY r.available_at, r.id LIMIT $7 FOR UPDATE OF r SKIP LOCKED"
 );
 const INSERT_ENTRY: &str = "INSERT INTO run_journal (run_id, seq, kind, name, result) VALUES ($1, $2, $3, $4, $5)";
-const SET_RESULT: &str = "UPDATE run_journal SET result = $3 WHERE run_id = $1 AND seq = $2";
+/// Fills in the result of each listed wait (`LIMIT $4` keeps every element and makes the plan
+/// a probe of the primary key per element, see `batch::FINISH_WHERE_APPLIES`).
+const SET_RESULTS: &str = "UPDATE run_journal j SET result = s.result
+     FROM (SELECT * FROM unnest($1::text[], $2::int[], $3::text[]) AS s (run_id, seq, result) LIMIT $4) AS s
+     WHERE j.run_id = s.run_id AND j.seq = s.seq";
 /// Runs waiting on any of `$1`, locked, each with when its sticky worker was last seen and
-/// the journal entry of its wait.
+/// the journal entry of its wait: lateral probes of primary keys, kept from being flattened
+/// into joins (which the planner may run as a hash of a whole table) by their `LIMIT`.
 const WAITING_ON_ANY: &str = concat!(
     "SELECT ",
     run_columns!(),
     ", w.last_seen_at, e.seq, e.kind, e.name, e.result
      FROM runs r
-     LEFT JOIN workers w ON w.id = r.sticky_worker
-     LEFT JOIN run_journal e ON e.run_id = r.id AND e.seq = r.waiting_seq
+     LEFT JOIN LATERAL (SELECT w.last_seen_at FROM workers w WHERE w.id = r.sticky_worker LIMIT 1) AS w ON true
+     LEFT JOIN LATERAL (SELECT j.seq, j.kind, j.name, j.result FROM run_journal j
+                        WHERE j.run_id = r.id AND j.seq = r.waiting_seq LIMIT 1) AS e ON true
      WHERE r.waiting_on = ANY($1::text[]) AND r.status = 'WAITING' ORDER BY r.id FOR UPDATE OF r"
 );
 const ORPHANS: &str = concat!(
@@ -164,7 +171,7 @@ pub(crate) fn run_from_row(row: &Row) -> Result<Run> {
 
 /// Reads the journal entry whose `seq, kind, name, result` columns start at `base`; `None` when
 /// they are NULL (an outer join found none).
-fn entry_from_row(row: &Row, base: usize) -> Result<Option<JournalEntry>> {
+pub(crate) fn entry_from_row(row: &Row, base: usize) -> Result<Option<JournalEntry>> {
     let Some(seq) = column::<Option<i32>>(row, base)? else {
         return Ok(None);
     };
@@ -246,7 +253,7 @@ async fn update(tx: &Transaction<'_>, run: &Run) -> Result<()> {
     .map(drop)
 }
 
-type StateColumns<'a> = (
+pub(crate) type StateColumns<'a> = (
     &'static str,
     Option<i64>,
     Option<&'a str>,
@@ -257,7 +264,7 @@ type StateColumns<'a> = (
     Option<i64>,
 );
 
-fn state_columns(state: &RunState) -> Result<StateColumns<'_>> {
+pub(crate) fn state_columns(state: &RunState) -> Result<StateColumns<'_>> {
     Ok(match state {
         RunState::Queued { available_at } => {
             ("QUEUED", Some(available_at.as_millis()), None, None, None, None, None, None)
@@ -379,7 +386,7 @@ async fn insert_entry(tx: &Transaction<'_>, run: &str, entry: &JournalEntry) -> 
 }
 
 /// What to answer when `run` is not of `environment_id` or `epoch` no longer holds it.
-fn refusal(run: &Run, environment_id: &EnvironmentId, epoch: u64) -> Option<WriteOutcome> {
+pub(crate) fn refusal(run: &Run, environment_id: &EnvironmentId, epoch: u64) -> Option<WriteOutcome> {
     if run.environment_id != *environment_id {
         Some(WriteOutcome::NotFound)
     } else if !transitions::run_holds_lease(run, epoch) {
@@ -404,9 +411,9 @@ async fn leased(
 }
 
 /// Where an operation of `kind` named `name` at journal position `seq` stands.
-struct Position {
-    seq: u32,
-    kind: JournalKind,
+pub(crate) struct Position {
+    pub(crate) seq: u32,
+    pub(crate) kind: JournalKind,
 }
 
 /// The run, locked, if `epoch` still holds it, and what its journal holds at the position of
@@ -424,17 +431,29 @@ async fn leased_at(
     let Some(row) = query_opt(tx, LOCK_RUN_AT, &[&id.internal(), &seq]).await? else {
         return Ok(Err(WriteOutcome::NotFound));
     };
-    let run = run_from_row(&row)?;
+    position_in(&row, environment_id, epoch, at, name)
+}
+
+/// What [`leased_at`] answers, from a row of the run's columns followed by its journal's
+/// length and the entry at the position (as [`LOCK_RUN_AT`] selects them).
+pub(crate) fn position_in(
+    row: &Row,
+    environment_id: &EnvironmentId,
+    epoch: u64,
+    at: Position,
+    name: &str,
+) -> Result<std::result::Result<(Run, Option<JournalEntry>), WriteOutcome>> {
+    let run = run_from_row(row)?;
     if let Some(refused) = refusal(&run, environment_id, epoch) {
         return Ok(Err(refused));
     }
-    if let Some(existing) = entry_from_row(&row, RUN_COLUMNS + 1)? {
+    if let Some(existing) = entry_from_row(row, RUN_COLUMNS + 1)? {
         if transitions::journal_diverges(&existing, at.kind, name) {
             return Ok(Err(WriteOutcome::Diverged(existing)));
         }
         return Ok(Ok((run, Some(existing))));
     }
-    let len = u32::try_from(column::<i32>(&row, RUN_COLUMNS)?)
+    let len = u32::try_from(column::<i32>(row, RUN_COLUMNS)?)
         .map_err(|_| StorageError::Corrupt(format!("run {}: negative journal length", run.id)))?;
     if at.seq != len {
         return Ok(Err(WriteOutcome::OutOfOrder(len)));
@@ -536,6 +555,8 @@ pub(crate) async fn resume_waiting(
     let ids: Vec<&str> = finished.iter().map(|(waitpoint, _)| waitpoint.id.internal()).collect();
     let waiting = query(tx, WAITING_ON_ANY, &[&ids]).await?;
     let mut resumed: HashMap<String, Resumed> = HashMap::new();
+    let mut results: Vec<(String, i32, String)> = Vec::with_capacity(waiting.len());
+    let mut changed: Vec<Run> = Vec::with_capacity(waiting.len());
     for row in &waiting {
         let run = run_from_row(row)?;
         let RunState::Waiting { waitpoint, seq } = &run.state else { continue };
@@ -543,7 +564,7 @@ pub(crate) async fn resume_waiting(
         let (Some(result), Some(at)) = (finished.wait_result(), finished.completed_at()) else { continue };
         let position = i32::try_from(*seq).map_err(|_| StorageError::Corrupt("journal position too large".into()))?;
         let result = result.to_string();
-        execute(tx, SET_RESULT, &[&run.id.internal(), &position, &result]).await?;
+        results.push((run.id.internal().to_owned(), position, result.clone()));
         let last_seen = column::<Option<i64>>(row, RUN_COLUMNS)?.map(Timestamp::from_millis);
         let alive_worker = match (&run.sticky_worker, alive_since, last_seen) {
             (Some(worker), Some(since), Some(seen)) if seen >= *since => Some(worker.clone()),
@@ -553,17 +574,25 @@ pub(crate) async fn resume_waiting(
         match alive_worker {
             Some(worker) => {
                 let claimed = transitions::run_claimed(&run, &worker, at);
-                update(tx, &claimed).await?;
                 // The wait is the journal's last entry: a waiting run performs nothing after it.
-                let wait = entry_from_row(row, RUN_COLUMNS + 1)?
-                    .map(|wait| JournalEntry { result: Some(result.clone()), ..wait });
-                entry.handed.push(Claim { run: claimed, journal_length: seq + 1, resumed: wait });
+                let wait =
+                    entry_from_row(row, RUN_COLUMNS + 1)?.map(|wait| JournalEntry { result: Some(result), ..wait });
+                entry.handed.push(Claim { run: claimed.clone(), journal_length: seq + 1, resumed: wait });
+                changed.push(claimed);
             }
             None => {
-                update(tx, &transitions::run_resumed(&run, at)).await?;
+                changed.push(transitions::run_resumed(&run, at));
                 entry.queued.push(run.id.clone());
             }
         }
+    }
+    if !results.is_empty() {
+        let runs: Vec<&str> = results.iter().map(|(run, _, _)| run.as_str()).collect();
+        let positions: Vec<i32> = results.iter().map(|(_, position, _)| *position).collect();
+        let values: Vec<&str> = results.iter().map(|(_, _, result)| result.as_str()).collect();
+        let count = i64::try_from(results.len()).unwrap_or(i64::MAX);
+        execute(tx, SET_RESULTS, &[&runs, &positions, &values, &count]).await?;
+        run_sets::update_runs(tx, &changed).await?;
     }
     Ok(resumed)
 }

@@ -67,6 +67,7 @@ macro_rules! conformance_tests {
             claims_give_back_runs_the_worker_does_not_know_it_holds,
             run_lists_filter_and_page,
             next_available_is_the_earliest_future_run,
+            a_batch_of_run_operations_does_what_they_do_one_at_a_time,
         );
     };
     (@each $setup:expr; $($check:ident),* $(,)?) => {

@@ -10,8 +10,8 @@ use waitpoint_types::{
 
 use super::{TestDatabase, at, completed, create, finish, new_env, waitpoint, write_one};
 use crate::{
-    Claim, Cursor, RunClaim, RunCreateToken, RunFinish, RunListQuery, RunOutcome, RunRecord, RunWait, RunsRelease,
-    Store, Window, WorkerSeen, WriteOp, WriteOutcome,
+    Claim, Cursor, Finish, RunClaim, RunCreateToken, RunFinish, RunListQuery, RunOutcome, RunRecord, RunWait,
+    RunsRelease, Store, Window, WorkerSeen, WriteOp, WriteOutcome,
 };
 
 const STICKY: Duration = Duration::from_secs(2);
@@ -748,4 +748,105 @@ pub async fn next_available_is_the_earliest_future_run(db: &dyn TestDatabase) {
     assert_eq!(store.run_next_available(&env.id, &tasks, at(0)).await.unwrap(), Some(at(300)));
     assert_eq!(store.run_next_available(&env.id, &tasks, at(300)).await.unwrap(), Some(at(500)));
     assert_eq!(store.run_next_available(&env.id, &tasks[..1], at(600)).await.unwrap(), None);
+}
+
+/// Run operations sent in one batch (as concurrent requests are) get what each gets alone, in
+/// the batch's order: successive records of one run, a divergence and a stale epoch among
+/// them, a token created and waited on, a wait on a waitpoint the same batch finishes, a run
+/// ended then written to, and a new run.
+pub async fn a_batch_of_run_operations_does_what_they_do_one_at_a_time(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let me = worker(&ids);
+    seen(&*store, &env, &me, at(1)).await;
+    for _ in 0..4 {
+        create_run(&*store, &run(&ids, &env, "t", at(0))).await;
+    }
+    let held: Vec<Run> = claim(&*store, &env, &me, &[("t", 4)], at(2)).await.into_iter().map(|c| c.run).collect();
+    let [a, b, c, d] = [&held[0], &held[1], &held[2], &held[3]];
+    let pending = create(&*store, &waitpoint(&ids, &env, at(0))).await;
+    let token = waitpoint(&ids, &env, at(3));
+    let fresh = run(&ids, &env, "t", at(3));
+
+    let record = |run: &Run, epoch: u64, entry: JournalEntry| {
+        WriteOp::RunRecord(RunRecord { run: run.id.clone(), environment_id: env.id.clone(), epoch, entry })
+    };
+    let wait_on = |run: &Run, seq: u32, waitpoint: &waitpoint_types::WaitpointId| {
+        WriteOp::RunWait(RunWait {
+            run: run.id.clone(),
+            environment_id: env.id.clone(),
+            epoch: run.epoch,
+            seq,
+            kind: JournalKind::WaitToken,
+            name: waitpoint.public(),
+            waitpoint: waitpoint.clone(),
+            create: None,
+            at: at(4),
+        })
+    };
+    let ops = vec![
+        record(a, a.epoch, entry(0, JournalKind::Step, "one", Some("1"))),
+        record(a, a.epoch, entry(1, JournalKind::Step, "two", Some("2"))),
+        record(a, a.epoch, entry(1, JournalKind::Step, "other", Some("3"))),
+        record(b, b.epoch - 1, entry(0, JournalKind::Step, "one", Some("1"))),
+        WriteOp::RunCreateToken(RunCreateToken {
+            run: b.id.clone(),
+            environment_id: env.id.clone(),
+            epoch: b.epoch,
+            seq: 0,
+            waitpoint: token.clone(),
+        }),
+        wait_on(b, 1, &token.id),
+        record(c, c.epoch, entry(5, JournalKind::Step, "late", Some("5"))),
+        WriteOp::Finish(Finish {
+            id: pending.id.clone(),
+            environment_id: Some(env.id.clone()),
+            state: completed(4, r#"{"done":true}"#),
+            workers_alive_since: Some(at(0)),
+        }),
+        wait_on(c, 0, &pending.id),
+        WriteOp::RunFinish(RunFinish {
+            run: d.id.clone(),
+            environment_id: env.id.clone(),
+            epoch: d.epoch,
+            outcome: RunOutcome::Completed { output: r#"{"d":4}"#.into() },
+            at: at(4),
+        }),
+        record(d, d.epoch, entry(0, JournalKind::Step, "after", Some("0"))),
+        WriteOp::RunCreate(fresh.clone()),
+    ];
+    let outcomes = store.write_batch(ops).await.expect("write_batch failed");
+    assert_eq!(outcomes.len(), 12, "one outcome per operation");
+
+    assert_eq!(outcomes[0], WriteOutcome::Recorded(entry(0, JournalKind::Step, "one", Some("1"))));
+    assert_eq!(outcomes[1], WriteOutcome::Recorded(entry(1, JournalKind::Step, "two", Some("2"))));
+    assert_eq!(outcomes[2], WriteOutcome::Diverged(entry(1, JournalKind::Step, "two", Some("2"))));
+    assert!(matches!(&outcomes[3], WriteOutcome::Stale(run) if run.id == b.id), "{:?}", outcomes[3]);
+    let token_entry = entry(
+        0,
+        JournalKind::CreateToken,
+        "",
+        Some(&serde_json::json!({ "id": token.id.public(), "isCached": false }).to_string()),
+    );
+    assert_eq!(outcomes[4], WriteOutcome::Recorded(token_entry));
+    let WriteOutcome::Suspended(suspended) = &outcomes[5] else { panic!("not suspended: {:?}", outcomes[5]) };
+    assert_eq!(suspended.state, RunState::Waiting { waitpoint: token.id.clone(), seq: 1 });
+    assert_eq!(outcomes[6], WriteOutcome::OutOfOrder(0));
+    assert!(matches!(&outcomes[7], WriteOutcome::Finished(w, _) if w.id == pending.id), "{:?}", outcomes[7]);
+    let WriteOutcome::Recorded(waited) = &outcomes[8] else { panic!("not recorded: {:?}", outcomes[8]) };
+    assert!(waited.result.as_deref().is_some_and(|r| r.contains(r#""ok":true"#)), "{waited:?}");
+    let WriteOutcome::RunFinished(ended) = &outcomes[9] else { panic!("not finished: {:?}", outcomes[9]) };
+    assert!(matches!(ended.state, RunState::Completed { .. }));
+    assert!(matches!(&outcomes[10], WriteOutcome::Stale(run) if run.id == d.id), "{:?}", outcomes[10]);
+    assert_eq!(outcomes[11], WriteOutcome::RunCreated(fresh.clone()));
+
+    assert_eq!(store.run_journal(&a.id).await.unwrap().len(), 2);
+    assert_eq!(get(&*store, &b.id).await, *suspended);
+    assert_eq!(store.run_journal(&b.id).await.unwrap().len(), 2);
+    assert!(matches!(store.waitpoint_get(&token.id).await.unwrap().state, WaitpointState::Waiting));
+    assert_eq!(store.run_journal(&c.id).await.unwrap(), vec![waited.clone()]);
+    assert_eq!(get(&*store, &d.id).await, *ended);
+    assert!(store.run_journal(&d.id).await.unwrap().is_empty());
+    assert_eq!(get(&*store, &fresh.id).await, fresh);
 }
