@@ -351,7 +351,7 @@ async fn claim(tx: &Transaction<'_>, claim: &RunClaim) -> Result<WriteOutcome> {
     let now = claim.now.as_millis();
     let sticky_cutoff = claim.now.saturating_sub(claim.sticky_for).as_millis();
     let alive_since = claim.alive_since.as_millis();
-    let mut claims = Vec::new();
+    let mut claims: Vec<Claim> = Vec::new();
     for (task, limit) in claim.tasks.iter().filter(|(_, limit)| *limit > 0) {
         let limit = i64::try_from(*limit).unwrap_or(i64::MAX);
         let rows = query(
@@ -371,11 +371,15 @@ async fn claim(tx: &Transaction<'_>, claim: &RunClaim) -> Result<WriteOutcome> {
         for row in &rows {
             let run = run_from_row(row)?;
             let claimed = transitions::run_claimed(&run, &claim.worker, claim.now);
-            update(tx, &claimed).await?;
             let last = entry_from_row(row, RUN_COLUMNS)?;
             let journal_length = last.as_ref().map_or(0, |entry| entry.seq + 1);
             claims.push(Claim { run: claimed, journal_length, resumed: transitions::resumed_from(last) });
         }
+    }
+    // The queries above lock each task's runs; one statement then moves them all.
+    if !claims.is_empty() {
+        let claimed: Vec<Run> = claims.iter().map(|claim| claim.run.clone()).collect();
+        run_sets::update_runs(tx, &claimed).await?;
     }
     Ok(WriteOutcome::Claimed { claims, released })
 }
