@@ -317,8 +317,27 @@ struct Registry {
     /// Resumed runs the server handed over while every slot was taken, oldest first: held
     /// here until a slot frees.
     deferred: VecDeque<ClaimedRun>,
+    /// The epochs of the last executions that ended here, most recent last, so that a late
+    /// copy of their claim is told from a new one.
+    ended: HashMap<String, u64>,
+    ended_order: VecDeque<String>,
     next: u64,
     max_suspended: usize,
+}
+
+/// How many ended executions [`Registry::ended`] remembers.
+const ENDED_REMEMBERED: usize = 4_096;
+
+impl Registry {
+    fn remember_ended(&mut self, run_id: &str, epoch: u64) {
+        self.ended.insert(run_id.to_owned(), epoch);
+        self.ended_order.push_back(run_id.to_owned());
+        while self.ended_order.len() > ENDED_REMEMBERED {
+            if let Some(oldest) = self.ended_order.pop_front() {
+                self.ended.remove(&oldest);
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -401,6 +420,8 @@ impl Parking {
             runs: HashMap::new(),
             suspended: BTreeMap::new(),
             deferred: VecDeque::new(),
+            ended: HashMap::new(),
+            ended_order: VecDeque::new(),
             next: 0,
             max_suspended,
         };
@@ -411,10 +432,12 @@ impl Parking {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether `run_id` runs here under an epoch newer than `epoch` or equal to it: a claim
-    /// with `epoch` is then a late or repeated copy.
+    /// Whether `run_id` runs here, or ran here lately, under an epoch newer than `epoch` or
+    /// equal to it: a claim with `epoch` is then a late or repeated copy.
     fn superseded(&self, run_id: &str, epoch: u64) -> bool {
-        self.lock().runs.get(run_id).is_some_and(|slot| slot.epoch >= epoch)
+        let registry = self.lock();
+        let latest = registry.runs.get(run_id).map(|slot| slot.epoch).or_else(|| registry.ended.get(run_id).copied());
+        latest.is_some_and(|latest| latest >= epoch)
     }
 
     /// Registers a new execution of `run_id`, claimed with `epoch`, stopping any older one;
@@ -447,8 +470,10 @@ impl Parking {
     fn end(&self, run_id: &str, generation: u64) {
         {
             let mut registry = self.lock();
-            if registry.runs.get(run_id).is_some_and(|slot| slot.generation == generation) {
-                registry.runs.remove(run_id);
+            if registry.runs.get(run_id).is_some_and(|slot| slot.generation == generation)
+                && let Some(slot) = registry.runs.remove(run_id)
+            {
+                registry.remember_ended(run_id, slot.epoch);
             }
         }
         self.slots_freed.notify_one();
@@ -544,6 +569,7 @@ mod tests {
         assert!(!parking.superseded("run", 8));
 
         parking.end("run", generation);
-        assert!(!parking.superseded("run", 5), "a finished run holds nothing here");
+        assert!(parking.superseded("run", 7), "a late copy of the claim of an execution that ended");
+        assert!(!parking.superseded("run", 8), "a retry, handed over again");
     }
 }
