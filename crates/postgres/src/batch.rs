@@ -498,4 +498,61 @@ mod tests {
         );
         assert!(plan(&[]).is_empty());
     }
+
+    fn record(run: &str, seq: u32) -> WriteOp {
+        WriteOp::RunRecord(waitpoint_storage::RunRecord {
+            run: waitpoint_types::RunId::from_internal(run.into()),
+            environment_id: EnvironmentId::from_internal("env".into()),
+            epoch: 1,
+            entry: waitpoint_types::JournalEntry {
+                seq,
+                kind: waitpoint_types::JournalKind::Step,
+                name: "step".into(),
+                result: None,
+            },
+        })
+    }
+
+    fn wait(run: &str, on: &str) -> WriteOp {
+        WriteOp::RunWait(waitpoint_storage::RunWait {
+            run: waitpoint_types::RunId::from_internal(run.into()),
+            environment_id: EnvironmentId::from_internal("env".into()),
+            epoch: 1,
+            seq: 0,
+            kind: waitpoint_types::JournalKind::WaitToken,
+            name: on.into(),
+            waitpoint: WaitpointId::from_internal(on.into()),
+            create: None,
+            at: Timestamp::from_millis(0),
+        })
+    }
+
+    #[test]
+    fn run_operations_share_sets_unless_they_share_a_run_or_a_waitpoint_and_cancels_are_barriers() {
+        let ops = [
+            record("r1", 0),
+            wait("r2", "w1"),
+            WriteOp::Finish(finish("w1")),
+            record("r1", 1),
+            record("r3", 0),
+            WriteOp::RunCancel {
+                run: waitpoint_types::RunId::from_internal("r4".into()),
+                environment_id: EnvironmentId::from_internal("env".into()),
+                at: Timestamp::from_millis(0),
+            },
+            record("r1", 2),
+        ];
+        let WriteOp::Finish(finished) = &ops[2] else { unreachable!("the batch above") };
+        let runs =
+            |positions: &[usize]| -> Vec<(usize, &WriteOp)> { positions.iter().map(|&i| (i, &ops[i])).collect() };
+        assert_eq!(
+            plan(&ops),
+            [
+                Step::Set(Set { creates: Vec::new(), finishes: Vec::new(), runs: runs(&[0, 1, 4]) }),
+                Step::Set(Set { creates: Vec::new(), finishes: vec![(2, finished)], runs: runs(&[3]) }),
+                Step::Alone(5, &ops[5]),
+                Step::Set(Set { creates: Vec::new(), finishes: Vec::new(), runs: runs(&[6]) }),
+            ]
+        );
+    }
 }
