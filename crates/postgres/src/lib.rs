@@ -58,8 +58,11 @@ use waitpoint_types::{
 use crate::rows::{column, environment_columns, environment_from_row, waitpoint_columns, waitpoint_from_row};
 
 /// Schema versions, applied in order; released files are never edited.
-const MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/0001_waitpoints.sql")), (2, include_str!("../migrations/0002_runs.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_waitpoints.sql")),
+    (2, include_str!("../migrations/0002_runs.sql")),
+    (3, include_str!("../migrations/0003_autovacuum.sql")),
+];
 
 /// The advisory lock that serializes migrations of servers starting at once ("waitpoin").
 const MIGRATION_LOCK: i64 = 0x7761_6974_706f_696e;
