@@ -25,7 +25,7 @@ use waitpoint_storage::{
 use waitpoint_types::{JournalEntry, JournalKind, Run, RunState, Timestamp, Waitpoint};
 
 use crate::rows::{column, waitpoint_columns, waitpoint_from_row};
-use crate::runs::{Position, position_in, refusal, run_columns, run_from_row, state_columns};
+use crate::runs::{Position, position_in, run_columns, run_from_row, state_columns};
 use crate::{batch, failure, map_error};
 
 /// Inserts runs without idempotency key, and their tags: one array element per run, except
@@ -220,13 +220,7 @@ fn create_token(row: Option<Row>, op: &RunCreateToken, writes: &mut Writes) -> R
         Err(outcome) => outcome,
         Ok((_, Some(existing))) => WriteOutcome::Recorded(existing),
         Ok((run, None)) => {
-            let result = serde_json::json!({ "id": op.waitpoint.id.public(), "isCached": false });
-            let entry = JournalEntry {
-                seq: op.seq,
-                kind: JournalKind::CreateToken,
-                name: String::new(),
-                result: Some(result.to_string()),
-            };
+            let entry = transitions::token_created(op.seq, &op.waitpoint.id, false);
             writes.waitpoints.push(op.waitpoint.clone());
             writes.entries.push((run.id.internal().to_owned(), entry.clone()));
             WriteOutcome::Recorded(entry)
@@ -273,7 +267,7 @@ fn wait(row: Option<Row>, shared: Option<Waitpoint>, op: &RunWait, writes: &mut 
 fn finish(row: Option<Row>, op: &RunFinish, writes: &mut Writes) -> Result<WriteOutcome> {
     let Some(row) = row else { return Ok(WriteOutcome::NotFound) };
     let run = run_from_row(&row)?;
-    if let Some(refused) = refusal(&run, &op.environment_id, op.epoch) {
+    if let Some(refused) = transitions::lease_refusal(&run, &op.environment_id, op.epoch) {
         return Ok(refused);
     }
     let finished = transitions::run_finished(&run, &op.outcome, op.at);

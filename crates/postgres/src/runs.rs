@@ -389,17 +389,6 @@ async fn insert_entry(tx: &Transaction<'_>, run: &str, entry: &JournalEntry) -> 
     execute(tx, INSERT_ENTRY, &[&run, &seq, &entry.kind.as_str(), &entry.name, &entry.result]).await.map(drop)
 }
 
-/// What to answer when `run` is not of `environment_id` or `epoch` no longer holds it.
-pub(crate) fn refusal(run: &Run, environment_id: &EnvironmentId, epoch: u64) -> Option<WriteOutcome> {
-    if run.environment_id != *environment_id {
-        Some(WriteOutcome::NotFound)
-    } else if !transitions::run_holds_lease(run, epoch) {
-        Some(WriteOutcome::Stale(run.clone()))
-    } else {
-        None
-    }
-}
-
 /// The run, locked, if `epoch` still holds it; otherwise the outcome to answer with.
 async fn leased(
     tx: &Transaction<'_>,
@@ -411,7 +400,7 @@ async fn leased(
         return Ok(Err(WriteOutcome::NotFound));
     };
     let run = run_from_row(&row)?;
-    Ok(refusal(&run, environment_id, epoch).map_or(Ok(run), Err))
+    Ok(transitions::lease_refusal(&run, environment_id, epoch).map_or(Ok(run), Err))
 }
 
 /// Where an operation of `kind` named `name` at journal position `seq` stands.
@@ -448,7 +437,7 @@ pub(crate) fn position_in(
     name: &str,
 ) -> Result<std::result::Result<(Run, Option<JournalEntry>), WriteOutcome>> {
     let run = run_from_row(row)?;
-    if let Some(refused) = refusal(&run, environment_id, epoch) {
+    if let Some(refused) = transitions::lease_refusal(&run, environment_id, epoch) {
         return Ok(Err(refused));
     }
     if let Some(existing) = entry_from_row(row, RUN_COLUMNS + 1)? {
@@ -489,13 +478,7 @@ async fn create_token(tx: &Transaction<'_>, op: &RunCreateToken) -> Result<Write
                 WriteOutcome::Existing(token) => (token, true),
                 other => return Err(StorageError::Corrupt(format!("unexpected outcome of a create: {other:?}"))),
             };
-            let result = serde_json::json!({ "id": token.id.public(), "isCached": is_cached });
-            let entry = JournalEntry {
-                seq: op.seq,
-                kind: JournalKind::CreateToken,
-                name: String::new(),
-                result: Some(result.to_string()),
-            };
+            let entry = transitions::token_created(op.seq, &token.id, is_cached);
             insert_entry(tx, run.id.internal(), &entry).await?;
             Ok(WriteOutcome::Recorded(entry))
         }

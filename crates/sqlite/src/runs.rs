@@ -201,12 +201,10 @@ fn leased(
     environment_id: &EnvironmentId,
     epoch: u64,
 ) -> Result<std::result::Result<Run, WriteOutcome>> {
-    Ok(match select(conn, id.internal())? {
-        None => Err(WriteOutcome::NotFound),
-        Some(run) if run.environment_id != *environment_id => Err(WriteOutcome::NotFound),
-        Some(run) if !transitions::run_holds_lease(&run, epoch) => Err(WriteOutcome::Stale(run)),
-        Some(run) => Ok(run),
-    })
+    let Some(run) = select(conn, id.internal())? else {
+        return Ok(Err(WriteOutcome::NotFound));
+    };
+    Ok(transitions::lease_refusal(&run, environment_id, epoch).map_or(Ok(run), Err))
 }
 
 /// What position `seq` of the run's journal holds for an operation of `kind` named `name`:
@@ -261,13 +259,7 @@ pub(crate) fn create_token(conn: &Connection, op: RunCreateToken) -> Result<Writ
                 WriteOutcome::Existing(token) => (token, true),
                 other => return Err(StorageError::Corrupt(format!("unexpected outcome of a create: {other:?}"))),
             };
-            let result = serde_json::json!({ "id": token.id.public(), "isCached": is_cached });
-            let entry = JournalEntry {
-                seq: op.seq,
-                kind: JournalKind::CreateToken,
-                name: String::new(),
-                result: Some(result.to_string()),
-            };
+            let entry = transitions::token_created(op.seq, &token.id, is_cached);
             insert_entry(conn, run.id.internal(), &entry)?;
             Ok(WriteOutcome::Recorded(entry))
         }

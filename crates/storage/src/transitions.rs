@@ -2,9 +2,11 @@
 //! record (locked, inside its transaction), asks here what it becomes, and stores the answer:
 //! both backends decide alike because neither decides.
 
-use waitpoint_types::{JournalEntry, JournalKind, Run, RunState, Timestamp, Waitpoint, WaitpointId, WaitpointState};
+use waitpoint_types::{
+    EnvironmentId, JournalEntry, JournalKind, Run, RunState, Timestamp, Waitpoint, WaitpointId, WaitpointState,
+};
 
-use crate::ops::RunOutcome;
+use crate::ops::{RunOutcome, WriteOutcome};
 
 /// The state `current` moves to when `requested` ([`crate::Finish::state`]) arrives, or `None`
 /// when nothing changes: it already finished (the first completion wins), or a deadline was
@@ -22,6 +24,25 @@ pub fn waitpoint_finished(current: &Waitpoint, requested: &WaitpointState) -> Op
 /// Whether a worker that knows `run` at `epoch` still holds it.
 pub fn run_holds_lease(run: &Run, epoch: u64) -> bool {
     matches!(run.state, RunState::Executing { .. }) && run.epoch == epoch
+}
+
+/// What a worker's write about `run` answers instead of applying: `NotFound` when the run is
+/// another environment's than `environment_id`, `Stale` when `epoch` no longer holds it.
+pub fn lease_refusal(run: &Run, environment_id: &EnvironmentId, epoch: u64) -> Option<WriteOutcome> {
+    if run.environment_id != *environment_id {
+        Some(WriteOutcome::NotFound)
+    } else if !run_holds_lease(run, epoch) {
+        Some(WriteOutcome::Stale(run.clone()))
+    } else {
+        None
+    }
+}
+
+/// The journal entry at `seq` of a run that created (or, with an active idempotency key,
+/// found: `is_cached`) the token `token`.
+pub fn token_created(seq: u32, token: &WaitpointId, is_cached: bool) -> JournalEntry {
+    let result = serde_json::json!({ "id": token.public(), "isCached": is_cached });
+    JournalEntry { seq, kind: JournalKind::CreateToken, name: String::new(), result: Some(result.to_string()) }
 }
 
 /// `run`, taken by `worker` at `now`.
