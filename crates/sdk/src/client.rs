@@ -11,6 +11,49 @@ use waitpoint_types::{Timestamp, WaitpointStatus};
 
 use crate::{Error, Result, Token};
 
+/// The query parameters of a page that the token and run lists share.
+pub(crate) struct ListQuery<'a> {
+    pub(crate) page_size: Option<u32>,
+    pub(crate) after: Option<&'a str>,
+    pub(crate) statuses: Vec<&'a str>,
+    pub(crate) idempotency_key: Option<&'a str>,
+    pub(crate) tags: &'a [String],
+    pub(crate) period: Option<&'a str>,
+    pub(crate) from: Option<Timestamp>,
+    pub(crate) to: Option<Timestamp>,
+}
+
+impl ListQuery<'_> {
+    /// Adds the parameters that are set to `url`'s query.
+    pub(crate) fn append_to(&self, url: &mut Url) {
+        let mut query = url.query_pairs_mut();
+        if let Some(size) = self.page_size {
+            query.append_pair("page[size]", &size.to_string());
+        }
+        if let Some(after) = self.after {
+            query.append_pair("page[after]", after);
+        }
+        if !self.statuses.is_empty() {
+            query.append_pair("filter[status]", &self.statuses.join(","));
+        }
+        if let Some(key) = self.idempotency_key {
+            query.append_pair("filter[idempotencyKey]", key);
+        }
+        if !self.tags.is_empty() {
+            query.append_pair("filter[tags]", &self.tags.join(","));
+        }
+        if let Some(period) = self.period {
+            query.append_pair("filter[createdAt][period]", period);
+        }
+        if let Some(from) = self.from {
+            query.append_pair("filter[createdAt][from]", &from.as_millis().to_string());
+        }
+        if let Some(to) = self.to {
+            query.append_pair("filter[createdAt][to]", &to.as_millis().to_string());
+        }
+    }
+}
+
 const TOKENS: &str = "api/v1/waitpoints/tokens";
 
 /// Filters of a token list; all optional, combined with AND.
@@ -91,34 +134,17 @@ impl Client {
     /// One page of tokens: the newest when `after` is `None`, else those older than the cursor.
     pub async fn list_tokens_page(&self, filter: &ListFilter, after: Option<&str>) -> Result<Page<TokenItem>> {
         let mut url = self.url(TOKENS)?;
-        {
-            let mut query = url.query_pairs_mut();
-            if let Some(size) = filter.page_size {
-                query.append_pair("page[size]", &size.to_string());
-            }
-            if let Some(after) = after {
-                query.append_pair("page[after]", after);
-            }
-            if !filter.statuses.is_empty() {
-                let statuses: Vec<_> = filter.statuses.iter().map(|s| s.as_str()).collect();
-                query.append_pair("filter[status]", &statuses.join(","));
-            }
-            if let Some(key) = &filter.idempotency_key {
-                query.append_pair("filter[idempotencyKey]", key);
-            }
-            if !filter.tags.is_empty() {
-                query.append_pair("filter[tags]", &filter.tags.join(","));
-            }
-            if let Some(period) = &filter.period {
-                query.append_pair("filter[createdAt][period]", period);
-            }
-            if let Some(from) = filter.from {
-                query.append_pair("filter[createdAt][from]", &from.as_millis().to_string());
-            }
-            if let Some(to) = filter.to {
-                query.append_pair("filter[createdAt][to]", &to.as_millis().to_string());
-            }
-        }
+        let query = ListQuery {
+            page_size: filter.page_size,
+            after,
+            statuses: filter.statuses.iter().map(|s| s.as_str()).collect(),
+            idempotency_key: filter.idempotency_key.as_deref(),
+            tags: &filter.tags,
+            period: filter.period.as_deref(),
+            from: filter.from,
+            to: filter.to,
+        };
+        query.append_to(&mut url);
         self.send(self.authorized(self.http.get(url))).await
     }
 

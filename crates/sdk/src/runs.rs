@@ -6,7 +6,7 @@ use serde::Serialize;
 use waitpoint_types::api::{Page, RunDetail, TriggerOptions, TriggerRequest, TriggerResponse};
 use waitpoint_types::{RunStatus, Timestamp};
 
-use crate::client::segment;
+use crate::client::{ListQuery, segment};
 use crate::{Client, Error, Result};
 
 /// Filters of a run list; all optional, combined with AND.
@@ -58,36 +58,19 @@ impl Client {
     /// One page of runs: the newest when `after` is `None`, else those older than the cursor.
     pub async fn list_runs_page(&self, filter: &RunFilter, after: Option<&str>) -> Result<Page<RunDetail>> {
         let mut url = self.url("api/v1/runs")?;
-        {
-            let mut query = url.query_pairs_mut();
-            if let Some(size) = filter.page_size {
-                query.append_pair("page[size]", &size.to_string());
-            }
-            if let Some(after) = after {
-                query.append_pair("page[after]", after);
-            }
-            if !filter.statuses.is_empty() {
-                let statuses: Vec<_> = filter.statuses.iter().map(|s| s.as_str()).collect();
-                query.append_pair("filter[status]", &statuses.join(","));
-            }
-            if !filter.task_ids.is_empty() {
-                query.append_pair("filter[taskIdentifier]", &filter.task_ids.join(","));
-            }
-            if let Some(key) = &filter.idempotency_key {
-                query.append_pair("filter[idempotencyKey]", key);
-            }
-            if !filter.tags.is_empty() {
-                query.append_pair("filter[tags]", &filter.tags.join(","));
-            }
-            if let Some(period) = &filter.period {
-                query.append_pair("filter[createdAt][period]", period);
-            }
-            if let Some(from) = filter.from {
-                query.append_pair("filter[createdAt][from]", &from.as_millis().to_string());
-            }
-            if let Some(to) = filter.to {
-                query.append_pair("filter[createdAt][to]", &to.as_millis().to_string());
-            }
+        let query = ListQuery {
+            page_size: filter.page_size,
+            after,
+            statuses: filter.statuses.iter().map(|s| s.as_str()).collect(),
+            idempotency_key: filter.idempotency_key.as_deref(),
+            tags: &filter.tags,
+            period: filter.period.as_deref(),
+            from: filter.from,
+            to: filter.to,
+        };
+        query.append_to(&mut url);
+        if !filter.task_ids.is_empty() {
+            url.query_pairs_mut().append_pair("filter[taskIdentifier]", &filter.task_ids.join(","));
         }
         self.send(self.authorized(self.http.get(url))).await
     }
