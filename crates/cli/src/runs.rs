@@ -5,11 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use futures_util::StreamExt;
 use waitpoint_sdk::{RunFilter, RunStatus, TriggerOptions};
 
 use crate::ApiArgs;
-use crate::tokens::{date, print_pretty};
+use crate::tokens::{date, parse_statuses, print_lines, print_pretty};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum RunCommand {
@@ -113,18 +112,9 @@ pub(crate) async fn run(command: RunCommand, api: &ApiArgs) -> anyhow::Result<()
         RunCommand::Get { id } => print_pretty(&client.retrieve_run(&id).await?)?,
         RunCommand::Cancel { id } => print_pretty(&client.cancel_run(&id).await?)?,
         RunCommand::List { statuses, tasks, idempotency_key, tags, period, from, to, page_size, limit } => {
-            let statuses = statuses
-                .iter()
-                .map(|s| {
-                    RunStatus::parse(s).ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "unknown status {s:?}: use QUEUED, DELAYED, EXECUTING, WAITING, COMPLETED, FAILED or CANCELED"
-                        )
-                    })
-                })
-                .collect::<anyhow::Result<_>>()?;
+            let all: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
             let filter = RunFilter {
-                statuses,
+                statuses: parse_statuses(&statuses, RunStatus::parse, &all)?,
                 task_ids: tasks,
                 idempotency_key,
                 tags,
@@ -133,10 +123,7 @@ pub(crate) async fn run(command: RunCommand, api: &ApiArgs) -> anyhow::Result<()
                 to: to.as_deref().map(date).transpose()?,
                 page_size,
             };
-            let mut runs = std::pin::pin!(client.list_runs(filter).take(limit.unwrap_or(usize::MAX)));
-            while let Some(run) = runs.next().await {
-                println!("{}", serde_json::to_string(&run?)?);
-            }
+            print_lines(client.list_runs(filter), limit).await?;
         }
     }
     Ok(())

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use waitpoint_sdk::{CreateTokenRequest, ListFilter, Timestamp, WaitpointStatus};
 
@@ -103,15 +103,9 @@ pub(crate) async fn run(command: TokenCommand, api: &ApiArgs) -> anyhow::Result<
         }
         TokenCommand::Get { id } => print_pretty(&client.retrieve_token(&id).await?.detail)?,
         TokenCommand::List { statuses, idempotency_key, tags, period, from, to, page_size, limit } => {
-            let statuses = statuses
-                .iter()
-                .map(|s| {
-                    WaitpointStatus::parse(s)
-                        .ok_or_else(|| anyhow::anyhow!("unknown status {s:?}: use WAITING, COMPLETED or TIMED_OUT"))
-                })
-                .collect::<anyhow::Result<_>>()?;
+            let all: Vec<&str> = WaitpointStatus::ALL.iter().map(|s| s.as_str()).collect();
             let filter = ListFilter {
-                statuses,
+                statuses: parse_statuses(&statuses, WaitpointStatus::parse, &all)?,
                 idempotency_key,
                 tags,
                 period,
@@ -119,10 +113,7 @@ pub(crate) async fn run(command: TokenCommand, api: &ApiArgs) -> anyhow::Result<
                 to: to.as_deref().map(date).transpose()?,
                 page_size,
             };
-            let mut tokens = std::pin::pin!(client.list_tokens(filter).take(limit.unwrap_or(usize::MAX)));
-            while let Some(token) = tokens.next().await {
-                println!("{}", serde_json::to_string(&token?)?);
-            }
+            print_lines(client.list_tokens(filter), limit).await?;
         }
     }
     Ok(())
@@ -133,6 +124,30 @@ pub(crate) fn date(text: &str) -> anyhow::Result<Timestamp> {
         Some(at) => Ok(at),
         None => bail!("{text:?} is not an ISO 8601 date such as 2025-04-01T10:00:00Z"),
     }
+}
+
+/// Reads `--status` values with `parse`; `all` names the statuses it knows.
+pub(crate) fn parse_statuses<S>(
+    values: &[String],
+    parse: fn(&str) -> Option<S>,
+    all: &[&str],
+) -> anyhow::Result<Vec<S>> {
+    values
+        .iter()
+        .map(|value| parse(value).ok_or_else(|| anyhow::anyhow!("unknown status {value:?}: use {}", all.join(", "))))
+        .collect()
+}
+
+/// Prints the items of a list, one JSON object per line, at most `limit` of them.
+pub(crate) async fn print_lines<T: Serialize>(
+    items: impl Stream<Item = waitpoint_sdk::Result<T>>,
+    limit: Option<usize>,
+) -> anyhow::Result<()> {
+    let mut items = std::pin::pin!(items.take(limit.unwrap_or(usize::MAX)));
+    while let Some(item) = items.next().await {
+        println!("{}", serde_json::to_string(&item?)?);
+    }
+    Ok(())
 }
 
 pub(crate) fn print_pretty(value: &impl Serialize) -> anyhow::Result<()> {
