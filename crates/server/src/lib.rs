@@ -8,6 +8,7 @@
 //!
 //! # Layout
 //! - [`error`]: [`ApiError`] and the mapping from engine errors to status codes.
+//! - `auth`: the bearer credential, and the extractor of routes that take a secret key.
 //! - `tokens`: the token routes (create, list, retrieve, complete, callback).
 //! - `runs`: the run routes (trigger, list, retrieve, cancel) and the worker protocol.
 //! - `body`: reading request bodies within their size limits and parsing them strictly.
@@ -17,6 +18,7 @@
 
 pub mod error;
 
+mod auth;
 mod body;
 mod cors;
 mod present;

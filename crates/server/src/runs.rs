@@ -15,9 +15,9 @@ use waitpoint_types::api::worker::{
 use waitpoint_types::api::{CreateTokenResponse, Page, Pagination, RunDetail, TriggerResponse};
 use waitpoint_types::{JournalEntry, JournalKind, RunError};
 
+use crate::auth::SecretKey;
 use crate::body::{self, Length, OUTPUT_LIMIT};
 use crate::error::ApiError;
-use crate::tokens::bearer;
 use crate::{present, query};
 
 /// Protocol bodies other than outputs are small.
@@ -26,11 +26,11 @@ const PROTOCOL_LIMIT: usize = 64 * 1024;
 /// `POST /api/v1/tasks/{taskId}/trigger`: start a run.
 pub(crate) async fn trigger(
     State(engine): State<Engine>,
+    SecretKey(environment): SecretKey,
     headers: HeaderMap,
     Path(task_id): Path<String>,
     body: Body,
 ) -> Result<Json<TriggerResponse>, ApiError> {
-    let environment = engine.authenticate_secret_key(bearer(&headers)).await?;
     let bytes = body::read(&headers, body, OUTPUT_LIMIT, Length::Optional).await?;
     let (payload, options) = body::parse_trigger(&bytes)?;
     let triggered = engine.trigger_run(&environment, &task_id, payload, &options).await?;
@@ -40,10 +40,9 @@ pub(crate) async fn trigger(
 /// `GET /api/v1/runs/{id}`: a run with its payload, output or error, and what it waits on.
 pub(crate) async fn retrieve(
     State(engine): State<Engine>,
-    headers: HeaderMap,
+    SecretKey(environment): SecretKey,
     Path(id): Path<String>,
 ) -> Result<Json<RunDetail>, ApiError> {
-    let environment = engine.authenticate_secret_key(bearer(&headers)).await?;
     let view = engine.get_run(&environment, &id).await?;
     Ok(Json(present::run(&view, engine.clock().now(), true)))
 }
@@ -51,10 +50,9 @@ pub(crate) async fn retrieve(
 /// `GET /api/v1/runs`: runs, newest first.
 pub(crate) async fn list(
     State(engine): State<Engine>,
-    headers: HeaderMap,
+    SecretKey(environment): SecretKey,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Page<RunDetail>>, ApiError> {
-    let environment = engine.authenticate_secret_key(bearer(&headers)).await?;
     let request = query::parse_run_list(raw.as_deref())?;
     let page = engine.list_runs(&environment, &request).await?;
     let now = engine.clock().now();
@@ -69,10 +67,9 @@ pub(crate) async fn list(
 /// `POST /api/v1/runs/{id}/cancel`: cancel a run that has not finished.
 pub(crate) async fn cancel(
     State(engine): State<Engine>,
-    headers: HeaderMap,
+    SecretKey(environment): SecretKey,
     Path(id): Path<String>,
 ) -> Result<Json<RunDetail>, ApiError> {
-    let environment = engine.authenticate_secret_key(bearer(&headers)).await?;
     let run = engine.cancel_run(&environment, &id).await?;
     let view = waitpoint_engine::RunView { run, waiting_on: None };
     Ok(Json(present::run(&view, engine.clock().now(), true)))
@@ -81,11 +78,11 @@ pub(crate) async fn cancel(
 /// `POST /api/v1/workers/{workerId}/poll`: take queued runs (and say the worker is alive).
 pub(crate) async fn poll(
     State(engine): State<Engine>,
+    SecretKey(environment): SecretKey,
     headers: HeaderMap,
     Path(worker): Path<String>,
     body: Body,
 ) -> Result<Json<PollResponse>, ApiError> {
-    let environment = engine.authenticate_secret_key(bearer(&headers)).await?;
     let request: PollRequest = body::parse_json(&body::read(&headers, body, PROTOCOL_LIMIT, Length::Optional).await?)?;
     let tasks: Vec<(String, u32)> = request.tasks.into_iter().map(|task| (task.id, task.slots)).collect();
     let wait = Duration::from_millis(request.wait_ms);
@@ -96,10 +93,9 @@ pub(crate) async fn poll(
 /// `GET /api/v1/runs/{id}/journal`: every recorded operation, for replay.
 pub(crate) async fn journal(
     State(engine): State<Engine>,
-    headers: HeaderMap,
+    SecretKey(environment): SecretKey,
     Path(id): Path<String>,
 ) -> Result<Json<JournalResponse>, ApiError> {
-    let environment = engine.authenticate_secret_key(bearer(&headers)).await?;
     let entries = engine.run_journal(&environment, &id).await?;
     Ok(Json(JournalResponse { entries: entries.iter().map(present::entry).collect() }))
 }
@@ -107,11 +103,11 @@ pub(crate) async fn journal(
 /// `POST /api/v1/runs/{id}/journal`: record an operation's result.
 pub(crate) async fn record(
     State(engine): State<Engine>,
+    SecretKey(environment): SecretKey,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let environment = engine.authenticate_secret_key(bearer(&headers)).await?;
     let request: RecordRequest = body::parse_json(&body::read(&headers, body, OUTPUT_LIMIT, Length::Optional).await?)?;
     let kind = JournalKind::parse(&request.entry.kind).ok_or_else(|| {
         let kinds: Vec<&str> = JournalKind::ALL.iter().map(|k| k.as_str()).collect();
@@ -133,11 +129,11 @@ pub(crate) async fn record(
 /// `POST /api/v1/runs/{id}/tokens`: create a token for the run, once per journal position.
 pub(crate) async fn create_token(
     State(engine): State<Engine>,
+    SecretKey(environment): SecretKey,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Json<RunTokenResponse>, ApiError> {
-    let environment = engine.authenticate_secret_key(bearer(&headers)).await?;
     let request: RunTokenRequest =
         body::parse_json(&body::read(&headers, body, PROTOCOL_LIMIT, Length::Optional).await?)?;
     let (entry, created) =
@@ -154,11 +150,11 @@ pub(crate) async fn create_token(
 /// `POST /api/v1/runs/{id}/wait`: wait on a token or until a time; the run may suspend.
 pub(crate) async fn wait(
     State(engine): State<Engine>,
+    SecretKey(environment): SecretKey,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Json<WaitResponse>, ApiError> {
-    let environment = engine.authenticate_secret_key(bearer(&headers)).await?;
     let request: WaitRequest = body::parse_json(&body::read(&headers, body, PROTOCOL_LIMIT, Length::Optional).await?)?;
     let answer = engine.wait(&environment, &id, request.epoch, request.seq, &request.wait_for).await?;
     Ok(Json(WaitResponse { entry: present::entry(&answer.entry), suspended: answer.suspended }))
@@ -167,11 +163,11 @@ pub(crate) async fn wait(
 /// `POST /api/v1/runs/{id}/attempt/complete`: the task returned its output.
 pub(crate) async fn complete_attempt(
     State(engine): State<Engine>,
+    SecretKey(environment): SecretKey,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Json<RunDetail>, ApiError> {
-    let environment = engine.authenticate_secret_key(bearer(&headers)).await?;
     let request: CompleteAttemptRequest =
         body::parse_json(&body::read(&headers, body, OUTPUT_LIMIT, Length::Optional).await?)?;
     let run = engine.complete_attempt(&environment, &id, request.epoch, request.output.to_string()).await?;
@@ -182,11 +178,11 @@ pub(crate) async fn complete_attempt(
 /// `POST /api/v1/runs/{id}/attempt/fail`: the attempt failed; retry or fail the run.
 pub(crate) async fn fail_attempt(
     State(engine): State<Engine>,
+    SecretKey(environment): SecretKey,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Json<RunDetail>, ApiError> {
-    let environment = engine.authenticate_secret_key(bearer(&headers)).await?;
     let request: FailAttemptRequest =
         body::parse_json(&body::read(&headers, body, PROTOCOL_LIMIT, Length::Optional).await?)?;
     let error = RunError::new(request.error.name, request.error.message);

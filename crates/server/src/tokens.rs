@@ -4,26 +4,24 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use waitpoint_engine::Engine;
 use waitpoint_types::api::{CreateTokenResponse, Page, Pagination};
 
+use crate::auth::{SecretKey, bearer};
 use crate::body::{self, CREATE_LIMIT, Length, OUTPUT_LIMIT};
 use crate::error::ApiError;
 use crate::{present, query};
 
-/// The credential of `Authorization: Bearer <credential>`, if any.
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, credential) = value.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(credential)
-}
-
 /// `POST /api/v1/waitpoints/tokens`: create a token (secret key only).
-pub(crate) async fn create(State(engine): State<Engine>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let environment = engine.authenticate_secret_key(bearer(&headers)).await?;
+pub(crate) async fn create(
+    State(engine): State<Engine>,
+    SecretKey(environment): SecretKey,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let bytes = body::read(&headers, body, CREATE_LIMIT, Length::Optional).await?;
     let request = body::parse_create(&bytes)?;
     let created = engine.create_token(&environment, &request).await?;
@@ -49,10 +47,9 @@ pub(crate) async fn create(State(engine): State<Engine>, headers: HeaderMap, bod
 /// `GET /api/v1/waitpoints/tokens`: list tokens, newest first (secret key only).
 pub(crate) async fn list(
     State(engine): State<Engine>,
-    headers: HeaderMap,
+    SecretKey(environment): SecretKey,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Page<waitpoint_types::api::TokenItem>>, ApiError> {
-    let environment = engine.authenticate_secret_key(bearer(&headers)).await?;
     let request = query::parse_list(raw.as_deref())?;
     let page = engine.list_tokens(&environment, &request).await?;
     Ok(Json(Page {
@@ -64,10 +61,9 @@ pub(crate) async fn list(
 /// `GET /api/v1/waitpoints/tokens/{id}`: one token with its output (secret key only).
 pub(crate) async fn retrieve(
     State(engine): State<Engine>,
-    headers: HeaderMap,
+    SecretKey(environment): SecretKey,
     Path(id): Path<String>,
 ) -> Result<Json<waitpoint_types::api::TokenDetail>, ApiError> {
-    let environment = engine.authenticate_secret_key(bearer(&headers)).await?;
     let waitpoint = engine.get_token(&environment, &id).await?;
     Ok(Json(present::detail(&engine, &environment, &waitpoint)))
 }
