@@ -441,6 +441,34 @@ impl Engine {
         Ok((self.enriched(environment, entry), created))
     }
 
+    /// The journal kind, name, waitpoint and new datetime waitpoint of a wait until `until`,
+    /// asked for as `name`.
+    fn datetime_wait(
+        &self,
+        environment: &Environment,
+        until: Timestamp,
+        name: &str,
+        now: Timestamp,
+    ) -> Result<(JournalKind, String, WaitpointId, Option<Waitpoint>)> {
+        if name.is_empty() || name.contains('\0') {
+            return Err(EngineError::Invalid("a datetime wait needs a name without NUL characters".into()));
+        }
+        let id = self.inner.ids.waitpoint(now);
+        let datetime = Waitpoint {
+            id: id.clone(),
+            kind: WaitpointKind::Datetime,
+            environment_id: environment.id.clone(),
+            state: WaitpointState::Waiting,
+            idempotency_key: None,
+            inactive_idempotency_key: None,
+            idempotency_key_expires_at: None,
+            timeout_at: Some(until),
+            tags: Vec::new(),
+            created_at: id.created_at().unwrap_or(now),
+        };
+        Ok((JournalKind::WaitDatetime, name.to_owned(), id, Some(datetime)))
+    }
+
     /// Makes the run wait at journal position `seq`: on a token, or until a time. Answers at
     /// once when the waitpoint has finished; otherwise the run is suspended.
     pub async fn wait(
@@ -458,24 +486,9 @@ impl Engine {
                 let token = WaitpointId::parse(token).map_err(|error| EngineError::Invalid(error.to_string()))?;
                 (JournalKind::WaitToken, token.public(), token, None)
             }
-            WaitFor::Datetime { until, name } => {
-                if name.is_empty() || name.contains('\0') {
-                    return Err(EngineError::Invalid("a datetime wait needs a name without NUL characters".into()));
-                }
-                let id = self.inner.ids.waitpoint(now);
-                let datetime = Waitpoint {
-                    id: id.clone(),
-                    kind: WaitpointKind::Datetime,
-                    environment_id: environment.id.clone(),
-                    state: WaitpointState::Waiting,
-                    idempotency_key: None,
-                    inactive_idempotency_key: None,
-                    idempotency_key_expires_at: None,
-                    timeout_at: Some(*until),
-                    tags: Vec::new(),
-                    created_at: id.created_at().unwrap_or(now),
-                };
-                (JournalKind::WaitDatetime, name.clone(), id, Some(datetime))
+            WaitFor::Datetime { until, name } => self.datetime_wait(environment, *until, name, now)?,
+            WaitFor::Duration { ms, name } => {
+                self.datetime_wait(environment, now.saturating_add(Duration::from_millis(*ms)), name, now)?
             }
         };
         let deadline = create.as_ref().and_then(|w| w.timeout_at);
@@ -558,7 +571,7 @@ impl Engine {
 /// The name a wait's entry carries.
 fn waitpoint_name(kind: JournalKind, waitpoint: &WaitpointId, wait_for: &WaitFor) -> String {
     match (kind, wait_for) {
-        (JournalKind::WaitDatetime, WaitFor::Datetime { name, .. }) => name.clone(),
+        (JournalKind::WaitDatetime, WaitFor::Datetime { name, .. } | WaitFor::Duration { name, .. }) => name.clone(),
         _ => waitpoint.public(),
     }
 }

@@ -176,6 +176,24 @@ async fn a_datetime_wait_resumes_when_the_clock_reaches_it() {
 }
 
 #[tokio::test]
+async fn a_duration_wait_counts_from_the_server_clock_when_it_is_recorded() {
+    let h = Harness::new().await;
+    let id = h.trigger("sleepy", TriggerOptions::default()).await;
+    let worker = h.worker();
+    let held = h.poll(&worker, "sleepy", 1).await.remove(0).run;
+    h.clock.advance(Duration::from_secs(10));
+    let wait_for = WaitFor::Duration { ms: 60_000, name: "for 60000ms".into() };
+    let answer = h.engine.wait(&h.dev, &id, held.epoch, 0, &wait_for).await.unwrap();
+    assert!(answer.suspended);
+    assert_eq!(answer.entry.name, "for 60000ms");
+    let mut events = h.engine.subscribe();
+    h.clock.advance(Duration::from_secs(60));
+    let finished = events.recv().await.unwrap();
+    assert_eq!(finished.timeout_at, Some(Timestamp::from_millis(START + 70_000)));
+    assert_eq!(h.status(&id).await, RunStatus::Queued);
+}
+
+#[tokio::test]
 async fn failed_attempts_retry_after_their_delay_until_attempts_run_out() {
     let h = Harness::new().await;
     let id = h.trigger("flaky", TriggerOptions { max_attempts: Some(2), ..Default::default() }).await;

@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -204,8 +204,8 @@ impl Context {
         match self.begin(JournalKind::WaitDatetime, &name).await? {
             Begin::Replayed(_) => Ok(()),
             Begin::Live { cursor, seq } => {
-                let until = now().saturating_add(duration);
-                self.wait_live(cursor, seq, WaitFor::Datetime { until, name }).await.map(drop)
+                let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+                self.wait_live(cursor, seq, WaitFor::Duration { ms, name }).await.map(drop)
             }
         }
     }
@@ -370,9 +370,4 @@ impl<E: fmt::Debug + fmt::Display> std::error::Error for StepError<E> {}
 
 fn decode<T: DeserializeOwned>(value: serde_json::Value) -> Result<T> {
     serde_json::from_value(value).map_err(|e| Error::Decode(format!("a recorded result does not decode: {e}")))
-}
-
-fn now() -> Timestamp {
-    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    Timestamp::from_millis(i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX))
 }

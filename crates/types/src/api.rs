@@ -391,7 +391,16 @@ pub mod worker {
         Datetime {
             /// When.
             until: Timestamp,
-            /// How the code asked (`"for 5m"`, `"until 2030-01-01T00:00:00.000Z"`), compared on replay.
+            /// How the code asked (`"until 2030-01-01T00:00:00.000Z"`), compared on replay.
+            name: String,
+        },
+        /// A span of time, from when the server records the wait (by the server's clock, not
+        /// the worker's).
+        #[serde(rename = "DURATION")]
+        Duration {
+            /// How long, in milliseconds.
+            ms: u64,
+            /// How the code asked (`"for 300000ms"`), compared on replay.
             name: String,
         },
     }
