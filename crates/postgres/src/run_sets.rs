@@ -4,8 +4,9 @@
 //!
 //! [`batch::plan`](crate::batch) puts an operation here only when no other operation of its
 //! set touches its run or its waitpoint, and only when it has no idempotency key (those read
-//! and may change whichever row holds the key). Each operation gets the outcome its lone
-//! version in [`runs`] gives; the statements are:
+//! and may change whichever row holds the key). Each operation gets the outcome it would get
+//! applied alone, deciding with the same `transitions` and `runs::position_in`; the
+//! statements are:
 //! 1. the new runs, one multi-row insert with their tags;
 //! 2. the waitpoints waits read, locked shared, in id order (before any run, as a lone wait
 //!    does: a finish of the same waitpoint then either committed before, or sees the run wait);

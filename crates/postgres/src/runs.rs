@@ -10,8 +10,8 @@ use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use waitpoint_storage::{
-    Claim, Result, Resumed, RunClaim, RunCreateToken, RunFinish, RunListQuery, RunRecord, RunWait, RunsRelease,
-    StorageError, WorkerSeen, WriteOp, WriteOutcome, transitions,
+    Claim, Result, Resumed, RunClaim, RunCreateToken, RunListQuery, RunWait, RunsRelease, StorageError, WorkerSeen,
+    WriteOp, WriteOutcome, transitions,
 };
 use waitpoint_types::{
     EnvironmentId, JournalEntry, JournalKind, Run, RunError, RunId, RunState, RunStatus, Timestamp, Waitpoint,
@@ -201,15 +201,14 @@ async fn execute(tx: &impl GenericClient, sql: &str, params: &[&(dyn ToSql + Syn
     tx.execute(&statement, params).await.map_err(map_error)
 }
 
-/// Applies one run operation (or `WorkerSeen`) in the batch's transaction.
+/// Applies one run operation that cannot go in a set (see [`run_sets::in_sets`]), or a
+/// worker's record, in the batch's transaction.
 pub(crate) async fn apply(tx: &Transaction<'_>, op: &WriteOp) -> Result<WriteOutcome> {
     match op {
         WriteOp::RunCreate(new) => create(tx, new).await,
         WriteOp::RunClaim(claim) => self::claim(tx, claim).await,
-        WriteOp::RunRecord(record) => self::record(tx, record).await,
         WriteOp::RunCreateToken(op) => create_token(tx, op).await,
         WriteOp::RunWait(op) => wait(tx, op).await,
-        WriteOp::RunFinish(op) => finish(tx, op).await,
         WriteOp::RunCancel { run, environment_id, at } => cancel(tx, run, environment_id, *at).await,
         WriteOp::RunsRelease(op) => release(tx, op).await,
         WriteOp::WorkerSeen(op) => worker_seen(tx, op).await,
@@ -219,6 +218,9 @@ pub(crate) async fn apply(tx: &Transaction<'_>, op: &WriteOp) -> Result<WriteOut
         }
         WriteOp::Create(_) | WriteOp::Finish(_) => {
             Err(StorageError::Corrupt("a waitpoint operation reached the run operations".into()))
+        }
+        WriteOp::RunRecord(_) | WriteOp::RunFinish(_) => {
+            Err(StorageError::Corrupt("a record or an attempt's end reached the lone run operations".into()))
         }
     }
 }
@@ -389,20 +391,6 @@ async fn insert_entry(tx: &Transaction<'_>, run: &str, entry: &JournalEntry) -> 
     execute(tx, INSERT_ENTRY, &[&run, &seq, &entry.kind.as_str(), &entry.name, &entry.result]).await.map(drop)
 }
 
-/// The run, locked, if `epoch` still holds it; otherwise the outcome to answer with.
-async fn leased(
-    tx: &Transaction<'_>,
-    id: &RunId,
-    environment_id: &EnvironmentId,
-    epoch: u64,
-) -> Result<std::result::Result<Run, WriteOutcome>> {
-    let Some(row) = query_opt(tx, LOCK_RUN, &[&id.internal()]).await? else {
-        return Ok(Err(WriteOutcome::NotFound));
-    };
-    let run = run_from_row(&row)?;
-    Ok(transitions::lease_refusal(&run, environment_id, epoch).map_or(Ok(run), Err))
-}
-
 /// Where an operation of `kind` named `name` at journal position `seq` stands.
 pub(crate) struct Position {
     pub(crate) seq: u32,
@@ -452,19 +440,6 @@ pub(crate) fn position_in(
         return Ok(Err(WriteOutcome::OutOfOrder(len)));
     }
     Ok(Ok((run, None)))
-}
-
-async fn record(tx: &Transaction<'_>, record: &RunRecord) -> Result<WriteOutcome> {
-    let entry = &record.entry;
-    let at = Position { seq: entry.seq, kind: entry.kind };
-    match leased_at(tx, &record.run, &record.environment_id, record.epoch, at, &entry.name).await? {
-        Err(outcome) => Ok(outcome),
-        Ok((_, Some(existing))) => Ok(WriteOutcome::Recorded(existing)),
-        Ok((run, None)) => {
-            insert_entry(tx, run.id.internal(), entry).await?;
-            Ok(WriteOutcome::Recorded(entry.clone()))
-        }
-    }
 }
 
 async fn create_token(tx: &Transaction<'_>, op: &RunCreateToken) -> Result<WriteOutcome> {
@@ -582,16 +557,6 @@ pub(crate) async fn resume_waiting(
         run_sets::update_runs(tx, &changed).await?;
     }
     Ok(resumed)
-}
-
-async fn finish(tx: &Transaction<'_>, op: &RunFinish) -> Result<WriteOutcome> {
-    let run = match leased(tx, &op.run, &op.environment_id, op.epoch).await? {
-        Ok(run) => run,
-        Err(outcome) => return Ok(outcome),
-    };
-    let finished = transitions::run_finished(&run, &op.outcome, op.at);
-    update(tx, &finished).await?;
-    Ok(WriteOutcome::RunFinished(finished))
 }
 
 async fn cancel(
