@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::body::Body;
+use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -274,9 +275,26 @@ pub(crate) fn parse_trigger(bytes: &[u8]) -> Result<(String, TriggerOptions), Ap
 
 /// Parses a worker protocol body into `T`; the SDK writes these, so serde's own message (which
 /// names the field and position) is detailed enough.
-pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    not_empty(bytes, "the JSON object this route takes")?;
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "Request body is empty: this route takes a JSON object (see the worker protocol)",
+        ));
+    }
     serde_json::from_slice(bytes).map_err(|error| ApiError::bad_request(format!("Invalid request body: {error}")))
+}
+
+/// A worker protocol body: a `T` as JSON, at most `LIMIT` bytes.
+pub(crate) struct Protocol<T, const LIMIT: usize>(pub(crate) T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned, const LIMIT: usize> FromRequest<S> for Protocol<T, LIMIT> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _: &S) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        let bytes = read(&parts.headers, body, LIMIT, Length::Optional).await?;
+        parse_json(&bytes).map(Self)
+    }
 }
 
 #[cfg(test)]

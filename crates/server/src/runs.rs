@@ -16,7 +16,7 @@ use waitpoint_types::api::{CreateTokenResponse, Page, Pagination, RunDetail, Tri
 use waitpoint_types::{JournalEntry, JournalKind, RunError};
 
 use crate::auth::SecretKey;
-use crate::body::{self, Length, OUTPUT_LIMIT};
+use crate::body::{self, Length, OUTPUT_LIMIT, Protocol};
 use crate::error::ApiError;
 use crate::{present, query};
 
@@ -55,12 +55,7 @@ pub(crate) async fn list(
 ) -> Result<Json<Page<RunDetail>>, ApiError> {
     let request = query::parse_run_list(raw.as_deref())?;
     let page = engine.list_runs(&environment, &request).await?;
-    let now = engine.clock().now();
-    let data = page
-        .runs
-        .into_iter()
-        .map(|run| present::run(&waitpoint_engine::RunView { run, waiting_on: None }, now, false))
-        .collect();
+    let data = page.runs.into_iter().map(|run| summary(&engine, run)).collect();
     Ok(Json(Page { data, pagination: Pagination { next: page.next, previous: page.previous } }))
 }
 
@@ -79,11 +74,9 @@ pub(crate) async fn cancel(
 pub(crate) async fn poll(
     State(engine): State<Engine>,
     SecretKey(environment): SecretKey,
-    headers: HeaderMap,
     Path(worker): Path<String>,
-    body: Body,
+    Protocol(request): Protocol<PollRequest, PROTOCOL_LIMIT>,
 ) -> Result<Json<PollResponse>, ApiError> {
-    let request: PollRequest = body::parse_json(&body::read(&headers, body, PROTOCOL_LIMIT, Length::Optional).await?)?;
     let tasks: Vec<(String, u32)> = request.tasks.into_iter().map(|task| (task.id, task.slots)).collect();
     let wait = Duration::from_millis(request.wait_ms);
     let claims = engine.poll_runs(&environment, &worker, &tasks, &request.holding, wait, request.leaving).await?;
@@ -104,11 +97,9 @@ pub(crate) async fn journal(
 pub(crate) async fn record(
     State(engine): State<Engine>,
     SecretKey(environment): SecretKey,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    body: Body,
+    Protocol(request): Protocol<RecordRequest, OUTPUT_LIMIT>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let request: RecordRequest = body::parse_json(&body::read(&headers, body, OUTPUT_LIMIT, Length::Optional).await?)?;
     let kind = JournalKind::parse(&request.entry.kind).ok_or_else(|| {
         let kinds: Vec<&str> = JournalKind::ALL.iter().map(|k| k.as_str()).collect();
         ApiError::bad_request(format!("unknown entry kind {:?}: use one of {}", request.entry.kind, kinds.join(", ")))
@@ -130,12 +121,9 @@ pub(crate) async fn record(
 pub(crate) async fn create_token(
     State(engine): State<Engine>,
     SecretKey(environment): SecretKey,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    body: Body,
+    Protocol(request): Protocol<RunTokenRequest, PROTOCOL_LIMIT>,
 ) -> Result<Json<RunTokenResponse>, ApiError> {
-    let request: RunTokenRequest =
-        body::parse_json(&body::read(&headers, body, PROTOCOL_LIMIT, Length::Optional).await?)?;
     let (entry, created) =
         engine.create_run_token(&environment, &id, request.epoch, request.seq, &request.options).await?;
     let token = CreateTokenResponse {
@@ -151,11 +139,9 @@ pub(crate) async fn create_token(
 pub(crate) async fn wait(
     State(engine): State<Engine>,
     SecretKey(environment): SecretKey,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    body: Body,
+    Protocol(request): Protocol<WaitRequest, PROTOCOL_LIMIT>,
 ) -> Result<Json<WaitResponse>, ApiError> {
-    let request: WaitRequest = body::parse_json(&body::read(&headers, body, PROTOCOL_LIMIT, Length::Optional).await?)?;
     let answer = engine.wait(&environment, &id, request.epoch, request.seq, &request.wait_for).await?;
     Ok(Json(WaitResponse { entry: present::entry(&answer.entry), suspended: answer.suspended }))
 }
@@ -164,30 +150,27 @@ pub(crate) async fn wait(
 pub(crate) async fn complete_attempt(
     State(engine): State<Engine>,
     SecretKey(environment): SecretKey,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    body: Body,
+    Protocol(request): Protocol<CompleteAttemptRequest, OUTPUT_LIMIT>,
 ) -> Result<Json<RunDetail>, ApiError> {
-    let request: CompleteAttemptRequest =
-        body::parse_json(&body::read(&headers, body, OUTPUT_LIMIT, Length::Optional).await?)?;
     let run = engine.complete_attempt(&environment, &id, request.epoch, request.output.to_string()).await?;
-    let view = waitpoint_engine::RunView { run, waiting_on: None };
-    Ok(Json(present::run(&view, engine.clock().now(), false)))
+    Ok(Json(summary(&engine, run)))
 }
 
 /// `POST /api/v1/runs/{id}/attempt/fail`: the attempt failed; retry or fail the run.
 pub(crate) async fn fail_attempt(
     State(engine): State<Engine>,
     SecretKey(environment): SecretKey,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    body: Body,
+    Protocol(request): Protocol<FailAttemptRequest, PROTOCOL_LIMIT>,
 ) -> Result<Json<RunDetail>, ApiError> {
-    let request: FailAttemptRequest =
-        body::parse_json(&body::read(&headers, body, PROTOCOL_LIMIT, Length::Optional).await?)?;
     let error = RunError::new(request.error.name, request.error.message);
     let retry_after = request.retry_after_ms.map(Duration::from_millis);
     let run = engine.fail_attempt(&environment, &id, request.epoch, error, retry_after).await?;
-    let view = waitpoint_engine::RunView { run, waiting_on: None };
-    Ok(Json(present::run(&view, engine.clock().now(), false)))
+    Ok(Json(summary(&engine, run)))
+}
+
+/// A run as a list shows it (no payload, output or error body; see [`present::run`]).
+fn summary(engine: &Engine, run: waitpoint_types::Run) -> RunDetail {
+    present::run(&waitpoint_engine::RunView { run, waiting_on: None }, engine.clock().now(), false)
 }
