@@ -8,19 +8,14 @@ use std::time::{Duration, Instant};
 
 use waitpoint_postgres::PostgresStore;
 use waitpoint_postgres::testing::{PostgresSchema, admin};
+use waitpoint_storage::conformance::{at, completed, environment};
 use waitpoint_storage::{Finish, ListQuery, StorageError, Store, Window, WriteOp, WriteOutcome};
 use waitpoint_types::{
-    CompletedVia, Environment, EnvironmentId, IdGenerator, Output, Secret, Timestamp, Waitpoint, WaitpointId,
-    WaitpointState,
+    CompletedVia, Environment, EnvironmentId, IdGenerator, Output, Timestamp, Waitpoint, WaitpointId, WaitpointState,
 };
 
-const T0: i64 = 1_764_000_000_000;
 const TAGS: [&str; 4] = ["red", "blue", "", "ünïcødé"];
 const KEYS: [&str; 4] = ["k0", "k1", "k2", "k3"];
-
-fn at(offset_ms: i64) -> Timestamp {
-    Timestamp::from_millis(T0 + offset_ms)
-}
 
 /// A small deterministic generator (xorshift64*), so that a failure names its seed.
 struct Rng(u64);
@@ -46,16 +41,6 @@ impl Rng {
     }
 }
 
-fn environment(ids: &IdGenerator, name: &str) -> Environment {
-    Environment {
-        id: ids.environment(at(0)),
-        name: name.into(),
-        api_key: Secret::new(format!("tr_dev_{name}_{}", ids.next_internal(at(0)))),
-        signing_secret: Secret::new(format!("signing-{name}")),
-        created_at: at(0),
-    }
-}
-
 fn waitpoint(id: WaitpointId, env: &Environment, created_at: Timestamp) -> Waitpoint {
     Waitpoint {
         id,
@@ -68,14 +53,6 @@ fn waitpoint(id: WaitpointId, env: &Environment, created_at: Timestamp) -> Waitp
         timeout_at: None,
         tags: Vec::new(),
         created_at,
-    }
-}
-
-fn completed(at_ms: i64, output: &str) -> WaitpointState {
-    WaitpointState::Completed {
-        at: at(at_ms),
-        via: CompletedVia::SecretKey,
-        output: Some(Output::from_json_text(output)),
     }
 }
 
@@ -99,7 +76,7 @@ struct Workload {
     rng: Rng,
     ids: IdGenerator,
     envs: Vec<Environment>,
-    /// Milliseconds since `T0`: creation times and finish times move forward.
+    /// Milliseconds since the conformance timeline's start: creation times and finish times move forward.
     clock: i64,
     /// Ids created or meant to be created, with their environment.
     known: Vec<(WaitpointId, usize)>,

@@ -6,44 +6,24 @@ use std::time::{Duration, Instant};
 
 use waitpoint_postgres::PostgresStore;
 use waitpoint_postgres::testing::PostgresSchema;
+use waitpoint_storage::conformance::{self, at};
 use waitpoint_storage::{Finish, ListQuery, StorageError, Store, WriteOp, WriteOutcome};
-use waitpoint_types::{CompletedVia, Environment, IdGenerator, Output, Secret, Timestamp, Waitpoint, WaitpointState};
+use waitpoint_types::{Environment, IdGenerator, Timestamp, Waitpoint, WaitpointState};
 
-const T0: i64 = 1_764_000_000_000;
 const RACERS: usize = 8;
-
-fn at(offset_ms: i64) -> Timestamp {
-    Timestamp::from_millis(T0 + offset_ms)
-}
 
 async fn setup() -> (PostgresSchema, Arc<PostgresStore>, IdGenerator, Environment) {
     let db = PostgresSchema::fresh().await;
     let store = Arc::new(db.store().await);
     let ids = IdGenerator::new();
-    let env = Environment {
-        id: ids.environment(at(0)),
-        name: "dev".into(),
-        api_key: Secret::new(format!("tr_dev_{}", ids.next_internal(at(0)))),
-        signing_secret: Secret::new("signing".into()),
-        created_at: at(0),
-    };
+    let env = conformance::environment(&ids, "dev");
     store.environment_create(&env).await.expect("environment_create failed");
     (db, store, ids, env)
 }
 
+/// A waiting token tagged `t`.
 fn waitpoint(ids: &IdGenerator, env: &Environment, created_at: Timestamp) -> Waitpoint {
-    Waitpoint {
-        kind: waitpoint_types::WaitpointKind::Manual,
-        id: ids.waitpoint(created_at),
-        environment_id: env.id.clone(),
-        state: WaitpointState::Waiting,
-        idempotency_key: None,
-        inactive_idempotency_key: None,
-        idempotency_key_expires_at: None,
-        timeout_at: None,
-        tags: vec!["t".into()],
-        created_at,
-    }
+    Waitpoint { tags: vec!["t".into()], ..conformance::waitpoint(ids, env, created_at) }
 }
 
 fn finish(w: &Waitpoint, state: WaitpointState) -> WriteOp {
@@ -51,7 +31,7 @@ fn finish(w: &Waitpoint, state: WaitpointState) -> WriteOp {
 }
 
 fn completed(at_ms: i64) -> WaitpointState {
-    WaitpointState::Completed { at: at(at_ms), via: CompletedVia::SecretKey, output: Some(Output::from_json_text("1")) }
+    conformance::completed(at_ms, "1")
 }
 
 /// Runs each create in a batch of its own, all at once, and returns the outcomes.

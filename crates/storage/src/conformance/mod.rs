@@ -83,11 +83,13 @@ macro_rules! conformance_tests {
 
 const T0: i64 = 1_764_000_000_000;
 
-pub(crate) fn at(offset_ms: i64) -> Timestamp {
+/// `T0` plus `offset_ms`: the suite's (and backends' own tests') fixed timeline.
+pub fn at(offset_ms: i64) -> Timestamp {
     Timestamp::from_millis(T0 + offset_ms)
 }
 
-pub(crate) fn environment(ids: &IdGenerator, name: &str) -> Environment {
+/// An environment named `name`, created at `at(0)`.
+pub fn environment(ids: &IdGenerator, name: &str) -> Environment {
     Environment {
         id: ids.environment(at(0)),
         name: name.to_owned(),
@@ -97,7 +99,8 @@ pub(crate) fn environment(ids: &IdGenerator, name: &str) -> Environment {
     }
 }
 
-pub(crate) fn waitpoint(ids: &IdGenerator, env: &Environment, created_at: Timestamp) -> Waitpoint {
+/// A waiting manual token of `env`, without key, deadline or tags.
+pub fn waitpoint(ids: &IdGenerator, env: &Environment, created_at: Timestamp) -> Waitpoint {
     Waitpoint {
         id: ids.waitpoint(created_at),
         kind: WaitpointKind::Manual,
@@ -112,7 +115,8 @@ pub(crate) fn waitpoint(ids: &IdGenerator, env: &Environment, created_at: Timest
     }
 }
 
-pub(crate) fn completed(at_ms: i64, output: &str) -> WaitpointState {
+/// A completion at `at(at_ms)` with `output` (JSON text), by secret key.
+pub fn completed(at_ms: i64, output: &str) -> WaitpointState {
     WaitpointState::Completed {
         at: at(at_ms),
         via: CompletedVia::SecretKey,
