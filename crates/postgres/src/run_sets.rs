@@ -117,18 +117,17 @@ struct Writes {
 /// and returns each one's outcome with its position.
 pub(crate) async fn apply(tx: &Transaction<'_>, ops: &[(usize, &WriteOp)]) -> Result<Vec<(usize, WriteOutcome)>> {
     let mut outcomes = Vec::with_capacity(ops.len());
-    let created: Vec<&Run> = ops
+    let created: Vec<(usize, &Run)> = ops
         .iter()
         .filter_map(|(index, op)| match op {
-            WriteOp::RunCreate(run) => {
-                outcomes.push((*index, WriteOutcome::RunCreated(run.clone())));
-                Some(run)
-            }
+            WriteOp::RunCreate(run) => Some((*index, run)),
             _ => None,
         })
         .collect();
     if !created.is_empty() {
-        insert_runs(tx, &created).await?;
+        let runs: Vec<&Run> = created.iter().map(|(_, run)| *run).collect();
+        insert_runs(tx, &runs).await?;
+        outcomes.extend(created.into_iter().map(|(index, run)| (index, WriteOutcome::RunCreated(run.clone()))));
     }
 
     let mut shared = {
