@@ -111,9 +111,9 @@ pub(crate) struct Inner {
     pub(crate) next_timer_wake: AtomicI64,
     events: broadcast::Sender<Waitpoint>,
     /// When this node last recorded each worker as alive (to write that at most every so often).
-    pub(crate) workers_seen: Mutex<HashMap<WorkerId, Timestamp>>,
+    pub(crate) workers_seen: Mutex<HashMap<WorkerKey, Timestamp>>,
     /// Resumed runs handed to workers, waiting for the workers' next poll on this node.
-    pub(crate) mailboxes: Mutex<HashMap<WorkerId, Mailbox>>,
+    pub(crate) mailboxes: Mutex<HashMap<WorkerKey, Mailbox>>,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -221,9 +221,9 @@ impl Inner {
         }
         for claim in resumed.handed {
             if let waitpoint_types::RunState::Executing { worker } = &claim.run.state {
-                let worker = worker.clone();
+                let key = (claim.run.environment_id.clone(), worker.clone());
                 let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
-                let mailbox = mailboxes.entry(worker).or_default();
+                let mailbox = mailboxes.entry(key).or_default();
                 mailbox.claims.push(claim);
                 mailbox.notify.notify_one();
             }
@@ -274,6 +274,10 @@ impl Inner {
         }
     }
 }
+
+/// A worker as the engine knows it: its environment and its id. The same id in another
+/// environment is another worker.
+pub(crate) type WorkerKey = (EnvironmentId, WorkerId);
 
 /// The runs handed to one worker that its polls have not picked up yet.
 #[derive(Debug, Default)]

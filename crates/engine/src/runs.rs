@@ -24,7 +24,7 @@ use waitpoint_types::{
 use crate::error::{EngineError, Result};
 use crate::pages::ListPage;
 use crate::tokens::{CreatedToken, parse_timeout};
-use crate::{Engine, Inner, validate};
+use crate::{Engine, Inner, WorkerKey, validate};
 
 /// The most attempts a trigger may ask for.
 pub const MAX_ATTEMPTS: u32 = 100;
@@ -295,7 +295,9 @@ impl Engine {
             tasks.iter().filter(|(_, slots)| *slots > 0).map(|(task, slots)| (task.clone(), *slots as usize)).collect();
         let task_ids: Vec<String> = wanted.iter().map(|(task, _)| task.clone()).collect();
         let deadline = inner.clock.now().saturating_add(wait.min(MAX_POLL_WAIT));
-        let mail = inner.mailbox(&worker);
+        let key: WorkerKey = (environment.id.clone(), worker);
+        let worker = &key.1;
+        let mail = inner.mailbox(&key);
         // Every claim also gives back what the worker does not hold (such as a run handed to it
         // through another node, which the same claim then hands over again); the first is made
         // even when the worker has no free slot.
@@ -306,7 +308,7 @@ impl Engine {
             let mut delivered = pin!(mail.notified());
             delivered.as_mut().enable();
             let now = inner.clock.now();
-            let mut claims = inner.take_mail(&worker);
+            let mut claims = inner.take_mail(&key);
             if first || !wanted.is_empty() {
                 // Runs handed to the worker since its last poll count as held: it is about to
                 // get them.
@@ -578,13 +580,13 @@ fn waitpoint_name(kind: JournalKind, waitpoint: &WaitpointId, wait_for: &WaitFor
 
 impl Inner {
     /// The wake-up of `worker`'s mailbox on this node.
-    fn mailbox(&self, worker: &WorkerId) -> Arc<Notify> {
+    fn mailbox(&self, worker: &WorkerKey) -> Arc<Notify> {
         let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
         mailboxes.entry(worker.clone()).or_default().notify.clone()
     }
 
     /// The runs handed to `worker` that it has not picked up.
-    fn take_mail(&self, worker: &WorkerId) -> Vec<Claim> {
+    fn take_mail(&self, worker: &WorkerKey) -> Vec<Claim> {
         let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
         mailboxes.get_mut(worker).map(|mailbox| std::mem::take(&mut mailbox.claims)).unwrap_or_default()
     }
@@ -602,10 +604,12 @@ impl Inner {
             sticky_for: self.config.sticky_for,
             holding,
         };
-        self.writer.write(WriteOp::WorkerLeft(worker.clone())).await?;
+        let left = WriteOp::WorkerLeft { environment_id: environment.id.clone(), worker: worker.clone() };
+        self.writer.write(left).await?;
         self.writer.write(WriteOp::RunClaim(release)).await?;
-        self.workers_seen.lock().unwrap_or_else(|p| p.into_inner()).remove(worker);
-        self.mailboxes.lock().unwrap_or_else(|p| p.into_inner()).remove(worker);
+        let key = (environment.id.clone(), worker.clone());
+        self.workers_seen.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        self.mailboxes.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
         self.runs_ready.notify_waiters();
         Ok(())
     }
@@ -616,10 +620,11 @@ impl Inner {
         let every = self.config.worker_timeout / 4;
         {
             let mut seen = self.workers_seen.lock().unwrap_or_else(|p| p.into_inner());
-            match seen.get(worker) {
+            let key = (environment.id.clone(), worker.clone());
+            match seen.get(&key) {
                 Some(last) if now.duration_since(*last) < every && *last <= now => return Ok(()),
                 _ => {
-                    seen.insert(worker.clone(), now);
+                    seen.insert(key, now);
                 }
             }
         }

@@ -287,3 +287,44 @@ async fn the_runs_of_a_worker_that_stops_polling_go_to_another_worker() {
     }
     panic!("the run of the stopped worker was never released");
 }
+
+/// Regression: worker ids were not scoped to an environment, so polling with another
+/// environment's key as a known worker id released that environment's run, received a run
+/// handed to that worker, and (leaving) made its runs wait for a worker that had gone.
+#[tokio::test]
+async fn another_environments_poll_with_the_same_worker_id_sees_and_changes_nothing() {
+    let h = Harness::new().await;
+    let prod = create_environment(h.engine.store().as_ref(), &h.clock, "prod").await.unwrap();
+    let worker = h.worker();
+    let executing = h.trigger("t", TriggerOptions::default()).await;
+    let parked = h.trigger("t", TriggerOptions::default()).await;
+    let held = h.poll(&worker, "t", 2).await;
+    assert_eq!(held.len(), 2);
+    let token = h.engine.create_token(&h.dev, &CreateTokenRequest::default()).await.unwrap();
+    let wait_for = WaitFor::Token { id: token.waitpoint.id.public() };
+    let parked_epoch = held.iter().find(|c| c.run.id.public() == parked).unwrap().run.epoch;
+    assert!(h.engine.wait(&h.dev, &parked, parked_epoch, 0, &wait_for).await.unwrap().suspended);
+
+    let foreign_poll = |leaving: bool| {
+        let (engine, prod, worker) = (h.engine.clone(), prod.clone(), worker.clone());
+        async move { engine.poll_runs(&prod, &worker, &[], &[], Duration::ZERO, leaving).await.unwrap() }
+    };
+    assert!(foreign_poll(false).await.is_empty());
+    assert_eq!(h.status(&executing).await, RunStatus::Executing, "the other environment's poll released the run");
+
+    // The completion hands the parked run to its worker; the other environment's poll gets none of it.
+    let principal = Principal::SecretKey(h.dev.clone());
+    h.engine
+        .complete_token(&principal, &token.waitpoint.id.public(), Some(Output::from_text("secret".into())))
+        .await
+        .unwrap();
+    assert!(foreign_poll(false).await.is_empty(), "the other environment received the hand-off");
+    assert!(foreign_poll(true).await.is_empty());
+    assert_eq!(h.status(&executing).await, RunStatus::Executing);
+    assert_eq!(h.status(&parked).await, RunStatus::Executing);
+
+    let holding = [executing.clone()];
+    let claims = h.engine.poll_runs(&h.dev, &worker, &[], &holding, Duration::ZERO, false).await.unwrap();
+    assert_eq!(claims.iter().map(|c| c.run.id.public()).collect::<Vec<_>>(), [parked]);
+    assert_eq!(claims[0].resumed.as_ref().and_then(|e| e.result.as_deref()), Some(r#"{"ok":true,"output":"secret"}"#));
+}

@@ -62,6 +62,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_waitpoints.sql")),
     (2, include_str!("../migrations/0002_runs.sql")),
     (3, include_str!("../migrations/0003_autovacuum.sql")),
+    (4, include_str!("../migrations/0004_workers_by_environment.sql")),
 ];
 
 /// The advisory lock that serializes migrations of servers starting at once ("waitpoin").

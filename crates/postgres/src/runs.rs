@@ -71,7 +71,8 @@ const UPDATE_RUN: &str = "UPDATE runs SET status = $2, available_at = $3, worker
      waiting_seq = $6, output = $7, error = $8, finished_at = $9, attempt = $10, epoch = $11, sticky_worker = $12,
      started_at = $13, updated_at = $14
      WHERE id = $1";
-const HELD_BY: &str = "SELECT id FROM runs WHERE status = 'EXECUTING' AND worker_id = $1 ORDER BY id";
+const HELD_BY: &str =
+    "SELECT id FROM runs WHERE status = 'EXECUTING' AND environment_id = $1 AND worker_id = $2 ORDER BY id";
 /// Runs a worker may take, locked, each with its journal's last entry (if any).
 const CLAIMABLE: &str = concat!(
     "SELECT ",
@@ -82,7 +83,8 @@ const CLAIMABLE: &str = concat!(
                         ORDER BY j.seq DESC LIMIT 1) e ON true
      WHERE r.environment_id = $1 AND r.task_id = $2 AND r.status = 'QUEUED' AND r.available_at <= $3
        AND (r.sticky_worker IS NULL OR r.sticky_worker = $4 OR r.available_at <= $5
-            OR NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = r.sticky_worker AND w.last_seen_at >= $6))
+            OR NOT EXISTS (SELECT 1 FROM workers w WHERE w.environment_id = r.environment_id
+                           AND w.id = r.sticky_worker AND w.last_seen_at >= $6))
      ORDER BY r.available_at, r.id LIMIT $7 FOR UPDATE OF r SKIP LOCKED"
 );
 const INSERT_ENTRY: &str = "INSERT INTO run_journal (run_id, seq, kind, name, result) VALUES ($1, $2, $3, $4, $5)";
@@ -99,7 +101,8 @@ const WAITING_ON_ANY: &str = concat!(
     run_columns!(),
     ", w.last_seen_at, e.seq, e.kind, e.name, e.result
      FROM runs r
-     LEFT JOIN LATERAL (SELECT w.last_seen_at FROM workers w WHERE w.id = r.sticky_worker LIMIT 1) AS w ON true
+     LEFT JOIN LATERAL (SELECT w.last_seen_at FROM workers w
+                        WHERE w.environment_id = r.environment_id AND w.id = r.sticky_worker LIMIT 1) AS w ON true
      LEFT JOIN LATERAL (SELECT j.seq, j.kind, j.name, j.result FROM run_journal j
                         WHERE j.run_id = r.id AND j.seq = r.waiting_seq LIMIT 1) AS e ON true
      WHERE r.waiting_on = ANY($1::text[]) AND r.status = 'WAITING' ORDER BY r.id FOR UPDATE OF r"
@@ -108,11 +111,12 @@ const ORPHANS: &str = concat!(
     "SELECT ",
     run_columns!(),
     " FROM runs r WHERE r.status = 'EXECUTING'
-       AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = r.worker_id AND w.last_seen_at >= $1)
+       AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.environment_id = r.environment_id
+                         AND w.id = r.worker_id AND w.last_seen_at >= $1)
      FOR UPDATE SKIP LOCKED"
 );
 const WORKER_SEEN: &str = "INSERT INTO workers (id, environment_id, last_seen_at) VALUES ($1, $2, $3)
-     ON CONFLICT (id) DO UPDATE SET last_seen_at = GREATEST(workers.last_seen_at, excluded.last_seen_at)";
+     ON CONFLICT (environment_id, id) DO UPDATE SET last_seen_at = GREATEST(workers.last_seen_at, excluded.last_seen_at)";
 const SHARE_WAITPOINT: &str = concat!("SELECT ", waitpoint_columns!(), " FROM waitpoints WHERE id = $1 FOR SHARE");
 const JOURNAL: &str = "SELECT seq, kind, name, result FROM run_journal WHERE run_id = $1 ORDER BY seq";
 const NEXT_AVAILABLE: &str = "SELECT MIN(available_at) FROM runs
@@ -212,8 +216,9 @@ pub(crate) async fn apply(tx: &Transaction<'_>, op: &WriteOp) -> Result<WriteOut
         WriteOp::RunCancel { run, environment_id, at } => cancel(tx, run, environment_id, *at).await,
         WriteOp::RunsRelease(op) => release(tx, op).await,
         WriteOp::WorkerSeen(op) => worker_seen(tx, op).await,
-        WriteOp::WorkerLeft(worker) => {
-            execute(tx, "DELETE FROM workers WHERE id = $1", &[&worker.internal()]).await?;
+        WriteOp::WorkerLeft { environment_id, worker } => {
+            let forget = "DELETE FROM workers WHERE environment_id = $1 AND id = $2";
+            execute(tx, forget, &[&environment_id.internal(), &worker.internal()]).await?;
             Ok(WriteOutcome::Done)
         }
         WriteOp::Create(_) | WriteOp::Finish(_) => {
@@ -334,7 +339,7 @@ async fn create(tx: &Transaction<'_>, new: &Run) -> Result<WriteOutcome> {
 }
 
 async fn claim(tx: &Transaction<'_>, claim: &RunClaim) -> Result<WriteOutcome> {
-    let held: Vec<String> = query(tx, HELD_BY, &[&claim.worker.internal()])
+    let held: Vec<String> = query(tx, HELD_BY, &[&claim.environment_id.internal(), &claim.worker.internal()])
         .await?
         .iter()
         .map(|row| column(row, 0))
@@ -344,7 +349,8 @@ async fn claim(tx: &Transaction<'_>, claim: &RunClaim) -> Result<WriteOutcome> {
         // Locked and read again: it may have moved on since.
         if let Some(row) = query_opt(tx, LOCK_RUN, &[id]).await? {
             let run = run_from_row(&row)?;
-            if matches!(&run.state, RunState::Executing { worker } if *worker == claim.worker) {
+            let held = matches!(&run.state, RunState::Executing { worker } if *worker == claim.worker);
+            if held && run.environment_id == claim.environment_id {
                 update(tx, &transitions::run_released(&run, claim.now)).await?;
                 released.push(run.id);
             }

@@ -208,5 +208,5 @@ async fn servers_starting_at_once_migrate_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3], "each version applied once");
+    assert_eq!(versions, [1, 2, 3, 4], "each version applied once");
 }

@@ -34,8 +34,11 @@ use crate::rows::environment_from_row;
 use crate::threads::ConnectionThreads;
 
 /// Schema versions, applied in order; released files are never edited.
-const MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/0001_waitpoints.sql")), (2, include_str!("../migrations/0002_runs.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_waitpoints.sql")),
+    (2, include_str!("../migrations/0002_runs.sql")),
+    (3, include_str!("../migrations/0003_workers_by_environment.sql")),
+];
 
 /// Read-only connections, so reads that run at once; more wait their turn.
 const READERS: usize = 4;
@@ -173,7 +176,7 @@ impl Store for SqliteStore {
                     WriteOp::RunCancel { run, environment_id, at } => runs::cancel(&tx, &run, &environment_id, at),
                     WriteOp::RunsRelease(op) => runs::release(&tx, op),
                     WriteOp::WorkerSeen(op) => runs::worker_seen(&tx, op),
-                    WriteOp::WorkerLeft(worker) => runs::worker_left(&tx, &worker),
+                    WriteOp::WorkerLeft { environment_id, worker } => runs::worker_left(&tx, &environment_id, &worker),
                 })
                 .collect::<Result<Vec<_>>>()?;
             tx.commit().map_err(map_error)?;

@@ -118,9 +118,11 @@ pub(crate) fn create(conn: &Connection, new: Run) -> Result<WriteOutcome> {
 pub(crate) fn claim(conn: &Connection, claim: RunClaim) -> Result<WriteOutcome> {
     let held: Vec<String> = {
         let mut stmt = conn
-            .prepare_cached("SELECT id FROM runs WHERE status = 'EXECUTING' AND worker_id = ?1")
+            .prepare_cached("SELECT id FROM runs WHERE status = 'EXECUTING' AND environment_id = ?1 AND worker_id = ?2")
             .map_err(map_error)?;
-        let rows = stmt.query_map([claim.worker.internal()], |row| row.get::<_, String>(0)).map_err(map_error)?;
+        let rows = stmt
+            .query_map(params![claim.environment_id.internal(), claim.worker.internal()], |row| row.get::<_, String>(0))
+            .map_err(map_error)?;
         rows.collect::<rusqlite::Result<_>>().map_err(map_error)?
     };
     let mut released = Vec::new();
@@ -135,7 +137,8 @@ pub(crate) fn claim(conn: &Connection, claim: RunClaim) -> Result<WriteOutcome> 
         "SELECT {RUN_COLUMNS} FROM runs r
          WHERE r.environment_id = ?1 AND r.task_id = ?2 AND r.status = 'QUEUED' AND r.available_at <= ?3
            AND (r.sticky_worker IS NULL OR r.sticky_worker = ?4 OR r.available_at <= ?5
-                OR NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = r.sticky_worker AND w.last_seen_at >= ?6))
+                OR NOT EXISTS (SELECT 1 FROM workers w WHERE w.environment_id = r.environment_id
+                               AND w.id = r.sticky_worker AND w.last_seen_at >= ?6))
          ORDER BY r.available_at, r.id LIMIT ?7"
     );
     let mut claims = Vec::new();
@@ -322,7 +325,9 @@ pub(crate) fn resume_waiting(
             .and_then(|mut stmt| stmt.execute(params![run.id.internal(), seq, result]))
             .map_err(map_error)?;
         let alive_worker = match (&run.sticky_worker, workers_alive_since) {
-            (Some(worker), Some(since)) if seen_since(conn, worker, since)? => Some(worker.clone()),
+            (Some(worker), Some(since)) if seen_since(conn, &run.environment_id, worker, since)? => {
+                Some(worker.clone())
+            }
             _ => None,
         };
         match alive_worker {
@@ -341,11 +346,15 @@ pub(crate) fn resume_waiting(
     Ok(resumed)
 }
 
-/// Whether `worker` was seen at or after `since`.
-fn seen_since(conn: &Connection, worker: &WorkerId, since: Timestamp) -> Result<bool> {
-    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM workers WHERE id = ?1 AND last_seen_at >= ?2)")
-        .and_then(|mut stmt| stmt.query_row(params![worker.internal(), since.as_millis()], |row| row.get::<_, bool>(0)))
-        .map_err(map_error)
+/// Whether `worker` of `environment` was seen at or after `since`.
+fn seen_since(conn: &Connection, environment: &EnvironmentId, worker: &WorkerId, since: Timestamp) -> Result<bool> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM workers WHERE environment_id = ?1 AND id = ?2 AND last_seen_at >= ?3)",
+    )
+    .and_then(|mut stmt| {
+        stmt.query_row(params![environment.internal(), worker.internal(), since.as_millis()], |row| row.get(0))
+    })
+    .map_err(map_error)
 }
 
 pub(crate) fn finish(conn: &Connection, op: RunFinish) -> Result<WriteOutcome> {
@@ -379,7 +388,8 @@ pub(crate) fn cancel(
 pub(crate) fn release(conn: &Connection, op: RunsRelease) -> Result<WriteOutcome> {
     let sql = format!(
         "SELECT {RUN_COLUMNS} FROM runs r WHERE r.status = 'EXECUTING'
-           AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = r.worker_id AND w.last_seen_at >= ?1)"
+           AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.environment_id = r.environment_id
+                                AND w.id = r.worker_id AND w.last_seen_at >= ?1)"
     );
     let orphans: Vec<Run> = {
         let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
@@ -397,16 +407,16 @@ pub(crate) fn release(conn: &Connection, op: RunsRelease) -> Result<WriteOutcome
 pub(crate) fn worker_seen(conn: &Connection, op: WorkerSeen) -> Result<WriteOutcome> {
     conn.prepare_cached(
         "INSERT INTO workers (id, environment_id, last_seen_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT (id) DO UPDATE SET last_seen_at = MAX(last_seen_at, excluded.last_seen_at)",
+         ON CONFLICT (environment_id, id) DO UPDATE SET last_seen_at = MAX(last_seen_at, excluded.last_seen_at)",
     )
     .and_then(|mut stmt| stmt.execute(params![op.worker.internal(), op.environment_id.internal(), op.at.as_millis()]))
     .map_err(map_error)?;
     Ok(WriteOutcome::Done)
 }
 
-pub(crate) fn worker_left(conn: &Connection, worker: &WorkerId) -> Result<WriteOutcome> {
-    conn.prepare_cached("DELETE FROM workers WHERE id = ?1")
-        .and_then(|mut stmt| stmt.execute([worker.internal()]))
+pub(crate) fn worker_left(conn: &Connection, environment: &EnvironmentId, worker: &WorkerId) -> Result<WriteOutcome> {
+    conn.prepare_cached("DELETE FROM workers WHERE environment_id = ?1 AND id = ?2")
+        .and_then(|mut stmt| stmt.execute([environment.internal(), worker.internal()]))
         .map_err(map_error)?;
     Ok(WriteOutcome::Done)
 }

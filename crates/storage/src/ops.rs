@@ -49,7 +49,13 @@ pub enum WriteOp {
     WorkerSeen(WorkerSeen),
     /// Forget a worker that stopped, so that nothing is handed or reserved to it any more:
     /// [`WriteOutcome::Done`].
-    WorkerLeft(WorkerId),
+    WorkerLeft {
+        /// The worker's environment: a worker is known by its environment and its id, so the
+        /// same id in another environment is another worker.
+        environment_id: EnvironmentId,
+        /// The worker.
+        worker: WorkerId,
+    },
 }
 
 /// Moves a waitpoint out of `WAITING`.
@@ -86,6 +92,9 @@ impl Resumed {
 }
 
 /// Hands queued runs to a worker: [`WriteOutcome::Claimed`].
+///
+/// A worker is known by its environment and its id: the same id in another environment is
+/// another worker, whose runs a claim neither takes back nor sees.
 ///
 /// First, every run `EXECUTING` for this worker that is not in `holding` is queued again at
 /// `now` (the worker does not know it has it: a claim whose answer was lost, a run it gave
@@ -226,9 +235,9 @@ pub struct RunFinish {
     pub at: Timestamp,
 }
 
-/// Gives back the runs held by workers that stopped: every `EXECUTING` run whose worker was
-/// last seen before `alive_since` (or never) becomes `QUEUED` at `now`, without a sticky
-/// worker, and replays on whichever worker takes it.
+/// Gives back the runs held by workers that stopped: every `EXECUTING` run whose worker (of the
+/// run's environment) was last seen before `alive_since` (or never) becomes `QUEUED` at `now`,
+/// without a sticky worker, and replays on whichever worker takes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunsRelease {
     /// Workers seen before this are presumed gone.
@@ -237,7 +246,7 @@ pub struct RunsRelease {
     pub now: Timestamp,
 }
 
-/// Records that a worker was alive at `at`.
+/// Records that a worker (of `environment_id`) was alive at `at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerSeen {
     /// The worker.

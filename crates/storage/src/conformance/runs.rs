@@ -404,7 +404,8 @@ pub async fn a_resumed_run_goes_straight_to_its_live_worker(db: &dyn TestDatabas
 
     // A worker that left, or was last seen before `workers_alive_since`, gets nothing: the run
     // is queued.
-    assert_eq!(write_one(&*store, WriteOp::WorkerLeft(me.clone())).await, WriteOutcome::Done);
+    let left = WriteOp::WorkerLeft { environment_id: env.id.clone(), worker: me.clone() };
+    assert_eq!(write_one(&*store, left).await, WriteOutcome::Done);
     let WriteOutcome::Finished(_, resumed) = write_one(&*store, finish_with(&tokens[1].id, 10)).await else { panic!() };
     assert_eq!(resumed.queued, std::slice::from_ref(&held[1].id));
     assert!(resumed.handed.is_empty());
@@ -618,6 +619,59 @@ pub async fn runs_of_stopped_workers_are_released(db: &dyn TestDatabase) {
     assert_eq!((retaken.id.clone(), retaken.epoch, retaken.attempt), (orphan.id.clone(), orphan.epoch + 1, 1));
     let late = end(&*store, &orphan, RunOutcome::Completed { output: "1".into() }, at(50_003)).await;
     assert_eq!(late, WriteOutcome::Stale(retaken), "the presumed-dead worker is fenced out");
+}
+
+/// A worker is known by its environment and its id: the same id used with another
+/// environment's key is another worker, which neither gives back, keeps alive, forgets nor
+/// receives the first one's runs.
+pub async fn a_worker_is_known_by_its_environment_and_id(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let (env, other_env) = (new_env(&*store, &ids, "dev").await, new_env(&*store, &ids, "prod").await);
+    let shared = worker(&ids);
+    let tokens =
+        [create(&*store, &waitpoint(&ids, &env, at(0))).await, create(&*store, &waitpoint(&ids, &env, at(0))).await];
+    for i in 0..3 {
+        create_run(&*store, &run(&ids, &env, "t", at(i))).await;
+    }
+    seen(&*store, &env, &shared, at(10)).await;
+    let held = claim(&*store, &env, &shared, &[("t", 3)], at(10)).await;
+    let [executing, parked, resumed] = [&held[0].run, &held[1].run, &held[2].run];
+    wait(&*store, parked, 0, &tokens[0].id, at(11)).await;
+    wait(&*store, resumed, 0, &tokens[1].id, at(11)).await;
+
+    // The same id in the other environment holds nothing, so its claim gives nothing back.
+    seen(&*store, &other_env, &shared, at(20)).await;
+    assert!(claim_holding(&*store, &other_env, &shared, &[], at(20), Some(Vec::new())).await.is_empty());
+    assert_eq!(get(&*store, &executing.id).await, *executing, "another environment's claim released the run");
+
+    // Forgetting the other environment's worker does not forget this one: a resumed run is still
+    // handed to it.
+    let left = WriteOp::WorkerLeft { environment_id: other_env.id.clone(), worker: shared.clone() };
+    assert_eq!(write_one(&*store, left).await, WriteOutcome::Done);
+    let finish_op = WriteOp::Finish(Finish {
+        id: tokens[1].id.clone(),
+        environment_id: None,
+        state: completed(21, "1"),
+        workers_alive_since: Some(at(10)),
+    });
+    let WriteOutcome::Finished(_, handed) = write_one(&*store, finish_op).await else { panic!("not finished") };
+    assert_eq!(handed.runs(), std::slice::from_ref(&resumed.id));
+    assert_eq!(handed.handed[0].run.state, RunState::Executing { worker: shared.clone() });
+
+    // Seen in the other environment, the worker of this one is still gone once its own last
+    // sighting is old: its runs are released, and what it parked is free to any worker at once.
+    seen(&*store, &other_env, &shared, at(50_000)).await;
+    let release = WriteOp::RunsRelease(RunsRelease { alive_since: at(20_000), now: at(50_001) });
+    let WriteOutcome::Released(mut released) = write_one(&*store, release).await else { panic!("not released") };
+    released.sort();
+    let mut expected = vec![executing.id.clone(), resumed.id.clone()];
+    expected.sort();
+    assert_eq!(released, expected);
+    finish(&*store, &tokens[0].id, completed(50_002, "2")).await;
+    let newcomer = ids.worker(at(0));
+    let taken = claim(&*store, &env, &newcomer, &[("t", 3)], at(50_003)).await;
+    assert_eq!(taken.len(), 3, "the parked run waited for a worker that is gone: {taken:?}");
 }
 
 /// A claim gives back the runs its worker holds but does not know about (a lost answer).

@@ -1,0 +1,17 @@
+-- A worker is known by its environment and its id: the same id in another environment is
+-- another worker, which neither sees nor changes the first one's runs.
+
+CREATE TABLE workers_by_environment (
+    environment_id TEXT    NOT NULL,
+    id             TEXT    NOT NULL,
+    last_seen_at   INTEGER NOT NULL,
+    PRIMARY KEY (environment_id, id)
+) STRICT, WITHOUT ROWID;
+INSERT INTO workers_by_environment (environment_id, id, last_seen_at)
+    SELECT environment_id, id, last_seen_at FROM workers;
+DROP TABLE workers;
+ALTER TABLE workers_by_environment RENAME TO workers;
+
+-- Runs held by each worker of an environment.
+DROP INDEX runs_executing;
+CREATE INDEX runs_executing ON runs (environment_id, worker_id) WHERE status = 'EXECUTING';
