@@ -27,6 +27,14 @@ pub struct CreatedToken {
     pub public_access_token: String,
 }
 
+/// A callback URL that checked out ([`Engine::verify_callback`]): its token, as read then, and
+/// the token's environment.
+#[derive(Debug, Clone)]
+pub struct VerifiedCallback {
+    waitpoint: Waitpoint,
+    environment: Environment,
+}
+
 /// A list request: filters (all optional, combined with AND) and a page.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListTokens {
@@ -173,9 +181,9 @@ impl Engine {
         self.finish(Finish { id, environment_id, state, workers_alive_since }).await
     }
 
-    /// Completes the token `id` from its callback URL, whose `hash` proves the caller was
-    /// handed the URL. No other credential is needed.
-    pub async fn complete_via_callback(&self, id: &str, hash: &str, output: Output) -> Result<Waitpoint> {
+    /// Checks a callback URL: the token `id` exists and `hash` proves the caller was handed
+    /// its URL. Nothing else about the request needs reading before this passes.
+    pub async fn verify_callback(&self, id: &str, hash: &str) -> Result<VerifiedCallback> {
         let id = parse_id(id)?;
         let waitpoint = self.inner.store.waitpoint_get(&id).await.map_err(|error| match error {
             StorageError::NotFound => not_found(),
@@ -189,12 +197,20 @@ impl Engine {
         if !auth::callback_hash_matches(&environment.signing_secret, &id, hash) {
             return Err(EngineError::Unauthenticated("Invalid URL, hash doesn't match".into()));
         }
+        Ok(VerifiedCallback { waitpoint, environment })
+    }
+
+    /// Completes the token of a verified callback URL with `output`. No other credential is
+    /// needed; completing a finished token changes nothing.
+    pub async fn complete_via_callback(&self, callback: VerifiedCallback, output: Output) -> Result<Waitpoint> {
+        let VerifiedCallback { waitpoint, environment } = callback;
         if waitpoint.status() != WaitpointStatus::Waiting {
             return Ok(waitpoint);
         }
         let state = self.completed(CompletedVia::CallbackUrl, Some(output));
         let workers_alive_since = Some(self.inner.workers_alive_since());
-        self.finish(Finish { id, environment_id: Some(environment.id), state, workers_alive_since }).await
+        let finish = Finish { id: waitpoint.id, environment_id: Some(environment.id), state, workers_alive_since };
+        self.finish(finish).await
     }
 
     /// The token `id` of `environment`.

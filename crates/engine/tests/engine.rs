@@ -263,15 +263,19 @@ async fn callback_urls_complete_with_the_right_hash_only() {
     assert!(path.ends_with(&format!("/api/v1/waitpoints/tokens/{}/callback", created.waitpoint.id)));
     let id = created.waitpoint.id.public();
 
-    let wrong = h.engine.complete_via_callback(&id, &"0".repeat(64), Output::from_json_text("{}")).await;
+    let wrong = h.engine.verify_callback(&id, &"0".repeat(64)).await;
     assert!(matches!(wrong, Err(EngineError::Unauthenticated(_))));
-    let unknown = h.engine.complete_via_callback("waitpoint_cnothere", hash, Output::from_json_text("{}")).await;
+    let unknown = h.engine.verify_callback("waitpoint_cnothere", hash).await;
     assert!(matches!(unknown, Err(EngineError::NotFound(_))));
 
-    let done = h.engine.complete_via_callback(&id, hash, Output::from_json_text(r#"{"a":1}"#)).await.unwrap();
+    let callback = h.engine.verify_callback(&id, hash).await.unwrap();
+    let done = h.engine.complete_via_callback(callback.clone(), Output::from_json_text(r#"{"a":1}"#)).await.unwrap();
     assert!(matches!(done.state, WaitpointState::Completed { via: CompletedVia::CallbackUrl, .. }));
-    let again = h.engine.complete_via_callback(&id, hash, Output::from_json_text(r#"{"a":2}"#)).await.unwrap();
-    assert_eq!(again, done, "the first completion wins");
+    let again = h.engine.complete_via_callback(callback, Output::from_json_text(r#"{"a":2}"#)).await.unwrap();
+    assert_eq!(again, done, "the first completion wins, also for a callback verified before it");
+    let verified_after = h.engine.verify_callback(&id, hash).await.unwrap();
+    let after = h.engine.complete_via_callback(verified_after, Output::from_json_text("3")).await.unwrap();
+    assert_eq!(after, done);
 }
 
 #[tokio::test]

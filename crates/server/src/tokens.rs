@@ -84,15 +84,18 @@ pub(crate) async fn complete(
 }
 
 /// `POST /api/v1/waitpoints/tokens/{id}/callback/{hash}`: complete with the whole body (the
-/// token's `url`; no credentials).
+/// token's `url`; no credentials). The URL is checked first: a body sent to an unknown token
+/// or with a wrong hash is never read (the answer comes at once, and the connection closes
+/// unless the body had arrived).
 pub(crate) async fn callback(
     State(engine): State<Engine>,
     headers: HeaderMap,
     Path((id, hash)): Path<(String, String)>,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let callback = engine.verify_callback(&id, &hash).await?;
     let bytes = body::read(&headers, body, OUTPUT_LIMIT, Length::Required).await?;
     let output = body::parse_callback(&bytes)?;
-    engine.complete_via_callback(&id, &hash, output).await?;
+    engine.complete_via_callback(callback, output).await?;
     Ok(Json(json!({ "success": true })))
 }

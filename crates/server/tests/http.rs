@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -436,4 +437,34 @@ async fn healthz_answers_without_credentials() {
     let api = Api::new().await;
     let reply = api.call(Method::GET, "/healthz", None, "").await;
     assert_eq!((reply.status, reply.body), (StatusCode::OK, json!({ "status": "ok" })));
+}
+
+/// Regression: the callback route read (and buffered) the whole body before it checked that
+/// the token exists and the hash matches, so bodies sent to made-up URLs cost memory and time.
+/// Now a wrong URL is answered while the body is still arriving.
+#[tokio::test]
+async fn callback_urls_are_checked_before_the_body_is_read() {
+    let api = Api::new().await;
+    let token = api.create(json!({})).await;
+    let path = callback_path(token["url"].as_str().unwrap());
+    let (prefix, _) = path.rsplit_once('/').unwrap();
+    let unknown = format!("/api/v1/waitpoints/tokens/waitpoint_cunknownunknownunknownunk/callback/{}", "0".repeat(64));
+    for (uri, status) in
+        [(unknown, StatusCode::NOT_FOUND), (format!("{prefix}/{}", "0".repeat(64)), StatusCode::UNAUTHORIZED)]
+    {
+        // One byte of a 3 MiB body arrives; the rest never does.
+        let endless = futures_util::stream::once(async { Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{")) })
+            .chain(futures_util::stream::pending());
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(&uri)
+            .header(header::CONTENT_LENGTH, 3 * 1024 * 1024 - 1)
+            .body(Body::from_stream(endless))
+            .unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(5), api.send(request))
+            .await
+            .unwrap_or_else(|_| panic!("{uri}: the server waited for the body of a wrong URL"));
+        assert_eq!(reply.status, status, "{uri}: {}", reply.body);
+    }
+    assert_eq!(api.retrieve(token["id"].as_str().unwrap()).await["status"], "WAITING");
 }
