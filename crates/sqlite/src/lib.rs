@@ -71,9 +71,7 @@ impl SqliteStore {
     }
 
     fn open_blocking(path: PathBuf) -> Result<Self> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(StorageError::database)?;
-        }
+        create_private(&path).map_err(StorageError::database)?;
         let mut writer = Connection::open(&path).map_err(map_error)?;
         writer.busy_timeout(BUSY_TIMEOUT).map_err(map_error)?;
         writer.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -105,6 +103,25 @@ impl SqliteStore {
     async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
         self.inner.readers.run(move |conn| f(conn)).await
     }
+}
+
+/// Creates the database file (and its directory), readable by its owner only, unless they
+/// exist: the database holds secret keys and signing secrets. SQLite gives its `-wal` and
+/// `-shm` files the database file's permissions.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut directory = std::fs::DirBuilder::new();
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        directory.mode(0o700);
+        file.mode(0o600);
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        directory.recursive(true).create(dir)?;
+    }
+    file.open(path).map(drop)
 }
 
 fn open_reader(path: &Path) -> Result<Connection> {
