@@ -1,6 +1,6 @@
 //! Opening the store: `--database sqlite://PATH` or `postgres://…`, else SQLite in `--data-dir`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
@@ -23,10 +23,12 @@ pub(crate) struct DatabaseArgs {
     pub(crate) database: Option<String>,
 }
 
-/// An opened store and a description of it for humans (no credentials).
+/// An opened store, a description of it for humans (no credentials), and what its owner should
+/// know about it (such as files other users can read).
 pub(crate) struct Opened {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) description: String,
+    pub(crate) warnings: Vec<String>,
 }
 
 impl DatabaseArgs {
@@ -37,11 +39,21 @@ impl DatabaseArgs {
             None => self.open_sqlite(self.data_dir.join(SQLITE_FILE)).await,
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 let store = PostgresStore::connect(url).await.context("could not open the PostgreSQL database")?;
-                Ok(Opened { store: Arc::new(store), description: format!("postgres: {}", redact(url)) })
+                let description = format!("postgres: {}", redact(url));
+                Ok(Opened { store: Arc::new(store), description, warnings: Vec::new() })
             }
             Some(url) => match url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
                 Some(path) if !path.is_empty() => self.open_sqlite(PathBuf::from(path)).await,
-                _ => bail!("unsupported --database {url:?}: use sqlite://PATH or postgres://USER@HOST:PORT/DB"),
+                // Never echo the value: it may be a connection string with a password in it.
+                _ => match url.split_once("://") {
+                    Some((scheme, _)) if scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+') => bail!(
+                        "unsupported --database scheme {scheme:?}: use sqlite://PATH or postgres://USER@HOST:PORT/DB"
+                    ),
+                    _ => bail!(
+                        "unsupported --database value (not shown: it may hold a password): use sqlite://PATH or \
+                         postgres://USER:PASSWORD@HOST:PORT/DB"
+                    ),
+                },
             },
         }
     }
@@ -50,22 +62,67 @@ impl DatabaseArgs {
         let store = SqliteStore::open(&path)
             .await
             .with_context(|| format!("could not open the SQLite database {}", path.display()))?;
-        Ok(Opened { store: Arc::new(store), description: format!("sqlite: {}", path.display()) })
+        let warnings = readable_by_others(&path);
+        Ok(Opened { store: Arc::new(store), description: format!("sqlite: {}", path.display()), warnings })
     }
 }
 
-/// The URL without its password, for logs and banners.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
+/// What of the SQLite database (its directory and file, which hold secret keys and signing
+/// secrets) other users may read or change, with how to stop it. New ones are private.
+fn readable_by_others(path: &Path) -> Vec<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let directory = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        [(directory, 0o700, "directory"), (path, 0o600, "file")]
+            .into_iter()
+            .filter_map(|(item, private, what)| {
+                let mode = std::fs::metadata(item).ok()?.permissions().mode() & 0o777;
+                (mode & 0o077 != 0).then(|| {
+                    format!(
+                        "the database {what} {} is open to other users (mode {mode:o}) and holds secret keys: \
+                         run chmod {private:o} {}",
+                        item.display(),
+                        item.display()
+                    )
+                })
+            })
+            .collect()
     }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Vec::new()
+    }
+}
+
+/// The URL without its password (the user-info part's and a `password` parameter's), for logs
+/// and banners.
+fn redact(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut redacted = match (base.find("://"), base.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => match base[scheme + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &base[..scheme + 3], &base[at..]),
+            None => base.to_owned(),
+        },
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let parameters: Vec<String> = query
+            .split('&')
+            .map(|parameter| {
+                let name = parameter.split_once('=').map_or(parameter, |(name, _)| name);
+                let decoded: String = form_urlencoded::parse(name.as_bytes()).map(|(name, _)| name).collect();
+                if decoded.eq_ignore_ascii_case("password") { format!("{name}=***") } else { parameter.to_owned() }
+            })
+            .collect();
+        redacted.push('?');
+        redacted.push_str(&parameters.join("&"));
+    }
+    redacted
 }
 
 #[cfg(test)]
@@ -76,5 +133,12 @@ mod tests {
     fn passwords_never_reach_the_banner() {
         assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact("postgres://u@h/db?sslmode=disable&password=secret&options=-c%20a%3Db"),
+            "postgres://u@h/db?sslmode=disable&password=***&options=-c%20a%3Db"
+        );
+        assert_eq!(redact("postgres://h/db?PassWord=secret"), "postgres://h/db?PassWord=***");
+        assert_eq!(redact("postgres://h/db?pass%77ord=secret"), "postgres://h/db?pass%77ord=***");
+        assert_eq!(redact("postgres://u:p@ss@h/db?application_name=a@b"), "postgres://u:***@h/db?application_name=a@b");
     }
 }

@@ -27,6 +27,9 @@ pub(crate) enum EnvCommand {
 
 pub(crate) async fn run(command: EnvCommand, database: &DatabaseArgs) -> anyhow::Result<()> {
     let opened = database.open().await?;
+    for warning in &opened.warnings {
+        eprintln!("warning: {warning}");
+    }
     let store = &*opened.store;
     match command {
         EnvCommand::Create { name } => print(&create_environment(store, &SystemClock, &name).await?),

@@ -62,6 +62,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
 
     let opened = args.database.open().await?;
+    for warning in &opened.warnings {
+        tracing::warn!("{warning}");
+    }
     let (dev, created) = ensure_environment(&*opened.store, &SystemClock, DEV_ENVIRONMENT, dev_key.as_ref()).await?;
     let listener =
         TcpListener::bind(&args.listen).await.with_context(|| format!("could not listen on {}", args.listen))?;
@@ -83,11 +86,26 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     tracing::info!(%address, database = %opened.description, "waitpoint is ready");
     println!("waitpoint {} listening on http://{address} ({})", env!("CARGO_PKG_VERSION"), opened.description);
-    println!("{} environment \"dev\", secret key: {}", if created { "Created" } else { "Using" }, dev.api_key.expose());
+    // The key is shown once, when it is made; otherwise the banner says where it is.
+    let key = match (created, dev_key.is_some()) {
+        (true, false) => {
+            println!("Created environment \"dev\", secret key: {}", dev.api_key.expose());
+            dev.api_key.expose()
+        }
+        (_, true) => {
+            println!(
+                "Using environment \"dev\" with the secret key given by --dev-secret-key or WAITPOINT_DEV_SECRET_KEY"
+            );
+            "$WAITPOINT_SECRET_KEY"
+        }
+        (false, false) => {
+            println!("Using environment \"dev\"; its secret key is in the database (waitpoint env list prints it)");
+            "$WAITPOINT_SECRET_KEY"
+        }
+    };
     println!(
-        "Try: curl -X POST {public_url}/api/v1/waitpoints/tokens -H \"Authorization: Bearer {}\" \
-         -H \"Content-Type: application/json\" -d '{{\"timeout\":\"10m\"}}'",
-        dev.api_key.expose()
+        "Try: curl -X POST {public_url}/api/v1/waitpoints/tokens -H \"Authorization: Bearer {key}\" \
+         -H \"Content-Type: application/json\" -d '{{\"timeout\":\"10m\"}}'"
     );
 
     waitpoint_server::serve(listener, engine.clone(), shutdown_signal()).await?;

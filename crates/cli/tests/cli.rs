@@ -16,7 +16,8 @@ use waitpoint_sdk::{Client, CreateTokenRequest};
 async fn serve_prints_the_dev_key_takes_cli_commands_and_stops_cleanly_on_sigterm() {
     let database = Database::sqlite();
     let server = Server::start(&database);
-    assert!(server.banner[1].contains(KEY), "{:?}", server.banner);
+    assert!(!server.banner.iter().any(|line| line.contains(KEY)), "a key given by the operator is never printed");
+    assert!(server.banner[1].contains("WAITPOINT_DEV_SECRET_KEY"), "{:?}", server.banner);
     assert!(server.banner[2].starts_with("Try: curl"));
 
     let created = stdout_json(&server.cli(&[
@@ -195,9 +196,10 @@ async fn bad_settings_stop_the_server_with_a_clear_message() {
             .output()
             .unwrap()
     };
-    let cases: [(&[&str], &str, &str); 4] = [
+    let cases: [(&[&str], &str, &str); 5] = [
         (&["--default-timeout", "ten minutes"], KEY, "--default-timeout"),
-        (&["--database", "mysql://x"], KEY, "unsupported --database"),
+        (&["--database", "mysql://x"], KEY, "unsupported --database scheme \"mysql\""),
+        (&["--database", "host=db password=hunter2"], KEY, "not shown: it may hold a password"),
         (&[], "not-a-key", "WAITPOINT_DEV_SECRET_KEY"),
         (&["--listen", "256.0.0.1:1"], KEY, "could not listen"),
     ];
@@ -206,5 +208,62 @@ async fn bad_settings_stop_the_server_with_a_clear_message() {
         assert!(!output.status.success());
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(hint), "{extra:?}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "a password was echoed: {stderr}");
     }
+}
+
+/// Starts `waitpoint serve` on `data_dir` (no dev key given), returns its banner and what it
+/// logged at warn level before the banner, and stops it.
+fn first_words(data_dir: &std::path::Path) -> (Vec<String>, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env_remove("WAITPOINT_DEV_SECRET_KEY")
+        .env("WAITPOINT_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let banner: Vec<String> = (0..3)
+        .map(|_| {
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            line.trim_end().to_owned()
+        })
+        .collect();
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let output = child.wait_with_output().unwrap();
+    (banner, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// Regression: the dev key was printed on every start. It is printed once, when it is made.
+#[tokio::test]
+async fn the_dev_key_is_printed_when_it_is_made_and_not_again() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let (banner, _) = first_words(&data);
+    let key = banner[1].strip_prefix("Created environment \"dev\", secret key: ").expect("the new key is printed");
+    assert!(banner[2].contains(key), "{banner:?}");
+    let (banner, _) = first_words(&data);
+    assert!(!banner.iter().any(|line| line.contains(key)), "{banner:?}");
+    assert!(banner[1].contains("waitpoint env list"), "{banner:?}");
+    let listed = Command::new(BIN).args(["env", "list", "--data-dir"]).arg(&data).output().unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(key));
+}
+
+/// Regression: the data directory and database were readable by every local user. A new one
+/// is private; an existing one that is open gets a warning naming the fix.
+#[cfg(unix)]
+#[tokio::test]
+async fn an_open_data_directory_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let (_, logged) = first_words(&data);
+    assert!(!logged.contains("open to other users"), "{logged}");
+    assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (_, logged) = first_words(&data);
+    assert!(logged.contains("open to other users (mode 755)") && logged.contains("chmod 700"), "{logged}");
 }
