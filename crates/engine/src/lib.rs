@@ -46,7 +46,7 @@ pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::error::{EngineError, Result};
 pub use crate::pages::{DEFAULT_PAGE_SIZE, ListPage, MAX_PAGE_SIZE};
 pub use crate::runs::{ListRuns, RunPage, RunView, TriggeredRun, WaitAnswer};
-pub use crate::tokens::{CreatedToken, ListTokens, TokenPage, VerifiedCallback, parse_timeout};
+pub use crate::tokens::{CreatedToken, ListTokens, TokenPage, VerifiedCallback};
 
 /// How long an environment looked up by key stays cached. A rotated key keeps working on a
 /// node for at most this long.

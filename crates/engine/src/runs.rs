@@ -23,7 +23,7 @@ use waitpoint_types::{
 
 use crate::error::{EngineError, Result};
 use crate::pages::ListPage;
-use crate::tokens::{CreatedToken, parse_timeout};
+use crate::tokens::{CreatedToken, parse_deadline};
 use crate::{Engine, Inner, WorkerKey, validate};
 
 /// The most attempts a trigger may ask for.
@@ -172,15 +172,7 @@ impl Engine {
         }
         let available_at = match &options.delay {
             None => now,
-            Some(delay) => match parse_timeout(delay, now) {
-                Ok(Some(at)) => at,
-                _ => {
-                    return Err(EngineError::Invalid(format!(
-                        "delay {delay:?} is not valid: use a duration such as \"10m\" or \"1h30m\", or an ISO 8601 \
-                         date in the future"
-                    )));
-                }
-            },
+            Some(delay) => parse_deadline("delay", delay, now, "")?,
         };
         let id = inner.ids.run(now);
         let created_at = id.created_at().unwrap_or(now);
@@ -490,7 +482,8 @@ impl Engine {
             }
             WaitFor::Datetime { until, name } => self.datetime_wait(environment, *until, name, now)?,
             WaitFor::Duration { ms, name } => {
-                self.datetime_wait(environment, now.saturating_add(Duration::from_millis(*ms)), name, now)?
+                let until = validate::end_of(Duration::from_millis(*ms), now, "ms", &format!("{ms}"))?;
+                self.datetime_wait(environment, until, name, now)?
             }
         };
         let deadline = create.as_ref().and_then(|w| w.timeout_at);
@@ -545,7 +538,10 @@ impl Engine {
         error: RunError,
         retry_after: Option<Duration>,
     ) -> Result<Run> {
-        let retry_at = retry_after.map(|after| self.inner.clock.now().saturating_add(after));
+        let now = self.inner.clock.now();
+        let retry_at = retry_after
+            .map(|after| validate::end_of(after, now, "retryAfterMs", &after.as_millis().to_string()))
+            .transpose()?;
         self.end_attempt(environment, id, epoch, RunOutcome::Failed { error, retry_at }).await
     }
 

@@ -61,21 +61,27 @@ pub struct TokenPage {
 
 /// Parses a `timeout` relative to `now`: a duration (`"10m"`), a future ISO 8601 date, or
 /// `"none"` (never times out, returned as `Ok(None)`).
-pub fn parse_timeout(text: &str, now: Timestamp) -> Result<Option<Timestamp>> {
+pub(crate) fn parse_timeout(text: &str, now: Timestamp) -> Result<Option<Timestamp>> {
     if text == validate::NONE {
         return Ok(None);
     }
+    parse_deadline("timeout", text, now, ", or \"none\" for no timeout").map(Some)
+}
+
+/// Parses a deadline given as `field`: a duration from `now` (`"10m"`) or a future ISO 8601
+/// date. Errors name the field and what it takes (the grammar, then `alternatives`).
+pub(crate) fn parse_deadline(field: &str, text: &str, now: Timestamp, alternatives: &str) -> Result<Timestamp> {
     if let Ok(duration) = parse_duration(text) {
-        return Ok(Some(now.saturating_add(duration)));
+        return validate::end_of(duration, now, field, text);
     }
     match Timestamp::parse_iso8601(text) {
-        Some(at) if at > now => Ok(Some(at)),
+        Some(at) if at > now => Ok(at),
         Some(at) => Err(EngineError::Invalid(format!(
-            "timeout {text:?} is in the past ({at}, now is {now}): give a future date or a duration such as \"10m\""
+            "{field} {text:?} is in the past ({at}, now is {now}): give a future date or a duration such as \"10m\""
         ))),
         None => Err(EngineError::Invalid(format!(
-            "timeout {text:?} is not valid: use a duration such as \"30s\", \"10m\", \"2h\", \"3d\", \"4w\" or \"1h30m\", \
-             an ISO 8601 date in the future such as \"2030-01-01T00:00:00Z\", or \"none\" for no timeout"
+            "{field} {text:?} is not valid: use a duration such as \"30s\", \"10m\", \"2h\", \"3d\", \"4w\" or \
+             \"1h30m\", an ISO 8601 date in the future such as \"2030-01-01T00:00:00Z\"{alternatives}"
         ))),
     }
 }
@@ -283,6 +289,8 @@ mod tests {
         assert_eq!(parse_timeout("none", now).unwrap(), None);
         let past = parse_timeout("2025-04-01T09:00:00Z", now).unwrap_err().to_string();
         assert!(past.contains("in the past"), "{past}");
+        let far = parse_timeout("2932000d", now).unwrap_err().to_string();
+        assert!(far.contains("9999-12-30T22:00:00.999Z"), "{far}");
         let garbage = parse_timeout("soon", now).unwrap_err().to_string();
         assert!(garbage.contains("\"10m\"") && garbage.contains("ISO 8601"), "{garbage}");
         assert!(parse_timeout("0s", now).is_err());

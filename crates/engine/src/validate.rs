@@ -59,17 +59,31 @@ pub(crate) fn idempotency(
         }
         _ => {}
     }
-    let ttl = match (ttl, key) {
+    let expires_at = match (ttl, key) {
         (Some(_), None) => {
             return Err(EngineError::Invalid(
                 "idempotencyKeyTTL was given without an idempotencyKey: add the key or leave the TTL out".into(),
             ));
         }
-        (Some(NONE), Some(_)) => None,
-        (Some(text), Some(_)) => Some(parse_duration(text).map_err(|error| {
-            EngineError::Invalid(format!("idempotencyKeyTTL {error}, or \"none\" for a key that never expires"))
-        })?),
-        (None, _) => default_ttl,
+        (_, None) | (Some(NONE), Some(_)) => None,
+        (Some(text), Some(_)) => {
+            let ttl = parse_duration(text).map_err(|error| {
+                EngineError::Invalid(format!("idempotencyKeyTTL {error}, or \"none\" for a key that never expires"))
+            })?;
+            Some(end_of(ttl, now, "idempotencyKeyTTL", text)?)
+        }
+        (None, Some(_)) => default_ttl.map(|ttl| now.saturating_add(ttl)),
     };
-    Ok((key.map(str::to_owned), key.and(ttl).map(|ttl| now.saturating_add(ttl))))
+    Ok((key.map(str::to_owned), expires_at))
+}
+
+/// When `duration` (given by the caller as `field` = `text`) ends, counted from `now`; a 400
+/// when that is past the latest date waitpoint represents, rather than a date quietly moved.
+pub(crate) fn end_of(duration: Duration, now: Timestamp, field: &str, text: &str) -> Result<Timestamp> {
+    now.checked_add(duration).ok_or_else(|| {
+        EngineError::Invalid(format!(
+            "{field} {text:?} ends after {}, the latest date waitpoint can represent: give a shorter one",
+            Timestamp::MAX
+        ))
+    })
 }

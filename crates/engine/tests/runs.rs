@@ -328,3 +328,21 @@ async fn another_environments_poll_with_the_same_worker_id_sees_and_changes_noth
     assert_eq!(claims.iter().map(|c| c.run.id.public()).collect::<Vec<_>>(), [parked]);
     assert_eq!(claims[0].resumed.as_ref().and_then(|e| e.result.as_deref()), Some(r#"{"ok":true,"output":"secret"}"#));
 }
+
+/// Regression: a wait of `u64::MAX` ms or a retry after `u64::MAX` ms was clamped to the latest
+/// date, which printed as 1970. Both are refused, and the run is unchanged.
+#[tokio::test]
+async fn waits_and_retries_ending_after_the_latest_date_are_refused() {
+    let h = Harness::new().await;
+    let id = h.trigger("t", TriggerOptions::default()).await;
+    let held = h.poll(&h.worker(), "t", 1).await.remove(0).run;
+    let wait_for = WaitFor::Duration { ms: u64::MAX, name: "forever".into() };
+    let refused = h.engine.wait(&h.dev, &id, held.epoch, 0, &wait_for).await.unwrap_err().to_string();
+    assert!(refused.contains("ends after 9999-12-30T22:00:00.999Z"), "{refused}");
+    let error = RunError::new("Error", "boom");
+    let retry = Some(Duration::from_millis(u64::MAX));
+    let refused = h.engine.fail_attempt(&h.dev, &id, held.epoch, error, retry).await.unwrap_err().to_string();
+    assert!(refused.contains("retryAfterMs"), "{refused}");
+    assert_eq!(h.status(&id).await, RunStatus::Executing);
+    assert!(h.engine.run_journal(&h.dev, &id).await.unwrap().is_empty());
+}

@@ -468,3 +468,22 @@ async fn callback_urls_are_checked_before_the_body_is_read() {
     }
     assert_eq!(api.retrieve(token["id"].as_str().unwrap()).await["status"], "WAITING");
 }
+
+/// Regression: a duration ending past the latest representable date was clamped there and
+/// printed as 1970-01-01. It is a 400 naming the limit.
+#[tokio::test]
+async fn durations_ending_after_the_latest_date_are_refused() {
+    let api = Api::new().await;
+    let key = api.key();
+    for (uri, body) in [
+        ("/api/v1/waitpoints/tokens", json!({ "timeout": "2932000d" })),
+        ("/api/v1/waitpoints/tokens", json!({ "idempotencyKey": "k", "idempotencyKeyTTL": "2932000d" })),
+        ("/api/v1/tasks/t/trigger", json!({ "options": { "delay": "2932000d" } })),
+        ("/api/v1/tasks/t/trigger", json!({ "options": { "idempotencyKey": "k", "idempotencyKeyTTL": "2932000d" } })),
+    ] {
+        let reply = api.call(Method::POST, uri, Some(&key), &body.to_string()).await;
+        assert_error(&reply, StatusCode::BAD_REQUEST, "ends after 9999-12-30T22:00:00.999Z");
+    }
+    let latest = api.create(json!({ "timeout": "9999-12-30T22:00:00.999Z" })).await;
+    assert_eq!(api.retrieve(latest["id"].as_str().unwrap()).await["timeoutAt"], "9999-12-30T22:00:00.999Z");
+}

@@ -19,11 +19,14 @@ pub const DURATION_GRAMMAR: &str =
 /// The longest duration string accepted (as Trigger.dev's parser).
 const MAX_DURATION_LEN: usize = 100;
 
-/// The earliest and latest timestamps waitpoint represents: years 1970 to 9999.
+/// The earliest and latest timestamps waitpoint represents: the Unix epoch, and the last
+/// millisecond of jiff's range (`9999-12-30T22:00:00.999Z`, which leaves room for any UTC
+/// offset), so every timestamp prints as the date it is.
 const MIN_MILLIS: i64 = 0;
-const MAX_MILLIS: i64 = 253_402_300_799_999;
+const MAX_MILLIS: i64 = 253_402_207_200_999;
 
-/// A point in time: milliseconds since the Unix epoch, UTC, between 1970 and 9999.
+/// A point in time: milliseconds since the Unix epoch, UTC, from 1970 to
+/// [`Timestamp::MAX`] (December 9999).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(i64);
 
@@ -42,7 +45,10 @@ pub enum DurationError {
 }
 
 impl Timestamp {
-    /// The timestamp `millis` milliseconds after the Unix epoch, clamped to years 1970–9999.
+    /// The latest timestamp: `9999-12-30T22:00:00.999Z`.
+    pub const MAX: Timestamp = Timestamp(MAX_MILLIS);
+
+    /// The timestamp `millis` milliseconds after the Unix epoch, clamped to 1970..=[`Timestamp::MAX`].
     pub const fn from_millis(millis: i64) -> Self {
         if millis < MIN_MILLIS {
             Self(MIN_MILLIS)
@@ -58,10 +64,17 @@ impl Timestamp {
         self.0
     }
 
-    /// This timestamp plus `duration`, saturating at year 9999.
+    /// This timestamp plus `duration`, saturating at [`Timestamp::MAX`].
     pub fn saturating_add(self, duration: Duration) -> Self {
         let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
         Self::from_millis(self.0.saturating_add(millis))
+    }
+
+    /// This timestamp plus `duration`, or `None` past [`Timestamp::MAX`]: for durations a caller
+    /// gave, whose end must not be quietly moved.
+    pub fn checked_add(self, duration: Duration) -> Option<Self> {
+        let millis = i64::try_from(duration.as_millis()).ok()?;
+        self.0.checked_add(millis).filter(|end| *end <= MAX_MILLIS).map(Self)
     }
 
     /// This timestamp minus `duration`, saturating at 1970.
@@ -91,8 +104,8 @@ impl Timestamp {
 impl fmt::Display for Timestamp {
     /// `2025-03-26T12:34:56.789Z`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // In range by construction, so the conversion cannot fail; fall back to the epoch anyway.
-        let ts = jiff::Timestamp::from_millisecond(self.0).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        // In jiff's range by construction (see `MAX_MILLIS`), so the conversion cannot fail.
+        let ts = jiff::Timestamp::from_millisecond(self.0).unwrap_or(jiff::Timestamp::MAX);
         let dt = TimeZone::UTC.to_datetime(ts);
         write!(
             f,
@@ -182,6 +195,28 @@ mod tests {
     fn formats_like_javascript_date_to_json() {
         assert_eq!(Timestamp::from_millis(0).to_string(), "1970-01-01T00:00:00.000Z");
         assert_eq!(Timestamp::from_millis(1_743_501_600_007).to_string(), "2025-04-01T10:00:00.007Z");
+    }
+
+    /// Regression: timestamps after jiff's range printed as 1970.
+    #[test]
+    fn the_latest_timestamps_print_as_themselves() {
+        assert_eq!(Timestamp::MAX.as_millis(), jiff::Timestamp::MAX.as_millisecond());
+        assert_eq!(Timestamp::MAX.to_string(), "9999-12-30T22:00:00.999Z");
+        assert_eq!(Timestamp::from_millis(i64::MAX), Timestamp::MAX);
+        assert_eq!(Timestamp::from_millis(0).saturating_add(Duration::MAX), Timestamp::MAX);
+        assert_eq!(Timestamp::parse_iso8601("9999-12-31T23:59:59Z"), None);
+        assert_eq!(Timestamp::parse_iso8601("9999-12-30T22:00:00.999Z"), Some(Timestamp::MAX));
+    }
+
+    #[test]
+    fn checked_add_refuses_ends_past_the_latest_timestamp() {
+        let now = Timestamp::from_millis(1_743_501_600_000);
+        assert_eq!(now.checked_add(Duration::from_secs(1)), Some(Timestamp::from_millis(1_743_501_601_000)));
+        assert_eq!(now.checked_add(Duration::from_secs(2_932_000 * 86_400)), None);
+        assert_eq!(now.checked_add(Duration::from_millis(u64::MAX)), None);
+        assert_eq!(now.checked_add(Duration::MAX), None);
+        let to_max = Duration::from_millis((MAX_MILLIS - now.as_millis()) as u64);
+        assert_eq!(now.checked_add(to_max), Some(Timestamp::MAX));
     }
 
     #[test]
