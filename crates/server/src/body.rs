@@ -13,6 +13,7 @@ use waitpoint_types::Output;
 use waitpoint_types::api::{CreateTokenRequest, TriggerOptions};
 
 use crate::error::ApiError;
+use crate::strict_json;
 
 /// The largest create body: 10 KiB, as Trigger.dev.
 pub(crate) const CREATE_LIMIT: usize = 10 * 1024;
@@ -21,6 +22,8 @@ pub(crate) const OUTPUT_LIMIT: usize = 3 * 1024 * 1024;
 
 const CREATE_SHAPE: &str =
     r#"{"timeout": "10m", "idempotencyKey": "...", "idempotencyKeyTTL": "1h", "tags": ["..."]} (every field optional)"#;
+const CALLBACK_SHAPE: &str =
+    r#"{"status": "succeeded", ...} (any JSON becomes the output; other text is kept as text)"#;
 const COMPLETE_SHAPE: &str = r#"{"data": <output>} or {"output": <output>}, or {} to complete without output"#;
 
 /// Whether a body must announce its length. The callback route requires it (411 otherwise),
@@ -89,6 +92,12 @@ fn invalid_json(error: &serde_json::Error, shape: &str) -> ApiError {
     ApiError::bad_request(format!("Invalid JSON ({error}): send a JSON object such as {shape}"))
 }
 
+/// A body that is not JSON, or is JSON that would not come back as sent (see
+/// [`strict_json`]), is a 400 saying why and where.
+fn strict(bytes: &[u8], shape: &str) -> Result<(), ApiError> {
+    strict_json::check(bytes).map_err(|error| invalid_json(&error, shape))
+}
+
 fn not_an_object(value: &Value, shape: &str) -> ApiError {
     let kind = match value {
         Value::Null => "null",
@@ -105,6 +114,7 @@ fn not_an_object(value: &Value, shape: &str) -> ApiError {
 /// are rejected.
 pub(crate) fn parse_create(bytes: &[u8]) -> Result<CreateTokenRequest, ApiError> {
     not_empty(bytes, CREATE_SHAPE)?;
+    strict(bytes, CREATE_SHAPE)?;
     let value: Value = serde_json::from_slice(bytes).map_err(|e| invalid_json(&e, CREATE_SHAPE))?;
     let Value::Object(fields) = value else { return Err(not_an_object(&value, CREATE_SHAPE)) };
     let mut request = CreateTokenRequest::default();
@@ -159,6 +169,7 @@ fn tags(value: Value) -> Result<Vec<String>, ApiError> {
 /// for no output.
 pub(crate) fn parse_complete(bytes: &[u8]) -> Result<Option<Output>, ApiError> {
     not_empty(bytes, COMPLETE_SHAPE)?;
+    strict(bytes, COMPLETE_SHAPE)?;
     let fields: BTreeMap<String, Box<RawValue>> = match serde_json::from_slice(bytes) {
         Ok(fields) => fields,
         Err(error) => {
@@ -189,13 +200,19 @@ pub(crate) fn parse_complete(bytes: &[u8]) -> Result<Option<Output>, ApiError> {
 }
 
 /// The output of a callback: the whole body. No body is `{}`; a JSON body is its value; any
-/// other UTF-8 body is kept as text rather than thrown away.
+/// other UTF-8 body is kept as text rather than thrown away. A body that opens an object or an
+/// array must be JSON that comes back as sent (see [`strict_json`]).
 pub(crate) fn parse_callback(bytes: &[u8]) -> Result<Output, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) else {
         return Ok(Output::from_json_text("{}"));
-    }
-    if let Ok(raw) = serde_json::from_slice::<&RawValue>(bytes) {
-        return Ok(output_of(raw));
+    };
+    match strict_json::check(bytes) {
+        Ok(()) => {
+            let raw = serde_json::from_slice::<&RawValue>(bytes).map_err(|e| invalid_json(&e, CALLBACK_SHAPE))?;
+            return Ok(output_of(raw));
+        }
+        Err(error) if matches!(first, b'{' | b'[') => return Err(invalid_json(&error, CALLBACK_SHAPE)),
+        Err(_) => {}
     }
     match String::from_utf8(bytes.to_vec()) {
         Ok(text) => Ok(Output::from_text(text)),
@@ -218,6 +235,7 @@ const TRIGGER_SHAPE: &str = r#"{"payload": <any JSON>, "options": {"idempotencyK
 /// options. Unknown fields, `null`s and wrong types are rejected.
 pub(crate) fn parse_trigger(bytes: &[u8]) -> Result<(String, TriggerOptions), ApiError> {
     not_empty(bytes, TRIGGER_SHAPE)?;
+    strict(bytes, TRIGGER_SHAPE)?;
     let fields: BTreeMap<String, Box<RawValue>> = match serde_json::from_slice(bytes) {
         Ok(fields) => fields,
         Err(error) => {
@@ -273,15 +291,17 @@ pub(crate) fn parse_trigger(bytes: &[u8]) -> Result<(String, TriggerOptions), Ap
     Ok((payload, options))
 }
 
-/// Parses a worker protocol body into `T`; the SDK writes these, so serde's own message (which
-/// names the field and position) is detailed enough.
+/// Parses a worker protocol body into `T` (whose type refuses unknown fields); the SDK writes
+/// these, so serde's own message (which names the field and position) is detailed enough.
 fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(
             "Request body is empty: this route takes a JSON object (see the worker protocol)",
         ));
     }
-    serde_json::from_slice(bytes).map_err(|error| ApiError::bad_request(format!("Invalid request body: {error}")))
+    let invalid = |error: serde_json::Error| ApiError::bad_request(format!("Invalid request body: {error}"));
+    strict_json::check(bytes).map_err(invalid)?;
+    serde_json::from_slice(bytes).map_err(invalid)
 }
 
 /// A worker protocol body: a `T` as JSON, at most `LIMIT` bytes.
@@ -317,6 +337,7 @@ mod tests {
             (br#"{"timeout":null}"#, "null is not accepted"),
             (br#"{"tags":[1]}"#, "tags[0]"),
             (br#"{"tag":["a"]}"#, "Unknown field \"tag\""),
+            (br#"{"timeout":"1m","timeout":"none"}"#, "\"timeout\" appears twice"),
         ] {
             let error = parse_create(body).unwrap_err();
             assert_eq!(error.status(), StatusCode::BAD_REQUEST);
@@ -353,7 +374,14 @@ mod tests {
             r#"{"json":{"id":"p1","status":"succeeded"}}"#
         );
         assert_eq!(parse_callback(b"status=ok").unwrap(), Output::from_text("status=ok".into()));
+        assert_eq!(parse_callback(b"1e400").unwrap(), Output::from_text("1e400".into()));
         assert!(parse_callback(&[0xff, 0xfe]).is_err());
+        for (body, hint) in
+            [(&br#"{"a":1,"a":2}"#[..], "appears twice"), (b" [1e400]", "out of range"), (b"{\"id\": ", "EOF")]
+        {
+            let error = parse_callback(body).unwrap_err();
+            assert!(error.message().contains(hint), "{:?}: {}", String::from_utf8_lossy(body), error.message());
+        }
     }
 
     #[test]
@@ -374,6 +402,9 @@ mod tests {
             (br#"{"options":{"maxAttempts":-1}}"#, "whole number"),
             (br#"{"options":[]}"#, "must be an object"),
             (b"[]", "JSON object"),
+            (br#"{"payload":{"n":1e400}}"#, "out of range"),
+            (br#"{"payload":{"a":1,"a":2}}"#, "\"a\" appears twice"),
+            (br#"{"options":{"tags":"a"},"options":{}}"#, "\"options\" appears twice"),
         ] {
             let error = parse_trigger(body).unwrap_err();
             assert!(error.message().contains(hint), "{}", error.message());

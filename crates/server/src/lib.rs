@@ -12,6 +12,8 @@
 //! - `tokens`: the token routes (create, list, retrieve, complete, callback).
 //! - `runs`: the run routes (trigger, list, retrieve, cancel) and the worker protocol.
 //! - `body`: reading request bodies within their size limits and parsing them strictly.
+//! - `strict_json`: the JSON a stored body must be (bounded depth, numbers a double holds, no
+//!   repeated keys), so that what is stored comes back as sent.
 //! - `query`: parsing the list route's query string.
 //! - `present`: turning waitpoints into the API's JSON shapes.
 //! - `cors`: the CORS policy of the complete route (browsers with a public access token).
@@ -24,6 +26,7 @@ mod cors;
 mod present;
 mod query;
 mod runs;
+mod strict_json;
 mod tokens;
 
 use std::future::Future;

@@ -10,7 +10,7 @@ use crate::time::Timestamp;
 
 /// The body of `POST /api/v1/waitpoints/tokens` as a client sends it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateTokenRequest {
     /// A duration (`"10m"`), an ISO 8601 date, or `"none"`; the server's default when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -211,6 +211,7 @@ pub struct WaitingOn {
 
 /// A run's error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RunErrorBody {
     /// `TaskError`, `Panic`, `NonDeterminism`, `TaskNotFound`, ….
     pub name: String,
@@ -275,6 +276,7 @@ pub mod worker {
 
     /// A task a worker runs, and how many more runs of it it takes now.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
     pub struct TaskSlots {
         /// The task id.
         pub id: String,
@@ -284,7 +286,7 @@ pub mod worker {
 
     /// `POST /api/v1/workers/{workerId}/poll`.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(rename_all = "camelCase")]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
     pub struct PollRequest {
         /// The tasks and their free slots.
         pub tasks: Vec<TaskSlots>,
@@ -301,6 +303,7 @@ pub mod worker {
 
     /// One journal entry on the wire.
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
     pub struct JournalEntryBody {
         /// Position.
         pub seq: u32,
@@ -358,6 +361,7 @@ pub mod worker {
 
     /// `POST /api/v1/runs/{id}/journal`: record an operation's result.
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
     pub struct RecordRequest {
         /// The lease.
         pub epoch: u64,
@@ -367,6 +371,7 @@ pub mod worker {
 
     /// `POST /api/v1/runs/{id}/tokens`: create a token for the run.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
     pub struct RunTokenRequest {
         /// The lease.
         pub epoch: u64,
@@ -378,7 +383,7 @@ pub mod worker {
 
     /// What to wait for.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(rename_all = "camelCase", tag = "type")]
+    #[serde(deny_unknown_fields, rename_all = "camelCase", tag = "type")]
     pub enum WaitFor {
         /// A token.
         #[serde(rename = "TOKEN")]
@@ -407,6 +412,7 @@ pub mod worker {
 
     /// `POST /api/v1/runs/{id}/wait`.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
     pub struct WaitRequest {
         /// The lease.
         pub epoch: u64,
@@ -437,6 +443,7 @@ pub mod worker {
 
     /// `POST /api/v1/runs/{id}/attempt/complete`.
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
     pub struct CompleteAttemptRequest {
         /// The lease.
         pub epoch: u64,
@@ -446,7 +453,7 @@ pub mod worker {
 
     /// `POST /api/v1/runs/{id}/attempt/fail`.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(rename_all = "camelCase")]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
     pub struct FailAttemptRequest {
         /// The lease.
         pub epoch: u64,
@@ -471,6 +478,25 @@ mod tests {
         assert_eq!(serde_json::to_string(&null).unwrap(), r#"{"seq":0,"kind":"STEP","name":"s","result":null}"#);
         let pending: JournalEntryBody = serde_json::from_str(r#"{"seq":1,"kind":"WAIT_TOKEN","name":"w"}"#).unwrap();
         assert_eq!(pending.result, None);
+    }
+
+    /// Regression: worker protocol bodies ignored fields they did not know.
+    #[test]
+    fn protocol_requests_refuse_fields_they_do_not_know() {
+        use super::worker::{PollRequest, RecordRequest, WaitRequest};
+        let poll = serde_json::from_str::<PollRequest>(r#"{"tasks":[],"waitMs":0,"holding":[],"leave":true}"#);
+        assert!(poll.unwrap_err().to_string().contains("unknown field `leave`"));
+        let slots =
+            serde_json::from_str::<PollRequest>(r#"{"tasks":[{"id":"t","slots":1,"max":2}],"waitMs":0,"holding":[]}"#);
+        assert!(slots.unwrap_err().to_string().contains("unknown field `max`"));
+        let entry = r#"{"epoch":1,"entry":{"seq":0,"kind":"STEP","name":"s","result":1,"extra":0}}"#;
+        assert!(
+            serde_json::from_str::<RecordRequest>(entry).unwrap_err().to_string().contains("unknown field `extra`")
+        );
+        let wait = r#"{"epoch":1,"seq":0,"for":{"type":"TOKEN","id":"waitpoint_c1","until":"2030-01-01"}}"#;
+        assert!(serde_json::from_str::<WaitRequest>(wait).unwrap_err().to_string().contains("unknown field `until`"));
+        let fine = r#"{"epoch":1,"seq":0,"for":{"type":"DURATION","ms":5,"name":"for 5ms"}}"#;
+        serde_json::from_str::<WaitRequest>(fine).unwrap();
     }
 
     #[test]
