@@ -94,6 +94,21 @@ fn run_not_found() -> EngineError {
     EngineError::NotFound("Run not found".into())
 }
 
+/// A journal position no journal reaches: a journal holds fewer than 2^31 entries.
+const JOURNAL_POSITIONS: u32 = i32::MAX as u32;
+
+/// Refuses positions past any journal's end before they reach storage, so every backend
+/// answers alike (a 409, as for any position past the end).
+fn journal_position(run: &RunId, seq: u32) -> Result<()> {
+    if seq >= JOURNAL_POSITIONS {
+        return Err(EngineError::JournalMismatch(format!(
+            "journal position {seq} is past the end of the journal of {run} (a journal holds fewer than \
+             {JOURNAL_POSITIONS} entries)"
+        )));
+    }
+    Ok(())
+}
+
 fn parse_run_id(id: &str) -> Result<RunId> {
     RunId::parse(id).map_err(|error| EngineError::Invalid(error.to_string()))
 }
@@ -228,6 +243,8 @@ impl Engine {
 
     /// A page of `environment`'s runs, newest first.
     pub async fn list_runs(&self, environment: &Environment, request: &ListRuns) -> Result<RunPage> {
+        validate::filter_values("filter[taskIdentifier]", &request.task_ids)?;
+        validate::filter_values("filter[tags]", &request.tags)?;
         for task in &request.task_ids {
             validate_task_id(task)?;
         }
@@ -383,6 +400,7 @@ impl Engine {
         entry: JournalEntry,
     ) -> Result<JournalEntry> {
         let run = parse_run_id(id)?;
+        journal_position(&run, entry.seq)?;
         if entry.result.is_none() {
             return Err(EngineError::Invalid("a recorded entry needs a result".into()));
         }
@@ -410,6 +428,7 @@ impl Engine {
         request: &CreateTokenRequest,
     ) -> Result<(JournalEntry, CreatedToken)> {
         let run = parse_run_id(id)?;
+        journal_position(&run, seq)?;
         let now = self.inner.clock.now();
         let waitpoint = self.prepare_token(environment, request, now)?;
         let op = RunCreateToken { run: run.clone(), environment_id: environment.id.clone(), epoch, seq, waitpoint };
@@ -474,6 +493,7 @@ impl Engine {
         wait_for: &WaitFor,
     ) -> Result<WaitAnswer> {
         let run = parse_run_id(id)?;
+        journal_position(&run, seq)?;
         let now = self.inner.clock.now();
         let (kind, name, waitpoint, create) = match wait_for {
             WaitFor::Token { id: token } => {

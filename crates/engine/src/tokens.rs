@@ -231,6 +231,7 @@ impl Engine {
 
     /// A page of `environment`'s tokens, newest first.
     pub async fn list_tokens(&self, environment: &Environment, request: &ListTokens) -> Result<TokenPage> {
+        validate::filter_values("filter[tags]", &request.tags)?;
         let pager = request.page.pager(self.inner.clock.now(), |cursor| {
             WaitpointId::parse(cursor).ok().map(|id| id.internal().to_owned())
         })?;

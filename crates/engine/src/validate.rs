@@ -13,6 +13,8 @@ pub const MAX_TAGS: usize = 10;
 pub const MAX_TAG_CHARS: usize = 128;
 /// The longest idempotency key, in characters.
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 2048;
+/// The most values a list filter (`filter[tags]`, `filter[taskIdentifier]`) may hold.
+pub const MAX_FILTER_VALUES: usize = 100;
 /// The word that turns a default off: `"timeout": "none"` waits forever.
 pub(crate) const NONE: &str = "none";
 
@@ -86,4 +88,15 @@ pub(crate) fn end_of(duration: Duration, now: Timestamp, field: &str, text: &str
             Timestamp::MAX
         ))
     })
+}
+
+/// A list filter of at most [`MAX_FILTER_VALUES`] values (`parameter` names it for the caller).
+pub(crate) fn filter_values(parameter: &str, values: &[String]) -> Result<()> {
+    if values.len() > MAX_FILTER_VALUES {
+        return Err(EngineError::Invalid(format!(
+            "{parameter} holds {} values; a list filter takes at most {MAX_FILTER_VALUES}",
+            values.len()
+        )));
+    }
+    Ok(())
 }
