@@ -17,6 +17,8 @@ const ISSUER: &str = "https://id.trigger.dev";
 const AUDIENCE: &str = "https://api.trigger.dev";
 /// How long a public access token is valid.
 const PUBLIC_TOKEN_LIFETIME_SECS: i64 = 24 * 60 * 60;
+/// How far ahead of this server's clock a token's `nbf` and `iat` may be (clocks differ).
+const CLOCK_LEEWAY_SECS: i64 = 60;
 /// Characters after the prefix of a secret key (`tr_dev_` + 24).
 const API_KEY_LEN: usize = 24;
 
@@ -55,6 +57,8 @@ pub(crate) struct PublicClaims {
     pub exp: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -100,6 +104,7 @@ pub(crate) fn sign_public_token(environment: &Environment, id: &WaitpointId, now
         scopes: vec![format!("write:waitpoints:{id}")],
         exp: Some(iat + PUBLIC_TOKEN_LIFETIME_SECS),
         iat: Some(iat),
+        nbf: None,
         iss: Some(ISSUER.to_owned()),
         aud: Some(AUDIENCE.to_owned()),
     };
@@ -120,20 +125,26 @@ pub(crate) fn public_token_subject(token: &str) -> Option<String> {
 }
 
 /// Verifies a public access token of `environment`: signed (HS256) with its signing secret or
-/// its current secret key, right issuer and audience, not expired at `now`.
+/// its current secret key, right issuer and audience, with an expiry (`exp`) that has not
+/// passed at `now`, and neither valid only later (`nbf`) nor issued later (`iat`) than `now`
+/// give or take [`CLOCK_LEEWAY_SECS`].
 pub(crate) fn verify_public_token(token: &str, environment: &Environment, now: Timestamp) -> Option<PublicClaims> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_issuer(&[ISSUER]);
     validation.set_audience(&[AUDIENCE]);
-    validation.set_required_spec_claims(&["iss", "aud"]);
-    // Expiry is checked against the injected clock below.
+    validation.set_required_spec_claims(&["iss", "aud", "exp"]);
+    // Times are checked against the injected clock below.
     validation.validate_exp = false;
+    validation.validate_nbf = false;
     let claims = [&environment.signing_secret, &environment.api_key].into_iter().find_map(|secret| {
         let key = DecodingKey::from_secret(secret.expose().as_bytes()).ok()?;
         jsonwebtoken::decode::<PublicClaims>(token, &key, &validation).ok().map(|data| data.claims)
     })?;
-    let expired = claims.exp.is_some_and(|exp| exp <= now.as_millis() / 1000);
-    (!expired && claims.public).then_some(claims)
+    let now = now.as_millis() / 1000;
+    let current = claims.exp.is_some_and(|exp| now < exp)
+        && claims.nbf.is_none_or(|nbf| nbf <= now + CLOCK_LEEWAY_SECS)
+        && claims.iat.is_none_or(|iat| iat <= now + CLOCK_LEEWAY_SECS);
+    (current && claims.public).then_some(claims)
 }
 
 /// Whether `scopes` allow completing (`write`) the waitpoint `id`: `admin`, or
@@ -216,6 +227,37 @@ mod tests {
         other.api_key = Secret::new("tr_dev_another".into());
         assert!(verify_public_token(&token, &other, now).is_none());
         assert_eq!(public_token_subject("tr_dev_ABCDEFGHIJKLMNOPQRSTUVWX"), None);
+    }
+
+    /// Regression: a token signed with the secret key and no `exp` never expired, and `nbf` and
+    /// `iat` in the future were ignored.
+    #[test]
+    fn tokens_signed_with_the_secret_key_need_an_expiry_and_a_present_start() {
+        let env = environment();
+        let now = Timestamp::from_millis(1_764_000_000_000);
+        let secs = now.as_millis() / 1000;
+        let sign = |exp: Option<i64>, nbf: Option<i64>, iat: Option<i64>| {
+            let claims = PublicClaims {
+                sub: env.id.public(),
+                public: true,
+                scopes: vec!["write:waitpoints".into()],
+                exp,
+                iat,
+                nbf,
+                iss: Some(ISSUER.to_owned()),
+                aud: Some(AUDIENCE.to_owned()),
+            };
+            let key = EncodingKey::from_secret(env.api_key.expose().as_bytes()).unwrap();
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap()
+        };
+        let hour = Some(secs + 3_600);
+        assert!(verify_public_token(&sign(hour, None, Some(secs)), &env, now).is_some());
+        assert!(verify_public_token(&sign(None, None, Some(secs)), &env, now).is_none(), "no exp");
+        assert!(verify_public_token(&sign(Some(secs), None, None), &env, now).is_none(), "expired");
+        assert!(verify_public_token(&sign(hour, Some(secs + 600), None), &env, now).is_none(), "not yet valid");
+        assert!(verify_public_token(&sign(hour, Some(secs + 30), None), &env, now).is_some(), "within the leeway");
+        assert!(verify_public_token(&sign(hour, None, Some(secs + 600)), &env, now).is_none(), "issued later");
+        assert!(verify_public_token(&sign(hour, None, Some(secs + 30)), &env, now).is_some(), "within the leeway");
     }
 
     #[test]
