@@ -144,7 +144,9 @@ async fn a_batch_that_loses_a_deadlock_runs_again() {
     // Another transaction holds w2; the batch locks w1, then waits for w2.
     let other = waitpoint_postgres::testing::admin(&db.url()).await.expect("connect");
     let lock = "SELECT 1 FROM waitpoints WHERE id = $1 FOR UPDATE";
-    other.batch_execute("BEGIN").await.unwrap();
+    // Only the batch looks for the deadlock (after the default second): on a loaded machine the
+    // batch may wait a second before `other` closes the cycle, and `other` must not find it first.
+    other.batch_execute("SET deadlock_timeout = '1min'; BEGIN").await.unwrap();
     other.execute(lock, &[&w2.id.internal()]).await.unwrap();
     let batch = {
         let store = store.clone();
