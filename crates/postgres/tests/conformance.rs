@@ -2,8 +2,8 @@
 
 use waitpoint_postgres::testing::PostgresSchema;
 
-async fn fresh() -> PostgresSchema {
-    PostgresSchema::fresh().await
+async fn fresh() -> Option<PostgresSchema> {
+    Some(PostgresSchema::fresh().await)
 }
 
 waitpoint_storage::conformance_tests!(fresh());
