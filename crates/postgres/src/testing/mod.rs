@@ -2,8 +2,9 @@
 //!
 //! The server is chosen once per test process: the one at `WAITPOINT_TEST_POSTGRES_URL` when it
 //! is set; else the default `postgres://postgres@127.0.0.1:5432/test` when something answers
-//! there; else none, and the PostgreSQL tests are skipped with a note, except under `CI=true`,
-//! where they fail.
+//! there; else a throwaway cluster of the process's own, started from PostgreSQL's installed
+//! binaries and removed when the process ends; else none, and the PostgreSQL tests are skipped
+//! with a note, except under `CI=true`, where they fail.
 //!
 //! A test creates its own schema `wp_test_…` and opens stores whose `search_path` is that
 //! schema, so tests run side by side and a reopened store sees the same data. The schema is
@@ -12,7 +13,9 @@
 //! # Layout
 //! - [`PostgresSchema`]: a test's schema, and [`admin`] connections.
 //! - `server`: which server the tests of this process use.
+//! - `cluster`: the throwaway cluster.
 
+mod cluster;
 mod server;
 
 use std::sync::Arc;
@@ -34,7 +37,7 @@ impl PostgresSchema {
     /// PostgreSQL tests are skipped: the test then returns without doing anything.
     ///
     /// Panics, naming the server, when it cannot create the schema; and when there is no
-    /// server under `CI=true`, saying so.
+    /// server under `CI=true` or the throwaway cluster did not start, saying why.
     pub async fn fresh() -> Option<Self> {
         let admin_url = server::url().await?.to_owned();
         let schema = format!("wp_test_{}", waitpoint_types::id::random_alphanumeric(16).to_lowercase());
