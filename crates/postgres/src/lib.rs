@@ -31,7 +31,8 @@
 //! - `lists`: what the token and run lists share (filters on keys, bounds and cursors).
 //! - `runs`: the run operations and queries; `run_sets`: run operations of a set, together.
 //! - `rows`: mapping between rows and domain types.
-//! - `testing` (feature `test-util`): a fresh schema per test, for this and other crates' tests.
+//! - `testing` (feature `test-util`): a fresh schema per test, for this and other crates' tests,
+//!   in the test server, a throwaway cluster when none runs, or skipped without PostgreSQL.
 //! - `migrations/`: the schema, one file per version, applied at connect.
 
 mod batch;

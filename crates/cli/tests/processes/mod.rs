@@ -25,8 +25,9 @@ impl Database {
         Self::Sqlite(TempDir::new().unwrap())
     }
 
-    pub async fn postgres() -> Self {
-        Self::Postgres(PostgresSchema::fresh().await)
+    /// A fresh PostgreSQL schema, or `None` when the PostgreSQL tests are skipped.
+    pub async fn postgres() -> Option<Self> {
+        PostgresSchema::fresh().await.map(Self::Postgres)
     }
 
     pub fn args(&self) -> Vec<String> {

@@ -1,9 +1,22 @@
 //! Test support (feature `test-util`): a fresh schema in a real PostgreSQL server per test.
 //!
-//! The server is the one at `WAITPOINT_TEST_POSTGRES_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/test`). A test creates its own schema `wp_test_…` and
-//! opens stores whose `search_path` is that schema, so tests run side by side and a reopened
-//! store sees the same data. The schema is dropped when the test ends.
+//! The server is chosen once per test process: the one at `WAITPOINT_TEST_POSTGRES_URL` when it
+//! is set; else the default `postgres://postgres@127.0.0.1:5432/test` when something answers
+//! there; else a throwaway cluster of the process's own, started from PostgreSQL's installed
+//! binaries and removed when the process ends; else none, and the PostgreSQL tests are skipped
+//! with a note, except under `CI=true`, where they fail.
+//!
+//! A test creates its own schema `wp_test_…` and opens stores whose `search_path` is that
+//! schema, so tests run side by side and a reopened store sees the same data. The schema is
+//! dropped when the test ends.
+//!
+//! # Layout
+//! - [`PostgresSchema`]: a test's schema, and [`admin`] connections.
+//! - `server`: which server the tests of this process use.
+//! - `cluster`: the throwaway cluster.
+
+mod cluster;
+mod server;
 
 use std::sync::Arc;
 
@@ -11,10 +24,6 @@ use crate::PostgresStore;
 use tokio_postgres::NoTls;
 use waitpoint_storage::Store;
 use waitpoint_storage::conformance::TestDatabase;
-
-/// The variable that names the test server.
-const URL_VARIABLE: &str = "WAITPOINT_TEST_POSTGRES_URL";
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// A schema of its own in the test server.
 #[derive(Debug)]
@@ -24,19 +33,24 @@ pub struct PostgresSchema {
 }
 
 impl PostgresSchema {
-    /// Creates a new, empty schema. Panics, naming the server, when it cannot.
-    pub async fn fresh() -> Self {
-        let admin_url = std::env::var(URL_VARIABLE).unwrap_or_else(|_| DEFAULT_URL.to_owned());
+    /// Creates a new, empty schema, or returns `None` when there is no server and the
+    /// PostgreSQL tests are skipped: the test then returns without doing anything.
+    ///
+    /// Panics, naming the server, when it cannot create the schema; and when there is no
+    /// server under `CI=true` or the throwaway cluster did not start, saying why.
+    pub async fn fresh() -> Option<Self> {
+        let admin_url = server::url().await?.to_owned();
         let schema = format!("wp_test_{}", waitpoint_types::id::random_alphanumeric(16).to_lowercase());
         let client = admin(&admin_url).await.unwrap_or_else(|error| {
             let cause = std::error::Error::source(&error).map(|cause| format!(": {cause}")).unwrap_or_default();
             panic!(
-                "cannot connect to the test PostgreSQL server at {admin_url} (set {URL_VARIABLE} to another \
-                 server): {error}{cause}"
+                "cannot connect to the test PostgreSQL server at {admin_url} (set {} to another server): \
+                 {error}{cause}",
+                server::URL_VARIABLE
             )
         });
         client.batch_execute(&format!("CREATE SCHEMA {schema}")).await.expect("create the test schema");
-        Self { admin_url, schema }
+        Some(Self { admin_url, schema })
     }
 
     /// The URL of the test server with this schema as the `search_path`.
