@@ -116,5 +116,6 @@ async fn the_probe_gets_clear_answers_on_sqlite() {
 
 #[tokio::test]
 async fn the_probe_gets_clear_answers_on_postgres() {
-    the_probe_gets_clear_answers(Database::postgres().await).await;
+    let Some(database) = Database::postgres().await else { return };
+    the_probe_gets_clear_answers(database).await;
 }
