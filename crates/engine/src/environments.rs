@@ -7,8 +7,8 @@ use waitpoint_storage::{StorageError, Store};
 use waitpoint_types::{Environment, IdGenerator, Secret};
 
 use crate::auth::{new_api_key, new_signing_secret};
-use crate::clock::Clock;
 use crate::error::{EngineError, Result};
+use waitpoint_clock::Clock;
 
 /// The environment created on first start.
 pub const DEV_ENVIRONMENT: &str = "dev";

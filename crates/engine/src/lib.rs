@@ -9,7 +9,6 @@
 //! [`Store`] trait.
 //!
 //! # Layout
-//! - [`clock`]: the [`Clock`] trait, the system clock and a manual clock for tests.
 //! - [`auth`]: secret keys, public access tokens, callback URL signatures.
 //! - [`environments`]: creating and re-keying environments.
 //! - `tokens`: the token operations and their validation.
@@ -21,7 +20,6 @@
 //! - [`error`]: [`EngineError`], one variant per kind of failure.
 
 pub mod auth;
-pub mod clock;
 pub mod environments;
 pub mod error;
 mod pages;
@@ -42,11 +40,11 @@ use waitpoint_storage::{Resumed, StorageError, Store};
 use waitpoint_types::{Environment, EnvironmentId, IdGenerator, Timestamp, Waitpoint, WorkerId};
 
 pub use crate::auth::Principal;
-pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::error::{EngineError, Result};
 pub use crate::pages::{DEFAULT_PAGE_SIZE, ListPage, MAX_PAGE_SIZE};
 pub use crate::runs::{ListRuns, RunPage, RunView, TriggeredRun, WaitAnswer};
 pub use crate::tokens::{CreatedToken, ListTokens, TokenPage, VerifiedCallback};
+pub use waitpoint_clock::{Clock, SystemClock};
 
 /// How long an environment looked up by key stays cached. A rotated key keeps working on a
 /// node for at most this long.

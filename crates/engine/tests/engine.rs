@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 use tokio::sync::broadcast;
+use waitpoint_clock::ManualClock;
 use waitpoint_engine::environments::{create_environment, rotate_api_key};
-use waitpoint_engine::{Clock, Engine, EngineConfig, EngineError, ListPage, ListTokens, ManualClock, Principal};
+use waitpoint_engine::{Clock, Engine, EngineConfig, EngineError, ListPage, ListTokens, Principal};
 use waitpoint_sqlite::SqliteStore;
 use waitpoint_types::api::CreateTokenRequest;
 use waitpoint_types::{

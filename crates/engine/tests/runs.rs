@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tempfile::TempDir;
+use waitpoint_clock::ManualClock;
 use waitpoint_engine::environments::create_environment;
-use waitpoint_engine::{Engine, EngineConfig, EngineError, ListRuns, ManualClock, Principal};
+use waitpoint_engine::{Engine, EngineConfig, EngineError, ListRuns, Principal};
 use waitpoint_types::api::worker::WaitFor;
 use waitpoint_types::api::{CreateTokenRequest, TriggerOptions};
 use waitpoint_types::{

@@ -12,8 +12,9 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tower::ServiceExt;
+use waitpoint_clock::ManualClock;
 use waitpoint_engine::environments::create_environment;
-use waitpoint_engine::{Engine, EngineConfig, ManualClock};
+use waitpoint_engine::{Engine, EngineConfig};
 use waitpoint_sqlite::SqliteStore;
 use waitpoint_types::{Environment, Timestamp, WaitpointId};
 
