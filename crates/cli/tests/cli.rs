@@ -96,7 +96,10 @@ async fn env_commands_manage_the_keys_of_a_running_server() {
     let new_key = rotated["secretKey"].as_str().unwrap();
     assert_ne!(new_key, prod_key);
     let rotated_client = Client::new(&server.api_url, new_key).unwrap();
-    assert_eq!(rotated_client.retrieve_token(&token.id).await.unwrap().detail.status, "WAITING");
+    assert_eq!(
+        rotated_client.retrieve_token(&token.id).await.unwrap().detail.status,
+        waitpoint_sdk::WaitpointStatus::Waiting
+    );
     // URLs handed out before the rotation still complete their token.
     let reply = reqwest::Client::new().post(&token.url).body(r#"{"after":"rotation"}"#).send().await.unwrap();
     assert_eq!(reply.status(), 200);
@@ -128,10 +131,10 @@ async fn acknowledged_writes_survive_sigkill(database: Database) {
         let stored = client.retrieve_token(&token.id).await.unwrap();
         assert_eq!(stored.detail.tags, [format!("n{i}")]);
         if i % 2 == 0 {
-            assert_eq!(stored.detail.status, "COMPLETED");
+            assert_eq!(stored.detail.status, waitpoint_sdk::WaitpointStatus::Completed);
             assert_eq!(stored.output::<Value>().unwrap(), Some(json!({ "id": token.id })));
         } else {
-            assert_eq!(stored.detail.status, "WAITING");
+            assert_eq!(stored.detail.status, waitpoint_sdk::WaitpointStatus::Waiting);
         }
     }
     assert_eq!(server.terminate(), Some(0));
@@ -165,7 +168,7 @@ async fn deadlines_passed_while_down_fire_at_start_up(database: Database) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let stored = client.retrieve_token(&token.id).await.unwrap();
-        if stored.detail.status == "TIMED_OUT" {
+        if stored.detail.status == waitpoint_sdk::WaitpointStatus::TimedOut {
             assert!(stored.timeout_error().unwrap().starts_with("Waitpoint timed out at "));
             break;
         }

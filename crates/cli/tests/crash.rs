@@ -138,7 +138,7 @@ async fn crash_everything(database: Database) {
 
     for (i, id) in ids.iter().enumerate() {
         let run = client.retrieve_run(id).await.unwrap();
-        assert_eq!(run.status, "COMPLETED");
+        assert_eq!(run.status, waitpoint_sdk::RunStatus::Completed);
         assert_eq!(run.output.as_ref().unwrap()["i"], i.to_string(), "{run:?}");
         assert_eq!(driver.steps.lock().unwrap()[&i.to_string()], 1, "the recorded step of run {i} ran again");
         assert!(driver.done.lock().unwrap().get(&i.to_string()).copied().unwrap_or(0) >= 1);

@@ -104,7 +104,7 @@ async fn two_nodes_on_one_postgres_share_runs_tokens_and_workers() {
 
     for (i, id) in ids.iter().enumerate() {
         let run = clients[1].retrieve_run(id).await.unwrap();
-        assert_eq!(run.status, "COMPLETED");
+        assert_eq!(run.status, waitpoint_sdk::RunStatus::Completed);
         assert_eq!(run.output.as_ref().unwrap()["i"], i.to_string(), "{run:?}");
         assert_eq!(driver.steps.lock().unwrap()[&i.to_string()], 1, "the recorded step of run {i} ran again");
     }

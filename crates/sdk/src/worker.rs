@@ -111,7 +111,13 @@ impl Worker {
         shared.parking.abort_all();
         // Leaving with an empty `holding` gives back, at once, every run the server still counts
         // as ours (deferred ones too), and sends our suspended runs elsewhere when they resume.
-        let request = PollRequest { tasks: task_slots(&shared, false), wait_ms: 0, holding: Vec::new(), leaving: true };
+        let request = PollRequest {
+            tasks: task_slots(&shared, false),
+            wait_ms: 0,
+            holding: Vec::new(),
+            leaving: true,
+            session: None,
+        };
         if let Err(error) = shared.client.poll(&shared.id, &request).await {
             tracing::warn!(%error, "could not hand runs back; they resume elsewhere once this worker times out");
         }
@@ -146,6 +152,7 @@ async fn poll_loop(shared: Arc<Shared>) {
             wait_ms: POLL_WAIT.as_millis() as u64,
             holding: shared.parking.holding(),
             leaving: false,
+            session: None,
         };
         // A poll with free slots returns as soon as there is a run to take. One without (a
         // heartbeat), or one while resumed runs wait for a slot (of a task with a limit), is

@@ -38,7 +38,7 @@ async fn create_complete_retrieve_and_list_round_trip() {
 
     client.complete_token(&token.id, &json!({ "status": "approved" })).await.unwrap();
     let done = client.retrieve_token(&token.id).await.unwrap();
-    assert_eq!(done.detail.status, "COMPLETED");
+    assert_eq!(done.detail.status, waitpoint_sdk::WaitpointStatus::Completed);
     assert_eq!(done.output::<Value>().unwrap(), Some(json!({ "status": "approved" })));
     assert_eq!(done.timeout_error(), None);
 

@@ -12,8 +12,8 @@ use tempfile::TempDir;
 use waitpoint_engine::environments::create_environment;
 use waitpoint_engine::{Engine, EngineConfig, SystemClock};
 use waitpoint_sdk::{
-    Client, Context, CreateTokenRequest, RetryPolicy, RunDetail, Task, TaskError, TriggerOptions, WaitResult, Worker,
-    WorkerConfig,
+    Client, Context, CreateTokenRequest, RetryPolicy, RunDetail, RunStatus, Task, TaskError, TriggerOptions,
+    WaitResult, Worker, WorkerConfig,
 };
 use waitpoint_sqlite::SqliteStore;
 
@@ -57,11 +57,11 @@ async fn until(client: &Client, run: &str, done: impl Fn(&RunDetail) -> bool) ->
 }
 
 async fn finished(client: &Client, run: &str) -> RunDetail {
-    until(client, run, |d| matches!(d.status.as_str(), "COMPLETED" | "FAILED" | "CANCELED")).await
+    until(client, run, |d| d.status.is_final()).await
 }
 
 async fn waiting_token(client: &Client, run: &str) -> String {
-    let detail = until(client, run, |d| d.status == "WAITING").await;
+    let detail = until(client, run, |d| d.status == RunStatus::Waiting).await;
     detail.waiting_on[0].id.clone()
 }
 
@@ -102,7 +102,7 @@ async fn a_waiting_run_resumes_with_the_completion_and_runs_its_step_once() {
     let token = waiting_token(&server.client, &run).await;
     server.client.complete_token(&token, &json!({ "status": "approved" })).await.unwrap();
     let done = finished(&server.client, &run).await;
-    assert_eq!(done.status, "COMPLETED");
+    assert_eq!(done.status, RunStatus::Completed);
     let output = done.output.unwrap();
     assert_eq!(output["decision"], "approved");
     assert_eq!(output["ticket"], "ticket for \"ada\"");
@@ -175,14 +175,14 @@ async fn failures_and_panics_retry_until_an_attempt_succeeds() {
     let options = TriggerOptions { max_attempts: Some(3), ..Default::default() };
     let run = server.client.trigger("flaky", &json!(null), Some(options)).await.unwrap().id;
     let done = finished(&server.client, &run).await;
-    assert_eq!(done.status, "COMPLETED", "{done:?}");
+    assert_eq!(done.status, RunStatus::Completed, "{done:?}");
     assert_eq!(done.output.unwrap(), json!({ "first": 0, "attempt": 3 }));
     assert_eq!(calls.load(Ordering::SeqCst), 1, "the recorded step did not run again in later attempts");
 
     let options = TriggerOptions { max_attempts: Some(1), ..Default::default() };
     let doomed = server.client.trigger("flaky", &json!(null), Some(options)).await.unwrap().id;
     let failed = finished(&server.client, &doomed).await;
-    assert_eq!(failed.status, "FAILED");
+    assert_eq!(failed.status, RunStatus::Failed);
     assert_eq!(failed.error.unwrap().message, "not yet");
 }
 
@@ -202,13 +202,13 @@ async fn code_that_no_longer_matches_the_journal_fails_the_run_naming_both() {
     };
     let stop = start(&server.client, vec![changing(generation.clone())], WorkerConfig::default());
     let run = server.client.trigger("changing", &json!(null), None).await.unwrap().id;
-    until(&server.client, &run, |d| d.status == "WAITING").await;
+    until(&server.client, &run, |d| d.status == RunStatus::Waiting).await;
     // A new deployment with different code takes over while the run sleeps.
     stop.send(()).unwrap();
     generation.store(1, Ordering::SeqCst);
     let _stop = start(&server.client, vec![changing(generation)], WorkerConfig::default());
     let failed = finished(&server.client, &run).await;
-    assert_eq!(failed.status, "FAILED");
+    assert_eq!(failed.status, RunStatus::Failed);
     let error = failed.error.unwrap();
     assert_eq!(error.name, "NonDeterminism");
     assert!(error.message.contains("\"step v0\"") && error.message.contains("\"step v1\""), "{}", error.message);
@@ -220,10 +220,10 @@ async fn a_waiting_run_can_be_canceled() {
     let _stop = start(&server.client, vec![approval(Arc::new(AtomicUsize::new(0)))], WorkerConfig::default());
     let run = server.client.trigger("approval", &json!({ "user": "x" }), None).await.unwrap().id;
     let token = waiting_token(&server.client, &run).await;
-    assert_eq!(server.client.cancel_run(&run).await.unwrap().status, "CANCELED");
+    assert_eq!(server.client.cancel_run(&run).await.unwrap().status, RunStatus::Canceled);
     server.client.complete_token(&token, &json!({ "status": "late" })).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(server.client.retrieve_run(&run).await.unwrap().status, "CANCELED");
+    assert_eq!(server.client.retrieve_run(&run).await.unwrap().status, RunStatus::Canceled);
 }
 
 #[tokio::test]
@@ -247,14 +247,14 @@ async fn a_run_resumed_while_every_slot_is_taken_continues_in_memory_once_one_fr
     let waiting = server.client.trigger("approval", &json!({ "user": "ada" }), None).await.unwrap().id;
     let token = waiting_token(&server.client, &waiting).await;
     let busy = server.client.trigger("blocker", &json!({}), None).await.unwrap().id;
-    until(&server.client, &busy, |d| d.status == "EXECUTING").await;
+    until(&server.client, &busy, |d| d.status == RunStatus::Executing).await;
     server.client.complete_token(&token, &json!({ "status": "approved" })).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let held = server.client.retrieve_run(&waiting).await.unwrap();
-    assert_eq!(held.status, "EXECUTING", "handed back to its worker, which has no free slot yet");
+    assert_eq!(held.status, RunStatus::Executing, "handed back to its worker, which has no free slot yet");
 
     gate.notify_one();
-    assert_eq!(finished(&server.client, &busy).await.status, "COMPLETED");
+    assert_eq!(finished(&server.client, &busy).await.status, RunStatus::Completed);
     let done = finished(&server.client, &waiting).await;
     assert_eq!(done.output.unwrap()["decision"], "approved");
     assert_eq!(step_runs.load(Ordering::SeqCst), 1);

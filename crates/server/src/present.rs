@@ -13,7 +13,7 @@ pub(crate) fn item(engine: &Engine, environment: &Environment, waitpoint: &Waitp
     TokenItem {
         id: waitpoint.id.public(),
         url: engine.callback_url(environment, &waitpoint.id),
-        status: waitpoint.status().as_str().to_owned(),
+        status: waitpoint.status(),
         completed_at: waitpoint.completed_at(),
         timeout_at: waitpoint.timeout_at,
         completed_after: waitpoint.timeout_at,
@@ -36,7 +36,7 @@ pub(crate) fn detail(engine: &Engine, environment: &Environment, waitpoint: &Wai
         id: waitpoint.id.public(),
         kind: "MANUAL".to_owned(),
         url: engine.callback_url(environment, &waitpoint.id),
-        status: waitpoint.status().as_str().to_owned(),
+        status: waitpoint.status(),
         idempotency_key: waitpoint.user_idempotency_key().map(str::to_owned),
         idempotency_key_expires_at: waitpoint.idempotency_key_expires_at,
         output_type: output.as_ref().map(|o| o.data_type.clone()),
@@ -76,7 +76,7 @@ pub(crate) fn run(view: &RunView, now: Timestamp, full: bool) -> RunDetail {
     RunDetail {
         id: run.id.public(),
         task_id: run.task_id.clone(),
-        status: run.status(now).as_str().to_owned(),
+        status: run.status(now),
         payload: full.then(|| json_value(&run.payload)),
         output,
         error,
@@ -91,6 +91,8 @@ pub(crate) fn run(view: &RunView, now: Timestamp, full: bool) -> RunDetail {
         started_at: run.started_at,
         updated_at: run.updated_at,
         finished_at: run.finished_at(),
+        worker: None,
+        hint: None,
     }
 }
 

@@ -34,7 +34,7 @@ pub(crate) async fn trigger(
     let bytes = body::read(&headers, body, OUTPUT_LIMIT, Length::Optional).await?;
     let (payload, options) = body::parse_trigger(&bytes)?;
     let triggered = engine.trigger_run(&environment, &task_id, payload, &options).await?;
-    Ok(Json(TriggerResponse { id: triggered.run.id.public(), is_cached: triggered.is_cached }))
+    Ok(Json(TriggerResponse { id: triggered.run.id.public(), is_cached: triggered.is_cached, hint: None }))
 }
 
 /// `GET /api/v1/runs/{id}`: a run with its payload, output or error, and what it waits on.

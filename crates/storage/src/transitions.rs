@@ -107,8 +107,12 @@ pub fn run_canceled(run: &Run, at: Timestamp) -> Option<Run> {
 }
 
 /// Whether `existing` records a different operation than one of `kind` named `name`.
+///
+/// A datetime wait is matched by its kind alone: the deadline it recorded is the truth, so code
+/// that computes its deadline from the clock (and asks for another instant on replay) resumes
+/// where it stopped, as timers are matched by their position, not their time.
 pub fn journal_diverges(existing: &JournalEntry, kind: JournalKind, name: &str) -> bool {
-    existing.kind != kind || existing.name != name
+    existing.kind != kind || (kind != JournalKind::WaitDatetime && existing.name != name)
 }
 
 /// The wait a claim resumes from: the journal's last entry, when it is a finished wait.

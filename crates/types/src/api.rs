@@ -6,7 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::run::RunStatus;
 use crate::time::Timestamp;
+use crate::waitpoint::WaitpointStatus;
 
 /// The body of `POST /api/v1/waitpoints/tokens` as a client sends it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,7 +51,7 @@ pub struct TokenItem {
     /// The callback URL.
     pub url: String,
     /// `WAITING`, `COMPLETED` or `TIMED_OUT`.
-    pub status: String,
+    pub status: WaitpointStatus,
     /// When it was completed or timed out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Timestamp>,
@@ -83,7 +85,7 @@ pub struct TokenDetail {
     /// The callback URL.
     pub url: String,
     /// `WAITING`, `COMPLETED` or `TIMED_OUT`.
-    pub status: String,
+    pub status: WaitpointStatus,
     /// The idempotency key the caller gave, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
@@ -193,6 +195,9 @@ pub struct TriggerResponse {
     pub id: String,
     /// True when an active idempotency key returned an existing run.
     pub is_cached: bool,
+    /// Something the caller should know about the run, such as that no worker serves its task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 /// A waitpoint a run waits on.
@@ -228,7 +233,7 @@ pub struct RunDetail {
     /// The task.
     pub task_id: String,
     /// `QUEUED`, `DELAYED`, `EXECUTING`, `WAITING`, `COMPLETED`, `FAILED` or `CANCELED`.
-    pub status: String,
+    pub status: RunStatus,
     /// The input.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload: Option<serde_json::Value>,
@@ -265,6 +270,23 @@ pub struct RunDetail {
     /// When it finished.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Timestamp>,
+    /// While `EXECUTING`: the worker that holds it, and when that worker last polled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<RunWorker>,
+    /// Something the caller should know about the run, such as that no worker serves its task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// The worker that holds a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunWorker {
+    /// `worker_…`.
+    pub id: String,
+    /// When it last polled (this is how the server knows it is alive); absent if it never did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen_at: Option<Timestamp>,
 }
 
 /// The worker protocol: how a worker takes runs and records what they do.
@@ -299,6 +321,13 @@ pub mod worker {
         /// suspended resume on other workers from now on.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         pub leaving: bool,
+        /// The worker process's session: an id made when it started that sorts after the
+        /// sessions of earlier starts (such as a time-ordered id). A poll with a newer session
+        /// than the worker id's last takes the worker over: the runs the older session held
+        /// move on at once, and its polls are refused (409 `worker_replaced`). Absent: the id
+        /// is the whole identity.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub session: Option<String>,
     }
 
     /// One journal entry on the wire.
@@ -307,7 +336,7 @@ pub mod worker {
     pub struct JournalEntryBody {
         /// Position.
         pub seq: u32,
-        /// `STEP`, `CREATE_TOKEN`, `WAIT_TOKEN`, `WAIT_DATETIME`, `COMPLETE_TOKEN`, `RETRIEVE_TOKEN`, `LIST_TOKENS`.
+        /// A [`JournalKind`](crate::JournalKind) name: `STEP`, `CREATE_TOKEN`, `WAIT_TOKEN`, ….
         pub kind: String,
         /// A step's name, a token's id, a datetime wait's target.
         pub name: String,
@@ -504,7 +533,7 @@ mod tests {
         let item = TokenItem {
             id: "waitpoint_c1".into(),
             url: "http://x/cb".into(),
-            status: "WAITING".into(),
+            status: WaitpointStatus::Waiting,
             completed_at: None,
             timeout_at: None,
             completed_after: None,

@@ -22,15 +22,19 @@ const MAX_ID_LEN: usize = 64;
 
 /// A string that is not a valid id of the expected kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {kind} id {value:?}: expected {prefix} followed by lowercase letters and digits")]
+#[error("invalid {kind} id {value:?}: expected {prefix} followed by lowercase letters{also} and digits")]
 pub struct InvalidId {
     kind: &'static str,
     prefix: &'static str,
+    also: &'static str,
     value: String,
 }
 
 macro_rules! prefixed_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal) => {
+        prefixed_id!($(#[$doc])* $name, $prefix, $kind, b"", "");
+    };
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal, $also:literal, $also_text:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name(String);
@@ -44,9 +48,14 @@ macro_rules! prefixed_id {
                 let bare = value.strip_prefix(Self::PREFIX).unwrap_or(value);
                 if bare.is_empty()
                     || bare.len() > MAX_ID_LEN
-                    || !bare.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+                    || !bare.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || $also.contains(&b))
                 {
-                    return Err(InvalidId { kind: $kind, prefix: Self::PREFIX, value: value.to_owned() });
+                    return Err(InvalidId {
+                        kind: $kind,
+                        prefix: Self::PREFIX,
+                        also: $also_text,
+                        value: value.to_owned(),
+                    });
                 }
                 Ok(Self(bare.to_owned()))
             }
@@ -102,10 +111,14 @@ prefixed_id!(
 );
 
 prefixed_id!(
-    /// Identifies a worker process for as long as it runs. Public form `worker_<internal id>`.
+    /// Identifies a worker: a process for as long as it runs, or an instance its operator
+    /// named (lowercase letters, digits and `-`), which keeps its id across restarts. Public
+    /// form `worker_<id>`.
     WorkerId,
     "worker_",
-    "worker"
+    "worker",
+    b"-",
+    ", '-'"
 );
 
 /// Makes time-ordered internal ids.

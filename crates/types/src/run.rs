@@ -20,8 +20,9 @@ use std::fmt;
 use crate::id::{EnvironmentId, RunId, WaitpointId, WorkerId};
 use crate::time::Timestamp;
 
-/// A run's status as the API reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A run's status as the API reports it (`QUEUED`, … on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RunStatus {
     /// Waiting for a worker.
     Queued,
@@ -217,11 +218,15 @@ pub enum JournalKind {
     RetrieveToken,
     /// A page of tokens listed by the run.
     ListTokens,
+    /// The time, read once by the run (`ctx.now()`): on replay the same instant.
+    Now,
+    /// A random value made by the run (`ctx.random()`, `ctx.uuid()`): on replay the same value.
+    Random,
 }
 
 impl JournalKind {
     /// Every kind.
-    pub const ALL: [JournalKind; 7] = [
+    pub const ALL: [JournalKind; 9] = [
         Self::Step,
         Self::CreateToken,
         Self::WaitToken,
@@ -229,9 +234,12 @@ impl JournalKind {
         Self::CompleteToken,
         Self::RetrieveToken,
         Self::ListTokens,
+        Self::Now,
+        Self::Random,
     ];
 
-    /// `STEP`, `CREATE_TOKEN`, `WAIT_TOKEN`, `WAIT_DATETIME`, `COMPLETE_TOKEN`, `RETRIEVE_TOKEN`, `LIST_TOKENS`.
+    /// `STEP`, `CREATE_TOKEN`, `WAIT_TOKEN`, `WAIT_DATETIME`, `COMPLETE_TOKEN`, `RETRIEVE_TOKEN`,
+    /// `LIST_TOKENS`, `NOW`, `RANDOM`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Step => "STEP",
@@ -241,6 +249,8 @@ impl JournalKind {
             Self::CompleteToken => "COMPLETE_TOKEN",
             Self::RetrieveToken => "RETRIEVE_TOKEN",
             Self::ListTokens => "LIST_TOKENS",
+            Self::Now => "NOW",
+            Self::Random => "RANDOM",
         }
     }
 

@@ -24,8 +24,9 @@ pub const APPLICATION_JSON: &str = "application/json";
 /// The error `code` a timed-out token reports, as Trigger.dev's SDK expects.
 pub const TIMEOUT_ERROR_CODE: &str = "TRIGGER_WAITPOINT_TIMEOUT";
 
-/// A waitpoint's status as the API reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A waitpoint's status as the API reports it (`WAITING`, … on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum WaitpointStatus {
     /// Not completed yet and not timed out.
     Waiting,

@@ -19,7 +19,9 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use waitpoint_sdk::{Client, Context, CreateTokenRequest, Task, TaskError, WaitResult, Worker, WorkerConfig};
+use waitpoint_sdk::{
+    Client, Context, CreateTokenRequest, RunStatus, Task, TaskError, WaitResult, Worker, WorkerConfig,
+};
 
 /// What the approver sends.
 #[derive(Debug, Serialize, Deserialize)]
@@ -84,20 +86,20 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("Triggered {run}");
     let run = loop {
         let detail = client.retrieve_run(&run).await?;
-        if auto_approve && detail.status == "WAITING" {
+        if auto_approve && detail.status == RunStatus::Waiting {
             let token = &detail.waiting_on[0].id;
             tokio::time::sleep(Duration::from_secs(1)).await;
             client.complete_token(token, &json!({ "status": "approved" })).await?;
         }
-        if matches!(detail.status.as_str(), "COMPLETED" | "FAILED" | "CANCELED") {
+        if detail.status.is_final() {
             break detail;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let _ = stop.send(());
     worker.await??;
-    match (run.status.as_str(), run.output) {
-        ("COMPLETED", Some(output)) => println!("{output}"),
+    match (run.status, run.output) {
+        (RunStatus::Completed, Some(output)) => println!("{output}"),
         (status, _) => bail!("the run ended {status}: {:?}", run.error),
     }
     Ok(())

@@ -17,7 +17,7 @@ use axum::Json;
 use axum::routing::post;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use waitpoint_sdk::{Client, Context, CreateTokenRequest, Task, TaskError, Worker, WorkerConfig};
+use waitpoint_sdk::{Client, Context, CreateTokenRequest, RunStatus, Task, TaskError, Worker, WorkerConfig};
 
 /// What the stand-in service is asked for.
 #[derive(Debug, Serialize, Deserialize)]
@@ -98,15 +98,15 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("Triggered {run}");
     let run = loop {
         let detail = client.retrieve_run(&run).await?;
-        if matches!(detail.status.as_str(), "COMPLETED" | "FAILED" | "CANCELED") {
+        if detail.status.is_final() {
             break detail;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let _ = stop.send(());
     worker.await??;
-    match (run.status.as_str(), run.output) {
-        ("COMPLETED", Some(output)) => println!("{output}"),
+    match (run.status, run.output) {
+        (RunStatus::Completed, Some(output)) => println!("{output}"),
         (status, _) => bail!("the run ended {status}: {:?}", run.error),
     }
     Ok(())

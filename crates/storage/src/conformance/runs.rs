@@ -480,7 +480,38 @@ pub async fn datetime_waits_complete_at_their_deadline(db: &dyn TestDatabase) {
     assert_eq!(done.state, WaitpointState::Completed { at: at(60_001), via: CompletedVia::Datetime, output: None });
     assert_eq!(resumed.queued, std::slice::from_ref(&held.id));
     let journal = store.run_journal(&held.id).await.unwrap();
-    assert_eq!(journal, [entry(0, JournalKind::WaitDatetime, "for 60s", Some(r#"{"ok":true,"output":null}"#))]);
+    let recorded = entry(0, JournalKind::WaitDatetime, "for 60s", Some(r#"{"ok":true,"output":null}"#));
+    assert_eq!(journal, [recorded.clone()]);
+
+    // On replay the code may ask for another instant (a deadline computed from the clock): the
+    // datetime wait at that position is the one recorded, whatever instant it names now.
+    let replaying = claim_one(&*store, &env, &me, "t", at(60_002)).await.run;
+    let mut later = waitpoint(&ids, &env, at(60_002));
+    later.kind = WaitpointKind::Datetime;
+    later.timeout_at = Some(at(120_002));
+    let op = RunWait {
+        run: replaying.id.clone(),
+        environment_id: env.id.clone(),
+        epoch: replaying.epoch,
+        seq: 0,
+        kind: JournalKind::WaitDatetime,
+        name: "until 1970-01-01T00:02:00.002Z".into(),
+        waitpoint: later.id.clone(),
+        create: Some(later.clone()),
+        at: at(60_002),
+    };
+    assert_eq!(write_one(&*store, WriteOp::RunWait(op)).await, WriteOutcome::Recorded(recorded));
+    assert!(store.waitpoint_get(&later.id).await.is_err(), "no second datetime waitpoint is made");
+    let step = RunRecord {
+        run: replaying.id.clone(),
+        environment_id: env.id.clone(),
+        epoch: replaying.epoch,
+        entry: entry(0, JournalKind::Step, "for 60s", Some("1")),
+    };
+    assert!(
+        matches!(write_one(&*store, WriteOp::RunRecord(step)).await, WriteOutcome::Diverged(_)),
+        "kinds still count"
+    );
 }
 
 /// Creating a token for a run records it; the same position again returns the same token and
