@@ -481,7 +481,7 @@ pub async fn datetime_waits_complete_at_their_deadline(db: &dyn TestDatabase) {
     assert_eq!(resumed.queued, std::slice::from_ref(&held.id));
     let journal = store.run_journal(&held.id).await.unwrap();
     let recorded = entry(0, JournalKind::WaitDatetime, "for 60s", Some(r#"{"ok":true,"output":null}"#));
-    assert_eq!(journal, [recorded.clone()]);
+    assert_eq!(journal, std::slice::from_ref(&recorded));
 
     // On replay the code may ask for another instant (a deadline computed from the clock): the
     // datetime wait at that position is the one recorded, whatever instant it names now.
