@@ -1,5 +1,6 @@
-//! `waitpoint serve`: open the database, make sure the dev environment exists, start the
-//! engine and serve the API until SIGINT or SIGTERM, then drain and stop.
+//! `waitpoint serve`: raise the open-file limit, open the database, make sure the dev
+//! environment exists, start the engine and serve the API until SIGINT or SIGTERM, then drain
+//! and stop.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use clap::Args;
 use tokio::net::TcpListener;
 use waitpoint_engine::environments::{DEV_ENVIRONMENT, ensure_environment};
 use waitpoint_engine::{Engine, EngineConfig, SystemClock};
+use waitpoint_server::descriptors;
 use waitpoint_types::Secret;
 use waitpoint_types::time::parse_duration;
 
@@ -60,6 +62,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if !(1..=100).contains(&args.default_max_attempts) {
         bail!("--default-max-attempts must be from 1 to 100");
     }
+    raise_descriptor_limit();
 
     let opened = args.database.open().await?;
     let (dev, created) = ensure_environment(&*opened.store, &SystemClock, DEV_ENVIRONMENT, dev_key.as_ref()).await?;
@@ -102,6 +105,22 @@ fn optional_duration(flag: &str, text: &str) -> anyhow::Result<Option<Duration>>
         return Ok(None);
     }
     parse_duration(text).map(Some).with_context(|| format!("invalid {flag}"))
+}
+
+/// Raises the open-file soft limit as far as the hard limit allows: every connection takes a
+/// descriptor, and the default connection cap is half the limit.
+fn raise_descriptor_limit() {
+    let before = descriptors::limit();
+    match descriptors::raise_limit() {
+        Ok(after) => {
+            if let (Some(before), Some(after)) = (before, after)
+                && after > before
+            {
+                tracing::info!(before, after, "raised the open-file limit");
+            }
+        }
+        Err(error) => tracing::warn!(%error, "could not raise the open-file limit"),
+    }
 }
 
 fn dev_secret_key(key: &str) -> anyhow::Result<Secret> {

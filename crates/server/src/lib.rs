@@ -15,7 +15,9 @@
 //! - `query`: parsing the list route's query string.
 //! - `present`: turning waitpoints into the API's JSON shapes.
 //! - `cors`: the CORS policy of the complete route (browsers with a public access token).
+//! - [`descriptors`]: the process's descriptor limit, and the connection cap derived from it.
 
+pub mod descriptors;
 pub mod error;
 
 mod auth;
