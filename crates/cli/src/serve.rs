@@ -93,7 +93,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         dev.api_key.expose()
     );
 
-    waitpoint_server::serve(listener, engine.clone(), shutdown_signal()).await?;
+    waitpoint_server::serve(listener, engine.clone(), shutdown_signal()).await;
     tracing::info!("stopped taking requests; finishing queued writes");
     engine.shutdown().await;
     tracing::info!("waitpoint stopped");
