@@ -1,7 +1,9 @@
-//! `waitpoint serve`: open the database, make sure the dev environment exists, start the
-//! engine and serve the API until SIGINT or SIGTERM, then drain and stop.
+//! `waitpoint serve`: raise the open-file limit, open the database, make sure the dev
+//! environment exists, start the engine and serve the API until SIGINT or SIGTERM, then drain
+//! (within the shutdown timeout) and stop.
 
 use std::io::IsTerminal;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +12,7 @@ use clap::Args;
 use tokio::net::TcpListener;
 use waitpoint_engine::environments::{DEV_ENVIRONMENT, ensure_environment};
 use waitpoint_engine::{Engine, EngineConfig, SystemClock};
+use waitpoint_server::{ServeConfig, descriptors};
 use waitpoint_types::Secret;
 use waitpoint_types::time::parse_duration;
 
@@ -40,6 +43,21 @@ pub(crate) struct ServeArgs {
     /// Use this secret key for the dev environment (tr_dev_ followed by letters and digits)
     #[arg(long, env = "WAITPOINT_DEV_SECRET_KEY", hide_env_values = true)]
     dev_secret_key: Option<String>,
+    /// Time a client has to send a request's head, from connecting or from the request's first byte
+    #[arg(long, env = "WAITPOINT_HEADER_TIMEOUT", default_value = "10s")]
+    header_timeout: String,
+    /// Time a client has to send a request's body, from the end of its head (408 after it)
+    #[arg(long, env = "WAITPOINT_BODY_TIMEOUT", default_value = "30s")]
+    body_timeout: String,
+    /// Time a kept-alive connection may stay without a new request once an answer is ready
+    #[arg(long, env = "WAITPOINT_IDLE_TIMEOUT", default_value = "60s")]
+    idle_timeout: String,
+    /// Connections served at once; more wait until one closes [default: half the open-file limit, at most 10000]
+    #[arg(long, env = "WAITPOINT_MAX_CONNECTIONS")]
+    max_connections: Option<NonZeroUsize>,
+    /// On SIGINT or SIGTERM, time the requests in flight get before their connections are closed
+    #[arg(long, env = "WAITPOINT_SHUTDOWN_TIMEOUT", default_value = "10s")]
+    shutdown_timeout: String,
     /// Log format: text or json (level from WAITPOINT_LOG or RUST_LOG, default info)
     #[arg(long, env = "WAITPOINT_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
@@ -60,6 +78,14 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if !(1..=100).contains(&args.default_max_attempts) {
         bail!("--default-max-attempts must be from 1 to 100");
     }
+    let serve_config = ServeConfig {
+        header_timeout: parse_duration(&args.header_timeout).context("invalid --header-timeout")?,
+        body_timeout: parse_duration(&args.body_timeout).context("invalid --body-timeout")?,
+        idle_timeout: parse_duration(&args.idle_timeout).context("invalid --idle-timeout")?,
+        max_connections: args.max_connections,
+        shutdown_timeout: parse_duration(&args.shutdown_timeout).context("invalid --shutdown-timeout")?,
+    };
+    raise_descriptor_limit();
 
     let opened = args.database.open().await?;
     for warning in &opened.warnings {
@@ -108,7 +134,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
          -H \"Content-Type: application/json\" -d '{{\"timeout\":\"10m\"}}'"
     );
 
-    waitpoint_server::serve(listener, engine.clone(), shutdown_signal()).await?;
+    waitpoint_server::serve_with(listener, engine.clone(), serve_config, shutdown_signal()).await;
     tracing::info!("stopped taking requests; finishing queued writes");
     engine.shutdown().await;
     tracing::info!("waitpoint stopped");
@@ -120,6 +146,22 @@ fn optional_duration(flag: &str, text: &str) -> anyhow::Result<Option<Duration>>
         return Ok(None);
     }
     parse_duration(text).map(Some).with_context(|| format!("invalid {flag}"))
+}
+
+/// Raises the open-file soft limit as far as the hard limit allows: every connection takes a
+/// descriptor, and the default connection cap is half the limit.
+fn raise_descriptor_limit() {
+    let before = descriptors::limit();
+    match descriptors::raise_limit() {
+        Ok(after) => {
+            if let (Some(before), Some(after)) = (before, after)
+                && after > before
+            {
+                tracing::info!(before, after, "raised the open-file limit");
+            }
+        }
+        Err(error) => tracing::warn!(%error, "could not raise the open-file limit"),
+    }
 }
 
 fn dev_secret_key(key: &str) -> anyhow::Result<Secret> {

@@ -201,8 +201,10 @@ async fn bad_settings_stop_the_server_with_a_clear_message() {
             .output()
             .unwrap()
     };
-    let cases: [(&[&str], &str, &str); 5] = [
+    let cases: [(&[&str], &str, &str); 7] = [
         (&["--default-timeout", "ten minutes"], KEY, "--default-timeout"),
+        (&["--header-timeout", "0s"], KEY, "invalid --header-timeout"),
+        (&["--max-connections", "0"], KEY, "--max-connections"),
         (&["--database", "mysql://x"], KEY, "unsupported --database scheme \"mysql\""),
         (&["--database", "host=db password=hunter2"], KEY, "not shown: it may hold a password"),
         (&[], "not-a-key", "WAITPOINT_DEV_SECRET_KEY"),
@@ -271,4 +273,38 @@ async fn an_open_data_directory_is_warned_about() {
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
     let (_, logged) = first_words(&data);
     assert!(logged.contains("open to other users (mode 755)") && logged.contains("chmod 700"), "{logged}");
+}
+
+/// Regression: a server started under a low open-file limit kept it (and ran out of
+/// descriptors), and one half-sent request kept SIGTERM from stopping it for over 40 s.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn serve_raises_its_open_file_limit_and_stops_on_time_despite_a_half_sent_request() {
+    use std::io::Write;
+
+    let database = Database::sqlite();
+    let mut through_shell = Command::new("sh");
+    through_shell.args(["-c", r#"ulimit -Sn 256 && exec "$0" "$@""#, BIN]);
+    let extra = ["--listen", "127.0.0.1:0", "--shutdown-timeout", "1s"];
+    let server = Server::start_through(through_shell, &database, &extra);
+
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
+    let open_files: Vec<&str> =
+        limits.lines().find(|l| l.starts_with("Max open files")).unwrap().split_whitespace().collect();
+    let (soft, hard) = (open_files[3], open_files[4]);
+    assert_eq!(soft, hard, "{limits}");
+
+    let address = server.api_url.trim_start_matches("http://");
+    let mut half_sent = std::net::TcpStream::connect(address).unwrap();
+    let head = format!(
+        "POST /api/v1/waitpoints/tokens HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"timeout\": "
+    );
+    half_sent.write_all(head.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+
+    let started = Instant::now();
+    assert_eq!(server.terminate(), Some(0));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "stopping took {took:?} with a shutdown timeout of 1 s");
 }

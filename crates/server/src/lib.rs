@@ -1,10 +1,11 @@
 //! waitpoint's HTTP API: waitpoint tokens (wire-compatible with Trigger.dev's API), task runs,
 //! and the protocol workers use.
 //!
-//! [`app`] builds the router over an [`Engine`]; [`serve`] runs it on a listener until a
-//! shutdown signal. Handlers only translate: HTTP in (credentials, bodies, query strings),
-//! engine call, JSON out. Every failure leaves as [`ApiError`]: a stable status code and a
-//! body `{"error": "..."}` that tells the caller what to fix.
+//! [`app`] builds the router over an [`Engine`]; [`serve_with`] runs it on a listener until a
+//! shutdown signal, within the limits of a [`ServeConfig`] ([`serve`]: the default limits).
+//! Handlers only translate: HTTP in (credentials, bodies, query strings), engine call, JSON out.
+//! Every failure leaves as [`ApiError`]: a stable status code and a body `{"error": "..."}`
+//! that tells the caller what to fix.
 //!
 //! # Layout
 //! - [`error`]: [`ApiError`] and the mapping from engine errors to status codes.
@@ -17,12 +18,19 @@
 //! - `query`: parsing the list route's query string.
 //! - `present`: turning waitpoints into the API's JSON shapes.
 //! - `cors`: the CORS policy of the complete route (browsers with a public access token).
+//! - `listener`: taking connections, at most so many at once, and shutting down within a
+//!   deadline.
+//! - `connection`: serving one connection, with the time its client has to send.
+//! - [`descriptors`]: the process's descriptor limit, and the connection cap derived from it.
 
+pub mod descriptors;
 pub mod error;
 
 mod auth;
 mod body;
+mod connection;
 mod cors;
+mod listener;
 mod present;
 mod query;
 mod runs;
@@ -36,12 +44,12 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 use waitpoint_engine::Engine;
 
 pub use crate::error::ApiError;
+pub use crate::listener::ServeConfig;
 
 /// The router of the whole API over `engine`.
 pub fn app(engine: Engine) -> Router {
@@ -68,19 +76,22 @@ pub fn app(engine: Engine) -> Router {
         .with_state(engine)
 }
 
-/// Serves [`app`] on `listener` until `shutdown` completes, then finishes the requests in
-/// flight and returns. The engine is not shut down: that is the caller's next step.
-pub async fn serve(
+/// [`serve_with`] with the default [`ServeConfig`].
+pub async fn serve(listener: TcpListener, engine: Engine, shutdown: impl Future<Output = ()>) {
+    serve_with(listener, engine, ServeConfig::default(), shutdown).await;
+}
+
+/// Serves [`app`] on `listener` within the limits of `config` until `shutdown` completes; then
+/// stops accepting, lets the requests in flight be answered for up to
+/// [`ServeConfig::shutdown_timeout`], closes the connections still open, and returns. The
+/// engine is not shut down: that is the caller's next step.
+pub async fn serve_with(
     listener: TcpListener,
     engine: Engine,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let listener = listener.tap_io(|stream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "could not set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app(engine)).with_graceful_shutdown(shutdown).await
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    listener::serve(listener, app(engine), config, shutdown).await;
 }
 
 /// `GET /healthz`: 200 while the server takes requests.

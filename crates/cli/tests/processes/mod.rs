@@ -54,7 +54,13 @@ impl Server {
 
     /// Starts a server with these extra arguments (they must include `--listen`).
     pub fn start_with(database: &Database, extra: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
+        Self::start_through(Command::new(BIN), database, extra)
+    }
+
+    /// As [`Server::start_with`], through `command`: the binary itself, or a program that runs
+    /// the command line it is given after it (such as a shell that sets limits first).
+    pub fn start_through(mut command: Command, database: &Database, extra: &[&str]) -> Self {
+        let mut child = command
             .arg("serve")
             .args(extra)
             .args(database.args())
@@ -72,6 +78,11 @@ impl Server {
         }
         let api_url = banner[0].split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_owned();
         Self { child, _stdout: stdout, api_url, banner }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn client(&self) -> Client {
