@@ -32,6 +32,10 @@ pub enum EngineError {
     /// recorded. (HTTP 409, code `journal_mismatch`)
     #[error("{0}")]
     JournalMismatch(String),
+    /// A worker's poll from a process that another one, restarted under the same worker id,
+    /// took over: the older process must stop. (HTTP 409, code `worker_replaced`)
+    #[error("{0}")]
+    WorkerReplaced(String),
     /// Storage failed; nothing was acknowledged. Details are logged, not shown. (HTTP 500)
     #[error("storage failed: {0}")]
     Storage(String),

@@ -13,7 +13,9 @@
 //! - [`environments`]: creating and re-keying environments.
 //! - `tokens`: the token operations and their validation.
 //! - `pages`: keyset pages of the token and run lists.
-//! - `runs`: task runs and the worker protocol (claims, journal, waits, attempts).
+//! - `runs`: task runs, and the worker protocol's calls about a run (journal, waits, attempts).
+//! - `workers`: workers' polls (claims, sessions, liveness, the tasks they serve), the runs
+//!   handed to them, and the release of stopped workers' runs.
 //! - `validate`: checks shared by tokens and runs (tags, idempotency keys).
 //! - `writer`: group commit of writes.
 //! - `timeouts`: the durable timeout loop.
@@ -27,6 +29,7 @@ mod runs;
 mod timeouts;
 mod tokens;
 mod validate;
+mod workers;
 mod writer;
 
 use std::collections::HashMap;
@@ -37,7 +40,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinHandle;
 use waitpoint_storage::{Resumed, StorageError, Store};
-use waitpoint_types::{Environment, EnvironmentId, IdGenerator, Timestamp, Waitpoint, WorkerId};
+use waitpoint_types::{Environment, EnvironmentId, IdGenerator, Timestamp, Waitpoint};
 
 pub use crate::auth::Principal;
 pub use crate::error::{EngineError, Result};
@@ -108,10 +111,8 @@ pub(crate) struct Inner {
     /// The timeout loop's next wake-up (ms); `i64::MAX` while it is being worked out.
     pub(crate) next_timer_wake: AtomicI64,
     events: broadcast::Sender<Waitpoint>,
-    /// When this node last recorded each worker as alive (to write that at most every so often).
-    pub(crate) workers_seen: Mutex<HashMap<WorkerKey, Timestamp>>,
-    /// Resumed runs handed to workers, waiting for the workers' next poll on this node.
-    pub(crate) mailboxes: Mutex<HashMap<WorkerKey, Mailbox>>,
+    /// What this node knows of workers, and the runs handed to them.
+    pub(crate) workers: workers::Workers,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -133,13 +134,12 @@ impl Engine {
             timer_wake: Notify::new(),
             next_timer_wake: AtomicI64::new(i64::MAX),
             events: broadcast::channel(EVENT_BUFFER).0,
-            workers_seen: Mutex::new(HashMap::new()),
-            mailboxes: Mutex::new(HashMap::new()),
+            workers: workers::Workers::default(),
             shutdown,
             tasks: Mutex::new(Vec::new()),
         });
         tasks.push(tokio::spawn(timeouts::run(inner.clone(), stop.clone())));
-        tasks.push(tokio::spawn(runs::release_loop(inner.clone(), stop)));
+        tasks.push(tokio::spawn(workers::release_loop(inner.clone(), stop)));
         *inner.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
         Self { inner }
     }
@@ -220,10 +220,7 @@ impl Inner {
         for claim in resumed.handed {
             if let waitpoint_types::RunState::Executing { worker } = &claim.run.state {
                 let key = (claim.run.environment_id.clone(), worker.clone());
-                let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
-                let mailbox = mailboxes.entry(key).or_default();
-                mailbox.claims.push(claim);
-                mailbox.notify.notify_one();
+                self.workers.hand(key, claim);
             }
         }
         // No subscribers is fine.
@@ -271,17 +268,6 @@ impl Inner {
             Err(error) => Err(error.into()),
         }
     }
-}
-
-/// A worker as the engine knows it: its environment and its id. The same id in another
-/// environment is another worker.
-pub(crate) type WorkerKey = (EnvironmentId, WorkerId);
-
-/// The runs handed to one worker that its polls have not picked up yet.
-#[derive(Debug, Default)]
-pub(crate) struct Mailbox {
-    pub(crate) claims: Vec<waitpoint_storage::Claim>,
-    pub(crate) notify: Arc<Notify>,
 }
 
 /// Environments recently looked up, by secret key and by id.

@@ -1,18 +1,15 @@
-//! Task runs: trigger, retrieve, list and cancel them; and the worker protocol, through which
-//! workers take runs, record what their code does, suspend on waitpoints and end attempts.
+//! Task runs: trigger, retrieve, list and cancel them; and the worker protocol's calls about a
+//! run a worker holds: record what its code does, create tokens, suspend on waitpoints, end
+//! attempts. (How workers take runs is in `workers`.)
 //!
 //! A run that waits on a pending waitpoint is suspended: it holds no worker slot and nothing
 //! in any process needs to stay alive for it. The waitpoint's finish resumes it in the same
 //! transaction (see `Store::write_batch`), which also wakes this node's polling workers.
 
-use std::pin::pin;
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use waitpoint_storage::{
-    Claim, RunClaim, RunCreateToken, RunFinish, RunListQuery, RunOutcome, RunRecord, RunWait, RunsRelease,
-    StorageError, WorkerSeen, WriteOp, WriteOutcome,
+    RunCreateToken, RunFinish, RunListQuery, RunOutcome, RunRecord, RunWait, StorageError, WriteOp, WriteOutcome,
 };
 use waitpoint_types::api::worker::WaitFor;
 use waitpoint_types::api::{CreateTokenRequest, TriggerOptions};
@@ -24,18 +21,12 @@ use waitpoint_types::{
 use crate::error::{EngineError, Result};
 use crate::pages::ListPage;
 use crate::tokens::{CreatedToken, parse_deadline};
-use crate::{Engine, Inner, WorkerKey, validate};
+use crate::{Engine, validate};
 
 /// The most attempts a trigger may ask for.
 pub const MAX_ATTEMPTS: u32 = 100;
-/// The longest a poll is held when there is nothing to take.
-pub const MAX_POLL_WAIT: Duration = Duration::from_secs(30);
-/// How often a held poll looks at storage even without a wake-up (runs made by other nodes).
-const POLL_RECHECK: Duration = Duration::from_secs(1);
 /// The longest task id.
 const MAX_TASK_ID_LEN: usize = 128;
-/// The most slots one poll may ask for, per task.
-const MAX_SLOTS: u32 = 10_000;
 
 /// A triggered run.
 #[derive(Debug, Clone)]
@@ -44,15 +35,29 @@ pub struct TriggeredRun {
     pub run: Run,
     /// True when an active idempotency key returned an existing run.
     pub is_cached: bool,
+    /// What the caller should know, such as that no worker serves the task.
+    pub hint: Option<String>,
 }
 
-/// A run and the waitpoint it waits on, if it waits.
+/// A run, the waitpoint it waits on if it waits, the worker that holds it if one does, and
+/// what its reader should know.
 #[derive(Debug, Clone)]
 pub struct RunView {
     /// The run.
     pub run: Run,
     /// While it waits: what on.
     pub waiting_on: Option<Waitpoint>,
+    /// While it executes: the worker, and when that worker last polled.
+    pub held_by: Option<(WorkerId, Option<Timestamp>)>,
+    /// Such as that no worker serves the task of a queued run.
+    pub hint: Option<String>,
+}
+
+impl RunView {
+    /// A run as it is, without looking anything else up.
+    pub fn of(run: Run) -> Self {
+        Self { run, waiting_on: None, held_by: None, hint: None }
+    }
 }
 
 /// A list request for runs: filters (combined with AND) and a page.
@@ -109,7 +114,7 @@ fn journal_position(run: &RunId, seq: u32) -> Result<()> {
     Ok(())
 }
 
-fn parse_run_id(id: &str) -> Result<RunId> {
+pub(crate) fn parse_run_id(id: &str) -> Result<RunId> {
     RunId::parse(id).map_err(|error| EngineError::Invalid(error.to_string()))
 }
 
@@ -212,9 +217,10 @@ impl Engine {
         match inner.writer.write(WriteOp::RunCreate(run)).await? {
             WriteOutcome::RunCreated(run) => {
                 inner.runs_ready.notify_waiters();
-                Ok(TriggeredRun { run, is_cached: false })
+                let hint = self.unserved_hint(environment, task_id).await?;
+                Ok(TriggeredRun { run, is_cached: false, hint })
             }
-            WriteOutcome::RunExisting(run) => Ok(TriggeredRun { run, is_cached: true }),
+            WriteOutcome::RunExisting(run) => Ok(TriggeredRun { run, is_cached: true, hint: None }),
             other => Err(EngineError::Storage(format!("unexpected outcome of a trigger: {other:?}"))),
         }
     }
@@ -230,7 +236,18 @@ impl Engine {
             },
             _ => None,
         };
-        Ok(RunView { run, waiting_on })
+        let held_by = match &run.state {
+            RunState::Executing { worker } => {
+                let last_seen = self.inner.store.worker_last_seen(&environment.id, worker).await?;
+                Some((worker.clone(), last_seen))
+            }
+            _ => None,
+        };
+        let hint = match run.status(self.inner.clock.now()) {
+            RunStatus::Queued => self.unserved_hint(environment, &run.task_id).await?,
+            _ => None,
+        };
+        Ok(RunView { run, waiting_on, held_by, hint })
     }
 
     async fn owned_run(&self, environment: &Environment, id: &RunId) -> Result<Run> {
@@ -272,96 +289,6 @@ impl Engine {
             WriteOutcome::RunFinished(run) | WriteOutcome::RunUnchanged(run) => Ok(run),
             WriteOutcome::NotFound => Err(run_not_found()),
             other => Err(EngineError::Storage(format!("unexpected outcome of a cancel: {other:?}"))),
-        }
-    }
-
-    /// A worker's poll: records that it is alive, gives back the runs it holds without knowing
-    /// (those not in `holding`), then hands it up to `slots` queued runs per task, waiting up
-    /// to `wait` for some to become available.
-    pub async fn poll_runs(
-        &self,
-        environment: &Environment,
-        worker: &str,
-        tasks: &[(String, u32)],
-        holding: &[String],
-        wait: Duration,
-        leaving: bool,
-    ) -> Result<Vec<Claim>> {
-        let inner = &self.inner;
-        let worker = WorkerId::parse(worker).map_err(|error| EngineError::Invalid(error.to_string()))?;
-        for (task, slots) in tasks {
-            validate_task_id(task)?;
-            if *slots > MAX_SLOTS {
-                return Err(EngineError::Invalid(format!("slots must be at most {MAX_SLOTS}, got {slots}")));
-            }
-        }
-        let holding = holding.iter().map(|id| parse_run_id(id)).collect::<Result<Vec<RunId>>>()?;
-        if leaving {
-            return inner.worker_left(environment, &worker, holding).await.map(|()| Vec::new());
-        }
-        inner.worker_seen(environment, &worker).await?;
-        let wanted: Vec<(String, usize)> =
-            tasks.iter().filter(|(_, slots)| *slots > 0).map(|(task, slots)| (task.clone(), *slots as usize)).collect();
-        let task_ids: Vec<String> = wanted.iter().map(|(task, _)| task.clone()).collect();
-        let deadline = inner.clock.now().saturating_add(wait.min(MAX_POLL_WAIT));
-        let key: WorkerKey = (environment.id.clone(), worker);
-        let worker = &key.1;
-        let mail = inner.mailbox(&key);
-        // Every claim also gives back what the worker does not hold (such as a run handed to it
-        // through another node, which the same claim then hands over again); the first is made
-        // even when the worker has no free slot.
-        let mut first = true;
-        loop {
-            let mut ready = pin!(inner.runs_ready.notified());
-            ready.as_mut().enable();
-            let mut delivered = pin!(mail.notified());
-            delivered.as_mut().enable();
-            let now = inner.clock.now();
-            let mut claims = inner.take_mail(&key);
-            if first || !wanted.is_empty() {
-                // Runs handed to the worker since its last poll count as held: it is about to
-                // get them.
-                let holding = holding.iter().cloned().chain(claims.iter().map(|c| c.run.id.clone())).collect();
-                let claim = RunClaim {
-                    environment_id: environment.id.clone(),
-                    worker: worker.clone(),
-                    tasks: if claims.is_empty() { wanted.clone() } else { Vec::new() },
-                    now,
-                    alive_since: now.saturating_sub(inner.config.worker_timeout),
-                    sticky_for: inner.config.sticky_for,
-                    holding,
-                };
-                if first || claims.is_empty() {
-                    first = false;
-                    match inner.writer.write(WriteOp::RunClaim(claim)).await? {
-                        WriteOutcome::Claimed { claims: claimed, released } => {
-                            claims.extend(claimed);
-                            if !released.is_empty() {
-                                inner.runs_ready.notify_waiters();
-                            }
-                        }
-                        other => return Err(EngineError::Storage(format!("unexpected outcome of a claim: {other:?}"))),
-                    }
-                }
-            }
-            if !claims.is_empty() {
-                return Ok(claims);
-            }
-            if now >= deadline {
-                return Ok(Vec::new());
-            }
-            let next = if task_ids.is_empty() {
-                None
-            } else {
-                inner.store.run_next_available(&environment.id, &task_ids, now).await?
-            };
-            // Sticky runs become free to others after a while, and other nodes do not wake us.
-            let wake = deadline.min(now.saturating_add(POLL_RECHECK)).min(next.unwrap_or(deadline));
-            tokio::select! {
-                _ = ready => {}
-                _ = delivered => {}
-                _ = inner.clock.sleep_until(wake) => {}
-            }
         }
     }
 
@@ -592,95 +519,4 @@ fn waitpoint_name(kind: JournalKind, waitpoint: &WaitpointId, wait_for: &WaitFor
         (JournalKind::WaitDatetime, WaitFor::Datetime { name, .. } | WaitFor::Duration { name, .. }) => name.clone(),
         _ => waitpoint.public(),
     }
-}
-
-impl Inner {
-    /// The wake-up of `worker`'s mailbox on this node.
-    fn mailbox(&self, worker: &WorkerKey) -> Arc<Notify> {
-        let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
-        mailboxes.entry(worker.clone()).or_default().notify.clone()
-    }
-
-    /// The runs handed to `worker` that it has not picked up.
-    fn take_mail(&self, worker: &WorkerKey) -> Vec<Claim> {
-        let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
-        mailboxes.get_mut(worker).map(|mailbox| std::mem::take(&mut mailbox.claims)).unwrap_or_default()
-    }
-
-    /// `worker` stops: gives back what it holds (beyond `holding`), forgets it, and drops what
-    /// was handed to it here (those runs are released with the rest).
-    async fn worker_left(&self, environment: &Environment, worker: &WorkerId, holding: Vec<RunId>) -> Result<()> {
-        let now = self.clock.now();
-        let release = RunClaim {
-            environment_id: environment.id.clone(),
-            worker: worker.clone(),
-            tasks: Vec::new(),
-            now,
-            alive_since: now,
-            sticky_for: self.config.sticky_for,
-            holding,
-        };
-        let left = WriteOp::WorkerLeft { environment_id: environment.id.clone(), worker: worker.clone() };
-        self.writer.write(left).await?;
-        self.writer.write(WriteOp::RunClaim(release)).await?;
-        let key = (environment.id.clone(), worker.clone());
-        self.workers_seen.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-        self.mailboxes.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-        self.runs_ready.notify_waiters();
-        Ok(())
-    }
-
-    /// Records that `worker` is alive, at most every quarter of the worker timeout.
-    pub(crate) async fn worker_seen(&self, environment: &Environment, worker: &WorkerId) -> Result<()> {
-        let now = self.clock.now();
-        let every = self.config.worker_timeout / 4;
-        {
-            let mut seen = self.workers_seen.lock().unwrap_or_else(|p| p.into_inner());
-            let key = (environment.id.clone(), worker.clone());
-            match seen.get(&key) {
-                Some(last) if now.duration_since(*last) < every && *last <= now => return Ok(()),
-                _ => {
-                    seen.insert(key, now);
-                }
-            }
-        }
-        let op = WorkerSeen { worker: worker.clone(), environment_id: environment.id.clone(), at: now };
-        self.writer.write(WriteOp::WorkerSeen(op)).await?;
-        Ok(())
-    }
-}
-
-/// Gives back the runs of workers that stopped, every quarter of the worker timeout, until
-/// `shutdown` turns true.
-pub(crate) async fn release_loop(inner: std::sync::Arc<Inner>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let every = inner.config.worker_timeout / 4;
-    loop {
-        let now = inner.clock.now();
-        let release = RunsRelease { alive_since: now.saturating_sub(inner.config.worker_timeout), now };
-        match inner.writer.write(WriteOp::RunsRelease(release)).await {
-            Ok(WriteOutcome::Released(released)) if !released.is_empty() => {
-                tracing::info!(runs = released.len(), "released the runs of stopped workers");
-                inner.runs_ready.notify_waiters();
-            }
-            Ok(_) => {}
-            Err(EngineError::ShuttingDown) => return,
-            Err(error) => tracing::error!(%error, "releasing the runs of stopped workers failed"),
-        }
-        forget_old_workers(&inner, now);
-        tokio::select! {
-            _ = inner.clock.sleep_until(now.saturating_add(every)) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        }
-    }
-}
-
-/// Drops what this node keeps about workers not seen for a while (their throttle entries and
-/// mailboxes; runs in those mailboxes are released with the rest of the worker's), so the maps
-/// stay small.
-fn forget_old_workers(inner: &Inner, now: Timestamp) {
-    let horizon = now.saturating_sub(inner.config.worker_timeout);
-    let mut seen = inner.workers_seen.lock().unwrap_or_else(|p| p.into_inner());
-    seen.retain(|_, last| *last >= horizon);
-    let mut mailboxes = inner.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
-    mailboxes.retain(|worker, _| seen.contains_key(worker));
 }

@@ -8,7 +8,7 @@ use tempfile::TempDir;
 use waitpoint_clock::ManualClock;
 use waitpoint_engine::environments::create_environment;
 use waitpoint_engine::{Engine, EngineConfig, EngineError, ListRuns, Principal};
-use waitpoint_types::api::worker::WaitFor;
+use waitpoint_types::api::worker::{PollRequest, TaskSlots, WaitFor};
 use waitpoint_types::api::{CreateTokenRequest, TriggerOptions};
 use waitpoint_types::{
     Environment, IdGenerator, JournalEntry, JournalKind, Output, RunError, RunState, RunStatus, Timestamp, WorkerId,
@@ -44,7 +44,7 @@ impl Harness {
 
     /// Polls without waiting.
     async fn poll(&self, worker: &str, task: &str, slots: u32) -> Vec<waitpoint_storage::Claim> {
-        self.engine.poll_runs(&self.dev, worker, &[(task.to_owned(), slots)], &[], Duration::ZERO, false).await.unwrap()
+        self.engine.poll_runs(&self.dev, worker, &poll(&[(task, slots)], &[], 0)).await.unwrap()
     }
 
     async fn status(&self, run: &str) -> RunStatus {
@@ -60,6 +60,18 @@ trait Now {
 impl Now for ManualClock {
     fn now_for_tests(&self) -> Timestamp {
         waitpoint_engine::Clock::now(self)
+    }
+}
+
+/// A poll of `tasks` (with their free slots) by a worker executing `holding`, held up to
+/// `wait_ms`.
+fn poll(tasks: &[(&str, u32)], holding: &[String], wait_ms: u64) -> PollRequest {
+    PollRequest {
+        tasks: tasks.iter().map(|(id, slots)| TaskSlots { id: (*id).to_owned(), slots: *slots }).collect(),
+        wait_ms,
+        holding: holding.to_vec(),
+        leaving: false,
+        session: None,
     }
 }
 
@@ -121,12 +133,9 @@ async fn a_wait_suspends_the_run_and_the_token_completion_resumes_it_on_its_work
     // The worker polls; the completion wakes its poll, which hands the run back with the result.
     let poll = {
         let (engine, dev, worker) = (h.engine.clone(), h.dev.clone(), worker.clone());
-        tokio::spawn(async move {
-            engine
-                .poll_runs(&dev, &worker, &[("approval".into(), 1)], &[], Duration::from_secs(30), false)
-                .await
-                .unwrap()
-        })
+        tokio::spawn(
+            async move { engine.poll_runs(&dev, &worker, &poll(&[("approval", 1)], &[], 30_000)).await.unwrap() },
+        )
     };
     tokio::task::yield_now().await;
     let principal = Principal::SecretKey(h.dev.clone());
@@ -221,9 +230,7 @@ async fn a_delayed_trigger_waits_and_a_poll_sleeps_until_it_is_due() {
     assert_eq!(h.status(&id).await, RunStatus::Delayed);
     let poll = {
         let (engine, dev, worker) = (h.engine.clone(), h.dev.clone(), h.worker());
-        tokio::spawn(async move {
-            engine.poll_runs(&dev, &worker, &[("later".into(), 1)], &[], Duration::from_secs(30), false).await
-        })
+        tokio::spawn(async move { engine.poll_runs(&dev, &worker, &poll(&[("later", 1)], &[], 30_000)).await })
     };
     tokio::task::yield_now().await;
     h.clock.advance(Duration::from_secs(600));
@@ -308,7 +315,10 @@ async fn another_environments_poll_with_the_same_worker_id_sees_and_changes_noth
 
     let foreign_poll = |leaving: bool| {
         let (engine, prod, worker) = (h.engine.clone(), prod.clone(), worker.clone());
-        async move { engine.poll_runs(&prod, &worker, &[], &[], Duration::ZERO, leaving).await.unwrap() }
+        async move {
+            let request = PollRequest { leaving, ..poll(&[], &[], 0) };
+            engine.poll_runs(&prod, &worker, &request).await.unwrap()
+        }
     };
     assert!(foreign_poll(false).await.is_empty());
     assert_eq!(h.status(&executing).await, RunStatus::Executing, "the other environment's poll released the run");
@@ -325,7 +335,7 @@ async fn another_environments_poll_with_the_same_worker_id_sees_and_changes_noth
     assert_eq!(h.status(&parked).await, RunStatus::Executing);
 
     let holding = [executing.clone()];
-    let claims = h.engine.poll_runs(&h.dev, &worker, &[], &holding, Duration::ZERO, false).await.unwrap();
+    let claims = h.engine.poll_runs(&h.dev, &worker, &poll(&[], &holding, 0)).await.unwrap();
     assert_eq!(claims.iter().map(|c| c.run.id.public()).collect::<Vec<_>>(), [parked]);
     assert_eq!(claims[0].resumed.as_ref().and_then(|e| e.result.as_deref()), Some(r#"{"ok":true,"output":"secret"}"#));
 }
@@ -346,4 +356,64 @@ async fn waits_and_retries_ending_after_the_latest_date_are_refused() {
     assert!(refused.contains("retryAfterMs"), "{refused}");
     assert_eq!(h.status(&id).await, RunStatus::Executing);
     assert!(h.engine.run_journal(&h.dev, &id).await.unwrap().is_empty());
+}
+
+/// A worker restarted under its instance name comes with a newer session: its first poll takes
+/// the worker over and gets back at once the run the old process held; the old process's
+/// polls are refused from then on.
+#[tokio::test]
+async fn a_newer_session_takes_the_worker_and_its_runs_over_at_once() {
+    let h = Harness::new().await;
+    let id = h.trigger("t", TriggerOptions::default()).await;
+    let session = |s: &str| PollRequest { session: Some(s.into()), ..poll(&[("t", 1)], &[], 0) };
+    let first = h.engine.poll_runs(&h.dev, "worker_billing-1", &session("c1")).await.unwrap();
+    assert_eq!(first[0].run.id.public(), id);
+    let view = h.engine.get_run(&h.dev, &id).await.unwrap();
+    let (holder, last_seen) = view.held_by.expect("an executing run says who holds it");
+    assert_eq!((holder.public(), last_seen), ("worker_billing-1".to_owned(), Some(Timestamp::from_millis(START))));
+
+    let again = h.engine.poll_runs(&h.dev, "worker_billing-1", &session("c2")).await.unwrap();
+    assert_eq!(again.iter().map(|c| c.run.id.public()).collect::<Vec<_>>(), [id.clone()]);
+    assert_eq!(again[0].run.epoch, first[0].run.epoch + 1, "the old process is fenced out");
+    let refused = h.engine.poll_runs(&h.dev, "worker_billing-1", &session("c1")).await;
+    assert!(matches!(refused, Err(EngineError::WorkerReplaced(_))), "{refused:?}");
+    let leaving = PollRequest { leaving: true, ..session("c1") };
+    assert!(matches!(
+        h.engine.poll_runs(&h.dev, "worker_billing-1", &leaving).await,
+        Err(EngineError::WorkerReplaced(_))
+    ));
+    assert_eq!(h.status(&id).await, RunStatus::Executing);
+}
+
+/// A run of a task no worker runs says so, and a worker that polls for the task ends that.
+#[tokio::test]
+async fn a_run_of_a_task_no_worker_serves_says_so() {
+    let h = Harness::new().await;
+    let triggered = h.engine.trigger_run(&h.dev, "aprove", "{}".into(), &TriggerOptions::default()).await.unwrap();
+    let hint = triggered.hint.expect("a hint at trigger");
+    assert!(hint.contains("no worker serves task \"aprove\""), "{hint}");
+    let id = triggered.run.id.public();
+    assert!(h.engine.get_run(&h.dev, &id).await.unwrap().hint.is_some());
+    h.poll(&h.worker(), "other", 0).await;
+    assert!(h.engine.get_run(&h.dev, &id).await.unwrap().hint.is_some(), "another task's worker does not serve it");
+    h.poll(&h.worker(), "aprove", 0).await;
+    assert_eq!(h.engine.get_run(&h.dev, &id).await.unwrap().hint, None);
+    h.clock.advance(Duration::from_secs(31));
+    assert!(h.engine.get_run(&h.dev, &id).await.unwrap().hint.is_some(), "the worker stopped polling");
+}
+
+/// When the server stops, held polls answer at once instead of holding the shutdown up.
+#[tokio::test]
+async fn released_polls_answer_at_once() {
+    let h = Harness::new().await;
+    let held = {
+        let (engine, dev, worker) = (h.engine.clone(), h.dev.clone(), h.worker());
+        tokio::spawn(async move { engine.poll_runs(&dev, &worker, &poll(&[("t", 1)], &[], 30_000)).await })
+    };
+    tokio::task::yield_now().await;
+    h.engine.release_polls();
+    let answered = tokio::time::timeout(Duration::from_secs(5), held).await.expect("the held poll was not released");
+    assert!(answered.unwrap().unwrap().is_empty());
+    let later = h.engine.poll_runs(&h.dev, &h.worker(), &poll(&[("t", 1)], &[], 30_000)).await.unwrap();
+    assert!(later.is_empty(), "a later poll is not held either");
 }

@@ -53,7 +53,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, NoTls, Row};
 use waitpoint_storage::{ListQuery, Result, RunListQuery, StorageError, Store, WriteOp, WriteOutcome};
 use waitpoint_types::{
-    Environment, EnvironmentId, JournalEntry, Run, RunId, Secret, Timestamp, Waitpoint, WaitpointId,
+    Environment, EnvironmentId, JournalEntry, Run, RunId, Secret, Timestamp, Waitpoint, WaitpointId, WorkerId,
 };
 
 use crate::rows::{column, environment_columns, environment_from_row, waitpoint_columns, waitpoint_from_row};
@@ -63,7 +63,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_waitpoints.sql")),
     (2, include_str!("../migrations/0002_runs.sql")),
     (3, include_str!("../migrations/0003_autovacuum.sql")),
-    (4, include_str!("../migrations/0004_workers_by_environment.sql")),
+    (4, include_str!("../migrations/0004_workers.sql")),
 ];
 
 /// The advisory lock that serializes migrations of servers starting at once ("waitpoin").
@@ -364,6 +364,14 @@ impl Store for PostgresStore {
         now: Timestamp,
     ) -> Result<Option<Timestamp>> {
         runs::next_available(&self.client().await?, environment_id, task_ids, now).await
+    }
+
+    async fn worker_last_seen(&self, environment_id: &EnvironmentId, worker: &WorkerId) -> Result<Option<Timestamp>> {
+        runs::worker_last_seen(&self.client().await?, environment_id, worker).await
+    }
+
+    async fn task_served(&self, environment_id: &EnvironmentId, task_id: &str, alive_since: Timestamp) -> Result<bool> {
+        runs::task_served(&self.client().await?, environment_id, task_id, alive_since).await
     }
 
     async fn waitpoint_timeouts_next(&self) -> Result<Option<Timestamp>> {

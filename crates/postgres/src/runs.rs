@@ -115,8 +115,21 @@ const ORPHANS: &str = concat!(
                          AND w.id = r.worker_id AND w.last_seen_at >= $1)
      FOR UPDATE SKIP LOCKED"
 );
-const WORKER_SEEN: &str = "INSERT INTO workers (id, environment_id, last_seen_at) VALUES ($1, $2, $3)
-     ON CONFLICT (environment_id, id) DO UPDATE SET last_seen_at = GREATEST(workers.last_seen_at, excluded.last_seen_at)";
+const WORKER_SEEN: &str = "INSERT INTO workers (id, environment_id, last_seen_at, tasks) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (environment_id, id)
+     DO UPDATE SET last_seen_at = GREATEST(workers.last_seen_at, excluded.last_seen_at), tasks = excluded.tasks";
+const SESSION_OF: &str = "SELECT session FROM workers WHERE environment_id = $1 AND id = $2";
+/// Makes `$4` the worker's session unless a newer one is stored, and answers the session it has
+/// then (so two claims racing each other agree on the newest).
+const TAKE_SESSION: &str = "INSERT INTO workers (environment_id, id, last_seen_at, session) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (environment_id, id) DO UPDATE SET
+         session = CASE WHEN workers.session IS NULL OR excluded.session >= workers.session
+                        THEN excluded.session ELSE workers.session END,
+         last_seen_at = GREATEST(workers.last_seen_at, excluded.last_seen_at)
+     RETURNING session";
+const WORKER_LAST_SEEN: &str = "SELECT last_seen_at FROM workers WHERE environment_id = $1 AND id = $2";
+const TASK_SERVED: &str = "SELECT EXISTS (SELECT 1 FROM workers
+     WHERE environment_id = $1 AND last_seen_at >= $3 AND $2 = ANY (tasks))";
 const SHARE_WAITPOINT: &str = concat!("SELECT ", waitpoint_columns!(), " FROM waitpoints WHERE id = $1 FOR SHARE");
 const JOURNAL: &str = "SELECT seq, kind, name, result FROM run_journal WHERE run_id = $1 ORDER BY seq";
 const NEXT_AVAILABLE: &str = "SELECT MIN(available_at) FROM runs
@@ -216,7 +229,11 @@ pub(crate) async fn apply(tx: &Transaction<'_>, op: &WriteOp) -> Result<WriteOut
         WriteOp::RunCancel { run, environment_id, at } => cancel(tx, run, environment_id, *at).await,
         WriteOp::RunsRelease(op) => release(tx, op).await,
         WriteOp::WorkerSeen(op) => worker_seen(tx, op).await,
-        WriteOp::WorkerLeft { environment_id, worker } => {
+        WriteOp::WorkerLeft { environment_id, worker, session } => {
+            let stored = session_of(tx, environment_id, worker).await?;
+            if !transitions::session_current(stored.as_deref(), session.as_deref()) {
+                return Ok(WriteOutcome::WorkerReplaced);
+            }
             let forget = "DELETE FROM workers WHERE environment_id = $1 AND id = $2";
             execute(tx, forget, &[&environment_id.internal(), &worker.internal()]).await?;
             Ok(WriteOutcome::Done)
@@ -338,7 +355,34 @@ async fn create(tx: &Transaction<'_>, new: &Run) -> Result<WriteOutcome> {
     Err(StorageError::Conflict(format!("the idempotency key of run {} kept changing hands", new.id)))
 }
 
+/// The newest session of `worker` of `environment`, if it has one.
+async fn session_of(tx: &Transaction<'_>, environment: &EnvironmentId, worker: &WorkerId) -> Result<Option<String>> {
+    let row = query_opt(tx, SESSION_OF, &[&environment.internal(), &worker.internal()]).await?;
+    Ok(row.map(|row| column::<Option<String>>(&row, 0)).transpose()?.flatten())
+}
+
+/// Whether `claim`'s session may act for its worker; a newer session than the worker's
+/// becomes its session (see [`transitions::session_current`]). Reads only, unless it changes.
+async fn take_session(tx: &Transaction<'_>, claim: &RunClaim) -> Result<bool> {
+    let Some(session) = claim.session.as_deref() else { return Ok(true) };
+    let stored = session_of(tx, &claim.environment_id, &claim.worker).await?;
+    if stored.as_deref() == Some(session) {
+        return Ok(true);
+    }
+    if !transitions::session_current(stored.as_deref(), Some(session)) {
+        return Ok(false);
+    }
+    let params: [&(dyn ToSql + Sync); 4] =
+        [&claim.environment_id.internal(), &claim.worker.internal(), &claim.now.as_millis(), &session];
+    let row = query_opt(tx, TAKE_SESSION, &params).await?;
+    let now_stored = row.map(|row| column::<Option<String>>(&row, 0)).transpose()?.flatten();
+    Ok(now_stored.as_deref() == Some(session))
+}
+
 async fn claim(tx: &Transaction<'_>, claim: &RunClaim) -> Result<WriteOutcome> {
+    if !take_session(tx, claim).await? {
+        return Ok(WriteOutcome::WorkerReplaced);
+    }
     let held: Vec<String> = query(tx, HELD_BY, &[&claim.environment_id.internal(), &claim.worker.internal()])
         .await?
         .iter()
@@ -598,8 +642,31 @@ async fn release(tx: &Transaction<'_>, op: &RunsRelease) -> Result<WriteOutcome>
 }
 
 async fn worker_seen(tx: &Transaction<'_>, op: &WorkerSeen) -> Result<WriteOutcome> {
-    execute(tx, WORKER_SEEN, &[&op.worker.internal(), &op.environment_id.internal(), &op.at.as_millis()]).await?;
+    let params: [&(dyn ToSql + Sync); 4] =
+        [&op.worker.internal(), &op.environment_id.internal(), &op.at.as_millis(), &op.tasks];
+    execute(tx, WORKER_SEEN, &params).await?;
     Ok(WriteOutcome::Done)
+}
+
+/// When `worker` of `environment` last polled, if it is known.
+pub(crate) async fn worker_last_seen(
+    client: &impl GenericClient,
+    environment: &EnvironmentId,
+    worker: &WorkerId,
+) -> Result<Option<Timestamp>> {
+    let row = query_opt(client, WORKER_LAST_SEEN, &[&environment.internal(), &worker.internal()]).await?;
+    Ok(row.map(|row| column::<i64>(&row, 0)).transpose()?.map(Timestamp::from_millis))
+}
+
+/// Whether a worker of `environment` seen at or after `alive_since` runs `task_id`.
+pub(crate) async fn task_served(
+    client: &impl GenericClient,
+    environment: &EnvironmentId,
+    task_id: &str,
+    alive_since: Timestamp,
+) -> Result<bool> {
+    let row = query_opt(client, TASK_SERVED, &[&environment.internal(), &task_id, &alive_since.as_millis()]).await?;
+    row.map_or(Ok(false), |row| column(&row, 0))
 }
 
 /// Reads a run on a pooled connection.

@@ -78,6 +78,7 @@ impl From<EngineError> for ApiError {
             EngineError::Conflict(message) => Self::new(StatusCode::CONFLICT, message),
             EngineError::RunMovedOn(message) => Self::coded(StatusCode::CONFLICT, message, "run_moved_on"),
             EngineError::JournalMismatch(message) => Self::coded(StatusCode::CONFLICT, message, "journal_mismatch"),
+            EngineError::WorkerReplaced(message) => Self::coded(StatusCode::CONFLICT, message, "worker_replaced"),
             EngineError::Storage(detail) => {
                 tracing::error!(detail, "storage failure");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")

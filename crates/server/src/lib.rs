@@ -91,7 +91,13 @@ pub async fn serve_with(
     config: ServeConfig,
     shutdown: impl Future<Output = ()>,
 ) {
-    listener::serve(listener, app(engine), config, shutdown).await;
+    let router = app(engine.clone());
+    // Held polls answer at once, so that idle workers do not hold the shutdown up.
+    let shutdown = async move {
+        shutdown.await;
+        engine.release_polls();
+    };
+    listener::serve(listener, router, config, shutdown).await;
 }
 
 /// `GET /healthz`: 200 while the server takes requests.

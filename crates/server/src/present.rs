@@ -3,7 +3,7 @@
 use waitpoint_engine::{Engine, RunView};
 use waitpoint_storage::Claim;
 use waitpoint_types::api::worker::{ClaimedRun, JournalEntryBody};
-use waitpoint_types::api::{RunDetail, RunErrorBody, TokenDetail, TokenItem, WaitingOn};
+use waitpoint_types::api::{RunDetail, RunErrorBody, RunWorker, TokenDetail, TokenItem, WaitingOn};
 use waitpoint_types::{Environment, JournalEntry, RunState, Timestamp, Waitpoint, WaitpointState};
 
 /// A waitpoint as the list shows it: tags sorted, no output.
@@ -91,8 +91,11 @@ pub(crate) fn run(view: &RunView, now: Timestamp, full: bool) -> RunDetail {
         started_at: run.started_at,
         updated_at: run.updated_at,
         finished_at: run.finished_at(),
-        worker: None,
-        hint: None,
+        worker: view
+            .held_by
+            .as_ref()
+            .map(|(id, last_seen_at)| RunWorker { id: id.public(), last_seen_at: *last_seen_at }),
+        hint: view.hint.clone(),
     }
 }
 

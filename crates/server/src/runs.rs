@@ -34,7 +34,7 @@ pub(crate) async fn trigger(
     let bytes = body::read(&headers, body, OUTPUT_LIMIT, Length::Optional).await?;
     let (payload, options) = body::parse_trigger(&bytes)?;
     let triggered = engine.trigger_run(&environment, &task_id, payload, &options).await?;
-    Ok(Json(TriggerResponse { id: triggered.run.id.public(), is_cached: triggered.is_cached, hint: None }))
+    Ok(Json(TriggerResponse { id: triggered.run.id.public(), is_cached: triggered.is_cached, hint: triggered.hint }))
 }
 
 /// `GET /api/v1/runs/{id}`: a run with its payload, output or error, and what it waits on.
@@ -66,7 +66,7 @@ pub(crate) async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<RunDetail>, ApiError> {
     let run = engine.cancel_run(&environment, &id).await?;
-    let view = waitpoint_engine::RunView { run, waiting_on: None };
+    let view = waitpoint_engine::RunView::of(run);
     Ok(Json(present::run(&view, engine.clock().now(), true)))
 }
 
@@ -77,9 +77,7 @@ pub(crate) async fn poll(
     Path(worker): Path<String>,
     Protocol(request): Protocol<PollRequest, PROTOCOL_LIMIT>,
 ) -> Result<Json<PollResponse>, ApiError> {
-    let tasks: Vec<(String, u32)> = request.tasks.into_iter().map(|task| (task.id, task.slots)).collect();
-    let wait = Duration::from_millis(request.wait_ms);
-    let claims = engine.poll_runs(&environment, &worker, &tasks, &request.holding, wait, request.leaving).await?;
+    let claims = engine.poll_runs(&environment, &worker, &request).await?;
     Ok(Json(PollResponse { runs: claims.iter().map(present::claim).collect() }))
 }
 
@@ -172,5 +170,5 @@ pub(crate) async fn fail_attempt(
 
 /// A run as a list shows it (no payload, output or error body; see [`present::run`]).
 fn summary(engine: &Engine, run: waitpoint_types::Run) -> RunDetail {
-    present::run(&waitpoint_engine::RunView { run, waiting_on: None }, engine.clock().now(), false)
+    present::run(&waitpoint_engine::RunView::of(run), engine.clock().now(), false)
 }

@@ -27,7 +27,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use waitpoint_storage::{ListQuery, Result, RunListQuery, StorageError, Store, WriteOp, WriteOutcome};
 use waitpoint_types::{
-    Environment, EnvironmentId, JournalEntry, Run, RunId, Secret, Timestamp, Waitpoint, WaitpointId,
+    Environment, EnvironmentId, JournalEntry, Run, RunId, Secret, Timestamp, Waitpoint, WaitpointId, WorkerId,
 };
 
 use crate::rows::environment_from_row;
@@ -37,7 +37,7 @@ use crate::threads::ConnectionThreads;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_waitpoints.sql")),
     (2, include_str!("../migrations/0002_runs.sql")),
-    (3, include_str!("../migrations/0003_workers_by_environment.sql")),
+    (3, include_str!("../migrations/0003_workers.sql")),
 ];
 
 /// Read-only connections, so reads that run at once; more wait their turn.
@@ -193,7 +193,9 @@ impl Store for SqliteStore {
                     WriteOp::RunCancel { run, environment_id, at } => runs::cancel(&tx, &run, &environment_id, at),
                     WriteOp::RunsRelease(op) => runs::release(&tx, op),
                     WriteOp::WorkerSeen(op) => runs::worker_seen(&tx, op),
-                    WriteOp::WorkerLeft { environment_id, worker } => runs::worker_left(&tx, &environment_id, &worker),
+                    WriteOp::WorkerLeft { environment_id, worker, session } => {
+                        runs::worker_left(&tx, &environment_id, &worker, session.as_deref())
+                    }
                 })
                 .collect::<Result<Vec<_>>>()?;
             tx.commit().map_err(map_error)?;
@@ -235,6 +237,16 @@ impl Store for SqliteStore {
     ) -> Result<Option<Timestamp>> {
         let (environment_id, task_ids) = (environment_id.clone(), task_ids.to_vec());
         self.read(move |conn| runs::next_available(conn, &environment_id, &task_ids, now)).await
+    }
+
+    async fn worker_last_seen(&self, environment_id: &EnvironmentId, worker: &WorkerId) -> Result<Option<Timestamp>> {
+        let (environment_id, worker) = (environment_id.clone(), worker.clone());
+        self.read(move |conn| runs::worker_last_seen(conn, &environment_id, &worker)).await
+    }
+
+    async fn task_served(&self, environment_id: &EnvironmentId, task_id: &str, alive_since: Timestamp) -> Result<bool> {
+        let (environment_id, task_id) = (environment_id.clone(), task_id.to_owned());
+        self.read(move |conn| runs::task_served(conn, &environment_id, &task_id, alive_since)).await
     }
 
     async fn waitpoint_timeouts_next(&self) -> Result<Option<Timestamp>> {

@@ -116,6 +116,9 @@ pub(crate) fn create(conn: &Connection, new: Run) -> Result<WriteOutcome> {
 }
 
 pub(crate) fn claim(conn: &Connection, claim: RunClaim) -> Result<WriteOutcome> {
+    if !take_session(conn, &claim)? {
+        return Ok(WriteOutcome::WorkerReplaced);
+    }
     let held: Vec<String> = {
         let mut stmt = conn
             .prepare_cached("SELECT id FROM runs WHERE status = 'EXECUTING' AND environment_id = ?1 AND worker_id = ?2")
@@ -404,21 +407,96 @@ pub(crate) fn release(conn: &Connection, op: RunsRelease) -> Result<WriteOutcome
     Ok(WriteOutcome::Released(released))
 }
 
+/// Whether `claim`'s session may act for its worker; a newer session than the worker's
+/// becomes its session (see [`transitions::session_current`]).
+fn take_session(conn: &Connection, claim: &RunClaim) -> Result<bool> {
+    let Some(session) = claim.session.as_deref() else { return Ok(true) };
+    let stored = session_of(conn, &claim.environment_id, &claim.worker)?;
+    if !transitions::session_current(stored.as_deref(), Some(session)) {
+        return Ok(false);
+    }
+    if stored.as_deref() != Some(session) {
+        conn.prepare_cached(
+            "INSERT INTO workers (environment_id, id, last_seen_at, session) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (environment_id, id) DO UPDATE SET session = excluded.session,
+                 last_seen_at = MAX(last_seen_at, excluded.last_seen_at)",
+        )
+        .and_then(|mut stmt| {
+            let key = (claim.environment_id.internal(), claim.worker.internal());
+            stmt.execute(params![key.0, key.1, claim.now.as_millis(), session])
+        })
+        .map_err(map_error)?;
+    }
+    Ok(true)
+}
+
+/// The newest session of `worker` of `environment`, if it has one.
+fn session_of(conn: &Connection, environment: &EnvironmentId, worker: &WorkerId) -> Result<Option<String>> {
+    conn.prepare_cached("SELECT session FROM workers WHERE environment_id = ?1 AND id = ?2")
+        .and_then(|mut stmt| {
+            stmt.query_row([environment.internal(), worker.internal()], |row| row.get::<_, Option<String>>(0))
+                .optional()
+        })
+        .map(Option::flatten)
+        .map_err(map_error)
+}
+
 pub(crate) fn worker_seen(conn: &Connection, op: WorkerSeen) -> Result<WriteOutcome> {
+    let tasks = serde_json::to_string(&op.tasks).map_err(|e| StorageError::Corrupt(e.to_string()))?;
     conn.prepare_cached(
-        "INSERT INTO workers (id, environment_id, last_seen_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT (environment_id, id) DO UPDATE SET last_seen_at = MAX(last_seen_at, excluded.last_seen_at)",
+        "INSERT INTO workers (environment_id, id, last_seen_at, tasks) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (environment_id, id) DO UPDATE SET last_seen_at = MAX(last_seen_at, excluded.last_seen_at),
+             tasks = excluded.tasks",
     )
-    .and_then(|mut stmt| stmt.execute(params![op.worker.internal(), op.environment_id.internal(), op.at.as_millis()]))
+    .and_then(|mut stmt| {
+        stmt.execute(params![op.environment_id.internal(), op.worker.internal(), op.at.as_millis(), tasks])
+    })
     .map_err(map_error)?;
     Ok(WriteOutcome::Done)
 }
 
-pub(crate) fn worker_left(conn: &Connection, environment: &EnvironmentId, worker: &WorkerId) -> Result<WriteOutcome> {
+pub(crate) fn worker_left(
+    conn: &Connection,
+    environment: &EnvironmentId,
+    worker: &WorkerId,
+    session: Option<&str>,
+) -> Result<WriteOutcome> {
+    if !transitions::session_current(session_of(conn, environment, worker)?.as_deref(), session) {
+        return Ok(WriteOutcome::WorkerReplaced);
+    }
     conn.prepare_cached("DELETE FROM workers WHERE environment_id = ?1 AND id = ?2")
         .and_then(|mut stmt| stmt.execute([environment.internal(), worker.internal()]))
         .map_err(map_error)?;
     Ok(WriteOutcome::Done)
+}
+
+pub(crate) fn worker_last_seen(
+    conn: &Connection,
+    environment: &EnvironmentId,
+    worker: &WorkerId,
+) -> Result<Option<Timestamp>> {
+    conn.prepare_cached("SELECT last_seen_at FROM workers WHERE environment_id = ?1 AND id = ?2")
+        .and_then(|mut stmt| {
+            stmt.query_row([environment.internal(), worker.internal()], |row| row.get::<_, i64>(0)).optional()
+        })
+        .map(|seen| seen.map(Timestamp::from_millis))
+        .map_err(map_error)
+}
+
+pub(crate) fn task_served(
+    conn: &Connection,
+    environment: &EnvironmentId,
+    task_id: &str,
+    alive_since: Timestamp,
+) -> Result<bool> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM workers w, json_each(w.tasks) t
+                        WHERE w.environment_id = ?1 AND w.last_seen_at >= ?3 AND t.value = ?2)",
+    )
+    .and_then(|mut stmt| {
+        stmt.query_row(params![environment.internal(), task_id, alive_since.as_millis()], |row| row.get(0))
+    })
+    .map_err(map_error)
 }
 
 pub(crate) fn journal(conn: &Connection, id: &str) -> Result<Vec<JournalEntry>> {

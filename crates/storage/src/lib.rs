@@ -23,7 +23,7 @@ pub mod transitions;
 use std::fmt;
 
 use waitpoint_types::{
-    Environment, EnvironmentId, JournalEntry, Run, RunId, Secret, Timestamp, Waitpoint, WaitpointId,
+    Environment, EnvironmentId, JournalEntry, Run, RunId, Secret, Timestamp, Waitpoint, WaitpointId, WorkerId,
 };
 
 pub use crate::ops::{
@@ -122,6 +122,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         task_ids: &[String],
         now: Timestamp,
     ) -> Result<Option<Timestamp>>;
+
+    /// When the worker `worker` of `environment_id` last polled, if it is known.
+    async fn worker_last_seen(&self, environment_id: &EnvironmentId, worker: &WorkerId) -> Result<Option<Timestamp>>;
+
+    /// Whether a worker of `environment_id` seen at or after `alive_since` runs `task_id` (as its
+    /// last [`WorkerSeen`] said).
+    async fn task_served(&self, environment_id: &EnvironmentId, task_id: &str, alive_since: Timestamp) -> Result<bool>;
 
     /// Creates an environment. `Conflict` if its name or key is taken.
     async fn environment_create(&self, environment: &Environment) -> Result<()>;

@@ -48,13 +48,16 @@ pub enum WriteOp {
     /// Note that a worker is alive: [`WriteOutcome::Done`].
     WorkerSeen(WorkerSeen),
     /// Forget a worker that stopped, so that nothing is handed or reserved to it any more:
-    /// [`WriteOutcome::Done`].
+    /// [`WriteOutcome::Done`]. A session older than the worker's newest changes nothing (its
+    /// successor took the worker over): [`WriteOutcome::WorkerReplaced`].
     WorkerLeft {
         /// The worker's environment: a worker is known by its environment and its id, so the
         /// same id in another environment is another worker.
         environment_id: EnvironmentId,
         /// The worker.
         worker: WorkerId,
+        /// The session that leaves (see [`RunClaim::session`]).
+        session: Option<String>,
     },
 }
 
@@ -96,6 +99,11 @@ impl Resumed {
 /// A worker is known by its environment and its id: the same id in another environment is
 /// another worker, whose runs a claim neither takes back nor sees.
 ///
+/// A claim made by a session older than the worker's newest (a process that another one took
+/// over) is refused, [`WriteOutcome::WorkerReplaced`], and changes nothing. A newer session
+/// becomes the worker's, and its claim (whose `holding` lists nothing of the older session's)
+/// gives back at once what the older session held.
+///
 /// First, every run `EXECUTING` for this worker that is not in `holding` is queued again at
 /// `now` (the worker does not know it has it: a claim whose answer was lost, a run it gave
 /// up). Then, for each task, up to its count of `QUEUED` runs with `available_at <= now` are taken,
@@ -119,6 +127,11 @@ pub struct RunClaim {
     pub sticky_for: Duration,
     /// The runs the worker is executing.
     pub holding: Vec<RunId>,
+    /// The worker process's session, ordered by [`transitions::session_current`]; `None` for a
+    /// worker whose id is its whole identity.
+    ///
+    /// [`transitions::session_current`]: crate::transitions::session_current
+    pub session: Option<String>,
 }
 
 /// A run handed to a worker.
@@ -246,7 +259,7 @@ pub struct RunsRelease {
     pub now: Timestamp,
 }
 
-/// Records that a worker (of `environment_id`) was alive at `at`.
+/// Records that a worker (of `environment_id`) was alive at `at`, serving `tasks`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerSeen {
     /// The worker.
@@ -255,6 +268,8 @@ pub struct WorkerSeen {
     pub environment_id: EnvironmentId,
     /// When.
     pub at: Timestamp,
+    /// The task ids it runs (see [`Store::task_served`](crate::Store::task_served)).
+    pub tasks: Vec<String>,
 }
 
 /// What one [`WriteOp`] did, in the order of the batch.
@@ -296,6 +311,8 @@ pub enum WriteOutcome {
     RunUnchanged(Run),
     /// These runs were given back.
     Released(Vec<RunId>),
+    /// A newer session of the worker took it over; nothing changed.
+    WorkerReplaced,
     /// Done; nothing to report.
     Done,
 }

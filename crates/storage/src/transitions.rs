@@ -21,6 +21,16 @@ pub fn waitpoint_finished(current: &Waitpoint, requested: &WaitpointState) -> Op
     }
 }
 
+/// Whether a worker's call made by session `incoming` may act for a worker whose newest session
+/// is `stored`: sessions sort as strings (a process makes a time-ordered one when it starts),
+/// and without a session on either side the worker id is the whole identity.
+pub fn session_current(stored: Option<&str>, incoming: Option<&str>) -> bool {
+    match (stored, incoming) {
+        (Some(stored), Some(incoming)) => incoming >= stored,
+        _ => true,
+    }
+}
+
 /// Whether a worker that knows `run` at `epoch` still holds it.
 pub fn run_holds_lease(run: &Run, epoch: u64) -> bool {
     matches!(run.state, RunState::Executing { .. }) && run.epoch == epoch

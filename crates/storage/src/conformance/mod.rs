@@ -67,6 +67,8 @@ macro_rules! conformance_tests {
             runs_of_stopped_workers_are_released,
             claims_give_back_runs_the_worker_does_not_know_it_holds,
             a_worker_is_known_by_its_environment_and_id,
+            a_newer_session_takes_the_worker_over,
+            workers_say_which_tasks_they_serve,
             run_lists_filter_and_page,
             next_available_is_the_earliest_future_run,
             a_batch_of_run_operations_does_what_they_do_one_at_a_time,

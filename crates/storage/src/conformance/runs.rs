@@ -49,7 +49,12 @@ fn worker(ids: &IdGenerator) -> WorkerId {
 }
 
 async fn seen(store: &dyn Store, env: &Environment, worker: &WorkerId, when: Timestamp) {
-    let op = WriteOp::WorkerSeen(WorkerSeen { worker: worker.clone(), environment_id: env.id.clone(), at: when });
+    let op = WriteOp::WorkerSeen(WorkerSeen {
+        worker: worker.clone(),
+        environment_id: env.id.clone(),
+        at: when,
+        tasks: vec!["t".into()],
+    });
     assert_eq!(write_one(store, op).await, WriteOutcome::Done);
 }
 
@@ -99,6 +104,7 @@ async fn claim_holding(
         alive_since: now.saturating_sub(Duration::from_secs(30)),
         sticky_for: STICKY,
         holding,
+        session: None,
     });
     match write_one(store, op).await {
         WriteOutcome::Claimed { claims, .. } => claims,
@@ -404,7 +410,7 @@ pub async fn a_resumed_run_goes_straight_to_its_live_worker(db: &dyn TestDatabas
 
     // A worker that left, or was last seen before `workers_alive_since`, gets nothing: the run
     // is queued.
-    let left = WriteOp::WorkerLeft { environment_id: env.id.clone(), worker: me.clone() };
+    let left = WriteOp::WorkerLeft { environment_id: env.id.clone(), worker: me.clone(), session: None };
     assert_eq!(write_one(&*store, left).await, WriteOutcome::Done);
     let WriteOutcome::Finished(_, resumed) = write_one(&*store, finish_with(&tokens[1].id, 10)).await else { panic!() };
     assert_eq!(resumed.queued, std::slice::from_ref(&held[1].id));
@@ -678,7 +684,7 @@ pub async fn a_worker_is_known_by_its_environment_and_id(db: &dyn TestDatabase) 
 
     // Forgetting the other environment's worker does not forget this one: a resumed run is still
     // handed to it.
-    let left = WriteOp::WorkerLeft { environment_id: other_env.id.clone(), worker: shared.clone() };
+    let left = WriteOp::WorkerLeft { environment_id: other_env.id.clone(), worker: shared.clone(), session: None };
     assert_eq!(write_one(&*store, left).await, WriteOutcome::Done);
     let finish_op = WriteOp::Finish(Finish {
         id: tokens[1].id.clone(),
@@ -705,6 +711,114 @@ pub async fn a_worker_is_known_by_its_environment_and_id(db: &dyn TestDatabase) 
     assert_eq!(taken.len(), 3, "the parked run waited for a worker that is gone: {taken:?}");
 }
 
+/// A claim of `worker` by `session` holding nothing: what it answers.
+async fn session_claim(
+    store: &dyn Store,
+    env: &Environment,
+    worker: &WorkerId,
+    session: Option<&str>,
+    tasks: &[(&str, usize)],
+    now: Timestamp,
+) -> WriteOutcome {
+    let op = WriteOp::RunClaim(RunClaim {
+        environment_id: env.id.clone(),
+        worker: worker.clone(),
+        tasks: tasks.iter().map(|(task, n)| ((*task).to_owned(), *n)).collect(),
+        now,
+        alive_since: now.saturating_sub(Duration::from_secs(30)),
+        sticky_for: STICKY,
+        holding: Vec::new(),
+        session: session.map(str::to_owned),
+    });
+    write_one(store, op).await
+}
+
+/// A worker restarted under the same id with a newer session takes the worker over: its first
+/// claim gives back, and takes again, what the older session held, and resumed runs are still
+/// handed to the worker. The older session's claims and its leaving are refused and change
+/// nothing; a claim without a session is the id's alone.
+pub async fn a_newer_session_takes_the_worker_over(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let me = worker(&ids);
+    let token = create(&*store, &waitpoint(&ids, &env, at(0))).await;
+    for i in 0..3 {
+        create_run(&*store, &run(&ids, &env, "t", at(i))).await;
+    }
+    let WriteOutcome::Claimed { claims, .. } = session_claim(&*store, &env, &me, Some("s1"), &[("t", 3)], at(10)).await
+    else {
+        panic!("the first session could not claim");
+    };
+    let (held, parked) = (claims[0].run.clone(), claims[2].run.clone());
+    wait(&*store, &parked, 0, &token.id, at(11)).await;
+
+    let WriteOutcome::Claimed { claims, released } =
+        session_claim(&*store, &env, &me, Some("s2"), &[("t", 5)], at(20)).await
+    else {
+        panic!("the newer session could not claim");
+    };
+    let mut taken: Vec<RunId> = claims.iter().map(|c| c.run.id.clone()).collect();
+    taken.sort();
+    let mut expected = released.clone();
+    expected.sort();
+    assert_eq!(released.len(), 2, "what the older session executed is given back at once: {released:?}");
+    assert_eq!(taken, expected, "and taken again by the newer one");
+    assert!(claims.iter().all(|c| c.run.epoch > held.epoch), "the older session is fenced out");
+
+    let before = get(&*store, &held.id).await;
+    assert_eq!(session_claim(&*store, &env, &me, Some("s1"), &[("t", 5)], at(21)).await, WriteOutcome::WorkerReplaced);
+    let left = WriteOp::WorkerLeft { environment_id: env.id.clone(), worker: me.clone(), session: Some("s1".into()) };
+    assert_eq!(write_one(&*store, left).await, WriteOutcome::WorkerReplaced);
+    assert_eq!(get(&*store, &held.id).await, before, "a refused session changes nothing");
+
+    seen(&*store, &env, &me, at(30)).await;
+    let finish_op = WriteOp::Finish(Finish {
+        id: token.id.clone(),
+        environment_id: None,
+        state: completed(31, "1"),
+        workers_alive_since: Some(at(30)),
+    });
+    let WriteOutcome::Finished(_, resumed) = write_one(&*store, finish_op).await else { panic!("not finished") };
+    let handed: Vec<RunId> = resumed.handed.iter().map(|c| c.run.id.clone()).collect();
+    assert_eq!(handed, std::slice::from_ref(&parked.id));
+
+    assert!(matches!(session_claim(&*store, &env, &me, None, &[], at(32)).await, WriteOutcome::Claimed { .. }));
+    let left = WriteOp::WorkerLeft { environment_id: env.id.clone(), worker: me.clone(), session: Some("s2".into()) };
+    assert_eq!(write_one(&*store, left).await, WriteOutcome::Done);
+    assert_eq!(store.worker_last_seen(&env.id, &me).await.unwrap(), None, "the worker is forgotten");
+}
+
+/// Workers say which tasks they run; a task is served while a worker of its environment that
+/// runs it is alive, and the last sighting of each worker can be read.
+pub async fn workers_say_which_tasks_they_serve(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let (env, prod) = (new_env(&*store, &ids, "dev").await, new_env(&*store, &ids, "prod").await);
+    let me = worker(&ids);
+    assert_eq!(store.worker_last_seen(&env.id, &me).await.unwrap(), None);
+    assert!(!store.task_served(&env.id, "t", at(0)).await.unwrap());
+    let op = WorkerSeen {
+        worker: me.clone(),
+        environment_id: env.id.clone(),
+        at: at(100),
+        tasks: vec!["a".into(), "b".into()],
+    };
+    assert_eq!(write_one(&*store, WriteOp::WorkerSeen(op.clone())).await, WriteOutcome::Done);
+    assert_eq!(store.worker_last_seen(&env.id, &me).await.unwrap(), Some(at(100)));
+    assert_eq!(store.worker_last_seen(&prod.id, &me).await.unwrap(), None);
+    assert!(store.task_served(&env.id, "a", at(50)).await.unwrap());
+    assert!(store.task_served(&env.id, "b", at(100)).await.unwrap());
+    assert!(!store.task_served(&env.id, "c", at(50)).await.unwrap(), "a task nobody runs");
+    assert!(!store.task_served(&env.id, "a", at(101)).await.unwrap(), "a worker not seen since");
+    assert!(!store.task_served(&prod.id, "a", at(50)).await.unwrap(), "another environment's worker");
+    let later = WorkerSeen { at: at(200), tasks: vec!["c".into()], ..op };
+    write_one(&*store, WriteOp::WorkerSeen(later)).await;
+    assert!(store.task_served(&env.id, "c", at(150)).await.unwrap());
+    assert!(!store.task_served(&env.id, "a", at(0)).await.unwrap(), "the worker's tasks are its latest");
+    assert_eq!(store.worker_last_seen(&env.id, &me).await.unwrap(), Some(at(200)));
+}
+
 /// A claim gives back the runs its worker holds but does not know about (a lost answer).
 pub async fn claims_give_back_runs_the_worker_does_not_know_it_holds(db: &dyn TestDatabase) {
     let store = db.open().await;
@@ -726,6 +840,7 @@ pub async fn claims_give_back_runs_the_worker_does_not_know_it_holds(db: &dyn Te
             alive_since: at(0),
             sticky_for: STICKY,
             holding: vec![known.id.clone()],
+            session: None,
         }),
     )
     .await;

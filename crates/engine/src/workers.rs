@@ -1,0 +1,374 @@
+//! Workers: their polls, what this node knows of them, and the runs handed to them.
+//!
+//! A worker is known by its environment and its id; a process restarted under the same id
+//! comes with a newer session and takes the worker over (the storage decides, see
+//! `RunClaim::session`). A poll records that the worker is alive and which tasks it runs (at
+//! most every quarter of the worker timeout, or when that changes), gives back what the worker
+//! holds without knowing, then takes runs, waiting for some when there are none. Runs resumed
+//! while their worker is alive are handed straight to it through its mailbox on this node. The
+//! release loop gives the runs of workers that stopped polling to others.
+//!
+//! Whether anyone serves a task is answered from what polls said, cached briefly: a run whose
+//! task no worker runs gets a hint saying so, and the server logs it once per task.
+
+use std::collections::{HashMap, HashSet};
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use waitpoint_storage::{Claim, RunClaim, RunsRelease, WorkerSeen, WriteOp, WriteOutcome};
+use waitpoint_types::api::worker::PollRequest;
+use waitpoint_types::{Environment, EnvironmentId, RunId, Timestamp, WorkerId};
+
+use crate::error::{EngineError, Result};
+use crate::runs::{parse_run_id, validate_task_id};
+use crate::{Engine, Inner};
+
+/// The longest a poll is held when there is nothing to take.
+const MAX_POLL_WAIT: Duration = Duration::from_secs(30);
+/// How often a held poll looks at storage even without a wake-up (runs made by other nodes).
+const POLL_RECHECK: Duration = Duration::from_secs(1);
+/// The most slots one poll may ask for, per task.
+const MAX_SLOTS: u32 = 10_000;
+/// The longest session a worker may give.
+const MAX_SESSION_LEN: usize = 64;
+/// How long an answer of storage to "does anyone serve this task?" is reused.
+const SERVED_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// A worker as the engine knows it: its environment and its id. The same id in another
+/// environment is another worker.
+pub(crate) type WorkerKey = (EnvironmentId, WorkerId);
+
+/// What this node knows of workers.
+#[derive(Debug, Default)]
+pub(crate) struct Workers {
+    /// What this node last recorded of each worker, so it records again only when that is
+    /// stale or changed.
+    seen: Mutex<HashMap<WorkerKey, Seen>>,
+    /// Resumed runs handed to workers, waiting for the workers' next poll on this node.
+    mailboxes: Mutex<HashMap<WorkerKey, Mailbox>>,
+    /// Whether each task of an environment is served, as last found out.
+    served: Mutex<HashMap<(EnvironmentId, String), Served>>,
+    /// The tasks already reported (in the log) as served by no worker, until they are served.
+    unserved_logged: Mutex<HashSet<(EnvironmentId, String)>>,
+    /// True once polls are no longer held (the server is stopping).
+    released: watch::Sender<bool>,
+}
+
+/// What this node last recorded of a worker.
+#[derive(Debug)]
+struct Seen {
+    at: Timestamp,
+    tasks: Vec<String>,
+}
+
+/// A task's service, as last found out.
+#[derive(Debug, Clone, Copy)]
+struct Served {
+    served: bool,
+    checked_at: Timestamp,
+}
+
+/// The runs handed to one worker that its polls have not picked up yet.
+#[derive(Debug, Default)]
+struct Mailbox {
+    claims: Vec<Claim>,
+    notify: Arc<Notify>,
+}
+
+impl Workers {
+    /// Puts a run resumed for its live worker in that worker's mailbox and wakes its poll.
+    pub(crate) fn hand(&self, worker: WorkerKey, claim: Claim) {
+        let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
+        let mailbox = mailboxes.entry(worker).or_default();
+        mailbox.claims.push(claim);
+        mailbox.notify.notify_one();
+    }
+
+    /// The wake-up of `worker`'s mailbox on this node.
+    fn mailbox(&self, worker: &WorkerKey) -> Arc<Notify> {
+        let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
+        mailboxes.entry(worker.clone()).or_default().notify.clone()
+    }
+
+    /// The runs handed to `worker` that it has not picked up.
+    fn take_mail(&self, worker: &WorkerKey) -> Vec<Claim> {
+        let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
+        mailboxes.get_mut(worker).map(|mailbox| std::mem::take(&mut mailbox.claims)).unwrap_or_default()
+    }
+
+    /// Puts back runs taken from `worker`'s mailbox by a poll that could not deliver them.
+    fn return_mail(&self, worker: &WorkerKey, claims: Vec<Claim>) {
+        if claims.is_empty() {
+            return;
+        }
+        let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
+        mailboxes.entry(worker.clone()).or_default().claims.extend(claims);
+    }
+
+    /// Forgets `worker` on this node (its throttle entry and mailbox).
+    fn forget(&self, worker: &WorkerKey) {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).remove(worker);
+        self.mailboxes.lock().unwrap_or_else(|p| p.into_inner()).remove(worker);
+    }
+
+    /// Whether `worker` must be recorded as seen at `now` serving `tasks`: when this node has
+    /// not recorded it for `every`, or its tasks changed. Notes the recording.
+    fn record_due(&self, worker: &WorkerKey, tasks: &[String], now: Timestamp, every: Duration) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        match seen.get(worker) {
+            Some(last) if now.duration_since(last.at) < every && last.at <= now && last.tasks == tasks => false,
+            _ => {
+                seen.insert(worker.clone(), Seen { at: now, tasks: tasks.to_vec() });
+                true
+            }
+        }
+    }
+
+    /// Notes that a poll on this node said `tasks` of `environment` are served at `now`.
+    fn served_by_poll(&self, environment: &EnvironmentId, tasks: &[String], now: Timestamp) {
+        let mut served = self.served.lock().unwrap_or_else(|p| p.into_inner());
+        let mut logged = self.unserved_logged.lock().unwrap_or_else(|p| p.into_inner());
+        for task in tasks {
+            let key = (environment.clone(), task.clone());
+            logged.remove(&key);
+            served.insert(key, Served { served: true, checked_at: now });
+        }
+    }
+
+    /// Drops what this node keeps about workers not seen since `horizon` (their throttle
+    /// entries and mailboxes; runs in those mailboxes are released with the rest of the
+    /// worker's), so the maps stay small.
+    fn forget_older_than(&self, horizon: Timestamp) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.retain(|_, last| last.at >= horizon);
+        let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
+        mailboxes.retain(|worker, _| seen.contains_key(worker));
+        self.served.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, served| served.checked_at >= horizon);
+    }
+}
+
+impl Engine {
+    /// A worker's poll (`worker` is its id): records that it is alive and what it runs, gives
+    /// back the runs it holds without knowing (those not in `holding`), then hands it up to its
+    /// free slots of queued runs per task, waiting up to `wait_ms` for some to become
+    /// available. A poll of a session that another one took over is refused
+    /// ([`EngineError::WorkerReplaced`]).
+    pub async fn poll_runs(&self, environment: &Environment, worker: &str, poll: &PollRequest) -> Result<Vec<Claim>> {
+        let inner = &self.inner;
+        let worker = WorkerId::parse(worker).map_err(|error| EngineError::Invalid(error.to_string()))?;
+        for task in &poll.tasks {
+            validate_task_id(&task.id)?;
+            if task.slots > MAX_SLOTS {
+                return Err(EngineError::Invalid(format!("slots must be at most {MAX_SLOTS}, got {}", task.slots)));
+            }
+        }
+        let session = poll.session.as_deref();
+        if let Some(session) = session
+            && (session.is_empty()
+                || session.len() > MAX_SESSION_LEN
+                || !session.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        {
+            return Err(EngineError::Invalid(format!(
+                "session must be 1 to {MAX_SESSION_LEN} letters, digits, '-' or '_'"
+            )));
+        }
+        let holding = poll.holding.iter().map(|id| parse_run_id(id)).collect::<Result<Vec<RunId>>>()?;
+        let key: WorkerKey = (environment.id.clone(), worker);
+        if poll.leaving {
+            return inner.worker_left(&key, session, holding).await.map(|()| Vec::new());
+        }
+        let tasks: Vec<String> = poll.tasks.iter().map(|task| task.id.clone()).collect();
+        inner.worker_seen(&key, &tasks).await?;
+        let wanted: Vec<(String, usize)> = poll
+            .tasks
+            .iter()
+            .filter(|task| task.slots > 0)
+            .map(|task| (task.id.clone(), task.slots as usize))
+            .collect();
+        let task_ids: Vec<String> = wanted.iter().map(|(task, _)| task.clone()).collect();
+        let deadline = inner.clock.now().saturating_add(Duration::from_millis(poll.wait_ms).min(MAX_POLL_WAIT));
+        let mail = inner.workers.mailbox(&key);
+        let mut released = inner.workers.released.subscribe();
+        // Every claim also gives back what the worker does not hold (such as a run handed to it
+        // through another node, which the same claim then hands over again); the first is made
+        // even when the worker has no free slot.
+        let mut first = true;
+        loop {
+            let mut ready = pin!(inner.runs_ready.notified());
+            ready.as_mut().enable();
+            let mut delivered = pin!(mail.notified());
+            delivered.as_mut().enable();
+            let now = inner.clock.now();
+            let mut claims = inner.workers.take_mail(&key);
+            if first || (claims.is_empty() && !wanted.is_empty()) {
+                first = false;
+                // Runs handed to the worker since its last poll count as held: it is about to
+                // get them.
+                let holding = holding.iter().cloned().chain(claims.iter().map(|c| c.run.id.clone())).collect();
+                let claim = RunClaim {
+                    environment_id: environment.id.clone(),
+                    worker: key.1.clone(),
+                    tasks: if claims.is_empty() { wanted.clone() } else { Vec::new() },
+                    now,
+                    alive_since: now.saturating_sub(inner.config.worker_timeout),
+                    sticky_for: inner.config.sticky_for,
+                    holding,
+                    session: session.map(str::to_owned),
+                };
+                match inner.writer.write(WriteOp::RunClaim(claim)).await? {
+                    WriteOutcome::Claimed { claims: claimed, released } => {
+                        claims.extend(claimed);
+                        if !released.is_empty() {
+                            inner.runs_ready.notify_waiters();
+                        }
+                    }
+                    WriteOutcome::WorkerReplaced => {
+                        inner.workers.return_mail(&key, claims);
+                        return Err(replaced(&key.1));
+                    }
+                    other => return Err(EngineError::Storage(format!("unexpected outcome of a claim: {other:?}"))),
+                }
+            }
+            if !claims.is_empty() {
+                return Ok(claims);
+            }
+            if now >= deadline || *released.borrow_and_update() {
+                return Ok(Vec::new());
+            }
+            let next = if task_ids.is_empty() {
+                None
+            } else {
+                inner.store.run_next_available(&environment.id, &task_ids, now).await?
+            };
+            // Sticky runs become free to others after a while, and other nodes do not wake us.
+            let wake = deadline.min(now.saturating_add(POLL_RECHECK)).min(next.unwrap_or(deadline));
+            tokio::select! {
+                _ = ready => {}
+                _ = delivered => {}
+                _ = released.changed() => {}
+                _ = inner.clock.sleep_until(wake) => {}
+            }
+        }
+    }
+
+    /// Stops holding polls: held ones answer at once with what they have, and later ones do
+    /// not wait. For a server that is stopping, so that idle workers do not delay it.
+    pub fn release_polls(&self) {
+        self.inner.workers.released.send_replace(true);
+    }
+
+    /// A hint for a run of `task_id` queued in `environment`: `Some` when no worker seen within
+    /// the worker timeout runs that task, which is logged once per task.
+    pub(crate) async fn unserved_hint(&self, environment: &Environment, task_id: &str) -> Result<Option<String>> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let key = (environment.id.clone(), task_id.to_owned());
+        let cached = inner.workers.served.lock().unwrap_or_else(|p| p.into_inner()).get(&key).copied();
+        let served = match cached {
+            Some(cached) if now.duration_since(cached.checked_at) < SERVED_CACHE_TTL && cached.checked_at <= now => {
+                cached.served
+            }
+            _ => {
+                let alive_since = inner.workers_alive_since();
+                let served = inner.store.task_served(&environment.id, task_id, alive_since).await?;
+                let entry = Served { served, checked_at: now };
+                inner.workers.served.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), entry);
+                served
+            }
+        };
+        if served {
+            return Ok(None);
+        }
+        let timeout = inner.config.worker_timeout.as_secs();
+        if inner.workers.unserved_logged.lock().unwrap_or_else(|p| p.into_inner()).insert(key) {
+            tracing::warn!(
+                environment = %environment.name,
+                task = task_id,
+                "runs of this task are queued, but no worker polled for it in the last {timeout} s"
+            );
+        }
+        Ok(Some(format!(
+            "no worker serves task {task_id:?}: none that polled in the last {timeout} s runs it; start a worker with \
+             this task, or check the task id"
+        )))
+    }
+}
+
+fn replaced(worker: &WorkerId) -> EngineError {
+    EngineError::WorkerReplaced(format!(
+        "{worker} was taken over by a newer process with the same worker id: this process must stop (each process \
+         needs an instance name of its own)"
+    ))
+}
+
+impl Inner {
+    /// `worker` stops: gives back what it holds (beyond `holding`), forgets it, and drops what
+    /// was handed to it here (those runs are released with the rest). A session that another
+    /// took over changes nothing.
+    async fn worker_left(&self, worker: &WorkerKey, session: Option<&str>, holding: Vec<RunId>) -> Result<()> {
+        let now = self.clock.now();
+        let (environment_id, id) = worker.clone();
+        let left = WriteOp::WorkerLeft {
+            environment_id: environment_id.clone(),
+            worker: id.clone(),
+            session: session.map(str::to_owned),
+        };
+        if self.writer.write(left).await? == WriteOutcome::WorkerReplaced {
+            return Err(replaced(&id));
+        }
+        let release = RunClaim {
+            environment_id,
+            worker: id,
+            tasks: Vec::new(),
+            now,
+            alive_since: now,
+            sticky_for: self.config.sticky_for,
+            holding,
+            session: session.map(str::to_owned),
+        };
+        self.writer.write(WriteOp::RunClaim(release)).await?;
+        self.workers.forget(worker);
+        self.runs_ready.notify_waiters();
+        Ok(())
+    }
+
+    /// Records that `worker` is alive and runs `tasks`: at most every quarter of the worker
+    /// timeout, unless its tasks changed.
+    async fn worker_seen(&self, worker: &WorkerKey, tasks: &[String]) -> Result<()> {
+        let now = self.clock.now();
+        self.workers.served_by_poll(&worker.0, tasks, now);
+        if !self.workers.record_due(worker, tasks, now, self.config.worker_timeout / 4) {
+            return Ok(());
+        }
+        let op =
+            WorkerSeen { worker: worker.1.clone(), environment_id: worker.0.clone(), at: now, tasks: tasks.to_vec() };
+        self.writer.write(WriteOp::WorkerSeen(op)).await?;
+        Ok(())
+    }
+}
+
+/// Gives back the runs of workers that stopped, every quarter of the worker timeout, until
+/// `shutdown` turns true.
+pub(crate) async fn release_loop(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
+    let every = inner.config.worker_timeout / 4;
+    loop {
+        let now = inner.clock.now();
+        let release = RunsRelease { alive_since: now.saturating_sub(inner.config.worker_timeout), now };
+        match inner.writer.write(WriteOp::RunsRelease(release)).await {
+            Ok(WriteOutcome::Released(released)) if !released.is_empty() => {
+                tracing::info!(runs = released.len(), "released the runs of stopped workers");
+                inner.runs_ready.notify_waiters();
+            }
+            Ok(_) => {}
+            Err(EngineError::ShuttingDown) => return,
+            Err(error) => tracing::error!(%error, "releasing the runs of stopped workers failed"),
+        }
+        inner.workers.forget_older_than(now.saturating_sub(inner.config.worker_timeout));
+        tokio::select! {
+            _ = inner.clock.sleep_until(now.saturating_add(every)) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}
