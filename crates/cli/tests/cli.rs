@@ -308,3 +308,33 @@ async fn serve_raises_its_open_file_limit_and_stops_on_time_despite_a_half_sent_
     let took = started.elapsed();
     assert!(took < Duration::from_secs(5), "stopping took {took:?} with a shutdown timeout of 1 s");
 }
+
+/// Regression: SIGTERM waited for idle workers' held polls (up to the shutdown timeout): the
+/// polls are answered at once and an idle server stops at once.
+#[tokio::test]
+async fn an_idle_worker_does_not_hold_up_the_shutdown() {
+    let database = Database::sqlite();
+    let server = Server::start(&database);
+    let http = reqwest::Client::new();
+    let poll = {
+        let request = http
+            .post(format!("{}/api/v1/workers/worker_idle/poll", server.api_url))
+            .bearer_auth(KEY)
+            .json(&json!({ "tasks": [{ "id": "idle-task", "slots": 0 }], "waitMs": 30_000, "holding": [] }));
+        tokio::spawn(request.send())
+    };
+    let client = server.client();
+    processes::eventually("the poll to be held", Duration::from_secs(10), || async {
+        let triggered = client.trigger("idle-task", &json!({}), None).await.unwrap();
+        triggered.hint.is_none().then_some(())
+    })
+    .await;
+
+    let started = Instant::now();
+    assert_eq!(server.terminate(), Some(0));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "stopping took {took:?} with an idle worker polling");
+    let answer = poll.await.unwrap().unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.json::<Value>().await.unwrap(), json!({ "runs": [] }));
+}
