@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use waitpoint_types::{
     CompletedVia, Environment, IdGenerator, JournalEntry, JournalKind, Run, RunError, RunId, RunState, RunStatus,
-    Timestamp, WaitpointKind, WaitpointState, WorkerId,
+    Timestamp, Waitpoint, WaitpointKind, WaitpointState, WorkerId,
 };
 
 use super::{TestDatabase, at, completed, create, finish, new_env, waitpoint, write_one};
@@ -459,20 +459,7 @@ pub async fn datetime_waits_complete_at_their_deadline(db: &dyn TestDatabase) {
     let me = worker(&ids);
     create_run(&*store, &run(&ids, &env, "t", at(0))).await;
     let held = claim_one(&*store, &env, &me, "t", at(1)).await.run;
-    let mut datetime = waitpoint(&ids, &env, at(1));
-    datetime.kind = WaitpointKind::Datetime;
-    datetime.timeout_at = Some(at(60_000));
-    let op = RunWait {
-        run: held.id.clone(),
-        environment_id: env.id.clone(),
-        epoch: held.epoch,
-        seq: 0,
-        kind: JournalKind::WaitDatetime,
-        name: "for 60s".into(),
-        waitpoint: datetime.id.clone(),
-        create: Some(datetime.clone()),
-        at: at(1),
-    };
+    let (datetime, op) = datetime_wait(&ids, &env, &held, "for 60s", at(1), at(60_000));
     assert!(matches!(write_one(&*store, WriteOp::RunWait(op)).await, WriteOutcome::Suspended(_)));
     assert_eq!(store.waitpoint_get(&datetime.id).await.unwrap(), datetime);
     assert_eq!(store.waitpoint_timeouts_next().await.unwrap(), Some(at(60_000)));
@@ -492,20 +479,7 @@ pub async fn datetime_waits_complete_at_their_deadline(db: &dyn TestDatabase) {
     // On replay the code may ask for another instant (a deadline computed from the clock): the
     // datetime wait at that position is the one recorded, whatever instant it names now.
     let replaying = claim_one(&*store, &env, &me, "t", at(60_002)).await.run;
-    let mut later = waitpoint(&ids, &env, at(60_002));
-    later.kind = WaitpointKind::Datetime;
-    later.timeout_at = Some(at(120_002));
-    let op = RunWait {
-        run: replaying.id.clone(),
-        environment_id: env.id.clone(),
-        epoch: replaying.epoch,
-        seq: 0,
-        kind: JournalKind::WaitDatetime,
-        name: "until 1970-01-01T00:02:00.002Z".into(),
-        waitpoint: later.id.clone(),
-        create: Some(later.clone()),
-        at: at(60_002),
-    };
+    let (later, op) = datetime_wait(&ids, &env, &replaying, "until 1970-01-01T00:02:00.002Z", at(60_002), at(120_002));
     assert_eq!(write_one(&*store, WriteOp::RunWait(op)).await, WriteOutcome::Recorded(recorded));
     assert!(store.waitpoint_get(&later.id).await.is_err(), "no second datetime waitpoint is made");
     let step = RunRecord {
@@ -518,6 +492,33 @@ pub async fn datetime_waits_complete_at_their_deadline(db: &dyn TestDatabase) {
         matches!(write_one(&*store, WriteOp::RunRecord(step)).await, WriteOutcome::Diverged(_)),
         "kinds still count"
     );
+}
+
+/// A wait of `run` (of `env`) at position 0, named `name`, on a new datetime waitpoint made at
+/// `now` for `deadline`: the waitpoint and the operation.
+fn datetime_wait(
+    ids: &IdGenerator,
+    env: &Environment,
+    run: &Run,
+    name: &str,
+    now: Timestamp,
+    deadline: Timestamp,
+) -> (Waitpoint, RunWait) {
+    let mut datetime = waitpoint(ids, env, now);
+    datetime.kind = WaitpointKind::Datetime;
+    datetime.timeout_at = Some(deadline);
+    let op = RunWait {
+        run: run.id.clone(),
+        environment_id: run.environment_id.clone(),
+        epoch: run.epoch,
+        seq: 0,
+        kind: JournalKind::WaitDatetime,
+        name: name.into(),
+        waitpoint: datetime.id.clone(),
+        create: Some(datetime.clone()),
+        at: now,
+    };
+    (datetime, op)
 }
 
 /// Creating a token for a run records it; the same position again returns the same token and
