@@ -373,7 +373,8 @@ async fn a_newer_session_takes_the_worker_and_its_runs_over_at_once() {
     assert_eq!((holder.public(), last_seen), ("worker_billing-1".to_owned(), Some(Timestamp::from_millis(START))));
 
     let again = h.engine.poll_runs(&h.dev, "worker_billing-1", &session("c2")).await.unwrap();
-    assert_eq!(again.iter().map(|c| c.run.id.public()).collect::<Vec<_>>(), [id.clone()]);
+    let taken: Vec<String> = again.iter().map(|c| c.run.id.public()).collect();
+    assert_eq!(taken, std::slice::from_ref(&id));
     assert_eq!(again[0].run.epoch, first[0].run.epoch + 1, "the old process is fenced out");
     let refused = h.engine.poll_runs(&h.dev, "worker_billing-1", &session("c1")).await;
     assert!(matches!(refused, Err(EngineError::WorkerReplaced(_))), "{refused:?}");
