@@ -31,30 +31,45 @@ pub(crate) struct Opened {
     pub(crate) warnings: Vec<String>,
 }
 
+/// Where the database is, as the options name it.
+pub(crate) enum Location {
+    /// An SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (it may hold a password: never print it unredacted).
+    Postgres(String),
+}
+
 impl DatabaseArgs {
+    /// Where the options say the database is: `--database`, else SQLite in `--data-dir`.
+    pub(crate) fn location(&self) -> anyhow::Result<Location> {
+        let Some(url) = self.database.as_deref() else { return Ok(Location::Sqlite(self.data_dir.join(SQLITE_FILE))) };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Location::Postgres(url.to_owned()));
+        }
+        match url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            Some(path) if !path.is_empty() => Ok(Location::Sqlite(PathBuf::from(path))),
+            // Never echo the value: it may be a connection string with a password in it.
+            _ => match url.split_once("://") {
+                Some((scheme, _)) if scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+') => {
+                    bail!("unsupported --database scheme {scheme:?}: use sqlite://PATH or postgres://USER@HOST:PORT/DB")
+                }
+                _ => bail!(
+                    "unsupported --database value (not shown: it may hold a password): use sqlite://PATH or \
+                     postgres://USER:PASSWORD@HOST:PORT/DB"
+                ),
+            },
+        }
+    }
+
     /// Opens the store, applying migrations.
     pub(crate) async fn open(&self) -> anyhow::Result<Opened> {
-        let url = self.database.clone();
-        match url.as_deref() {
-            None => self.open_sqlite(self.data_dir.join(SQLITE_FILE)).await,
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                let store = PostgresStore::connect(url).await.context("could not open the PostgreSQL database")?;
-                let description = format!("postgres: {}", redact(url));
+        match self.location()? {
+            Location::Sqlite(path) => self.open_sqlite(path).await,
+            Location::Postgres(url) => {
+                let store = PostgresStore::connect(&url).await.context("could not open the PostgreSQL database")?;
+                let description = format!("postgres: {}", redact(&url));
                 Ok(Opened { store: Arc::new(store), description, warnings: Vec::new() })
             }
-            Some(url) => match url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
-                Some(path) if !path.is_empty() => self.open_sqlite(PathBuf::from(path)).await,
-                // Never echo the value: it may be a connection string with a password in it.
-                _ => match url.split_once("://") {
-                    Some((scheme, _)) if scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+') => bail!(
-                        "unsupported --database scheme {scheme:?}: use sqlite://PATH or postgres://USER@HOST:PORT/DB"
-                    ),
-                    _ => bail!(
-                        "unsupported --database value (not shown: it may hold a password): use sqlite://PATH or \
-                         postgres://USER:PASSWORD@HOST:PORT/DB"
-                    ),
-                },
-            },
         }
     }
 

@@ -3,6 +3,7 @@
 //! # Layout
 //! - `main.rs`: the command line (clap), parsed once into plain arguments.
 //! - `database`: opening the store a `--database` URL or `--data-dir` names.
+//! - `backup`: `waitpoint backup`.
 //! - `serve`: `waitpoint serve`.
 //! - `environments`: `waitpoint env create|list|rotate-key`.
 //! - `tokens`: `waitpoint token create|complete|get|list`.
@@ -17,6 +18,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod backup;
 mod bench;
 mod bench_runs;
 mod database;
@@ -62,6 +64,8 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Copy the SQLite database consistently, also while the server runs.
+    Backup(backup::BackupArgs),
     /// Measure a running server.
     Bench {
         #[command(subcommand)]
@@ -124,6 +128,7 @@ fn main() -> ExitCode {
             Command::Env { command, database } => environments::run(command, &database).await,
             Command::Token { command, api } => tokens::run(command, &api).await,
             Command::Run { command, api } => runs::run(command, &api).await,
+            Command::Backup(args) => backup::run(args).await,
             Command::Bench { command } => bench::run(command).await,
         }
     });

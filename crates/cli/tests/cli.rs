@@ -338,3 +338,57 @@ async fn an_idle_worker_does_not_hold_up_the_shutdown() {
     assert_eq!(answer.status(), 200);
     assert_eq!(answer.json::<Value>().await.unwrap(), json!({ "runs": [] }));
 }
+
+/// A backup taken during a write burst holds every write acknowledged before it started, and a
+/// server started on it serves them.
+#[tokio::test]
+async fn a_backup_taken_during_a_write_burst_restores_every_acknowledged_write() {
+    let database = Database::sqlite();
+    let Database::Sqlite(data) = &database else { unreachable!() };
+    let server = Server::start(&database);
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, Instant)>::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..8)
+        .map(|_| {
+            let (client, acknowledged, stop) = (server.client(), acknowledged.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let created = client.create_token(&CreateTokenRequest::default()).await.unwrap();
+                    acknowledged.lock().unwrap().push((created.id, Instant::now()));
+                }
+            })
+        })
+        .collect();
+    processes::eventually("a burst of writes", Duration::from_secs(30), || async {
+        (acknowledged.lock().unwrap().len() >= 300).then_some(())
+    })
+    .await;
+
+    let copy = tempfile::TempDir::new().unwrap();
+    let file = copy.path().join("waitpoint.db");
+    let started = Instant::now();
+    let backup = Command::new(BIN).args(["backup", "--data-dir"]).arg(data.path()).arg("--to").arg(&file).output();
+    let backup = backup.unwrap();
+    assert!(backup.status.success(), "{}", String::from_utf8_lossy(&backup.stderr));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let again = Command::new(BIN).args(["backup", "--data-dir"]).arg(data.path()).arg("--to").arg(&file).output();
+    assert!(String::from_utf8_lossy(&again.unwrap().stderr).contains("exists"), "a backup never overwrites");
+
+    let restored_database = Database::Sqlite(copy);
+    let restored = Server::start(&restored_database);
+    let client = restored.client();
+    let before: Vec<String> =
+        acknowledged.lock().unwrap().iter().filter(|(_, at)| *at < started).map(|(id, _)| id.clone()).collect();
+    assert!(before.len() >= 300);
+    for id in &before {
+        client.retrieve_token(id).await.unwrap_or_else(|e| panic!("{id} acknowledged before the backup: {e}"));
+    }
+}

@@ -8,12 +8,14 @@
 //!
 //! # Layout
 //! - [`SqliteStore`]: opening, migrations and the [`Store`] implementation.
+//! - [`backup`]: a consistent copy of a live database.
 //! - `lists`: what the token and run lists share (filters, cursors, merged walks).
 //! - `rows`: mapping between rows and domain types.
 //! - `threads`: the connections' threads, which run the blocking SQLite calls.
 //! - `migrations/`: the schema, one file per version, applied at open.
 
 mod args;
+mod backup;
 mod lists;
 mod rows;
 mod runs;
@@ -30,6 +32,7 @@ use waitpoint_types::{
     Environment, EnvironmentId, JournalEntry, Run, RunId, Secret, Timestamp, Waitpoint, WaitpointId, WorkerId,
 };
 
+pub use crate::backup::backup;
 use crate::rows::environment_from_row;
 use crate::threads::ConnectionThreads;
 
