@@ -177,6 +177,27 @@ impl Engine {
         self.inner.events.subscribe()
     }
 
+    /// Whether this node can serve: it is not stopping, the database answers, and its schema is
+    /// the one this build knows. The reason when not, for operators and load balancers.
+    pub async fn readiness(&self) -> std::result::Result<(), String> {
+        if self.polls_released() {
+            return Err("the server is stopping".into());
+        }
+        match self.inner.store.schema_versions().await {
+            Ok(versions) if versions.applied == versions.known => Ok(()),
+            Ok(versions) if versions.applied > versions.known => Err(format!(
+                "the database schema is at version {}, newer than this build's {}: a newer waitpoint migrated it; \
+                 upgrade this node",
+                versions.applied, versions.known
+            )),
+            Ok(versions) => Err(format!(
+                "the database schema is at version {} of {}: its migrations are not applied",
+                versions.applied, versions.known
+            )),
+            Err(error) => Err(format!("the database does not answer: {error}")),
+        }
+    }
+
     /// Identifies the caller from the bearer credential of `Authorization: Bearer <credential>`:
     /// a secret key, or a public access token.
     pub async fn authenticate(&self, credential: Option<&str>) -> Result<Principal> {

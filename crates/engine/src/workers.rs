@@ -259,6 +259,11 @@ impl Engine {
         self.inner.workers.released.send_replace(true);
     }
 
+    /// Whether polls are no longer held: the server is stopping.
+    pub(crate) fn polls_released(&self) -> bool {
+        *self.inner.workers.released.borrow()
+    }
+
     /// A hint for a run of `task_id` queued in `environment`: `Some` when no worker seen within
     /// the worker timeout runs that task, which is logged once per task.
     pub(crate) async fn unserved_hint(&self, environment: &Environment, task_id: &str) -> Result<Option<String>> {

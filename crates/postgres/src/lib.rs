@@ -51,7 +51,7 @@ use deadpool_postgres::{Client, Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::error::{DbError, SqlState};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, NoTls, Row};
-use waitpoint_storage::{ListQuery, Result, RunListQuery, StorageError, Store, WriteOp, WriteOutcome};
+use waitpoint_storage::{ListQuery, Result, RunListQuery, SchemaVersions, StorageError, Store, WriteOp, WriteOutcome};
 use waitpoint_types::{
     Environment, EnvironmentId, JournalEntry, Run, RunId, Secret, Timestamp, Waitpoint, WaitpointId, WorkerId,
 };
@@ -247,6 +247,12 @@ impl Store for PostgresStore {
 
     fn write_concurrency(&self) -> usize {
         WRITE_CONCURRENCY
+    }
+
+    async fn schema_versions(&self) -> Result<SchemaVersions> {
+        let rows = self.query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[]).await?;
+        let applied = rows.first().map(|row| column::<i64>(row, 0)).transpose()?.unwrap_or(0);
+        Ok(SchemaVersions { applied, known: MIGRATIONS.last().map_or(0, |(version, _)| *version) })
     }
 
     async fn write_batch(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {

@@ -42,7 +42,7 @@ use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::net::TcpListener;
@@ -56,6 +56,7 @@ pub fn app(engine: Engine) -> Router {
     let complete = post(tokens::complete).options(cors::preflight).layer(middleware::from_fn(cors::allow_all));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/api/v1/waitpoints/tokens", post(tokens::create).get(tokens::list))
         .route("/api/v1/waitpoints/tokens/{id}", get(tokens::retrieve))
         .route("/api/v1/waitpoints/tokens/{id}/complete", complete)
@@ -100,9 +101,26 @@ pub async fn serve_with(
     listener::serve(listener, router, config, shutdown).await;
 }
 
-/// `GET /healthz`: 200 while the server takes requests.
-async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+/// `GET /healthz`: liveness, 200 while the process takes requests, with its version and backend.
+async fn healthz(State(engine): State<Engine>) -> Json<serde_json::Value> {
+    let backend = engine.store().backend();
+    Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION"), "backend": backend }))
+}
+
+/// `GET /readyz`: readiness, 200 when the node can serve (the database answers, its schema is
+/// this build's, it is not stopping), else 503 with the reason.
+async fn readyz(State(engine): State<Engine>) -> Response {
+    let (version, backend) = (env!("CARGO_PKG_VERSION"), engine.store().backend());
+    match engine.readiness().await {
+        Ok(()) => {
+            Json(serde_json::json!({ "status": "ready", "version": version, "backend": backend })).into_response()
+        }
+        Err(reason) => {
+            let body =
+                serde_json::json!({ "status": "unavailable", "error": reason, "version": version, "backend": backend });
+            (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+    }
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -434,10 +434,22 @@ async fn idempotent_create_returns_the_cached_token_over_http() {
 }
 
 #[tokio::test]
-async fn healthz_answers_without_credentials() {
+async fn health_and_readiness_answer_without_credentials() {
     let api = Api::new().await;
+    let version = env!("CARGO_PKG_VERSION");
     let reply = api.call(Method::GET, "/healthz", None, "").await;
-    assert_eq!((reply.status, reply.body), (StatusCode::OK, json!({ "status": "ok" })));
+    let expected = json!({ "status": "ok", "version": version, "backend": "sqlite" });
+    assert_eq!((reply.status, reply.body), (StatusCode::OK, expected));
+    let reply = api.call(Method::GET, "/readyz", None, "").await;
+    let expected = json!({ "status": "ready", "version": version, "backend": "sqlite" });
+    assert_eq!((reply.status, reply.body), (StatusCode::OK, expected));
+
+    // A stopping node is not ready, so load balancers send new work elsewhere.
+    api.engine.release_polls();
+    let reply = api.call(Method::GET, "/readyz", None, "").await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.body["error"], "the server is stopping");
+    assert_eq!(api.call(Method::GET, "/healthz", None, "").await.status, StatusCode::OK);
 }
 
 /// Regression: the callback route read (and buffered) the whole body before it checked that

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
-use waitpoint_storage::{ListQuery, Result, RunListQuery, StorageError, Store, WriteOp, WriteOutcome};
+use waitpoint_storage::{ListQuery, Result, RunListQuery, SchemaVersions, StorageError, Store, WriteOp, WriteOutcome};
 use waitpoint_types::{
     Environment, EnvironmentId, JournalEntry, Run, RunId, Secret, Timestamp, Waitpoint, WaitpointId, WorkerId,
 };
@@ -135,6 +135,11 @@ fn open_reader(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// The newest migration this build has.
+fn latest_migration() -> i64 {
+    MIGRATIONS.last().map_or(0, |(version, _)| *version)
+}
+
 fn migrate(conn: &mut Connection) -> Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT",
@@ -174,6 +179,16 @@ impl Store for SqliteStore {
 
     fn write_concurrency(&self) -> usize {
         1
+    }
+
+    async fn schema_versions(&self) -> Result<SchemaVersions> {
+        let applied = self
+            .read(|conn| {
+                conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |row| row.get(0))
+                    .map_err(map_error)
+            })
+            .await?;
+        Ok(SchemaVersions { applied, known: latest_migration() })
     }
 
     async fn write_batch(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {

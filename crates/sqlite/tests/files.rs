@@ -49,3 +49,17 @@ async fn existing_files_keep_their_permissions() {
     SqliteStore::open(&path).await.unwrap();
     assert_eq!(mode(&path), 0o640);
 }
+
+/// A database that a newer build migrated says so, so that readiness can tell an operator to
+/// upgrade the node.
+#[tokio::test]
+async fn a_database_migrated_by_a_newer_build_says_so() {
+    let root = TempDir::new().unwrap();
+    let path = root.path().join("waitpoint.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let known = store.schema_versions().await.unwrap().known;
+    let newer = rusqlite::Connection::open(&path).unwrap();
+    newer.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, 0)", [known + 1]).unwrap();
+    let versions = store.schema_versions().await.unwrap();
+    assert_eq!((versions.applied, versions.known), (known + 1, known));
+}

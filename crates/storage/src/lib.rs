@@ -59,6 +59,16 @@ impl StorageError {
     }
 }
 
+/// Where a database's schema is: the newest migration applied to it, and the newest this build
+/// knows. A database migrated by a newer build has `applied > known`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaVersions {
+    /// The newest migration applied to the database.
+    pub applied: i64,
+    /// The newest migration this build has.
+    pub known: i64,
+}
+
 /// The storage of waitpoint.
 ///
 /// Every method is safe to call concurrently. A successful write is durable: on disk (synced)
@@ -68,6 +78,10 @@ impl StorageError {
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// The backend's name for logs: `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
+
+    /// The schema version the database is at (read from it, so this also shows it is reachable)
+    /// and the newest one this build knows.
+    async fn schema_versions(&self) -> Result<SchemaVersions>;
 
     /// How many [`write_batch`](Self::write_batch) calls are worth running at once: 1 for a
     /// single-writer database, more where concurrent transactions help.

@@ -667,6 +667,8 @@ pub async fn timeouts_are_found_in_deadline_order(db: &dyn TestDatabase) {
 /// Acknowledged writes are there after the store is dropped and the database opened again.
 pub async fn writes_survive_reopening(db: &dyn TestDatabase) {
     let ids = IdGenerator::new();
+    let versions = db.open().await.schema_versions().await.expect("schema_versions failed");
+    assert_eq!(versions.applied, versions.known, "a store is open once its migrations are applied");
     let (env, waiting, done) = {
         let store = db.open().await;
         let env = new_env(&*store, &ids, "dev").await;
