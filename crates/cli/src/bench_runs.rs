@@ -72,14 +72,14 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let task = Task::new(TASK, |ctx: Context, payload: Value| async move {
         let driver = payload["driver"].as_str().unwrap_or_default().to_owned();
         let i = payload["i"].clone();
-        let token = ctx.create_token(CreateTokenRequest { timeout: Some("1h".into()), ..Default::default() }).await?;
+        let token = ctx.create_token(CreateTokenRequest::new().timeout("1h")).await?;
         let http = http_client();
         let announce = json!({ "i": i, "tokenId": token.id, "url": token.url });
-        ctx.step("hand the token to the driver", || async {
+        ctx.try_step("hand the token to the driver", || async {
             http.post(format!("{driver}/id")).json(&announce).send().await?.error_for_status().map(drop)
         })
         .await?;
-        ctx.wait_for_token::<Value>(&token.id).await?.into_result()?;
+        ctx.wait_for_token::<Value>(&token).await?.into_result()?;
         let resumed_at = epoch_ms();
         http.post(format!("{driver}/done")).json(&json!({ "i": i, "resumedAt": resumed_at })).send().await?;
         Ok::<_, TaskError>(json!({ "i": i, "resumedAt": resumed_at, "payload": payload }))
@@ -87,7 +87,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let config =
         WorkerConfig { concurrency: args.concurrency, max_suspended: args.max_suspended, ..WorkerConfig::default() };
     let worker = Worker::new(args.api.client()?, [task], config)?;
-    worker.run_until(std::future::pending()).await?;
+    worker.run_until(std::future::pending::<()>()).await?;
     Ok(())
 }
 

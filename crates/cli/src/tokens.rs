@@ -78,7 +78,7 @@ pub(crate) async fn run(command: TokenCommand, api: &ApiArgs) -> anyhow::Result<
         TokenCommand::Create { timeout, idempotency_key, idempotency_key_ttl, tags } => {
             let tags = (!tags.is_empty()).then_some(tags);
             let request = CreateTokenRequest { timeout, idempotency_key, idempotency_key_ttl, tags };
-            print_pretty(&client.create_token(&request).await?)?;
+            print_pretty(&client.create_token(request).await?)?;
         }
         TokenCommand::Complete { id, data, data_file } => {
             let text = match (data, data_file) {

@@ -1,0 +1,117 @@
+//! The harness every test uses: a server (SQLite in a temporary directory, on a free port,
+//! with the clock the test chooses), workers the test starts and stops, and waiting on runs.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use waitpoint_clock::ManualClock;
+use waitpoint_engine::environments::create_environment;
+use waitpoint_engine::{Clock, Engine, EngineConfig, SystemClock};
+use waitpoint_sdk::{Client, RunDetail, RunStatus, Task, Timestamp, Worker, WorkerConfig};
+use waitpoint_sqlite::SqliteStore;
+
+/// A server running in this process.
+pub struct Server {
+    _dir: TempDir,
+    /// A client with the `dev` environment's key.
+    pub client: Client,
+    /// `http://127.0.0.1:<port>`.
+    pub origin: String,
+    /// The clock of the server and of the workers [`Server::config`] makes.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// A server on the system clock.
+pub async fn server() -> Server {
+    server_on(Arc::new(SystemClock)).await
+}
+
+/// A server on a manual clock standing at 2025-04-01T10:00:00Z, and that clock.
+pub async fn manual_server() -> (Server, ManualClock) {
+    let clock = ManualClock::new(Timestamp::parse_iso8601("2025-04-01T10:00:00Z").unwrap());
+    (server_on(Arc::new(clock.clone())).await, clock)
+}
+
+async fn server_on(clock: Arc<dyn Clock>) -> Server {
+    let dir = TempDir::new().unwrap();
+    let store = SqliteStore::open(dir.path().join("db")).await.unwrap();
+    let dev = create_environment(&store, clock.as_ref(), "dev").await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let config = EngineConfig { public_url: origin.clone(), ..EngineConfig::default() };
+    let engine = Engine::start(Arc::new(store), clock.clone(), config);
+    tokio::spawn(waitpoint_server::serve(listener, engine, std::future::pending()));
+    Server { _dir: dir, client: Client::new(&origin, dev.api_key.expose()).unwrap(), origin, clock }
+}
+
+impl Server {
+    /// Worker settings on the server's clock.
+    pub fn config(&self) -> WorkerConfig {
+        WorkerConfig { clock: self.clock.clone(), ..WorkerConfig::default() }
+    }
+
+    /// Starts a worker running `tasks` with `config`.
+    pub fn start(&self, tasks: Vec<Task>, config: WorkerConfig) -> Running {
+        Running::start(Worker::new(self.client.clone(), tasks, config).unwrap())
+    }
+
+    /// Polls the run until `done` says so (10 s at most).
+    pub async fn until(&self, run: &str, done: impl Fn(&RunDetail) -> bool) -> RunDetail {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let detail = self.client.retrieve_run(run).await.unwrap();
+            if done(&detail) {
+                return detail;
+            }
+            assert!(Instant::now() < deadline, "run {run} stuck at {}", detail.status);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The run once it finished.
+    pub async fn finished(&self, run: &str) -> RunDetail {
+        self.until(run, |d| d.status.is_final()).await
+    }
+
+    /// The id of the token the run waits on, once it waits.
+    pub async fn waiting_token(&self, run: &str) -> String {
+        let detail = self.until(run, |d| d.status == RunStatus::Waiting).await;
+        detail.waiting_on[0].id.clone()
+    }
+}
+
+/// A worker running in this process.
+pub struct Running {
+    stop: oneshot::Sender<()>,
+    handle: JoinHandle<waitpoint_sdk::Result<()>>,
+}
+
+impl Running {
+    pub fn start(worker: Worker) -> Self {
+        let (stop, stopped) = oneshot::channel::<()>();
+        Self { stop, handle: tokio::spawn(worker.run_until(stopped)) }
+    }
+
+    /// Stops the worker and waits until it has handed its runs back.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.handle.await.unwrap().unwrap();
+    }
+
+    /// What `run_until` returned, once it returns by itself.
+    pub async fn ended(self) -> waitpoint_sdk::Result<()> {
+        self.handle.await.unwrap()
+    }
+
+    /// Drops the worker's loop at once, as a killed process would stop polling (its runs'
+    /// executions are left behind).
+    pub fn kill(self) {
+        self.handle.abort();
+    }
+}
+
+/// A list that task executions append to, to compare them across executions.
+pub type Seen<T> = Arc<Mutex<Vec<T>>>;
