@@ -66,6 +66,13 @@ async fn serve_prints_the_dev_key_takes_cli_commands_and_stops_cleanly_on_sigter
     let missing = server.cli(&["token", "get", "waitpoint_cnothere"]);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("404: Waitpoint not found"));
 
+    // Runs: data on stdout; a list that matches nothing says so on stderr.
+    let triggered = stdout_json(&server.cli(&["run", "trigger", "nobody-runs-this", "--payload", "{}"]));
+    assert!(triggered["id"].as_str().unwrap().starts_with("run_"));
+    let none = server.cli(&["run", "list", "--task", "nor-this"]);
+    assert!(none.status.success() && none.stdout.is_empty());
+    assert_eq!(String::from_utf8_lossy(&none.stderr), "no runs match\n");
+
     assert_eq!(server.terminate(), Some(0));
 }
 
