@@ -64,9 +64,9 @@ pub(super) async fn poll_loop(shared: Arc<Shared>) -> Error {
                 }
             }
             Err(error) => {
-                let error = match stops_the_worker(&shared, error) {
-                    Ok(fatal) => return fatal,
-                    Err(passing) => passing,
+                let error = match judge(&shared, error) {
+                    Failure::Fatal(error) => return error,
+                    Failure::Passing(error) => error,
                 };
                 let now = shared.config.clock.now();
                 match health.failed(now) {
@@ -92,19 +92,26 @@ pub(super) async fn poll_loop(shared: Arc<Shared>) -> Error {
     }
 }
 
-/// Sorts a failed poll: `Ok` with the error to stop with, when asking again cannot help; or
-/// `Err` with the error, when it may pass (the server is unreachable, failing or overloaded,
-/// or answered something unexpected).
-fn stops_the_worker(shared: &Shared, error: Error) -> Result<Error, Error> {
+/// What a failed poll means for the worker.
+enum Failure {
+    /// Asking again cannot help (a refused key, a takeover by a newer process, a refused
+    /// request): the worker stops with this error.
+    Fatal(Error),
+    /// It may pass (the server is unreachable, failing or overloaded, or answered something
+    /// unexpected): the worker warns and polls again.
+    Passing(Error),
+}
+
+fn judge(shared: &Shared, error: Error) -> Failure {
     match error {
         Error::Api { status: status @ (401 | 403), message, .. } => {
-            Ok(Error::KeyRefused { api_url: shared.client.api_url().to_owned(), status, message })
+            Failure::Fatal(Error::KeyRefused { api_url: shared.client.api_url().to_owned(), status, message })
         }
         Error::Api { status: 409, code: Some(code), .. } if code == "worker_replaced" => {
-            Ok(Error::WorkerReplaced { worker: shared.identity.id.clone() })
+            Failure::Fatal(Error::WorkerReplaced { worker: shared.identity.id.clone() })
         }
-        error if is_transient(&error) || matches!(error, Error::Decode(_)) => Err(error),
-        error => Ok(error),
+        error if is_transient(&error) || matches!(error, Error::Decode(_)) => Failure::Passing(error),
+        error => Failure::Fatal(error),
     }
 }
 

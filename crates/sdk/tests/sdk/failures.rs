@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use waitpoint_sdk::{Client, Context, CreateTokenRequest, Error, RunStatus, Task, TaskError, Worker, WorkerConfig};
 
-use crate::harness::{Running, manual_server, server};
+use crate::harness::{Logs, Running, manual_server, server};
 
 #[tokio::test]
 async fn a_worker_with_a_wrong_key_stops_at_once_saying_what_to_check() {
@@ -26,6 +26,21 @@ async fn a_worker_with_a_wrong_key_stops_at_once_saying_what_to_check() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_a_warning_saying_what_to_check_and_the_worker_keeps_trying() {
+    let (logs, _capturing) = Logs::capture();
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let client = Client::new(&api_url, "tr_dev_anyKeyAtAll").unwrap();
+    let task = Task::new("t", |_: Context, _: Value| async { Ok::<_, TaskError>(()) });
+    let worker = Running::start(Worker::new(client, [task], WorkerConfig::default()).unwrap());
+    logs.until("worker started").await;
+    logs.until("cannot poll the server").await;
+    assert!(logs.count(&format!("WAITPOINT_API_URL (now {api_url})")) > 0, "the warning says what to check");
+    worker.stop().await;
 }
 
 /// A task that holds its run until the test ends, on the worker `holding`; elsewhere it ends

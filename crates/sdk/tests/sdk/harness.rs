@@ -1,11 +1,13 @@
 //! The harness every test uses: a server (SQLite in a temporary directory, on a free port,
 //! with the clock the test chooses), workers the test starts and stops, and waiting on runs.
 
+use std::io::Write;
+use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 use waitpoint_clock::ManualClock;
 use waitpoint_engine::environments::create_environment;
@@ -115,3 +117,58 @@ impl Running {
 
 /// A list that task executions append to, to compare them across executions.
 pub type Seen<T> = Arc<Mutex<Vec<T>>>;
+
+/// The `tracing` output of the code on this thread, captured (a `#[tokio::test]` runs every
+/// task on its thread, so the server's and the workers' events are captured too).
+#[derive(Clone, Default)]
+pub struct Logs {
+    text: Arc<Mutex<Vec<u8>>>,
+    written: Arc<Notify>,
+}
+
+impl Logs {
+    /// Captures events at info level and above until the guard is dropped.
+    pub fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = Self::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer({
+                let logs = logs.clone();
+                move || logs.clone()
+            })
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// How many times `needle` appears.
+    pub fn count(&self, needle: &str) -> usize {
+        String::from_utf8_lossy(&self.text.lock().unwrap()).matches(needle).count()
+    }
+
+    /// Waits until `needle` appears (10 s at most).
+    pub async fn until(&self, needle: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut written = pin!(self.written.notified());
+            written.as_mut().enable();
+            if self.count(needle) > 0 {
+                return;
+            }
+            let waited = tokio::time::timeout_at(deadline, written).await;
+            assert!(waited.is_ok(), "no log line with {needle:?}");
+        }
+    }
+}
+
+impl Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.text.lock().unwrap().extend_from_slice(bytes);
+        self.written.notify_waiters();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -5,8 +5,7 @@
 //! the second worker has nothing in memory, so it replays the journal. The server and the
 //! workers share a manual clock, which drives the datetime waits.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
@@ -14,7 +13,7 @@ use serde_json::{Value, json};
 use waitpoint_clock::Clock;
 use waitpoint_sdk::{Context, CreateTokenRequest, ListFilter, RunDetail, RunStatus, Task, TaskError, Timestamp};
 
-use crate::harness::{Seen, Server, manual_server};
+use crate::harness::{Logs, Seen, Server, manual_server};
 
 /// Triggers `task`'s run on a first worker until it waits, stops that worker, advances the
 /// clock by 10 s (the waits below end then) with a second worker started: the run resumes
@@ -131,40 +130,9 @@ async fn the_context_lists_tokens_as_a_stream_and_a_replay_reads_the_pages_it_re
     assert_eq!(output["after"].as_array().unwrap().len(), 5, "a list after the wait is live");
 }
 
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn count(&self, needle: &str) -> usize {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).matches(needle).count()
-    }
-}
-
 #[tokio::test]
 async fn the_runs_logger_is_quiet_while_the_run_replays() {
-    let logs = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer({
-            let logs = logs.clone();
-            move || logs.clone()
-        })
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    // The test's runtime runs every task on this thread, so the worker's events come here.
-    let _subscriber = tracing::subscriber::set_default(subscriber);
+    let (logs, _capturing) = Logs::capture();
 
     let (server, clock) = manual_server().await;
     let replaying: Seen<bool> = Arc::default();
