@@ -1,9 +1,10 @@
 //! The harness every test uses: a server (SQLite in a temporary directory, on a free port,
 //! with the clock the test chooses), workers the test starts and stops, and waiting on runs.
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::pin::pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -118,27 +119,47 @@ impl Running {
 /// A list that task executions append to, to compare them across executions.
 pub type Seen<T> = Arc<Mutex<Vec<T>>>;
 
+thread_local! {
+    /// Where the events of this thread go: the capture of the test running on it, if any.
+    static CAPTURE: RefCell<Option<Logs>> = const { RefCell::new(None) };
+}
+
 /// The `tracing` output of the code on this thread, captured (a `#[tokio::test]` runs every
 /// task on its thread, so the server's and the workers' events are captured too).
+///
+/// One subscriber serves the whole test process, installed by the first capture, and sends
+/// each event to the capture of its thread: subscribers set per thread miss events whose
+/// interest another test's thread settled first.
 #[derive(Clone, Default)]
 pub struct Logs {
     text: Arc<Mutex<Vec<u8>>>,
     written: Arc<Notify>,
 }
 
+/// Ends the capture of this thread when dropped.
+pub struct Capturing;
+
+impl Drop for Capturing {
+    fn drop(&mut self) {
+        CAPTURE.with(|capture| capture.borrow_mut().take());
+    }
+}
+
 impl Logs {
-    /// Captures events at info level and above until the guard is dropped.
-    pub fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
+    /// Captures this thread's events at info level and above until the guard is dropped.
+    pub fn capture() -> (Self, Capturing) {
+        static SUBSCRIBER: Once = Once::new();
+        SUBSCRIBER.call_once(|| {
+            tracing_subscriber::fmt()
+                .with_writer(|| ThreadWriter)
+                .with_ansi(false)
+                .with_max_level(tracing::Level::INFO)
+                .try_init()
+                .expect("no other subscriber in the SDK's tests");
+        });
         let logs = Self::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer({
-                let logs = logs.clone();
-                move || logs.clone()
-            })
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .finish();
-        (logs, tracing::subscriber::set_default(subscriber))
+        CAPTURE.with(|capture| *capture.borrow_mut() = Some(logs.clone()));
+        (logs, Capturing)
     }
 
     /// How many times `needle` appears.
@@ -161,10 +182,17 @@ impl Logs {
     }
 }
 
-impl Write for Logs {
+/// Writes an event to the capture of the thread it happens on (or nowhere).
+struct ThreadWriter;
+
+impl Write for ThreadWriter {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.text.lock().unwrap().extend_from_slice(bytes);
-        self.written.notify_waiters();
+        CAPTURE.with(|capture| {
+            if let Some(logs) = capture.borrow().as_ref() {
+                logs.text.lock().unwrap().extend_from_slice(bytes);
+                logs.written.notify_waiters();
+            }
+        });
         Ok(bytes.len())
     }
 
