@@ -31,7 +31,7 @@ pub(crate) enum BenchCommand {
     List(ListArgs),
     /// The standard workload: N runs wait on tokens, then every token is completed by a POST
     Runs(crate::bench_runs::RunsArgs),
-    /// The worker `bench runs` starts (runs the workload's task)
+    /// The worker `bench runs` starts (runs the workload's task, and the crash tests')
     #[command(hide = true)]
     Worker(crate::bench_runs::WorkerArgs),
 }

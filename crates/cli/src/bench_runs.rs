@@ -3,7 +3,9 @@
 //! worker process and driver. Prints a table, then one JSON line with every figure.
 //!
 //! `waitpoint bench worker` is that worker, started by `bench runs` as a separate process so
-//! its memory and CPU are measured apart from the driver's.
+//! its memory and CPU are measured apart from the driver's. It also runs the crash tests' task
+//! that reads the time and waits ([`CLOCK_TASK`]); the crash tests (`crates/cli/tests/crash.rs`)
+//! start it, and kill it, as a real process.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +28,12 @@ use crate::ApiArgs;
 
 /// The task the workload runs.
 const TASK: &str = "bench-wait";
+/// The crash tests' task: reads the time through the run's context, waits until three seconds
+/// after it, and returns `{"i": payload.i, "at": <the time read>}`. A worker killed while it
+/// waits and started again must resume it with the instant it read first.
+const CLOCK_TASK: &str = "crash-clock";
+/// How long [`CLOCK_TASK`] waits.
+const CLOCK_TASK_WAIT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Args)]
 pub(crate) struct RunsArgs {
@@ -67,27 +75,34 @@ pub(crate) struct WorkerArgs {
     max_suspended: usize,
 }
 
-/// `waitpoint bench worker`: runs the workload's task until killed.
+/// `waitpoint bench worker`: runs the workload's task and the crash tests' until killed or
+/// stopped (SIGINT, SIGTERM). `WAITPOINT_WORKER_INSTANCE` names the worker.
 pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+    waitpoint_sdk::init_logging();
     let task = Task::new(TASK, |ctx: Context, payload: Value| async move {
         let driver = payload["driver"].as_str().unwrap_or_default().to_owned();
         let i = payload["i"].clone();
-        let token = ctx.create_token(CreateTokenRequest { timeout: Some("1h".into()), ..Default::default() }).await?;
+        let token = ctx.create_token(CreateTokenRequest::new().timeout("1h")).await?;
         let http = http_client();
         let announce = json!({ "i": i, "tokenId": token.id, "url": token.url });
-        ctx.step("hand the token to the driver", || async {
+        ctx.try_step("hand the token to the driver", || async {
             http.post(format!("{driver}/id")).json(&announce).send().await?.error_for_status().map(drop)
         })
         .await?;
-        ctx.wait_for_token::<Value>(&token.id).await?.into_result()?;
+        ctx.wait_for_token::<Value>(&token).await?.into_result()?;
         let resumed_at = epoch_ms();
         http.post(format!("{driver}/done")).json(&json!({ "i": i, "resumedAt": resumed_at })).send().await?;
         Ok::<_, TaskError>(json!({ "i": i, "resumedAt": resumed_at, "payload": payload }))
     });
+    let clock_task = Task::new(CLOCK_TASK, |ctx: Context, payload: Value| async move {
+        let at = ctx.now().await?;
+        ctx.wait_until(at + CLOCK_TASK_WAIT).await?;
+        Ok::<_, TaskError>(json!({ "i": payload["i"], "at": at }))
+    });
     let config =
-        WorkerConfig { concurrency: args.concurrency, max_suspended: args.max_suspended, ..WorkerConfig::default() };
-    let worker = Worker::new(args.api.client()?, [task], config)?;
-    worker.run_until(std::future::pending()).await?;
+        WorkerConfig { concurrency: args.concurrency, max_suspended: args.max_suspended, ..WorkerConfig::from_env() };
+    let worker = Worker::new(args.api.client()?, [task, clock_task], config)?;
+    worker.run_until_signal().await?;
     Ok(())
 }
 

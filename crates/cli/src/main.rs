@@ -86,31 +86,24 @@ pub(crate) struct ApiArgs {
 }
 
 impl ApiArgs {
-    /// The URL: the flag, else `WAITPOINT_API_URL`, else `TRIGGER_API_URL`, else the local default.
+    /// The URL: the flag, else what the SDK reads from the environment (`WAITPOINT_API_URL`,
+    /// else `TRIGGER_API_URL`, else the local default).
     pub(crate) fn api_url(&self) -> String {
-        self.api_url
-            .clone()
-            .or_else(|| env_var("WAITPOINT_API_URL"))
-            .or_else(|| env_var("TRIGGER_API_URL"))
-            .unwrap_or_else(|| "http://127.0.0.1:3030".to_owned())
+        self.api_url.clone().unwrap_or_else(waitpoint_sdk::env::api_url)
     }
 
-    /// The key: the flag, else `WAITPOINT_SECRET_KEY`, else `TRIGGER_SECRET_KEY`.
+    /// The key: the flag, else what the SDK reads from the environment (`WAITPOINT_SECRET_KEY`,
+    /// else `TRIGGER_SECRET_KEY`).
     pub(crate) fn secret_key(&self) -> anyhow::Result<String> {
         self.secret_key
             .clone()
-            .or_else(|| env_var("WAITPOINT_SECRET_KEY"))
-            .or_else(|| env_var("TRIGGER_SECRET_KEY"))
+            .or_else(waitpoint_sdk::env::secret_key)
             .ok_or_else(|| anyhow::anyhow!("no secret key: pass --secret-key or set WAITPOINT_SECRET_KEY"))
     }
 
     pub(crate) fn client(&self) -> anyhow::Result<waitpoint_sdk::Client> {
         Ok(waitpoint_sdk::Client::new(&self.api_url(), &self.secret_key()?)?)
     }
-}
-
-fn env_var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|value| !value.trim().is_empty())
 }
 
 fn main() -> ExitCode {

@@ -12,7 +12,8 @@ use crate::tokens::{date, parse_statuses, print_lines, print_pretty};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum RunCommand {
-    /// Trigger a run of a task; prints {id, isCached}.
+    /// Trigger a run of a task; prints {id, isCached}, and on stderr what the server hints at
+    /// (such as that no worker serves the task).
     Trigger {
         /// The task's id
         task: String,
@@ -38,12 +39,14 @@ pub(crate) enum RunCommand {
         #[arg(long)]
         delay: Option<String>,
     },
-    /// Retrieve a run: status, payload, output or error, attempts, what it waits on.
+    /// Retrieve a run: status, payload, output or error, attempts, what it waits on, the worker
+    /// that holds it, and the server's hint.
     Get {
         /// The run's id (run_…)
         id: String,
     },
-    /// List runs, newest first, one JSON object per line, following every page.
+    /// List runs, newest first, one JSON object per line, following every page (none: a note on
+    /// stderr).
     List {
         /// Only these statuses: QUEUED, DELAYED, EXECUTING, WAITING, COMPLETED, FAILED, CANCELED
         #[arg(long = "status", value_delimiter = ',')]
@@ -107,7 +110,11 @@ pub(crate) async fn run(command: RunCommand, api: &ApiArgs) -> anyhow::Result<()
                 serde_json::from_str(&text).context("the payload must be JSON (quote a string: '\"hello\"')")?;
             let tags = (!tags.is_empty()).then_some(tags);
             let options = TriggerOptions { idempotency_key, idempotency_key_ttl, tags, max_attempts, delay };
-            print_pretty(&client.trigger(&task, &payload, Some(options)).await?)?;
+            let triggered = client.trigger(&task, &payload, Some(options)).await?;
+            print_pretty(&triggered)?;
+            if let Some(hint) = &triggered.hint {
+                eprintln!("hint: {hint}");
+            }
         }
         RunCommand::Get { id } => print_pretty(&client.retrieve_run(&id).await?)?,
         RunCommand::Cancel { id } => print_pretty(&client.cancel_run(&id).await?)?,
@@ -123,7 +130,9 @@ pub(crate) async fn run(command: RunCommand, api: &ApiArgs) -> anyhow::Result<()
                 to: to.as_deref().map(date).transpose()?,
                 page_size,
             };
-            print_lines(client.list_runs(filter), limit).await?;
+            if print_lines(client.list_runs(filter), limit).await? == 0 {
+                eprintln!("no runs match");
+            }
         }
     }
     Ok(())

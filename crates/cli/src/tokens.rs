@@ -78,7 +78,7 @@ pub(crate) async fn run(command: TokenCommand, api: &ApiArgs) -> anyhow::Result<
         TokenCommand::Create { timeout, idempotency_key, idempotency_key_ttl, tags } => {
             let tags = (!tags.is_empty()).then_some(tags);
             let request = CreateTokenRequest { timeout, idempotency_key, idempotency_key_ttl, tags };
-            print_pretty(&client.create_token(&request).await?)?;
+            print_pretty(&client.create_token(request).await?)?;
         }
         TokenCommand::Complete { id, data, data_file } => {
             let text = match (data, data_file) {
@@ -138,16 +138,19 @@ pub(crate) fn parse_statuses<S>(
         .collect()
 }
 
-/// Prints the items of a list, one JSON object per line, at most `limit` of them.
+/// Prints the items of a list, one JSON object per line, at most `limit` of them; returns how
+/// many it printed.
 pub(crate) async fn print_lines<T: Serialize>(
     items: impl Stream<Item = waitpoint_sdk::Result<T>>,
     limit: Option<usize>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<usize> {
     let mut items = std::pin::pin!(items.take(limit.unwrap_or(usize::MAX)));
+    let mut printed = 0;
     while let Some(item) = items.next().await {
         println!("{}", serde_json::to_string(&item?)?);
+        printed += 1;
     }
-    Ok(())
+    Ok(printed)
 }
 
 pub(crate) fn print_pretty(value: &impl Serialize) -> anyhow::Result<()> {

@@ -66,6 +66,13 @@ async fn serve_prints_the_dev_key_takes_cli_commands_and_stops_cleanly_on_sigter
     let missing = server.cli(&["token", "get", "waitpoint_cnothere"]);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("404: Waitpoint not found"));
 
+    // Runs: data on stdout; a list that matches nothing says so on stderr.
+    let triggered = stdout_json(&server.cli(&["run", "trigger", "nobody-runs-this", "--payload", "{}"]));
+    assert!(triggered["id"].as_str().unwrap().starts_with("run_"));
+    let none = server.cli(&["run", "list", "--task", "nor-this"]);
+    assert!(none.status.success() && none.stdout.is_empty());
+    assert_eq!(String::from_utf8_lossy(&none.stderr), "no runs match\n");
+
     assert_eq!(server.terminate(), Some(0));
 }
 
@@ -79,7 +86,7 @@ async fn env_commands_manage_the_keys_of_a_running_server() {
     let prod_key = prod["secretKey"].as_str().unwrap().to_owned();
     assert!(prod_key.starts_with("tr_prod_"));
     let prod_client = Client::new(&server.api_url, &prod_key).unwrap();
-    let token = prod_client.create_token(&CreateTokenRequest::default()).await.unwrap();
+    let token = prod_client.create_token(CreateTokenRequest::new()).await.unwrap();
     let dev_view = server.client().retrieve_token(&token.id).await;
     assert!(dev_view.is_err(), "environments are isolated");
 
@@ -112,10 +119,7 @@ async fn acknowledged_writes_survive_sigkill(database: Database) {
     let client = server.client();
     let created = join_all((0..100).map(|i| {
         let client = client.clone();
-        async move {
-            let request = CreateTokenRequest { tags: Some(vec![format!("n{i}")]), ..Default::default() };
-            client.create_token(&request).await.unwrap()
-        }
+        async move { client.create_token(CreateTokenRequest::new().tags([format!("n{i}")])).await.unwrap() }
     }))
     .await;
     join_all(created.iter().step_by(2).map(|token| {
@@ -154,11 +158,7 @@ async fn acknowledged_writes_survive_sigkill_on_postgres() {
 /// A deadline that passes while no server runs fires as soon as one starts.
 async fn deadlines_passed_while_down_fire_at_start_up(database: Database) {
     let server = Server::start(&database);
-    let token = server
-        .client()
-        .create_token(&CreateTokenRequest { timeout: Some("1s".into()), ..Default::default() })
-        .await
-        .unwrap();
+    let token = server.client().create_token(CreateTokenRequest::new().timeout("1s")).await.unwrap();
     assert_eq!(server.terminate(), Some(0));
     // The deadline has to pass in real time: a second, while nothing runs.
     std::thread::sleep(Duration::from_millis(1_100));
@@ -353,7 +353,7 @@ async fn a_backup_taken_during_a_write_burst_restores_every_acknowledged_write()
             let (client, acknowledged, stop) = (server.client(), acknowledged.clone(), stop.clone());
             tokio::spawn(async move {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let created = client.create_token(&CreateTokenRequest::default()).await.unwrap();
+                    let created = client.create_token(CreateTokenRequest::default()).await.unwrap();
                     acknowledged.lock().unwrap().push((created.id, Instant::now()));
                 }
             })

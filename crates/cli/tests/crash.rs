@@ -4,12 +4,14 @@
 //!
 //! The runs execute the benchmark workload's task (`waitpoint bench worker`): create a token,
 //! a step that POSTs it to the driver (this test), wait on the token, POST `/done`, return.
+//! One test runs that worker's `crash-clock` task instead: read the time, wait until three
+//! seconds after it.
 
 mod processes;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::routing::post;
@@ -17,7 +19,7 @@ use axum::{Json, Router};
 use futures_util::future::join_all;
 use processes::{Database, KEY, Server, WorkerProcess, eventually};
 use serde_json::{Value, json};
-use waitpoint_sdk::{Client, RunFilter, RunStatus};
+use waitpoint_sdk::{Client, RunFilter, RunStatus, Timestamp};
 
 /// What the runs told the test: token URLs, and how often each run's step and `/done` ran.
 #[derive(Default)]
@@ -205,4 +207,56 @@ async fn a_worker_killed_mid_step_hands_its_runs_over_on_sqlite() {
 async fn a_worker_killed_mid_step_hands_its_runs_over_on_postgres() {
     let Some(database) = Database::postgres().await else { return };
     worker_killed_mid_step(database).await;
+}
+
+/// Regression: a run that computed a deadline from the clock failed with non-determinism when
+/// it replayed after a crash. Runs read the time through their context and wait until three
+/// seconds after it; the worker is killed while they wait and started again under its instance
+/// name. Each run completes with the instant it read before the crash (a replay reads the
+/// recorded time), after the deadline it recorded.
+async fn worker_killed_mid_wait_on_the_clock(database: Database) {
+    let server = server(&database, "127.0.0.1:0");
+    let client = Client::new(&server.api_url, KEY).unwrap();
+    let worker = WorkerProcess::start_named(&server.api_url, "crash-clock-1");
+    let runs = 4;
+    let mut ids = Vec::new();
+    for i in 0..runs {
+        ids.push(client.trigger("crash-clock", &json!({ "i": i }), None).await.unwrap().id);
+    }
+    eventually("every run to wait", Duration::from_secs(30), || async {
+        (count(&client, RunStatus::Waiting).await == runs).then_some(())
+    })
+    .await;
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let killed_at = Timestamp::from_millis(i64::try_from(since_epoch.as_millis()).unwrap());
+    worker.kill();
+    let _worker = WorkerProcess::start_named(&server.api_url, "crash-clock-1");
+    eventually("every run to complete", Duration::from_secs(30), || async {
+        (count(&client, RunStatus::Completed).await == runs).then_some(())
+    })
+    .await;
+    for (i, id) in ids.iter().enumerate() {
+        let run = client.retrieve_run(id).await.unwrap();
+        let output = run.output.unwrap();
+        assert_eq!(output["i"], i);
+        let at: Timestamp = serde_json::from_value(output["at"].clone()).unwrap();
+        let deadline = at + Duration::from_secs(3);
+        assert!(
+            at < killed_at && killed_at < deadline,
+            "run {i} read {at}, waited until {deadline}, killed at {killed_at}"
+        );
+        assert!(run.finished_at.unwrap() >= deadline, "run {i} ended before its deadline");
+        assert_eq!(run.attempt, 1);
+    }
+}
+
+#[tokio::test]
+async fn a_run_waiting_on_the_time_it_read_survives_a_worker_crash_on_sqlite() {
+    worker_killed_mid_wait_on_the_clock(Database::sqlite()).await;
+}
+
+#[tokio::test]
+async fn a_run_waiting_on_the_time_it_read_survives_a_worker_crash_on_postgres() {
+    let Some(database) = Database::postgres().await else { return };
+    worker_killed_mid_wait_on_the_clock(database).await;
 }

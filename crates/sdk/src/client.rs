@@ -7,9 +7,10 @@ use reqwest::{Method, RequestBuilder, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use waitpoint_types::api::{CreateTokenRequest, CreateTokenResponse, ErrorBody, Page, TokenDetail, TokenItem};
+use waitpoint_types::time::parse_duration;
 use waitpoint_types::{Timestamp, WaitpointStatus};
 
-use crate::{Error, Result, Token};
+use crate::{AsTokenId, Error, Result, Token};
 
 /// The query parameters of a page that the token and run lists share.
 pub(crate) struct ListQuery<'a> {
@@ -92,7 +93,9 @@ impl Client {
             base.set_path(&format!("{}/", base.path()));
         }
         if credential.trim().is_empty() {
-            return Err(Error::Config("no secret key: pass one (or set WAITPOINT_SECRET_KEY)".into()));
+            return Err(Error::Config(
+                "no secret key given: pass one, or use Client::from_env() to read WAITPOINT_SECRET_KEY".into(),
+            ));
         }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
@@ -102,37 +105,59 @@ impl Client {
         Ok(Self { http, base, credential: credential.trim().to_owned() })
     }
 
-    /// Creates a token (or, with an active idempotency key, returns the existing one).
-    pub async fn create_token(&self, request: &CreateTokenRequest) -> Result<CreateTokenResponse> {
-        self.send(self.request(Method::POST, TOKENS)?.json(request)).await
+    /// A client configured as the `waitpoint` CLI is: the URL from `WAITPOINT_API_URL` (or
+    /// `TRIGGER_API_URL`; default `http://127.0.0.1:3030`), the key from `WAITPOINT_SECRET_KEY`
+    /// (or `TRIGGER_SECRET_KEY`). See [`env`](mod@crate::env).
+    pub fn from_env() -> Result<Self> {
+        let key = crate::env::secret_key().ok_or_else(|| {
+            Error::Config(
+                "no secret key: set WAITPOINT_SECRET_KEY to the key `waitpoint serve` printed (`waitpoint env list` \
+                 prints it again)"
+                    .into(),
+            )
+        })?;
+        Self::new(&crate::env::api_url(), &key)
     }
 
-    /// Completes the token `id` with `output` (any serializable value). Completing a token that
+    /// The API's URL, as given.
+    pub fn api_url(&self) -> &str {
+        self.base.as_str().trim_end_matches('/')
+    }
+
+    /// Creates a token (or, with an active idempotency key, returns the existing one). Its
+    /// durations are checked first: one that is not a duration, a date or `"none"` is an
+    /// [`Error::Config`] naming the field, and nothing is sent.
+    pub async fn create_token(&self, request: CreateTokenRequest) -> Result<CreateTokenResponse> {
+        check_token_request(&request)?;
+        self.send(self.request(Method::POST, TOKENS)?.json(&request)).await
+    }
+
+    /// Completes `token` with `output` (any serializable value). Completing a token that
     /// already finished succeeds and changes nothing.
-    pub async fn complete_token<T: Serialize + ?Sized>(&self, id: &str, output: &T) -> Result<()> {
+    pub async fn complete_token<T: Serialize + ?Sized>(&self, token: impl AsTokenId, output: &T) -> Result<()> {
         let body = serde_json::json!({ "data": output });
-        let path = format!("{TOKENS}/{}/complete", segment(id)?);
+        let path = format!("{TOKENS}/{}/complete", segment(token.token_id())?);
         let _: serde_json::Value = self.send(self.request(Method::POST, &path)?.json(&body)).await?;
         Ok(())
     }
 
-    /// Completes the token `id` with no output (`{}`), as the official SDK does for `undefined`.
-    pub async fn complete_token_without_output(&self, id: &str) -> Result<()> {
-        let path = format!("{TOKENS}/{}/complete", segment(id)?);
+    /// Completes `token` with no output (`{}`), as the official SDK does for `undefined`.
+    pub async fn complete_token_without_output(&self, token: impl AsTokenId) -> Result<()> {
+        let path = format!("{TOKENS}/{}/complete", segment(token.token_id())?);
         let request = self.request(Method::POST, &path)?.json(&serde_json::json!({}));
         let _: serde_json::Value = self.send(request).await?;
         Ok(())
     }
 
-    /// The token `id`, with its output or timeout error.
-    pub async fn retrieve_token(&self, id: &str) -> Result<Token> {
-        let path = format!("{TOKENS}/{}", segment(id)?);
+    /// The token, with its output or timeout error.
+    pub async fn retrieve_token(&self, token: impl AsTokenId) -> Result<Token> {
+        let path = format!("{TOKENS}/{}", segment(token.token_id())?);
         let detail: TokenDetail = self.send(self.request(Method::GET, &path)?).await?;
         Ok(Token { detail })
     }
 
     /// One page of tokens: the newest when `after` is `None`, else those older than the cursor.
-    pub async fn list_tokens_page(&self, filter: &ListFilter, after: Option<&str>) -> Result<Page<TokenItem>> {
+    pub(crate) async fn list_tokens_page(&self, filter: &ListFilter, after: Option<&str>) -> Result<Page<TokenItem>> {
         let mut url = self.url(TOKENS)?;
         let query = ListQuery {
             page_size: filter.page_size,
@@ -183,13 +208,33 @@ impl Client {
     }
 }
 
-/// A token id as a path segment: ids are `[0-9a-z_]`, anything else is refused here rather
-/// than sent somewhere unexpected.
+/// Checks the durations of a token request as the server would, so a mistake is reported
+/// before anything is sent: `timeout` is a duration, an ISO 8601 date or `"none"`;
+/// `idempotencyKeyTTL` a duration or `"none"`.
+pub(crate) fn check_token_request(request: &CreateTokenRequest) -> Result<()> {
+    if let Some(timeout) = request.timeout.as_deref()
+        && timeout != "none"
+        && Timestamp::parse_iso8601(timeout).is_none()
+        && let Err(error) = parse_duration(timeout)
+    {
+        return Err(Error::Config(format!("timeout {error}, an ISO 8601 date, or \"none\" for no timeout")));
+    }
+    if let Some(ttl) = request.idempotency_key_ttl.as_deref()
+        && ttl != "none"
+        && let Err(error) = parse_duration(ttl)
+    {
+        return Err(Error::Config(format!("idempotencyKeyTTL {error}, or \"none\" for a key that never expires")));
+    }
+    Ok(())
+}
+
+/// An id (of a token, a run, a worker) as a path segment: ids are `[0-9a-z_-]`, anything else
+/// is refused here rather than sent somewhere unexpected.
 pub(crate) fn segment(id: &str) -> Result<&str> {
-    if !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+    if !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
         Ok(id)
     } else {
-        Err(Error::Config(format!("invalid token id {id:?}")))
+        Err(Error::Config(format!("invalid id {id:?}")))
     }
 }
 

@@ -1,32 +1,75 @@
-//! Rust SDK for waitpoint.
+//! Rust SDK for waitpoint: tasks that wait on waitpoint tokens, the worker that runs them, and
+//! a typed client of the token and run API.
 //!
-//! [`Client`] is a typed client of the waitpoint token API: create tokens, complete them,
-//! retrieve them with their output, and list them as a stream that follows cursors. The API
-//! is wire-compatible with Trigger.dev's, so the client works against either.
+//! - A [`Task`] is an async function of a [`Context`] and a typed payload. Inside it, the
+//!   context offers the spec's API (create a token, wait for it, complete, retrieve and list
+//!   tokens, wait for a duration or until a time) plus steps, the time and random values, all
+//!   journaled: a run survives crashes and restarts by replaying its journal. The rules that
+//!   makes for task code are on [`Context`].
+//! - A [`Worker`] takes runs of its tasks from the server and executes them; a waiting run is
+//!   suspended and holds nothing.
+//! - A [`Client`] triggers and inspects runs, and creates, completes, retrieves and lists
+//!   tokens from anywhere. The token API is wire-compatible with Trigger.dev's, so the client
+//!   works against either.
+//!
+//! ```no_run
+//! use serde::Deserialize;
+//! use waitpoint_sdk::{Context, CreateTokenRequest, Task, TaskError, Worker};
+//!
+//! #[derive(Deserialize)]
+//! struct Approval {
+//!     approved: bool,
+//! }
+//!
+//! async fn publish(ctx: Context, title: String) -> Result<String, TaskError> {
+//!     let token = ctx.create_token(CreateTokenRequest::new().timeout("1h")).await?;
+//!     ctx.info(format!("approve {title} at {}", token.url)); // quiet on replay
+//!     let approval: Approval = ctx.wait_for_token(&token).await?.into_result()?;
+//!     Ok(if approval.approved { "published" } else { "rejected" }.to_owned())
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> waitpoint_sdk::Result<()> {
+//!     waitpoint_sdk::init_logging();
+//!     // WAITPOINT_API_URL, WAITPOINT_SECRET_KEY and WAITPOINT_WORKER_INSTANCE configure it.
+//!     Worker::from_env([Task::new("publish", publish)])?.run_until_signal().await
+//! }
+//! ```
+//!
+//! The client alone:
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), waitpoint_sdk::Error> {
 //! use waitpoint_sdk::{Client, CreateTokenRequest};
 //!
-//! let client = Client::new("http://127.0.0.1:3030", "tr_dev_…")?;
-//! let token = client
-//!     .create_token(&CreateTokenRequest { timeout: Some("10m".into()), ..Default::default() })
-//!     .await?;
+//! let client = Client::from_env()?;
+//! let token = client.create_token(CreateTokenRequest::new().timeout("10m")).await?;
 //! // Hand `token.url` to anyone: a POST of JSON to it completes the token.
-//! client.complete_token(&token.id, &serde_json::json!({ "status": "approved" })).await?;
-//! let done = client.retrieve_token(&token.id).await?;
+//! client.complete_token(&token, &serde_json::json!({ "status": "approved" })).await?;
+//! let done = client.retrieve_token(&token).await?;
 //! assert_eq!(done.output::<serde_json::Value>()?.unwrap()["status"], "approved");
 //! # Ok(()) }
 //! ```
 //!
 //! # Layout
-//! - [`Client`]: the HTTP calls.
-//! - [`Token`]: a retrieved token with its output decoded.
-//! - [`ListFilter`]: the list filters.
-//! - [`Error`]: everything a call can fail with.
+//! - [`Client`] (`client`, `runs`): the HTTP calls of the token and run API; `protocol`: the
+//!   worker protocol's calls.
+//! - [`Token`], [`AsTokenId`] (`token`): a retrieved token, and the ways to name one.
+//! - [`Task`], [`TaskError`], [`RetryPolicy`] (`task`): tasks, and which failures are retried.
+//! - [`Context`] (`context`): the API inside a run, journaled.
+//! - [`Worker`], [`WorkerConfig`] (`worker`): polling, executing, identity; `parking`: the runs
+//!   a worker holds in memory.
+//! - [`env`](mod@env): the environment variables the SDK and the CLI read; [`init_logging`]
+//!   (`logging`): logs to stderr in one line.
+//! - [`Error`], [`OutputTypeError`] (`error`): everything a call can fail with.
+#![warn(missing_docs)]
 
 mod client;
 mod context;
+pub mod env;
+mod error;
+mod logging;
+mod parking;
 mod protocol;
 mod runs;
 mod task;
@@ -35,50 +78,20 @@ mod worker;
 
 pub use crate::client::{Client, ListFilter};
 pub use crate::context::{Context, StepError, WaitResult, WaitpointTimeoutError};
+pub use crate::error::{Error, OutputTypeError, Result};
+pub use crate::logging::init_logging;
 pub use crate::runs::RunFilter;
 pub use crate::task::{RetryPolicy, Task, TaskError};
-pub use crate::token::Token;
+pub use crate::token::{AsTokenId, Token};
 pub use crate::worker::{Worker, WorkerConfig};
+pub use waitpoint_clock::{Clock, SystemClock};
 pub use waitpoint_types::api::{
-    CreateTokenRequest, CreateTokenResponse, Page, Pagination, RunDetail, TokenDetail, TokenItem, TriggerOptions,
-    TriggerResponse,
+    CreateTokenRequest, CreateTokenResponse, Page, Pagination, RunDetail, RunWorker, TimeText, TokenDetail, TokenItem,
+    TriggerOptions, TriggerResponse,
 };
 pub use waitpoint_types::{RunStatus, Timestamp, WaitpointStatus};
 
-/// What can go wrong calling the API.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The server answered with an error status; `message` is its `error` field.
-    #[error("{status}: {message}")]
-    Api {
-        /// The HTTP status.
-        status: u16,
-        /// What the server said.
-        message: String,
-        /// The machine-readable kind, when the server gave one.
-        code: Option<String>,
-    },
-    /// The request did not get an answer (connection refused, timeout, …).
-    #[error("request failed: {0}")]
-    Http(#[from] reqwest::Error),
-    /// The answer or an output was not what was expected.
-    #[error("unexpected response: {0}")]
-    Decode(String),
-    /// The client is misconfigured (bad URL, missing key).
-    #[error("{0}")]
-    Config(String),
-    /// Inside a run: the run's code no longer matches its journal (it was changed between
-    /// attempts, or depends on something that differs on replay). The run fails.
-    #[error("non-determinism: {0}")]
-    NonDeterminism(String),
-    /// Inside a run: this worker no longer holds the run (it was canceled, or given to another
-    /// worker). The attempt stops without reporting anything.
-    #[error("the run moved on: {0}")]
-    RunMovedOn(String),
-    /// Inside a run: two context operations ran at once. Await each before starting the next.
-    #[error("parallel operations are not supported in a run: await each wait, step or token call before the next")]
-    ParallelOperations,
-}
-
-/// Result of an SDK call.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+/// The README's Rust examples, compiled as doc tests so they cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

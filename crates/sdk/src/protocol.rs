@@ -21,11 +21,12 @@ const FIRST_RETRY: Duration = Duration::from_millis(50);
 /// The longest delay between tries.
 const MAX_RETRY: Duration = Duration::from_secs(2);
 
-/// Whether the error means the call may not have reached a working server.
+/// Whether the error means the call may not have reached a working server (no answer, a 5xx,
+/// 408 or 429), so the same call may succeed later.
 pub(crate) fn is_transient(error: &Error) -> bool {
     match error {
         Error::Http(_) => true,
-        Error::Api { status, .. } => *status >= 500,
+        Error::Api { status, .. } => *status >= 500 || *status == 408 || *status == 429,
         _ => false,
     }
 }

@@ -56,7 +56,7 @@ impl Client {
     }
 
     /// One page of runs: the newest when `after` is `None`, else those older than the cursor.
-    pub async fn list_runs_page(&self, filter: &RunFilter, after: Option<&str>) -> Result<Page<RunDetail>> {
+    pub(crate) async fn list_runs_page(&self, filter: &RunFilter, after: Option<&str>) -> Result<Page<RunDetail>> {
         let mut url = self.url("api/v1/runs")?;
         let query = ListQuery {
             page_size: filter.page_size,

@@ -9,10 +9,24 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::Context;
+use crate::{Context, Error, OutputTypeError, WaitpointTimeoutError};
 
-/// Why a task's attempt failed. Any error converts into one with `?`; [`TaskError::fatal`]
-/// marks one that retrying cannot fix (the run fails at once).
+/// Why a task's attempt failed. Any error converts into one with `?`.
+///
+/// A failed attempt is retried (while the run has attempts left) unless retrying cannot
+/// help: failures that replay would only repeat are not retried. Those are, by name:
+///
+/// - `WaitpointTimeoutError`: a timed-out wait turned into an error
+///   ([`WaitResult::into_result`](crate::WaitResult::into_result)`?`); every replay sees the
+///   same timeout.
+/// - `OutputTypeError`: an output that does not decode into the type awaited
+///   ([`OutputTypeError`](crate::OutputTypeError)).
+/// - `NonDeterminism`: the code no longer matches the run's journal.
+/// - `ConfigError`: a request the SDK refused before sending it (an invalid duration).
+/// - whatever [`TaskError::fatal`] makes.
+///
+/// To retry one of them anyway (a later attempt that takes another path, say), say so:
+/// `TaskError::from(error).retryable(true)`.
 pub struct TaskError {
     name: String,
     message: String,
@@ -34,7 +48,13 @@ impl TaskError {
         Self { name: name.into(), message: message.to_string(), retryable }
     }
 
-    /// The kind of failure (`TaskError`, `Panic`, …).
+    /// The same failure, retried (`true`) or not (`false`) whatever its kind.
+    pub fn retryable(mut self, retryable: bool) -> Self {
+        self.retryable = retryable;
+        self
+    }
+
+    /// The kind of failure (`TaskError`, `WaitpointTimeoutError`, `OutputTypeError`, `Panic`, …).
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -44,22 +64,51 @@ impl TaskError {
         &self.message
     }
 
-    /// Whether another attempt may succeed.
+    /// Whether another attempt may run.
     pub fn is_retryable(&self) -> bool {
         self.retryable
     }
 }
 
 impl<E: std::error::Error + Send + Sync + 'static> From<E> for TaskError {
+    /// Names the failure after the SDK error it is or wraps (see [`TaskError`]), else
+    /// `TaskError`; the message is the error's, followed by the causes it does not already
+    /// mention.
     fn from(error: E) -> Self {
+        let (name, retryable) = classify(&error);
         let mut message = error.to_string();
         let mut source = error.source();
         while let Some(cause) = source {
-            message = format!("{message}: {cause}");
+            let cause_text = cause.to_string();
+            if !message.contains(&cause_text) {
+                message = format!("{message}: {cause_text}");
+            }
             source = cause.source();
         }
-        Self::msg(message)
+        Self { name: name.into(), message, retryable }
     }
+}
+
+/// The name of a failure and whether retrying may help: the first SDK error found along the
+/// error's chain of causes decides.
+fn classify(error: &(dyn std::error::Error + 'static)) -> (&'static str, bool) {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if error.is::<WaitpointTimeoutError>() {
+            return ("WaitpointTimeoutError", false);
+        }
+        if error.is::<OutputTypeError>() {
+            return ("OutputTypeError", false);
+        }
+        match error.downcast_ref::<Error>() {
+            Some(Error::OutputType(_)) => return ("OutputTypeError", false),
+            Some(Error::NonDeterminism(_)) => return ("NonDeterminism", false),
+            Some(Error::Config(_)) => return ("ConfigError", false),
+            _ => {}
+        }
+        next = error.source();
+    }
+    ("TaskError", true)
 }
 
 impl fmt::Debug for TaskError {
@@ -180,5 +229,38 @@ mod tests {
         let error: TaskError = std::io::Error::other("disk full").into();
         assert_eq!((error.name(), error.message(), error.is_retryable()), ("TaskError", "disk full", true));
         assert!(!TaskError::fatal("no").is_retryable());
+        assert!(TaskError::fatal("no").retryable(true).is_retryable());
+    }
+
+    #[test]
+    fn failures_replay_would_repeat_are_named_and_not_retried() {
+        let timeout = WaitpointTimeoutError { message: "Waitpoint timed out at 2025-04-01T10:00:00.000Z".into() };
+        let error = TaskError::from(timeout.clone());
+        assert_eq!((error.name(), error.is_retryable()), ("WaitpointTimeoutError", false));
+        assert_eq!(error.message(), timeout.message);
+        assert!(TaskError::from(timeout).retryable(true).is_retryable(), "retries can still be asked for");
+
+        let output = OutputTypeError {
+            what: "the output of token waitpoint_c1".into(),
+            type_name: "u8",
+            message: "invalid type".into(),
+        };
+        for error in [TaskError::from(output.clone()), TaskError::from(Error::OutputType(output))] {
+            assert_eq!((error.name(), error.is_retryable()), ("OutputTypeError", false));
+            assert_eq!(error.message(), "the output of token waitpoint_c1 does not decode into u8: invalid type");
+        }
+        let diverged = TaskError::from(Error::NonDeterminism("position 0".into()));
+        assert_eq!((diverged.name(), diverged.is_retryable()), ("NonDeterminism", false));
+        let invalid = TaskError::from(Error::Config("timeout \"soon\" is not a duration".into()));
+        assert_eq!((invalid.name(), invalid.is_retryable()), ("ConfigError", false));
+
+        // Wrapped, as a step's failure wraps the run's error: the cause decides, and is not repeated.
+        let wrapped = TaskError::from(crate::StepError::<std::io::Error>::Run(Error::NonDeterminism("at 3".into())));
+        assert_eq!(
+            (wrapped.name(), wrapped.message(), wrapped.is_retryable()),
+            ("NonDeterminism", "non-determinism: at 3", false)
+        );
+        let unreachable = TaskError::from(Error::Api { status: 503, message: "restarting".into(), code: None });
+        assert_eq!((unreachable.name(), unreachable.is_retryable()), ("TaskError", true));
     }
 }

@@ -28,6 +28,86 @@ pub struct CreateTokenRequest {
     pub tags: Option<Vec<String>>,
 }
 
+impl CreateTokenRequest {
+    /// A request with every option left to the server's defaults (`{}`); add options with the
+    /// methods below, as the spec writes `{ timeout: "30s", tags }`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use waitpoint_types::api::CreateTokenRequest;
+    ///
+    /// let request = CreateTokenRequest::new().timeout("30s").tags(["a", "b"]).idempotency_key("k");
+    /// assert_eq!(request.timeout.as_deref(), Some("30s"));
+    /// assert_eq!(CreateTokenRequest::new().timeout(Duration::from_millis(1_500)).timeout.as_deref(), Some("2s"));
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Times out after a duration (`"10m"`, or a [`std::time::Duration`]), at a date (an ISO
+    /// 8601 string, or a [`Timestamp`]), or never (`"none"`).
+    pub fn timeout(mut self, timeout: impl Into<TimeText>) -> Self {
+        self.timeout = Some(timeout.into().0);
+        self
+    }
+
+    /// Returns the same token for the same key while the key is active.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// How long the key stays active: a duration (`"1h"`, or a [`std::time::Duration`]) or
+    /// `"none"` (dates are not accepted here).
+    pub fn idempotency_key_ttl(mut self, ttl: impl Into<TimeText>) -> Self {
+        self.idempotency_key_ttl = Some(ttl.into().0);
+        self
+    }
+
+    /// The token's tags (up to 10), replacing any given before.
+    pub fn tags<S: Into<String>>(mut self, tags: impl IntoIterator<Item = S>) -> Self {
+        self.tags = Some(tags.into_iter().map(Into::into).collect());
+        self
+    }
+}
+
+/// A time as the API writes it: a duration (`"30s"`), an ISO 8601 date or `"none"`. Made from
+/// a `&str` or a `String` as given, from a [`std::time::Duration`] (in whole seconds, rounded
+/// up: the API's durations count seconds at the finest) or from a [`Timestamp`] (its date).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeText(String);
+
+impl From<&str> for TimeText {
+    fn from(text: &str) -> Self {
+        Self(text.to_owned())
+    }
+}
+
+impl From<&String> for TimeText {
+    fn from(text: &String) -> Self {
+        Self(text.clone())
+    }
+}
+
+impl From<String> for TimeText {
+    fn from(text: String) -> Self {
+        Self(text)
+    }
+}
+
+impl From<std::time::Duration> for TimeText {
+    fn from(duration: std::time::Duration) -> Self {
+        let seconds = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
+        Self(format!("{seconds}s"))
+    }
+}
+
+impl From<Timestamp> for TimeText {
+    fn from(at: Timestamp) -> Self {
+        Self(at.to_string())
+    }
+}
+
 /// The answer to a create.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -549,5 +629,23 @@ mod tests {
         );
         let request = CreateTokenRequest { idempotency_key_ttl: Some("1h".into()), ..Default::default() };
         assert_eq!(serde_json::to_string(&request).unwrap(), r#"{"idempotencyKeyTTL":"1h"}"#);
+    }
+
+    #[test]
+    fn the_token_request_builder_writes_what_the_spec_writes() {
+        let request = CreateTokenRequest::new()
+            .timeout("30s")
+            .tags(["a", "b"])
+            .idempotency_key(String::from("k"))
+            .idempotency_key_ttl(std::time::Duration::from_secs(3_600));
+        assert_eq!(
+            serde_json::to_string(&request).unwrap(),
+            r#"{"timeout":"30s","idempotencyKey":"k","idempotencyKeyTTL":"3600s","tags":["a","b"]}"#
+        );
+        assert_eq!(CreateTokenRequest::new(), CreateTokenRequest::default());
+        let at = Timestamp::from_millis(1_743_501_600_000);
+        assert_eq!(CreateTokenRequest::new().timeout(at).timeout.as_deref(), Some("2025-04-01T10:00:00.000Z"));
+        let rounded = CreateTokenRequest::new().timeout(std::time::Duration::from_millis(1));
+        assert_eq!(rounded.timeout.as_deref(), Some("1s"), "a part of a second rounds up, never to zero");
     }
 }

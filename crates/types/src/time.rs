@@ -101,6 +101,15 @@ impl Timestamp {
     }
 }
 
+impl std::ops::Add<Duration> for Timestamp {
+    type Output = Timestamp;
+
+    /// [`Timestamp::saturating_add`]: `deadline = now + Duration::from_secs(10)`.
+    fn add(self, duration: Duration) -> Timestamp {
+        self.saturating_add(duration)
+    }
+}
+
 impl fmt::Display for Timestamp {
     /// `2025-03-26T12:34:56.789Z`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -206,6 +215,13 @@ mod tests {
         assert_eq!(Timestamp::from_millis(0).saturating_add(Duration::MAX), Timestamp::MAX);
         assert_eq!(Timestamp::parse_iso8601("9999-12-31T23:59:59Z"), None);
         assert_eq!(Timestamp::parse_iso8601("9999-12-30T22:00:00.999Z"), Some(Timestamp::MAX));
+    }
+
+    #[test]
+    fn adding_a_duration_saturates_at_the_latest_timestamp() {
+        let now = Timestamp::from_millis(1_000);
+        assert_eq!(now + Duration::from_secs(2), Timestamp::from_millis(3_000));
+        assert_eq!(now + Duration::MAX, Timestamp::MAX);
     }
 
     #[test]

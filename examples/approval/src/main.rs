@@ -16,17 +16,25 @@
 
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 use waitpoint_sdk::{
     Client, Context, CreateTokenRequest, RunStatus, Task, TaskError, WaitResult, Worker, WorkerConfig,
 };
 
-/// What the approver sends.
-#[derive(Debug, Serialize, Deserialize)]
+/// What the approver sends: `{"status": "approved"}` or `{"status": "rejected"}`. Any other
+/// answer fails the run, naming the token and this type (retrying would not change it).
+#[derive(Debug, Deserialize)]
 struct Approval {
-    status: String,
+    status: Decision,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Decision {
+    Approved,
+    Rejected,
 }
 
 /// The run's input.
@@ -37,49 +45,39 @@ struct Document {
 }
 
 /// The task: ask, wait, act on the answer.
-async fn approve_document(ctx: Context, document: Document) -> Result<serde_json::Value, TaskError> {
-    let token =
-        ctx.create_token(CreateTokenRequest { timeout: Some(document.timeout.clone()), ..Default::default() }).await?;
+async fn approve_document(ctx: Context, document: Document) -> Result<Value, TaskError> {
+    let token = ctx.create_token(CreateTokenRequest::new().timeout(&document.timeout)).await?;
     // A step, so the request is sent once even if the run replays after a crash.
-    ctx.step("ask for approval", || async {
-        eprintln!("\nApproval needed for {:?}. Answer within {} with:", document.title, document.timeout);
-        eprintln!(
-            "  curl -X POST '{}' -H 'Content-Type: application/json' -d '{{\"status\":\"approved\"}}'\n",
-            token.url
-        );
-        Ok::<_, std::io::Error>(())
-    })
-    .await?;
-    let outcome = match ctx.wait_for_token::<Approval>(&token.id).await? {
-        WaitResult::Completed(Approval { status }) if status == "approved" => "published",
-        WaitResult::Completed(Approval { status }) if status == "rejected" => "sent back to the author",
-        WaitResult::Completed(Approval { status }) => {
-            return Err(TaskError::fatal(format!("unknown answer {status:?}")));
-        }
+    ctx.step("ask for approval", || ask_for_approval(&document, &token.url)).await?;
+    let outcome = match ctx.wait_for_token(&token).await? {
+        WaitResult::Completed(Approval { status: Decision::Approved }) => "published",
+        WaitResult::Completed(Approval { status: Decision::Rejected }) => "sent back to the author",
         WaitResult::TimedOut(timeout) => {
-            eprintln!("No answer: {timeout}");
+            ctx.warn(format!("no answer: {timeout}"));
             "escalated to a manager"
         }
     };
     Ok(json!({ "document": document.title, "outcome": outcome }))
 }
 
+/// Asks a person: here, by showing the command that answers.
+async fn ask_for_approval(document: &Document, url: &str) {
+    eprintln!("\nApproval needed for {:?}. Answer within {} with:", document.title, document.timeout);
+    eprintln!("  curl -X POST '{url}' -H 'Content-Type: application/json' -d '{{\"status\":\"approved\"}}'\n");
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    waitpoint_sdk::init_logging();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let auto_approve = args.iter().any(|a| a == "--auto-approve");
     let timeout = args.iter().position(|a| a == "--timeout").and_then(|i| args.get(i + 1)).cloned();
-    let api_url = std::env::var("WAITPOINT_API_URL").unwrap_or_else(|_| "http://127.0.0.1:3030".into());
-    let key = std::env::var("WAITPOINT_SECRET_KEY")
-        .context("set WAITPOINT_SECRET_KEY to the key `waitpoint serve` printed")?;
-    let client = Client::new(&api_url, &key)?;
+    let client = Client::from_env()?;
 
     let worker =
-        Worker::new(client.clone(), [Task::new("approve-document", approve_document)], WorkerConfig::default())?;
+        Worker::new(client.clone(), [Task::new("approve-document", approve_document)], WorkerConfig::from_env())?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = tokio::spawn(worker.run_until(async move {
-        let _ = stopped.await;
-    }));
+    let worker = tokio::spawn(worker.run_until(stopped));
 
     let document = Document { title: "Q3 budget".into(), timeout: timeout.unwrap_or_else(|| "10m".into()) };
     let run = client.trigger("approve-document", &document, None).await?.id;

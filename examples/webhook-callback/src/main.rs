@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use axum::Json;
 use axum::routing::post;
 use serde::{Deserialize, Serialize};
@@ -56,9 +56,9 @@ async fn predictions(Json(request): Json<PredictionRequest>) -> Json<Value> {
 /// The task: start the prediction with the token's URL as webhook, wait, use the result.
 async fn generate(ctx: Context, input: Value) -> Result<Value, TaskError> {
     let service = input["service"].as_str().unwrap_or_default().to_owned();
-    let token = ctx.create_token(CreateTokenRequest { timeout: Some("10m".into()), ..Default::default() }).await?;
+    let token = ctx.create_token(CreateTokenRequest::new().timeout("10m")).await?;
     let started: Value = ctx
-        .step("start the prediction", || async {
+        .try_step("start the prediction", || async {
             let request = PredictionRequest { input: json!({ "prompt": input["prompt"] }), webhook: token.url.clone() };
             reqwest::Client::new()
                 .post(format!("{service}/predictions"))
@@ -69,17 +69,15 @@ async fn generate(ctx: Context, input: Value) -> Result<Value, TaskError> {
                 .await
         })
         .await?;
-    eprintln!("The service is {}; the run waits for its callback.", started["status"]);
-    let prediction: Prediction = ctx.wait_for_token(&token.id).await?.into_result()?;
+    ctx.info(format!("the service is {}; the run waits for its callback", started["status"]));
+    let prediction: Prediction = ctx.wait_for_token(&token).await?.into_result()?;
     Ok(json!({ "prediction": prediction.id, "image": prediction.output }))
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let api_url = std::env::var("WAITPOINT_API_URL").unwrap_or_else(|_| "http://127.0.0.1:3030".into());
-    let key = std::env::var("WAITPOINT_SECRET_KEY")
-        .context("set WAITPOINT_SECRET_KEY to the key `waitpoint serve` printed")?;
-    let client = Client::new(&api_url, &key)?;
+    waitpoint_sdk::init_logging();
+    let client = Client::from_env()?;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let service = format!("http://{}", listener.local_addr()?);
@@ -87,11 +85,9 @@ async fn main() -> anyhow::Result<()> {
         async move { axum::serve(listener, axum::Router::new().route("/predictions", post(predictions))).await },
     );
 
-    let worker = Worker::new(client.clone(), [Task::new("generate-image", generate)], WorkerConfig::default())?;
+    let worker = Worker::new(client.clone(), [Task::new("generate-image", generate)], WorkerConfig::from_env())?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = tokio::spawn(worker.run_until(async move {
-        let _ = stopped.await;
-    }));
+    let worker = tokio::spawn(worker.run_until(stopped));
 
     let payload = json!({ "prompt": "a cat by Andy Warhol", "service": service });
     let run = client.trigger("generate-image", &payload, None).await?.id;

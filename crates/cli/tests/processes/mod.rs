@@ -133,7 +133,8 @@ pub fn stdout_json(output: &Output) -> Value {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)))
 }
 
-/// A running `waitpoint bench worker` (it runs the benchmark workload's task).
+/// A running `waitpoint bench worker` (it runs the benchmark workload's task and the crash
+/// tests' `crash-clock`).
 pub struct WorkerProcess {
     child: Child,
 }
@@ -141,12 +142,19 @@ pub struct WorkerProcess {
 impl WorkerProcess {
     /// Starts a worker against `server`.
     pub fn start(api_url: &str) -> Self {
-        let child = Command::new(BIN)
-            .args(["bench", "worker", "--api-url", api_url, "--secret-key", KEY])
-            .env("WAITPOINT_LOG", "warn")
-            .spawn()
-            .unwrap();
-        Self { child }
+        Self { child: Self::command(api_url).spawn().unwrap() }
+    }
+
+    /// Starts a worker against `server` under the instance name `instance`, which a worker
+    /// started again under it takes over.
+    pub fn start_named(api_url: &str, instance: &str) -> Self {
+        Self { child: Self::command(api_url).env("WAITPOINT_WORKER_INSTANCE", instance).spawn().unwrap() }
+    }
+
+    fn command(api_url: &str) -> Command {
+        let mut command = Command::new(BIN);
+        command.args(["bench", "worker", "--api-url", api_url, "--secret-key", KEY]).env("WAITPOINT_LOG", "warn");
+        command
     }
 
     /// Kills the process outright (SIGKILL).

@@ -1,0 +1,131 @@
+//! Waiting inside a run: on a token, for a duration, until a time. A wait whose waitpoint has
+//! not finished suspends the run: it gives back its slots and holds nothing until it resumes.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use tokio::sync::oneshot;
+use waitpoint_types::api::worker::WaitFor;
+use waitpoint_types::{JournalKind, Timestamp};
+
+use super::journal::{Begin, Cursor};
+use crate::error::decode;
+use crate::parking::Resume;
+use crate::{AsTokenId, Context, Error, Result};
+
+/// The result of waiting on a token: its output, or the timeout error (the spec's `ok`,
+/// `output` and `error`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitResult<T> {
+    /// The token was completed with this output.
+    Completed(T),
+    /// The token timed out first.
+    TimedOut(WaitpointTimeoutError),
+}
+
+impl<T> WaitResult<T> {
+    /// The output, or the timeout as an error, for `?`: the spec's `unwrap()`. A task that
+    /// fails with it is not retried (every replay would see the same timeout).
+    pub fn into_result(self) -> std::result::Result<T, WaitpointTimeoutError> {
+        match self {
+            Self::Completed(output) => Ok(output),
+            Self::TimedOut(error) => Err(error),
+        }
+    }
+
+    /// Whether the token was completed (the spec's `ok`).
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Self::Completed(_))
+    }
+}
+
+/// A token timed out before anyone completed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitpointTimeoutError {
+    /// `Waitpoint timed out at <ISO date>`.
+    pub message: String,
+}
+
+impl fmt::Display for WaitpointTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for WaitpointTimeoutError {}
+
+impl Context {
+    /// Waits until `token` (an id, or the token itself) is completed or times out. While it
+    /// waits the run is suspended: it holds no slot, and no process needs to stay up for it.
+    ///
+    /// An output that does not decode as `T` is an [`Error::OutputType`] naming the token and
+    /// `T`; a run that fails with it is not retried.
+    pub async fn wait_for_token<T: DeserializeOwned>(&self, token: impl AsTokenId) -> Result<WaitResult<T>> {
+        let token = token.token_id();
+        let id = if token.starts_with("waitpoint_") { token.to_owned() } else { format!("waitpoint_{token}") };
+        let result = match self.begin(JournalKind::WaitToken, &id).await? {
+            Begin::Replayed(result) => result,
+            Begin::Live { cursor, seq } => self.wait_live(cursor, seq, WaitFor::Token { id: id.clone() }).await?,
+        };
+        if result["ok"].as_bool() == Some(true) {
+            return decode(result["output"].clone(), || format!("the output of token {id}")).map(WaitResult::Completed);
+        }
+        let message = result["error"]["message"].as_str().unwrap_or("Waitpoint timed out").to_owned();
+        Ok(WaitResult::TimedOut(WaitpointTimeoutError { message }))
+    }
+
+    /// Waits for `duration`, counted from when the server records the wait (a durable datetime
+    /// waitpoint: the run is suspended meanwhile).
+    pub async fn wait_for(&self, duration: Duration) -> Result<()> {
+        let name = format!("for {}ms", duration.as_millis());
+        match self.begin(JournalKind::WaitDatetime, &name).await? {
+            Begin::Replayed(_) => Ok(()),
+            Begin::Live { cursor, seq } => {
+                let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+                self.wait_live(cursor, seq, WaitFor::Duration { ms, name }).await.map(drop)
+            }
+        }
+    }
+
+    /// Waits until `until` (a durable datetime waitpoint: the run is suspended meanwhile).
+    ///
+    /// On replay the recorded wait is the truth: a datetime wait at the same position matches
+    /// whatever deadline the code computes now, and resumes as recorded.
+    pub async fn wait_until(&self, until: Timestamp) -> Result<()> {
+        let name = format!("until {until}");
+        match self.begin(JournalKind::WaitDatetime, &name).await? {
+            Begin::Replayed(_) => Ok(()),
+            Begin::Live { cursor, seq } => {
+                self.wait_live(cursor, seq, WaitFor::Datetime { until, name }).await.map(drop)
+            }
+        }
+    }
+
+    /// Waits live: asks the server; if the run suspends, gives back its slots and sleeps until
+    /// the worker hands it the result (or drops it, to replay later).
+    async fn wait_live(
+        &self,
+        mut cursor: tokio::sync::MutexGuard<'_, Cursor>,
+        seq: u32,
+        wait_for: WaitFor,
+    ) -> Result<serde_json::Value> {
+        // Register before asking, so a resume that arrives before the answer is not missed.
+        let (sender, receiver) = oneshot::channel::<Resume>();
+        let ticket = self.run.parking.expect(&self.run.run_id, seq, sender);
+        let answer = self.guard(self.run.client.wait(&self.run.run_id, cursor.epoch, seq, wait_for).await)?;
+        if !answer.suspended {
+            drop(ticket);
+            cursor.next_seq += 1;
+            return Ok(answer.entry.result.unwrap_or(serde_json::Value::Null));
+        }
+        // Suspended: the slots go back to the worker until the run resumes.
+        self.run.permits.lock().unwrap_or_else(|p| p.into_inner()).take();
+        ticket.suspended();
+        let resume = receiver.await.map_err(|_| Error::RunMovedOn("the worker dropped the suspended run".into()))?;
+        *self.run.permits.lock().unwrap_or_else(|p| p.into_inner()) = Some(resume.permits);
+        cursor.epoch = resume.epoch;
+        cursor.next_seq += 1;
+        Ok(resume.result)
+    }
+}

@@ -1,0 +1,102 @@
+//! The client: tokens round trip, errors carry what the server said, requests are checked
+//! before they are sent.
+
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use serde_json::{Value, json};
+use waitpoint_sdk::{Client, CreateTokenRequest, Error, ListFilter, WaitpointStatus};
+
+use crate::harness::server;
+
+#[tokio::test]
+async fn create_complete_retrieve_and_list_round_trip() {
+    let server = server().await;
+    let client = &server.client;
+    let request = CreateTokenRequest::new().timeout("1h").tags(["user:1"]).idempotency_key("k");
+    let token = client.create_token(request.clone()).await.unwrap();
+    assert!(token.url.starts_with(&server.origin));
+    assert!(client.create_token(request).await.unwrap().is_cached);
+
+    client.complete_token(&token, &json!({ "status": "approved" })).await.unwrap();
+    let done = client.retrieve_token(&token.id).await.unwrap();
+    assert_eq!(done.detail.status, WaitpointStatus::Completed);
+    assert_eq!(done.output::<Value>().unwrap(), Some(json!({ "status": "approved" })));
+    assert_eq!(done.timeout_error(), None);
+    match done.output::<u32>() {
+        Err(Error::OutputType(error)) => {
+            assert_eq!(
+                error.to_string(),
+                format!("the output of token {} does not decode into u32: {}", token.id, error.message)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // The public access token completes its own token.
+    let other = client.create_token(CreateTokenRequest::new()).await.unwrap();
+    let public = Client::new(&server.origin, &other.public_access_token).unwrap();
+    public.complete_token(&other, "from a browser").await.unwrap();
+    let text = client.retrieve_token(&other).await.unwrap();
+    assert_eq!(text.output::<String>().unwrap().as_deref(), Some("from a browser"));
+
+    for _ in 0..5 {
+        client.create_token(CreateTokenRequest::new().timeout(Duration::from_secs(60))).await.unwrap();
+    }
+    let filter = ListFilter { page_size: Some(2), ..Default::default() };
+    let all: Vec<_> = client.list_tokens(filter).try_collect().await.unwrap();
+    assert_eq!(all.len(), 7, "the stream followed every cursor");
+    let filter =
+        ListFilter { statuses: vec![WaitpointStatus::Completed], tags: vec!["user:1".into()], ..Default::default() };
+    let completed: Vec<_> = client.list_tokens(filter).try_collect().await.unwrap();
+    assert_eq!(completed.len(), 1);
+    assert_eq!(completed[0].id, token.id);
+}
+
+#[tokio::test]
+async fn errors_carry_the_status_and_the_servers_message() {
+    let server = server().await;
+    match server.client.retrieve_token("waitpoint_cmissing").await {
+        Err(Error::Api { status: 404, message, .. }) => assert_eq!(message, "Waitpoint not found"),
+        other => panic!("{other:?}"),
+    }
+    let bad = Client::new(&server.origin, "tr_dev_wrong").unwrap();
+    assert!(matches!(bad.create_token(CreateTokenRequest::new()).await, Err(Error::Api { status: 401, .. })));
+    assert!(matches!(server.client.retrieve_token("../etc").await, Err(Error::Config(_))));
+    match Client::new(&server.origin, " ") {
+        Err(Error::Config(message)) => assert!(message.contains("Client::from_env"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn token_requests_with_invalid_durations_are_refused_before_sending_naming_the_field() {
+    let server = server().await;
+    let cases = [
+        (CreateTokenRequest::new().timeout("10 minutes"), "timeout \"10 minutes\" is not a duration"),
+        (CreateTokenRequest::new().timeout(Duration::ZERO), "timeout \"0s\" is zero"),
+        (
+            CreateTokenRequest::new().idempotency_key("k").idempotency_key_ttl("2030-01-01"),
+            "idempotencyKeyTTL \"2030-01-01\"",
+        ),
+    ];
+    for (request, expected) in cases {
+        match server.client.create_token(request).await {
+            Err(Error::Config(message)) => assert!(message.starts_with(expected), "{message}"),
+            other => panic!("{expected}: {other:?}"),
+        }
+    }
+    let none = server.client.list_tokens(ListFilter::default()).try_collect::<Vec<_>>().await.unwrap();
+    assert!(none.is_empty(), "nothing was sent");
+
+    for fine in [
+        CreateTokenRequest::new().timeout("none"),
+        CreateTokenRequest::new().timeout("2099-01-01T00:00:00Z"),
+        CreateTokenRequest::new()
+            .timeout(Duration::from_millis(1_500))
+            .idempotency_key("k")
+            .idempotency_key_ttl("none"),
+    ] {
+        server.client.create_token(fine).await.unwrap();
+    }
+}
