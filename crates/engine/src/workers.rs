@@ -323,6 +323,8 @@ impl Inner {
         if self.writer.write(left).await? == WriteOutcome::WorkerReplaced {
             return Err(replaced(&id));
         }
+        // Without a session: the worker is forgotten now, and a claim with one would record it
+        // again (alive, so runs resumed meanwhile would be handed to it).
         let release = RunClaim {
             environment_id,
             worker: id,
@@ -331,7 +333,7 @@ impl Inner {
             alive_since: now,
             sticky_for: self.config.sticky_for,
             holding,
-            session: session.map(str::to_owned),
+            session: None,
         };
         self.writer.write(WriteOp::RunClaim(release)).await?;
         self.workers.forget(worker);

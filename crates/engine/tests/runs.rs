@@ -418,3 +418,23 @@ async fn released_polls_answer_at_once() {
     let later = h.engine.poll_runs(&h.dev, &h.worker(), &poll(&[("t", 1)], &[], 30_000)).await.unwrap();
     assert!(later.is_empty(), "a later poll is not held either");
 }
+
+/// Regression: a worker with a session that left was recorded again by the release its leaving
+/// made, so a run resumed afterwards was handed to the gone worker (and stuck until the worker
+/// timeout) instead of being queued for another.
+#[tokio::test]
+async fn a_worker_that_left_with_a_session_gets_nothing_handed_to_it() {
+    let h = Harness::new().await;
+    let id = h.trigger("t", TriggerOptions::default()).await;
+    let session = PollRequest { session: Some("c1".into()), ..poll(&[("t", 1)], &[], 0) };
+    let held = h.engine.poll_runs(&h.dev, "worker_gone", &session).await.unwrap().remove(0).run;
+    let token = h.engine.create_token(&h.dev, &CreateTokenRequest::default()).await.unwrap();
+    let wait_for = WaitFor::Token { id: token.waitpoint.id.public() };
+    assert!(h.engine.wait(&h.dev, &id, held.epoch, 0, &wait_for).await.unwrap().suspended);
+    let leaving = PollRequest { leaving: true, ..session };
+    h.engine.poll_runs(&h.dev, "worker_gone", &leaving).await.unwrap();
+
+    let principal = Principal::SecretKey(h.dev.clone());
+    h.engine.complete_token(&principal, &token.waitpoint.id.public(), None).await.unwrap();
+    assert_eq!(h.status(&id).await, RunStatus::Queued, "queued for any worker, not handed to the one that left");
+}
