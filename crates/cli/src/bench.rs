@@ -3,6 +3,8 @@
 //! - `tokens`: token create+complete pairs per second at several connection counts, with each
 //!   call's latency, and `GET /healthz` as the ceiling the HTTP stack allows on the machine.
 //! - `list`: list-page latency for each filter with many tokens stored.
+//! - `runs` (in `bench_runs`): the standard workload; `recovery` (in `bench_recovery`): a run's
+//!   wait after its worker is killed and restarted.
 //!
 //! Each prints a table, then one JSON line with every figure.
 
@@ -31,6 +33,8 @@ pub(crate) enum BenchCommand {
     List(ListArgs),
     /// The standard workload: N runs wait on tokens, then every token is completed by a POST
     Runs(crate::bench_runs::RunsArgs),
+    /// Recovery after kill -9 of a named worker and its restart: completion to continuation
+    Recovery(crate::bench_recovery::RecoveryArgs),
     /// The worker `bench runs` starts (runs the workload's task, and the crash tests')
     #[command(hide = true)]
     Worker(crate::bench_runs::WorkerArgs),
@@ -78,6 +82,7 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Tokens(args) => tokens(args).await,
         BenchCommand::List(args) => list(args).await,
         BenchCommand::Runs(args) => crate::bench_runs::runs(args).await,
+        BenchCommand::Recovery(args) => crate::bench_recovery::recovery(args).await,
         BenchCommand::Worker(args) => crate::bench_runs::worker(args).await,
     }
 }

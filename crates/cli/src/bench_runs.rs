@@ -21,13 +21,14 @@ use clap::Args;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::process::Child;
 use tokio::sync::Notify;
 use waitpoint_sdk::{Context, CreateTokenRequest, RunFilter, RunStatus, Task, TaskError, Worker, WorkerConfig};
 
 use crate::ApiArgs;
 
 /// The task the workload runs.
-const TASK: &str = "bench-wait";
+pub(crate) const TASK: &str = "bench-wait";
 /// The crash tests' task: reads the time through the run's context, waits until three seconds
 /// after it, and returns `{"i": payload.i, "at": <the time read>}`. A worker killed while it
 /// waits and started again must resume it with the instant it read first.
@@ -106,18 +107,18 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn http_client() -> reqwest::Client {
+pub(crate) fn http_client() -> reqwest::Client {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     CLIENT.get_or_init(reqwest::Client::new).clone()
 }
 
-fn epoch_ms() -> f64 {
+pub(crate) fn epoch_ms() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64() * 1000.0
 }
 
 /// What the driver has heard from the runs.
 #[derive(Default)]
-struct Driver {
+pub(crate) struct Driver {
     tokens: Mutex<HashMap<String, (String, String)>>,
     done: Mutex<HashMap<String, f64>>,
     changed: Notify,
@@ -150,9 +151,38 @@ async fn done(State(driver): State<Arc<Driver>>, Json(body): Json<Done>) -> Json
     Json(json!({ "ok": true }))
 }
 
+/// Starts `waitpoint bench worker` against the server `api` names, with `extra` arguments and,
+/// when given, the instance name `instance`. The process is killed when the handle drops.
+pub(crate) fn spawn_worker(api: &ApiArgs, extra: &[&str], instance: Option<&str>) -> anyhow::Result<Child> {
+    let exe = std::env::current_exe().context("cannot find the waitpoint executable to start the worker")?;
+    let mut command = tokio::process::Command::new(exe);
+    command
+        .args(["bench", "worker", "--api-url", &api.api_url(), "--secret-key", &api.secret_key()?])
+        .args(extra)
+        .env("WAITPOINT_LOG", "warn")
+        .env_remove("WAITPOINT_WORKER_INSTANCE")
+        .stdout(Stdio::null())
+        .kill_on_drop(true);
+    if let Some(instance) = instance {
+        command.env("WAITPOINT_WORKER_INSTANCE", instance);
+    }
+    command.spawn().context("could not start the worker process")
+}
+
 impl Driver {
+    /// A driver listening on a port of its own: the runs announce their tokens to it and say
+    /// when they resumed. Returns it and its URL (the runs' `driver` payload field).
+    pub(crate) async fn start() -> anyhow::Result<(Arc<Driver>, String)> {
+        let driver = Arc::new(Driver::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let app = Router::new().route("/id", post(announce)).route("/done", post(done)).with_state(driver.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok((driver, url))
+    }
+
     /// Waits until `count(self) >= n`.
-    async fn until(&self, n: usize, count: impl Fn(&Driver) -> usize) {
+    pub(crate) async fn until(&self, n: usize, count: impl Fn(&Driver) -> usize) {
         loop {
             let changed = self.changed.notified();
             if count(self) >= n {
@@ -162,19 +192,23 @@ impl Driver {
         }
     }
 
-    fn tokens_of(&self, round: &str) -> usize {
+    pub(crate) fn tokens_of(&self, round: &str) -> usize {
         self.tokens.lock().unwrap_or_else(|p| p.into_inner()).keys().filter(|k| k.starts_with(round)).count()
     }
 
-    fn done_of(&self, round: &str) -> usize {
+    pub(crate) fn done_of(&self, round: &str) -> usize {
         self.done.lock().unwrap_or_else(|p| p.into_inner()).keys().filter(|k| k.starts_with(round)).count()
     }
 
-    fn url(&self, i: &str) -> Option<String> {
+    pub(crate) fn token_id(&self, i: &str) -> Option<String> {
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(i).map(|(id, _)| id.clone())
+    }
+
+    pub(crate) fn url(&self, i: &str) -> Option<String> {
         self.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(i).map(|(_, url)| url.clone())
     }
 
-    fn resumed_at(&self, i: &str) -> Option<f64> {
+    pub(crate) fn resumed_at(&self, i: &str) -> Option<f64> {
         self.done.lock().unwrap_or_else(|p| p.into_inner()).get(i).copied()
     }
 }
@@ -245,7 +279,7 @@ fn cpu_delta(before: [Option<f64>; 3], after: [Option<f64>; 3]) -> Value {
     json!({ "server": delta(0), "worker": delta(1), "driver": delta(2) })
 }
 
-fn percentiles(mut latencies: Vec<f64>) -> Value {
+pub(crate) fn percentiles(mut latencies: Vec<f64>) -> Value {
     if latencies.is_empty() {
         return Value::Null;
     }
@@ -260,21 +294,8 @@ fn percentiles(mut latencies: Vec<f64>) -> Value {
 /// `waitpoint bench runs`.
 pub(crate) async fn runs(args: RunsArgs) -> anyhow::Result<()> {
     let client = args.api.client()?;
-    let driver = Arc::new(Driver::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let driver_url = format!("http://{}", listener.local_addr()?);
-    let app = Router::new().route("/id", post(announce)).route("/done", post(done)).with_state(driver.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-
-    let exe = std::env::current_exe().context("cannot find the waitpoint executable to start the worker")?;
-    let mut worker = tokio::process::Command::new(exe)
-        .args(["bench", "worker", "--api-url", &args.api.api_url(), "--secret-key", &args.api.secret_key()?])
-        .args(["--max-suspended", &args.max_suspended.to_string()])
-        .env("WAITPOINT_LOG", "warn")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("could not start the worker process")?;
+    let (driver, driver_url) = Driver::start().await?;
+    let mut worker = spawn_worker(&args.api, &["--max-suspended", &args.max_suspended.to_string()], None)?;
     let processes =
         Processes { server: args.server_pid, worker: worker.id().unwrap_or_default(), driver: std::process::id() };
     eprintln!(

@@ -10,6 +10,7 @@
 //! - `runs`: `waitpoint run trigger|get|list|cancel`.
 //! - `bench`: `waitpoint bench tokens|list`.
 //! - `bench_runs`: `waitpoint bench runs` (the standard workload) and its worker.
+//! - `bench_recovery`: `waitpoint bench recovery`.
 //!
 //! Data goes to stdout (JSON); messages and logs go to stderr.
 
@@ -20,6 +21,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod backup;
 mod bench;
+mod bench_recovery;
 mod bench_runs;
 mod database;
 mod environments;
