@@ -54,6 +54,10 @@ impl Context {
     /// The time now, by the worker's clock ([`WorkerConfig::clock`](crate::WorkerConfig::clock)):
     /// read once and recorded, so a replay gets the same instant. Compute deadlines from it
     /// (`ctx.wait_until(ctx.now().await? + …)`), never from the system clock.
+    ///
+    /// The server fires a datetime wait by its own clock, so a worker clock that differs from
+    /// the server's moves `wait_until(ctx.now() + d)` by the difference; `wait_for(d)` is
+    /// counted from when the server records the wait and is not moved.
     pub async fn now(&self) -> Result<Timestamp> {
         let clock = self.run.clock.clone();
         self.recorded(JournalKind::Now, "now", || async move { Ok(clock.now()) }).await
