@@ -96,7 +96,23 @@ async fn claim_holding(
                 .collect()
         }
     };
-    let op = WriteOp::RunClaim(RunClaim {
+    match write_one(store, claim_op(env, worker, tasks, now, holding, None)).await {
+        WriteOutcome::Claimed { claims, .. } => claims,
+        other => panic!("expected Claimed, got {other:?}"),
+    }
+}
+
+/// A claim by `worker` (of `session`) of `tasks` at `now`, executing `holding`; workers seen in
+/// the 30 s before `now` count as alive.
+fn claim_op(
+    env: &Environment,
+    worker: &WorkerId,
+    tasks: &[(&str, usize)],
+    now: Timestamp,
+    holding: Vec<RunId>,
+    session: Option<&str>,
+) -> WriteOp {
+    WriteOp::RunClaim(RunClaim {
         environment_id: env.id.clone(),
         worker: worker.clone(),
         tasks: tasks.iter().map(|(task, n)| ((*task).to_owned(), *n)).collect(),
@@ -104,12 +120,8 @@ async fn claim_holding(
         alive_since: now.saturating_sub(Duration::from_secs(30)),
         sticky_for: STICKY,
         holding,
-        session: None,
-    });
-    match write_one(store, op).await {
-        WriteOutcome::Claimed { claims, .. } => claims,
-        other => panic!("expected Claimed, got {other:?}"),
-    }
+        session: session.map(str::to_owned),
+    })
 }
 
 async fn claim_one(store: &dyn Store, env: &Environment, worker: &WorkerId, task: &str, now: Timestamp) -> Claim {
@@ -721,17 +733,7 @@ async fn session_claim(
     tasks: &[(&str, usize)],
     now: Timestamp,
 ) -> WriteOutcome {
-    let op = WriteOp::RunClaim(RunClaim {
-        environment_id: env.id.clone(),
-        worker: worker.clone(),
-        tasks: tasks.iter().map(|(task, n)| ((*task).to_owned(), *n)).collect(),
-        now,
-        alive_since: now.saturating_sub(Duration::from_secs(30)),
-        sticky_for: STICKY,
-        holding: Vec::new(),
-        session: session.map(str::to_owned),
-    });
-    write_one(store, op).await
+    write_one(store, claim_op(env, worker, tasks, now, Vec::new(), session)).await
 }
 
 /// A worker restarted under the same id with a newer session takes the worker over: its first
