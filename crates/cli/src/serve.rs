@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use waitpoint_engine::environments::{DEV_ENVIRONMENT, ensure_environment};
 use waitpoint_engine::{Engine, EngineConfig, SystemClock};
 use waitpoint_server::{ServeConfig, descriptors};
@@ -58,6 +59,9 @@ pub(crate) struct ServeArgs {
     /// On SIGINT or SIGTERM, time the requests in flight get before their connections are closed
     #[arg(long, env = "WAITPOINT_SHUTDOWN_TIMEOUT", default_value = "10s")]
     shutdown_timeout: String,
+    /// Serve Prometheus metrics (GET /metrics, no key) on this address, such as 127.0.0.1:9464; keep it private [default: off]
+    #[arg(long, env = "WAITPOINT_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     /// Log format: text or json (level from WAITPOINT_LOG or RUST_LOG, default info)
     #[arg(long, env = "WAITPOINT_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
@@ -95,6 +99,16 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener =
         TcpListener::bind(&args.listen).await.with_context(|| format!("could not listen on {}", args.listen))?;
     let address = listener.local_addr()?;
+    let metrics = match &args.metrics_listen {
+        Some(listen) => {
+            let handle = waitpoint_server::metrics::install().context("could not install the metrics recorder")?;
+            let listener =
+                TcpListener::bind(listen).await.with_context(|| format!("could not listen on {listen} for metrics"))?;
+            tracing::info!(address = %listener.local_addr()?, "serving metrics at /metrics");
+            Some((listener, handle))
+        }
+        None => None,
+    };
     let public_url = match args.public_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
         None if address.ip().is_unspecified() => format!("http://localhost:{}", address.port()),
@@ -134,7 +148,18 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
          -H \"Content-Type: application/json\" -d '{{\"timeout\":\"10m\"}}'"
     );
 
-    waitpoint_server::serve_with(listener, engine.clone(), serve_config, shutdown_signal()).await;
+    let (stop, stopping) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        stop.send_replace(true);
+    });
+    let stopped = move |mut stopping: watch::Receiver<bool>| async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+    if let Some((listener, handle)) = metrics {
+        tokio::spawn(waitpoint_server::metrics::serve(listener, handle, stopped(stopping.clone())));
+    }
+    waitpoint_server::serve_with(listener, engine.clone(), serve_config, stopped(stopping)).await;
     tracing::info!("stopped taking requests; finishing queued writes");
     engine.shutdown().await;
     tracing::info!("waitpoint stopped");

@@ -20,10 +20,12 @@
 //! - `writer`: group commit of writes.
 //! - `timeouts`: the durable timeout loop.
 //! - [`error`]: [`EngineError`], one variant per kind of failure.
+//! - [`metrics`]: what the engine counts and times (recorded only when a recorder is installed).
 
 pub mod auth;
 pub mod environments;
 pub mod error;
+pub mod metrics;
 mod pages;
 mod runs;
 mod timeouts;
@@ -235,6 +237,9 @@ impl Inner {
     /// A waitpoint finished and these runs, which waited on it, resumed: queued ones wake the
     /// polls, handed ones go to their worker's mailbox.
     pub(crate) fn finished(&self, waitpoint: Waitpoint, resumed: Resumed) {
+        metrics::waitpoint_finished(&waitpoint);
+        metrics::runs(metrics::Transition::Resumed, resumed.queued.len() + resumed.handed.len());
+        self.workers.resumed(&resumed);
         if !resumed.queued.is_empty() {
             self.runs_ready.notify_waiters();
         }

@@ -19,6 +19,7 @@ use waitpoint_types::{
 };
 
 use crate::error::{EngineError, Result};
+use crate::metrics::{self, Transition};
 use crate::pages::ListPage;
 use crate::tokens::{CreatedToken, parse_deadline};
 use crate::{Engine, validate};
@@ -216,6 +217,7 @@ impl Engine {
         };
         match inner.writer.write(WriteOp::RunCreate(run)).await? {
             WriteOutcome::RunCreated(run) => {
+                metrics::runs(Transition::Triggered, 1);
                 inner.runs_ready.notify_waiters();
                 let hint = self.unserved_hint(environment, task_id).await?;
                 Ok(TriggeredRun { run, is_cached: false, hint })
@@ -286,7 +288,11 @@ impl Engine {
         let run = parse_run_id(id)?;
         let op = WriteOp::RunCancel { run, environment_id: environment.id.clone(), at: self.inner.clock.now() };
         match self.inner.writer.write(op).await? {
-            WriteOutcome::RunFinished(run) | WriteOutcome::RunUnchanged(run) => Ok(run),
+            WriteOutcome::RunFinished(run) => {
+                metrics::runs(Transition::Canceled, 1);
+                Ok(run)
+            }
+            WriteOutcome::RunUnchanged(run) => Ok(run),
             WriteOutcome::NotFound => Err(run_not_found()),
             other => Err(EngineError::Storage(format!("unexpected outcome of a cancel: {other:?}"))),
         }
@@ -448,6 +454,7 @@ impl Engine {
         match self.inner.writer.write(WriteOp::RunWait(op)).await? {
             WriteOutcome::Recorded(entry) => Ok(WaitAnswer { entry, suspended: false }),
             WriteOutcome::Suspended(suspended) => {
+                metrics::runs(Transition::Suspended, 1);
                 if let Some(deadline) = deadline {
                     self.inner.deadline_added(deadline);
                 }
@@ -503,7 +510,13 @@ impl Engine {
         };
         match self.inner.writer.write(WriteOp::RunFinish(op)).await? {
             WriteOutcome::RunFinished(run) => {
-                if matches!(run.state, RunState::Queued { .. }) {
+                let transition = match run.state {
+                    RunState::Queued { .. } => Transition::Retried,
+                    RunState::Completed { .. } => Transition::Completed,
+                    _ => Transition::Failed,
+                };
+                metrics::runs(transition, 1);
+                if transition == Transition::Retried {
                     self.inner.runs_ready.notify_waiters();
                 }
                 Ok(run)

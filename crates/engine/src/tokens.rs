@@ -101,6 +101,7 @@ impl Engine {
         let waitpoint = self.prepare_token(environment, request, now)?;
         let (waitpoint, is_cached) = match self.inner.writer.write(WriteOp::Create(waitpoint)).await? {
             WriteOutcome::Created(waitpoint) => {
+                crate::metrics::token_created();
                 if let Some(deadline) = waitpoint.timeout_at {
                     self.inner.deadline_added(deadline);
                 }

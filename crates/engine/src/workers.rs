@@ -14,14 +14,15 @@
 use std::collections::{HashMap, HashSet};
 use std::pin::pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
-use waitpoint_storage::{Claim, RunClaim, RunsRelease, WorkerSeen, WriteOp, WriteOutcome};
+use waitpoint_storage::{Claim, Resumed, RunClaim, RunsRelease, WorkerSeen, WriteOp, WriteOutcome};
 use waitpoint_types::api::worker::PollRequest;
 use waitpoint_types::{Environment, EnvironmentId, RunId, Timestamp, WorkerId};
 
 use crate::error::{EngineError, Result};
+use crate::metrics::{self, Transition};
 use crate::runs::{parse_run_id, validate_task_id};
 use crate::{Engine, Inner};
 
@@ -54,6 +55,9 @@ pub(crate) struct Workers {
     unserved_logged: Mutex<HashSet<(EnvironmentId, String)>>,
     /// True once polls are no longer held (the server is stopping).
     released: watch::Sender<bool>,
+    /// When each run this node resumed was resumed, and whether it was handed to its worker
+    /// (the fast path): for the resume latency, measured when a poll delivers the run.
+    resumed_at: Mutex<HashMap<RunId, (Instant, bool)>>,
 }
 
 /// What this node last recorded of a worker.
@@ -78,6 +82,27 @@ struct Mailbox {
 }
 
 impl Workers {
+    /// Notes when the runs of `resumed` were resumed, for the resume latency.
+    pub(crate) fn resumed(&self, resumed: &Resumed) {
+        if resumed.queued.is_empty() && resumed.handed.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut resumed_at = self.resumed_at.lock().unwrap_or_else(|p| p.into_inner());
+        resumed_at.extend(resumed.queued.iter().map(|run| (run.clone(), (now, false))));
+        resumed_at.extend(resumed.handed.iter().map(|claim| (claim.run.id.clone(), (now, true))));
+    }
+
+    /// Measures how long the resumed runs among `claims` took to reach their worker.
+    fn delivered(&self, claims: &[Claim]) {
+        let mut resumed_at = self.resumed_at.lock().unwrap_or_else(|p| p.into_inner());
+        for claim in claims.iter().filter(|claim| claim.resumed.is_some()) {
+            if let Some((at, fast)) = resumed_at.remove(&claim.run.id) {
+                metrics::resume_delivered(fast, at.elapsed());
+            }
+        }
+    }
+
     /// Puts a run resumed for its live worker in that worker's mailbox and wakes its poll.
     pub(crate) fn hand(&self, worker: WorkerKey, claim: Claim) {
         let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
@@ -140,9 +165,13 @@ impl Workers {
     /// Drops what this node keeps about workers not seen since `horizon` (their throttle
     /// entries and mailboxes; runs in those mailboxes are released with the rest of the
     /// worker's), so the maps stay small.
-    fn forget_older_than(&self, horizon: Timestamp) {
+    fn forget_older_than(&self, horizon: Timestamp, resumed_horizon: Instant) {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         seen.retain(|_, last| last.at >= horizon);
+        metrics::workers_connected(seen.len());
+        let mut resumed_at = self.resumed_at.lock().unwrap_or_else(|p| p.into_inner());
+        resumed_at.retain(|_, (at, _)| *at >= resumed_horizon);
+        drop(resumed_at);
         let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
         mailboxes.retain(|worker, _| seen.contains_key(worker));
         self.served.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, served| served.checked_at >= horizon);
@@ -219,6 +248,8 @@ impl Engine {
                 };
                 match inner.writer.write(WriteOp::RunClaim(claim)).await? {
                     WriteOutcome::Claimed { claims: claimed, released } => {
+                        metrics::runs(Transition::Claimed, claimed.len());
+                        metrics::runs(Transition::Released, released.len());
                         claims.extend(claimed);
                         if !released.is_empty() {
                             inner.runs_ready.notify_waiters();
@@ -232,9 +263,12 @@ impl Engine {
                 }
             }
             if !claims.is_empty() {
+                metrics::polled();
+                inner.workers.delivered(&claims);
                 return Ok(claims);
             }
             if now >= deadline || *released.borrow_and_update() {
+                metrics::polled();
                 return Ok(Vec::new());
             }
             let next = if task_ids.is_empty() {
@@ -365,6 +399,7 @@ pub(crate) async fn release_loop(inner: Arc<Inner>, mut shutdown: watch::Receive
         let release = RunsRelease { alive_since: now.saturating_sub(inner.config.worker_timeout), now };
         match inner.writer.write(WriteOp::RunsRelease(release)).await {
             Ok(WriteOutcome::Released(released)) if !released.is_empty() => {
+                metrics::runs(Transition::Released, released.len());
                 tracing::info!(runs = released.len(), "released the runs of stopped workers");
                 inner.runs_ready.notify_waiters();
             }
@@ -372,7 +407,9 @@ pub(crate) async fn release_loop(inner: Arc<Inner>, mut shutdown: watch::Receive
             Err(EngineError::ShuttingDown) => return,
             Err(error) => tracing::error!(%error, "releasing the runs of stopped workers failed"),
         }
-        inner.workers.forget_older_than(now.saturating_sub(inner.config.worker_timeout));
+        // A resumed run not delivered within a few worker timeouts went to another node's worker.
+        let resumed_horizon = Instant::now().checked_sub(inner.config.worker_timeout * 4).unwrap_or_else(Instant::now);
+        inner.workers.forget_older_than(now.saturating_sub(inner.config.worker_timeout), resumed_horizon);
         tokio::select! {
             _ = inner.clock.sleep_until(now.saturating_add(every)) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,

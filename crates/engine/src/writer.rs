@@ -7,6 +7,7 @@
 //! once and a burst commits in large groups.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -95,7 +96,10 @@ async fn apply(store: &dyn Store, batch: &mut Vec<Pending>) {
     let size = batch.len();
     let (ops, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|p| (p.op, p.reply)).unzip();
     if size > 1 {
-        match store.write_batch(ops.clone()).await {
+        let started = Instant::now();
+        let written = store.write_batch(ops.clone()).await;
+        crate::metrics::committed(size, started.elapsed());
+        match written {
             Ok(outcomes) if outcomes.len() == size => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     // The caller may have gone away; its write is applied all the same.
@@ -124,7 +128,10 @@ async fn apply(store: &dyn Store, batch: &mut Vec<Pending>) {
 }
 
 async fn apply_one(store: &dyn Store, op: WriteOp, reply: oneshot::Sender<Result<WriteOutcome>>) {
-    let outcome = match store.write_batch(vec![op]).await {
+    let started = Instant::now();
+    let written = store.write_batch(vec![op]).await;
+    crate::metrics::committed(1, started.elapsed());
+    let outcome = match written {
         Ok(mut outcomes) if outcomes.len() == 1 => Ok(outcomes.remove(0)),
         Ok(outcomes) => {
             tracing::error!(

@@ -22,9 +22,12 @@
 //!   deadline.
 //! - `connection`: serving one connection, with the time its client has to send.
 //! - [`descriptors`]: the process's descriptor limit, and the connection cap derived from it.
+//! - [`metrics`]: HTTP request metrics, and the Prometheus endpoint (`GET /metrics`) on an
+//!   address of its own.
 
 pub mod descriptors;
 pub mod error;
+pub mod metrics;
 
 mod auth;
 mod body;
@@ -141,6 +144,7 @@ async fn log_request(State(_engine): State<Engine>, request: Request, next: Next
     let status = response.status().as_u16();
     let micros = started.elapsed().as_micros() as u64;
     let route = route.as_deref().unwrap_or("(no route)");
+    metrics::request(method.as_str(), route, status, started.elapsed());
     if status >= 500 {
         tracing::warn!(%method, route, status, micros, "request failed");
     } else {
