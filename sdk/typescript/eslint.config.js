@@ -13,6 +13,8 @@ export default tseslint.config(
     rules: {
       // Template literals of numbers are how messages are written here.
       "@typescript-eslint/restrict-template-expressions": ["error", { allowNumber: true }],
+      // `_`-prefixed names are placeholders (type parameters inferred only to be matched).
+      "@typescript-eslint/no-unused-vars": ["error", { varsIgnorePattern: "^_", argsIgnorePattern: "^_" }],
       // Callbacks written as `() => resolve()` return void on purpose.
       "@typescript-eslint/no-confusing-void-expression": "off",
       // node:test's test() and describe() return promises the runner awaits.

@@ -104,11 +104,11 @@ export interface Task<TIdentifier extends string, TPayload = void, TOutput = unk
 export type AnyTask = Task<string, any, any>;
 
 /** The payload type of a task. */
-export type TaskPayload<T extends AnyTask> = T extends Task<string, infer P> ? P : never;
+export type TaskPayload<T extends AnyTask> = T extends Task<string, infer P, infer _O> ? P : never;
 /** The output type of a task. */
-export type TaskOutput<T extends AnyTask> = T extends Task<string, unknown, infer O> ? O : never;
+export type TaskOutput<T extends AnyTask> = T extends Task<string, infer _P, infer O> ? O : never;
 /** The id type of a task. */
-export type TaskIdentifier<T extends AnyTask> = T extends Task<infer I, unknown> ? I : never;
+export type TaskIdentifier<T extends AnyTask> = T extends Task<infer I, infer _P, infer _O> ? I : never;
 
 const TASK_OPTIONS = ["id", "description", "retry", "queue", "run"] as const;
 const RETRY_OPTIONS = ["maxAttempts", "factor", "minTimeoutInMs", "maxTimeoutInMs", "randomize"] as const;

@@ -111,16 +111,16 @@ function unitFloat(u64: string): number {
   return Number(BigInt(u64) >> 11n) / 2 ** 53;
 }
 
-function createToken(options?: CreateWaitpointTokenRequestBody): Promise<CreateWaitpointTokenResponse> {
+async function createToken(options?: CreateWaitpointTokenRequestBody): Promise<CreateWaitpointTokenResponse> {
   const body = createTokenBody(options);
   const run = runScope.getStore();
   if (run) return run.createToken(body);
-  return tokenApi.create(defaultClient(), body);
+  return await tokenApi.create(defaultClient(), body);
 }
 
 // `T` types the data at the call (`wait.completeToken<ApprovalToken>(id, {...})`), as in Trigger.dev.
 // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters
-function completeToken<T>(token: TokenRef, data: T): Promise<{ success: true }> {
+async function completeToken<T>(token: TokenRef, data: T): Promise<{ success: true }> {
   const id = tokenId(token);
   const run = runScope.getStore();
   if (run) {
@@ -129,7 +129,7 @@ function completeToken<T>(token: TokenRef, data: T): Promise<{ success: true }> 
       return { success: true as const };
     });
   }
-  return tokenApi.complete(defaultClient(), id, data);
+  return await tokenApi.complete(defaultClient(), id, data);
 }
 
 async function retrieveToken<T>(token: TokenRef): Promise<WaitpointRetrievedToken<T>> {
@@ -237,9 +237,9 @@ export const wait = {
    * was recorded) runs again: make its side effects idempotent (the run id and the step name
    * make a good idempotency key).
    */
-  step<T>(name: string, fn: () => T | Promise<T>): Promise<T> {
+  async step<T>(name: string, fn: () => T | Promise<T>): Promise<T> {
     const run = currentRun("wait.step()");
-    return run.recorded("STEP", name, async () => fn());
+    return await run.recorded("STEP", name, async () => fn());
   },
   /** The time now, read once and recorded: a replay gets the same instant. */
   async now(): Promise<Date> {
@@ -253,8 +253,8 @@ export const wait = {
     return unitFloat(await run.recorded("RANDOM", "u64", () => Promise.resolve(randomU64())));
   },
   /** A random (version 4) UUID, drawn once and recorded. */
-  uuid(): Promise<string> {
+  async uuid(): Promise<string> {
     const run = currentRun("wait.uuid()");
-    return run.recorded("RANDOM", "uuid", () => Promise.resolve(randomUUID()));
+    return await run.recorded("RANDOM", "uuid", () => Promise.resolve(randomUUID()));
   },
 };

@@ -11,7 +11,7 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 
-import { type RetrievedRun, configure, runs } from "../src/index.js";
+import { type RetrievedRun, Worker, type WorkerOptions, configure, runs } from "../src/index.js";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 /** The package's folder (tests run from `build/test`). */
@@ -128,4 +128,25 @@ export async function waitForRun<T = unknown>(
 export function quietLog(): { lines: string[]; log: (level: string, message: string) => void } {
   const lines: string[] = [];
   return { lines, log: (level, message) => lines.push(`${level} ${message}`) };
+}
+
+/** Runs `body` while a worker with `options` (quiet, every task given) runs; stops it after. */
+export async function withWorker<T>(options: WorkerOptions, body: (worker: Worker) => Promise<T>): Promise<T> {
+  const stop = new AbortController();
+  const worker = new Worker({ log: quietLog().log, shutdownGraceMs: 5_000, ...options });
+  const running = worker.run(stop.signal);
+  try {
+    return await body(worker);
+  } finally {
+    stop.abort();
+    await running;
+  }
+}
+
+/** The token a waiting run waits on. */
+export async function waitingToken(runId: string): Promise<string> {
+  const run = await waitForRun(runId, (candidate) => candidate.status === "WAITING");
+  const token = run.waitingOn[0]?.id;
+  if (token === undefined) throw new Error(`run ${runId} waits on nothing`);
+  return token;
 }
