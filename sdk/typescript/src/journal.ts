@@ -79,6 +79,9 @@ export interface RunStart {
   journal: JournalEntry[];
 }
 
+/** Why an execution stops. */
+type Poison = NonDeterminismError | RunMovedOnError | ParallelOperationsError;
+
 type Begun = { replayed: true; result: unknown } | { replayed: false; seq: number };
 
 function describe(kind: string, name: string): string {
@@ -107,8 +110,8 @@ export class RunExecution {
   readonly #host: RunHost;
   /** The operation being performed live, if one is. */
   #inFlight: string | undefined;
-  /** Why every further operation fails: the run moved on, or diverged. */
-  #poison: NonDeterminismError | RunMovedOnError | undefined;
+  /** Why every further operation fails: the run moved on, diverged, or ran operations at once. */
+  #poison: Poison | undefined;
 
   constructor(start: RunStart, host: RunHost) {
     this.runId = start.runId;
@@ -125,7 +128,7 @@ export class RunExecution {
   }
 
   /** Why the execution must stop, if it must. */
-  get poison(): NonDeterminismError | RunMovedOnError | undefined {
+  get poison(): Poison | undefined {
     return this.#poison;
   }
 
@@ -153,7 +156,7 @@ export class RunExecution {
   }
 
   /** Fails every further operation with `poison` (the first poison stays). */
-  #poisonWith(poison: NonDeterminismError | RunMovedOnError): never {
+  #poisonWith(poison: Poison): never {
     this.#poison ??= poison;
     if (poison instanceof RunMovedOnError) this.abort.abort(poison);
     throw this.#poison;
@@ -162,7 +165,9 @@ export class RunExecution {
   /** Checks the next position against an operation of `kind` named `name`. */
   #begin(kind: JournalKind, name: string): Begun {
     if (this.#poison) throw this.#poison;
-    if (this.#inFlight !== undefined) throw new ParallelOperationsError(describe(kind, name), this.#inFlight);
+    if (this.#inFlight !== undefined) {
+      this.#poisonWith(new ParallelOperationsError(describe(kind, name), this.#inFlight));
+    }
     const seq = this.#nextSeq;
     const entry = this.#journal[seq];
     if (entry) {
@@ -186,6 +191,10 @@ export class RunExecution {
   /** Performs the operation begun at `seq` live; the next one takes the next position. */
   async #live<T>(seq: number, perform: () => Promise<T>): Promise<T> {
     try {
+      // Code that starts operations at once (`Promise.all` of two waits) starts them in one
+      // turn: let it, so that none of them reaches the server.
+      await new Promise((resolve) => setImmediate(resolve));
+      if (this.#poison) throw this.#poison;
       const value = await perform();
       this.#nextSeq = seq + 1;
       return value;

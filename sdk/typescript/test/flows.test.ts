@@ -197,11 +197,12 @@ test("a run resumed on another worker replays: the same token and values, steps 
     const done = await waitForRun<{ values: unknown; sent: unknown }>(run.id);
     assert.equal(done.status, "COMPLETED");
     assert.deepEqual(done.output?.sent, { to: "ada", messageId: "m-1" });
-    assert.equal(seen.length, 2, "the code before the wait ran again");
-    assert.deepEqual(seen[1], seen[0], "the same token, time and random values on replay");
+    assert.ok(seen.length >= 2, "the code before the wait ran again");
+    for (const values of seen) assert.deepEqual(values, seen[0], "the same token, time and random values on replay");
     assert.deepEqual(done.output.values, seen[0]);
   });
-  assert.deepEqual(effects, ["code before the wait", "email sent", "code before the wait"]);
+  assert.equal(effects.filter((effect) => effect === "email sent").length, 1, "the step did not run again");
+  assert.equal(effects.filter((effect) => effect === "code before the wait").length, seen.length);
 });
 
 test("the logger stays quiet while a run replays", async () => {
