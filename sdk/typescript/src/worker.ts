@@ -17,8 +17,6 @@ import {
   AbortTaskRunError,
   ApiError,
   KeyRefusedError,
-  NonDeterminismError,
-  ParallelOperationsError,
   RunMovedOnError,
   UnsupportedOptionError,
   WaitpointTimeoutError,
@@ -67,11 +65,13 @@ export interface WorkerOptions {
   shutdownGraceMs?: number;
   /** The clock `wait.now()` reads, in milliseconds (default `Date.now`). */
   clock?: () => number;
-  /** Where the worker's own log lines go (default: stderr). */
+  /** Where the worker's own log lines go (default: stderr, without debug lines). */
   log?: (level: LogLevel, message: string) => void;
 }
 
+/** Info, warnings and errors to stderr (debug lines only where a `log` option asks for them). */
 function stderrLog(level: LogLevel, message: string): void {
+  if (level === "debug") return;
   process.stderr.write(`${new Date().toISOString()} ${level.toUpperCase()} waitpoint worker: ${message}\n`);
 }
 
@@ -92,14 +92,12 @@ function workerId(instance: string | undefined, now: number): string {
   return `worker_${instance}`;
 }
 
-/** Errors a retry cannot fix: the run fails at once. */
+/** Errors a retry cannot fix: the run fails at once (as it does on non-determinism and parallel operations). */
 function isFinal(error: unknown): boolean {
   return (
     error instanceof AbortTaskRunError ||
     error instanceof WaitpointTimeoutError ||
-    error instanceof ParallelOperationsError ||
-    error instanceof UnsupportedOptionError ||
-    error instanceof NonDeterminismError
+    error instanceof UnsupportedOptionError
   );
 }
 

@@ -125,3 +125,25 @@ test("an unnamed worker killed while runs wait: its runs resume on another once 
     await kill(worker.child);
   }
 });
+
+test("waitpoint-worker exits 0 on SIGTERM, 1 when its key is refused, 2 without a module", async () => {
+  const exit = (child: ChildProcess) =>
+    new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  const running = startWorker("signals");
+  await until("the worker polls", () => running.output().includes("started"));
+  const stopped = exit(running.child);
+  running.child.kill("SIGTERM");
+  assert.equal(await stopped, 0, running.output());
+
+  const refused = spawn(process.execPath, [BIN, TASKS], {
+    env: { ...process.env, WAITPOINT_API_URL: server.baseURL, WAITPOINT_SECRET_KEY: "tr_dev_NotTheKey00000000000000" },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let said = "";
+  refused.stderr.on("data", (chunk: Buffer) => (said += chunk.toString()));
+  assert.equal(await exit(refused), 1);
+  assert.match(said, /refused the secret key \(401/);
+
+  const usage = spawn(process.execPath, [BIN], { stdio: ["ignore", "ignore", "pipe"] });
+  assert.equal(await exit(usage), 2);
+});

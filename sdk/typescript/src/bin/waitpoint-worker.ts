@@ -29,12 +29,14 @@ async function main(modules: string[]): Promise<number> {
   return 0;
 }
 
+// Exits once the worker stopped: runs still executing then (past the grace period) were handed
+// back to the server, and must not hold the process up.
 main(process.argv.slice(2)).then(
   (code) => {
-    process.exitCode = code;
+    process.exit(code);
   },
   (error: unknown) => {
     process.stderr.write(`waitpoint-worker: ${error instanceof Error ? error.message : String(error)}\n`);
-    process.exitCode = 1;
+    process.exit(1);
   },
 );
