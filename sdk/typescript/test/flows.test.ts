@@ -168,6 +168,51 @@ test("waiting runs hold no slot and resume in memory: five runs wait on a worker
   assert.equal(executions, 5, "each run resumed in memory, without replaying its code");
 });
 
+test("resumed runs that find every slot taken wait for one, or are given back and replayed", async () => {
+  const effects: number[] = [];
+  const crowded = task({
+    id: "flow-crowded",
+    run: async (n: number) => {
+      const token = await wait.createToken({ tags: [`crowded-${n}`] });
+      await wait.step("announce", () => effects.push(n));
+      return { n, answer: await wait.forToken<number>(token).unwrap() };
+    },
+  });
+  await withWorker({ tasks: [crowded], concurrency: 1 }, async () => {
+    const triggered = [];
+    for (let n = 0; n < 4; n++) triggered.push(await crowded.trigger(n));
+    const tokens = await Promise.all(triggered.map((run) => waitingToken(run.id)));
+    await Promise.all(tokens.map((token, n) => wait.completeToken(token, n * 10)));
+    for (const [n, run] of triggered.entries()) {
+      assert.deepEqual((await waitForRun(run.id)).output, { n, answer: n * 10 });
+    }
+  });
+  assert.deepEqual(effects.sort(), [0, 1, 2, 3], "each step ran once");
+});
+
+test("suspended runs beyond maxSuspended are dropped from memory and resume by replay", async () => {
+  let executions = 0;
+  const evicted = task({
+    id: "flow-evicted",
+    run: async (n: number) => {
+      executions += 1;
+      const token = await wait.createToken({});
+      return { n, answer: await wait.forToken<string>(token).unwrap() };
+    },
+  });
+  await withWorker({ tasks: [evicted], maxSuspended: 1 }, async () => {
+    const triggered = [];
+    for (let n = 0; n < 3; n++) triggered.push(await evicted.trigger(n));
+    const tokens = [];
+    for (const run of triggered) tokens.push(await waitingToken(run.id));
+    for (const [n, run] of triggered.entries()) {
+      await wait.completeToken(tokens[n] ?? "", `yes ${n}`);
+      assert.deepEqual((await waitForRun(run.id)).output, { n, answer: `yes ${n}` });
+    }
+  });
+  assert.equal(executions, 5, "the two evicted runs replayed; the one kept resumed in memory");
+});
+
 test("a run resumed on another worker replays: the same token and values, steps and logs not repeated", async () => {
   const effects: string[] = [];
   const seen: unknown[] = [];
