@@ -136,7 +136,7 @@ export interface PollRequest {
   waitMs: number;
   holding: string[];
   leaving?: boolean;
-  session?: string;
+  session: string;
 }
 
 /** A run handed to a worker. */

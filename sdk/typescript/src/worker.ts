@@ -130,8 +130,6 @@ export class Worker {
   readonly #shutdownGraceMs: number;
   readonly #clock: () => number;
   readonly #log: (level: LogLevel, message: string) => void;
-  /** Whether the id comes from an instance name (and so may be another process's after this one). */
-  readonly #named: boolean;
   /** Abandons the poll in flight when a slot frees (set while the poll asks for nothing). */
   #onSlotsFreed: (() => void) | undefined;
   /** Waiting for every slot to be free (on stop). */
@@ -149,7 +147,6 @@ export class Worker {
     this.#clock = options.clock ?? Date.now;
     const instance = options.instance ?? (process.env.WAITPOINT_WORKER_INSTANCE?.trim() || undefined);
     this.id = workerId(instance, this.#clock());
-    this.#named = instance !== undefined;
     this.session = timeOrderedId(this.#clock());
     this.#client = defaultClient({
       ...(options.baseURL === undefined ? {} : { baseURL: options.baseURL }),
@@ -194,16 +191,13 @@ export class Worker {
     }
     this.#parking.dropAll(new RunMovedOnError("the worker stopped"));
     // Leaving with nothing held gives back at once every run the server counts as this worker's,
-    // and sends its suspended runs elsewhere when they resume. A worker of its own id (no instance
-    // name) leaves without its session: no other process has that id, and the server counts a
-    // worker that leaves with a session as alive again (the release after the leave takes the
-    // session anew), which would send the runs that resume to it until it times out.
+    // and sends its suspended runs elsewhere when they resume.
     const leaving: PollRequest = {
       tasks: this.#freeSlots(false),
       waitMs: 0,
       holding: [],
       leaving: true,
-      ...(this.#named ? { session: this.session } : {}),
+      session: this.session,
     };
     try {
       await this.#protocol.poll(this.id, leaving);
