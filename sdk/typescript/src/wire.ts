@@ -1,0 +1,171 @@
+/**
+ * The JSON bodies of waitpoint's HTTP API, field for field as the server sends and takes them
+ * (`crates/types/src/api.rs`): dates are ISO 8601 strings, optional fields are absent.
+ */
+
+/** A token's status. */
+export type WaitpointTokenStatus = "WAITING" | "COMPLETED" | "TIMED_OUT";
+
+/** `POST /api/v1/waitpoints/tokens`. */
+export interface CreateTokenBody {
+  timeout?: string;
+  idempotencyKey?: string;
+  idempotencyKeyTTL?: string;
+  tags?: string[];
+}
+
+/** The answer to a create. */
+export interface CreateWaitpointTokenResponse {
+  /** `waitpoint_…`. */
+  id: string;
+  /** True when an active idempotency key returned an existing token. */
+  isCached: boolean;
+  /** The callback URL: a POST of any JSON to it completes the token, no credentials needed. */
+  url: string;
+  /** A JWT that may complete this one token. */
+  publicAccessToken: string;
+}
+
+/** A token as listed. */
+export interface TokenItemWire {
+  id: string;
+  url: string;
+  status: WaitpointTokenStatus;
+  completedAt?: string;
+  timeoutAt?: string;
+  completedAfter?: string;
+  idempotencyKey?: string;
+  idempotencyKeyExpiresAt?: string;
+  tags: string[];
+  createdAt: string;
+}
+
+/** A token as retrieved. */
+export interface TokenDetailWire extends TokenItemWire {
+  type: string;
+  output?: string;
+  outputType?: string;
+  outputIsError?: boolean;
+  completedVia?: string;
+}
+
+/** One page of a list. */
+export interface PageWire<T> {
+  data: T[];
+  pagination: { next?: string; previous?: string };
+}
+
+/** `POST /api/v1/tasks/{taskId}/trigger` options. */
+export interface TriggerOptionsWire {
+  idempotencyKey?: string;
+  idempotencyKeyTTL?: string;
+  tags?: string[];
+  maxAttempts?: number;
+  delay?: string;
+}
+
+/** The answer to a trigger. */
+export interface TriggerResponse {
+  id: string;
+  isCached: boolean;
+  hint?: string;
+}
+
+/** A run's status. */
+export type RunStatus = "QUEUED" | "DELAYED" | "EXECUTING" | "WAITING" | "COMPLETED" | "FAILED" | "CANCELED";
+
+/** A run's error. */
+export interface RunErrorBody {
+  /** `TaskError`, `NonDeterminism`, `WaitpointTimeoutError`, …. */
+  name: string;
+  message: string;
+}
+
+/** A run as retrieved. */
+export interface RunDetailWire {
+  id: string;
+  taskId: string;
+  status: RunStatus;
+  payload?: unknown;
+  output?: unknown;
+  error?: RunErrorBody;
+  attempt: number;
+  maxAttempts: number;
+  tags: string[];
+  idempotencyKey?: string;
+  idempotencyKeyExpiresAt?: string;
+  delayedUntil?: string;
+  waitingOn: { id: string; type: string; timeoutAt?: string }[];
+  createdAt: string;
+  startedAt?: string;
+  updatedAt: string;
+  finishedAt?: string;
+  worker?: { id: string; lastSeenAt?: string };
+  hint?: string;
+}
+
+/** A journal kind. */
+export type JournalKind =
+  | "STEP"
+  | "CREATE_TOKEN"
+  | "WAIT_TOKEN"
+  | "WAIT_DATETIME"
+  | "COMPLETE_TOKEN"
+  | "RETRIEVE_TOKEN"
+  | "LIST_TOKENS"
+  | "NOW"
+  | "RANDOM";
+
+/** One journal entry: `result` is absent for a wait that has not finished (`null` is a result). */
+export interface JournalEntry {
+  seq: number;
+  kind: string;
+  name: string;
+  result?: unknown;
+}
+
+/** A task a worker runs, and how many more runs of it it takes now. */
+export interface TaskSlots {
+  id: string;
+  slots: number;
+}
+
+/** `POST /api/v1/workers/{workerId}/poll`. */
+export interface PollRequest {
+  tasks: TaskSlots[];
+  waitMs: number;
+  holding: string[];
+  leaving?: boolean;
+  session: string;
+}
+
+/** A run handed to a worker. */
+export interface ClaimedRun {
+  id: string;
+  taskId: string;
+  payload: unknown;
+  epoch: number;
+  attempt: number;
+  maxAttempts: number;
+  journalLength: number;
+  /** When the run resumes from a wait: that wait's entry, with its result. */
+  resumed?: JournalEntry;
+}
+
+/** What a run waits for. */
+export type WaitFor =
+  | { type: "TOKEN"; id: string }
+  | { type: "DATETIME"; until: string; name: string }
+  | { type: "DURATION"; ms: number; name: string };
+
+/** The answer to a wait. */
+export interface WaitResponse {
+  entry: JournalEntry;
+  suspended: boolean;
+}
+
+/** The answer to a token created for a run. */
+export interface RunTokenResponse {
+  entry: JournalEntry;
+  token: CreateWaitpointTokenResponse;
+}

@@ -1,0 +1,152 @@
+/**
+ * Test helpers: a real `waitpoint serve` per suite (fresh SQLite data directory, free port), the
+ * SDK pointed at it, workers in process or as child processes, and waiting for runs to finish.
+ */
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+
+import { type RetrievedRun, Worker, type WorkerOptions, configure, runs } from "../src/index.js";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+/** The package's folder (tests run from `build/test`). */
+export const PACKAGE = path.resolve(HERE, "../..");
+const REPO = path.resolve(PACKAGE, "../..");
+
+/** The dev environment's secret key, fixed so the tests know it: tr_dev_ + 24 alphanumerics. */
+export const SECRET_KEY = "tr_dev_TypeScriptSdkTest0123456";
+
+/** `WAITPOINT_BIN`, else `$CARGO_TARGET_DIR/debug/waitpoint`, else `<repo>/target/debug/waitpoint`. */
+export function binaryPath(): string {
+  if (process.env.WAITPOINT_BIN) return path.resolve(process.env.WAITPOINT_BIN);
+  const target = process.env.CARGO_TARGET_DIR ? path.resolve(REPO, process.env.CARGO_TARGET_DIR) : path.join(REPO, "target");
+  return path.join(target, "debug", "waitpoint");
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.unref();
+    probe.on("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const address = probe.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+const children = new Set<ChildProcess>();
+process.on("exit", () => {
+  for (const child of children) child.kill("SIGKILL");
+});
+
+/** A running server. */
+export interface Server {
+  baseURL: string;
+  /** Everything it printed. */
+  output(): string;
+  /** SIGTERM, then the data directory is removed. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `waitpoint serve` (with `args`) on a free port and a fresh data directory, waits for
+ * `/healthz`, and points the SDK (`configure`) at it.
+ */
+export async function startServer(args: string[] = []): Promise<Server> {
+  const bin = binaryPath();
+  if (!existsSync(bin)) {
+    throw new Error(`waitpoint binary not found at ${bin}: run \`cargo build -p waitpoint\`, or set WAITPOINT_BIN`);
+  }
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), "waitpoint-ts-"));
+  const port = await freePort();
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("WAITPOINT_")));
+  env.WAITPOINT_DEV_SECRET_KEY = SECRET_KEY;
+  env.WAITPOINT_LOG = process.env.WAITPOINT_LOG ?? "warn";
+  const child = spawn(bin, ["serve", "--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, ...args], {
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.add(child);
+  let output = "";
+  child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  const state = { gone: false };
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  void exited.then(() => {
+    state.gone = true;
+    children.delete(child);
+  });
+  const baseURL = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (state.gone) throw new Error(`waitpoint exited before it was ready:\n${output}`);
+    try {
+      const reply = await fetch(`${baseURL}/healthz`, { signal: AbortSignal.timeout(1_000) });
+      if (reply.status === 200) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`waitpoint did not answer /healthz within 30 s:\n${output}`);
+    await sleep(50);
+  }
+  configure({ baseURL, secretKey: SECRET_KEY });
+  return {
+    baseURL,
+    output: () => output,
+    async stop() {
+      child.kill("SIGTERM");
+      await Promise.race([exited, sleep(15_000, undefined, { ref: false })]);
+      if (!state.gone) child.kill("SIGKILL");
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Polls the run until `done` says so (every 50 ms, at most `timeoutMs`). */
+export async function waitForRun<T = unknown>(
+  id: string,
+  done: (run: RetrievedRun<T>) => boolean = (run) => run.isFinished,
+  timeoutMs = 30_000,
+): Promise<RetrievedRun<T>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const run = await runs.retrieve<T>(id);
+    if (done(run)) return run;
+    if (Date.now() > deadline) throw new Error(`run ${id} did not get there in time: ${JSON.stringify(run)}`);
+    await sleep(50);
+  }
+}
+
+/** A worker log that keeps lines for the test to read instead of printing them. */
+export function quietLog(): { lines: string[]; log: (level: string, message: string) => void } {
+  const lines: string[] = [];
+  return { lines, log: (level, message) => lines.push(`${level} ${message}`) };
+}
+
+/** Runs `body` while a worker with `options` (quiet, every task given) runs; stops it after. */
+export async function withWorker<T>(options: WorkerOptions, body: (worker: Worker) => Promise<T>): Promise<T> {
+  const stop = new AbortController();
+  const worker = new Worker({ log: quietLog().log, shutdownGraceMs: 5_000, ...options });
+  const running = worker.run(stop.signal);
+  try {
+    return await body(worker);
+  } finally {
+    stop.abort();
+    await running;
+  }
+}
+
+/** The token a waiting run waits on. */
+export async function waitingToken(runId: string): Promise<string> {
+  const run = await waitForRun(runId, (candidate) => candidate.status === "WAITING");
+  const token = run.waitingOn[0]?.id;
+  if (token === undefined) throw new Error(`run ${runId} waits on nothing`);
+  return token;
+}
