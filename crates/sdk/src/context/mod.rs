@@ -13,6 +13,8 @@
 //! - `waits`: wait on a token, for a duration, until a time; suspension.
 //! - `log`: the replay-aware logger.
 
+#[cfg(test)]
+mod fixtures;
 mod journal;
 mod log;
 mod steps;

@@ -58,7 +58,7 @@ impl Context {
         })
     }
 
-    async fn list_tokens_page(&self, filter: &ListFilter, after: Option<String>) -> Result<Page<TokenItem>> {
+    pub(crate) async fn list_tokens_page(&self, filter: &ListFilter, after: Option<String>) -> Result<Page<TokenItem>> {
         let name = after.as_deref().unwrap_or("");
         self.recorded(JournalKind::ListTokens, name, || async {
             self.run.client.list_tokens_page(filter, after.as_deref()).await
