@@ -21,7 +21,7 @@ use waitpoint_types::{
 use crate::error::{EngineError, Result};
 use crate::pages::ListPage;
 use crate::tokens::{CreatedToken, parse_deadline};
-use crate::{Engine, validate};
+use crate::{Engine, Event, validate};
 
 /// The most attempts a trigger may ask for.
 pub const MAX_ATTEMPTS: u32 = 100;
@@ -217,6 +217,7 @@ impl Engine {
         match inner.writer.write(WriteOp::RunCreate(run)).await? {
             WriteOutcome::RunCreated(run) => {
                 inner.runs_ready.notify_waiters();
+                inner.runs_changed(&environment.id, [&run.id]);
                 let hint = self.unserved_hint(environment, task_id).await?;
                 Ok(TriggeredRun { run, is_cached: false, hint })
             }
@@ -286,7 +287,11 @@ impl Engine {
         let run = parse_run_id(id)?;
         let op = WriteOp::RunCancel { run, environment_id: environment.id.clone(), at: self.inner.clock.now() };
         match self.inner.writer.write(op).await? {
-            WriteOutcome::RunFinished(run) | WriteOutcome::RunUnchanged(run) => Ok(run),
+            WriteOutcome::RunFinished(run) => {
+                self.inner.runs_changed(&environment.id, [&run.id]);
+                Ok(run)
+            }
+            WriteOutcome::RunUnchanged(run) => Ok(run),
             WriteOutcome::NotFound => Err(run_not_found()),
             other => Err(EngineError::Storage(format!("unexpected outcome of a cancel: {other:?}"))),
         }
@@ -339,7 +344,10 @@ impl Engine {
         }
         let op = RunRecord { run: run.clone(), environment_id: environment.id.clone(), epoch, entry };
         match self.inner.writer.write(WriteOp::RunRecord(op)).await? {
-            WriteOutcome::Recorded(entry) => Ok(entry),
+            WriteOutcome::Recorded(entry) => {
+                self.inner.runs_changed(&environment.id, [&run]);
+                Ok(entry)
+            }
             other => Err(protocol_error(&run, other)),
         }
     }
@@ -377,6 +385,10 @@ impl Engine {
             self.inner.deadline_added(deadline);
         }
         let is_cached = entry.result.as_deref().is_some_and(|r| r.contains("\"isCached\":true"));
+        if !is_cached {
+            self.inner.emit(|| Event::TokenCreated(token.clone()));
+        }
+        self.inner.runs_changed(&environment.id, [&run]);
         let created = self.created_token(environment, token, is_cached);
         Ok((self.enriched(environment, entry), created))
     }
@@ -405,6 +417,7 @@ impl Engine {
             timeout_at: Some(until),
             tags: Vec::new(),
             created_at: id.created_at().unwrap_or(now),
+            approval: None,
         };
         Ok((JournalKind::WaitDatetime, name.to_owned(), id, Some(datetime)))
     }
@@ -446,8 +459,12 @@ impl Engine {
             at: now,
         };
         match self.inner.writer.write(WriteOp::RunWait(op)).await? {
-            WriteOutcome::Recorded(entry) => Ok(WaitAnswer { entry, suspended: false }),
+            WriteOutcome::Recorded(entry) => {
+                self.inner.runs_changed(&environment.id, [&run]);
+                Ok(WaitAnswer { entry, suspended: false })
+            }
             WriteOutcome::Suspended(suspended) => {
+                self.inner.runs_changed(&environment.id, [&run]);
                 if let Some(deadline) = deadline {
                     self.inner.deadline_added(deadline);
                 }
@@ -506,6 +523,7 @@ impl Engine {
                 if matches!(run.state, RunState::Queued { .. }) {
                     self.inner.runs_ready.notify_waiters();
                 }
+                self.inner.runs_changed(&environment.id, [&run.id]);
                 Ok(run)
             }
             other => Err(protocol_error(&run, other)),

@@ -219,6 +219,7 @@ impl Engine {
                 };
                 match inner.writer.write(WriteOp::RunClaim(claim)).await? {
                     WriteOutcome::Claimed { claims: claimed, released } => {
+                        inner.runs_changed(&environment.id, claimed.iter().map(|c| &c.run.id).chain(&released));
                         claims.extend(claimed);
                         if !released.is_empty() {
                             inner.runs_ready.notify_waiters();
@@ -328,7 +329,9 @@ impl Inner {
             holding,
             session: session.map(str::to_owned),
         };
-        self.writer.write(WriteOp::RunClaim(release)).await?;
+        if let WriteOutcome::Claimed { released, .. } = self.writer.write(WriteOp::RunClaim(release)).await? {
+            self.runs_changed(&worker.0, &released);
+        }
         self.workers.forget(worker);
         self.runs_ready.notify_waiters();
         Ok(())
@@ -360,6 +363,7 @@ pub(crate) async fn release_loop(inner: Arc<Inner>, mut shutdown: watch::Receive
             Ok(WriteOutcome::Released(released)) if !released.is_empty() => {
                 tracing::info!(runs = released.len(), "released the runs of stopped workers");
                 inner.runs_ready.notify_waiters();
+                inner.runs_of_any_environment_changed(&released).await;
             }
             Ok(_) => {}
             Err(EngineError::ShuttingDown) => return,
