@@ -260,6 +260,14 @@ impl Engine {
         self.inner.workers.released.send_replace(true);
     }
 
+    /// Resolves once polls are released ([`release_polls`](Self::release_polls)): the server is
+    /// stopping, and other long answers (event streams) end too.
+    pub async fn stopping(&self) {
+        let mut released = self.inner.workers.released.subscribe();
+        // The sender lives as long as the engine.
+        let _ = released.wait_for(|released| *released).await;
+    }
+
     /// A hint for a run of `task_id` queued in `environment`: `Some` when no worker seen within
     /// the worker timeout runs that task, which is logged once per task.
     pub(crate) async fn unserved_hint(&self, environment: &Environment, task_id: &str) -> Result<Option<String>> {
