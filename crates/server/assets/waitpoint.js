@@ -66,7 +66,8 @@
       if (!response.ok || response.redirected) return;
       const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
       document.querySelectorAll("[data-refresh]").forEach((part) => {
-        const replacement = fresh.getElementById(part.id);
+        // Not `part.id`: on a form, that is the field named "id".
+        const replacement = fresh.getElementById(part.getAttribute("id"));
         if (!replacement) return;
         if (part.dataset.refresh === "state" && part.dataset.state === replacement.dataset.state) return;
         const checked = new Set([...part.querySelectorAll('input[type="checkbox"]:checked')].map((box) => box.value));

@@ -14,7 +14,7 @@ pub(crate) fn document(title: &str, body_class: &str, body: Markup) -> Markup {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="referrer" content="no-referrer";
+                meta name="referrer" content="same-origin";
                 title { (title) " · waitpoint" }
                 link rel="stylesheet" href=(style_url());
                 script src=(script_url()) defer {}

@@ -1,7 +1,8 @@
 //! The security headers of every page: a strict Content-Security-Policy (scripts, styles and
 //! everything else only from this origin's own files, no inline script or style, no framing,
-//! forms posting only here), `X-Frame-Options: DENY`, no sniffing, no referrer, and no caching
-//! of pages (they show data).
+//! forms posting only here), `X-Frame-Options: DENY`, no sniffing, no referrer to other sites
+//! (approval page and sign-in link addresses hold secrets), and no caching of pages (they show
+//! data).
 
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -20,7 +21,7 @@ pub(crate) async fn secure_headers(request: Request, next: Next) -> Response {
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -35,7 +36,10 @@ pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
     if matches!(site, Some("cross-site" | "same-site")) {
         return false;
     }
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return true };
+    // A page whose referrer policy withholds it sends `Origin: null`: nothing to compare.
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).filter(|o| *o != "null") else {
+        return true;
+    };
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     let origin_host = origin.split_once("://").map(|(_, rest)| rest);
     origin_host.is_some() && origin_host == host
