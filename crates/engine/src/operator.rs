@@ -15,8 +15,9 @@ use crate::error::{EngineError, Result};
 use crate::tokens::ListTokens;
 use crate::{Engine, validate};
 
-/// Counts on the overview are exact up to this; beyond it they say "more than".
-pub const COUNT_CAP: u64 = 10_000;
+/// Counts on the overview are exact up to this; beyond it they say "more than". Each count is
+/// an index walk of at most this many entries, so the overview costs the same at any size.
+pub const COUNT_CAP: u64 = 1_000;
 /// A bulk preview counts exactly up to this many tokens.
 const BULK_COUNT_CAP: usize = 1_000_000;
 /// Tokens a bulk operation finishes at once (they share the writer's batches).
@@ -281,12 +282,11 @@ impl Engine {
         }
     }
 
-    /// What the overview of `environment` shows.
+    /// What the overview of `environment` shows. The counts run at once (each is bounded).
     pub async fn overview(&self, environment: &Environment) -> Result<Overview> {
         let store = &self.inner.store;
         let cap = usize::try_from(COUNT_CAP + 1).unwrap_or(usize::MAX);
-        let mut tokens = Vec::new();
-        for status in WaitpointStatus::ALL {
+        let token_counts = WaitpointStatus::ALL.map(|status| {
             let query = ListQuery {
                 environment_id: environment.id.clone(),
                 statuses: vec![status],
@@ -294,11 +294,10 @@ impl Engine {
                 tags: Vec::new(),
                 window: Window::newest(cap),
             };
-            tokens.push((status, store.waitpoint_count(&query).await?));
-        }
+            async move { store.waitpoint_count(&query).await.map(|n| (status, n)) }
+        });
         let now = self.inner.clock.now();
-        let mut runs = Vec::new();
-        for status in RunStatus::ALL {
+        let run_counts = RunStatus::ALL.map(|status| {
             let query = RunListQuery {
                 environment_id: environment.id.clone(),
                 statuses: vec![status],
@@ -308,11 +307,12 @@ impl Engine {
                 window: Window::newest(cap),
                 now,
             };
-            runs.push((status, store.run_count(&query).await?));
-        }
+            async move { store.run_count(&query).await.map(|n| (status, n)) }
+        });
+        let (tokens, runs) = futures_util::future::join(join_all(token_counts), join_all(run_counts)).await;
         Ok(Overview {
-            tokens,
-            runs,
+            tokens: tokens.into_iter().collect::<Result<_, _>>()?,
+            runs: runs.into_iter().collect::<Result<_, _>>()?,
             waiting_longest: store.run_waiting_longest(&environment.id, OVERVIEW_ROWS).await?,
             timing_out_soonest: store.waitpoint_timeouts_soonest(&environment.id, OVERVIEW_ROWS).await?,
             backend: store.backend(),

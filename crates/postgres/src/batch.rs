@@ -385,6 +385,7 @@ async fn finish_all(tx: &Transaction<'_>, mut finishes: Vec<(usize, &Finish)>) -
         }
     }
     if !done.is_empty() {
+        retag(tx, done.iter().map(|(_, waitpoint, _)| waitpoint)).await?;
         let finished: Vec<(&Waitpoint, Option<Timestamp>)> = done.iter().map(|(_, w, since)| (w, *since)).collect();
         let mut resumed = runs::resume_waiting(tx, &finished).await?;
         for (index, waitpoint, _) in done {
@@ -393,6 +394,33 @@ async fn finish_all(tx: &Transaction<'_>, mut finishes: Vec<(usize, &Finish)>) -
         }
     }
     Ok(outcomes)
+}
+
+/// Sets the status beside each tag of the listed waitpoints (by primary key) to theirs.
+const RETAG: &str = "UPDATE waitpoint_tags t SET status = f.status
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS f (environment_id, tag, waitpoint_id, status)
+     WHERE t.environment_id = f.environment_id AND t.tag = f.tag AND t.waitpoint_id = f.waitpoint_id";
+
+/// Keeps the tag table's statuses in step with `finished` waitpoints' (those with tags).
+async fn retag(tx: &Transaction<'_>, finished: impl Iterator<Item = &Waitpoint>) -> Result<()> {
+    let (mut environments, mut tags, mut ids, mut statuses) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for waitpoint in finished {
+        let mut distinct: Vec<&str> = waitpoint.tags.iter().map(String::as_str).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        for tag in distinct {
+            environments.push(waitpoint.environment_id.internal());
+            tags.push(tag);
+            ids.push(waitpoint.id.internal());
+            statuses.push(waitpoint.status().as_str());
+        }
+    }
+    if tags.is_empty() {
+        return Ok(());
+    }
+    let retag = tx.prepare_cached(RETAG).await.map_err(map_error)?;
+    tx.execute(&retag, &[&environments, &tags, &ids, &statuses]).await.map_err(map_error)?;
+    Ok(())
 }
 
 /// Runs [`FINISH_WHERE_APPLIES`] and returns the rows of the waitpoints it finished.

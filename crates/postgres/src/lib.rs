@@ -174,7 +174,8 @@ impl PostgresStore {
 
     /// Every shape of query walks an index in id order and stops after `limit` rows that pass
     /// every filter:
-    /// - with tags, the tag table's `(environment_id, tag, waitpoint_id)`, once per tag;
+    /// - with tags, the tag table's `(environment_id, tag, waitpoint_id)`, once per tag, or with
+    ///   statuses too, its `(environment_id, tag, status, waitpoint_id)`, once per tag and status;
     /// - else with statuses, `(environment_id, status, id)`, once per status;
     /// - else `(environment_id, id)`.
     ///
@@ -198,14 +199,24 @@ impl PostgresStore {
         let (window, order, limit) = lists::window_filters(&mut params, &query.window, &limit, id_column);
         filters += &window;
         let sql = if !query.tags.is_empty() {
-            if !statuses.is_empty() {
-                filters += &format!(" AND w.status = ANY({})", bind(&mut params, &statuses));
-            }
+            // One walk per tag, or per tag and status (the tag table holds each token's status).
             let tags = bind(&mut params, &query.tags);
+            let (wanted, status) = if statuses.is_empty() {
+                (format!("unnest({tags}::text[]) AS wanted(tag)"), "")
+            } else {
+                let statuses = bind(&mut params, &statuses);
+                (
+                    format!(
+                        "unnest({tags}::text[]) AS wanted_tag(tag) CROSS JOIN unnest({statuses}::text[]) AS wanted(status)"
+                    ),
+                    " AND t.status = wanted.status",
+                )
+            };
+            let tag = if statuses.is_empty() { "wanted.tag" } else { "wanted_tag.tag" };
             format!(
-                "SELECT {columns} FROM waitpoints w WHERE w.id IN (SELECT walk.id FROM unnest({tags}::text[]) AS \
-                 wanted(tag) CROSS JOIN LATERAL (SELECT w.id FROM waitpoint_tags t JOIN waitpoints w \
-                 ON w.id = t.waitpoint_id WHERE t.environment_id = $1 AND t.tag = wanted.tag{filters} \
+                "SELECT {columns} FROM waitpoints w WHERE w.id IN (SELECT walk.id FROM {wanted} \
+                 CROSS JOIN LATERAL (SELECT w.id FROM waitpoint_tags t JOIN waitpoints w \
+                 ON w.id = t.waitpoint_id WHERE t.environment_id = $1 AND t.tag = {tag}{status}{filters} \
                  ORDER BY t.waitpoint_id {order} LIMIT {limit}) walk) ORDER BY w.id {order} LIMIT {limit}"
             )
         } else if !statuses.is_empty() {

@@ -99,6 +99,21 @@ pub(crate) fn finish(conn: &Connection, finish: Finish) -> Result<WriteOutcome> 
         ])
     })
     .map_err(map_error)?;
+    let mut tagged = current.tags.clone();
+    tagged.sort_unstable();
+    tagged.dedup();
+    if !tagged.is_empty() {
+        let mut retag = conn
+            .prepare_cached(
+                "UPDATE waitpoint_tags SET status = ?1 WHERE environment_id = ?2 AND tag = ?3 AND waitpoint_id = ?4",
+            )
+            .map_err(map_error)?;
+        for tag in &tagged {
+            retag
+                .execute(params![columns.status, current.environment_id.internal(), tag, current.id.internal()])
+                .map_err(map_error)?;
+        }
+    }
     current.state = state;
     let resumed = runs::resume_waiting(conn, &current, finish.workers_alive_since)?;
     Ok(WriteOutcome::Finished(current, resumed))
@@ -106,7 +121,8 @@ pub(crate) fn finish(conn: &Connection, finish: Finish) -> Result<WriteOutcome> 
 
 /// Lists tokens. Every shape of query walks an index in id order and stops after `limit`
 /// rows that pass every filter:
-/// - with tags, the tag table's `(environment_id, tag, waitpoint_id)`, once per tag;
+/// - with tags, the tag table's `(environment_id, tag, waitpoint_id)`, once per tag, or with
+///   statuses too, its `(environment_id, tag, status, waitpoint_id)`, once per tag and status;
 /// - else with statuses, `(environment_id, status, id)`, once per status;
 /// - else `(environment_id, id)`.
 ///
@@ -140,20 +156,23 @@ fn list_sql(query: &ListQuery, columns: &str) -> (String, Args) {
     filters += &window;
     let statuses: Vec<String> = query.statuses.iter().map(|s| args.push(s.as_str().to_owned())).collect();
     let walks: Vec<String> = if !query.tags.is_empty() {
-        if !statuses.is_empty() {
-            filters += &format!(" AND w.status IN ({})", statuses.join(", "));
-        }
-        query
-            .tags
-            .iter()
-            .map(|tag| {
-                format!(
+        let conditions: Vec<String> = if statuses.is_empty() {
+            vec![String::new()]
+        } else {
+            statuses.iter().map(|status| format!(" AND t.status = {status}")).collect()
+        };
+        let mut walks = Vec::new();
+        for tag in &query.tags {
+            let tag = args.push(tag.clone());
+            for status in &conditions {
+                walks.push(format!(
                     "SELECT {columns} FROM waitpoint_tags t JOIN waitpoints w ON w.id = t.waitpoint_id \
-                     WHERE t.environment_id = ?1 AND t.tag = {}{filters} ORDER BY t.waitpoint_id {order} LIMIT {limit}",
-                    args.push(tag.clone())
-                )
-            })
-            .collect()
+                     WHERE t.environment_id = ?1 AND t.tag = {tag}{status}{filters} \
+                     ORDER BY t.waitpoint_id {order} LIMIT {limit}"
+                ));
+            }
+        }
+        walks
     } else if !statuses.is_empty() {
         statuses
             .iter()
@@ -181,19 +200,22 @@ pub(crate) fn tags(
     prefix: &str,
     limit: usize,
 ) -> Result<Vec<String>> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT tag FROM waitpoint_tags WHERE environment_id = ?1 AND tag >= ?2 AND (?3 IS NULL OR tag > ?3)
-             ORDER BY tag LIMIT 1",
-        )
+    // Two statements, each a plain range the index serves (an `OR` in one would scan).
+    let mut first = conn
+        .prepare_cached("SELECT tag FROM waitpoint_tags WHERE environment_id = ?1 AND tag >= ?2 ORDER BY tag LIMIT 1")
+        .map_err(map_error)?;
+    let mut next = conn
+        .prepare_cached("SELECT tag FROM waitpoint_tags WHERE environment_id = ?1 AND tag > ?2 ORDER BY tag LIMIT 1")
         .map_err(map_error)?;
     let mut found: Vec<String> = Vec::new();
     while found.len() < limit {
-        let next: Option<String> = stmt
-            .query_row(params![environment_id.internal(), prefix, found.last()], |row| row.get(0))
-            .optional()
-            .map_err(map_error)?;
-        match next {
+        let tag: Option<String> = match found.last() {
+            None => first.query_row(params![environment_id.internal(), prefix], |row| row.get(0)),
+            Some(last) => next.query_row(params![environment_id.internal(), last], |row| row.get(0)),
+        }
+        .optional()
+        .map_err(map_error)?;
+        match tag {
             Some(tag) if tag.starts_with(prefix) => found.push(tag),
             _ => break,
         }

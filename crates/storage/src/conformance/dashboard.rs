@@ -19,6 +19,7 @@ pub async fn forced_timeouts_apply_at_once_and_say_how(db: &dyn TestDatabase) {
     let env = new_env(&*store, &ids, "dev").await;
     let mut token = waitpoint(&ids, &env, at(0));
     token.timeout_at = Some(at(600_000));
+    token.tags = vec!["t".into(), "t".into(), "u".into()];
     create(&*store, &token).await;
     let no_deadline = waitpoint(&ids, &env, at(1));
     create(&*store, &no_deadline).await;
@@ -34,6 +35,14 @@ pub async fn forced_timeouts_apply_at_once_and_say_how(db: &dyn TestDatabase) {
         assert_eq!(finish(&*store, &w.id, again).await, WriteOutcome::Unchanged(done.clone()));
         assert_eq!(finish(&*store, &w.id, completed(30, "1")).await, WriteOutcome::Unchanged(done));
     }
+
+    let mut by_tag = query(&env);
+    by_tag.tags = vec!["t".into(), "u".into()];
+    by_tag.statuses = vec![WaitpointStatus::TimedOut];
+    let listed: Vec<_> = store.waitpoint_list(&by_tag).await.unwrap().into_iter().map(|w| w.id).collect();
+    assert_eq!(listed, [token.id.clone()], "a tag filter with statuses sees the new status");
+    by_tag.statuses = vec![WaitpointStatus::Waiting, WaitpointStatus::Completed];
+    assert!(store.waitpoint_list(&by_tag).await.unwrap().is_empty());
 
     let mut datetime = waitpoint(&ids, &env, at(2));
     datetime.kind = WaitpointKind::Datetime;
