@@ -1,8 +1,8 @@
 // The dashboard and the approval pages in real headless Chromium, against a freshly started
 // `waitpoint serve`: signing in with the printed link, filtering, completing from a token's
 // page, a bulk action while tokens keep arriving, an approval page that lets a waiting run go
-// on, a list that updates by itself, and script in user text that never runs. Each page's
-// screenshot goes to docs/ for the README.
+// on, a list that updates by itself, and script in user text that never runs. Each page is
+// photographed on the way (`WAITPOINT_SCREENSHOTS=../../docs npm test` refreshes the README's).
 
 import assert from "node:assert/strict";
 import path from "node:path";

@@ -165,5 +165,10 @@ export function launchBrowser() {
   });
 }
 
-/** Where the screenshots of the README go. */
-export const SHOTS = path.join(REPO, "docs");
+/**
+ * Where screenshots go: `WAITPOINT_SCREENSHOTS` (`../../docs` refreshes the README's), else a
+ * temporary directory, so a test run leaves the work tree as it was.
+ */
+export const SHOTS = process.env.WAITPOINT_SCREENSHOTS
+  ? path.resolve(process.env.WAITPOINT_SCREENSHOTS)
+  : mkdtempSync(path.join(os.tmpdir(), "waitpoint-screenshots-"));

@@ -98,5 +98,10 @@
   listen("token");
   listen("run");
   source.addEventListener("lagged", schedule);
-  source.addEventListener("open", () => { document.body.dataset.live = "connected"; });
+  // What changed between the page's rendering and the stream's (re)connection was not heard:
+  // fetch the page once more.
+  source.addEventListener("open", () => {
+    document.body.dataset.live = "connected";
+    schedule();
+  });
 })();
