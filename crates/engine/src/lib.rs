@@ -57,7 +57,9 @@ pub use crate::approvals::VerifiedApproval;
 pub use crate::auth::Principal;
 pub use crate::error::{EngineError, Result};
 pub use crate::events::Event;
-pub use crate::operator::{BulkItem, BulkOutcome, BulkPreview, BulkTarget, COUNT_CAP, Overview, Resolution};
+pub use crate::operator::{
+    BulkItem, BulkOutcome, BulkPreview, BulkTarget, COUNT_CAP, MAX_BULK_IDS, Overview, Resolution,
+};
 pub use crate::pages::{DEFAULT_PAGE_SIZE, ListPage, MAX_PAGE_SIZE};
 pub use crate::runs::{ListRuns, RunPage, RunView, TriggeredRun, WaitAnswer};
 pub use crate::sessions::{SESSION_LIFETIME, SIGN_IN_LINK_LIFETIME, Session, SignedIn};

@@ -537,4 +537,6 @@ async fn the_event_stream_tells_the_session_what_changes_in_its_environment() {
     let text = String::from_utf8_lossy(&frame).into_owned();
     assert!(text.contains("event: token") && text.contains(&mine), "{text}");
     assert!(text.contains("\"status\":\"WAITING\""), "{text}");
+    site.engine.release_polls();
+    assert!(body.frame().await.is_none(), "the stream ends when the server stops");
 }
