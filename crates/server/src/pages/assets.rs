@@ -33,9 +33,18 @@ pub(crate) fn script_url() -> &'static str {
     &SCRIPT_URL
 }
 
-/// `GET /assets/{digest}/{file}`.
+/// `GET /assets/{digest}/{file}`, and `GET /favicon.ico` (none: 204, so browsers stop asking).
 pub(crate) fn router() -> Router {
-    Router::new().route("/assets/{digest}/{file}", get(asset)).layer(axum::middleware::from_fn(super::secure_headers))
+    Router::new()
+        .route("/assets/{digest}/{file}", get(asset))
+        .route("/favicon.ico", get(no_icon))
+        .layer(axum::middleware::from_fn(super::secure_headers))
+}
+
+async fn no_icon() -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
+    response
 }
 
 async fn asset(Path((version, file)): Path<(String, String)>) -> Response {
