@@ -1,6 +1,7 @@
 //! `waitpoint serve`: raise the open-file limit, open the database, make sure the dev
-//! environment exists, start the engine and serve the API until SIGINT or SIGTERM, then drain
-//! (within the shutdown timeout) and stop.
+//! environment exists, start the engine and serve the API, the dashboard and the approval pages
+//! until SIGINT or SIGTERM, then drain (within the shutdown timeout) and stop. The banner names
+//! the dashboard's address and a one-time sign-in link for `dev` (15 minutes, single use).
 
 use std::io::IsTerminal;
 use std::num::NonZeroUsize;
@@ -12,7 +13,7 @@ use clap::Args;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use waitpoint_engine::environments::{DEV_ENVIRONMENT, ensure_environment};
-use waitpoint_engine::{Engine, EngineConfig, SystemClock};
+use waitpoint_engine::{Engine, EngineConfig, SIGN_IN_LINK_LIFETIME, SystemClock};
 use waitpoint_server::{ServeConfig, descriptors};
 use waitpoint_types::Secret;
 use waitpoint_types::time::parse_duration;
@@ -146,6 +147,13 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!(
         "Try: curl -X POST {public_url}/api/v1/waitpoints/tokens -H \"Authorization: Bearer {key}\" \
          -H \"Content-Type: application/json\" -d '{{\"timeout\":\"10m\"}}'"
+    );
+    println!("Dashboard: {public_url}/ (sign in with an environment's secret key)");
+    // The link carries a one-time secret, never a key; it is printed, not logged.
+    println!(
+        "Sign in to \"dev\" with this link (once, within {} minutes): {public_url}/sign-in/link/{}",
+        SIGN_IN_LINK_LIFETIME.as_secs() / 60,
+        engine.sign_in_link(&dev)
     );
 
     let (stop, stopping) = watch::channel(false);

@@ -77,7 +77,8 @@ pub(crate) async fn run(command: TokenCommand, api: &ApiArgs) -> anyhow::Result<
     match command {
         TokenCommand::Create { timeout, idempotency_key, idempotency_key_ttl, tags } => {
             let tags = (!tags.is_empty()).then_some(tags);
-            let request = CreateTokenRequest { timeout, idempotency_key, idempotency_key_ttl, tags };
+            let request =
+                CreateTokenRequest { timeout, idempotency_key, idempotency_key_ttl, tags, ..Default::default() };
             print_pretty(&client.create_token(request).await?)?;
         }
         TokenCommand::Complete { id, data, data_file } => {

@@ -19,6 +19,8 @@ async fn serve_prints_the_dev_key_takes_cli_commands_and_stops_cleanly_on_sigter
     assert!(!server.banner.iter().any(|line| line.contains(KEY)), "a key given by the operator is never printed");
     assert!(server.banner[1].contains("WAITPOINT_DEV_SECRET_KEY"), "{:?}", server.banner);
     assert!(server.banner[2].starts_with("Try: curl"));
+    assert_eq!(server.banner[3], format!("Dashboard: {}/ (sign in with an environment's secret key)", server.api_url));
+    assert!(server.sign_in_link.starts_with(&format!("{}/sign-in/link/", server.api_url)), "{:?}", server.banner);
 
     let created = stdout_json(&server.cli(&[
         "token",
@@ -242,6 +244,30 @@ fn first_words(data_dir: &std::path::Path) -> (Vec<String>, String) {
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     let output = child.wait_with_output().unwrap();
     (banner, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// The banner's one-time link signs a browser in to `dev` once: the answer sets the session
+/// cookie and leaves the link's address; the same link then signs no one in.
+#[tokio::test]
+async fn the_printed_sign_in_link_signs_in_once() {
+    let database = Database::sqlite();
+    let server = Server::start(&database);
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let first = browser.get(&server.sign_in_link).send().await.unwrap();
+    assert_eq!(first.status(), 303);
+    assert_eq!(first.headers()["location"], "/");
+    let cookie = first.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.starts_with("waitpoint_session=") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict")
+    );
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let overview = browser.get(format!("{}/", server.api_url)).header("cookie", &session).send().await.unwrap();
+    assert_eq!(overview.status(), 200);
+    let page = overview.text().await.unwrap();
+    assert!(page.contains("Overview") && page.contains(">dev<"), "the dev environment's overview");
+    assert!(!page.contains(KEY), "the key never appears in a page");
+    let again = browser.get(&server.sign_in_link).send().await.unwrap();
+    assert_eq!(again.status(), 401, "the link is used up");
 }
 
 /// Regression: the dev key was printed on every start. It is printed once, when it is made.

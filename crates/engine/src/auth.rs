@@ -1,9 +1,13 @@
-//! Credentials: secret keys, public access tokens (JWTs) and callback URL signatures.
+//! Credentials: secret keys, public access tokens (JWTs), callback URL and approval page
+//! signatures, and the dashboard's sessions.
 //!
-//! Callback hashes and public access tokens are signed with the environment's signing
-//! secret, not its API key, so rotating a key leaves URLs and tokens already handed out
-//! working. Public access tokens that the official SDK signs itself with the secret key
-//! (`auth.createPublicToken`) are accepted too, while that key is current.
+//! Callback hashes, approval page signatures, public access tokens and sessions are signed with
+//! the environment's signing secret, not its API key, so rotating a key leaves URLs and tokens
+//! already handed out working. Each kind of signature has a domain of its own (a label the
+//! HMAC covers before the signed text), so one kind can never stand for another. Public access
+//! tokens that the official SDK signs itself with the secret key (`auth.createPublicToken`)
+//! are accepted too, while that key is current. A session is bound to a fingerprint of the
+//! key it was opened with: rotating the key ends it.
 
 use aws_lc_rs::hmac;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -167,6 +171,104 @@ pub(crate) fn scopes_allow_write(scopes: &[String], id: &WaitpointId) -> bool {
     })
 }
 
+/// The HMAC domain of approval page signatures.
+const APPROVAL_DOMAIN: &str = "waitpoint approval page\n";
+/// The HMAC domain of sessions.
+const SESSION_DOMAIN: &str = "waitpoint session\n";
+/// The HMAC domain of a secret key's fingerprint in a session.
+const FINGERPRINT_DOMAIN: &str = "waitpoint key fingerprint\n";
+/// The HMAC domain of the CSRF token of a session's forms.
+const CSRF_DOMAIN: &str = "waitpoint csrf\n";
+
+fn sign(secret: &Secret, domain: &str, message: &str) -> hmac::Tag {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.expose().as_bytes());
+    let mut context = hmac::Context::with_key(&key);
+    context.update(domain.as_bytes());
+    context.update(message.as_bytes());
+    context.sign()
+}
+
+fn verify(secret: &Secret, domain: &str, message: &str, hex_tag: &str) -> bool {
+    let Some(tag) = unhex(hex_tag) else { return false };
+    let expected = sign(secret, domain, message);
+    aws_lc_rs::constant_time::verify_slices_are_equal(expected.as_ref(), &tag).is_ok()
+}
+
+/// The signature of token `id`'s approval page URL: lowercase hex HMAC-SHA256 of the internal
+/// id in the approval page domain (never equal to the callback hash).
+pub(crate) fn approval_signature(signing_secret: &Secret, id: &WaitpointId) -> String {
+    hex(sign(signing_secret, APPROVAL_DOMAIN, id.internal()).as_ref())
+}
+
+/// Whether `signature` (hex) is the approval page signature of `id`; compared in constant time.
+pub(crate) fn approval_signature_matches(signing_secret: &Secret, id: &WaitpointId, signature: &str) -> bool {
+    verify(signing_secret, APPROVAL_DOMAIN, id.internal(), signature)
+}
+
+/// A session's claims, as its cookie carries them: `<env>.<expires ms>.<nonce>.<key fingerprint>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SessionClaims {
+    pub environment: String,
+    pub expires_at: Timestamp,
+    pub nonce: String,
+}
+
+/// The fingerprint of `environment`'s current secret key: sessions carry it, so a rotated key
+/// no longer matches them.
+fn key_fingerprint(environment: &Environment) -> String {
+    hex(&sign(&environment.signing_secret, FINGERPRINT_DOMAIN, environment.api_key.expose()).as_ref()[..16])
+}
+
+/// A session cookie's value for `environment`, valid until `expires_at`: the claims and their
+/// signature, all of `[0-9a-z.]`.
+pub(crate) fn sign_session(environment: &Environment, expires_at: Timestamp) -> String {
+    let claims = format!(
+        "{}.{}.{}.{}",
+        environment.id.internal(),
+        expires_at.as_millis(),
+        random_alphanumeric(24).to_ascii_lowercase(),
+        key_fingerprint(environment)
+    );
+    let signature = hex(sign(&environment.signing_secret, SESSION_DOMAIN, &claims).as_ref());
+    format!("{claims}.{signature}")
+}
+
+/// The environment a session cookie claims, before any verification.
+pub(crate) fn session_environment(cookie: &str) -> Option<&str> {
+    cookie.split('.').next().filter(|id| !id.is_empty())
+}
+
+/// Verifies a session cookie of `environment` at `now`: signed with its signing secret, not
+/// expired, and opened with its current secret key.
+pub(crate) fn verify_session(cookie: &str, environment: &Environment, now: Timestamp) -> Option<SessionClaims> {
+    let (claims, signature) = cookie.rsplit_once('.')?;
+    if !verify(&environment.signing_secret, SESSION_DOMAIN, claims, signature) {
+        return None;
+    }
+    let mut parts = claims.split('.');
+    let (env, expires, nonce, fingerprint) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let expires_at = Timestamp::from_millis(expires.parse().ok()?);
+    let current = env == environment.id.internal()
+        && parts.next().is_none()
+        && now < expires_at
+        && aws_lc_rs::constant_time::verify_slices_are_equal(
+            fingerprint.as_bytes(),
+            key_fingerprint(environment).as_bytes(),
+        )
+        .is_ok();
+    current.then(|| SessionClaims { environment: env.to_owned(), expires_at, nonce: nonce.to_owned() })
+}
+
+/// The CSRF token of a session's forms (hex), derived from its nonce.
+pub(crate) fn csrf_token(environment: &Environment, claims: &SessionClaims) -> String {
+    hex(&sign(&environment.signing_secret, CSRF_DOMAIN, &claims.nonce).as_ref()[..16])
+}
+
+/// A fingerprint of a one-time sign-in link's secret, which is all that is kept of it.
+pub(crate) fn link_digest(secret: &str) -> Vec<u8> {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes()).as_ref().to_vec()
+}
+
 fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     bytes.iter().flat_map(|b| [DIGITS[(b >> 4) as usize] as char, DIGITS[(b & 15) as usize] as char]).collect()
@@ -269,6 +371,41 @@ mod tests {
         for denied in ["read:waitpoints", "write:runs", "write:waitpoints:waitpoint_cy", "write", ""] {
             assert!(!scopes_allow_write(&[denied.to_owned()], &id), "{denied}");
         }
+    }
+
+    #[test]
+    fn approval_signatures_are_not_callback_hashes() {
+        let env = environment();
+        let id = WaitpointId::parse("waitpoint_cm8zq1x2y0000abcd1234efgh").unwrap();
+        let signature = approval_signature(&env.signing_secret, &id);
+        assert_eq!(signature.len(), 64);
+        assert_ne!(signature, callback_hash(&env.signing_secret, &id));
+        assert!(approval_signature_matches(&env.signing_secret, &id, &signature));
+        assert!(!approval_signature_matches(&env.signing_secret, &id, &callback_hash(&env.signing_secret, &id)));
+        let other = WaitpointId::parse("waitpoint_c2").unwrap();
+        assert!(!approval_signature_matches(&env.signing_secret, &other, &signature), "one token only");
+        assert!(!approval_signature_matches(&Secret::new("other".into()), &id, &signature));
+    }
+
+    #[test]
+    fn sessions_verify_until_they_expire_or_the_key_rotates() {
+        let env = environment();
+        let now = Timestamp::from_millis(1_764_000_000_000);
+        let expires = now.saturating_add(std::time::Duration::from_secs(3_600));
+        let cookie = sign_session(&env, expires);
+        assert!(cookie.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.'), "{cookie}");
+        assert_eq!(session_environment(&cookie), Some("c123"));
+        let claims = verify_session(&cookie, &env, now).unwrap();
+        assert_eq!(claims.expires_at, expires);
+        assert!(verify_session(&cookie, &env, expires).is_none(), "expired");
+        let mut rotated = env.clone();
+        rotated.api_key = Secret::new("tr_dev_rotatedrotatedrotated1".into());
+        assert!(verify_session(&cookie, &rotated, now).is_none(), "a rotated key ends its sessions");
+        let forged = cookie.replacen(&expires.as_millis().to_string(), &(expires.as_millis() + 1).to_string(), 1);
+        assert!(verify_session(&forged, &env, now).is_none(), "claims are signed");
+        let csrf = csrf_token(&env, &claims);
+        let other = verify_session(&sign_session(&env, expires), &env, now).unwrap();
+        assert_ne!(csrf, csrf_token(&env, &other), "each session has its own CSRF token");
     }
 
     #[test]

@@ -4,12 +4,14 @@
 //! [`Engine`] authenticates callers, validates and applies token operations (create,
 //! complete, retrieve, list) and run operations (trigger, the worker protocol, cancel),
 //! commits writes in groups, times tokens out durably, and gives the runs of stopped workers
-//! to others. It
-//! reads time only from an injected [`Clock`] and reaches storage only through the
-//! [`Store`] trait.
+//! to others. For people, it opens dashboard sessions, does what an operator asks (complete or
+//! time out tokens, one or in bulk; skip a wait; an overview), answers approval pages, and
+//! tells what changes as it changes. It reads time only from an injected [`Clock`] and
+//! reaches storage only through the [`Store`] trait.
 //!
 //! # Layout
-//! - [`auth`]: secret keys, public access tokens, callback URL signatures.
+//! - [`auth`]: secret keys, public access tokens, callback URL and approval page signatures,
+//!   dashboard sessions.
 //! - [`environments`]: creating and re-keying environments.
 //! - `tokens`: the token operations and their validation.
 //! - `pages`: keyset pages of the token and run lists.
@@ -17,17 +19,26 @@
 //! - `workers`: workers' polls (claims, sessions, liveness, the tasks they serve), the runs
 //!   handed to them, and the release of stopped workers' runs.
 //! - `validate`: checks shared by tokens and runs (tags, idempotency keys).
+//! - `sessions`: signing in to the dashboard (a secret key, or a one-time link) and sessions.
+//! - `operator`: what a person does from the dashboard: complete or time out tokens (one, or
+//!   in bulk by ids or by a filter up to a cutoff), skip a datetime wait, the overview.
+//! - `approvals`: the hosted approval pages: their URLs, and answering them.
+//! - `events`: [`Event`]s, what changes as it changes, for those who listen.
 //! - `writer`: group commit of writes.
 //! - `timeouts`: the durable timeout loop.
 //! - [`error`]: [`EngineError`], one variant per kind of failure.
 //! - [`metrics`]: what the engine counts and times (recorded only when a recorder is installed).
 
+mod approvals;
 pub mod auth;
 pub mod environments;
 pub mod error;
+mod events;
 pub mod metrics;
+mod operator;
 mod pages;
 mod runs;
+mod sessions;
 mod timeouts;
 mod tokens;
 mod validate;
@@ -44,18 +55,22 @@ use tokio::task::JoinHandle;
 use waitpoint_storage::{Resumed, StorageError, Store};
 use waitpoint_types::{Environment, EnvironmentId, IdGenerator, Timestamp, Waitpoint};
 
+pub use crate::approvals::VerifiedApproval;
 pub use crate::auth::Principal;
 pub use crate::error::{EngineError, Result};
+pub use crate::events::Event;
+pub use crate::operator::{
+    BulkItem, BulkOutcome, BulkPreview, BulkTarget, COUNT_CAP, MAX_BULK_IDS, Overview, Resolution,
+};
 pub use crate::pages::{DEFAULT_PAGE_SIZE, ListPage, MAX_PAGE_SIZE};
 pub use crate::runs::{ListRuns, RunPage, RunView, TriggeredRun, WaitAnswer};
+pub use crate::sessions::{SESSION_LIFETIME, SIGN_IN_LINK_LIFETIME, Session, SignedIn};
 pub use crate::tokens::{CreatedToken, ListTokens, TokenPage, VerifiedCallback};
 pub use waitpoint_clock::{Clock, SystemClock};
 
 /// How long an environment looked up by key stays cached. A rotated key keeps working on a
 /// node for at most this long.
 const ENVIRONMENT_CACHE_TTL: Duration = Duration::from_secs(5);
-/// Finished waitpoints buffered for slow event subscribers.
-const EVENT_BUFFER: usize = 4_096;
 
 /// Settings of an engine.
 #[derive(Debug, Clone)]
@@ -112,7 +127,10 @@ pub(crate) struct Inner {
     pub(crate) timer_wake: Notify,
     /// The timeout loop's next wake-up (ms); `i64::MAX` while it is being worked out.
     pub(crate) next_timer_wake: AtomicI64,
-    events: broadcast::Sender<Waitpoint>,
+    events: broadcast::Sender<Event>,
+    /// One-time sign-in links not used yet: the digest of each link's secret, its environment
+    /// and when it expires. Kept in this node's memory only.
+    pub(crate) sign_in_links: Mutex<HashMap<Vec<u8>, (EnvironmentId, Timestamp)>>,
     /// What this node knows of workers, and the runs handed to them.
     pub(crate) workers: workers::Workers,
     shutdown: watch::Sender<bool>,
@@ -135,7 +153,8 @@ impl Engine {
             runs_ready: Notify::new(),
             timer_wake: Notify::new(),
             next_timer_wake: AtomicI64::new(i64::MAX),
-            events: broadcast::channel(EVENT_BUFFER).0,
+            events: broadcast::channel(events::EVENT_BUFFER).0,
+            sign_in_links: Mutex::new(HashMap::new()),
             workers: workers::Workers::default(),
             shutdown,
             tasks: Mutex::new(Vec::new()),
@@ -171,12 +190,6 @@ impl Engine {
     /// The settings.
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
-    }
-
-    /// Every waitpoint that finishes (completed or timed out) from now on, as it finishes.
-    /// A subscriber that falls more than a few thousand events behind misses some.
-    pub fn subscribe(&self) -> broadcast::Receiver<Waitpoint> {
-        self.inner.events.subscribe()
     }
 
     /// Whether this node can serve: it is not stopping, the database answers, and its schema is
@@ -243,14 +256,16 @@ impl Inner {
         if !resumed.queued.is_empty() {
             self.runs_ready.notify_waiters();
         }
+        if self.observed() {
+            self.runs_changed(&waitpoint.environment_id, &resumed.runs());
+        }
         for claim in resumed.handed {
             if let waitpoint_types::RunState::Executing { worker } = &claim.run.state {
                 let key = (claim.run.environment_id.clone(), worker.clone());
                 self.workers.hand(key, claim);
             }
         }
-        // No subscribers is fine.
-        let _ = self.events.send(waitpoint);
+        self.emit(|| Event::WaitpointFinished(waitpoint));
     }
 
     /// When a worker must have been seen for a resumed run to be handed to it.
@@ -265,7 +280,7 @@ impl Inner {
         }
     }
 
-    async fn environment_by_api_key(&self, key: &str) -> Result<Environment> {
+    pub(crate) async fn environment_by_api_key(&self, key: &str) -> Result<Environment> {
         let now = self.clock.now();
         if let Some(environment) = self.environments.get(&self.environments.by_key, key, now) {
             return Ok(environment);

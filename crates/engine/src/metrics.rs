@@ -14,7 +14,7 @@ use waitpoint_types::{CompletedVia, Waitpoint, WaitpointKind, WaitpointState};
 /// counted).
 pub const TOKENS_CREATED: &str = "waitpoint_tokens_created_total";
 /// Tokens finished, by `outcome` (`completed`, `timed_out`) and `channel` (`secret_key`,
-/// `public_token`, `callback_url`, `deadline`).
+/// `public_token`, `callback_url`, `dashboard`, `approval_page`, `deadline`).
 pub const TOKENS_FINISHED: &str = "waitpoint_tokens_finished_total";
 /// How late deadlines fired: the time from a waitpoint's deadline to its timeout or completion
 /// by the timeout loop.
@@ -97,9 +97,8 @@ pub(crate) fn token_created() {
 /// `waitpoint` just finished (and, if its deadline finished it, how late that fired).
 pub(crate) fn waitpoint_finished(waitpoint: &Waitpoint) {
     let by_deadline = match &waitpoint.state {
-        WaitpointState::TimedOut { at } | WaitpointState::Completed { at, via: CompletedVia::Datetime, .. } => {
-            Some(*at)
-        }
+        WaitpointState::TimedOut { at, via: None }
+        | WaitpointState::Completed { at, via: CompletedVia::Datetime, .. } => Some(*at),
         _ => None,
     };
     if let (Some(at), Some(deadline)) = (by_deadline, waitpoint.timeout_at) {
@@ -111,7 +110,7 @@ pub(crate) fn waitpoint_finished(waitpoint: &Waitpoint) {
     let (outcome, channel) = match &waitpoint.state {
         WaitpointState::Waiting => return,
         WaitpointState::Completed { via, .. } => ("completed", channel(*via)),
-        WaitpointState::TimedOut { .. } => ("timed_out", "deadline"),
+        WaitpointState::TimedOut { via, .. } => ("timed_out", via.map_or("deadline", channel)),
     };
     metrics::counter!(TOKENS_FINISHED, "outcome" => outcome, "channel" => channel).increment(1);
 }
@@ -122,6 +121,8 @@ fn channel(via: CompletedVia) -> &'static str {
         CompletedVia::PublicAccessToken => "public_token",
         CompletedVia::CallbackUrl => "callback_url",
         CompletedVia::Datetime => "deadline",
+        CompletedVia::Dashboard => "dashboard",
+        CompletedVia::ApprovalPage => "approval_page",
     }
 }
 

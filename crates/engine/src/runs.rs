@@ -22,7 +22,7 @@ use crate::error::{EngineError, Result};
 use crate::metrics::{self, Transition};
 use crate::pages::ListPage;
 use crate::tokens::{CreatedToken, parse_deadline};
-use crate::{Engine, validate};
+use crate::{Engine, Event, validate};
 
 /// The most attempts a trigger may ask for.
 pub const MAX_ATTEMPTS: u32 = 100;
@@ -219,6 +219,7 @@ impl Engine {
             WriteOutcome::RunCreated(run) => {
                 metrics::runs(Transition::Triggered, 1);
                 inner.runs_ready.notify_waiters();
+                inner.runs_changed(&environment.id, [&run.id]);
                 let hint = self.unserved_hint(environment, task_id).await?;
                 Ok(TriggeredRun { run, is_cached: false, hint })
             }
@@ -290,6 +291,7 @@ impl Engine {
         match self.inner.writer.write(op).await? {
             WriteOutcome::RunFinished(run) => {
                 metrics::runs(Transition::Canceled, 1);
+                self.inner.runs_changed(&environment.id, [&run.id]);
                 Ok(run)
             }
             WriteOutcome::RunUnchanged(run) => Ok(run),
@@ -345,7 +347,10 @@ impl Engine {
         }
         let op = RunRecord { run: run.clone(), environment_id: environment.id.clone(), epoch, entry };
         match self.inner.writer.write(WriteOp::RunRecord(op)).await? {
-            WriteOutcome::Recorded(entry) => Ok(entry),
+            WriteOutcome::Recorded(entry) => {
+                self.inner.runs_changed(&environment.id, [&run]);
+                Ok(entry)
+            }
             other => Err(protocol_error(&run, other)),
         }
     }
@@ -383,6 +388,10 @@ impl Engine {
             self.inner.deadline_added(deadline);
         }
         let is_cached = entry.result.as_deref().is_some_and(|r| r.contains("\"isCached\":true"));
+        if !is_cached {
+            self.inner.emit(|| Event::TokenCreated(token.clone()));
+        }
+        self.inner.runs_changed(&environment.id, [&run]);
         let created = self.created_token(environment, token, is_cached);
         Ok((self.enriched(environment, entry), created))
     }
@@ -411,6 +420,7 @@ impl Engine {
             timeout_at: Some(until),
             tags: Vec::new(),
             created_at: id.created_at().unwrap_or(now),
+            approval: None,
         };
         Ok((JournalKind::WaitDatetime, name.to_owned(), id, Some(datetime)))
     }
@@ -452,9 +462,13 @@ impl Engine {
             at: now,
         };
         match self.inner.writer.write(WriteOp::RunWait(op)).await? {
-            WriteOutcome::Recorded(entry) => Ok(WaitAnswer { entry, suspended: false }),
+            WriteOutcome::Recorded(entry) => {
+                self.inner.runs_changed(&environment.id, [&run]);
+                Ok(WaitAnswer { entry, suspended: false })
+            }
             WriteOutcome::Suspended(suspended) => {
                 metrics::runs(Transition::Suspended, 1);
+                self.inner.runs_changed(&environment.id, [&run]);
                 if let Some(deadline) = deadline {
                     self.inner.deadline_added(deadline);
                 }
@@ -519,6 +533,7 @@ impl Engine {
                 if transition == Transition::Retried {
                     self.inner.runs_ready.notify_waiters();
                 }
+                self.inner.runs_changed(&environment.id, [&run.id]);
                 Ok(run)
             }
             other => Err(protocol_error(&run, other)),

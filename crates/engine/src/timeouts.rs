@@ -66,7 +66,7 @@ async fn fire_due(inner: &Inner, now: Timestamp) -> Result<bool, StorageError> {
     let ops = due
         .into_iter()
         .map(|id| {
-            let state = WaitpointState::TimedOut { at: now };
+            let state = WaitpointState::TimedOut { at: now, via: None };
             WriteOp::Finish(Finish { id, environment_id: None, state, workers_alive_since: Some(alive_since) })
         })
         .collect();

@@ -8,11 +8,11 @@ use waitpoint_types::{
     WaitpointStatus,
 };
 
-use crate::Engine;
 use crate::auth::{self, Principal};
 use crate::error::{EngineError, Result};
 use crate::pages::ListPage;
 use crate::validate;
+use crate::{Engine, Event};
 
 /// A created (or, with an active idempotency key, found) token.
 #[derive(Debug, Clone)]
@@ -25,6 +25,8 @@ pub struct CreatedToken {
     pub url: String,
     /// A public access token that may complete it, valid for 24 hours.
     pub public_access_token: String,
+    /// Its hosted approval page.
+    pub approval_url: String,
 }
 
 /// A callback URL that checked out ([`Engine::verify_callback`]): its token, as read then, and
@@ -105,6 +107,7 @@ impl Engine {
                 if let Some(deadline) = waitpoint.timeout_at {
                     self.inner.deadline_added(deadline);
                 }
+                self.inner.emit(|| Event::TokenCreated(waitpoint.clone()));
                 (waitpoint, false)
             }
             WriteOutcome::Existing(waitpoint) => (waitpoint, true),
@@ -123,6 +126,9 @@ impl Engine {
         let inner = &self.inner;
         let tags = request.tags.clone().unwrap_or_default();
         validate::tags(&tags, "Waitpoints")?;
+        if let Some(approval) = &request.approval {
+            approval.validate().map_err(|error| EngineError::Invalid(error.0))?;
+        }
         let (idempotency_key, idempotency_key_expires_at) = validate::idempotency(
             request.idempotency_key.as_deref(),
             request.idempotency_key_ttl.as_deref(),
@@ -148,6 +154,7 @@ impl Engine {
             timeout_at,
             tags,
             created_at,
+            approval: request.approval.clone(),
         })
     }
 
@@ -160,6 +167,7 @@ impl Engine {
     ) -> CreatedToken {
         CreatedToken {
             url: self.callback_url(environment, &waitpoint.id),
+            approval_url: self.approval_url(environment, &waitpoint.id),
             public_access_token: auth::sign_public_token(environment, &waitpoint.id, self.inner.clock.now()),
             waitpoint,
             is_cached,

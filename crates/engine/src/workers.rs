@@ -250,6 +250,7 @@ impl Engine {
                     WriteOutcome::Claimed { claims: claimed, released } => {
                         metrics::runs(Transition::Claimed, claimed.len());
                         metrics::runs(Transition::Released, released.len());
+                        inner.runs_changed(&environment.id, claimed.iter().map(|c| &c.run.id).chain(&released));
                         claims.extend(claimed);
                         if !released.is_empty() {
                             inner.runs_ready.notify_waiters();
@@ -296,6 +297,14 @@ impl Engine {
     /// Whether polls are no longer held: the server is stopping.
     pub(crate) fn polls_released(&self) -> bool {
         *self.inner.workers.released.borrow()
+    }
+
+    /// Resolves once polls are released ([`release_polls`](Self::release_polls)): the server is
+    /// stopping, and other long answers (event streams) end too.
+    pub async fn stopping(&self) {
+        let mut released = self.inner.workers.released.subscribe();
+        // The sender lives as long as the engine.
+        let _ = released.wait_for(|released| *released).await;
     }
 
     /// A hint for a run of `task_id` queued in `environment`: `Some` when no worker seen within
@@ -369,7 +378,9 @@ impl Inner {
             holding,
             session: None,
         };
-        self.writer.write(WriteOp::RunClaim(release)).await?;
+        if let WriteOutcome::Claimed { released, .. } = self.writer.write(WriteOp::RunClaim(release)).await? {
+            self.runs_changed(&worker.0, &released);
+        }
         self.workers.forget(worker);
         self.runs_ready.notify_waiters();
         Ok(())
@@ -402,6 +413,7 @@ pub(crate) async fn release_loop(inner: Arc<Inner>, mut shutdown: watch::Receive
                 metrics::runs(Transition::Released, released.len());
                 tracing::info!(runs = released.len(), "released the runs of stopped workers");
                 inner.runs_ready.notify_waiters();
+                inner.runs_of_any_environment_changed(&released).await;
             }
             Ok(_) => {}
             Err(EngineError::ShuttingDown) => return,

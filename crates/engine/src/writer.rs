@@ -180,6 +180,7 @@ mod tests {
             timeout_at: None,
             tags: Vec::new(),
             created_at: now,
+            approval: None,
         };
         let (a, b) = (waitpoint(ids.waitpoint(now)), waitpoint(ids.waitpoint(now)));
         let (_stop, stopped) = watch::channel(false);

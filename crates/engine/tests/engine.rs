@@ -9,7 +9,7 @@ use tempfile::TempDir;
 use tokio::sync::broadcast;
 use waitpoint_clock::ManualClock;
 use waitpoint_engine::environments::{create_environment, rotate_api_key};
-use waitpoint_engine::{Clock, Engine, EngineConfig, EngineError, ListPage, ListTokens, Principal};
+use waitpoint_engine::{Clock, Engine, EngineConfig, EngineError, Event, ListPage, ListTokens, Principal};
 use waitpoint_sqlite::SqliteStore;
 use waitpoint_types::api::CreateTokenRequest;
 use waitpoint_types::{
@@ -59,10 +59,19 @@ fn json(text: &str) -> Option<Output> {
 }
 
 /// Waits (without a timer) until `id` is reported finished, and returns it.
-async fn finished(events: &mut broadcast::Receiver<Waitpoint>, id: &WaitpointId) -> Waitpoint {
+async fn finished(events: &mut broadcast::Receiver<Event>, id: &WaitpointId) -> Waitpoint {
     loop {
-        let waitpoint = events.recv().await.unwrap();
+        let waitpoint = next_finished(events).await;
         if waitpoint.id == *id {
+            return waitpoint;
+        }
+    }
+}
+
+/// The next waitpoint reported finished (other events are skipped).
+async fn next_finished(events: &mut broadcast::Receiver<Event>) -> Waitpoint {
+    loop {
+        if let Event::WaitpointFinished(waitpoint) = events.recv().await.unwrap() {
             return waitpoint;
         }
     }
@@ -78,7 +87,7 @@ async fn a_token_times_out_once_its_deadline_passes_and_only_once() {
     h.clock.advance(Duration::from_secs(9));
     h.clock.advance(Duration::from_secs(1));
     let timed_out = finished(&mut events, &token.id).await;
-    assert_eq!(timed_out.state, WaitpointState::TimedOut { at: Timestamp::from_millis(START + 10_000) });
+    assert_eq!(timed_out.state, WaitpointState::TimedOut { at: Timestamp::from_millis(START + 10_000), via: None });
     assert_eq!(h.engine.get_token(&h.dev, &token.id.public()).await.unwrap(), timed_out);
 
     // A completion after the timeout succeeds and changes nothing.
@@ -151,7 +160,7 @@ async fn completions_racing_timeouts_end_in_exactly_one_outcome_each() {
     }
     let mut reported: HashMap<WaitpointId, usize> = HashMap::new();
     while reported.len() < ids.len() {
-        *reported.entry(events.recv().await.unwrap().id).or_default() += 1;
+        *reported.entry(next_finished(&mut events).await.id).or_default() += 1;
     }
     for id in &ids {
         let stored = h.engine.get_token(&h.dev, &id.public()).await.unwrap();
@@ -162,7 +171,7 @@ async fn completions_racing_timeouts_end_in_exactly_one_outcome_each() {
     h.clock.advance(Duration::from_secs(5));
     let marker = h.create(timeout("1s")).await;
     h.clock.advance(Duration::from_secs(1));
-    let event = events.recv().await.unwrap();
+    let event = next_finished(&mut events).await;
     assert_eq!(event.id, marker.id, "{} was reported a second time", event.id);
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 use waitpoint_clock::ManualClock;
 use waitpoint_engine::environments::create_environment;
-use waitpoint_engine::{Engine, EngineConfig, EngineError, ListRuns, Principal};
+use waitpoint_engine::{Engine, EngineConfig, EngineError, Event, ListRuns, Principal};
 use waitpoint_types::api::worker::{PollRequest, TaskSlots, WaitFor};
 use waitpoint_types::api::{CreateTokenRequest, TriggerOptions};
 use waitpoint_types::{
@@ -60,6 +60,15 @@ trait Now {
 impl Now for ManualClock {
     fn now_for_tests(&self) -> Timestamp {
         waitpoint_engine::Clock::now(self)
+    }
+}
+
+/// The next waitpoint reported finished (other events are skipped).
+async fn next_finished(events: &mut tokio::sync::broadcast::Receiver<Event>) -> waitpoint_types::Waitpoint {
+    loop {
+        if let Event::WaitpointFinished(waitpoint) = events.recv().await.unwrap() {
+            return waitpoint;
+        }
     }
 }
 
@@ -178,7 +187,7 @@ async fn a_datetime_wait_resumes_when_the_clock_reaches_it() {
     assert!(h.engine.wait(&h.dev, &id, held.epoch, 0, &wait_for).await.unwrap().suspended);
     let mut events = h.engine.subscribe();
     h.clock.advance(Duration::from_secs(60));
-    let finished = events.recv().await.unwrap();
+    let finished = next_finished(&mut events).await;
     assert_eq!(finished.timeout_at, Some(until));
     assert_eq!(h.status(&id).await, RunStatus::Queued);
     let claim = h.poll(&worker, "sleepy", 1).await.remove(0);
@@ -198,7 +207,7 @@ async fn a_duration_wait_counts_from_the_server_clock_when_it_is_recorded() {
     assert_eq!(answer.entry.name, "for 60000ms");
     let mut events = h.engine.subscribe();
     h.clock.advance(Duration::from_secs(60));
-    let finished = events.recv().await.unwrap();
+    let finished = next_finished(&mut events).await;
     assert_eq!(finished.timeout_at, Some(Timestamp::from_millis(START + 70_000)));
     assert_eq!(h.status(&id).await, RunStatus::Queued);
 }

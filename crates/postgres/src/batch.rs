@@ -30,8 +30,8 @@ const SELECT_ACTIVE_KEY: &str =
 const INSERT_WAITPOINT: &str = "
     WITH inserted AS (
         INSERT INTO waitpoints (id, environment_id, status, idempotency_key, inactive_idempotency_key,
-            idempotency_key_expires_at, timeout_at, tags, created_at, kind)
-        VALUES ($1, $2, 'WAITING', $3, $4, $5, $6, $7, $8, $9)
+            idempotency_key_expires_at, timeout_at, tags, created_at, kind, approval)
+        VALUES ($1, $2, 'WAITING', $3, $4, $5, $6, $7, $8, $9, $10)
         ON CONFLICT (environment_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING id, environment_id
     ), tagged AS (
@@ -42,19 +42,19 @@ const INSERT_WAITPOINT: &str = "
     SELECT count(*) FROM inserted";
 
 /// Inserts waitpoints without idempotency key, and their tags. One array element per waitpoint
-/// (`$1`–`$6`, `$10`), except the tags: all of them in `$7`, each waitpoint's being the slice
+/// (`$1`–`$6`, `$10`, `$11`), except the tags: all of them in `$7`, each waitpoint's being the slice
 /// from its `$8` to its `$9` (1-based, inclusive; empty when `$9 < $8`). A taken id fails the
 /// statement.
 const INSERT_WAITPOINTS: &str = "
     WITH inserted AS (
         INSERT INTO waitpoints (id, environment_id, status, inactive_idempotency_key, idempotency_key_expires_at,
-            timeout_at, tags, created_at, kind)
+            timeout_at, tags, created_at, kind, approval)
         SELECT n.id, n.environment_id, 'WAITING', n.inactive_idempotency_key, n.idempotency_key_expires_at,
-            n.timeout_at, ($7::text[])[n.first_tag:n.last_tag], n.created_at, n.kind
+            n.timeout_at, ($7::text[])[n.first_tag:n.last_tag], n.created_at, n.kind, n.approval
         FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $8::int[], $9::int[],
-            $10::text[])
+            $10::text[], $11::text[])
             AS n (id, environment_id, inactive_idempotency_key, idempotency_key_expires_at, timeout_at, created_at,
-                first_tag, last_tag, kind)
+                first_tag, last_tag, kind, approval)
         RETURNING id, environment_id, tags
     )
     INSERT INTO waitpoint_tags (environment_id, tag, waitpoint_id)
@@ -252,6 +252,7 @@ pub(crate) async fn create_one(tx: &Transaction<'_>, new: &Waitpoint) -> Result<
 async fn create(tx: &Transaction<'_>, new: &Waitpoint) -> Result<WriteOutcome> {
     let insert = tx.prepare_cached(INSERT_WAITPOINT).await.map_err(map_error)?;
     let environment_id = new.environment_id.internal();
+    let approval = approval_text(new)?;
     for _ in 0..CREATE_ATTEMPTS {
         let row = tx
             .query_one(
@@ -266,6 +267,7 @@ async fn create(tx: &Transaction<'_>, new: &Waitpoint) -> Result<WriteOutcome> {
                     &new.tags,
                     &new.created_at.as_millis(),
                     &new.kind.as_str(),
+                    &approval,
                 ],
             )
             .await
@@ -310,6 +312,7 @@ pub(crate) async fn create_all(tx: &Transaction<'_>, creates: &[(usize, &Waitpoi
     let deadlines: Vec<Option<i64>> = creates.iter().map(|(_, new)| new.timeout_at.map(Timestamp::as_millis)).collect();
     let created_at: Vec<i64> = creates.iter().map(|(_, new)| new.created_at.as_millis()).collect();
     let kinds: Vec<&str> = creates.iter().map(|(_, new)| new.kind.as_str()).collect();
+    let approvals: Vec<Option<String>> = creates.iter().map(|(_, new)| approval_text(new)).collect::<Result<_>>()?;
     let insert = tx.prepare_cached(INSERT_WAITPOINTS).await.map_err(map_error)?;
     tx.execute(
         &insert,
@@ -324,11 +327,17 @@ pub(crate) async fn create_all(tx: &Transaction<'_>, creates: &[(usize, &Waitpoi
             &first_tags,
             &last_tags,
             &kinds,
+            &approvals,
         ],
     )
     .await
     .map_err(map_error)?;
     Ok(())
+}
+
+/// A waitpoint's approval page as stored: JSON text.
+fn approval_text(waitpoint: &Waitpoint) -> Result<Option<String>> {
+    waitpoint.approval.as_ref().map(serde_json::to_string).transpose().map_err(StorageError::database)
 }
 
 /// Applies finishes on distinct ids and returns each one's outcome with its position.
@@ -376,6 +385,7 @@ async fn finish_all(tx: &Transaction<'_>, mut finishes: Vec<(usize, &Finish)>) -
         }
     }
     if !done.is_empty() {
+        retag(tx, done.iter().map(|(_, waitpoint, _)| waitpoint)).await?;
         let finished: Vec<(&Waitpoint, Option<Timestamp>)> = done.iter().map(|(_, w, since)| (w, *since)).collect();
         let mut resumed = runs::resume_waiting(tx, &finished).await?;
         for (index, waitpoint, _) in done {
@@ -384,6 +394,33 @@ async fn finish_all(tx: &Transaction<'_>, mut finishes: Vec<(usize, &Finish)>) -
         }
     }
     Ok(outcomes)
+}
+
+/// Sets the status beside each tag of the listed waitpoints (by primary key) to theirs.
+const RETAG: &str = "UPDATE waitpoint_tags t SET status = f.status
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS f (environment_id, tag, waitpoint_id, status)
+     WHERE t.environment_id = f.environment_id AND t.tag = f.tag AND t.waitpoint_id = f.waitpoint_id";
+
+/// Keeps the tag table's statuses in step with `finished` waitpoints' (those with tags).
+async fn retag(tx: &Transaction<'_>, finished: impl Iterator<Item = &Waitpoint>) -> Result<()> {
+    let (mut environments, mut tags, mut ids, mut statuses) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for waitpoint in finished {
+        let mut distinct: Vec<&str> = waitpoint.tags.iter().map(String::as_str).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        for tag in distinct {
+            environments.push(waitpoint.environment_id.internal());
+            tags.push(tag);
+            ids.push(waitpoint.id.internal());
+            statuses.push(waitpoint.status().as_str());
+        }
+    }
+    if tags.is_empty() {
+        return Ok(());
+    }
+    let retag = tx.prepare_cached(RETAG).await.map_err(map_error)?;
+    tx.execute(&retag, &[&environments, &tags, &ids, &statuses]).await.map_err(map_error)?;
+    Ok(())
 }
 
 /// Runs [`FINISH_WHERE_APPLIES`] and returns the rows of the waitpoints it finished.
@@ -448,6 +485,7 @@ mod tests {
             timeout_at: None,
             tags: Vec::new(),
             created_at: Timestamp::from_millis(0),
+            approval: None,
         }
     }
 
@@ -455,7 +493,7 @@ mod tests {
         Finish {
             id: WaitpointId::from_internal(id.into()),
             environment_id: None,
-            state: WaitpointState::TimedOut { at: Timestamp::from_millis(0) },
+            state: WaitpointState::TimedOut { at: Timestamp::from_millis(0), via: None },
             workers_alive_since: None,
         }
     }

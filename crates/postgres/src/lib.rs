@@ -64,6 +64,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/0002_runs.sql")),
     (3, include_str!("../migrations/0003_autovacuum.sql")),
     (4, include_str!("../migrations/0004_workers.sql")),
+    (5, include_str!("../migrations/0005_dashboard.sql")),
 ];
 
 /// The advisory lock that serializes migrations of servers starting at once ("waitpoin").
@@ -171,6 +172,79 @@ impl PostgresStore {
         client.query_opt(&statement, params).await.map_err(map_error)
     }
 
+    /// Every shape of query walks an index in id order and stops after `limit` rows that pass
+    /// every filter:
+    /// - with tags, the tag table's `(environment_id, tag, waitpoint_id)`, once per tag, or with
+    ///   statuses too, its `(environment_id, tag, status, waitpoint_id)`, once per tag and status;
+    /// - else with statuses, `(environment_id, status, id)`, once per status;
+    /// - else `(environment_id, id)`.
+    ///
+    /// Several walks (a lateral join over the array of tags, a union over statuses) are merged:
+    /// the overall first `limit` rows are among the first `limit` of some walk. An idempotency key
+    /// is looked up through its two indexes first.
+    ///
+    /// Selects `columns` (of `w`), or with `count`, the number of rows.
+    async fn waitpoints_select(&self, query: &ListQuery, columns: &str) -> Result<Vec<Row>> {
+        let (columns, count) = if columns == "count" { ("w.id", true) } else { (columns, false) };
+        let environment_id = query.environment_id.internal();
+        let statuses: Vec<&str> = query.statuses.iter().map(|s| s.as_str()).collect();
+        let limit = i64::try_from(query.window.limit).unwrap_or(i64::MAX);
+        let id_column = if query.tags.is_empty() { "w.id" } else { "t.waitpoint_id" };
+
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&environment_id];
+        let mut filters = String::from(" AND w.kind = 'MANUAL'");
+        if let Some(key) = &query.idempotency_key {
+            filters += &lists::idempotency_key_filter(&mut params, "waitpoints", "w", key);
+        }
+        let (window, order, limit) = lists::window_filters(&mut params, &query.window, &limit, id_column);
+        filters += &window;
+        let sql = if !query.tags.is_empty() {
+            // One walk per tag, or per tag and status (the tag table holds each token's status).
+            let tags = bind(&mut params, &query.tags);
+            let (wanted, status) = if statuses.is_empty() {
+                (format!("unnest({tags}::text[]) AS wanted(tag)"), "")
+            } else {
+                let statuses = bind(&mut params, &statuses);
+                (
+                    format!(
+                        "unnest({tags}::text[]) AS wanted_tag(tag) CROSS JOIN unnest({statuses}::text[]) AS wanted(status)"
+                    ),
+                    " AND t.status = wanted.status",
+                )
+            };
+            let tag = if statuses.is_empty() { "wanted.tag" } else { "wanted_tag.tag" };
+            format!(
+                "SELECT {columns} FROM waitpoints w WHERE w.id IN (SELECT walk.id FROM {wanted} \
+                 CROSS JOIN LATERAL (SELECT w.id FROM waitpoint_tags t JOIN waitpoints w \
+                 ON w.id = t.waitpoint_id WHERE t.environment_id = $1 AND t.tag = {tag}{status}{filters} \
+                 ORDER BY t.waitpoint_id {order} LIMIT {limit}) walk) ORDER BY w.id {order} LIMIT {limit}"
+            )
+        } else if !statuses.is_empty() {
+            // Statuses are written as literals (a fixed set), so the planner sees which one is
+            // rare and walks `(environment_id, status, id)` for it instead of the primary key,
+            // which a parameter would hide.
+            let per_status: Vec<String> = statuses
+                .iter()
+                .map(|status| {
+                    format!(
+                        "(SELECT w.id FROM waitpoints w WHERE w.environment_id = $1 AND w.status = '{status}'{filters} \
+                         ORDER BY w.id {order} LIMIT {limit})"
+                    )
+                })
+                .collect();
+            format!(
+                "SELECT {columns} FROM waitpoints w WHERE w.id IN ({}) ORDER BY w.id {order} LIMIT {limit}",
+                per_status.join(" UNION ALL ")
+            )
+        } else {
+            format!(
+                "SELECT {columns} FROM waitpoints w WHERE w.environment_id = $1{filters} ORDER BY w.id {order} LIMIT {limit}"
+            )
+        };
+        let sql = if count { format!("SELECT count(*) FROM ({sql}) AS counted") } else { sql };
+        self.query(&sql, &params).await
+    }
+
     /// The environment the statement returns, or `NotFound`.
     async fn environment_where(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Environment> {
         let row = self.query_opt(sql, params).await?.ok_or(StorageError::NotFound)?;
@@ -274,81 +348,52 @@ impl Store for PostgresStore {
         waitpoint_from_row(&row)
     }
 
-    /// Every shape of query walks an index in id order and stops after `limit` rows that pass
-    /// every filter:
-    /// - with tags, the tag table's `(environment_id, tag, waitpoint_id)`, once per tag;
-    /// - else with statuses, `(environment_id, status, id)`, once per status;
-    /// - else `(environment_id, id)`.
-    ///
-    /// Several walks (a lateral join over the array of tags, a union over statuses) are merged:
-    /// the overall first `limit` rows are among the first `limit` of some walk. An idempotency key
-    /// is looked up through its two indexes first.
     async fn waitpoint_list(&self, query: &ListQuery) -> Result<Vec<Waitpoint>> {
-        let environment_id = query.environment_id.internal();
-        let statuses: Vec<&str> = query.statuses.iter().map(|s| s.as_str()).collect();
-        let limit = i64::try_from(query.window.limit).unwrap_or(i64::MAX);
-        let id_column = if query.tags.is_empty() { "w.id" } else { "t.waitpoint_id" };
+        self.waitpoints_select(query, waitpoint_columns!(w)).await?.iter().map(waitpoint_from_row).collect()
+    }
 
-        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&environment_id];
-        let mut filters = String::from(" AND w.kind = 'MANUAL'");
-        if let Some(key) = &query.idempotency_key {
-            filters += &lists::idempotency_key_filter(&mut params, "waitpoints", "w", key);
-        }
-        let (window, order, limit) = lists::window_filters(&mut params, &query.window, &limit, id_column);
-        filters += &window;
-        let sql = if !query.tags.is_empty() {
-            if !statuses.is_empty() {
-                filters += &format!(" AND w.status = ANY({})", bind(&mut params, &statuses));
-            }
-            let tags = bind(&mut params, &query.tags);
-            format!(
-                concat!(
-                    "SELECT ",
-                    waitpoint_columns!(w),
-                    " FROM waitpoints w WHERE w.id IN (SELECT walk.id FROM unnest({tags}::text[]) AS wanted(tag) \
-                     CROSS JOIN LATERAL (SELECT w.id FROM waitpoint_tags t JOIN waitpoints w ON w.id = t.waitpoint_id \
-                     WHERE t.environment_id = $1 AND t.tag = wanted.tag{filters} \
-                     ORDER BY t.waitpoint_id {order} LIMIT {limit}) walk) ORDER BY w.id {order} LIMIT {limit}"
-                ),
-                tags = tags,
-                filters = filters,
-                order = order,
-                limit = limit
-            )
-        } else if !statuses.is_empty() {
-            // Statuses are written as literals (a fixed set), so the planner sees which one is
-            // rare and walks `(environment_id, status, id)` for it instead of the primary key,
-            // which a parameter would hide.
-            let per_status: Vec<String> = statuses
-                .iter()
-                .map(|status| {
-                    format!(
-                        "(SELECT w.id FROM waitpoints w WHERE w.environment_id = $1 AND w.status = '{status}'{filters} \
-                         ORDER BY w.id {order} LIMIT {limit})"
-                    )
-                })
-                .collect();
-            format!(
-                concat!(
-                    "SELECT ",
-                    waitpoint_columns!(w),
-                    " FROM waitpoints w WHERE w.id IN ({}) ORDER BY w.id {} LIMIT {}"
-                ),
-                per_status.join(" UNION ALL "),
-                order,
-                limit
-            )
-        } else {
-            format!(
-                concat!(
-                    "SELECT ",
-                    waitpoint_columns!(w),
-                    " FROM waitpoints w WHERE w.environment_id = $1{} ORDER BY w.id {} LIMIT {}"
-                ),
-                filters, order, limit
-            )
+    async fn waitpoint_count(&self, query: &ListQuery) -> Result<u64> {
+        let rows = self.waitpoints_select(query, "count").await?;
+        let count: i64 = match rows.first() {
+            Some(row) => column(row, 0)?,
+            None => 0,
         };
-        self.query(&sql, &params).await?.iter().map(waitpoint_from_row).collect()
+        Ok(u64::try_from(count).unwrap_or_default())
+    }
+
+    async fn waitpoint_tags(&self, environment_id: &EnvironmentId, prefix: &str, limit: usize) -> Result<Vec<String>> {
+        // One seek per tag (a loose index scan): each step takes the first tag above the last.
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .query(
+                "WITH RECURSIVE found (tag, n) AS (
+                     (SELECT tag, 1::bigint FROM waitpoint_tags WHERE environment_id = $1 AND tag >= $2 ORDER BY tag LIMIT 1)
+                     UNION ALL
+                     SELECT next.tag, found.n + 1 FROM found CROSS JOIN LATERAL
+                         (SELECT tag FROM waitpoint_tags WHERE environment_id = $1 AND tag > found.tag
+                          ORDER BY tag LIMIT 1) AS next
+                     WHERE found.n < $3::bigint AND starts_with(found.tag, $2)
+                 )
+                 SELECT tag FROM found WHERE starts_with(tag, $2) AND n <= $3 ORDER BY tag",
+                &[&environment_id.internal(), &prefix, &limit],
+            )
+            .await?;
+        rows.iter().map(|row| column(row, 0)).collect()
+    }
+
+    async fn waitpoint_timeouts_soonest(&self, environment_id: &EnvironmentId, limit: usize) -> Result<Vec<Waitpoint>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = concat!(
+            "SELECT ",
+            waitpoint_columns!(),
+            " FROM waitpoints WHERE environment_id = $1 AND status = 'WAITING' AND kind = 'MANUAL' \
+             AND timeout_at IS NOT NULL ORDER BY timeout_at, id LIMIT $2"
+        );
+        self.query(sql, &[&environment_id.internal(), &limit]).await?.iter().map(waitpoint_from_row).collect()
+    }
+
+    async fn waitpoint_waiters(&self, id: &WaitpointId, limit: usize) -> Result<Vec<Run>> {
+        runs::waiters(&self.client().await?, id, limit).await
     }
 
     async fn run_get(&self, id: &RunId) -> Result<Run> {
@@ -357,6 +402,14 @@ impl Store for PostgresStore {
 
     async fn run_list(&self, query: &RunListQuery) -> Result<Vec<Run>> {
         runs::list(&self.client().await?, query).await
+    }
+
+    async fn run_count(&self, query: &RunListQuery) -> Result<u64> {
+        runs::count(&self.client().await?, query).await
+    }
+
+    async fn run_waiting_longest(&self, environment_id: &EnvironmentId, limit: usize) -> Result<Vec<Run>> {
+        runs::waiting_longest(&self.client().await?, environment_id, limit).await
     }
 
     async fn run_journal(&self, id: &RunId) -> Result<Vec<JournalEntry>> {

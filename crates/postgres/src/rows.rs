@@ -12,12 +12,12 @@ use waitpoint_types::{
 macro_rules! waitpoint_columns {
     () => {
         "id, environment_id, status, idempotency_key, inactive_idempotency_key, idempotency_key_expires_at, \
-         timeout_at, tags, output, output_type, completed_at, completed_via, created_at, kind"
+         timeout_at, tags, output, output_type, completed_at, completed_via, created_at, kind, approval"
     };
     (w) => {
         "w.id, w.environment_id, w.status, w.idempotency_key, w.inactive_idempotency_key, \
          w.idempotency_key_expires_at, w.timeout_at, w.tags, w.output, w.output_type, w.completed_at, \
-         w.completed_via, w.created_at, w.kind"
+         w.completed_via, w.created_at, w.kind, w.approval"
     };
 }
 pub(crate) use waitpoint_columns;
@@ -58,11 +58,18 @@ pub(crate) fn waitpoint_from_row(row: &Row) -> Result<Waitpoint> {
             via: CompletedVia::parse(via).ok_or_else(|| corrupt("unknown completed_via"))?,
             output,
         },
-        ("TIMED_OUT", Some(at), None) => WaitpointState::TimedOut { at: Timestamp::from_millis(at) },
+        ("TIMED_OUT", Some(at), via) => WaitpointState::TimedOut {
+            at: Timestamp::from_millis(at),
+            via: via.map(|via| CompletedVia::parse(via).ok_or_else(|| corrupt("unknown completed_via"))).transpose()?,
+        },
         _ => return Err(corrupt("inconsistent status")),
     };
     let kind: String = column(row, 13)?;
+    let approval = column::<Option<String>>(row, 14)?
+        .map(|text| serde_json::from_str(&text).map_err(|_| corrupt("unreadable approval")))
+        .transpose()?;
     Ok(Waitpoint {
+        approval,
         kind: WaitpointKind::parse(&kind).ok_or_else(|| corrupt("unknown kind"))?,
         environment_id: EnvironmentId::from_internal(column(row, 1)?),
         state,
@@ -98,10 +105,10 @@ pub(crate) fn state_columns(state: &WaitpointState) -> StateColumns<'_> {
             output: output.as_ref().map(|o| o.data.as_str()),
             output_type: output.as_ref().map(|o| o.data_type.as_str()),
         },
-        WaitpointState::TimedOut { at } => StateColumns {
+        WaitpointState::TimedOut { at, via } => StateColumns {
             status: "TIMED_OUT",
             completed_at: Some(at.as_millis()),
-            completed_via: None,
+            completed_via: via.map(CompletedVia::as_str),
             output: None,
             output_type: None,
         },

@@ -709,6 +709,28 @@ fn status_condition(status: RunStatus, now: &str) -> String {
 /// status (statuses are a fixed set, written as literals so the planner sees rare ones), else
 /// per task, else over the environment; each walk limited to a page, then merged.
 pub(crate) async fn list(client: &impl GenericClient, query_: &RunListQuery) -> Result<Vec<Run>> {
+    rows_to_runs(&select(client, query_, Selection::Runs).await?)
+}
+
+/// Counts what [`list`] would return, walking the same indexes for the ids alone.
+pub(crate) async fn count(client: &impl GenericClient, query_: &RunListQuery) -> Result<u64> {
+    let rows = select(client, query_, Selection::Count).await?;
+    let count: i64 = match rows.first() {
+        Some(row) => column(row, 0)?,
+        None => 0,
+    };
+    Ok(u64::try_from(count).unwrap_or_default())
+}
+
+/// What a list statement selects: the rows, or their number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Selection {
+    Runs,
+    Count,
+}
+
+/// Runs the statement of [`list`] (or of [`count`]).
+async fn select(client: &impl GenericClient, query_: &RunListQuery, selection: Selection) -> Result<Vec<Row>> {
     let environment_id = query_.environment_id.internal();
     let now_millis = query_.now.as_millis();
     let limit = i64::try_from(query_.window.limit).unwrap_or(i64::MAX);
@@ -725,7 +747,10 @@ pub(crate) async fn list(client: &impl GenericClient, query_: &RunListQuery) -> 
     filters += &window;
     let statuses: Vec<String> = query_.statuses.iter().map(|s| status_condition(*s, &now)).collect();
     let tasks = (!query_.task_ids.is_empty()).then(|| bind(&mut params, &query_.task_ids));
-    let columns = run_columns!();
+    let columns = match selection {
+        Selection::Runs => run_columns!(),
+        Selection::Count => "r.id",
+    };
     let sql = if !query_.tags.is_empty() {
         if !statuses.is_empty() {
             filters += &format!(" AND ({})", statuses.join(" OR "));
@@ -762,5 +787,36 @@ pub(crate) async fn list(client: &impl GenericClient, query_: &RunListQuery) -> 
             walks.join(" UNION ALL ")
         )
     };
-    rows_to_runs(&query(client, &sql, &params).await?)
+    let sql = match selection {
+        Selection::Runs => sql,
+        Selection::Count => format!("SELECT count(*) FROM ({sql}) AS counted"),
+    };
+    query(client, &sql, &params).await
+}
+
+/// Runs of an environment that wait, the longest waiting first.
+pub(crate) async fn waiting_longest(
+    client: &impl GenericClient,
+    environment_id: &EnvironmentId,
+    limit: usize,
+) -> Result<Vec<Run>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let sql = concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM runs r WHERE r.environment_id = $1 AND r.status = 'WAITING' ORDER BY r.updated_at, r.id LIMIT $2"
+    );
+    rows_to_runs(&query(client, sql, &[&environment_id.internal(), &limit]).await?)
+}
+
+/// Runs whose journal waits on the token `id`, newest first.
+pub(crate) async fn waiters(client: &impl GenericClient, id: &WaitpointId, limit: usize) -> Result<Vec<Run>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let sql = concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM runs r WHERE r.id IN (SELECT j.run_id FROM run_journal j WHERE j.kind = 'WAIT_TOKEN' AND j.name = $1) \
+         ORDER BY r.id DESC LIMIT $2"
+    );
+    rows_to_runs(&query(client, sql, &[&id.public(), &limit]).await?)
 }

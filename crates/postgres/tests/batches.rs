@@ -53,6 +53,7 @@ fn waitpoint(id: WaitpointId, env: &Environment, created_at: Timestamp) -> Waitp
         timeout_at: None,
         tags: Vec::new(),
         created_at,
+        approval: None,
     }
 }
 
@@ -160,7 +161,7 @@ impl Workload {
             _ => None,
         };
         let state = match self.rng.below(3) {
-            0 => WaitpointState::TimedOut { at: at(self.clock) },
+            0 => WaitpointState::TimedOut { at: at(self.clock), via: None },
             _ => WaitpointState::Completed {
                 at: at(self.clock),
                 via: *self.rng.pick(&CompletedVia::ALL),
@@ -244,7 +245,7 @@ impl Model {
             WriteOp::Finish(finish) => match self.waitpoints.get_mut(&finish.id) {
                 Some(w) if finish.environment_id.as_ref().is_none_or(|env| *env == w.environment_id) => {
                     let due = match finish.state {
-                        WaitpointState::TimedOut { at } => w.timeout_at.is_some_and(|deadline| deadline <= at),
+                        WaitpointState::TimedOut { at, .. } => w.timeout_at.is_some_and(|deadline| deadline <= at),
                         _ => true,
                     };
                     if w.state == WaitpointState::Waiting && due {
@@ -367,7 +368,7 @@ async fn racing_batches_finish_each_waitpoint_once() {
 
     // Each batch finishes every waitpoint, in an order of its own: a third of them with a timeout
     // (due for two thirds of the waitpoints), the others with completions.
-    let timeout = WaitpointState::TimedOut { at: at(1_500) };
+    let timeout = WaitpointState::TimedOut { at: at(1_500), via: None };
     let racers: Vec<_> = (0..BATCHES)
         .map(|racer| {
             let mut rng = Rng(0xace0 + racer as u64);

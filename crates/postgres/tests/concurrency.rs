@@ -123,7 +123,7 @@ async fn a_completion_racing_a_timeout_has_one_outcome() {
 
         let (completion, timeout) = tokio::join!(
             store.write_batch(vec![finish(&w, completed(1))]),
-            store.write_batch(vec![finish(&w, WaitpointState::TimedOut { at: at(1) })]),
+            store.write_batch(vec![finish(&w, WaitpointState::TimedOut { at: at(1), via: None })]),
         );
         let outcomes = [completion.unwrap().remove(0), timeout.unwrap().remove(0)];
         let current = store.waitpoint_get(&w.id).await.unwrap();
@@ -211,5 +211,5 @@ async fn servers_starting_at_once_migrate_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3, 4], "each version applied once");
+    assert_eq!(versions, [1, 2, 3, 4, 5], "each version applied once");
 }

@@ -20,8 +20,7 @@ pub(crate) const CREATE_LIMIT: usize = 10 * 1024;
 /// The largest completion body (and so output): 3 MiB, as Trigger.dev.
 pub(crate) const OUTPUT_LIMIT: usize = 3 * 1024 * 1024;
 
-const CREATE_SHAPE: &str =
-    r#"{"timeout": "10m", "idempotencyKey": "...", "idempotencyKeyTTL": "1h", "tags": ["..."]} (every field optional)"#;
+const CREATE_SHAPE: &str = r#"{"timeout": "10m", "idempotencyKey": "...", "idempotencyKeyTTL": "1h", "tags": ["..."], "approval": {"title": "..."}} (every field optional)"#;
 const CALLBACK_SHAPE: &str =
     r#"{"status": "succeeded", ...} (any JSON becomes the output; other text is kept as text)"#;
 const COMPLETE_SHAPE: &str = r#"{"data": <output>} or {"output": <output>}, or {} to complete without output"#;
@@ -130,14 +129,27 @@ pub(crate) fn parse_create(bytes: &[u8]) -> Result<CreateTokenRequest, ApiError>
                     Some(string_field(&name, value, "a duration such as \"1h\", or \"none\"")?)
             }
             "tags" => request.tags = Some(tags(value)?),
+            "approval" => request.approval = Some(approval(value)?),
             _ => {
                 return Err(ApiError::bad_request(format!(
-                    "Unknown field {name:?}: a token takes timeout, idempotencyKey, idempotencyKeyTTL and tags, as in {CREATE_SHAPE}"
+                    "Unknown field {name:?}: a token takes timeout, idempotencyKey, idempotencyKeyTTL, tags and \
+                     approval, as in {CREATE_SHAPE}"
                 )));
             }
         }
     }
     Ok(request)
+}
+
+const APPROVAL_SHAPE: &str = r#"{"title": "...", "description": "...", "fields": [{"name": "amount", "label": "Amount", "type": "number", "required": true, "min": 0, "max": 100}, {"name": "note", "type": "text", "multiline": true}, {"name": "tier", "type": "choice", "options": ["a", "b"]}, {"name": "notify", "type": "boolean"}]} (every key optional but a field's name and type)"#;
+
+/// The approval page's description, with its shape in the error when it does not fit.
+fn approval(value: Value) -> Result<waitpoint_types::Approval, ApiError> {
+    if value.is_null() {
+        return Err(ApiError::bad_request("approval must be an object; null is not accepted (leave it out instead)"));
+    }
+    serde_json::from_value(value)
+        .map_err(|error| ApiError::bad_request(format!("approval is not valid ({error}): send {APPROVAL_SHAPE}")))
 }
 
 fn string_field(name: &str, value: Value, expected: &str) -> Result<String, ApiError> {

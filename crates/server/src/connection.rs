@@ -33,6 +33,16 @@ use tokio::time::{Instant, Sleep, sleep_until};
 
 use crate::error::ApiError;
 
+/// The address of the client that sent a request (an extension of every request served over a
+/// socket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClientAddr(pub(crate) std::net::IpAddr);
+
+/// Put on an answer whose body streams for up to this long (an event stream): the idle timeout
+/// then counts from the end of that time, not from the head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StreamsFor(pub(crate) Duration);
+
 /// How long a client may take to send (see the module documentation).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timeouts {
@@ -45,8 +55,9 @@ pub(crate) struct Timeouts {
 /// slow, or, once `closing` turns true, until the request in flight (if any) is answered.
 pub(crate) async fn serve(stream: TcpStream, router: Router, timeouts: Timeouts, mut closing: watch::Receiver<bool>) {
     let (phase, mut phases) = watch::channel(Phase::Head(Instant::now() + timeouts.header));
+    let client = stream.peer_addr().ok().map(|address| ClientAddr(address.ip()));
     let io = TokioIo::new(TimedStream { stream, phase: phase.clone(), header_timeout: timeouts.header });
-    let service = TimedService { router: TowerToHyperService::new(router), phase, timeouts };
+    let service = TimedService { router: TowerToHyperService::new(router), phase, timeouts, client };
     // hyper's header timer also runs while a kept-alive connection waits for its next request,
     // which would cut the idle timeout down to the header timeout: the phases time both.
     let mut connection = pin!(http1::Builder::new().header_read_timeout(None).serve_connection(io, service));
@@ -166,6 +177,7 @@ struct TimedService {
     router: TowerToHyperService<Router>,
     phase: watch::Sender<Phase>,
     timeouts: Timeouts,
+    client: Option<ClientAddr>,
 }
 
 impl Service<Request<Incoming>> for TimedService {
@@ -178,13 +190,17 @@ impl Service<Request<Incoming>> for TimedService {
         let late = Arc::new(AtomicBool::new(false));
         let body_timeout = self.timeouts.body;
         let deadline = Instant::now() + body_timeout;
-        let request = request.map(|body| TimedBody { body, deadline, timer: None, late: late.clone() });
+        let mut request = request.map(|body| TimedBody { body, deadline, timer: None, late: late.clone() });
+        if let Some(client) = self.client {
+            request.extensions_mut().insert(client);
+        }
         let answer = self.router.call(request);
         let phase = self.phase.clone();
         let idle_timeout = self.timeouts.idle;
         Box::pin(async move {
             let response = answer.await?;
-            phase.send_replace(Phase::Idle(Instant::now() + idle_timeout));
+            let streams = response.extensions().get::<StreamsFor>().map_or(Duration::ZERO, |streams| streams.0);
+            phase.send_replace(Phase::Idle(Instant::now() + streams + idle_timeout));
             Ok(if late.load(Ordering::Relaxed) { body_too_late(body_timeout) } else { response })
         })
     }

@@ -1,5 +1,6 @@
 //! waitpoint's HTTP API: waitpoint tokens (wire-compatible with Trigger.dev's API), task runs,
-//! and the protocol workers use.
+//! and the protocol workers use; and, on the same port, the pages for people: the dashboard and
+//! the hosted approval pages.
 //!
 //! [`app`] builds the router over an [`Engine`]; [`serve_with`] runs it on a listener until a
 //! shutdown signal, within the limits of a [`ServeConfig`] ([`serve`]: the default limits).
@@ -24,16 +25,24 @@
 //! - [`descriptors`]: the process's descriptor limit, and the connection cap derived from it.
 //! - [`metrics`]: HTTP request metrics, and the Prometheus endpoint (`GET /metrics`) on an
 //!   address of its own.
+//! - `dashboard/`: the dashboard's pages (sign-in, overview, tokens, runs, bulk actions, live
+//!   updates); the only code besides `approval/` and `pages/` that writes HTML.
+//! - `approval/`: the hosted approval pages.
+//! - `pages/`: what every page shares: security headers, the embedded CSS and script, the
+//!   document shell.
 
 pub mod descriptors;
 pub mod error;
 pub mod metrics;
 
+mod approval;
 mod auth;
 mod body;
 mod connection;
 mod cors;
+mod dashboard;
 mod listener;
+mod pages;
 mod present;
 mod query;
 mod runs;
@@ -54,10 +63,10 @@ use waitpoint_engine::Engine;
 pub use crate::error::ApiError;
 pub use crate::listener::ServeConfig;
 
-/// The router of the whole API over `engine`.
+/// The router of the whole API, the dashboard and the approval pages over `engine`.
 pub fn app(engine: Engine) -> Router {
     let complete = post(tokens::complete).options(cors::preflight).layer(middleware::from_fn(cors::allow_all));
-    Router::new()
+    let api = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/waitpoints/tokens", post(tokens::create).get(tokens::list))
@@ -74,10 +83,13 @@ pub fn app(engine: Engine) -> Router {
         .route("/api/v1/runs/{id}/attempt/complete", post(runs::complete_attempt))
         .route("/api/v1/runs/{id}/attempt/fail", post(runs::fail_attempt))
         .route("/api/v1/workers/{worker_id}/poll", post(runs::poll))
+        .with_state(engine.clone());
+    api.merge(dashboard::router(engine.clone()))
+        .merge(approval::router(engine.clone()))
+        .merge(pages::assets())
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(engine.clone(), log_request))
-        .with_state(engine)
+        .layer(middleware::from_fn_with_state(engine, log_request))
 }
 
 /// [`serve_with`] with the default [`ServeConfig`].

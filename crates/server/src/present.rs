@@ -29,8 +29,8 @@ pub(crate) fn detail(engine: &Engine, environment: &Environment, waitpoint: &Wai
     let output = waitpoint.output();
     let completed_via = match &waitpoint.state {
         WaitpointState::Waiting => None,
-        WaitpointState::Completed { via, .. } => Some(via.as_str().to_owned()),
-        WaitpointState::TimedOut { .. } => Some("TIMEOUT".to_owned()),
+        WaitpointState::TimedOut { via: None, .. } => Some("TIMEOUT".to_owned()),
+        _ => waitpoint.completed_via().map(|via| via.as_str().to_owned()),
     };
     TokenDetail {
         id: waitpoint.id.public(),

@@ -129,6 +129,7 @@ pub(crate) async fn create_token(
         is_cached: created.is_cached,
         url: created.url,
         public_access_token: created.public_access_token,
+        approval_url: Some(created.approval_url),
     };
     Ok(Json(RunTokenResponse { entry: present::entry(&entry), token }))
 }

@@ -35,6 +35,7 @@ pub(crate) async fn create(
         is_cached: created.is_cached,
         url: created.url,
         public_access_token: created.public_access_token,
+        approval_url: Some(created.approval_url),
     };
     let mut response = Json(body).into_response();
     response.headers_mut().insert("x-trigger-jwt", jwt);

@@ -183,7 +183,8 @@ async fn a_timed_out_token_reports_the_error_the_sdk_turns_into_a_timeout_error(
     let created = api.create(json!({ "timeout": "1s" })).await;
     let id = created["id"].as_str().unwrap();
     api.clock.advance(Duration::from_secs(1));
-    while events.recv().await.unwrap().id != WaitpointId::parse(id).unwrap() {}
+    let id_parsed = WaitpointId::parse(id).unwrap();
+    while !matches!(events.recv().await.unwrap(), waitpoint_engine::Event::WaitpointFinished(w) if w.id == id_parsed) {}
     let token = api.retrieve(id).await;
     assert_eq!(token["status"], "TIMED_OUT");
     assert_eq!(token["outputIsError"], true);

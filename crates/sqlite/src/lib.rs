@@ -41,6 +41,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_waitpoints.sql")),
     (2, include_str!("../migrations/0002_runs.sql")),
     (3, include_str!("../migrations/0003_workers.sql")),
+    (4, include_str!("../migrations/0004_dashboard.sql")),
 ];
 
 /// Read-only connections, so reads that run at once; more wait their turn.
@@ -232,6 +233,26 @@ impl Store for SqliteStore {
         self.read(move |conn| waitpoints::list(conn, &query)).await
     }
 
+    async fn waitpoint_count(&self, query: &ListQuery) -> Result<u64> {
+        let query = query.clone();
+        self.read(move |conn| waitpoints::count(conn, &query)).await
+    }
+
+    async fn waitpoint_tags(&self, environment_id: &EnvironmentId, prefix: &str, limit: usize) -> Result<Vec<String>> {
+        let (environment_id, prefix) = (environment_id.clone(), prefix.to_owned());
+        self.read(move |conn| waitpoints::tags(conn, &environment_id, &prefix, limit)).await
+    }
+
+    async fn waitpoint_timeouts_soonest(&self, environment_id: &EnvironmentId, limit: usize) -> Result<Vec<Waitpoint>> {
+        let environment_id = environment_id.clone();
+        self.read(move |conn| waitpoints::timeouts_soonest(conn, &environment_id, limit)).await
+    }
+
+    async fn waitpoint_waiters(&self, id: &WaitpointId, limit: usize) -> Result<Vec<Run>> {
+        let id = id.clone();
+        self.read(move |conn| runs::waiters(conn, &id, limit)).await
+    }
+
     async fn run_get(&self, id: &RunId) -> Result<Run> {
         let id = id.internal().to_owned();
         self.read(move |conn| runs::select(conn, &id)?.ok_or(StorageError::NotFound)).await
@@ -240,6 +261,16 @@ impl Store for SqliteStore {
     async fn run_list(&self, query: &RunListQuery) -> Result<Vec<Run>> {
         let query = query.clone();
         self.read(move |conn| runs::list(conn, &query)).await
+    }
+
+    async fn run_count(&self, query: &RunListQuery) -> Result<u64> {
+        let query = query.clone();
+        self.read(move |conn| runs::count(conn, &query)).await
+    }
+
+    async fn run_waiting_longest(&self, environment_id: &EnvironmentId, limit: usize) -> Result<Vec<Run>> {
+        let environment_id = environment_id.clone();
+        self.read(move |conn| runs::waiting_longest(conn, &environment_id, limit)).await
     }
 
     async fn run_journal(&self, id: &RunId) -> Result<Vec<JournalEntry>> {

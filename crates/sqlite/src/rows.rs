@@ -10,7 +10,7 @@ use waitpoint_types::{
 /// The columns [`waitpoint_from_row`] reads, in order, of the table aliased `w`.
 pub(crate) const WAITPOINT_COLUMNS: &str = "w.id, w.environment_id, w.status, w.idempotency_key, \
      w.inactive_idempotency_key, w.idempotency_key_expires_at, w.timeout_at, w.tags, w.output, w.output_type, \
-     w.completed_at, w.completed_via, w.created_at, w.kind";
+     w.completed_at, w.completed_via, w.created_at, w.kind, w.approval";
 
 /// Reads a waitpoint. The outer error is SQLite's; the inner one a record this version cannot read.
 pub(crate) fn waitpoint_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Waitpoint>> {
@@ -25,6 +25,7 @@ pub(crate) fn waitpoint_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Waitp
     let (idempotency_key_expires_at, timeout_at) = (millis(5)?, millis(6)?);
     let fields = (row.get(1)?, row.get(3)?, row.get(4)?, row.get::<_, i64>(12)?);
     let kind: String = row.get(13)?;
+    let approval: Option<String> = row.get(14)?;
     Ok((|| {
         let corrupt = |what: &str| StorageError::Corrupt(format!("waitpoint {id}: {what}"));
         let tags: Vec<String> = serde_json::from_str(&tags).map_err(|_| corrupt("tags are not a JSON array"))?;
@@ -40,9 +41,16 @@ pub(crate) fn waitpoint_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Waitp
                 via: CompletedVia::parse(via).ok_or_else(|| corrupt("unknown completed_via"))?,
                 output,
             },
-            ("TIMED_OUT", Some(at), None) => WaitpointState::TimedOut { at: Timestamp::from_millis(at) },
+            ("TIMED_OUT", Some(at), via) => WaitpointState::TimedOut {
+                at: Timestamp::from_millis(at),
+                via: via
+                    .map(|via| CompletedVia::parse(via).ok_or_else(|| corrupt("unknown completed_via")))
+                    .transpose()?,
+            },
             _ => return Err(corrupt("inconsistent status")),
         };
+        let approval =
+            approval.map(|text| serde_json::from_str(&text).map_err(|_| corrupt("unreadable approval"))).transpose()?;
         let (environment_id, idempotency_key, inactive_idempotency_key, created_at): (String, _, _, _) = fields;
         Ok(Waitpoint {
             id: WaitpointId::from_internal(id.clone()),
@@ -55,6 +63,7 @@ pub(crate) fn waitpoint_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Waitp
             timeout_at,
             tags,
             created_at: Timestamp::from_millis(created_at),
+            approval,
         })
     })())
 }
@@ -81,10 +90,10 @@ pub(crate) fn state_columns(state: &WaitpointState) -> StateColumns {
             output: output.as_ref().map(|o| o.data.clone()),
             output_type: output.as_ref().map(|o| o.data_type.clone()),
         },
-        WaitpointState::TimedOut { at } => StateColumns {
+        WaitpointState::TimedOut { at, via } => StateColumns {
             status: "TIMED_OUT",
             completed_at: Some(at.as_millis()),
-            completed_via: None,
+            completed_via: via.map(CompletedVia::as_str),
             output: None,
             output_type: None,
         },

@@ -9,7 +9,7 @@ use waitpoint_storage::{
     StorageError, WorkerSeen, WriteOutcome, transitions,
 };
 use waitpoint_types::{
-    EnvironmentId, JournalEntry, JournalKind, Run, RunId, RunStatus, Timestamp, Waitpoint, WorkerId,
+    EnvironmentId, JournalEntry, JournalKind, Run, RunId, RunStatus, Timestamp, Waitpoint, WaitpointId, WorkerId,
 };
 
 use crate::args::Args;
@@ -544,6 +544,23 @@ fn status_condition(status: RunStatus, now: &str) -> String {
 /// Lists runs like [`waitpoints::list`] lists tokens: one walk in id order per tag, else per
 /// status, else per task, else over the environment, each limited to a page, merged.
 pub(crate) fn list(conn: &Connection, query: &RunListQuery) -> Result<Vec<Run>> {
+    let (sql, args) = list_sql(query, RUN_COLUMNS);
+    let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
+    let rows = stmt.query_map(params_from_iter(args.0), run_from_row).map_err(map_error)?;
+    rows.map(|row| row.map_err(map_error)?).collect()
+}
+
+/// Counts what [`list`] would return, walking the same indexes for the ids alone.
+pub(crate) fn count(conn: &Connection, query: &RunListQuery) -> Result<u64> {
+    let (sql, args) = list_sql(query, "r.id");
+    conn.prepare_cached(&format!("SELECT COUNT(*) FROM ({sql})"))
+        .and_then(|mut stmt| stmt.query_row(params_from_iter(args.0), |row| row.get::<_, i64>(0)))
+        .map(|count| u64::try_from(count).unwrap_or_default())
+        .map_err(map_error)
+}
+
+/// The statement of [`list`], selecting `columns` (of `r`), and its arguments.
+fn list_sql(query: &RunListQuery, columns: &str) -> (String, Args) {
     let mut args = Args(vec![query.environment_id.internal().to_owned().into()]);
     let now = args.push(query.now.as_millis());
     let id_column = if query.tags.is_empty() { "r.id" } else { "t.run_id" };
@@ -556,7 +573,7 @@ pub(crate) fn list(conn: &Connection, query: &RunListQuery) -> Result<Vec<Run>> 
     let tasks: Vec<String> = query.task_ids.iter().map(|task| args.push(task.clone())).collect();
     let statuses: Vec<String> = query.statuses.iter().map(|s| status_condition(*s, &now)).collect();
     let walk = |from: &str, condition: &str, filters: &str, order_by: &str| {
-        format!("SELECT {RUN_COLUMNS} FROM {from} WHERE {condition}{filters} ORDER BY {order_by} {order} LIMIT {limit}")
+        format!("SELECT {columns} FROM {from} WHERE {condition}{filters} ORDER BY {order_by} {order} LIMIT {limit}")
     };
     let walks: Vec<String> = if !query.tags.is_empty() {
         if !statuses.is_empty() {
@@ -590,8 +607,30 @@ pub(crate) fn list(conn: &Connection, query: &RunListQuery) -> Result<Vec<Run>> 
     } else {
         vec![walk("runs r", "r.environment_id = ?1", &filters, "r.id")]
     };
-    let sql = lists::merge(&walks, order, &limit);
+    (lists::merge(&walks, order, &limit), args)
+}
+
+/// Runs of an environment that wait, the longest waiting first.
+pub(crate) fn waiting_longest(conn: &Connection, environment_id: &EnvironmentId, limit: usize) -> Result<Vec<Run>> {
+    let sql = format!(
+        "SELECT {RUN_COLUMNS} FROM runs r WHERE r.environment_id = ?1 AND r.status = 'WAITING'
+         ORDER BY r.updated_at, r.id LIMIT ?2"
+    );
     let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
-    let rows = stmt.query_map(params_from_iter(args.0), run_from_row).map_err(map_error)?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(params![environment_id.internal(), limit], run_from_row).map_err(map_error)?;
+    rows.map(|row| row.map_err(map_error)?).collect()
+}
+
+/// Runs whose journal waits on the token `id`, newest first.
+pub(crate) fn waiters(conn: &Connection, id: &WaitpointId, limit: usize) -> Result<Vec<Run>> {
+    let sql = format!(
+        "SELECT {RUN_COLUMNS} FROM runs r WHERE r.id IN
+             (SELECT j.run_id FROM run_journal j WHERE j.kind = 'WAIT_TOKEN' AND j.name = ?1)
+         ORDER BY r.id DESC LIMIT ?2"
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(params![id.public(), limit], run_from_row).map_err(map_error)?;
     rows.map(|row| row.map_err(map_error)?).collect()
 }

@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use waitpoint_storage::{Finish, ListQuery, Result, StorageError, WriteOutcome, transitions};
-use waitpoint_types::{Timestamp, Waitpoint};
+use waitpoint_types::{EnvironmentId, Timestamp, Waitpoint};
 
 use crate::args::Args;
 use crate::rows::{WAITPOINT_COLUMNS, state_columns, waitpoint_from_row};
@@ -42,10 +42,11 @@ pub(crate) fn create(conn: &Connection, new: Waitpoint) -> Result<WriteOutcome> 
         }
     }
     let tags = serde_json::to_string(&new.tags).map_err(StorageError::database)?;
+    let approval = new.approval.as_ref().map(serde_json::to_string).transpose().map_err(StorageError::database)?;
     conn.prepare_cached(
         "INSERT INTO waitpoints (id, environment_id, status, idempotency_key, inactive_idempotency_key,
-             idempotency_key_expires_at, timeout_at, tags, created_at, kind)
-         VALUES (?1, ?2, 'WAITING', ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             idempotency_key_expires_at, timeout_at, tags, created_at, kind, approval)
+         VALUES (?1, ?2, 'WAITING', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -58,6 +59,7 @@ pub(crate) fn create(conn: &Connection, new: Waitpoint) -> Result<WriteOutcome> 
             tags,
             new.created_at.as_millis(),
             new.kind.as_str(),
+            approval,
         ])
     })
     .map_err(map_error)?;
@@ -97,6 +99,21 @@ pub(crate) fn finish(conn: &Connection, finish: Finish) -> Result<WriteOutcome> 
         ])
     })
     .map_err(map_error)?;
+    let mut tagged = current.tags.clone();
+    tagged.sort_unstable();
+    tagged.dedup();
+    if !tagged.is_empty() {
+        let mut retag = conn
+            .prepare_cached(
+                "UPDATE waitpoint_tags SET status = ?1 WHERE environment_id = ?2 AND tag = ?3 AND waitpoint_id = ?4",
+            )
+            .map_err(map_error)?;
+        for tag in &tagged {
+            retag
+                .execute(params![columns.status, current.environment_id.internal(), tag, current.id.internal()])
+                .map_err(map_error)?;
+        }
+    }
     current.state = state;
     let resumed = runs::resume_waiting(conn, &current, finish.workers_alive_since)?;
     Ok(WriteOutcome::Finished(current, resumed))
@@ -104,13 +121,31 @@ pub(crate) fn finish(conn: &Connection, finish: Finish) -> Result<WriteOutcome> 
 
 /// Lists tokens. Every shape of query walks an index in id order and stops after `limit`
 /// rows that pass every filter:
-/// - with tags, the tag table's `(environment_id, tag, waitpoint_id)`, once per tag;
+/// - with tags, the tag table's `(environment_id, tag, waitpoint_id)`, once per tag, or with
+///   statuses too, its `(environment_id, tag, status, waitpoint_id)`, once per tag and status;
 /// - else with statuses, `(environment_id, status, id)`, once per status;
 /// - else `(environment_id, id)`.
 ///
 /// Several walks are merged: the overall first `limit` rows are among the first `limit` of
 /// some walk. An idempotency key is looked up through its two indexes first.
 pub(crate) fn list(conn: &Connection, query: &ListQuery) -> Result<Vec<Waitpoint>> {
+    let (sql, args) = list_sql(query, WAITPOINT_COLUMNS);
+    let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
+    let rows = stmt.query_map(params_from_iter(args.0), waitpoint_from_row).map_err(map_error)?;
+    rows.map(|row| row.map_err(map_error)?).collect()
+}
+
+/// Counts what [`list`] would return, walking the same indexes for the ids alone.
+pub(crate) fn count(conn: &Connection, query: &ListQuery) -> Result<u64> {
+    let (sql, args) = list_sql(query, "w.id");
+    conn.prepare_cached(&format!("SELECT COUNT(*) FROM ({sql})"))
+        .and_then(|mut stmt| stmt.query_row(params_from_iter(args.0), |row| row.get::<_, i64>(0)))
+        .map(|count| u64::try_from(count).unwrap_or_default())
+        .map_err(map_error)
+}
+
+/// The statement of [`list`], selecting `columns` (of `w`), and its arguments.
+fn list_sql(query: &ListQuery, columns: &str) -> (String, Args) {
     let mut args = Args(vec![query.environment_id.internal().to_owned().into()]);
     let id_column = if query.tags.is_empty() { "w.id" } else { "t.waitpoint_id" };
     let mut filters = String::from(" AND w.kind = 'MANUAL'");
@@ -121,38 +156,86 @@ pub(crate) fn list(conn: &Connection, query: &ListQuery) -> Result<Vec<Waitpoint
     filters += &window;
     let statuses: Vec<String> = query.statuses.iter().map(|s| args.push(s.as_str().to_owned())).collect();
     let walks: Vec<String> = if !query.tags.is_empty() {
-        if !statuses.is_empty() {
-            filters += &format!(" AND w.status IN ({})", statuses.join(", "));
+        let conditions: Vec<String> = if statuses.is_empty() {
+            vec![String::new()]
+        } else {
+            statuses.iter().map(|status| format!(" AND t.status = {status}")).collect()
+        };
+        let mut walks = Vec::new();
+        for tag in &query.tags {
+            let tag = args.push(tag.clone());
+            for status in &conditions {
+                walks.push(format!(
+                    "SELECT {columns} FROM waitpoint_tags t JOIN waitpoints w ON w.id = t.waitpoint_id \
+                     WHERE t.environment_id = ?1 AND t.tag = {tag}{status}{filters} \
+                     ORDER BY t.waitpoint_id {order} LIMIT {limit}"
+                ));
+            }
         }
-        query
-            .tags
-            .iter()
-            .map(|tag| {
-                format!(
-                    "SELECT {WAITPOINT_COLUMNS} FROM waitpoint_tags t JOIN waitpoints w ON w.id = t.waitpoint_id \
-                     WHERE t.environment_id = ?1 AND t.tag = {}{filters} ORDER BY t.waitpoint_id {order} LIMIT {limit}",
-                    args.push(tag.clone())
-                )
-            })
-            .collect()
+        walks
     } else if !statuses.is_empty() {
         statuses
             .iter()
             .map(|status| {
                 format!(
-                    "SELECT {WAITPOINT_COLUMNS} FROM waitpoints w WHERE w.environment_id = ?1 AND w.status = {status}\
+                    "SELECT {columns} FROM waitpoints w WHERE w.environment_id = ?1 AND w.status = {status}\
                      {filters} ORDER BY w.id {order} LIMIT {limit}"
                 )
             })
             .collect()
     } else {
         vec![format!(
-            "SELECT {WAITPOINT_COLUMNS} FROM waitpoints w WHERE w.environment_id = ?1{filters} \
+            "SELECT {columns} FROM waitpoints w WHERE w.environment_id = ?1{filters} \
              ORDER BY w.id {order} LIMIT {limit}"
         )]
     };
-    let sql = lists::merge(&walks, order, &limit);
+    (lists::merge(&walks, order, &limit), args)
+}
+
+/// Distinct tags of an environment starting with `prefix`: one seek per tag, to the first
+/// entry of the tag table above the previous tag (tags with a prefix sort together, bytewise).
+pub(crate) fn tags(
+    conn: &Connection,
+    environment_id: &EnvironmentId,
+    prefix: &str,
+    limit: usize,
+) -> Result<Vec<String>> {
+    // Two statements, each a plain range the index serves (an `OR` in one would scan).
+    let mut first = conn
+        .prepare_cached("SELECT tag FROM waitpoint_tags WHERE environment_id = ?1 AND tag >= ?2 ORDER BY tag LIMIT 1")
+        .map_err(map_error)?;
+    let mut next = conn
+        .prepare_cached("SELECT tag FROM waitpoint_tags WHERE environment_id = ?1 AND tag > ?2 ORDER BY tag LIMIT 1")
+        .map_err(map_error)?;
+    let mut found: Vec<String> = Vec::new();
+    while found.len() < limit {
+        let tag: Option<String> = match found.last() {
+            None => first.query_row(params![environment_id.internal(), prefix], |row| row.get(0)),
+            Some(last) => next.query_row(params![environment_id.internal(), last], |row| row.get(0)),
+        }
+        .optional()
+        .map_err(map_error)?;
+        match tag {
+            Some(tag) if tag.starts_with(prefix) => found.push(tag),
+            _ => break,
+        }
+    }
+    Ok(found)
+}
+
+/// Waiting tokens of an environment with a deadline, earliest first.
+pub(crate) fn timeouts_soonest(
+    conn: &Connection,
+    environment_id: &EnvironmentId,
+    limit: usize,
+) -> Result<Vec<Waitpoint>> {
+    let sql = format!(
+        "SELECT {WAITPOINT_COLUMNS} FROM waitpoints w
+         WHERE w.environment_id = ?1 AND w.status = 'WAITING' AND w.kind = 'MANUAL' AND w.timeout_at IS NOT NULL
+         ORDER BY w.timeout_at, w.id LIMIT ?2"
+    );
     let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
-    let rows = stmt.query_map(params_from_iter(args.0), waitpoint_from_row).map_err(map_error)?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(params![environment_id.internal(), limit], waitpoint_from_row).map_err(map_error)?;
     rows.map(|row| row.map_err(map_error)?).collect()
 }

@@ -113,6 +113,23 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// the cursor first).
     async fn waitpoint_list(&self, query: &ListQuery) -> Result<Vec<Waitpoint>>;
 
+    /// How many tokens [`waitpoint_list`](Self::waitpoint_list) would return for `query`,
+    /// without reading them: all that match after the cursor, up to the window's limit (a cap
+    /// that bounds the cost of counting).
+    async fn waitpoint_count(&self, query: &ListQuery) -> Result<u64>;
+
+    /// Up to `limit` distinct tags of `environment_id`'s tokens that start with `prefix`, in
+    /// order; each found by one index seek, however many tokens carry it.
+    async fn waitpoint_tags(&self, environment_id: &EnvironmentId, prefix: &str, limit: usize) -> Result<Vec<String>>;
+
+    /// Up to `limit` waiting tokens (`MANUAL`) of `environment_id` that have a deadline, the
+    /// earliest `timeout_at` first.
+    async fn waitpoint_timeouts_soonest(&self, environment_id: &EnvironmentId, limit: usize) -> Result<Vec<Waitpoint>>;
+
+    /// Up to `limit` runs that waited on the token `id` (a `WAIT_TOKEN` journal entry names it):
+    /// those waiting on it now and those it released, newest first.
+    async fn waitpoint_waiters(&self, id: &WaitpointId, limit: usize) -> Result<Vec<Run>>;
+
     /// The earliest `timeout_at` among waiting waitpoints.
     async fn waitpoint_timeouts_next(&self) -> Result<Option<Timestamp>>;
 
@@ -124,6 +141,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Lists runs, ordered as [`waitpoint_list`](Self::waitpoint_list).
     async fn run_list(&self, query: &RunListQuery) -> Result<Vec<Run>>;
+
+    /// How many runs [`run_list`](Self::run_list) would return for `query`, without reading
+    /// them (as [`waitpoint_count`](Self::waitpoint_count)).
+    async fn run_count(&self, query: &RunListQuery) -> Result<u64>;
+
+    /// Up to `limit` `WAITING` runs of `environment_id`, the longest waiting (earliest
+    /// `updated_at`) first.
+    async fn run_waiting_longest(&self, environment_id: &EnvironmentId, limit: usize) -> Result<Vec<Run>>;
 
     /// A run's journal, in order (`seq` 0, 1, …). `NotFound` if the run does not exist.
     async fn run_journal(&self, id: &RunId) -> Result<Vec<JournalEntry>>;

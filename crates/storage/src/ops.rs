@@ -70,7 +70,8 @@ pub struct Finish {
     pub environment_id: Option<EnvironmentId>,
     /// [`WaitpointState::Completed`], or [`WaitpointState::TimedOut`] to ask for the deadline
     /// transition ([`Waitpoint::deadline_state`]: a token times out, a datetime waitpoint
-    /// completes), which applies only once `timeout_at` is at or before the state's `at`.
+    /// completes). Without a `via`, that applies only once `timeout_at` is at or before the
+    /// state's `at`; with one (a timeout forced, a wait skipped), at once.
     pub state: WaitpointState,
     /// When set, a resumed run whose sticky worker was seen at or after this time is handed
     /// straight to that worker (`EXECUTING` with `epoch + 1`, as a claim would) instead of being

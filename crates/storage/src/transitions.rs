@@ -10,11 +10,14 @@ use crate::ops::{RunOutcome, WriteOutcome};
 
 /// The state `current` moves to when `requested` ([`crate::Finish::state`]) arrives, or `None`
 /// when nothing changes: it already finished (the first completion wins), or a deadline was
-/// requested before it is due.
+/// requested before it is due. A forced deadline (`TimedOut` with a `via`) applies at once.
 pub fn waitpoint_finished(current: &Waitpoint, requested: &WaitpointState) -> Option<WaitpointState> {
     match (&current.state, requested) {
-        (WaitpointState::Waiting, WaitpointState::TimedOut { at }) => {
-            current.timeout_at.is_some_and(|deadline| deadline <= *at).then(|| current.deadline_state(*at))
+        (WaitpointState::Waiting, WaitpointState::TimedOut { at, via: None }) => {
+            current.timeout_at.is_some_and(|deadline| deadline <= *at).then(|| current.deadline_state(*at, None))
+        }
+        (WaitpointState::Waiting, WaitpointState::TimedOut { at, via: Some(via) }) => {
+            Some(current.deadline_state(*at, Some(*via)))
         }
         (WaitpointState::Waiting, WaitpointState::Completed { .. }) => Some(requested.clone()),
         _ => None,

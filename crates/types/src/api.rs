@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::approval::Approval;
 use crate::run::RunStatus;
 use crate::time::Timestamp;
 use crate::waitpoint::WaitpointStatus;
@@ -26,6 +27,10 @@ pub struct CreateTokenRequest {
     /// Up to 10 tags, each shorter than 128 characters.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
+    /// What the token's hosted approval page asks (waitpoint's own field); the default page
+    /// (approve or reject, with a comment) when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
 }
 
 impl CreateTokenRequest {
@@ -120,6 +125,10 @@ pub struct CreateTokenResponse {
     pub url: String,
     /// A JWT that may complete this one token (also sent in the `x-trigger-jwt` header).
     pub public_access_token: String,
+    /// The token's hosted approval page: a person opens it, with no sign-in, to approve or
+    /// reject (waitpoint's own field; Trigger.dev's SDK ignores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_url: Option<String>,
 }
 
 /// A token as listed.
@@ -190,7 +199,8 @@ pub struct TokenDetail {
     /// When it was completed or timed out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Timestamp>,
-    /// How it was completed: `SECRET_KEY`, `PUBLIC_ACCESS_TOKEN`, `CALLBACK_URL` or `TIMEOUT`.
+    /// How it was completed: `SECRET_KEY`, `PUBLIC_ACCESS_TOKEN`, `CALLBACK_URL`, `DASHBOARD`,
+    /// `APPROVAL_PAGE`, or `TIMEOUT` (its deadline passed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completed_via: Option<String>,
     /// When it was created.

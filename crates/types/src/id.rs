@@ -188,6 +188,12 @@ pub fn internal_floor(at: Timestamp) -> String {
     floor
 }
 
+/// The smallest internal id above `id`: as an exclusive upper bound, it keeps `id` and every id
+/// below it. (Internal ids hold only `0-9a-z`, so nothing sorts between `id` and `id` + `0`.)
+pub fn internal_successor(id: &str) -> String {
+    format!("{id}0")
+}
+
 fn time_of_internal(id: &str) -> Option<Timestamp> {
     let digits = id.strip_prefix('c')?.get(..TIME_DIGITS)?;
     if id.len() != 1 + TIME_DIGITS + SEQUENCE_DIGITS + RANDOM_DIGITS {

@@ -9,6 +9,7 @@
 //! - [`time`]: [`Timestamp`] and the parsers for `"1h30m"` durations and ISO 8601 dates.
 //! - [`waitpoint`]: a waitpoint (a token, or a point in time) and its state machine
 //!   (waiting → completed | timed out).
+//! - [`approval`]: what a token's hosted approval page asks, and the output an answer becomes.
 //! - [`run`]: a task run, its state machine and its journal.
 //! - [`environment`]: an isolated environment with its secret key and signing secret.
 //! - [`api`]: request and response bodies exactly as they travel over HTTP.
@@ -16,12 +17,14 @@
 //! This crate depends on no other waitpoint crate and does no I/O.
 
 pub mod api;
+pub mod approval;
 pub mod environment;
 pub mod id;
 pub mod run;
 pub mod time;
 pub mod waitpoint;
 
+pub use approval::{Approval, ApprovalAnswer, ApprovalField, FieldKind};
 pub use environment::{Environment, Secret};
 pub use id::{EnvironmentId, IdGenerator, InvalidId, RunId, WaitpointId, WorkerId};
 pub use run::{JournalEntry, JournalKind, Run, RunError, RunState, RunStatus};

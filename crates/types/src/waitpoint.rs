@@ -1,15 +1,16 @@
 //! A waitpoint token and its state machine.
 //!
 //! ```text
-//!             complete (secret key, public access token, callback URL)
-//!   WAITING ───────────────────────────────────────────────────────────▶ COMPLETED
+//!             complete (secret key, public access token, callback URL, dashboard, approval page)
+//!   WAITING ───────────────────────────────────────────────────────────────────────────▶ COMPLETED
 //!      │
-//!      └──────────── timeout_at reached ─────────────────────────────────▶ TIMED_OUT
+//!      └──────────── timeout_at reached, or forced from the dashboard ──────────────────▶ TIMED_OUT
 //! ```
 //! Both transitions happen at most once: whichever comes first wins and the other is a no-op.
 
 use std::fmt;
 
+use crate::approval::Approval;
 use crate::environment::Environment;
 use crate::id::{EnvironmentId, WaitpointId};
 use crate::time::Timestamp;
@@ -72,19 +73,33 @@ pub enum CompletedVia {
     CallbackUrl,
     /// A datetime waitpoint's time came.
     Datetime,
+    /// A person signed in to the dashboard (a completion, a forced timeout, a skipped wait).
+    Dashboard,
+    /// A person answered the token's hosted approval page.
+    ApprovalPage,
 }
 
 impl CompletedVia {
     /// All ways, for parsing.
-    pub const ALL: [CompletedVia; 4] = [Self::SecretKey, Self::PublicAccessToken, Self::CallbackUrl, Self::Datetime];
+    pub const ALL: [CompletedVia; 6] = [
+        Self::SecretKey,
+        Self::PublicAccessToken,
+        Self::CallbackUrl,
+        Self::Datetime,
+        Self::Dashboard,
+        Self::ApprovalPage,
+    ];
 
-    /// `SECRET_KEY`, `PUBLIC_ACCESS_TOKEN`, `CALLBACK_URL` or `DATETIME`.
+    /// `SECRET_KEY`, `PUBLIC_ACCESS_TOKEN`, `CALLBACK_URL`, `DATETIME`, `DASHBOARD` or
+    /// `APPROVAL_PAGE`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::SecretKey => "SECRET_KEY",
             Self::PublicAccessToken => "PUBLIC_ACCESS_TOKEN",
             Self::CallbackUrl => "CALLBACK_URL",
             Self::Datetime => "DATETIME",
+            Self::Dashboard => "DASHBOARD",
+            Self::ApprovalPage => "APPROVAL_PAGE",
         }
     }
 
@@ -199,10 +214,14 @@ pub enum WaitpointState {
         /// The output; `None` when completed without one (`{}` on `…/complete`).
         output: Option<Output>,
     },
-    /// The timeout passed first.
+    /// The timeout passed first, or someone timed it out.
     TimedOut {
-        /// When the timeout was applied (at or shortly after `timeout_at`).
+        /// When the timeout was applied (at or shortly after `timeout_at`, or when forced).
         at: Timestamp,
+        /// `None`: its deadline passed. `Some`: timed out before its deadline, this way (the
+        /// dashboard). As a requested state ([`Waitpoint::deadline_state`]), `None` applies
+        /// only once the deadline is due, `Some` at once.
+        via: Option<CompletedVia>,
     },
 }
 
@@ -229,6 +248,8 @@ pub struct Waitpoint {
     pub tags: Vec<String>,
     /// When it was created.
     pub created_at: Timestamp,
+    /// What its approval page asks, as given at create; `None` for the default page.
+    pub approval: Option<Approval>,
 }
 
 impl Waitpoint {
@@ -245,7 +266,7 @@ impl Waitpoint {
     pub fn completed_at(&self) -> Option<Timestamp> {
         match self.state {
             WaitpointState::Waiting => None,
-            WaitpointState::Completed { at, .. } | WaitpointState::TimedOut { at } => Some(at),
+            WaitpointState::Completed { at, .. } | WaitpointState::TimedOut { at, .. } => Some(at),
         }
     }
 
@@ -254,14 +275,25 @@ impl Waitpoint {
         self.idempotency_key.as_deref().or(self.inactive_idempotency_key.as_deref())
     }
 
+    /// How it finished, when it did: a completion's way, a forced timeout's, or `None` for a
+    /// deadline that passed.
+    pub fn completed_via(&self) -> Option<CompletedVia> {
+        match self.state {
+            WaitpointState::Waiting => None,
+            WaitpointState::Completed { via, .. } => Some(via),
+            WaitpointState::TimedOut { via, .. } => via,
+        }
+    }
+
     /// The output as the API serves it: the completion's output, or for a timed-out token the
-    /// timeout error `{"code":"TRIGGER_WAITPOINT_TIMEOUT","message":"Waitpoint timed out at …"}`.
+    /// timeout error `{"code":"TRIGGER_WAITPOINT_TIMEOUT","message":"Waitpoint timed out at …"}`
+    /// (its deadline, or the moment it was forced).
     pub fn output(&self) -> Option<Output> {
         match &self.state {
             WaitpointState::Waiting => None,
             WaitpointState::Completed { output, .. } => output.clone(),
-            WaitpointState::TimedOut { at } => {
-                let deadline = self.timeout_at.unwrap_or(*at);
+            WaitpointState::TimedOut { at, via } => {
+                let deadline = if via.is_some() { *at } else { self.timeout_at.unwrap_or(*at) };
                 let error = serde_json::json!({
                     "code": TIMEOUT_ERROR_CODE,
                     "message": format!("Waitpoint timed out at {deadline}"),
@@ -271,12 +303,15 @@ impl Waitpoint {
         }
     }
 
-    /// The state this waitpoint takes when its deadline (`timeout_at`) is reached at `at`: a
-    /// token times out, a datetime waitpoint completes.
-    pub fn deadline_state(&self, at: Timestamp) -> WaitpointState {
+    /// The state this waitpoint takes when its deadline (`timeout_at`) is reached at `at`, or
+    /// when someone forces it then (`via`): a token times out, a datetime waitpoint completes
+    /// (a skipped wait).
+    pub fn deadline_state(&self, at: Timestamp, via: Option<CompletedVia>) -> WaitpointState {
         match self.kind {
-            WaitpointKind::Manual => WaitpointState::TimedOut { at },
-            WaitpointKind::Datetime => WaitpointState::Completed { at, via: CompletedVia::Datetime, output: None },
+            WaitpointKind::Manual => WaitpointState::TimedOut { at, via },
+            WaitpointKind::Datetime => {
+                WaitpointState::Completed { at, via: via.unwrap_or(CompletedVia::Datetime), output: None }
+            }
         }
     }
 
@@ -319,12 +354,13 @@ mod tests {
             timeout_at: Some(Timestamp::from_millis(1_743_501_600_000)),
             tags: vec![],
             created_at: Timestamp::from_millis(1_743_501_000_000),
+            approval: None,
         }
     }
 
     #[test]
     fn timed_out_tokens_report_the_error_the_sdk_expects() {
-        let w = waitpoint(WaitpointState::TimedOut { at: Timestamp::from_millis(1_743_501_600_400) });
+        let w = waitpoint(WaitpointState::TimedOut { at: Timestamp::from_millis(1_743_501_600_400), via: None });
         assert_eq!(w.status().as_str(), "TIMED_OUT");
         let output = w.output().unwrap();
         assert_eq!(output.data_type, "application/json");
@@ -336,6 +372,12 @@ mod tests {
         let result = w.wait_result().unwrap();
         assert_eq!(result["ok"], false);
         assert_eq!(result["error"]["code"], "TRIGGER_WAITPOINT_TIMEOUT");
+        assert_eq!(w.completed_via(), None);
+
+        let forced = Timestamp::from_millis(1_743_501_500_000);
+        let w = waitpoint(WaitpointState::TimedOut { at: forced, via: Some(CompletedVia::Dashboard) });
+        assert!(w.output().unwrap().data.contains("timed out at 2025-04-01T09:58:20.000Z"), "the forced moment");
+        assert_eq!(w.completed_via(), Some(CompletedVia::Dashboard));
     }
 
     #[test]
@@ -344,9 +386,11 @@ mod tests {
         assert_eq!(w.wait_result(), None);
         w.kind = WaitpointKind::Datetime;
         let at = Timestamp::from_millis(1_743_501_600_001);
-        w.state = w.deadline_state(at);
+        w.state = w.deadline_state(at, None);
         assert_eq!(w.state, WaitpointState::Completed { at, via: CompletedVia::Datetime, output: None });
         assert_eq!(w.wait_result(), Some(serde_json::json!({ "ok": true, "output": null })));
+        let skipped = w.deadline_state(at, Some(CompletedVia::Dashboard));
+        assert_eq!(skipped, WaitpointState::Completed { at, via: CompletedVia::Dashboard, output: None });
     }
 
     #[test]
@@ -368,5 +412,6 @@ mod tests {
         assert_eq!(WaitpointStatus::parse("TIMED_OUT"), Some(WaitpointStatus::TimedOut));
         assert_eq!(WaitpointStatus::parse("waiting"), None);
         assert_eq!(CompletedVia::parse("CALLBACK_URL"), Some(CompletedVia::CallbackUrl));
+        assert_eq!(CompletedVia::parse("APPROVAL_PAGE"), Some(CompletedVia::ApprovalPage));
     }
 }

@@ -44,6 +44,8 @@ pub struct Server {
     _stdout: BufReader<ChildStdout>,
     pub api_url: String,
     pub banner: Vec<String>,
+    /// The one-time sign-in link for `dev` the banner printed.
+    pub sign_in_link: String,
 }
 
 impl Server {
@@ -71,13 +73,14 @@ impl Server {
             .unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut banner = Vec::new();
-        while banner.len() < 3 {
+        while banner.len() < 5 {
             let mut line = String::new();
             assert!(stdout.read_line(&mut line).unwrap() > 0, "the server exited before its banner: {banner:?}");
             banner.push(line.trim_end().to_owned());
         }
         let api_url = banner[0].split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_owned();
-        Self { child, _stdout: stdout, api_url, banner }
+        let sign_in_link = banner[4].split_whitespace().last().unwrap().to_owned();
+        Self { child, _stdout: stdout, api_url, banner, sign_in_link }
     }
 
     /// The process id.

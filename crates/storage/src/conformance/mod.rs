@@ -15,8 +15,10 @@ use waitpoint_types::{
 
 use crate::{Cursor, Finish, ListQuery, Resumed, StorageError, Store, Window, WriteOp, WriteOutcome};
 
+mod dashboard;
 mod runs;
 
+pub use dashboard::*;
 pub use runs::*;
 
 /// A database for one test.
@@ -72,6 +74,12 @@ macro_rules! conformance_tests {
             run_lists_filter_and_page,
             next_available_is_the_earliest_future_run,
             a_batch_of_run_operations_does_what_they_do_one_at_a_time,
+            forced_timeouts_apply_at_once_and_say_how,
+            approval_pages_are_stored_with_their_token,
+            counts_are_what_lists_would_return,
+            tags_are_listed_once_each_by_prefix,
+            what_times_out_soonest_and_what_waits_longest,
+            a_token_finds_the_runs_that_waited_on_it,
         );
     };
     (@each $setup:expr; $($check:ident),* $(,)?) => {
@@ -116,6 +124,7 @@ pub fn waitpoint(ids: &IdGenerator, env: &Environment, created_at: Timestamp) ->
         timeout_at: None,
         tags: Vec::new(),
         created_at,
+        approval: None,
     }
 }
 
@@ -152,7 +161,7 @@ pub(crate) async fn new_env(store: &dyn Store, ids: &IdGenerator, name: &str) ->
     env
 }
 
-fn query(env: &Environment) -> ListQuery {
+pub(crate) fn query(env: &Environment) -> ListQuery {
     ListQuery {
         environment_id: env.id.clone(),
         statuses: Vec::new(),
@@ -251,7 +260,10 @@ pub async fn unknown_waitpoints_are_not_found(db: &dyn TestDatabase) {
     let unknown = WaitpointId::parse("waitpoint_cunknown").unwrap();
     assert!(matches!(store.waitpoint_get(&unknown).await, Err(StorageError::NotFound)));
     assert_eq!(finish(&*store, &unknown, completed(0, "1")).await, WriteOutcome::NotFound);
-    assert_eq!(finish(&*store, &unknown, WaitpointState::TimedOut { at: at(0) }).await, WriteOutcome::NotFound);
+    assert_eq!(
+        finish(&*store, &unknown, WaitpointState::TimedOut { at: at(0), via: None }).await,
+        WriteOutcome::NotFound
+    );
 }
 
 /// While its key is active, creating with the same key returns the first waitpoint, whatever
@@ -347,7 +359,7 @@ pub async fn first_completion_wins(db: &dyn TestDatabase) {
     assert_eq!(done.status(), WaitpointStatus::Completed);
     assert_eq!(finish(&*store, &w.id, completed(20, r#""second""#)).await, WriteOutcome::Unchanged(done.clone()));
     assert_eq!(
-        finish(&*store, &w.id, WaitpointState::TimedOut { at: at(5_000) }).await,
+        finish(&*store, &w.id, WaitpointState::TimedOut { at: at(5_000), via: None }).await,
         WriteOutcome::Unchanged(done.clone())
     );
     assert_eq!(store.waitpoint_get(&w.id).await.unwrap(), done);
@@ -365,20 +377,21 @@ pub async fn timeout_applies_only_when_due_and_only_once(db: &dyn TestDatabase) 
     create(&*store, &no_deadline).await;
 
     assert_eq!(
-        finish(&*store, &w.id, WaitpointState::TimedOut { at: at(999) }).await,
+        finish(&*store, &w.id, WaitpointState::TimedOut { at: at(999), via: None }).await,
         WriteOutcome::Unchanged(w.clone())
     );
     assert_eq!(
-        finish(&*store, &no_deadline.id, WaitpointState::TimedOut { at: at(999_999) }).await,
+        finish(&*store, &no_deadline.id, WaitpointState::TimedOut { at: at(999_999), via: None }).await,
         WriteOutcome::Unchanged(no_deadline.clone())
     );
-    let WriteOutcome::Finished(timed_out, _) = finish(&*store, &w.id, WaitpointState::TimedOut { at: at(1_000) }).await
+    let WriteOutcome::Finished(timed_out, _) =
+        finish(&*store, &w.id, WaitpointState::TimedOut { at: at(1_000), via: None }).await
     else {
         panic!("due timeout not applied");
     };
-    assert_eq!(timed_out.state, WaitpointState::TimedOut { at: at(1_000) });
+    assert_eq!(timed_out.state, WaitpointState::TimedOut { at: at(1_000), via: None });
     assert_eq!(
-        finish(&*store, &w.id, WaitpointState::TimedOut { at: at(2_000) }).await,
+        finish(&*store, &w.id, WaitpointState::TimedOut { at: at(2_000), via: None }).await,
         WriteOutcome::Unchanged(timed_out.clone())
     );
     assert_eq!(finish(&*store, &w.id, completed(3_000, "1")).await, WriteOutcome::Unchanged(timed_out));
@@ -505,7 +518,7 @@ pub async fn list_filters_by_status(db: &dyn TestDatabase) {
         create(&*store, w).await;
     }
     finish(&*store, &done.id, completed(5, "1")).await;
-    finish(&*store, &late.id, WaitpointState::TimedOut { at: at(10) }).await;
+    finish(&*store, &late.id, WaitpointState::TimedOut { at: at(10), via: None }).await;
 
     use WaitpointStatus::*;
     let cases: [(&[WaitpointStatus], Vec<&WaitpointId>); 7] = [
@@ -659,7 +672,7 @@ pub async fn timeouts_are_found_in_deadline_order(db: &dyn TestDatabase) {
     assert_eq!(store.waitpoint_timeouts_due(at(5_000), 2).await.unwrap(), [deadlines[3].clone(), deadlines[2].clone()]);
 
     for id in store.waitpoint_timeouts_due(at(5_000), 10).await.unwrap() {
-        finish(&*store, &id, WaitpointState::TimedOut { at: at(5_000) }).await;
+        finish(&*store, &id, WaitpointState::TimedOut { at: at(5_000), via: None }).await;
     }
     assert_eq!(store.waitpoint_timeouts_next().await.unwrap(), Some(at(9_000)));
 }

@@ -16,7 +16,7 @@ use crate::{
 
 const STICKY: Duration = Duration::from_secs(2);
 
-fn run(ids: &IdGenerator, env: &Environment, task: &str, created_at: Timestamp) -> Run {
+pub(crate) fn run(ids: &IdGenerator, env: &Environment, task: &str, created_at: Timestamp) -> Run {
     Run {
         id: ids.run(created_at),
         environment_id: env.id.clone(),
@@ -37,14 +37,14 @@ fn run(ids: &IdGenerator, env: &Environment, task: &str, created_at: Timestamp) 
     }
 }
 
-async fn create_run(store: &dyn Store, new: &Run) -> Run {
+pub(crate) async fn create_run(store: &dyn Store, new: &Run) -> Run {
     match write_one(store, WriteOp::RunCreate(new.clone())).await {
         WriteOutcome::RunCreated(created) => created,
         other => panic!("expected RunCreated, got {other:?}"),
     }
 }
 
-fn worker(ids: &IdGenerator) -> WorkerId {
+pub(crate) fn worker(ids: &IdGenerator) -> WorkerId {
     ids.worker(at(0))
 }
 
@@ -124,7 +124,13 @@ fn claim_op(
     })
 }
 
-async fn claim_one(store: &dyn Store, env: &Environment, worker: &WorkerId, task: &str, now: Timestamp) -> Claim {
+pub(crate) async fn claim_one(
+    store: &dyn Store,
+    env: &Environment,
+    worker: &WorkerId,
+    task: &str,
+    now: Timestamp,
+) -> Claim {
     let mut claims = claim(store, env, worker, &[(task, 1)], now).await;
     assert_eq!(claims.len(), 1, "expected one run to claim");
     claims.remove(0)
@@ -147,7 +153,7 @@ async fn record(store: &dyn Store, run: &Run, entry: JournalEntry) -> WriteOutco
     .await
 }
 
-async fn wait(
+pub(crate) async fn wait(
     store: &dyn Store,
     run: &Run,
     seq: u32,
@@ -339,7 +345,7 @@ pub async fn a_wait_on_a_finished_waitpoint_records_its_result_at_once(db: &dyn 
     let mut token = waitpoint(&ids, &env, at(0));
     token.timeout_at = Some(at(5));
     create(&*store, &token).await;
-    finish(&*store, &token.id, WaitpointState::TimedOut { at: at(5) }).await;
+    finish(&*store, &token.id, WaitpointState::TimedOut { at: at(5), via: None }).await;
     create_run(&*store, &run(&ids, &env, "t", at(0))).await;
     let held = claim_one(&*store, &env, &me, "t", at(6)).await.run;
     let WriteOutcome::Recorded(recorded) = wait(&*store, &held, 0, &token.id, at(7)).await else {
@@ -478,7 +484,7 @@ pub async fn datetime_waits_complete_at_their_deadline(db: &dyn TestDatabase) {
     assert!(super::list_ids(&*store, &super::query(&env)).await.is_empty(), "not a token");
 
     let WriteOutcome::Finished(done, resumed) =
-        finish(&*store, &datetime.id, WaitpointState::TimedOut { at: at(60_001) }).await
+        finish(&*store, &datetime.id, WaitpointState::TimedOut { at: at(60_001), via: None }).await
     else {
         panic!("the datetime waitpoint did not finish");
     };

@@ -1,0 +1,90 @@
+//! The hosted approval pages: every token has one, at a URL signed with its environment's
+//! signing secret (in a domain of its own, so neither the callback hash nor any other signature
+//! opens it). The URL is the only credential: it opens that one token's page and nothing else.
+//! The first answer wins, as any completion.
+
+use waitpoint_storage::{Finish, StorageError, WriteOp, WriteOutcome};
+use waitpoint_types::{
+    Approval, ApprovalAnswer, CompletedVia, Environment, Output, Waitpoint, WaitpointId, WaitpointKind, WaitpointState,
+};
+
+use crate::error::{EngineError, Result};
+use crate::{Engine, auth};
+
+/// An approval page URL that checked out: its token as read then.
+#[derive(Debug, Clone)]
+pub struct VerifiedApproval {
+    /// The token.
+    pub waitpoint: Waitpoint,
+    environment: Environment,
+}
+
+impl VerifiedApproval {
+    /// What the page asks: the token's own, or the default page.
+    pub fn approval(&self) -> Approval {
+        self.waitpoint.approval.clone().unwrap_or_default()
+    }
+}
+
+fn no_such_page() -> EngineError {
+    EngineError::NotFound("There is no approval page at this address".into())
+}
+
+impl Engine {
+    /// The URL of the approval page of token `id`.
+    pub fn approval_url(&self, environment: &Environment, id: &WaitpointId) -> String {
+        format!(
+            "{}/approve/{id}/{}",
+            self.inner.config.public_url,
+            auth::approval_signature(&environment.signing_secret, id)
+        )
+    }
+
+    /// Checks an approval page's URL: `signature` must be the one of token `id`. Any mismatch,
+    /// or an unknown token, is the same `NotFound`.
+    pub async fn verify_approval(&self, id: &str, signature: &str) -> Result<VerifiedApproval> {
+        let id = WaitpointId::parse(id).map_err(|_| no_such_page())?;
+        let waitpoint = match self.inner.store.waitpoint_get(&id).await {
+            Ok(waitpoint) if waitpoint.kind == WaitpointKind::Manual => waitpoint,
+            Ok(_) | Err(StorageError::NotFound) => return Err(no_such_page()),
+            Err(error) => return Err(error.into()),
+        };
+        let environment =
+            self.inner.environment_by_id(&waitpoint.environment_id).await.map_err(|error| match error {
+                EngineError::NotFound(_) => no_such_page(),
+                other => other,
+            })?;
+        if !auth::approval_signature_matches(&environment.signing_secret, &id, signature) {
+            return Err(no_such_page());
+        }
+        Ok(VerifiedApproval { waitpoint, environment })
+    }
+
+    /// Answers a verified approval page: completes its token with the answer's output
+    /// (`{"status", "comment", …fields}`), recorded as done by the approval page. An answer
+    /// that does not fit the page is refused (400) and changes nothing; a token that finished
+    /// before is returned as it is (the first answer wins).
+    pub async fn answer_approval(&self, page: &VerifiedApproval, answer: &ApprovalAnswer) -> Result<Waitpoint> {
+        let output = page.approval().output(answer).map_err(|error| EngineError::Invalid(error.0))?;
+        let state = WaitpointState::Completed {
+            at: self.inner.clock.now(),
+            via: CompletedVia::ApprovalPage,
+            output: Some(Output::from_json_text(&output.to_string())),
+        };
+        let finish = Finish {
+            id: page.waitpoint.id.clone(),
+            environment_id: Some(page.environment.id.clone()),
+            state,
+            workers_alive_since: Some(self.inner.workers_alive_since()),
+        };
+        match self.inner.writer.write(WriteOp::Finish(finish)).await? {
+            WriteOutcome::Finished(waitpoint, resumed) => {
+                self.inner.finished(waitpoint.clone(), resumed);
+                Ok(waitpoint)
+            }
+            WriteOutcome::Unchanged(waitpoint) => Ok(waitpoint),
+            WriteOutcome::NotFound => Err(no_such_page()),
+            other => Err(EngineError::Storage(format!("unexpected outcome of an answer: {other:?}"))),
+        }
+    }
+}
