@@ -165,7 +165,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let _ = stopping.wait_for(|stop| *stop).await;
     };
     if let Some((listener, handle)) = metrics {
-        tokio::spawn(waitpoint_server::metrics::serve(listener, handle, stopped(stopping.clone())));
+        tokio::spawn(waitpoint_server::metrics::serve(listener, handle, engine.clone(), stopped(stopping.clone())));
     }
     waitpoint_server::serve_with(listener, engine.clone(), serve_config, stopped(stopping)).await;
     tracing::info!("stopped taking requests; finishing queued writes");

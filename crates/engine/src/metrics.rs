@@ -8,7 +8,10 @@
 
 use std::time::Duration;
 
-use waitpoint_types::{CompletedVia, Waitpoint, WaitpointKind, WaitpointState};
+use waitpoint_storage::{ListQuery, RunListQuery, Window};
+use waitpoint_types::{CompletedVia, RunStatus, Waitpoint, WaitpointKind, WaitpointState, WaitpointStatus};
+
+use crate::{Engine, EngineError};
 
 /// Tokens created through the API (idempotent creates that returned an existing token not
 /// counted).
@@ -34,6 +37,13 @@ pub const WRITE_COMMIT_DURATION: &str = "waitpoint_write_commit_duration_seconds
 pub const WORKER_POLLS: &str = "waitpoint_worker_polls_total";
 /// Workers that polled this node within the worker timeout.
 pub const WORKERS_CONNECTED: &str = "waitpoint_workers_connected";
+/// Tokens waiting, in every environment (as last counted, see [`count_waiting`]).
+pub const TOKENS_WAITING: &str = "waitpoint_tokens_waiting";
+/// Runs waiting on waitpoints, in every environment (as last counted, see [`count_waiting`]).
+pub const RUNS_WAITING: &str = "waitpoint_runs_waiting";
+
+/// Counts at most this many of a kind per environment: a bound on what one count costs.
+const COUNT_CAP: usize = 10_000_000;
 
 /// Describes every metric of the engine to the installed recorder.
 pub fn describe() {
@@ -50,6 +60,40 @@ pub fn describe() {
     metrics::describe_histogram!(WRITE_COMMIT_DURATION, metrics::Unit::Seconds, "Group commit duration");
     metrics::describe_counter!(WORKER_POLLS, "Worker polls answered");
     metrics::describe_gauge!(WORKERS_CONNECTED, "Workers that polled this node within the worker timeout");
+    metrics::describe_gauge!(TOKENS_WAITING, "Tokens waiting, in every environment, as last counted");
+    metrics::describe_gauge!(RUNS_WAITING, "Runs waiting on waitpoints, in every environment, as last counted");
+}
+
+/// Counts the waiting tokens and runs of every environment (index-served counts, at most
+/// [`COUNT_CAP`] of each per environment) and sets their gauges. The exporter calls it on a
+/// fixed period, never per scrape.
+pub async fn count_waiting(engine: &Engine) -> Result<(), EngineError> {
+    let store = engine.store();
+    let now = engine.clock().now();
+    let (mut tokens, mut runs) = (0u64, 0u64);
+    for environment in store.environment_list().await? {
+        let query = ListQuery {
+            environment_id: environment.id.clone(),
+            statuses: vec![WaitpointStatus::Waiting],
+            idempotency_key: None,
+            tags: Vec::new(),
+            window: Window::newest(COUNT_CAP),
+        };
+        tokens += store.waitpoint_count(&query).await?;
+        let query = RunListQuery {
+            environment_id: environment.id,
+            statuses: vec![RunStatus::Waiting],
+            task_ids: Vec::new(),
+            idempotency_key: None,
+            tags: Vec::new(),
+            window: Window::newest(COUNT_CAP),
+            now,
+        };
+        runs += store.run_count(&query).await?;
+    }
+    metrics::gauge!(TOKENS_WAITING).set(tokens as f64);
+    metrics::gauge!(RUNS_WAITING).set(runs as f64);
+    Ok(())
 }
 
 /// A run state change.

@@ -12,6 +12,7 @@ use axum::Router;
 use axum::routing::get;
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
+use waitpoint_engine::Engine;
 use waitpoint_engine::metrics as engine;
 
 /// Requests answered, by `method`, `route` (the route's template, never the path, which may
@@ -25,8 +26,8 @@ const SECONDS: &[f64] =
     &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 /// Histogram buckets of group commit sizes.
 const OPERATIONS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
-/// How often histograms are maintained.
-const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+/// How often histograms are maintained and waiting tokens and runs counted.
+const UPKEEP_EVERY: Duration = Duration::from_secs(15);
 
 /// Installs the Prometheus recorder for the whole process and describes every metric; returns
 /// the handle that renders them. Fails if a recorder is installed already.
@@ -49,10 +50,13 @@ pub(crate) fn request(method: &str, route: &str, status: u16, took: Duration) {
     metrics::histogram!(HTTP_DURATION, "method" => method, "route" => route).record(took.as_secs_f64());
 }
 
-/// Serves `GET /metrics` from `handle` on `listener` until `shutdown` completes.
+/// Serves `GET /metrics` from `handle` on `listener` until `shutdown` completes; meanwhile
+/// maintains the histograms and counts what waits in `engine`'s database, every
+/// [`UPKEEP_EVERY`].
 pub async fn serve(
     listener: TcpListener,
     handle: PrometheusHandle,
+    engine: Engine,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let upkeep = {
@@ -62,6 +66,9 @@ pub async fn serve(
             loop {
                 every.tick().await;
                 handle.run_upkeep();
+                if let Err(error) = engine::count_waiting(&engine).await {
+                    tracing::warn!(%error, "could not count the waiting tokens and runs");
+                }
             }
         })
     };

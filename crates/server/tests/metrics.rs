@@ -71,14 +71,19 @@ async fn metrics_count_what_the_api_does() {
         finished.recv().await.unwrap();
     }
 
+    assert_eq!(call(Method::POST, "/api/v1/waitpoints/tokens".into(), json!({})).await.0, StatusCode::OK);
+    waitpoint_engine::metrics::count_waiting(&engine).await.unwrap();
+
     let text = handle.render();
-    assert_eq!(sample(&text, "waitpoint_tokens_created_total", ""), 3.0, "{text}");
+    assert_eq!(sample(&text, "waitpoint_tokens_waiting", ""), 1.0, "{text}");
+    assert_eq!(sample(&text, "waitpoint_runs_waiting", ""), 0.0);
+    assert_eq!(sample(&text, "waitpoint_tokens_created_total", ""), 4.0, "{text}");
     assert_eq!(sample(&text, "waitpoint_tokens_finished_total", r#"outcome="completed",channel="secret_key""#), 1.0);
     assert_eq!(sample(&text, "waitpoint_tokens_finished_total", r#"outcome="timed_out",channel="deadline""#), 2.0);
     assert_eq!(sample(&text, "waitpoint_timeout_lag_seconds_count", ""), 2.0);
     assert_eq!(sample(&text, "waitpoint_timeout_lag_seconds_sum", ""), 10.0);
     let created = r#"method="POST",route="/api/v1/waitpoints/tokens",status="200""#;
-    assert_eq!(sample(&text, "waitpoint_http_requests_total", created), 3.0);
+    assert_eq!(sample(&text, "waitpoint_http_requests_total", created), 4.0);
     let unknown = r#"method="GET",route="(no route)",status="404""#;
     assert_eq!(sample(&text, "waitpoint_http_requests_total", unknown), 1.0);
     assert!(!text.contains(&ids[0]), "no id is a label");
