@@ -26,6 +26,9 @@ pub(crate) enum TokenCommand {
         /// A tag (repeat for more, up to 10)
         #[arg(long = "tag")]
         tags: Vec<String>,
+        /// What the token's approval page asks, as JSON: {"title": …, "description": …, "fields": […]}
+        #[arg(long)]
+        approval: Option<String>,
     },
     /// Complete a token with a JSON output.
     Complete {
@@ -75,10 +78,13 @@ pub(crate) enum TokenCommand {
 pub(crate) async fn run(command: TokenCommand, api: &ApiArgs) -> anyhow::Result<()> {
     let client = api.client()?;
     match command {
-        TokenCommand::Create { timeout, idempotency_key, idempotency_key_ttl, tags } => {
+        TokenCommand::Create { timeout, idempotency_key, idempotency_key_ttl, tags, approval } => {
             let tags = (!tags.is_empty()).then_some(tags);
-            let request =
-                CreateTokenRequest { timeout, idempotency_key, idempotency_key_ttl, tags, ..Default::default() };
+            let approval = approval
+                .map(|text| serde_json::from_str(&text))
+                .transpose()
+                .context("--approval must be a JSON object such as {\"title\": \"Publish?\"}")?;
+            let request = CreateTokenRequest { timeout, idempotency_key, idempotency_key_ttl, tags, approval };
             print_pretty(&client.create_token(request).await?)?;
         }
         TokenCommand::Complete { id, data, data_file } => {

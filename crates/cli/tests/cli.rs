@@ -418,3 +418,16 @@ async fn a_backup_taken_during_a_write_burst_restores_every_acknowledged_write()
         client.retrieve_token(id).await.unwrap_or_else(|e| panic!("{id} acknowledged before the backup: {e}"));
     }
 }
+
+/// `token create --approval` shapes the token's approval page, whose address the answer gives.
+#[tokio::test]
+async fn token_create_takes_an_approval_page() {
+    let database = Database::sqlite();
+    let server = Server::start(&database);
+    let created = stdout_json(&server.cli(&["token", "create", "--approval", r#"{"title":"Publish <b>Q3</b>?"}"#]));
+    let page = created["approvalUrl"].as_str().expect("an approval page address");
+    let html = reqwest::get(page).await.unwrap().text().await.unwrap();
+    assert!(html.contains("Publish &lt;b&gt;Q3&lt;/b&gt;?"), "{html}");
+    let bad = server.cli(&["token", "create", "--approval", "title"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--approval must be a JSON object"));
+}

@@ -89,6 +89,7 @@ pub use waitpoint_types::api::{
     CreateTokenRequest, CreateTokenResponse, Page, Pagination, RunDetail, RunWorker, TimeText, TokenDetail, TokenItem,
     TriggerOptions, TriggerResponse,
 };
+pub use waitpoint_types::approval::{Approval, ApprovalField, FieldKind};
 pub use waitpoint_types::{RunStatus, Timestamp, WaitpointStatus};
 
 /// The README's Rust examples, compiled as doc tests so they cannot go stale.

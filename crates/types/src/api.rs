@@ -74,6 +74,12 @@ impl CreateTokenRequest {
         self.tags = Some(tags.into_iter().map(Into::into).collect());
         self
     }
+
+    /// What the token's hosted approval page asks (its title, description and form fields).
+    pub fn approval(mut self, approval: Approval) -> Self {
+        self.approval = Some(approval);
+        self
+    }
 }
 
 /// A time as the API writes it: a duration (`"30s"`), an ISO 8601 date or `"none"`. Made from
@@ -653,6 +659,9 @@ mod tests {
             r#"{"timeout":"30s","idempotencyKey":"k","idempotencyKeyTTL":"3600s","tags":["a","b"]}"#
         );
         assert_eq!(CreateTokenRequest::new(), CreateTokenRequest::default());
+        let page = crate::approval::Approval { title: Some("Publish?".into()), ..Default::default() };
+        let with_page = CreateTokenRequest::new().approval(page);
+        assert_eq!(serde_json::to_string(&with_page).unwrap(), r#"{"approval":{"title":"Publish?"}}"#);
         let at = Timestamp::from_millis(1_743_501_600_000);
         assert_eq!(CreateTokenRequest::new().timeout(at).timeout.as_deref(), Some("2025-04-01T10:00:00.000Z"));
         let rounded = CreateTokenRequest::new().timeout(std::time::Duration::from_millis(1));

@@ -1,13 +1,15 @@
 //! The approval flow of the waitpoint spec, end to end against a running server.
 //!
-//! A task asks a person to approve a document: it creates a token with a timeout, shows the
-//! token's URL (anyone may POST the answer there), waits, and continues on "approved" or
-//! "rejected", or handles the timeout. While it waits, the run holds no worker slot.
+//! A task asks a person to approve a document: it creates a token with a timeout and an
+//! approval page, shows the page's address (a person opens it and clicks Approve or Reject; no
+//! sign-in) and the token's URL (a program may POST the answer there), waits, and continues on
+//! "approved" or "rejected", or handles the timeout. While it waits, the run holds no worker
+//! slot.
 //!
 //! ```sh
 //! waitpoint serve                                  # in one terminal; copy the dev key
 //! WAITPOINT_SECRET_KEY=tr_dev_… cargo run -p approval
-//! # then approve from anywhere, as the example prints:
+//! # then open the approval page it prints, or answer from anywhere:
 //! curl -X POST '<token url>' -H 'Content-Type: application/json' -d '{"status":"approved"}'
 //! ```
 //!
@@ -20,7 +22,8 @@ use anyhow::bail;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use waitpoint_sdk::{
-    Client, Context, CreateTokenRequest, RunStatus, Task, TaskError, WaitResult, Worker, WorkerConfig,
+    Approval as ApprovalPage, Client, Context, CreateTokenRequest, CreateTokenResponse, RunStatus, Task, TaskError,
+    WaitResult, Worker, WorkerConfig,
 };
 
 /// What the approver sends: `{"status": "approved"}` or `{"status": "rejected"}`. Any other
@@ -46,9 +49,10 @@ struct Document {
 
 /// The task: ask, wait, act on the answer.
 async fn approve_document(ctx: Context, document: Document) -> Result<Value, TaskError> {
-    let token = ctx.create_token(CreateTokenRequest::new().timeout(&document.timeout)).await?;
+    let page = ApprovalPage { title: Some(format!("Publish {:?}?", document.title)), ..ApprovalPage::default() };
+    let token = ctx.create_token(CreateTokenRequest::new().timeout(&document.timeout).approval(page)).await?;
     // A step, so the request is sent once even if the run replays after a crash.
-    ctx.step("ask for approval", || ask_for_approval(&document, &token.url)).await?;
+    ctx.step("ask for approval", || ask_for_approval(&document, &token)).await?;
     let outcome = match ctx.wait_for_token(&token).await? {
         WaitResult::Completed(Approval { status: Decision::Approved }) => "published",
         WaitResult::Completed(Approval { status: Decision::Rejected }) => "sent back to the author",
@@ -60,10 +64,16 @@ async fn approve_document(ctx: Context, document: Document) -> Result<Value, Tas
     Ok(json!({ "document": document.title, "outcome": outcome }))
 }
 
-/// Asks a person: here, by showing the command that answers.
-async fn ask_for_approval(document: &Document, url: &str) {
-    eprintln!("\nApproval needed for {:?}. Answer within {} with:", document.title, document.timeout);
-    eprintln!("  curl -X POST '{url}' -H 'Content-Type: application/json' -d '{{\"status\":\"approved\"}}'\n");
+/// Asks a person: here, by showing the approval page to open, and the command that answers.
+async fn ask_for_approval(document: &Document, token: &CreateTokenResponse) {
+    eprintln!("\nApproval needed for {:?}. Answer within {}:", document.title, document.timeout);
+    if let Some(page) = &token.approval_url {
+        eprintln!("  open {page}");
+    }
+    eprintln!(
+        "  or: curl -X POST '{}' -H 'Content-Type: application/json' -d '{{\"status\":\"approved\"}}'\n",
+        token.url
+    );
 }
 
 #[tokio::main]
