@@ -3,12 +3,13 @@
 //! opens it). The URL is the only credential: it opens that one token's page and nothing else.
 //! The first answer wins, as any completion.
 
-use waitpoint_storage::{Finish, StorageError, WriteOp, WriteOutcome};
+use waitpoint_storage::{Finish, Finishing, StorageError};
 use waitpoint_types::{
-    Approval, ApprovalAnswer, CompletedVia, Environment, Output, Waitpoint, WaitpointId, WaitpointKind, WaitpointState,
+    Approval, ApprovalAnswer, CompletedVia, Environment, Output, Waitpoint, WaitpointId, WaitpointKind,
 };
 
 use crate::error::{EngineError, Result};
+use crate::tokens::Finished;
 use crate::{Engine, auth};
 
 /// An approval page URL that checked out: its token as read then.
@@ -66,7 +67,7 @@ impl Engine {
     /// before is returned as it is (the first answer wins).
     pub async fn answer_approval(&self, page: &VerifiedApproval, answer: &ApprovalAnswer) -> Result<Waitpoint> {
         let output = page.approval().output(answer).map_err(|error| EngineError::Invalid(error.0))?;
-        let state = WaitpointState::Completed {
+        let finishing = Finishing::Complete {
             at: self.inner.clock.now(),
             via: CompletedVia::ApprovalPage,
             output: Some(Output::from_json_text(&output.to_string())),
@@ -74,17 +75,12 @@ impl Engine {
         let finish = Finish {
             id: page.waitpoint.id.clone(),
             environment_id: Some(page.environment.id.clone()),
-            state,
+            finishing,
             workers_alive_since: Some(self.inner.workers_alive_since()),
         };
-        match self.inner.writer.write(WriteOp::Finish(finish)).await? {
-            WriteOutcome::Finished(waitpoint, resumed) => {
-                self.inner.finished(waitpoint.clone(), resumed);
-                Ok(waitpoint)
-            }
-            WriteOutcome::Unchanged(waitpoint) => Ok(waitpoint),
-            WriteOutcome::NotFound => Err(no_such_page()),
-            other => Err(EngineError::Storage(format!("unexpected outcome of an answer: {other:?}"))),
+        match self.finish_waitpoint(finish).await? {
+            Finished::Now(waitpoint) | Finished::Before(waitpoint) => Ok(waitpoint),
+            Finished::NotFound => Err(no_such_page()),
         }
     }
 }

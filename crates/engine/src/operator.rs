@@ -4,15 +4,14 @@
 //! done from the dashboard ([`CompletedVia::Dashboard`]), like any other completion.
 
 use futures_util::future::join_all;
-use waitpoint_storage::{Cursor, Finish, ListQuery, RunListQuery, StorageError, Window, WriteOp, WriteOutcome};
+use waitpoint_storage::{Cursor, Finish, Finishing, ListQuery, RunListQuery, StorageError, Window};
 use waitpoint_types::id::internal_successor;
 use waitpoint_types::{
-    CompletedVia, Environment, Output, Run, RunState, RunStatus, Waitpoint, WaitpointId, WaitpointKind, WaitpointState,
-    WaitpointStatus,
+    CompletedVia, Environment, Output, Run, RunState, RunStatus, Waitpoint, WaitpointId, WaitpointKind, WaitpointStatus,
 };
 
 use crate::error::{EngineError, Result};
-use crate::tokens::ListTokens;
+use crate::tokens::{Finished, ListTokens};
 use crate::{Engine, validate};
 
 /// Counts on the overview are exact up to this; beyond it they say "more than". Each count is
@@ -117,30 +116,24 @@ impl Engine {
         if token.kind != WaitpointKind::Manual {
             return Err(token_not_found());
         }
-        match self.inner.writer.write(WriteOp::Finish(self.dashboard_finish(environment, token.id, resolution))).await?
-        {
-            WriteOutcome::Finished(waitpoint, resumed) => {
-                self.inner.finished(waitpoint.clone(), resumed);
-                Ok(waitpoint)
-            }
-            WriteOutcome::Unchanged(waitpoint) => Ok(waitpoint),
-            WriteOutcome::NotFound => Err(token_not_found()),
-            other => Err(EngineError::Storage(format!("unexpected outcome of a finish: {other:?}"))),
+        match self.finish_waitpoint(self.dashboard_finish(environment, token.id, resolution)).await? {
+            Finished::Now(waitpoint) | Finished::Before(waitpoint) => Ok(waitpoint),
+            Finished::NotFound => Err(token_not_found()),
         }
     }
 
     fn dashboard_finish(&self, environment: &Environment, id: WaitpointId, resolution: &Resolution) -> Finish {
         let at = self.inner.clock.now();
-        let state = match resolution {
+        let finishing = match resolution {
             Resolution::Complete(output) => {
-                WaitpointState::Completed { at, via: CompletedVia::Dashboard, output: output.clone() }
+                Finishing::Complete { at, via: CompletedVia::Dashboard, output: output.clone() }
             }
-            Resolution::TimeOut => WaitpointState::TimedOut { at, via: Some(CompletedVia::Dashboard) },
+            Resolution::TimeOut => Finishing::Force { at, via: CompletedVia::Dashboard },
         };
         Finish {
             id,
             environment_id: Some(environment.id.clone()),
-            state,
+            finishing,
             workers_alive_since: Some(self.inner.workers_alive_since()),
         }
     }
@@ -237,14 +230,10 @@ impl Engine {
         let writes = ids.into_iter().map(|id| async move {
             let public = id.public();
             let finish = self.dashboard_finish(environment, id, resolution);
-            let outcome = match self.inner.writer.write(WriteOp::Finish(finish)).await {
-                Ok(WriteOutcome::Finished(waitpoint, resumed)) => {
-                    self.inner.finished(waitpoint.clone(), resumed);
-                    BulkOutcome::Finished(waitpoint)
-                }
-                Ok(WriteOutcome::Unchanged(waitpoint)) => BulkOutcome::AlreadyFinished(waitpoint),
-                Ok(WriteOutcome::NotFound) => BulkOutcome::NotFound,
-                Ok(other) => BulkOutcome::Failed(format!("unexpected outcome of a finish: {other:?}")),
+            let outcome = match self.finish_waitpoint(finish).await {
+                Ok(Finished::Now(waitpoint)) => BulkOutcome::Finished(waitpoint),
+                Ok(Finished::Before(waitpoint)) => BulkOutcome::AlreadyFinished(waitpoint),
+                Ok(Finished::NotFound) => BulkOutcome::NotFound,
                 Err(error) => BulkOutcome::Failed(error.to_string()),
             };
             BulkItem { id: public, outcome }
@@ -272,13 +261,9 @@ impl Engine {
             return Err(not_skippable("waits on a token (complete it, or time it out)"));
         }
         let finish = self.dashboard_finish(environment, waitpoint.id, &Resolution::TimeOut);
-        match self.inner.writer.write(WriteOp::Finish(finish)).await? {
-            WriteOutcome::Finished(waitpoint, resumed) => {
-                self.inner.finished(waitpoint.clone(), resumed);
-                Ok(waitpoint)
-            }
-            WriteOutcome::Unchanged(waitpoint) => Ok(waitpoint),
-            other => Err(EngineError::Storage(format!("unexpected outcome of a skip: {other:?}"))),
+        match self.finish_waitpoint(finish).await? {
+            Finished::Now(waitpoint) | Finished::Before(waitpoint) => Ok(waitpoint),
+            Finished::NotFound => Err(not_skippable("waits on nothing known")),
         }
     }
 

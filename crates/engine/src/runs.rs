@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use waitpoint_storage::{
-    RunCreateToken, RunFinish, RunListQuery, RunOutcome, RunRecord, RunWait, StorageError, WriteOp, WriteOutcome,
+    JournalOutcome, LeaseRefusal, RunCreateOutcome, RunCreateToken, RunEndOutcome, RunFinish, RunListQuery, RunOutcome,
+    RunRecord, RunWait, StorageError, WriteOp,
 };
 use waitpoint_types::api::worker::WaitFor;
 use waitpoint_types::api::{CreateTokenRequest, TriggerOptions};
@@ -133,23 +134,34 @@ pub(crate) fn validate_task_id(task_id: &str) -> Result<()> {
     }
 }
 
-/// What a worker's call got back, as the engine reports it.
-fn protocol_error(run: &RunId, outcome: WriteOutcome) -> EngineError {
+/// How the engine reports a worker's call about a run's journal that did not record or
+/// suspend.
+fn journal_error(run: &RunId, outcome: JournalOutcome) -> EngineError {
     match outcome {
-        WriteOutcome::NotFound => run_not_found(),
-        WriteOutcome::Stale(current) => EngineError::RunMovedOn(format!(
+        JournalOutcome::Refused(refusal) => lease_error(run, refusal),
+        JournalOutcome::Diverged(recorded) => EngineError::JournalMismatch(format!(
+            "journal position {} of {run} holds {} {:?}",
+            recorded.seq, recorded.kind, recorded.name
+        )),
+        JournalOutcome::OutOfOrder(len) => {
+            EngineError::JournalMismatch(format!("the journal of {run} has {len} entries; record position {len} next"))
+        }
+        JournalOutcome::WaitpointNotFound => EngineError::NotFound("Run or waitpoint not found".into()),
+        JournalOutcome::Recorded(_) | JournalOutcome::Suspended(_) => {
+            EngineError::Storage(format!("{run}: a journal call answered with an outcome it cannot have"))
+        }
+    }
+}
+
+/// How the engine reports a call for a worker about a run the worker does not hold.
+fn lease_error(run: &RunId, refusal: LeaseRefusal) -> EngineError {
+    match refusal {
+        LeaseRefusal::NotFound => run_not_found(),
+        LeaseRefusal::Stale(current) => EngineError::RunMovedOn(format!(
             "{run} is no longer held at this epoch: it is {} at epoch {}",
             state_name(&current.state),
             current.epoch
         )),
-        WriteOutcome::Diverged(recorded) => EngineError::JournalMismatch(format!(
-            "journal position {} of {run} holds {} {:?}",
-            recorded.seq, recorded.kind, recorded.name
-        )),
-        WriteOutcome::OutOfOrder(len) => {
-            EngineError::JournalMismatch(format!("the journal of {run} has {len} entries; record position {len} next"))
-        }
-        other => EngineError::Storage(format!("unexpected outcome for {run}: {other:?}")),
     }
 }
 
@@ -216,15 +228,14 @@ impl Engine {
             updated_at: created_at,
         };
         match inner.writer.write(WriteOp::RunCreate(run)).await? {
-            WriteOutcome::RunCreated(run) => {
+            RunCreateOutcome::Created(run) => {
                 metrics::runs(Transition::Triggered, 1);
                 inner.runs_ready.notify_waiters();
                 inner.runs_changed(&environment.id, [&run.id]);
                 let hint = self.unserved_hint(environment, task_id).await?;
                 Ok(TriggeredRun { run, is_cached: false, hint })
             }
-            WriteOutcome::RunExisting(run) => Ok(TriggeredRun { run, is_cached: true, hint: None }),
-            other => Err(EngineError::Storage(format!("unexpected outcome of a trigger: {other:?}"))),
+            RunCreateOutcome::Existing(run) => Ok(TriggeredRun { run, is_cached: true, hint: None }),
         }
     }
 
@@ -287,16 +298,16 @@ impl Engine {
     /// Cancels the run `id`; canceling a finished run changes nothing.
     pub async fn cancel_run(&self, environment: &Environment, id: &str) -> Result<Run> {
         let run = parse_run_id(id)?;
-        let op = WriteOp::RunCancel { run, environment_id: environment.id.clone(), at: self.inner.clock.now() };
+        let op =
+            WriteOp::RunCancel { run: run.clone(), environment_id: environment.id.clone(), at: self.inner.clock.now() };
         match self.inner.writer.write(op).await? {
-            WriteOutcome::RunFinished(run) => {
+            RunEndOutcome::Ended(run) => {
                 metrics::runs(Transition::Canceled, 1);
                 self.inner.runs_changed(&environment.id, [&run.id]);
                 Ok(run)
             }
-            WriteOutcome::RunUnchanged(run) => Ok(run),
-            WriteOutcome::NotFound => Err(run_not_found()),
-            other => Err(EngineError::Storage(format!("unexpected outcome of a cancel: {other:?}"))),
+            RunEndOutcome::Unchanged(run) => Ok(run),
+            RunEndOutcome::Refused(refusal) => Err(lease_error(&run, refusal)),
         }
     }
 
@@ -347,11 +358,11 @@ impl Engine {
         }
         let op = RunRecord { run: run.clone(), environment_id: environment.id.clone(), epoch, entry };
         match self.inner.writer.write(WriteOp::RunRecord(op)).await? {
-            WriteOutcome::Recorded(entry) => {
+            JournalOutcome::Recorded(entry) => {
                 self.inner.runs_changed(&environment.id, [&run]);
                 Ok(entry)
             }
-            other => Err(protocol_error(&run, other)),
+            other => Err(journal_error(&run, other)),
         }
     }
 
@@ -371,8 +382,8 @@ impl Engine {
         let waitpoint = self.prepare_token(environment, request, now)?;
         let op = RunCreateToken { run: run.clone(), environment_id: environment.id.clone(), epoch, seq, waitpoint };
         let entry = match self.inner.writer.write(WriteOp::RunCreateToken(op)).await? {
-            WriteOutcome::Recorded(entry) => entry,
-            other => return Err(protocol_error(&run, other)),
+            JournalOutcome::Recorded(entry) => entry,
+            other => return Err(journal_error(&run, other)),
         };
         let token_id = entry
             .result
@@ -462,11 +473,11 @@ impl Engine {
             at: now,
         };
         match self.inner.writer.write(WriteOp::RunWait(op)).await? {
-            WriteOutcome::Recorded(entry) => {
+            JournalOutcome::Recorded(entry) => {
                 self.inner.runs_changed(&environment.id, [&run]);
                 Ok(WaitAnswer { entry, suspended: false })
             }
-            WriteOutcome::Suspended(suspended) => {
+            JournalOutcome::Suspended(suspended) => {
                 metrics::runs(Transition::Suspended, 1);
                 self.inner.runs_changed(&environment.id, [&run]);
                 if let Some(deadline) = deadline {
@@ -480,8 +491,7 @@ impl Engine {
                 };
                 Ok(WaitAnswer { entry, suspended: true })
             }
-            WriteOutcome::NotFound => Err(EngineError::NotFound("Run or waitpoint not found".into())),
-            other => Err(protocol_error(&run, other)),
+            other => Err(journal_error(&run, other)),
         }
     }
 
@@ -523,7 +533,7 @@ impl Engine {
             at: self.inner.clock.now(),
         };
         match self.inner.writer.write(WriteOp::RunFinish(op)).await? {
-            WriteOutcome::RunFinished(run) => {
+            RunEndOutcome::Ended(run) => {
                 let transition = match run.state {
                     RunState::Queued { .. } => Transition::Retried,
                     RunState::Completed { .. } => Transition::Completed,
@@ -536,7 +546,8 @@ impl Engine {
                 self.inner.runs_changed(&environment.id, [&run.id]);
                 Ok(run)
             }
-            other => Err(protocol_error(&run, other)),
+            RunEndOutcome::Unchanged(current) => Err(lease_error(&run, LeaseRefusal::Stale(Box::new(current)))),
+            RunEndOutcome::Refused(refusal) => Err(lease_error(&run, refusal)),
         }
     }
 }

@@ -13,8 +13,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use waitpoint_storage::{Finish, StorageError, WriteOp, WriteOutcome};
-use waitpoint_types::{Timestamp, WaitpointState};
+use waitpoint_storage::{Finish, FinishOutcome, Finishing, StorageError, WriteOp, WriteOutcome};
+use waitpoint_types::Timestamp;
 
 use crate::Inner;
 
@@ -66,13 +66,13 @@ async fn fire_due(inner: &Inner, now: Timestamp) -> Result<bool, StorageError> {
     let ops = due
         .into_iter()
         .map(|id| {
-            let state = WaitpointState::TimedOut { at: now, via: None };
-            WriteOp::Finish(Finish { id, environment_id: None, state, workers_alive_since: Some(alive_since) })
+            let finishing = Finishing::Deadline { at: now };
+            WriteOp::Finish(Finish { id, environment_id: None, finishing, workers_alive_since: Some(alive_since) })
         })
         .collect();
     let mut timed_out = 0;
     for outcome in inner.store.write_batch(ops).await? {
-        if let WriteOutcome::Finished(waitpoint, resumed) = outcome {
+        if let WriteOutcome::Finish(FinishOutcome::Finished(waitpoint, resumed)) = outcome {
             timed_out += 1;
             inner.finished(waitpoint, resumed);
         }

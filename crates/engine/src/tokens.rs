@@ -1,6 +1,6 @@
 //! Token operations: create, complete (three ways), retrieve and list, with their validation.
 
-use waitpoint_storage::{Finish, ListQuery, StorageError, WriteOp, WriteOutcome};
+use waitpoint_storage::{CreateOutcome, Finish, FinishOutcome, Finishing, ListQuery, StorageError, WriteOp};
 use waitpoint_types::api::CreateTokenRequest;
 use waitpoint_types::time::parse_duration;
 use waitpoint_types::{
@@ -102,7 +102,7 @@ impl Engine {
         let now = self.inner.clock.now();
         let waitpoint = self.prepare_token(environment, request, now)?;
         let (waitpoint, is_cached) = match self.inner.writer.write(WriteOp::Create(waitpoint)).await? {
-            WriteOutcome::Created(waitpoint) => {
+            CreateOutcome::Created(waitpoint) => {
                 crate::metrics::token_created();
                 if let Some(deadline) = waitpoint.timeout_at {
                     self.inner.deadline_added(deadline);
@@ -110,8 +110,7 @@ impl Engine {
                 self.inner.emit(|| Event::TokenCreated(waitpoint.clone()));
                 (waitpoint, false)
             }
-            WriteOutcome::Existing(waitpoint) => (waitpoint, true),
-            other => return Err(EngineError::Storage(format!("unexpected outcome of a create: {other:?}"))),
+            CreateOutcome::Existing(waitpoint) => (waitpoint, true),
         };
         Ok(self.created_token(environment, waitpoint, is_cached))
     }
@@ -191,9 +190,9 @@ impl Engine {
             }
         };
         let environment_id = Some(principal.environment().id.clone());
-        let state = self.completed(via, output);
+        let finishing = self.completed(via, output);
         let workers_alive_since = Some(self.inner.workers_alive_since());
-        self.finish(Finish { id, environment_id, state, workers_alive_since }).await
+        self.finish(Finish { id, environment_id, finishing, workers_alive_since }).await
     }
 
     /// Checks a callback URL: the token `id` exists and `hash` proves the caller was handed
@@ -222,9 +221,9 @@ impl Engine {
         if waitpoint.status() != WaitpointStatus::Waiting {
             return Ok(waitpoint);
         }
-        let state = self.completed(CompletedVia::CallbackUrl, Some(output));
+        let finishing = self.completed(CompletedVia::CallbackUrl, Some(output));
         let workers_alive_since = Some(self.inner.workers_alive_since());
-        let finish = Finish { id: waitpoint.id, environment_id: Some(environment.id), state, workers_alive_since };
+        let finish = Finish { id: waitpoint.id, environment_id: Some(environment.id), finishing, workers_alive_since };
         self.finish(finish).await
     }
 
@@ -265,21 +264,39 @@ impl Engine {
         )
     }
 
-    fn completed(&self, via: CompletedVia, output: Option<Output>) -> WaitpointState {
-        WaitpointState::Completed { at: self.inner.clock.now(), via, output }
+    fn completed(&self, via: CompletedVia, output: Option<Output>) -> Finishing {
+        Finishing::Complete { at: self.inner.clock.now(), via, output }
     }
 
     async fn finish(&self, finish: Finish) -> Result<Waitpoint> {
-        match self.inner.writer.write(WriteOp::Finish(finish)).await? {
-            WriteOutcome::Finished(waitpoint, resumed) => {
-                self.inner.finished(waitpoint.clone(), resumed);
-                Ok(waitpoint)
-            }
-            WriteOutcome::Unchanged(waitpoint) => Ok(waitpoint),
-            WriteOutcome::NotFound => Err(not_found()),
-            other => Err(EngineError::Storage(format!("unexpected outcome of a completion: {other:?}"))),
+        match self.finish_waitpoint(finish).await? {
+            Finished::Now(waitpoint) | Finished::Before(waitpoint) => Ok(waitpoint),
+            Finished::NotFound => Err(not_found()),
         }
     }
+
+    /// Applies `finish`; a waitpoint it finishes tells the runs it resumes (and whoever
+    /// listens) at once.
+    pub(crate) async fn finish_waitpoint(&self, finish: Finish) -> Result<Finished> {
+        Ok(match self.inner.writer.write(WriteOp::Finish(finish)).await? {
+            FinishOutcome::Finished(waitpoint, resumed) => {
+                self.inner.finished(waitpoint.clone(), resumed);
+                Finished::Now(waitpoint)
+            }
+            FinishOutcome::Unchanged(waitpoint) => Finished::Before(waitpoint),
+            FinishOutcome::NotFound => Finished::NotFound,
+        })
+    }
+}
+
+/// What [`Engine::finish_waitpoint`] came to.
+pub(crate) enum Finished {
+    /// The waitpoint finished now.
+    Now(Waitpoint),
+    /// Nothing changed: it had finished before (or its deadline has not come).
+    Before(Waitpoint),
+    /// No such waitpoint (in that environment).
+    NotFound,
 }
 
 #[cfg(test)]

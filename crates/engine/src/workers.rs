@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
-use waitpoint_storage::{Claim, Resumed, RunClaim, RunsRelease, WorkerSeen, WriteOp, WriteOutcome};
+use waitpoint_storage::{Claim, ClaimOutcome, Resumed, RunClaim, RunsRelease, WorkerOutcome, WorkerSeen, WriteOp};
 use waitpoint_types::api::worker::PollRequest;
 use waitpoint_types::{Environment, EnvironmentId, RunId, Timestamp, WorkerId};
 
@@ -247,7 +247,7 @@ impl Engine {
                     session: session.map(str::to_owned),
                 };
                 match inner.writer.write(WriteOp::RunClaim(claim)).await? {
-                    WriteOutcome::Claimed { claims: claimed, released } => {
+                    ClaimOutcome::Claimed { claims: claimed, released } => {
                         metrics::runs(Transition::Claimed, claimed.len());
                         metrics::runs(Transition::Released, released.len());
                         inner.runs_changed(&environment.id, claimed.iter().map(|c| &c.run.id).chain(&released));
@@ -256,11 +256,10 @@ impl Engine {
                             inner.runs_ready.notify_waiters();
                         }
                     }
-                    WriteOutcome::WorkerReplaced => {
+                    ClaimOutcome::WorkerReplaced => {
                         inner.workers.return_mail(&key, claims);
                         return Err(replaced(&key.1));
                     }
-                    other => return Err(EngineError::Storage(format!("unexpected outcome of a claim: {other:?}"))),
                 }
             }
             if !claims.is_empty() {
@@ -363,7 +362,7 @@ impl Inner {
             worker: id.clone(),
             session: session.map(str::to_owned),
         };
-        if self.writer.write(left).await? == WriteOutcome::WorkerReplaced {
+        if self.writer.write::<WorkerOutcome>(left).await? == WorkerOutcome::Replaced {
             return Err(replaced(&id));
         }
         // Without a session: the worker is forgotten now, and a claim with one would record it
@@ -378,7 +377,7 @@ impl Inner {
             holding,
             session: None,
         };
-        if let WriteOutcome::Claimed { released, .. } = self.writer.write(WriteOp::RunClaim(release)).await? {
+        if let ClaimOutcome::Claimed { released, .. } = self.writer.write(WriteOp::RunClaim(release)).await? {
             self.runs_changed(&worker.0, &released);
         }
         self.workers.forget(worker);
@@ -396,7 +395,7 @@ impl Inner {
         }
         let op =
             WorkerSeen { worker: worker.1.clone(), environment_id: worker.0.clone(), at: now, tasks: tasks.to_vec() };
-        self.writer.write(WriteOp::WorkerSeen(op)).await?;
+        self.writer.write::<WorkerOutcome>(WriteOp::WorkerSeen(op)).await?;
         Ok(())
     }
 }
@@ -408,8 +407,8 @@ pub(crate) async fn release_loop(inner: Arc<Inner>, mut shutdown: watch::Receive
     loop {
         let now = inner.clock.now();
         let release = RunsRelease { alive_since: now.saturating_sub(inner.config.worker_timeout), now };
-        match inner.writer.write(WriteOp::RunsRelease(release)).await {
-            Ok(WriteOutcome::Released(released)) if !released.is_empty() => {
+        match inner.writer.write::<Vec<RunId>>(WriteOp::RunsRelease(release)).await {
+            Ok(released) if !released.is_empty() => {
                 metrics::runs(Transition::Released, released.len());
                 tracing::info!(runs = released.len(), "released the runs of stopped workers");
                 inner.runs_ready.notify_waiters();

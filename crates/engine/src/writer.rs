@@ -51,11 +51,15 @@ impl Writer {
         (Self { queue }, lanes)
     }
 
-    /// Applies `op` durably (in some batch) and returns what it did.
-    pub(crate) async fn write(&self, op: WriteOp) -> Result<WriteOutcome> {
+    /// Applies `op` durably (in some batch) and returns what it did, as the outcome type of
+    /// its family (see [`WriteOutcome`]).
+    pub(crate) async fn write<T: TryFrom<WriteOutcome, Error = WriteOutcome>>(&self, op: WriteOp) -> Result<T> {
         let (reply, outcome) = oneshot::channel();
         self.queue.send(Pending { op, reply }).await.map_err(|_| EngineError::ShuttingDown)?;
-        outcome.await.map_err(|_| EngineError::ShuttingDown)?
+        let outcome = outcome.await.map_err(|_| EngineError::ShuttingDown)??;
+        T::try_from(outcome).map_err(|other| {
+            EngineError::Storage(format!("storage answered with an outcome of another operation: {other:?}"))
+        })
     }
 }
 
@@ -151,6 +155,7 @@ async fn apply_one(store: &dyn Store, op: WriteOp, reply: oneshot::Sender<Result
 #[cfg(test)]
 mod tests {
     use waitpoint_sqlite::SqliteStore;
+    use waitpoint_storage::CreateOutcome;
     use waitpoint_types::{Environment, IdGenerator, Secret, Timestamp, Waitpoint, WaitpointKind, WaitpointState};
 
     use super::*;
@@ -188,12 +193,12 @@ mod tests {
 
         // Queued together, so they share one batch; the duplicate id breaks the transaction.
         let (first, duplicate, second) = tokio::join!(
-            writer.write(WriteOp::Create(a.clone())),
-            writer.write(WriteOp::Create(a.clone())),
-            writer.write(WriteOp::Create(b.clone())),
+            writer.write::<CreateOutcome>(WriteOp::Create(a.clone())),
+            writer.write::<CreateOutcome>(WriteOp::Create(a.clone())),
+            writer.write::<CreateOutcome>(WriteOp::Create(b.clone())),
         );
-        assert_eq!(first.unwrap(), WriteOutcome::Created(a));
+        assert_eq!(first.unwrap(), CreateOutcome::Created(a));
         assert!(matches!(duplicate, Err(EngineError::Storage(_))));
-        assert_eq!(second.unwrap(), WriteOutcome::Created(b));
+        assert_eq!(second.unwrap(), CreateOutcome::Created(b));
     }
 }

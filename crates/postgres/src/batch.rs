@@ -12,7 +12,9 @@ use std::collections::HashMap;
 
 use deadpool_postgres::{Client, Transaction};
 use tokio_postgres::{IsolationLevel, Row};
-use waitpoint_storage::{Finish, Result, StorageError, WriteOp, WriteOutcome, transitions};
+use waitpoint_storage::{
+    CreateOutcome, Finish, FinishOutcome, Finishing, Result, StorageError, WriteOp, WriteOutcome, transitions,
+};
 use waitpoint_types::{EnvironmentId, Timestamp, Waitpoint, WaitpointId, WaitpointState};
 
 use crate::rows::{StateColumns, column, state_columns, waitpoint_columns, waitpoint_from_row};
@@ -88,7 +90,6 @@ const FINISH_WHERE_APPLIES: &str = concat!(
          LIMIT $8
      ) AS f
      WHERE w.id = f.id AND w.status = 'WAITING' AND (f.environment_id IS NULL OR w.environment_id = f.environment_id)
-       AND f.status <> 'TIMED_OUT'
      RETURNING ",
     waitpoint_columns!(w)
 );
@@ -213,18 +214,18 @@ pub(crate) async fn apply_batch(client: &mut Client, ops: &[WriteOp]) -> Result<
     let mut outcomes = vec![None; ops.len()];
     for step in plan(ops) {
         match step {
-            Step::Keyed(index, new) => outcomes[index] = Some(create(&tx, new).await?),
+            Step::Keyed(index, new) => outcomes[index] = Some(WriteOutcome::Create(create(&tx, new).await?)),
             Step::Alone(index, op) => outcomes[index] = Some(runs::apply(&tx, op).await?),
             Step::Set(set) => {
                 if !set.creates.is_empty() {
                     create_all(&tx, &set.creates).await?;
                     for (index, new) in set.creates {
-                        outcomes[index] = Some(WriteOutcome::Created(new.clone()));
+                        outcomes[index] = Some(WriteOutcome::Create(CreateOutcome::Created(new.clone())));
                     }
                 }
                 if !set.finishes.is_empty() {
                     for (index, outcome) in finish_all(&tx, set.finishes).await? {
-                        outcomes[index] = Some(outcome);
+                        outcomes[index] = Some(WriteOutcome::Finish(outcome));
                     }
                 }
                 if !set.runs.is_empty() {
@@ -240,16 +241,16 @@ pub(crate) async fn apply_batch(client: &mut Client, ops: &[WriteOp]) -> Result<
 }
 
 /// Creates one waitpoint (for a run's token or datetime wait), honouring its idempotency key.
-pub(crate) async fn create_one(tx: &Transaction<'_>, new: &Waitpoint) -> Result<WriteOutcome> {
+pub(crate) async fn create_one(tx: &Transaction<'_>, new: &Waitpoint) -> Result<CreateOutcome> {
     if new.idempotency_key.is_some() {
         return create(tx, new).await;
     }
     create_all(tx, &[(0, new)]).await?;
-    Ok(WriteOutcome::Created(new.clone()))
+    Ok(CreateOutcome::Created(new.clone()))
 }
 
 /// Creates a waitpoint with an idempotency key, or answers with the key's holder.
-async fn create(tx: &Transaction<'_>, new: &Waitpoint) -> Result<WriteOutcome> {
+async fn create(tx: &Transaction<'_>, new: &Waitpoint) -> Result<CreateOutcome> {
     let insert = tx.prepare_cached(INSERT_WAITPOINT).await.map_err(map_error)?;
     let environment_id = new.environment_id.internal();
     let approval = approval_text(new)?;
@@ -273,7 +274,7 @@ async fn create(tx: &Transaction<'_>, new: &Waitpoint) -> Result<WriteOutcome> {
             .await
             .map_err(map_error)?;
         if column::<i64>(&row, 0)? > 0 {
-            return Ok(WriteOutcome::Created(new.clone()));
+            return Ok(CreateOutcome::Created(new.clone()));
         }
         // The key is active on a committed (or this batch's) waitpoint. Read it in a new
         // snapshot; if it is gone, another transaction deactivated it since: insert again.
@@ -284,7 +285,7 @@ async fn create(tx: &Transaction<'_>, new: &Waitpoint) -> Result<WriteOutcome> {
         };
         let existing = waitpoint_from_row(&row)?;
         if existing.idempotency_key_expires_at.is_none_or(|expires| new.created_at <= expires) {
-            return Ok(WriteOutcome::Existing(existing));
+            return Ok(CreateOutcome::Existing(existing));
         }
         let deactivate = tx.prepare_cached(DEACTIVATE_KEY).await.map_err(map_error)?;
         tx.execute(&deactivate, &[&existing.id.internal()]).await.map_err(map_error)?;
@@ -348,7 +349,7 @@ fn approval_text(waitpoint: &Waitpoint) -> Result<Option<String>> {
 /// a lone finish would be. Finishes are taken in id order, in which the update (a probe per
 /// element) and the lock take row locks, so that batches finishing common waitpoints lock them
 /// in the same order instead of waiting on each other in a cycle.
-async fn finish_all(tx: &Transaction<'_>, mut finishes: Vec<(usize, &Finish)>) -> Result<Vec<(usize, WriteOutcome)>> {
+async fn finish_all(tx: &Transaction<'_>, mut finishes: Vec<(usize, &Finish)>) -> Result<Vec<(usize, FinishOutcome)>> {
     finishes.sort_unstable_by(|(_, a), (_, b)| a.id.internal().cmp(b.id.internal()));
     let mut finished = by_id(&update_where_applies(tx, &finishes).await?)?;
 
@@ -367,14 +368,14 @@ async fn finish_all(tx: &Transaction<'_>, mut finishes: Vec<(usize, &Finish)>) -
         let mut current = by_id(&tx.query(&lock, &[&ids]).await.map_err(map_error)?)?;
         for (index, finish) in rest {
             match current.remove(finish.id.internal()) {
-                None => outcomes.push((index, WriteOutcome::NotFound)),
+                None => outcomes.push((index, FinishOutcome::NotFound)),
                 Some(waitpoint)
                     if finish.environment_id.as_ref().is_some_and(|env| *env != waitpoint.environment_id) =>
                 {
-                    outcomes.push((index, WriteOutcome::NotFound));
+                    outcomes.push((index, FinishOutcome::NotFound));
                 }
-                Some(mut waitpoint) => match transitions::waitpoint_finished(&waitpoint, &finish.state) {
-                    None => outcomes.push((index, WriteOutcome::Unchanged(waitpoint))),
+                Some(mut waitpoint) => match transitions::waitpoint_finished(&waitpoint, &finish.finishing) {
+                    None => outcomes.push((index, FinishOutcome::Unchanged(waitpoint))),
                     Some(state) => {
                         set_state(tx, &finish.id, &state).await?;
                         waitpoint.state = state;
@@ -390,7 +391,7 @@ async fn finish_all(tx: &Transaction<'_>, mut finishes: Vec<(usize, &Finish)>) -
         let mut resumed = runs::resume_waiting(tx, &finished).await?;
         for (index, waitpoint, _) in done {
             let runs = resumed.remove(waitpoint.id.internal()).unwrap_or_default();
-            outcomes.push((index, WriteOutcome::Finished(waitpoint, runs)));
+            outcomes.push((index, FinishOutcome::Finished(waitpoint, runs)));
         }
     }
     Ok(outcomes)
@@ -423,18 +424,32 @@ async fn retag(tx: &Transaction<'_>, finished: impl Iterator<Item = &Waitpoint>)
     Ok(())
 }
 
-/// Runs [`FINISH_WHERE_APPLIES`] and returns the rows of the waitpoints it finished.
+/// Runs [`FINISH_WHERE_APPLIES`] for the completions among `finishes` (deadlines and forced ends
+/// depend on each waitpoint, so they are decided one by one) and returns the rows of the
+/// waitpoints it finished.
 async fn update_where_applies(tx: &Transaction<'_>, finishes: &[(usize, &Finish)]) -> Result<Vec<Row>> {
-    let columns: Vec<StateColumns<'_>> = finishes.iter().map(|(_, finish)| state_columns(&finish.state)).collect();
-    let ids: Vec<&str> = finishes.iter().map(|(_, finish)| finish.id.internal()).collect();
+    let completions: Vec<(&Finish, WaitpointState)> = finishes
+        .iter()
+        .filter_map(|(_, finish)| match &finish.finishing {
+            Finishing::Complete { at, via, output } => {
+                Some((*finish, WaitpointState::Completed { at: *at, via: *via, output: output.clone() }))
+            }
+            Finishing::Deadline { .. } | Finishing::Force { .. } => None,
+        })
+        .collect();
+    if completions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let columns: Vec<StateColumns<'_>> = completions.iter().map(|(_, state)| state_columns(state)).collect();
+    let ids: Vec<&str> = completions.iter().map(|(finish, _)| finish.id.internal()).collect();
     let environment_ids: Vec<Option<&str>> =
-        finishes.iter().map(|(_, finish)| finish.environment_id.as_ref().map(EnvironmentId::internal)).collect();
+        completions.iter().map(|(finish, _)| finish.environment_id.as_ref().map(EnvironmentId::internal)).collect();
     let statuses: Vec<&str> = columns.iter().map(|c| c.status).collect();
     let completed_at: Vec<Option<i64>> = columns.iter().map(|c| c.completed_at).collect();
     let completed_via: Vec<Option<&str>> = columns.iter().map(|c| c.completed_via).collect();
     let outputs: Vec<Option<&str>> = columns.iter().map(|c| c.output).collect();
     let output_types: Vec<Option<&str>> = columns.iter().map(|c| c.output_type).collect();
-    let count = i64::try_from(finishes.len()).map_err(|error| failure(&error))?;
+    let count = i64::try_from(completions.len()).map_err(|error| failure(&error))?;
     let update = tx.prepare_cached(FINISH_WHERE_APPLIES).await.map_err(map_error)?;
     tx.query(
         &update,
@@ -493,7 +508,7 @@ mod tests {
         Finish {
             id: WaitpointId::from_internal(id.into()),
             environment_id: None,
-            state: WaitpointState::TimedOut { at: Timestamp::from_millis(0), via: None },
+            finishing: Finishing::Deadline { at: Timestamp::from_millis(0) },
             workers_alive_since: None,
         }
     }

@@ -21,7 +21,8 @@ use std::collections::HashMap;
 use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 use waitpoint_storage::{
-    Result, RunCreateToken, RunFinish, RunRecord, RunWait, StorageError, WriteOp, WriteOutcome, transitions,
+    JournalOutcome, LeaseRefusal, Result, RunCreateOutcome, RunCreateToken, RunEndOutcome, RunFinish, RunRecord,
+    RunWait, StorageError, WriteOp, WriteOutcome, transitions,
 };
 use waitpoint_types::{JournalEntry, JournalKind, Run, RunState, Timestamp, Waitpoint};
 
@@ -127,7 +128,11 @@ pub(crate) async fn apply(tx: &Transaction<'_>, ops: &[(usize, &WriteOp)]) -> Re
     if !created.is_empty() {
         let runs: Vec<&Run> = created.iter().map(|(_, run)| *run).collect();
         insert_runs(tx, &runs).await?;
-        outcomes.extend(created.into_iter().map(|(index, run)| (index, WriteOutcome::RunCreated(run.clone()))));
+        outcomes.extend(
+            created
+                .into_iter()
+                .map(|(index, run)| (index, WriteOutcome::RunCreate(RunCreateOutcome::Created(run.clone())))),
+        );
     }
 
     let mut shared = {
@@ -174,13 +179,15 @@ pub(crate) async fn apply(tx: &Transaction<'_>, ops: &[(usize, &WriteOp)]) -> Re
     let mut writes = Writes::default();
     for (index, op) in ops {
         let outcome = match op {
-            WriteOp::RunRecord(op) => record(locked.remove(op.run.internal()), op, &mut writes)?,
-            WriteOp::RunCreateToken(op) => create_token(locked.remove(op.run.internal()), op, &mut writes)?,
+            WriteOp::RunRecord(op) => WriteOutcome::Journal(record(locked.remove(op.run.internal()), op, &mut writes)?),
+            WriteOp::RunCreateToken(op) => {
+                WriteOutcome::Journal(create_token(locked.remove(op.run.internal()), op, &mut writes)?)
+            }
             WriteOp::RunWait(op) => {
                 let waitpoint = shared.remove(op.waitpoint.internal());
-                wait(locked.remove(op.run.internal()), waitpoint, op, &mut writes)?
+                WriteOutcome::Journal(wait(locked.remove(op.run.internal()), waitpoint, op, &mut writes)?)
             }
-            WriteOp::RunFinish(op) => finish(locked.remove(op.run.internal()), op, &mut writes)?,
+            WriteOp::RunFinish(op) => WriteOutcome::RunEnd(finish(locked.remove(op.run.internal()), op, &mut writes)?),
             _ => continue,
         };
         outcomes.push((*index, outcome));
@@ -199,44 +206,44 @@ pub(crate) async fn apply(tx: &Transaction<'_>, ops: &[(usize, &WriteOp)]) -> Re
     Ok(outcomes)
 }
 
-fn record(row: Option<Row>, op: &RunRecord, writes: &mut Writes) -> Result<WriteOutcome> {
-    let Some(row) = row else { return Ok(WriteOutcome::NotFound) };
+fn record(row: Option<Row>, op: &RunRecord, writes: &mut Writes) -> Result<JournalOutcome> {
+    let Some(row) = row else { return Ok(JournalOutcome::Refused(LeaseRefusal::NotFound)) };
     let entry = &op.entry;
     let at = Position { seq: entry.seq, kind: entry.kind };
     Ok(match position_in(&row, &op.environment_id, op.epoch, at, &entry.name)? {
         Err(outcome) => outcome,
-        Ok((_, Some(existing))) => WriteOutcome::Recorded(existing),
+        Ok((_, Some(existing))) => JournalOutcome::Recorded(existing),
         Ok((run, None)) => {
             writes.entries.push((run.id.internal().to_owned(), entry.clone()));
-            WriteOutcome::Recorded(entry.clone())
+            JournalOutcome::Recorded(entry.clone())
         }
     })
 }
 
-fn create_token(row: Option<Row>, op: &RunCreateToken, writes: &mut Writes) -> Result<WriteOutcome> {
-    let Some(row) = row else { return Ok(WriteOutcome::NotFound) };
+fn create_token(row: Option<Row>, op: &RunCreateToken, writes: &mut Writes) -> Result<JournalOutcome> {
+    let Some(row) = row else { return Ok(JournalOutcome::Refused(LeaseRefusal::NotFound)) };
     let at = Position { seq: op.seq, kind: JournalKind::CreateToken };
     Ok(match position_in(&row, &op.environment_id, op.epoch, at, "")? {
         Err(outcome) => outcome,
-        Ok((_, Some(existing))) => WriteOutcome::Recorded(existing),
+        Ok((_, Some(existing))) => JournalOutcome::Recorded(existing),
         Ok((run, None)) => {
             let entry = transitions::token_created(op.seq, &op.waitpoint.id, false);
             writes.waitpoints.push(op.waitpoint.clone());
             writes.entries.push((run.id.internal().to_owned(), entry.clone()));
-            WriteOutcome::Recorded(entry)
+            JournalOutcome::Recorded(entry)
         }
     })
 }
 
-fn wait(row: Option<Row>, shared: Option<Waitpoint>, op: &RunWait, writes: &mut Writes) -> Result<WriteOutcome> {
-    let Some(row) = row else { return Ok(WriteOutcome::NotFound) };
+fn wait(row: Option<Row>, shared: Option<Waitpoint>, op: &RunWait, writes: &mut Writes) -> Result<JournalOutcome> {
+    let Some(row) = row else { return Ok(JournalOutcome::Refused(LeaseRefusal::NotFound)) };
     let at = Position { seq: op.seq, kind: op.kind };
     let (run, existing) = match position_in(&row, &op.environment_id, op.epoch, at, &op.name)? {
         Err(outcome) => return Ok(outcome),
         Ok(found) => found,
     };
     match existing {
-        Some(existing) if existing.result.is_some() => return Ok(WriteOutcome::Recorded(existing)),
+        Some(existing) if existing.result.is_some() => return Ok(JournalOutcome::Recorded(existing)),
         Some(_) => {}
         None => {
             let waitpoint = match (&op.create, shared) {
@@ -245,34 +252,34 @@ fn wait(row: Option<Row>, shared: Option<Waitpoint>, op: &RunWait, writes: &mut 
                     create.clone()
                 }
                 (None, Some(waitpoint)) => waitpoint,
-                (None, None) => return Ok(WriteOutcome::NotFound),
+                (None, None) => return Ok(JournalOutcome::WaitpointNotFound),
             };
             if waitpoint.environment_id != run.environment_id {
-                return Ok(WriteOutcome::NotFound);
+                return Ok(JournalOutcome::WaitpointNotFound);
             }
             let result = waitpoint.wait_result().map(|result| result.to_string());
             let finished = result.is_some();
             let entry = JournalEntry { seq: op.seq, kind: op.kind, name: op.name.clone(), result };
             writes.entries.push((run.id.internal().to_owned(), entry.clone()));
             if finished {
-                return Ok(WriteOutcome::Recorded(entry));
+                return Ok(JournalOutcome::Recorded(entry));
             }
         }
     }
     let suspended = transitions::run_suspended(&run, &op.waitpoint, op.seq, op.at);
     writes.runs.push(suspended.clone());
-    Ok(WriteOutcome::Suspended(suspended))
+    Ok(JournalOutcome::Suspended(Box::new(suspended)))
 }
 
-fn finish(row: Option<Row>, op: &RunFinish, writes: &mut Writes) -> Result<WriteOutcome> {
-    let Some(row) = row else { return Ok(WriteOutcome::NotFound) };
+fn finish(row: Option<Row>, op: &RunFinish, writes: &mut Writes) -> Result<RunEndOutcome> {
+    let Some(row) = row else { return Ok(RunEndOutcome::Refused(LeaseRefusal::NotFound)) };
     let run = run_from_row(&row)?;
     if let Some(refused) = transitions::lease_refusal(&run, &op.environment_id, op.epoch) {
-        return Ok(refused);
+        return Ok(RunEndOutcome::Refused(refused));
     }
     let finished = transitions::run_finished(&run, &op.outcome, op.at);
     writes.runs.push(finished.clone());
-    Ok(WriteOutcome::RunFinished(finished))
+    Ok(RunEndOutcome::Ended(finished))
 }
 
 async fn query(

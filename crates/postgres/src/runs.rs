@@ -10,7 +10,8 @@ use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use waitpoint_storage::{
-    Claim, Result, Resumed, RunClaim, RunCreateToken, RunListQuery, RunWait, RunsRelease, StorageError, WorkerSeen,
+    Claim, ClaimOutcome, CreateOutcome, JournalOutcome, LeaseRefusal, Result, Resumed, RunClaim, RunCreateOutcome,
+    RunCreateToken, RunEndOutcome, RunListQuery, RunWait, RunsRelease, StorageError, WorkerOutcome, WorkerSeen,
     WriteOp, WriteOutcome, transitions,
 };
 use waitpoint_types::{
@@ -222,21 +223,17 @@ async fn execute(tx: &impl GenericClient, sql: &str, params: &[&(dyn ToSql + Syn
 /// worker's record, in the batch's transaction.
 pub(crate) async fn apply(tx: &Transaction<'_>, op: &WriteOp) -> Result<WriteOutcome> {
     match op {
-        WriteOp::RunCreate(new) => create(tx, new).await,
-        WriteOp::RunClaim(claim) => self::claim(tx, claim).await,
-        WriteOp::RunCreateToken(op) => create_token(tx, op).await,
-        WriteOp::RunWait(op) => wait(tx, op).await,
-        WriteOp::RunCancel { run, environment_id, at } => cancel(tx, run, environment_id, *at).await,
-        WriteOp::RunsRelease(op) => release(tx, op).await,
-        WriteOp::WorkerSeen(op) => worker_seen(tx, op).await,
+        WriteOp::RunCreate(new) => create(tx, new).await.map(WriteOutcome::RunCreate),
+        WriteOp::RunClaim(claim) => self::claim(tx, claim).await.map(WriteOutcome::Claim),
+        WriteOp::RunCreateToken(op) => create_token(tx, op).await.map(WriteOutcome::Journal),
+        WriteOp::RunWait(op) => wait(tx, op).await.map(WriteOutcome::Journal),
+        WriteOp::RunCancel { run, environment_id, at } => {
+            cancel(tx, run, environment_id, *at).await.map(WriteOutcome::RunEnd)
+        }
+        WriteOp::RunsRelease(op) => release(tx, op).await.map(WriteOutcome::Released),
+        WriteOp::WorkerSeen(op) => worker_seen(tx, op).await.map(WriteOutcome::Worker),
         WriteOp::WorkerLeft { environment_id, worker, session } => {
-            let stored = session_of(tx, environment_id, worker).await?;
-            if !transitions::session_current(stored.as_deref(), session.as_deref()) {
-                return Ok(WriteOutcome::WorkerReplaced);
-            }
-            let forget = "DELETE FROM workers WHERE environment_id = $1 AND id = $2";
-            execute(tx, forget, &[&environment_id.internal(), &worker.internal()]).await?;
-            Ok(WriteOutcome::Done)
+            worker_left(tx, environment_id, worker, session.as_deref()).await.map(WriteOutcome::Worker)
         }
         WriteOp::Create(_) | WriteOp::Finish(_) => {
             Err(StorageError::Corrupt("a waitpoint operation reached the run operations".into()))
@@ -309,7 +306,7 @@ pub(crate) fn state_columns(state: &RunState) -> Result<StateColumns<'_>> {
     })
 }
 
-async fn create(tx: &Transaction<'_>, new: &Run) -> Result<WriteOutcome> {
+async fn create(tx: &Transaction<'_>, new: &Run) -> Result<RunCreateOutcome> {
     let available_at = match new.state {
         RunState::Queued { available_at } => available_at.as_millis(),
         _ => return Err(StorageError::Corrupt(format!("run {} created in a state other than QUEUED", new.id))),
@@ -340,7 +337,7 @@ async fn create(tx: &Transaction<'_>, new: &Run) -> Result<WriteOutcome> {
         )
         .await?;
         if row.as_ref().map(|row| column::<i64>(row, 0)).transpose()?.unwrap_or(0) > 0 {
-            return Ok(WriteOutcome::RunCreated(new.clone()));
+            return Ok(RunCreateOutcome::Created(new.clone()));
         }
         let holder =
             query_opt(tx, SELECT_ACTIVE_KEY, &[&new.environment_id.internal(), &new.task_id, &new.idempotency_key])
@@ -348,7 +345,7 @@ async fn create(tx: &Transaction<'_>, new: &Run) -> Result<WriteOutcome> {
         let Some(holder) = holder else { continue };
         let existing = run_from_row(&holder)?;
         if existing.idempotency_key_expires_at.is_none_or(|expires| new.created_at <= expires) {
-            return Ok(WriteOutcome::RunExisting(existing));
+            return Ok(RunCreateOutcome::Existing(existing));
         }
         execute(tx, DEACTIVATE_KEY, &[&existing.id.internal()]).await?;
     }
@@ -379,9 +376,9 @@ async fn take_session(tx: &Transaction<'_>, claim: &RunClaim) -> Result<bool> {
     Ok(now_stored.as_deref() == Some(session))
 }
 
-async fn claim(tx: &Transaction<'_>, claim: &RunClaim) -> Result<WriteOutcome> {
+async fn claim(tx: &Transaction<'_>, claim: &RunClaim) -> Result<ClaimOutcome> {
     if !take_session(tx, claim).await? {
-        return Ok(WriteOutcome::WorkerReplaced);
+        return Ok(ClaimOutcome::WorkerReplaced);
     }
     let held: Vec<String> = query(tx, HELD_BY, &[&claim.environment_id.internal(), &claim.worker.internal()])
         .await?
@@ -433,7 +430,7 @@ async fn claim(tx: &Transaction<'_>, claim: &RunClaim) -> Result<WriteOutcome> {
         let claimed: Vec<Run> = claims.iter().map(|claim| claim.run.clone()).collect();
         run_sets::update_runs(tx, &claimed).await?;
     }
-    Ok(WriteOutcome::Claimed { claims, released })
+    Ok(ClaimOutcome::Claimed { claims, released })
 }
 
 async fn insert_entry(tx: &Transaction<'_>, run: &str, entry: &JournalEntry) -> Result<()> {
@@ -457,10 +454,10 @@ async fn leased_at(
     epoch: u64,
     at: Position,
     name: &str,
-) -> Result<std::result::Result<(Run, Option<JournalEntry>), WriteOutcome>> {
+) -> Result<std::result::Result<(Run, Option<JournalEntry>), JournalOutcome>> {
     let seq = i32::try_from(at.seq).map_err(|_| StorageError::Corrupt("journal position too large".into()))?;
     let Some(row) = query_opt(tx, LOCK_RUN_AT, &[&id.internal(), &seq]).await? else {
-        return Ok(Err(WriteOutcome::NotFound));
+        return Ok(Err(JournalOutcome::Refused(LeaseRefusal::NotFound)));
     };
     position_in(&row, environment_id, epoch, at, name)
 }
@@ -473,44 +470,43 @@ pub(crate) fn position_in(
     epoch: u64,
     at: Position,
     name: &str,
-) -> Result<std::result::Result<(Run, Option<JournalEntry>), WriteOutcome>> {
+) -> Result<std::result::Result<(Run, Option<JournalEntry>), JournalOutcome>> {
     let run = run_from_row(row)?;
     if let Some(refused) = transitions::lease_refusal(&run, environment_id, epoch) {
-        return Ok(Err(refused));
+        return Ok(Err(JournalOutcome::Refused(refused)));
     }
     if let Some(existing) = entry_from_row(row, RUN_COLUMNS + 1)? {
         if transitions::journal_diverges(&existing, at.kind, name) {
-            return Ok(Err(WriteOutcome::Diverged(existing)));
+            return Ok(Err(JournalOutcome::Diverged(existing)));
         }
         return Ok(Ok((run, Some(existing))));
     }
     let len = u32::try_from(column::<i32>(row, RUN_COLUMNS)?)
         .map_err(|_| StorageError::Corrupt(format!("run {}: negative journal length", run.id)))?;
     if at.seq != len {
-        return Ok(Err(WriteOutcome::OutOfOrder(len)));
+        return Ok(Err(JournalOutcome::OutOfOrder(len)));
     }
     Ok(Ok((run, None)))
 }
 
-async fn create_token(tx: &Transaction<'_>, op: &RunCreateToken) -> Result<WriteOutcome> {
+async fn create_token(tx: &Transaction<'_>, op: &RunCreateToken) -> Result<JournalOutcome> {
     let at = Position { seq: op.seq, kind: JournalKind::CreateToken };
     match leased_at(tx, &op.run, &op.environment_id, op.epoch, at, "").await? {
         Err(outcome) => Ok(outcome),
-        Ok((_, Some(existing))) => Ok(WriteOutcome::Recorded(existing)),
+        Ok((_, Some(existing))) => Ok(JournalOutcome::Recorded(existing)),
         Ok((run, None)) => {
             let (token, is_cached) = match batch::create_one(tx, &op.waitpoint).await? {
-                WriteOutcome::Created(token) => (token, false),
-                WriteOutcome::Existing(token) => (token, true),
-                other => return Err(StorageError::Corrupt(format!("unexpected outcome of a create: {other:?}"))),
+                CreateOutcome::Created(token) => (token, false),
+                CreateOutcome::Existing(token) => (token, true),
             };
             let entry = transitions::token_created(op.seq, &token.id, is_cached);
             insert_entry(tx, run.id.internal(), &entry).await?;
-            Ok(WriteOutcome::Recorded(entry))
+            Ok(JournalOutcome::Recorded(entry))
         }
     }
 }
 
-async fn wait(tx: &Transaction<'_>, op: &RunWait) -> Result<WriteOutcome> {
+async fn wait(tx: &Transaction<'_>, op: &RunWait) -> Result<JournalOutcome> {
     // The waitpoint is locked first, and shared: a finish of it (which locks it to update it,
     // then the runs waiting on it) either committed before, and this wait sees its result, or
     // waits for this transaction, and then sees this run waiting. Without the lock, each could
@@ -526,33 +522,32 @@ async fn wait(tx: &Transaction<'_>, op: &RunWait) -> Result<WriteOutcome> {
     };
     if let Some(existing) = existing {
         if existing.result.is_some() {
-            return Ok(WriteOutcome::Recorded(existing));
+            return Ok(JournalOutcome::Recorded(existing));
         }
     } else {
         let waitpoint = match &op.create {
             Some(waitpoint) => match batch::create_one(tx, waitpoint).await? {
-                WriteOutcome::Created(waitpoint) | WriteOutcome::Existing(waitpoint) => waitpoint,
-                other => return Err(StorageError::Corrupt(format!("unexpected outcome of a create: {other:?}"))),
+                CreateOutcome::Created(waitpoint) | CreateOutcome::Existing(waitpoint) => waitpoint,
             },
             None => match &shared {
                 Some(row) => waitpoint_from_row(row)?,
-                None => return Ok(WriteOutcome::NotFound),
+                None => return Ok(JournalOutcome::WaitpointNotFound),
             },
         };
         if waitpoint.environment_id != run.environment_id {
-            return Ok(WriteOutcome::NotFound);
+            return Ok(JournalOutcome::WaitpointNotFound);
         }
         let result = waitpoint.wait_result().map(|result| result.to_string());
         let finished = result.is_some();
         let entry = JournalEntry { seq: op.seq, kind: op.kind, name: op.name.clone(), result };
         insert_entry(tx, run.id.internal(), &entry).await?;
         if finished {
-            return Ok(WriteOutcome::Recorded(entry));
+            return Ok(JournalOutcome::Recorded(entry));
         }
     }
     let suspended = transitions::run_suspended(&run, &op.waitpoint, op.seq, op.at);
     update(tx, &suspended).await?;
-    Ok(WriteOutcome::Suspended(suspended))
+    Ok(JournalOutcome::Suspended(Box::new(suspended)))
 }
 
 /// Resumes every run waiting on one of `finished`, the waitpoints that just finished in this
@@ -614,38 +609,54 @@ async fn cancel(
     id: &RunId,
     environment_id: &EnvironmentId,
     at: Timestamp,
-) -> Result<WriteOutcome> {
+) -> Result<RunEndOutcome> {
     let Some(row) = query_opt(tx, LOCK_RUN, &[&id.internal()]).await? else {
-        return Ok(WriteOutcome::NotFound);
+        return Ok(RunEndOutcome::Refused(LeaseRefusal::NotFound));
     };
     let run = run_from_row(&row)?;
     if run.environment_id != *environment_id {
-        return Ok(WriteOutcome::NotFound);
+        return Ok(RunEndOutcome::Refused(LeaseRefusal::NotFound));
     }
     match transitions::run_canceled(&run, at) {
         Some(canceled) => {
             update(tx, &canceled).await?;
-            Ok(WriteOutcome::RunFinished(canceled))
+            Ok(RunEndOutcome::Ended(canceled))
         }
-        None => Ok(WriteOutcome::RunUnchanged(run)),
+        None => Ok(RunEndOutcome::Unchanged(run)),
     }
 }
 
-async fn release(tx: &Transaction<'_>, op: &RunsRelease) -> Result<WriteOutcome> {
+async fn release(tx: &Transaction<'_>, op: &RunsRelease) -> Result<Vec<RunId>> {
     let orphans = rows_to_runs(&query(tx, ORPHANS, &[&op.alive_since.as_millis()]).await?)?;
     let mut released = Vec::with_capacity(orphans.len());
     for run in orphans {
         update(tx, &transitions::run_released(&run, op.now)).await?;
         released.push(run.id);
     }
-    Ok(WriteOutcome::Released(released))
+    Ok(released)
 }
 
-async fn worker_seen(tx: &Transaction<'_>, op: &WorkerSeen) -> Result<WriteOutcome> {
+async fn worker_seen(tx: &Transaction<'_>, op: &WorkerSeen) -> Result<WorkerOutcome> {
     let params: [&(dyn ToSql + Sync); 4] =
         [&op.worker.internal(), &op.environment_id.internal(), &op.at.as_millis(), &op.tasks];
     execute(tx, WORKER_SEEN, &params).await?;
-    Ok(WriteOutcome::Done)
+    Ok(WorkerOutcome::Done)
+}
+
+/// Forgets a worker that stopped, unless a newer session took it over.
+async fn worker_left(
+    tx: &Transaction<'_>,
+    environment_id: &EnvironmentId,
+    worker: &WorkerId,
+    session: Option<&str>,
+) -> Result<WorkerOutcome> {
+    let stored = session_of(tx, environment_id, worker).await?;
+    if !transitions::session_current(stored.as_deref(), session) {
+        return Ok(WorkerOutcome::Replaced);
+    }
+    let forget = "DELETE FROM workers WHERE environment_id = $1 AND id = $2";
+    execute(tx, forget, &[&environment_id.internal(), &worker.internal()]).await?;
+    Ok(WorkerOutcome::Done)
 }
 
 /// When `worker` of `environment` last polled, if it is known.

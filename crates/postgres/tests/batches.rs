@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use waitpoint_postgres::PostgresStore;
 use waitpoint_postgres::testing::{PostgresSchema, admin};
 use waitpoint_storage::conformance::{at, completed, environment};
-use waitpoint_storage::{Finish, ListQuery, StorageError, Store, Window, WriteOp, WriteOutcome};
+use waitpoint_storage::{
+    CreateOutcome, Finish, FinishOutcome, Finishing, ListQuery, StorageError, Store, Window, WriteOp, WriteOutcome,
+};
 use waitpoint_types::{
     CompletedVia, Environment, EnvironmentId, IdGenerator, Output, Timestamp, Waitpoint, WaitpointId, WaitpointState,
 };
@@ -57,8 +59,8 @@ fn waitpoint(id: WaitpointId, env: &Environment, created_at: Timestamp) -> Waitp
     }
 }
 
-fn finish(id: &WaitpointId, state: WaitpointState) -> WriteOp {
-    WriteOp::Finish(Finish { id: id.clone(), environment_id: None, state, workers_alive_since: None })
+fn finish(id: &WaitpointId, finishing: Finishing) -> WriteOp {
+    WriteOp::Finish(Finish { id: id.clone(), environment_id: None, finishing, workers_alive_since: None })
 }
 
 fn query(env: &EnvironmentId) -> ListQuery {
@@ -160,26 +162,26 @@ impl Workload {
             (None, 0..=2) => Some(self.envs[0].id.clone()),
             _ => None,
         };
-        let state = match self.rng.below(3) {
-            0 => WaitpointState::TimedOut { at: at(self.clock), via: None },
-            _ => WaitpointState::Completed {
+        let finishing = match self.rng.below(3) {
+            0 => Finishing::Deadline { at: at(self.clock) },
+            _ => Finishing::Complete {
                 at: at(self.clock),
                 via: *self.rng.pick(&CompletedVia::ALL),
                 output: self.rng.percent(80).then(|| Output::from_json_text(&format!("{{\"n\":{}}}", self.clock))),
             },
         };
         self.named.insert(id.clone());
-        WriteOp::Finish(Finish { id, environment_id, state, workers_alive_since: None })
+        WriteOp::Finish(Finish { id, environment_id, finishing, workers_alive_since: None })
     }
 }
 
 fn kind(outcome: &WriteOutcome) -> &'static str {
     match outcome {
-        WriteOutcome::Created(_) => "created",
-        WriteOutcome::Existing(_) => "existing",
-        WriteOutcome::Finished(..) => "finished",
-        WriteOutcome::Unchanged(_) => "unchanged",
-        WriteOutcome::NotFound => "not found",
+        WriteOutcome::Create(CreateOutcome::Created(_)) => "created",
+        WriteOutcome::Create(CreateOutcome::Existing(_)) => "existing",
+        WriteOutcome::Finish(FinishOutcome::Finished(..)) => "finished",
+        WriteOutcome::Finish(FinishOutcome::Unchanged(_)) => "unchanged",
+        WriteOutcome::Finish(FinishOutcome::NotFound) => "not found",
         other => unreachable!("this test writes no runs: {other:?}"),
     }
 }
@@ -235,28 +237,36 @@ impl Model {
                 });
                 if let Some(holder) = holder {
                     if holder.idempotency_key_expires_at.is_none_or(|expires| new.created_at <= expires) {
-                        return WriteOutcome::Existing(holder.clone());
+                        return WriteOutcome::Create(CreateOutcome::Existing(holder.clone()));
                     }
                     holder.inactive_idempotency_key = holder.idempotency_key.take();
                 }
                 self.waitpoints.insert(new.id.clone(), new.clone());
-                WriteOutcome::Created(new.clone())
+                WriteOutcome::Create(CreateOutcome::Created(new.clone()))
             }
-            WriteOp::Finish(finish) => match self.waitpoints.get_mut(&finish.id) {
+            WriteOp::Finish(finish) => WriteOutcome::Finish(match self.waitpoints.get_mut(&finish.id) {
                 Some(w) if finish.environment_id.as_ref().is_none_or(|env| *env == w.environment_id) => {
-                    let due = match finish.state {
-                        WaitpointState::TimedOut { at, .. } => w.timeout_at.is_some_and(|deadline| deadline <= at),
-                        _ => true,
+                    // Manual tokens only: a deadline times them out, once it is due.
+                    let state = match &finish.finishing {
+                        Finishing::Deadline { at } => w
+                            .timeout_at
+                            .is_some_and(|deadline| deadline <= *at)
+                            .then_some(WaitpointState::TimedOut { at: *at, via: None }),
+                        Finishing::Complete { at, via, output } => {
+                            Some(WaitpointState::Completed { at: *at, via: *via, output: output.clone() })
+                        }
+                        Finishing::Force { at, via } => Some(WaitpointState::TimedOut { at: *at, via: Some(*via) }),
                     };
-                    if w.state == WaitpointState::Waiting && due {
-                        w.state = finish.state.clone();
-                        WriteOutcome::Finished(w.clone(), waitpoint_storage::Resumed::default())
-                    } else {
-                        WriteOutcome::Unchanged(w.clone())
+                    match state {
+                        Some(state) if w.state == WaitpointState::Waiting => {
+                            w.state = state;
+                            FinishOutcome::Finished(w.clone(), waitpoint_storage::Resumed::default())
+                        }
+                        _ => FinishOutcome::Unchanged(w.clone()),
                     }
                 }
-                _ => WriteOutcome::NotFound,
-            },
+                _ => FinishOutcome::NotFound,
+            }),
             other => unreachable!("this test writes no runs: {other:?}"),
         }
     }
@@ -368,7 +378,7 @@ async fn racing_batches_finish_each_waitpoint_once() {
 
     // Each batch finishes every waitpoint, in an order of its own: a third of them with a timeout
     // (due for two thirds of the waitpoints), the others with completions.
-    let timeout = WaitpointState::TimedOut { at: at(1_500), via: None };
+    let timeout = Finishing::Deadline { at: at(1_500) };
     let racers: Vec<_> = (0..BATCHES)
         .map(|racer| {
             let mut rng = Rng(0xace0 + racer as u64);
@@ -376,8 +386,8 @@ async fn racing_batches_finish_each_waitpoint_once() {
             for i in (1..order.len()).rev() {
                 order.swap(i, rng.below(i + 1));
             }
-            let state = if racer % 3 == 0 { timeout.clone() } else { completed(racer as i64, &racer.to_string()) };
-            let ops: Vec<WriteOp> = order.into_iter().map(|w| finish(&w.id, state.clone())).collect();
+            let finishing = if racer % 3 == 0 { timeout.clone() } else { completed(racer as i64, &racer.to_string()) };
+            let ops: Vec<WriteOp> = order.into_iter().map(|w| finish(&w.id, finishing.clone())).collect();
             let store = store.clone();
             tokio::spawn(async move {
                 let result = store.write_batch(ops.clone()).await;
@@ -396,17 +406,18 @@ async fn racing_batches_finish_each_waitpoint_once() {
         assert_ne!(current.state, WaitpointState::Waiting);
         let mine: Vec<_> = outcomes.iter().filter(|(op, _)| matches!(op, WriteOp::Finish(f) if f.id == w.id)).collect();
         assert_eq!(mine.len(), BATCHES);
-        let finished = mine
-            .iter()
-            .filter(|(_, o)| *o == WriteOutcome::Finished(current.clone(), waitpoint_storage::Resumed::default()))
-            .count();
+        let finished_now =
+            WriteOutcome::Finish(FinishOutcome::Finished(current.clone(), waitpoint_storage::Resumed::default()));
+        let finished = mine.iter().filter(|(_, o)| *o == finished_now).count();
         assert_eq!(finished, 1, "{current:?}: {mine:?}");
         for (op, outcome) in mine {
-            let not_due_yet = matches!(op, WriteOp::Finish(f) if f.state == timeout) && w.timeout_at > Some(at(1_500));
+            let not_due_yet =
+                matches!(op, WriteOp::Finish(f) if f.finishing == timeout) && w.timeout_at > Some(at(1_500));
+            let unchanged = |w: &Waitpoint| WriteOutcome::Finish(FinishOutcome::Unchanged(w.clone()));
             assert!(
-                *outcome == WriteOutcome::Finished(current.clone(), waitpoint_storage::Resumed::default())
-                    || *outcome == WriteOutcome::Unchanged(current.clone())
-                    || (not_due_yet && *outcome == WriteOutcome::Unchanged(w.clone())),
+                *outcome == finished_now
+                    || *outcome == unchanged(&current)
+                    || (not_due_yet && *outcome == unchanged(w)),
                 "{current:?}: {op:?} gave {outcome:?}"
             );
         }
@@ -434,12 +445,16 @@ async fn finishes_racing_the_creates_of_their_waitpoints_agree_with_what_is_stor
                 async move { store.write_batch(finishes).await }
             }),
         );
-        assert!(creating.unwrap().unwrap().iter().all(|o| matches!(o, WriteOutcome::Created(_))));
+        assert!(
+            creating.unwrap().unwrap().iter().all(|o| matches!(o, WriteOutcome::Create(CreateOutcome::Created(_))))
+        );
         for (w, outcome) in created.iter().rev().zip(finishing.unwrap().unwrap()) {
             let current = store.waitpoint_get(&w.id).await.unwrap();
             match outcome {
-                WriteOutcome::Finished(done, _) => assert_eq!(done, current, "round {round}"),
-                WriteOutcome::NotFound => assert_eq!(&current, w, "round {round}: not found, so still waiting"),
+                WriteOutcome::Finish(FinishOutcome::Finished(done, _)) => assert_eq!(done, current, "round {round}"),
+                WriteOutcome::Finish(FinishOutcome::NotFound) => {
+                    assert_eq!(&current, w, "round {round}: not found, so still waiting")
+                }
                 other => panic!("round {round}: {other:?}"),
             }
         }
@@ -486,12 +501,14 @@ async fn a_finish_applies_to_a_waitpoint_committed_while_its_update_waited() {
     let outcomes = batch.await.unwrap().unwrap();
     let (held_now, late_now) =
         (store.waitpoint_get(&held.id).await.unwrap(), store.waitpoint_get(&late.id).await.unwrap());
-    assert_eq!(late_now.state, completed(3, "2"));
     assert_eq!(
-        outcomes,
-        [
-            WriteOutcome::Finished(held_now, waitpoint_storage::Resumed::default()),
-            WriteOutcome::Finished(late_now, waitpoint_storage::Resumed::default())
-        ]
+        late_now.state,
+        WaitpointState::Completed {
+            at: at(3),
+            via: CompletedVia::SecretKey,
+            output: Some(Output::from_json_text("2"))
+        }
     );
+    let finished = |w| WriteOutcome::Finish(FinishOutcome::Finished(w, waitpoint_storage::Resumed::default()));
+    assert_eq!(outcomes, [finished(held_now), finished(late_now)]);
 }

@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 use waitpoint_postgres::PostgresStore;
 use waitpoint_postgres::testing::PostgresSchema;
 use waitpoint_storage::conformance::{self, at};
-use waitpoint_storage::{Finish, ListQuery, StorageError, Store, WriteOp, WriteOutcome};
-use waitpoint_types::{Environment, IdGenerator, Timestamp, Waitpoint, WaitpointState};
+use waitpoint_storage::{
+    CreateOutcome, Finish, FinishOutcome, Finishing, ListQuery, StorageError, Store, WriteOp, WriteOutcome,
+};
+use waitpoint_types::{Environment, IdGenerator, Timestamp, Waitpoint};
 
 const RACERS: usize = 8;
 
@@ -27,11 +29,11 @@ fn waitpoint(ids: &IdGenerator, env: &Environment, created_at: Timestamp) -> Wai
     Waitpoint { tags: vec!["t".into()], ..conformance::waitpoint(ids, env, created_at) }
 }
 
-fn finish(w: &Waitpoint, state: WaitpointState) -> WriteOp {
-    WriteOp::Finish(Finish { id: w.id.clone(), environment_id: None, state, workers_alive_since: None })
+fn finish(w: &Waitpoint, finishing: Finishing) -> WriteOp {
+    WriteOp::Finish(Finish { id: w.id.clone(), environment_id: None, finishing, workers_alive_since: None })
 }
 
-fn completed(at_ms: i64) -> WaitpointState {
+fn completed(at_ms: i64) -> Finishing {
     conformance::completed(at_ms, "1")
 }
 
@@ -53,13 +55,16 @@ async fn race_creates(store: &Arc<PostgresStore>, creates: Vec<Waitpoint>) -> Ve
 
 /// Exactly one outcome is `Created`; every other is `Existing` with that waitpoint.
 fn assert_one_created(outcomes: &[WriteOutcome]) -> Waitpoint {
-    let created: Vec<_> =
-        outcomes.iter().filter_map(|o| if let WriteOutcome::Created(w) = o { Some(w) } else { None }).collect();
+    let created: Vec<_> = outcomes
+        .iter()
+        .filter_map(|o| if let WriteOutcome::Create(CreateOutcome::Created(w)) = o { Some(w) } else { None })
+        .collect();
     assert_eq!(created.len(), 1, "exactly one create wins: {outcomes:?}");
     let winner = created[0].clone();
     for outcome in outcomes {
         assert!(
-            matches!(outcome, WriteOutcome::Created(_)) || *outcome == WriteOutcome::Existing(winner.clone()),
+            matches!(outcome, WriteOutcome::Create(CreateOutcome::Created(_)))
+                || *outcome == WriteOutcome::Create(CreateOutcome::Existing(winner.clone())),
             "{outcome:?}"
         );
     }
@@ -123,15 +128,21 @@ async fn a_completion_racing_a_timeout_has_one_outcome() {
 
         let (completion, timeout) = tokio::join!(
             store.write_batch(vec![finish(&w, completed(1))]),
-            store.write_batch(vec![finish(&w, WaitpointState::TimedOut { at: at(1), via: None })]),
+            store.write_batch(vec![finish(&w, Finishing::Deadline { at: at(1) })]),
         );
         let outcomes = [completion.unwrap().remove(0), timeout.unwrap().remove(0)];
         let current = store.waitpoint_get(&w.id).await.unwrap();
         let finished = outcomes
             .iter()
-            .filter(|o| **o == WriteOutcome::Finished(current.clone(), waitpoint_storage::Resumed::default()))
+            .filter(|o| {
+                **o == WriteOutcome::Finish(FinishOutcome::Finished(
+                    current.clone(),
+                    waitpoint_storage::Resumed::default(),
+                ))
+            })
             .count();
-        let unchanged = outcomes.iter().filter(|o| **o == WriteOutcome::Unchanged(current.clone())).count();
+        let unchanged =
+            outcomes.iter().filter(|o| **o == WriteOutcome::Finish(FinishOutcome::Unchanged(current.clone()))).count();
         assert_eq!((finished, unchanged), (1, 1), "round {round}: {outcomes:?}");
     }
 }
@@ -166,7 +177,7 @@ async fn a_batch_that_loses_a_deadlock_runs_again() {
     other.batch_execute("COMMIT").await.unwrap();
 
     let outcomes = batch.await.unwrap().expect("the batch runs again after losing the deadlock");
-    assert!(outcomes.iter().all(|o| matches!(o, WriteOutcome::Finished(..))), "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| matches!(o, WriteOutcome::Finish(FinishOutcome::Finished(..)))), "{outcomes:?}");
 }
 
 #[tokio::test]
@@ -193,7 +204,7 @@ async fn a_failed_batch_writes_nothing() {
     assert!(store.waitpoint_list(&query).await.unwrap().is_empty(), "no tag rows are left behind");
     assert_eq!(
         store.write_batch(vec![WriteOp::Create(keyed.clone())]).await.unwrap(),
-        [WriteOutcome::Created(keyed)],
+        [WriteOutcome::Create(CreateOutcome::Created(keyed))],
         "the key is free"
     );
 }

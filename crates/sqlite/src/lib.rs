@@ -201,19 +201,21 @@ impl Store for SqliteStore {
             let outcomes = ops
                 .into_iter()
                 .map(|op| match op {
-                    WriteOp::Create(new) => waitpoints::create(&tx, new),
-                    WriteOp::Finish(f) => waitpoints::finish(&tx, f),
-                    WriteOp::RunCreate(new) => runs::create(&tx, new),
-                    WriteOp::RunClaim(claim) => runs::claim(&tx, claim),
-                    WriteOp::RunRecord(record) => runs::record(&tx, record),
-                    WriteOp::RunCreateToken(op) => runs::create_token(&tx, op),
-                    WriteOp::RunWait(op) => runs::wait(&tx, op),
-                    WriteOp::RunFinish(op) => runs::finish(&tx, op),
-                    WriteOp::RunCancel { run, environment_id, at } => runs::cancel(&tx, &run, &environment_id, at),
-                    WriteOp::RunsRelease(op) => runs::release(&tx, op),
-                    WriteOp::WorkerSeen(op) => runs::worker_seen(&tx, op),
+                    WriteOp::Create(new) => waitpoints::create(&tx, new).map(WriteOutcome::Create),
+                    WriteOp::Finish(f) => waitpoints::finish(&tx, f).map(WriteOutcome::Finish),
+                    WriteOp::RunCreate(new) => runs::create(&tx, new).map(WriteOutcome::RunCreate),
+                    WriteOp::RunClaim(claim) => runs::claim(&tx, claim).map(WriteOutcome::Claim),
+                    WriteOp::RunRecord(record) => runs::record(&tx, record).map(WriteOutcome::Journal),
+                    WriteOp::RunCreateToken(op) => runs::create_token(&tx, op).map(WriteOutcome::Journal),
+                    WriteOp::RunWait(op) => runs::wait(&tx, op).map(WriteOutcome::Journal),
+                    WriteOp::RunFinish(op) => runs::finish(&tx, op).map(WriteOutcome::RunEnd),
+                    WriteOp::RunCancel { run, environment_id, at } => {
+                        runs::cancel(&tx, &run, &environment_id, at).map(WriteOutcome::RunEnd)
+                    }
+                    WriteOp::RunsRelease(op) => runs::release(&tx, op).map(WriteOutcome::Released),
+                    WriteOp::WorkerSeen(op) => runs::worker_seen(&tx, op).map(WriteOutcome::Worker),
                     WriteOp::WorkerLeft { environment_id, worker, session } => {
-                        runs::worker_left(&tx, &environment_id, &worker, session.as_deref())
+                        runs::worker_left(&tx, &environment_id, &worker, session.as_deref()).map(WriteOutcome::Worker)
                     }
                 })
                 .collect::<Result<Vec<_>>>()?;

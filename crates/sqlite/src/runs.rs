@@ -5,8 +5,9 @@
 
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use waitpoint_storage::{
-    Claim, Result, Resumed, RunClaim, RunCreateToken, RunFinish, RunListQuery, RunRecord, RunWait, RunsRelease,
-    StorageError, WorkerSeen, WriteOutcome, transitions,
+    Claim, ClaimOutcome, CreateOutcome, JournalOutcome, LeaseRefusal, Result, Resumed, RunClaim, RunCreateOutcome,
+    RunCreateToken, RunEndOutcome, RunFinish, RunListQuery, RunRecord, RunWait, RunsRelease, StorageError,
+    WorkerOutcome, WorkerSeen, transitions,
 };
 use waitpoint_types::{
     EnvironmentId, JournalEntry, JournalKind, Run, RunId, RunStatus, Timestamp, Waitpoint, WaitpointId, WorkerId,
@@ -56,7 +57,7 @@ fn update(conn: &Connection, run: &Run) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn create(conn: &Connection, new: Run) -> Result<WriteOutcome> {
+pub(crate) fn create(conn: &Connection, new: Run) -> Result<RunCreateOutcome> {
     if let Some(key) = &new.idempotency_key {
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs r WHERE r.environment_id = ?1 AND r.task_id = ?2 AND r.idempotency_key = ?3"
@@ -70,7 +71,7 @@ pub(crate) fn create(conn: &Connection, new: Run) -> Result<WriteOutcome> {
             .transpose()?;
         if let Some(existing) = existing {
             if existing.idempotency_key_expires_at.is_none_or(|expires| new.created_at <= expires) {
-                return Ok(WriteOutcome::RunExisting(existing));
+                return Ok(RunCreateOutcome::Existing(existing));
             }
             conn.prepare_cached(
                 "UPDATE runs SET inactive_idempotency_key = idempotency_key, idempotency_key = NULL WHERE id = ?1",
@@ -112,12 +113,12 @@ pub(crate) fn create(conn: &Connection, new: Run) -> Result<WriteOutcome> {
     for tag in &new.tags {
         insert_tag.execute(params![new.environment_id.internal(), tag, new.id.internal()]).map_err(map_error)?;
     }
-    Ok(WriteOutcome::RunCreated(new))
+    Ok(RunCreateOutcome::Created(new))
 }
 
-pub(crate) fn claim(conn: &Connection, claim: RunClaim) -> Result<WriteOutcome> {
+pub(crate) fn claim(conn: &Connection, claim: RunClaim) -> Result<ClaimOutcome> {
     if !take_session(conn, &claim)? {
-        return Ok(WriteOutcome::WorkerReplaced);
+        return Ok(ClaimOutcome::WorkerReplaced);
     }
     let held: Vec<String> = {
         let mut stmt = conn
@@ -172,7 +173,7 @@ pub(crate) fn claim(conn: &Connection, claim: RunClaim) -> Result<WriteOutcome> 
             claims.push(Claim { run: claimed, journal_length, resumed: transitions::resumed_from(last) });
         }
     }
-    Ok(WriteOutcome::Claimed { claims, released })
+    Ok(ClaimOutcome::Claimed { claims, released })
 }
 
 fn last_entry(conn: &Connection, run: &str) -> Result<Option<JournalEntry>> {
@@ -200,15 +201,15 @@ fn insert_entry(conn: &Connection, run: &str, entry: &JournalEntry) -> Result<()
     Ok(())
 }
 
-/// The run, if `epoch` still holds it; otherwise the outcome to answer with.
+/// The run, if `epoch` still holds it; otherwise why not.
 fn leased(
     conn: &Connection,
     id: &RunId,
     environment_id: &EnvironmentId,
     epoch: u64,
-) -> Result<std::result::Result<Run, WriteOutcome>> {
+) -> Result<std::result::Result<Run, LeaseRefusal>> {
     let Some(run) = select(conn, id.internal())? else {
-        return Ok(Err(WriteOutcome::NotFound));
+        return Ok(Err(LeaseRefusal::NotFound));
     };
     Ok(transitions::lease_refusal(&run, environment_id, epoch).map_or(Ok(run), Err))
 }
@@ -221,70 +222,69 @@ fn position(
     seq: u32,
     kind: JournalKind,
     name: &str,
-) -> Result<std::result::Result<Option<JournalEntry>, WriteOutcome>> {
+) -> Result<std::result::Result<Option<JournalEntry>, JournalOutcome>> {
     if let Some(existing) = entry_at(conn, run, seq)? {
         if transitions::journal_diverges(&existing, kind, name) {
-            return Ok(Err(WriteOutcome::Diverged(existing)));
+            return Ok(Err(JournalOutcome::Diverged(existing)));
         }
         return Ok(Ok(Some(existing)));
     }
     let len = journal_len(conn, run)?;
     if seq != len {
-        return Ok(Err(WriteOutcome::OutOfOrder(len)));
+        return Ok(Err(JournalOutcome::OutOfOrder(len)));
     }
     Ok(Ok(None))
 }
 
-pub(crate) fn record(conn: &Connection, record: RunRecord) -> Result<WriteOutcome> {
+pub(crate) fn record(conn: &Connection, record: RunRecord) -> Result<JournalOutcome> {
     let run = match leased(conn, &record.run, &record.environment_id, record.epoch)? {
         Ok(run) => run,
-        Err(outcome) => return Ok(outcome),
+        Err(refusal) => return Ok(JournalOutcome::Refused(refusal)),
     };
     let entry = record.entry;
     match position(conn, run.id.internal(), entry.seq, entry.kind, &entry.name)? {
         Err(outcome) => Ok(outcome),
-        Ok(Some(existing)) => Ok(WriteOutcome::Recorded(existing)),
+        Ok(Some(existing)) => Ok(JournalOutcome::Recorded(existing)),
         Ok(None) => {
             insert_entry(conn, run.id.internal(), &entry)?;
-            Ok(WriteOutcome::Recorded(entry))
+            Ok(JournalOutcome::Recorded(entry))
         }
     }
 }
 
-pub(crate) fn create_token(conn: &Connection, op: RunCreateToken) -> Result<WriteOutcome> {
+pub(crate) fn create_token(conn: &Connection, op: RunCreateToken) -> Result<JournalOutcome> {
     let run = match leased(conn, &op.run, &op.environment_id, op.epoch)? {
         Ok(run) => run,
-        Err(outcome) => return Ok(outcome),
+        Err(refusal) => return Ok(JournalOutcome::Refused(refusal)),
     };
     match position(conn, run.id.internal(), op.seq, JournalKind::CreateToken, "")? {
         Err(outcome) => Ok(outcome),
-        Ok(Some(existing)) => Ok(WriteOutcome::Recorded(existing)),
+        Ok(Some(existing)) => Ok(JournalOutcome::Recorded(existing)),
         Ok(None) => {
             let (token, is_cached) = match waitpoints::create(conn, op.waitpoint)? {
-                WriteOutcome::Created(token) => (token, false),
-                WriteOutcome::Existing(token) => (token, true),
-                other => return Err(StorageError::Corrupt(format!("unexpected outcome of a create: {other:?}"))),
+                CreateOutcome::Created(token) => (token, false),
+                CreateOutcome::Existing(token) => (token, true),
             };
             let entry = transitions::token_created(op.seq, &token.id, is_cached);
             insert_entry(conn, run.id.internal(), &entry)?;
-            Ok(WriteOutcome::Recorded(entry))
+            Ok(JournalOutcome::Recorded(entry))
         }
     }
 }
 
-pub(crate) fn wait(conn: &Connection, op: RunWait) -> Result<WriteOutcome> {
+pub(crate) fn wait(conn: &Connection, op: RunWait) -> Result<JournalOutcome> {
     let run = match leased(conn, &op.run, &op.environment_id, op.epoch)? {
         Ok(run) => run,
-        Err(outcome) => return Ok(outcome),
+        Err(refusal) => return Ok(JournalOutcome::Refused(refusal)),
     };
-    let suspend = |conn: &Connection| -> Result<WriteOutcome> {
+    let suspend = |conn: &Connection| -> Result<JournalOutcome> {
         let suspended = transitions::run_suspended(&run, &op.waitpoint, op.seq, op.at);
         update(conn, &suspended)?;
-        Ok(WriteOutcome::Suspended(suspended))
+        Ok(JournalOutcome::Suspended(Box::new(suspended)))
     };
     match position(conn, run.id.internal(), op.seq, op.kind, &op.name)? {
         Err(outcome) => Ok(outcome),
-        Ok(Some(existing)) if existing.result.is_some() => Ok(WriteOutcome::Recorded(existing)),
+        Ok(Some(existing)) if existing.result.is_some() => Ok(JournalOutcome::Recorded(existing)),
         Ok(Some(_pending)) => suspend(conn),
         Ok(None) => {
             if let Some(waitpoint) = op.create.clone() {
@@ -293,13 +293,13 @@ pub(crate) fn wait(conn: &Connection, op: RunWait) -> Result<WriteOutcome> {
             let Some(waitpoint) = waitpoints::select_waitpoint(conn, op.waitpoint.internal())?
                 .filter(|w| w.environment_id == run.environment_id)
             else {
-                return Ok(WriteOutcome::NotFound);
+                return Ok(JournalOutcome::WaitpointNotFound);
             };
             let result = waitpoint.wait_result().map(|result| result.to_string());
             let finished = result.is_some();
             let entry = JournalEntry { seq: op.seq, kind: op.kind, name: op.name.clone(), result };
             insert_entry(conn, run.id.internal(), &entry)?;
-            if finished { Ok(WriteOutcome::Recorded(entry)) } else { suspend(conn) }
+            if finished { Ok(JournalOutcome::Recorded(entry)) } else { suspend(conn) }
         }
     }
 }
@@ -360,14 +360,14 @@ fn seen_since(conn: &Connection, environment: &EnvironmentId, worker: &WorkerId,
     .map_err(map_error)
 }
 
-pub(crate) fn finish(conn: &Connection, op: RunFinish) -> Result<WriteOutcome> {
+pub(crate) fn finish(conn: &Connection, op: RunFinish) -> Result<RunEndOutcome> {
     let run = match leased(conn, &op.run, &op.environment_id, op.epoch)? {
         Ok(run) => run,
-        Err(outcome) => return Ok(outcome),
+        Err(refusal) => return Ok(RunEndOutcome::Refused(refusal)),
     };
     let finished = transitions::run_finished(&run, &op.outcome, op.at);
     update(conn, &finished)?;
-    Ok(WriteOutcome::RunFinished(finished))
+    Ok(RunEndOutcome::Ended(finished))
 }
 
 pub(crate) fn cancel(
@@ -375,20 +375,20 @@ pub(crate) fn cancel(
     id: &RunId,
     environment_id: &EnvironmentId,
     at: Timestamp,
-) -> Result<WriteOutcome> {
+) -> Result<RunEndOutcome> {
     let Some(run) = select(conn, id.internal())?.filter(|run| run.environment_id == *environment_id) else {
-        return Ok(WriteOutcome::NotFound);
+        return Ok(RunEndOutcome::Refused(LeaseRefusal::NotFound));
     };
     match transitions::run_canceled(&run, at) {
         Some(canceled) => {
             update(conn, &canceled)?;
-            Ok(WriteOutcome::RunFinished(canceled))
+            Ok(RunEndOutcome::Ended(canceled))
         }
-        None => Ok(WriteOutcome::RunUnchanged(run)),
+        None => Ok(RunEndOutcome::Unchanged(run)),
     }
 }
 
-pub(crate) fn release(conn: &Connection, op: RunsRelease) -> Result<WriteOutcome> {
+pub(crate) fn release(conn: &Connection, op: RunsRelease) -> Result<Vec<RunId>> {
     let sql = format!(
         "SELECT {RUN_COLUMNS} FROM runs r WHERE r.status = 'EXECUTING'
            AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.environment_id = r.environment_id
@@ -404,7 +404,7 @@ pub(crate) fn release(conn: &Connection, op: RunsRelease) -> Result<WriteOutcome
         update(conn, &transitions::run_released(&run, op.now))?;
         released.push(run.id);
     }
-    Ok(WriteOutcome::Released(released))
+    Ok(released)
 }
 
 /// Whether `claim`'s session may act for its worker; a newer session than the worker's
@@ -441,7 +441,7 @@ fn session_of(conn: &Connection, environment: &EnvironmentId, worker: &WorkerId)
         .map_err(map_error)
 }
 
-pub(crate) fn worker_seen(conn: &Connection, op: WorkerSeen) -> Result<WriteOutcome> {
+pub(crate) fn worker_seen(conn: &Connection, op: WorkerSeen) -> Result<WorkerOutcome> {
     let tasks = serde_json::to_string(&op.tasks).map_err(|e| StorageError::Corrupt(e.to_string()))?;
     conn.prepare_cached(
         "INSERT INTO workers (environment_id, id, last_seen_at, tasks) VALUES (?1, ?2, ?3, ?4)
@@ -452,7 +452,7 @@ pub(crate) fn worker_seen(conn: &Connection, op: WorkerSeen) -> Result<WriteOutc
         stmt.execute(params![op.environment_id.internal(), op.worker.internal(), op.at.as_millis(), tasks])
     })
     .map_err(map_error)?;
-    Ok(WriteOutcome::Done)
+    Ok(WorkerOutcome::Done)
 }
 
 pub(crate) fn worker_left(
@@ -460,14 +460,14 @@ pub(crate) fn worker_left(
     environment: &EnvironmentId,
     worker: &WorkerId,
     session: Option<&str>,
-) -> Result<WriteOutcome> {
+) -> Result<WorkerOutcome> {
     if !transitions::session_current(session_of(conn, environment, worker)?.as_deref(), session) {
-        return Ok(WriteOutcome::WorkerReplaced);
+        return Ok(WorkerOutcome::Replaced);
     }
     conn.prepare_cached("DELETE FROM workers WHERE environment_id = ?1 AND id = ?2")
         .and_then(|mut stmt| stmt.execute([environment.internal(), worker.internal()]))
         .map_err(map_error)?;
-    Ok(WriteOutcome::Done)
+    Ok(WorkerOutcome::Done)
 }
 
 pub(crate) fn worker_last_seen(

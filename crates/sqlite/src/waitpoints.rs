@@ -2,7 +2,7 @@
 //! token lists.
 
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
-use waitpoint_storage::{Finish, ListQuery, Result, StorageError, WriteOutcome, transitions};
+use waitpoint_storage::{CreateOutcome, Finish, FinishOutcome, ListQuery, Result, StorageError, transitions};
 use waitpoint_types::{EnvironmentId, Timestamp, Waitpoint};
 
 use crate::args::Args;
@@ -18,7 +18,7 @@ pub(crate) fn select_waitpoint(conn: &Connection, id: &str) -> Result<Option<Wai
         .transpose()
 }
 
-pub(crate) fn create(conn: &Connection, new: Waitpoint) -> Result<WriteOutcome> {
+pub(crate) fn create(conn: &Connection, new: Waitpoint) -> Result<CreateOutcome> {
     if let Some(key) = &new.idempotency_key {
         let sql = format!(
             "SELECT {WAITPOINT_COLUMNS} FROM waitpoints w WHERE w.environment_id = ?1 AND w.idempotency_key = ?2"
@@ -32,7 +32,7 @@ pub(crate) fn create(conn: &Connection, new: Waitpoint) -> Result<WriteOutcome> 
             .transpose()?;
         if let Some(existing) = existing {
             if existing.idempotency_key_expires_at.is_none_or(|expires| new.created_at <= expires) {
-                return Ok(WriteOutcome::Existing(existing));
+                return Ok(CreateOutcome::Existing(existing));
             }
             conn.prepare_cached(
                 "UPDATE waitpoints SET inactive_idempotency_key = idempotency_key, idempotency_key = NULL WHERE id = ?1",
@@ -69,19 +69,19 @@ pub(crate) fn create(conn: &Connection, new: Waitpoint) -> Result<WriteOutcome> 
     for tag in &new.tags {
         insert_tag.execute(params![new.environment_id.internal(), tag, new.id.internal()]).map_err(map_error)?;
     }
-    Ok(WriteOutcome::Created(new))
+    Ok(CreateOutcome::Created(new))
 }
 
 /// Finishes a waiting waitpoint and resumes the runs waiting on it, in the caller's transaction.
-pub(crate) fn finish(conn: &Connection, finish: Finish) -> Result<WriteOutcome> {
+pub(crate) fn finish(conn: &Connection, finish: Finish) -> Result<FinishOutcome> {
     let Some(mut current) = select_waitpoint(conn, finish.id.internal())? else {
-        return Ok(WriteOutcome::NotFound);
+        return Ok(FinishOutcome::NotFound);
     };
     if finish.environment_id.as_ref().is_some_and(|env| *env != current.environment_id) {
-        return Ok(WriteOutcome::NotFound);
+        return Ok(FinishOutcome::NotFound);
     }
-    let Some(state) = transitions::waitpoint_finished(&current, &finish.state) else {
-        return Ok(WriteOutcome::Unchanged(current));
+    let Some(state) = transitions::waitpoint_finished(&current, &finish.finishing) else {
+        return Ok(FinishOutcome::Unchanged(current));
     };
     let columns = state_columns(&state);
     conn.prepare_cached(
@@ -116,7 +116,7 @@ pub(crate) fn finish(conn: &Connection, finish: Finish) -> Result<WriteOutcome> 
     }
     current.state = state;
     let resumed = runs::resume_waiting(conn, &current, finish.workers_alive_since)?;
-    Ok(WriteOutcome::Finished(current, resumed))
+    Ok(FinishOutcome::Finished(current, resumed))
 }
 
 /// Lists tokens. Every shape of query walks an index in id order and stops after `limit`

@@ -27,8 +27,9 @@ use waitpoint_types::{
 };
 
 pub use crate::ops::{
-    Claim, Finish, Resumed, RunClaim, RunCreateToken, RunFinish, RunOutcome, RunRecord, RunWait, RunsRelease,
-    WorkerSeen, WriteOp, WriteOutcome,
+    Claim, ClaimOutcome, CreateOutcome, Finish, FinishOutcome, Finishing, JournalOutcome, LeaseRefusal, Resumed,
+    RunClaim, RunCreateOutcome, RunCreateToken, RunEndOutcome, RunFinish, RunOutcome, RunRecord, RunWait, RunsRelease,
+    WorkerOutcome, WorkerSeen, WriteOp, WriteOutcome,
 };
 pub use crate::query::{Cursor, ListQuery, RunListQuery, Window};
 

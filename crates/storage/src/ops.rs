@@ -2,14 +2,14 @@
 //!
 //! Run operations that act for a worker carry the run's `epoch` as the worker last saw it
 //! (from its claim): when the run has moved on (another worker took it, it was canceled), the
-//! outcome is [`WriteOutcome::Stale`] and nothing changes. That fences out a worker presumed
+//! outcome is a [`LeaseRefusal::Stale`] and nothing changes. That fences out a worker presumed
 //! dead that is in fact still running.
 
 use std::time::Duration;
 
 use waitpoint_types::{
-    EnvironmentId, JournalEntry, JournalKind, Run, RunError, RunId, Timestamp, Waitpoint, WaitpointId, WaitpointState,
-    WorkerId,
+    CompletedVia, EnvironmentId, JournalEntry, JournalKind, Output, Run, RunError, RunId, Timestamp, Waitpoint,
+    WaitpointId, WorkerId,
 };
 
 /// One write in a batch.
@@ -19,8 +19,8 @@ pub enum WriteOp {
     Create(Waitpoint),
     /// Move a waiting waitpoint to a final state, resuming the runs that wait on it.
     Finish(Finish),
-    /// Create a run, honouring its idempotency key: [`WriteOutcome::RunCreated`] or
-    /// [`WriteOutcome::RunExisting`], exactly as [`WriteOp::Create`] for waitpoints.
+    /// Create a run, honouring its idempotency key: [`RunCreateOutcome::Created`] or
+    /// [`RunCreateOutcome::Existing`], exactly as [`WriteOp::Create`] for waitpoints.
     RunCreate(Run),
     /// Hand queued runs to a worker.
     RunClaim(RunClaim),
@@ -32,8 +32,8 @@ pub enum WriteOp {
     RunWait(RunWait),
     /// Complete or fail a run's attempt.
     RunFinish(RunFinish),
-    /// Cancel a run that has not finished: [`WriteOutcome::RunFinished`], or
-    /// [`WriteOutcome::RunUnchanged`] if it had finished, or [`WriteOutcome::NotFound`] (also
+    /// Cancel a run that has not finished: [`RunEndOutcome::Ended`], or
+    /// [`RunEndOutcome::Unchanged`] if it had finished, or [`LeaseRefusal::NotFound`] (also
     /// for a run of another environment).
     RunCancel {
         /// The run.
@@ -45,11 +45,11 @@ pub enum WriteOp {
     },
     /// Give back the runs of workers that stopped: [`WriteOutcome::Released`].
     RunsRelease(RunsRelease),
-    /// Note that a worker is alive: [`WriteOutcome::Done`].
+    /// Note that a worker is alive: [`WorkerOutcome::Done`].
     WorkerSeen(WorkerSeen),
     /// Forget a worker that stopped, so that nothing is handed or reserved to it any more:
-    /// [`WriteOutcome::Done`]. A session older than the worker's newest changes nothing (its
-    /// successor took the worker over): [`WriteOutcome::WorkerReplaced`].
+    /// [`WorkerOutcome::Done`]. A session older than the worker's newest changes nothing (its
+    /// successor took the worker over): [`WorkerOutcome::Replaced`].
     WorkerLeft {
         /// The worker's environment: a worker is known by its environment and its id, so the
         /// same id in another environment is another worker.
@@ -68,15 +68,41 @@ pub struct Finish {
     pub id: WaitpointId,
     /// When set, a waitpoint of another environment counts as not found.
     pub environment_id: Option<EnvironmentId>,
-    /// [`WaitpointState::Completed`], or [`WaitpointState::TimedOut`] to ask for the deadline
-    /// transition ([`Waitpoint::deadline_state`]: a token times out, a datetime waitpoint
-    /// completes). Without a `via`, that applies only once `timeout_at` is at or before the
-    /// state's `at`; with one (a timeout forced, a wait skipped), at once.
-    pub state: WaitpointState,
+    /// How it is to finish.
+    pub finishing: Finishing,
     /// When set, a resumed run whose sticky worker was seen at or after this time is handed
     /// straight to that worker (`EXECUTING` with `epoch + 1`, as a claim would) instead of being
     /// queued: it continues in that worker's memory without waiting for another claim.
     pub workers_alive_since: Option<Timestamp>,
+}
+
+/// How a waiting waitpoint is to finish ([`crate::transitions::waitpoint_finished`] decides
+/// the state it then takes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finishing {
+    /// Completed at `at`, this way, with this output (`None`: completed without one).
+    Complete {
+        /// When the completion was accepted.
+        at: Timestamp,
+        /// Which way.
+        via: CompletedVia,
+        /// The output.
+        output: Option<Output>,
+    },
+    /// Its deadline, as the timeout loop sees it at `at`: applies only once `timeout_at` is at
+    /// or before `at`. A token times out; a datetime waitpoint completes.
+    Deadline {
+        /// When the loop applies it.
+        at: Timestamp,
+    },
+    /// Ended now by a person, this way, before its deadline: a token times out (a forced
+    /// timeout), a datetime waitpoint completes (a skipped wait).
+    Force {
+        /// When.
+        at: Timestamp,
+        /// Which way (the dashboard).
+        via: CompletedVia,
+    },
 }
 
 /// The runs a finished waitpoint resumed.
@@ -95,13 +121,13 @@ impl Resumed {
     }
 }
 
-/// Hands queued runs to a worker: [`WriteOutcome::Claimed`].
+/// Hands queued runs to a worker: [`ClaimOutcome::Claimed`].
 ///
 /// A worker is known by its environment and its id: the same id in another environment is
 /// another worker, whose runs a claim neither takes back nor sees.
 ///
 /// A claim made by a session older than the worker's newest (a process that another one took
-/// over) is refused, [`WriteOutcome::WorkerReplaced`], and changes nothing. A newer session
+/// over) is refused, [`ClaimOutcome::WorkerReplaced`], and changes nothing. A newer session
 /// becomes the worker's, and its claim (whose `holding` lists nothing of the older session's)
 /// gives back at once what the older session held.
 ///
@@ -148,12 +174,12 @@ pub struct Claim {
     pub resumed: Option<JournalEntry>,
 }
 
-/// Records the result of an operation a run performed live: [`WriteOutcome::Recorded`].
+/// Records the result of an operation a run performed live: [`JournalOutcome::Recorded`].
 ///
 /// The entry's `seq` must be the journal's length (append) or an existing position: an
 /// existing entry of the same kind and name is returned as it is (a retried call records
-/// nothing twice); one of another kind or name is [`WriteOutcome::Diverged`]; a position past
-/// the end is [`WriteOutcome::OutOfOrder`].
+/// nothing twice); one of another kind or name is [`JournalOutcome::Diverged`]; a position past
+/// the end is [`JournalOutcome::OutOfOrder`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunRecord {
     /// The run.
@@ -166,7 +192,7 @@ pub struct RunRecord {
     pub entry: JournalEntry,
 }
 
-/// Creates a token for a run and records it at `seq` in one step: [`WriteOutcome::Recorded`]
+/// Creates a token for a run and records it at `seq` in one step: [`JournalOutcome::Recorded`]
 /// with a `CREATE_TOKEN` entry whose result is `{"id": "waitpoint_…", "isCached": bool}`. On
 /// a retried call, or on replay, the recorded token is returned and nothing is created. The
 /// token honours its idempotency key as [`WriteOp::Create`] does.
@@ -187,11 +213,11 @@ pub struct RunCreateToken {
 /// Makes a run wait on a waitpoint at journal position `seq`.
 ///
 /// If the waitpoint has finished, the entry is recorded with the waitpoint's
-/// [`wait_result`](Waitpoint::wait_result) and the run goes on: [`WriteOutcome::Recorded`].
+/// [`wait_result`](Waitpoint::wait_result) and the run goes on: [`JournalOutcome::Recorded`].
 /// Otherwise the entry is recorded without result, the run becomes `WAITING` with the worker
-/// as its `sticky_worker`: [`WriteOutcome::Suspended`]. When the waitpoint finishes, the result
+/// as its `sticky_worker`: [`JournalOutcome::Suspended`]. When the waitpoint finishes, the result
 /// is filled in and the run is `QUEUED` again. A waitpoint of another environment is
-/// [`WriteOutcome::NotFound`].
+/// [`JournalOutcome::WaitpointNotFound`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunWait {
     /// The run.
@@ -234,7 +260,7 @@ pub enum RunOutcome {
     },
 }
 
-/// Ends a run's attempt: [`WriteOutcome::RunFinished`] with the run as it now is.
+/// Ends a run's attempt: [`RunEndOutcome::Ended`] with the run as it now is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunFinish {
     /// The run.
@@ -273,47 +299,144 @@ pub struct WorkerSeen {
     pub tasks: Vec<String>,
 }
 
-/// What one [`WriteOp`] did, in the order of the batch.
+/// What one [`WriteOp`] did, in the order of the batch: one outcome type per family of
+/// operations, so that a caller matches exhaustively on the outcomes its operation can have.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteOutcome {
+    /// Of [`WriteOp::Create`].
+    Create(CreateOutcome),
+    /// Of [`WriteOp::Finish`].
+    Finish(FinishOutcome),
+    /// Of [`WriteOp::RunCreate`].
+    RunCreate(RunCreateOutcome),
+    /// Of [`WriteOp::RunClaim`].
+    Claim(ClaimOutcome),
+    /// Of [`WriteOp::RunRecord`], [`WriteOp::RunCreateToken`] and [`WriteOp::RunWait`].
+    Journal(JournalOutcome),
+    /// Of [`WriteOp::RunFinish`] and [`WriteOp::RunCancel`].
+    RunEnd(RunEndOutcome),
+    /// Of [`WriteOp::RunsRelease`]: these runs were given back.
+    Released(Vec<RunId>),
+    /// Of [`WriteOp::WorkerSeen`] and [`WriteOp::WorkerLeft`].
+    Worker(WorkerOutcome),
+}
+
+/// Each family's outcome is taken out of a [`WriteOutcome`] with `try_from`; the error is the
+/// outcome of another family, which a backend answering an operation of this family never gives.
+macro_rules! outcome_family {
+    ($($variant:ident => $family:ty),* $(,)?) => {$(
+        impl TryFrom<WriteOutcome> for $family {
+            type Error = WriteOutcome;
+
+            fn try_from(outcome: WriteOutcome) -> std::result::Result<Self, WriteOutcome> {
+                match outcome {
+                    WriteOutcome::$variant(family) => Ok(family),
+                    other => Err(other),
+                }
+            }
+        }
+    )*};
+}
+
+outcome_family! {
+    Create => CreateOutcome,
+    Finish => FinishOutcome,
+    RunCreate => RunCreateOutcome,
+    Claim => ClaimOutcome,
+    Journal => JournalOutcome,
+    RunEnd => RunEndOutcome,
+    Released => Vec<RunId>,
+    Worker => WorkerOutcome,
+}
+
+/// What a waitpoint create did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome {
     /// The waitpoint was created as given.
     Created(Waitpoint),
     /// An active idempotency key matched: this existing waitpoint (in whatever state) is the
     /// answer and nothing was written.
     Existing(Waitpoint),
-    /// The waitpoint moved to the requested final state; these runs, which waited on it,
-    /// resumed.
+}
+
+/// What a finish did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinishOutcome {
+    /// The waitpoint moved to its final state; these runs, which waited on it, resumed.
     Finished(Waitpoint, Resumed),
     /// Nothing changed: the waitpoint had already finished (the first completion wins) or,
-    /// for a timeout, its deadline has not come. The current record is returned.
+    /// for a deadline, it has not come. The current record is returned.
     Unchanged(Waitpoint),
-    /// No such waitpoint or run (in that environment).
+    /// No such waitpoint (in that environment).
     NotFound,
+}
+
+/// What a run create did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunCreateOutcome {
     /// The run was created as given.
-    RunCreated(Run),
+    Created(Run),
     /// An active idempotency key matched this existing run.
-    RunExisting(Run),
+    Existing(Run),
+}
+
+/// What a claim did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
     /// These runs were handed to the worker, after it gave back `released`: the runs it held
     /// without knowing (queued again for any worker).
-    Claimed { claims: Vec<Claim>, released: Vec<RunId> },
+    Claimed {
+        /// The runs now the worker's.
+        claims: Vec<Claim>,
+        /// The runs given back.
+        released: Vec<RunId>,
+    },
+    /// A newer session of the worker took it over; nothing changed.
+    WorkerReplaced,
+}
+
+/// What a call about a run's journal (record, token, wait) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalOutcome {
     /// This entry is in the journal (just recorded, or recorded before).
     Recorded(JournalEntry),
-    /// The run waits; it holds no worker.
-    Suspended(Run),
+    /// The run waits (a wait only); it holds no worker.
+    Suspended(Box<Run>),
     /// The journal holds another operation at that position: the run's code no longer matches.
     Diverged(JournalEntry),
     /// The position is past the end of the journal (which has this many entries).
     OutOfOrder(u32),
-    /// The run's epoch moved on, or it is not executing: the worker lost it. The run as it is.
-    Stale(Run),
+    /// The worker no longer holds the run (see [`LeaseRefusal`]).
+    Refused(LeaseRefusal),
+    /// The waitpoint to wait on does not exist in the run's environment.
+    WaitpointNotFound,
+}
+
+/// What ending a run's attempt, or canceling a run, did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEndOutcome {
     /// The run moved to this state.
-    RunFinished(Run),
-    /// Nothing changed: the run had finished. The run as it is.
-    RunUnchanged(Run),
-    /// These runs were given back.
-    Released(Vec<RunId>),
-    /// A newer session of the worker took it over; nothing changed.
-    WorkerReplaced,
-    /// Done; nothing to report.
+    Ended(Run),
+    /// Nothing changed (a cancel of a run that had finished). The run as it is.
+    Unchanged(Run),
+    /// The worker no longer holds the run (an attempt's end), or the run is not found.
+    Refused(LeaseRefusal),
+}
+
+/// Why a call made for a worker about a run is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseRefusal {
+    /// No such run in the caller's environment.
+    NotFound,
+    /// The run's epoch moved on, or it is not executing: the worker lost it. The run as it is.
+    Stale(Box<Run>),
+}
+
+/// What a worker's note (seen, left) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerOutcome {
+    /// Done.
     Done,
+    /// A newer session of the worker took it over; nothing changed.
+    Replaced,
 }

@@ -6,21 +6,22 @@ use waitpoint_types::{
     EnvironmentId, JournalEntry, JournalKind, Run, RunState, Timestamp, Waitpoint, WaitpointId, WaitpointState,
 };
 
-use crate::ops::{RunOutcome, WriteOutcome};
+use crate::ops::{Finishing, LeaseRefusal, RunOutcome};
 
-/// The state `current` moves to when `requested` ([`crate::Finish::state`]) arrives, or `None`
-/// when nothing changes: it already finished (the first completion wins), or a deadline was
-/// requested before it is due. A forced deadline (`TimedOut` with a `via`) applies at once.
-pub fn waitpoint_finished(current: &Waitpoint, requested: &WaitpointState) -> Option<WaitpointState> {
-    match (&current.state, requested) {
-        (WaitpointState::Waiting, WaitpointState::TimedOut { at, via: None }) => {
+/// The state `current` moves to when `finishing` arrives, or `None` when nothing changes: it
+/// already finished (the first completion wins), or its deadline is not due yet.
+pub fn waitpoint_finished(current: &Waitpoint, finishing: &Finishing) -> Option<WaitpointState> {
+    if current.state != WaitpointState::Waiting {
+        return None;
+    }
+    match finishing {
+        Finishing::Complete { at, via, output } => {
+            Some(WaitpointState::Completed { at: *at, via: *via, output: output.clone() })
+        }
+        Finishing::Deadline { at } => {
             current.timeout_at.is_some_and(|deadline| deadline <= *at).then(|| current.deadline_state(*at, None))
         }
-        (WaitpointState::Waiting, WaitpointState::TimedOut { at, via: Some(via) }) => {
-            Some(current.deadline_state(*at, Some(*via)))
-        }
-        (WaitpointState::Waiting, WaitpointState::Completed { .. }) => Some(requested.clone()),
-        _ => None,
+        Finishing::Force { at, via } => Some(current.deadline_state(*at, Some(*via))),
     }
 }
 
@@ -39,13 +40,13 @@ pub fn run_holds_lease(run: &Run, epoch: u64) -> bool {
     matches!(run.state, RunState::Executing { .. }) && run.epoch == epoch
 }
 
-/// What a worker's write about `run` answers instead of applying: `NotFound` when the run is
+/// Why a worker's write about `run` is refused instead of applied: `NotFound` when the run is
 /// another environment's than `environment_id`, `Stale` when `epoch` no longer holds it.
-pub fn lease_refusal(run: &Run, environment_id: &EnvironmentId, epoch: u64) -> Option<WriteOutcome> {
+pub fn lease_refusal(run: &Run, environment_id: &EnvironmentId, epoch: u64) -> Option<LeaseRefusal> {
     if run.environment_id != *environment_id {
-        Some(WriteOutcome::NotFound)
+        Some(LeaseRefusal::NotFound)
     } else if !run_holds_lease(run, epoch) {
-        Some(WriteOutcome::Stale(run.clone()))
+        Some(LeaseRefusal::Stale(Box::new(run.clone())))
     } else {
         None
     }

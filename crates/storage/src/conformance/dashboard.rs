@@ -8,7 +8,7 @@ use waitpoint_types::{
 
 use super::runs::{claim_one, create_run, run, wait, worker};
 use super::{TestDatabase, at, completed, create, finish, new_env, query, waitpoint};
-use crate::{Cursor, RunListQuery, Window, WriteOutcome};
+use crate::{Cursor, FinishOutcome, Finishing, JournalOutcome, RunListQuery, Window};
 
 /// A timeout forced from the dashboard applies at once, before the deadline or without one,
 /// records how, and still only to a waiting token; forcing a datetime waitpoint completes it
@@ -24,16 +24,16 @@ pub async fn forced_timeouts_apply_at_once_and_say_how(db: &dyn TestDatabase) {
     let no_deadline = waitpoint(&ids, &env, at(1));
     create(&*store, &no_deadline).await;
 
-    let forced = WaitpointState::TimedOut { at: at(10), via: Some(CompletedVia::Dashboard) };
+    let forced = Finishing::Force { at: at(10), via: CompletedVia::Dashboard };
     for w in [&token, &no_deadline] {
-        let WriteOutcome::Finished(done, _) = finish(&*store, &w.id, forced.clone()).await else {
+        let FinishOutcome::Finished(done, _) = finish(&*store, &w.id, forced.clone()).await else {
             panic!("a forced timeout was not applied at once");
         };
-        assert_eq!(done.state, forced);
+        assert_eq!(done.state, WaitpointState::TimedOut { at: at(10), via: Some(CompletedVia::Dashboard) });
         assert_eq!(store.waitpoint_get(&w.id).await.unwrap(), done, "reads back with its way");
-        let again = WaitpointState::TimedOut { at: at(20), via: Some(CompletedVia::Dashboard) };
-        assert_eq!(finish(&*store, &w.id, again).await, WriteOutcome::Unchanged(done.clone()));
-        assert_eq!(finish(&*store, &w.id, completed(30, "1")).await, WriteOutcome::Unchanged(done));
+        let again = Finishing::Force { at: at(20), via: CompletedVia::Dashboard };
+        assert_eq!(finish(&*store, &w.id, again).await, FinishOutcome::Unchanged(done.clone()));
+        assert_eq!(finish(&*store, &w.id, completed(30, "1")).await, FinishOutcome::Unchanged(done));
     }
 
     let mut by_tag = query(&env);
@@ -48,7 +48,7 @@ pub async fn forced_timeouts_apply_at_once_and_say_how(db: &dyn TestDatabase) {
     datetime.kind = WaitpointKind::Datetime;
     datetime.timeout_at = Some(at(3_600_000));
     create(&*store, &datetime).await;
-    let WriteOutcome::Finished(skipped, _) = finish(&*store, &datetime.id, forced.clone()).await else {
+    let FinishOutcome::Finished(skipped, _) = finish(&*store, &datetime.id, forced.clone()).await else {
         panic!("a skipped wait was not applied");
     };
     assert_eq!(skipped.state, WaitpointState::Completed { at: at(10), via: CompletedVia::Dashboard, output: None });
@@ -56,9 +56,13 @@ pub async fn forced_timeouts_apply_at_once_and_say_how(db: &dyn TestDatabase) {
     for via in [CompletedVia::Dashboard, CompletedVia::ApprovalPage] {
         let w = waitpoint(&ids, &env, at(3));
         create(&*store, &w).await;
-        let state = WaitpointState::Completed { at: at(40), via, output: Some(Output::from_json_text("{}")) };
-        assert!(matches!(finish(&*store, &w.id, state.clone()).await, WriteOutcome::Finished(_, _)));
-        assert_eq!(store.waitpoint_get(&w.id).await.unwrap().state, state);
+        let output = Some(Output::from_json_text("{}"));
+        let finishing = Finishing::Complete { at: at(40), via, output: output.clone() };
+        assert!(matches!(finish(&*store, &w.id, finishing).await, FinishOutcome::Finished(_, _)));
+        assert_eq!(
+            store.waitpoint_get(&w.id).await.unwrap().state,
+            WaitpointState::Completed { at: at(40), via, output }
+        );
     }
 }
 
@@ -222,7 +226,7 @@ pub async fn what_times_out_soonest_and_what_waits_longest(db: &dyn TestDatabase
         let held = claim_one(&*store, &env, &me, "t", at(20)).await.run;
         // The third run begins to wait first.
         let when = at(1_000 - 100 * i as i64);
-        assert!(matches!(wait(&*store, &held, 0, token, when).await, WriteOutcome::Suspended(_)));
+        assert!(matches!(wait(&*store, &held, 0, token, when).await, JournalOutcome::Suspended(_)));
         waiting.push(held.id);
     }
     create_run(&*store, &run(&ids, &other, "t", at(10))).await;
@@ -248,7 +252,7 @@ pub async fn a_token_finds_the_runs_that_waited_on_it(db: &dyn TestDatabase) {
     for (i, on) in [&token, &other, &token].into_iter().enumerate() {
         create_run(&*store, &run(&ids, &env, "t", at(1 + i as i64))).await;
         let held = claim_one(&*store, &env, &me, "t", at(10)).await.run;
-        assert!(matches!(wait(&*store, &held, 0, &on.id, at(11)).await, WriteOutcome::Suspended(_)));
+        assert!(matches!(wait(&*store, &held, 0, &on.id, at(11)).await, JournalOutcome::Suspended(_)));
         runs.push(held.id);
     }
     let found: Vec<_> = store.waitpoint_waiters(&token.id, 10).await.unwrap().into_iter().map(|r| r.id).collect();

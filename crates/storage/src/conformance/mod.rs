@@ -13,7 +13,10 @@ use waitpoint_types::{
     WaitpointKind, WaitpointState, WaitpointStatus,
 };
 
-use crate::{Cursor, Finish, ListQuery, Resumed, StorageError, Store, Window, WriteOp, WriteOutcome};
+use crate::{
+    CreateOutcome, Cursor, Finish, FinishOutcome, Finishing, ListQuery, Resumed, StorageError, Store, Window, WriteOp,
+    WriteOutcome,
+};
 
 mod dashboard;
 mod runs;
@@ -129,30 +132,27 @@ pub fn waitpoint(ids: &IdGenerator, env: &Environment, created_at: Timestamp) ->
 }
 
 /// A completion at `at(at_ms)` with `output` (JSON text), by secret key.
-pub fn completed(at_ms: i64, output: &str) -> WaitpointState {
-    WaitpointState::Completed {
-        at: at(at_ms),
-        via: CompletedVia::SecretKey,
-        output: Some(Output::from_json_text(output)),
-    }
+pub fn completed(at_ms: i64, output: &str) -> Finishing {
+    Finishing::Complete { at: at(at_ms), via: CompletedVia::SecretKey, output: Some(Output::from_json_text(output)) }
 }
 
-pub(crate) async fn write_one(store: &dyn Store, op: WriteOp) -> WriteOutcome {
+/// Applies `op` alone and returns its outcome, of the family `T` the operation belongs to.
+pub(crate) async fn write_one<T: TryFrom<WriteOutcome, Error = WriteOutcome>>(store: &dyn Store, op: WriteOp) -> T {
     let mut outcomes = store.write_batch(vec![op]).await.expect("write_batch failed");
     assert_eq!(outcomes.len(), 1, "one outcome per operation");
-    outcomes.remove(0)
+    T::try_from(outcomes.remove(0)).unwrap_or_else(|other| panic!("an outcome of another operation: {other:?}"))
 }
 
 pub(crate) async fn create(store: &dyn Store, w: &Waitpoint) -> Waitpoint {
     match write_one(store, WriteOp::Create(w.clone())).await {
-        WriteOutcome::Created(created) => created,
+        CreateOutcome::Created(created) => created,
         other => panic!("expected Created, got {other:?}"),
     }
 }
 
-pub(crate) async fn finish(store: &dyn Store, id: &WaitpointId, state: WaitpointState) -> WriteOutcome {
-    write_one(store, WriteOp::Finish(Finish { id: id.clone(), environment_id: None, state, workers_alive_since: None }))
-        .await
+pub(crate) async fn finish(store: &dyn Store, id: &WaitpointId, finishing: Finishing) -> FinishOutcome {
+    let finish = Finish { id: id.clone(), environment_id: None, finishing, workers_alive_since: None };
+    write_one(store, WriteOp::Finish(finish)).await
 }
 
 pub(crate) async fn new_env(store: &dyn Store, ids: &IdGenerator, name: &str) -> Environment {
@@ -245,11 +245,12 @@ pub async fn created_waitpoints_read_back_unchanged(db: &dyn TestDatabase) {
     for (i, output) in outputs.into_iter().enumerate() {
         let w = waitpoint(&ids, &env, at(2));
         create(&*store, &w).await;
-        let state = WaitpointState::Completed { at: at(10 + i as i64), via: CompletedVia::ALL[i], output };
-        let WriteOutcome::Finished(done, _) = finish(&*store, &w.id, state.clone()).await else {
+        let (when, via) = (at(10 + i as i64), CompletedVia::ALL[i]);
+        let finishing = Finishing::Complete { at: when, via, output: output.clone() };
+        let FinishOutcome::Finished(done, _) = finish(&*store, &w.id, finishing).await else {
             panic!("completion not applied");
         };
-        assert_eq!(done.state, state);
+        assert_eq!(done.state, WaitpointState::Completed { at: when, via, output });
         assert_eq!(store.waitpoint_get(&w.id).await.unwrap(), done);
     }
 }
@@ -259,11 +260,8 @@ pub async fn unknown_waitpoints_are_not_found(db: &dyn TestDatabase) {
     let store = db.open().await;
     let unknown = WaitpointId::parse("waitpoint_cunknown").unwrap();
     assert!(matches!(store.waitpoint_get(&unknown).await, Err(StorageError::NotFound)));
-    assert_eq!(finish(&*store, &unknown, completed(0, "1")).await, WriteOutcome::NotFound);
-    assert_eq!(
-        finish(&*store, &unknown, WaitpointState::TimedOut { at: at(0), via: None }).await,
-        WriteOutcome::NotFound
-    );
+    assert_eq!(finish(&*store, &unknown, completed(0, "1")).await, FinishOutcome::NotFound);
+    assert_eq!(finish(&*store, &unknown, Finishing::Deadline { at: at(0) }).await, FinishOutcome::NotFound);
 }
 
 /// While its key is active, creating with the same key returns the first waitpoint, whatever
@@ -283,21 +281,27 @@ pub async fn active_idempotency_key_returns_the_existing_waitpoint(db: &dyn Test
     again.idempotency_key = Some("approve-42".into());
     again.idempotency_key_expires_at = Some(at(120_000));
     again.tags = vec!["second".into()];
-    assert_eq!(write_one(&*store, WriteOp::Create(again.clone())).await, WriteOutcome::Existing(first.clone()));
+    assert_eq!(
+        write_one::<CreateOutcome>(&*store, WriteOp::Create(again.clone())).await,
+        CreateOutcome::Existing(first.clone())
+    );
     assert!(matches!(store.waitpoint_get(&again.id).await, Err(StorageError::NotFound)));
 
-    let WriteOutcome::Finished(done, _) = finish(&*store, &first.id, completed(100, r#"{"ok":true}"#)).await else {
+    let FinishOutcome::Finished(done, _) = finish(&*store, &first.id, completed(100, r#"{"ok":true}"#)).await else {
         panic!("completion not applied");
     };
     again.id = ids.waitpoint(at(200));
-    assert_eq!(write_one(&*store, WriteOp::Create(again)).await, WriteOutcome::Existing(done));
+    assert_eq!(write_one::<CreateOutcome>(&*store, WriteOp::Create(again)).await, CreateOutcome::Existing(done));
 
     let mut forever = waitpoint(&ids, &env, at(0));
     forever.idempotency_key = Some("no-expiry".into());
     create(&*store, &forever).await;
     let mut much_later = waitpoint(&ids, &env, at(86_400_000 * 365));
     much_later.idempotency_key = Some("no-expiry".into());
-    assert_eq!(write_one(&*store, WriteOp::Create(much_later)).await, WriteOutcome::Existing(forever));
+    assert_eq!(
+        write_one::<CreateOutcome>(&*store, WriteOp::Create(much_later)).await,
+        CreateOutcome::Existing(forever)
+    );
 }
 
 /// After its key expires, a create with the same key deactivates the old waitpoint's key and
@@ -324,7 +328,7 @@ pub async fn expired_idempotency_key_is_deactivated_and_replaced(db: &dyn TestDa
 
     let mut third = waitpoint(&ids, &env, at(1_500));
     third.idempotency_key = Some("k".into());
-    assert_eq!(write_one(&*store, WriteOp::Create(third)).await, WriteOutcome::Existing(new.clone()));
+    assert_eq!(write_one::<CreateOutcome>(&*store, WriteOp::Create(third)).await, CreateOutcome::Existing(new.clone()));
 
     let mut q = query(&env);
     q.idempotency_key = Some("k".into());
@@ -353,14 +357,14 @@ pub async fn first_completion_wins(db: &dyn TestDatabase) {
     w.timeout_at = Some(at(1_000));
     create(&*store, &w).await;
 
-    let WriteOutcome::Finished(done, _) = finish(&*store, &w.id, completed(10, r#""first""#)).await else {
+    let FinishOutcome::Finished(done, _) = finish(&*store, &w.id, completed(10, r#""first""#)).await else {
         panic!("first completion not applied");
     };
     assert_eq!(done.status(), WaitpointStatus::Completed);
-    assert_eq!(finish(&*store, &w.id, completed(20, r#""second""#)).await, WriteOutcome::Unchanged(done.clone()));
+    assert_eq!(finish(&*store, &w.id, completed(20, r#""second""#)).await, FinishOutcome::Unchanged(done.clone()));
     assert_eq!(
-        finish(&*store, &w.id, WaitpointState::TimedOut { at: at(5_000), via: None }).await,
-        WriteOutcome::Unchanged(done.clone())
+        finish(&*store, &w.id, Finishing::Deadline { at: at(5_000) }).await,
+        FinishOutcome::Unchanged(done.clone())
     );
     assert_eq!(store.waitpoint_get(&w.id).await.unwrap(), done);
 }
@@ -376,25 +380,21 @@ pub async fn timeout_applies_only_when_due_and_only_once(db: &dyn TestDatabase) 
     let no_deadline = waitpoint(&ids, &env, at(0));
     create(&*store, &no_deadline).await;
 
+    assert_eq!(finish(&*store, &w.id, Finishing::Deadline { at: at(999) }).await, FinishOutcome::Unchanged(w.clone()));
     assert_eq!(
-        finish(&*store, &w.id, WaitpointState::TimedOut { at: at(999), via: None }).await,
-        WriteOutcome::Unchanged(w.clone())
+        finish(&*store, &no_deadline.id, Finishing::Deadline { at: at(999_999) }).await,
+        FinishOutcome::Unchanged(no_deadline.clone())
     );
-    assert_eq!(
-        finish(&*store, &no_deadline.id, WaitpointState::TimedOut { at: at(999_999), via: None }).await,
-        WriteOutcome::Unchanged(no_deadline.clone())
-    );
-    let WriteOutcome::Finished(timed_out, _) =
-        finish(&*store, &w.id, WaitpointState::TimedOut { at: at(1_000), via: None }).await
+    let FinishOutcome::Finished(timed_out, _) = finish(&*store, &w.id, Finishing::Deadline { at: at(1_000) }).await
     else {
         panic!("due timeout not applied");
     };
     assert_eq!(timed_out.state, WaitpointState::TimedOut { at: at(1_000), via: None });
     assert_eq!(
-        finish(&*store, &w.id, WaitpointState::TimedOut { at: at(2_000), via: None }).await,
-        WriteOutcome::Unchanged(timed_out.clone())
+        finish(&*store, &w.id, Finishing::Deadline { at: at(2_000) }).await,
+        FinishOutcome::Unchanged(timed_out.clone())
     );
-    assert_eq!(finish(&*store, &w.id, completed(3_000, "1")).await, WriteOutcome::Unchanged(timed_out));
+    assert_eq!(finish(&*store, &w.id, completed(3_000, "1")).await, FinishOutcome::Unchanged(timed_out));
 }
 
 /// A completion that names an environment cannot touch another environment's waitpoint.
@@ -409,18 +409,18 @@ pub async fn completion_from_another_environment_is_not_found(db: &dyn TestDatab
     let foreign = Finish {
         id: w.id.clone(),
         environment_id: Some(prod.id.clone()),
-        state: completed(1, "1"),
+        finishing: completed(1, "1"),
         workers_alive_since: None,
     };
-    assert_eq!(write_one(&*store, WriteOp::Finish(foreign)).await, WriteOutcome::NotFound);
+    assert_eq!(write_one::<FinishOutcome>(&*store, WriteOp::Finish(foreign)).await, FinishOutcome::NotFound);
     assert_eq!(store.waitpoint_get(&w.id).await.unwrap(), w);
     let own = Finish {
         id: w.id.clone(),
         environment_id: Some(dev.id.clone()),
-        state: completed(1, "1"),
+        finishing: completed(1, "1"),
         workers_alive_since: None,
     };
-    assert!(matches!(write_one(&*store, WriteOp::Finish(own)).await, WriteOutcome::Finished(_, _)));
+    assert!(matches!(write_one(&*store, WriteOp::Finish(own)).await, FinishOutcome::Finished(_, _)));
 }
 
 /// Operations in one batch apply in order and see each other; outcomes come back in order.
@@ -442,36 +442,40 @@ pub async fn a_batch_sees_its_own_writes(db: &dyn TestDatabase) {
             WriteOp::Finish(Finish {
                 id: unknown,
                 environment_id: None,
-                state: completed(3, "0"),
+                finishing: completed(3, "0"),
                 workers_alive_since: None,
             }),
             WriteOp::Create(c.clone()),
             WriteOp::Finish(Finish {
                 id: a.id.clone(),
                 environment_id: None,
-                state: completed(4, "1"),
+                finishing: completed(4, "1"),
                 workers_alive_since: None,
             }),
             WriteOp::Finish(Finish {
                 id: a.id.clone(),
                 environment_id: None,
-                state: completed(5, "2"),
+                finishing: completed(5, "2"),
                 workers_alive_since: None,
             }),
         ])
         .await
         .unwrap();
     let mut done_a = a.clone();
-    done_a.state = completed(4, "1");
+    done_a.state = WaitpointState::Completed {
+        at: at(4),
+        via: CompletedVia::SecretKey,
+        output: Some(Output::from_json_text("1")),
+    };
     assert_eq!(
         outcomes,
         [
-            WriteOutcome::Created(a.clone()),
-            WriteOutcome::Existing(a),
-            WriteOutcome::NotFound,
-            WriteOutcome::Created(c),
-            WriteOutcome::Finished(done_a.clone(), Resumed::default()),
-            WriteOutcome::Unchanged(done_a),
+            WriteOutcome::Create(CreateOutcome::Created(a.clone())),
+            WriteOutcome::Create(CreateOutcome::Existing(a)),
+            WriteOutcome::Finish(FinishOutcome::NotFound),
+            WriteOutcome::Create(CreateOutcome::Created(c)),
+            WriteOutcome::Finish(FinishOutcome::Finished(done_a.clone(), Resumed::default())),
+            WriteOutcome::Finish(FinishOutcome::Unchanged(done_a)),
         ]
     );
     assert!(store.write_batch(Vec::new()).await.unwrap().is_empty());
@@ -518,7 +522,7 @@ pub async fn list_filters_by_status(db: &dyn TestDatabase) {
         create(&*store, w).await;
     }
     finish(&*store, &done.id, completed(5, "1")).await;
-    finish(&*store, &late.id, WaitpointState::TimedOut { at: at(10), via: None }).await;
+    finish(&*store, &late.id, Finishing::Deadline { at: at(10) }).await;
 
     use WaitpointStatus::*;
     let cases: [(&[WaitpointStatus], Vec<&WaitpointId>); 7] = [
@@ -672,7 +676,7 @@ pub async fn timeouts_are_found_in_deadline_order(db: &dyn TestDatabase) {
     assert_eq!(store.waitpoint_timeouts_due(at(5_000), 2).await.unwrap(), [deadlines[3].clone(), deadlines[2].clone()]);
 
     for id in store.waitpoint_timeouts_due(at(5_000), 10).await.unwrap() {
-        finish(&*store, &id, WaitpointState::TimedOut { at: at(5_000), via: None }).await;
+        finish(&*store, &id, Finishing::Deadline { at: at(5_000) }).await;
     }
     assert_eq!(store.waitpoint_timeouts_next().await.unwrap(), Some(at(9_000)));
 }
@@ -690,7 +694,8 @@ pub async fn writes_survive_reopening(db: &dyn TestDatabase) {
         let other = waitpoint(&ids, &env, at(1));
         create(&*store, &waiting).await;
         create(&*store, &other).await;
-        let WriteOutcome::Finished(done, _) = finish(&*store, &other.id, completed(2, r#"{"kept":true}"#)).await else {
+        let FinishOutcome::Finished(done, _) = finish(&*store, &other.id, completed(2, r#"{"kept":true}"#)).await
+        else {
             panic!("completion not applied");
         };
         (env, waiting, done)

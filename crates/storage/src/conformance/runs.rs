@@ -10,8 +10,9 @@ use waitpoint_types::{
 
 use super::{TestDatabase, at, completed, create, finish, new_env, waitpoint, write_one};
 use crate::{
-    Claim, Cursor, Finish, RunClaim, RunCreateToken, RunFinish, RunListQuery, RunOutcome, RunRecord, RunWait,
-    RunsRelease, Store, Window, WorkerSeen, WriteOp, WriteOutcome,
+    Claim, ClaimOutcome, Cursor, Finish, FinishOutcome, Finishing, JournalOutcome, LeaseRefusal, RunClaim,
+    RunCreateOutcome, RunCreateToken, RunEndOutcome, RunFinish, RunListQuery, RunOutcome, RunRecord, RunWait,
+    RunsRelease, Store, Window, WorkerOutcome, WorkerSeen, WriteOp, WriteOutcome,
 };
 
 const STICKY: Duration = Duration::from_secs(2);
@@ -39,7 +40,7 @@ pub(crate) fn run(ids: &IdGenerator, env: &Environment, task: &str, created_at: 
 
 pub(crate) async fn create_run(store: &dyn Store, new: &Run) -> Run {
     match write_one(store, WriteOp::RunCreate(new.clone())).await {
-        WriteOutcome::RunCreated(created) => created,
+        RunCreateOutcome::Created(created) => created,
         other => panic!("expected RunCreated, got {other:?}"),
     }
 }
@@ -55,7 +56,7 @@ async fn seen(store: &dyn Store, env: &Environment, worker: &WorkerId, when: Tim
         at: when,
         tasks: vec!["t".into()],
     });
-    assert_eq!(write_one(store, op).await, WriteOutcome::Done);
+    assert_eq!(write_one::<WorkerOutcome>(store, op).await, WorkerOutcome::Done);
 }
 
 async fn claim(
@@ -97,7 +98,7 @@ async fn claim_holding(
         }
     };
     match write_one(store, claim_op(env, worker, tasks, now, holding, None)).await {
-        WriteOutcome::Claimed { claims, .. } => claims,
+        ClaimOutcome::Claimed { claims, .. } => claims,
         other => panic!("expected Claimed, got {other:?}"),
     }
 }
@@ -140,7 +141,7 @@ fn entry(seq: u32, kind: JournalKind, name: &str, result: Option<&str>) -> Journ
     JournalEntry { seq, kind, name: name.to_owned(), result: result.map(str::to_owned) }
 }
 
-async fn record(store: &dyn Store, run: &Run, entry: JournalEntry) -> WriteOutcome {
+async fn record(store: &dyn Store, run: &Run, entry: JournalEntry) -> JournalOutcome {
     write_one(
         store,
         WriteOp::RunRecord(RunRecord {
@@ -159,7 +160,7 @@ pub(crate) async fn wait(
     seq: u32,
     waitpoint: &waitpoint_types::WaitpointId,
     now: Timestamp,
-) -> WriteOutcome {
+) -> JournalOutcome {
     let op = RunWait {
         run: run.id.clone(),
         environment_id: run.environment_id.clone(),
@@ -174,7 +175,7 @@ pub(crate) async fn wait(
     write_one(store, WriteOp::RunWait(op)).await
 }
 
-async fn end(store: &dyn Store, run: &Run, outcome: RunOutcome, when: Timestamp) -> WriteOutcome {
+async fn end(store: &dyn Store, run: &Run, outcome: RunOutcome, when: Timestamp) -> RunEndOutcome {
     write_one(
         store,
         WriteOp::RunFinish(RunFinish {
@@ -209,7 +210,10 @@ pub async fn runs_are_created_read_back_and_honour_idempotency_keys(db: &dyn Tes
 
     let mut again = run(&ids, &env, "email", at(1_000));
     again.idempotency_key = Some("k".into());
-    assert_eq!(write_one(&*store, WriteOp::RunCreate(again.clone())).await, WriteOutcome::RunExisting(first.clone()));
+    assert_eq!(
+        write_one::<RunCreateOutcome>(&*store, WriteOp::RunCreate(again.clone())).await,
+        RunCreateOutcome::Existing(first.clone())
+    );
     let mut other_task = run(&ids, &env, "sms", at(1_000));
     other_task.idempotency_key = Some("k".into());
     create_run(&*store, &other_task).await;
@@ -269,26 +273,36 @@ pub async fn the_journal_records_in_order_and_only_once(db: &dyn TestDatabase) {
     let held = claim_one(&*store, &env, &me, "t", at(1)).await.run;
 
     let first = entry(0, JournalKind::Step, "charge card", Some(r#"{"charged":true}"#));
-    assert_eq!(record(&*store, &held, first.clone()).await, WriteOutcome::Recorded(first.clone()));
+    assert_eq!(record(&*store, &held, first.clone()).await, JournalOutcome::Recorded(first.clone()));
     let retried = entry(0, JournalKind::Step, "charge card", Some(r#"{"charged":"twice?"}"#));
-    assert_eq!(record(&*store, &held, retried).await, WriteOutcome::Recorded(first.clone()), "the first result stays");
+    assert_eq!(
+        record(&*store, &held, retried).await,
+        JournalOutcome::Recorded(first.clone()),
+        "the first result stays"
+    );
     let other = entry(0, JournalKind::Step, "refund", Some("null"));
-    assert_eq!(record(&*store, &held, other).await, WriteOutcome::Diverged(first.clone()));
+    assert_eq!(record(&*store, &held, other).await, JournalOutcome::Diverged(first.clone()));
     let other_kind = entry(0, JournalKind::CompleteToken, "charge card", Some("null"));
-    assert_eq!(record(&*store, &held, other_kind).await, WriteOutcome::Diverged(first.clone()));
-    assert_eq!(record(&*store, &held, entry(2, JournalKind::Step, "x", Some("1"))).await, WriteOutcome::OutOfOrder(1));
+    assert_eq!(record(&*store, &held, other_kind).await, JournalOutcome::Diverged(first.clone()));
+    assert_eq!(
+        record(&*store, &held, entry(2, JournalKind::Step, "x", Some("1"))).await,
+        JournalOutcome::OutOfOrder(1)
+    );
     let second = entry(1, JournalKind::Step, "send mail", Some("\"sent\""));
-    assert_eq!(record(&*store, &held, second.clone()).await, WriteOutcome::Recorded(second.clone()));
+    assert_eq!(record(&*store, &held, second.clone()).await, JournalOutcome::Recorded(second.clone()));
     assert_eq!(store.run_journal(&held.id).await.unwrap(), [first, second]);
 
     let mut stale = held.clone();
     stale.epoch -= 1;
     let refused = record(&*store, &stale, entry(2, JournalKind::Step, "y", Some("1"))).await;
-    assert_eq!(refused, WriteOutcome::Stale(held.clone()));
+    assert_eq!(refused, JournalOutcome::Refused(LeaseRefusal::Stale(Box::new(held.clone()))));
     assert!(matches!(store.run_journal(&ids.run(at(0))).await, Err(crate::StorageError::NotFound)));
     let mut foreign = held.clone();
     foreign.environment_id = new_env(&*store, &ids, "prod").await.id;
-    assert_eq!(record(&*store, &foreign, entry(2, JournalKind::Step, "y", Some("1"))).await, WriteOutcome::NotFound);
+    assert_eq!(
+        record(&*store, &foreign, entry(2, JournalKind::Step, "y", Some("1"))).await,
+        JournalOutcome::Refused(LeaseRefusal::NotFound)
+    );
 }
 
 /// Waiting on a pending waitpoint suspends the run (no worker, the waiter as sticky worker);
@@ -304,22 +318,22 @@ pub async fn a_wait_on_a_pending_waitpoint_suspends_until_it_finishes(db: &dyn T
     create_run(&*store, &run(&ids, &env, "t", at(0))).await;
     let held = claim_one(&*store, &env, &me, "t", at(1)).await.run;
 
-    let WriteOutcome::Suspended(suspended) = wait(&*store, &held, 0, &token.id, at(2)).await else {
+    let JournalOutcome::Suspended(suspended) = wait(&*store, &held, 0, &token.id, at(2)).await else {
         panic!("the run did not suspend");
     };
     assert_eq!(suspended.state, RunState::Waiting { waitpoint: token.id.clone(), seq: 0 });
     assert_eq!(suspended.sticky_worker.as_ref(), Some(&me));
     assert_eq!(suspended.status(at(2)), RunStatus::Waiting);
-    assert_eq!(get(&*store, &held.id).await, suspended);
+    assert_eq!(get(&*store, &held.id).await, *suspended);
     let pending = entry(0, JournalKind::WaitToken, &token.id.public(), None);
     assert_eq!(store.run_journal(&held.id).await.unwrap(), [pending]);
     assert!(claim(&*store, &env, &me, &[("t", 5)], at(3)).await.is_empty(), "a waiting run is not claimable");
     assert!(matches!(
         record(&*store, &held, entry(1, JournalKind::Step, "s", Some("1"))).await,
-        WriteOutcome::Stale(_)
+        JournalOutcome::Refused(LeaseRefusal::Stale(_))
     ));
 
-    let WriteOutcome::Finished(_, resumed) = finish(&*store, &token.id, completed(10, r#"{"approved":true}"#)).await
+    let FinishOutcome::Finished(_, resumed) = finish(&*store, &token.id, completed(10, r#"{"approved":true}"#)).await
     else {
         panic!("the token did not finish");
     };
@@ -333,7 +347,7 @@ pub async fn a_wait_on_a_pending_waitpoint_suspends_until_it_finishes(db: &dyn T
     assert_eq!((resumed_claim.resumed, resumed_claim.journal_length), (Some(done), 1));
     assert_eq!((resumed_claim.run.epoch, resumed_claim.run.attempt), (2, 1));
     let replayed = wait(&*store, &resumed_claim.run, 0, &token.id, at(12)).await;
-    assert!(matches!(replayed, WriteOutcome::Recorded(ref e) if e.result.as_deref() == Some(result)));
+    assert!(matches!(replayed, JournalOutcome::Recorded(ref e) if e.result.as_deref() == Some(result)));
 }
 
 /// A waitpoint that finished before the run waits gives its result at once; the run goes on.
@@ -345,10 +359,10 @@ pub async fn a_wait_on_a_finished_waitpoint_records_its_result_at_once(db: &dyn 
     let mut token = waitpoint(&ids, &env, at(0));
     token.timeout_at = Some(at(5));
     create(&*store, &token).await;
-    finish(&*store, &token.id, WaitpointState::TimedOut { at: at(5), via: None }).await;
+    finish(&*store, &token.id, Finishing::Deadline { at: at(5) }).await;
     create_run(&*store, &run(&ids, &env, "t", at(0))).await;
     let held = claim_one(&*store, &env, &me, "t", at(6)).await.run;
-    let WriteOutcome::Recorded(recorded) = wait(&*store, &held, 0, &token.id, at(7)).await else {
+    let JournalOutcome::Recorded(recorded) = wait(&*store, &held, 0, &token.id, at(7)).await else {
         panic!("the finished wait was not recorded");
     };
     let result: serde_json::Value = serde_json::from_str(recorded.result.as_deref().unwrap()).unwrap();
@@ -357,7 +371,7 @@ pub async fn a_wait_on_a_finished_waitpoint_records_its_result_at_once(db: &dyn 
     assert!(matches!(get(&*store, &held.id).await.state, RunState::Executing { .. }));
     let foreign_env = new_env(&*store, &ids, "prod").await;
     let foreign = create(&*store, &waitpoint(&ids, &foreign_env, at(0))).await;
-    assert_eq!(wait(&*store, &held, 1, &foreign.id, at(8)).await, WriteOutcome::NotFound);
+    assert_eq!(wait(&*store, &held, 1, &foreign.id, at(8)).await, JournalOutcome::WaitpointNotFound);
 }
 
 /// One waitpoint releases every run waiting on it, exactly once.
@@ -372,17 +386,17 @@ pub async fn one_waitpoint_resumes_every_run_waiting_on_it_once(db: &dyn TestDat
         create_run(&*store, &run(&ids, &env, "t", at(i))).await;
     }
     for claimed in claim(&*store, &env, &me, &[("t", 3)], at(5)).await {
-        assert!(matches!(wait(&*store, &claimed.run, 0, &token.id, at(6)).await, WriteOutcome::Suspended(_)));
+        assert!(matches!(wait(&*store, &claimed.run, 0, &token.id, at(6)).await, JournalOutcome::Suspended(_)));
         waiting.push(claimed.run.id);
     }
-    let WriteOutcome::Finished(_, resumed) = finish(&*store, &token.id, completed(7, "\"go\"")).await else {
+    let FinishOutcome::Finished(_, resumed) = finish(&*store, &token.id, completed(7, "\"go\"")).await else {
         panic!("the token did not finish");
     };
     let mut resumed = resumed.queued;
     resumed.sort();
     waiting.sort();
     assert_eq!(resumed, waiting);
-    assert!(matches!(finish(&*store, &token.id, completed(8, "\"again\"")).await, WriteOutcome::Unchanged(_)));
+    assert!(matches!(finish(&*store, &token.id, completed(8, "\"again\"")).await, FinishOutcome::Unchanged(_)));
     for id in &waiting {
         let journal = store.run_journal(id).await.unwrap();
         assert_eq!(journal[0].result.as_deref(), Some(r#"{"ok":true,"output":"go"}"#));
@@ -409,15 +423,16 @@ pub async fn a_resumed_run_goes_straight_to_its_live_worker(db: &dyn TestDatabas
         held.push(claimed);
     }
     let finish_with = |token: &waitpoint_types::WaitpointId, since: i64| {
-        let state = completed(20, r#""yes""#);
         WriteOp::Finish(crate::Finish {
             id: token.clone(),
             environment_id: None,
-            state,
+            finishing: completed(20, r#""yes""#),
             workers_alive_since: Some(at(since)),
         })
     };
-    let WriteOutcome::Finished(_, resumed) = write_one(&*store, finish_with(&tokens[0].id, 10)).await else { panic!() };
+    let FinishOutcome::Finished(_, resumed) = write_one(&*store, finish_with(&tokens[0].id, 10)).await else {
+        panic!()
+    };
     assert!(resumed.queued.is_empty());
     let [handed] = resumed.handed.as_slice() else { panic!("expected one hand-off: {resumed:?}") };
     assert_eq!(handed.run.state, RunState::Executing { worker: me.clone() });
@@ -429,8 +444,10 @@ pub async fn a_resumed_run_goes_straight_to_its_live_worker(db: &dyn TestDatabas
     // A worker that left, or was last seen before `workers_alive_since`, gets nothing: the run
     // is queued.
     let left = WriteOp::WorkerLeft { environment_id: env.id.clone(), worker: me.clone(), session: None };
-    assert_eq!(write_one(&*store, left).await, WriteOutcome::Done);
-    let WriteOutcome::Finished(_, resumed) = write_one(&*store, finish_with(&tokens[1].id, 10)).await else { panic!() };
+    assert_eq!(write_one::<WorkerOutcome>(&*store, left).await, WorkerOutcome::Done);
+    let FinishOutcome::Finished(_, resumed) = write_one(&*store, finish_with(&tokens[1].id, 10)).await else {
+        panic!()
+    };
     assert_eq!(resumed.queued, std::slice::from_ref(&held[1].id));
     assert!(resumed.handed.is_empty());
 }
@@ -478,13 +495,13 @@ pub async fn datetime_waits_complete_at_their_deadline(db: &dyn TestDatabase) {
     create_run(&*store, &run(&ids, &env, "t", at(0))).await;
     let held = claim_one(&*store, &env, &me, "t", at(1)).await.run;
     let (datetime, op) = datetime_wait(&ids, &env, &held, "for 60s", at(1), at(60_000));
-    assert!(matches!(write_one(&*store, WriteOp::RunWait(op)).await, WriteOutcome::Suspended(_)));
+    assert!(matches!(write_one(&*store, WriteOp::RunWait(op)).await, JournalOutcome::Suspended(_)));
     assert_eq!(store.waitpoint_get(&datetime.id).await.unwrap(), datetime);
     assert_eq!(store.waitpoint_timeouts_next().await.unwrap(), Some(at(60_000)));
     assert!(super::list_ids(&*store, &super::query(&env)).await.is_empty(), "not a token");
 
-    let WriteOutcome::Finished(done, resumed) =
-        finish(&*store, &datetime.id, WaitpointState::TimedOut { at: at(60_001), via: None }).await
+    let FinishOutcome::Finished(done, resumed) =
+        finish(&*store, &datetime.id, Finishing::Deadline { at: at(60_001) }).await
     else {
         panic!("the datetime waitpoint did not finish");
     };
@@ -498,7 +515,7 @@ pub async fn datetime_waits_complete_at_their_deadline(db: &dyn TestDatabase) {
     // datetime wait at that position is the one recorded, whatever instant it names now.
     let replaying = claim_one(&*store, &env, &me, "t", at(60_002)).await.run;
     let (later, op) = datetime_wait(&ids, &env, &replaying, "until 1970-01-01T00:02:00.002Z", at(60_002), at(120_002));
-    assert_eq!(write_one(&*store, WriteOp::RunWait(op)).await, WriteOutcome::Recorded(recorded));
+    assert_eq!(write_one::<JournalOutcome>(&*store, WriteOp::RunWait(op)).await, JournalOutcome::Recorded(recorded));
     assert!(store.waitpoint_get(&later.id).await.is_err(), "no second datetime waitpoint is made");
     let step = RunRecord {
         run: replaying.id.clone(),
@@ -507,7 +524,7 @@ pub async fn datetime_waits_complete_at_their_deadline(db: &dyn TestDatabase) {
         entry: entry(0, JournalKind::Step, "for 60s", Some("1")),
     };
     assert!(
-        matches!(write_one(&*store, WriteOp::RunRecord(step)).await, WriteOutcome::Diverged(_)),
+        matches!(write_one(&*store, WriteOp::RunRecord(step)).await, JournalOutcome::Diverged(_)),
         "kinds still count"
     );
 }
@@ -556,13 +573,13 @@ pub async fn a_token_created_by_a_run_is_created_once(db: &dyn TestDatabase) {
         seq: 0,
         waitpoint,
     };
-    let WriteOutcome::Recorded(first) = write_one(&*store, WriteOp::RunCreateToken(op(token.clone()))).await else {
+    let JournalOutcome::Recorded(first) = write_one(&*store, WriteOp::RunCreateToken(op(token.clone()))).await else {
         panic!("the token was not recorded");
     };
     let result = format!(r#"{{"id":"{}","isCached":false}}"#, token.id);
     assert_eq!(first, entry(0, JournalKind::CreateToken, "", Some(&result)));
-    let again = write_one(&*store, WriteOp::RunCreateToken(op(waitpoint(&ids, &env, at(3))))).await;
-    assert_eq!(again, WriteOutcome::Recorded(first));
+    let again: JournalOutcome = write_one(&*store, WriteOp::RunCreateToken(op(waitpoint(&ids, &env, at(3))))).await;
+    assert_eq!(again, JournalOutcome::Recorded(first));
     assert_eq!(super::list_ids(&*store, &super::query(&env)).await, [token.id]);
 }
 
@@ -580,28 +597,30 @@ pub async fn failed_attempts_retry_until_attempts_run_out(db: &dyn TestDatabase)
     let failed = || RunOutcome::Failed { error: error.clone(), retry_at: Some(at(5_000)) };
 
     let first = claim_one(&*store, &env, &me, "t", at(1)).await.run;
-    let WriteOutcome::RunFinished(retrying) = end(&*store, &first, failed(), at(2)).await else { panic!("no retry") };
+    let RunEndOutcome::Ended(retrying) = end(&*store, &first, failed(), at(2)).await else { panic!("no retry") };
     assert_eq!((retrying.state.clone(), retrying.attempt), (RunState::Queued { available_at: at(5_000) }, 2));
     assert_eq!(retrying.status(at(3)), RunStatus::Delayed);
     assert!(claim(&*store, &env, &me, &[("t", 1)], at(4_999)).await.is_empty());
     let second = claim_one(&*store, &env, &me, "t", at(5_000)).await.run;
     assert_eq!((second.attempt, second.epoch), (2, 2));
-    assert_eq!(end(&*store, &first, failed(), at(5_001)).await, WriteOutcome::Stale(second.clone()), "an old epoch");
-    let WriteOutcome::RunFinished(dead) = end(&*store, &second, failed(), at(5_002)).await else {
-        panic!("no failure")
-    };
+    assert_eq!(
+        end(&*store, &first, failed(), at(5_001)).await,
+        RunEndOutcome::Refused(LeaseRefusal::Stale(Box::new(second.clone()))),
+        "an old epoch"
+    );
+    let RunEndOutcome::Ended(dead) = end(&*store, &second, failed(), at(5_002)).await else { panic!("no failure") };
     assert_eq!(dead.state, RunState::Failed { at: at(5_002), error: error.clone() });
     assert_eq!(get(&*store, &dead.id).await, dead);
 
     create_run(&*store, &run(&ids, &env, "u", at(0))).await;
     let fatal = claim_one(&*store, &env, &me, "u", at(1)).await.run;
     let outcome = RunOutcome::Failed { error: RunError::new("NonDeterminism", "diverged"), retry_at: None };
-    let WriteOutcome::RunFinished(failed_now) = end(&*store, &fatal, outcome, at(2)).await else { panic!() };
+    let RunEndOutcome::Ended(failed_now) = end(&*store, &fatal, outcome, at(2)).await else { panic!() };
     assert!(matches!(failed_now.state, RunState::Failed { .. }));
 
     create_run(&*store, &run(&ids, &env, "v", at(0))).await;
     let good = claim_one(&*store, &env, &me, "v", at(1)).await.run;
-    let WriteOutcome::RunFinished(completed_run) =
+    let RunEndOutcome::Ended(completed_run) =
         end(&*store, &good, RunOutcome::Completed { output: r#"{"sum":3}"#.into() }, at(2)).await
     else {
         panic!()
@@ -631,19 +650,22 @@ pub async fn cancel_stops_a_run_that_has_not_finished(db: &dyn TestDatabase) {
     let token = create(&*store, &waitpoint(&ids, &env, at(0))).await;
     wait(&*store, &waiter, 0, &token.id, at(2)).await;
 
-    assert_eq!(write_one(&*store, cancel(&queued.id, &prod, 3)).await, WriteOutcome::NotFound);
+    assert_eq!(
+        write_one::<RunEndOutcome>(&*store, cancel(&queued.id, &prod, 3)).await,
+        RunEndOutcome::Refused(LeaseRefusal::NotFound)
+    );
     for id in [&queued.id, &executing.id, &waiter.id] {
-        let WriteOutcome::RunFinished(canceled) = write_one(&*store, cancel(id, &env, 3)).await else {
+        let RunEndOutcome::Ended(canceled) = write_one(&*store, cancel(id, &env, 3)).await else {
             panic!("not canceled");
         };
         assert_eq!(canceled.state, RunState::Canceled { at: at(3) });
-        assert_eq!(write_one(&*store, cancel(id, &env, 4)).await, WriteOutcome::RunUnchanged(canceled));
+        assert_eq!(write_one::<RunEndOutcome>(&*store, cancel(id, &env, 4)).await, RunEndOutcome::Unchanged(canceled));
     }
     assert!(matches!(
         record(&*store, &executing, entry(0, JournalKind::Step, "s", Some("1"))).await,
-        WriteOutcome::Stale(_)
+        JournalOutcome::Refused(LeaseRefusal::Stale(_))
     ));
-    let WriteOutcome::Finished(_, resumed) = finish(&*store, &token.id, completed(5, "1")).await else { panic!() };
+    let FinishOutcome::Finished(_, resumed) = finish(&*store, &token.id, completed(5, "1")).await else { panic!() };
     assert_eq!(resumed, crate::Resumed::default(), "a canceled run does not resume");
     assert!(claim(&*store, &env, &me, &[("q", 5), ("e", 5), ("w", 5)], at(6)).await.is_empty());
 }
@@ -665,16 +687,20 @@ pub async fn runs_of_stopped_workers_are_released(db: &dyn TestDatabase) {
     seen(&*store, &env, &gone, at(10)).await;
 
     let release = WriteOp::RunsRelease(RunsRelease { alive_since: at(20_000), now: at(50_001) });
-    assert_eq!(write_one(&*store, release.clone()).await, WriteOutcome::Released(vec![orphan.id.clone()]));
+    assert_eq!(write_one::<Vec<RunId>>(&*store, release.clone()).await, std::slice::from_ref(&orphan.id));
     let released = get(&*store, &orphan.id).await;
     assert_eq!(released.state, RunState::Queued { available_at: at(50_001) });
     assert_eq!(released.sticky_worker, None);
     assert!(matches!(get(&*store, &kept.id).await.state, RunState::Executing { .. }));
-    assert_eq!(write_one(&*store, release).await, WriteOutcome::Released(vec![]));
+    assert!(write_one::<Vec<RunId>>(&*store, release).await.is_empty());
     let retaken = claim_one(&*store, &env, &alive, "t", at(50_002)).await.run;
     assert_eq!((retaken.id.clone(), retaken.epoch, retaken.attempt), (orphan.id.clone(), orphan.epoch + 1, 1));
     let late = end(&*store, &orphan, RunOutcome::Completed { output: "1".into() }, at(50_003)).await;
-    assert_eq!(late, WriteOutcome::Stale(retaken), "the presumed-dead worker is fenced out");
+    assert_eq!(
+        late,
+        RunEndOutcome::Refused(LeaseRefusal::Stale(Box::new(retaken))),
+        "the presumed-dead worker is fenced out"
+    );
 }
 
 /// A worker is known by its environment and its id: the same id used with another
@@ -704,14 +730,14 @@ pub async fn a_worker_is_known_by_its_environment_and_id(db: &dyn TestDatabase) 
     // Forgetting the other environment's worker does not forget this one: a resumed run is still
     // handed to it.
     let left = WriteOp::WorkerLeft { environment_id: other_env.id.clone(), worker: shared.clone(), session: None };
-    assert_eq!(write_one(&*store, left).await, WriteOutcome::Done);
+    assert_eq!(write_one::<WorkerOutcome>(&*store, left).await, WorkerOutcome::Done);
     let finish_op = WriteOp::Finish(Finish {
         id: tokens[1].id.clone(),
         environment_id: None,
-        state: completed(21, "1"),
+        finishing: completed(21, "1"),
         workers_alive_since: Some(at(10)),
     });
-    let WriteOutcome::Finished(_, handed) = write_one(&*store, finish_op).await else { panic!("not finished") };
+    let FinishOutcome::Finished(_, handed) = write_one(&*store, finish_op).await else { panic!("not finished") };
     assert_eq!(handed.runs(), std::slice::from_ref(&resumed.id));
     assert_eq!(handed.handed[0].run.state, RunState::Executing { worker: shared.clone() });
 
@@ -719,7 +745,7 @@ pub async fn a_worker_is_known_by_its_environment_and_id(db: &dyn TestDatabase) 
     // sighting is old: its runs are released, and what it parked is free to any worker at once.
     seen(&*store, &other_env, &shared, at(50_000)).await;
     let release = WriteOp::RunsRelease(RunsRelease { alive_since: at(20_000), now: at(50_001) });
-    let WriteOutcome::Released(mut released) = write_one(&*store, release).await else { panic!("not released") };
+    let mut released: Vec<RunId> = write_one(&*store, release).await;
     released.sort();
     let mut expected = vec![executing.id.clone(), resumed.id.clone()];
     expected.sort();
@@ -738,7 +764,7 @@ async fn session_claim(
     session: Option<&str>,
     tasks: &[(&str, usize)],
     now: Timestamp,
-) -> WriteOutcome {
+) -> ClaimOutcome {
     write_one(store, claim_op(env, worker, tasks, now, Vec::new(), session)).await
 }
 
@@ -755,14 +781,14 @@ pub async fn a_newer_session_takes_the_worker_over(db: &dyn TestDatabase) {
     for i in 0..3 {
         create_run(&*store, &run(&ids, &env, "t", at(i))).await;
     }
-    let WriteOutcome::Claimed { claims, .. } = session_claim(&*store, &env, &me, Some("s1"), &[("t", 3)], at(10)).await
+    let ClaimOutcome::Claimed { claims, .. } = session_claim(&*store, &env, &me, Some("s1"), &[("t", 3)], at(10)).await
     else {
         panic!("the first session could not claim");
     };
     let (held, parked) = (claims[0].run.clone(), claims[2].run.clone());
     wait(&*store, &parked, 0, &token.id, at(11)).await;
 
-    let WriteOutcome::Claimed { claims, released } =
+    let ClaimOutcome::Claimed { claims, released } =
         session_claim(&*store, &env, &me, Some("s2"), &[("t", 5)], at(20)).await
     else {
         panic!("the newer session could not claim");
@@ -776,25 +802,25 @@ pub async fn a_newer_session_takes_the_worker_over(db: &dyn TestDatabase) {
     assert!(claims.iter().all(|c| c.run.epoch > held.epoch), "the older session is fenced out");
 
     let before = get(&*store, &held.id).await;
-    assert_eq!(session_claim(&*store, &env, &me, Some("s1"), &[("t", 5)], at(21)).await, WriteOutcome::WorkerReplaced);
+    assert_eq!(session_claim(&*store, &env, &me, Some("s1"), &[("t", 5)], at(21)).await, ClaimOutcome::WorkerReplaced);
     let left = WriteOp::WorkerLeft { environment_id: env.id.clone(), worker: me.clone(), session: Some("s1".into()) };
-    assert_eq!(write_one(&*store, left).await, WriteOutcome::WorkerReplaced);
+    assert_eq!(write_one::<WorkerOutcome>(&*store, left).await, WorkerOutcome::Replaced);
     assert_eq!(get(&*store, &held.id).await, before, "a refused session changes nothing");
 
     seen(&*store, &env, &me, at(30)).await;
     let finish_op = WriteOp::Finish(Finish {
         id: token.id.clone(),
         environment_id: None,
-        state: completed(31, "1"),
+        finishing: completed(31, "1"),
         workers_alive_since: Some(at(30)),
     });
-    let WriteOutcome::Finished(_, resumed) = write_one(&*store, finish_op).await else { panic!("not finished") };
+    let FinishOutcome::Finished(_, resumed) = write_one(&*store, finish_op).await else { panic!("not finished") };
     let handed: Vec<RunId> = resumed.handed.iter().map(|c| c.run.id.clone()).collect();
     assert_eq!(handed, std::slice::from_ref(&parked.id));
 
-    assert!(matches!(session_claim(&*store, &env, &me, None, &[], at(32)).await, WriteOutcome::Claimed { .. }));
+    assert!(matches!(session_claim(&*store, &env, &me, None, &[], at(32)).await, ClaimOutcome::Claimed { .. }));
     let left = WriteOp::WorkerLeft { environment_id: env.id.clone(), worker: me.clone(), session: Some("s2".into()) };
-    assert_eq!(write_one(&*store, left).await, WriteOutcome::Done);
+    assert_eq!(write_one::<WorkerOutcome>(&*store, left).await, WorkerOutcome::Done);
     assert_eq!(store.worker_last_seen(&env.id, &me).await.unwrap(), None, "the worker is forgotten");
 }
 
@@ -813,7 +839,7 @@ pub async fn workers_say_which_tasks_they_serve(db: &dyn TestDatabase) {
         at: at(100),
         tasks: vec!["a".into(), "b".into()],
     };
-    assert_eq!(write_one(&*store, WriteOp::WorkerSeen(op.clone())).await, WriteOutcome::Done);
+    assert_eq!(write_one::<WorkerOutcome>(&*store, WriteOp::WorkerSeen(op.clone())).await, WorkerOutcome::Done);
     assert_eq!(store.worker_last_seen(&env.id, &me).await.unwrap(), Some(at(100)));
     assert_eq!(store.worker_last_seen(&prod.id, &me).await.unwrap(), None);
     assert!(store.task_served(&env.id, "a", at(50)).await.unwrap());
@@ -822,7 +848,7 @@ pub async fn workers_say_which_tasks_they_serve(db: &dyn TestDatabase) {
     assert!(!store.task_served(&env.id, "a", at(101)).await.unwrap(), "a worker not seen since");
     assert!(!store.task_served(&prod.id, "a", at(50)).await.unwrap(), "another environment's worker");
     let later = WorkerSeen { at: at(200), tasks: vec!["c".into()], ..op };
-    write_one(&*store, WriteOp::WorkerSeen(later)).await;
+    write_one::<WorkerOutcome>(&*store, WriteOp::WorkerSeen(later)).await;
     assert!(store.task_served(&env.id, "c", at(150)).await.unwrap());
     assert!(!store.task_served(&env.id, "a", at(0)).await.unwrap(), "the worker's tasks are its latest");
     assert_eq!(store.worker_last_seen(&env.id, &me).await.unwrap(), Some(at(200)));
@@ -839,7 +865,7 @@ pub async fn claims_give_back_runs_the_worker_does_not_know_it_holds(db: &dyn Te
     }
     let claimed = claim(&*store, &env, &me, &[("t", 2)], at(5)).await;
     let (known, lost) = (claimed[0].run.clone(), claimed[1].run.clone());
-    let again = write_one(
+    let again: ClaimOutcome = write_one(
         &*store,
         WriteOp::RunClaim(RunClaim {
             environment_id: env.id.clone(),
@@ -853,7 +879,7 @@ pub async fn claims_give_back_runs_the_worker_does_not_know_it_holds(db: &dyn Te
         }),
     )
     .await;
-    assert_eq!(again, WriteOutcome::Claimed { claims: Vec::new(), released: vec![lost.id.clone()] });
+    assert_eq!(again, ClaimOutcome::Claimed { claims: Vec::new(), released: vec![lost.id.clone()] });
     assert_eq!(get(&*store, &known.id).await, known, "a run the worker knows stays");
     let released = get(&*store, &lost.id).await;
     assert_eq!(released.state, RunState::Queued { available_at: at(6) });
@@ -1011,7 +1037,7 @@ pub async fn a_batch_of_run_operations_does_what_they_do_one_at_a_time(db: &dyn 
         WriteOp::Finish(Finish {
             id: pending.id.clone(),
             environment_id: Some(env.id.clone()),
-            state: completed(4, r#"{"done":true}"#),
+            finishing: completed(4, r#"{"done":true}"#),
             workers_alive_since: Some(at(0)),
         }),
         wait_on(c, 0, &pending.id),
@@ -1028,30 +1054,57 @@ pub async fn a_batch_of_run_operations_does_what_they_do_one_at_a_time(db: &dyn 
     let outcomes = store.write_batch(ops).await.expect("write_batch failed");
     assert_eq!(outcomes.len(), 12, "one outcome per operation");
 
-    assert_eq!(outcomes[0], WriteOutcome::Recorded(entry(0, JournalKind::Step, "one", Some("1"))));
-    assert_eq!(outcomes[1], WriteOutcome::Recorded(entry(1, JournalKind::Step, "two", Some("2"))));
-    assert_eq!(outcomes[2], WriteOutcome::Diverged(entry(1, JournalKind::Step, "two", Some("2"))));
-    assert!(matches!(&outcomes[3], WriteOutcome::Stale(run) if run.id == b.id), "{:?}", outcomes[3]);
+    assert_eq!(
+        outcomes[0],
+        WriteOutcome::Journal(JournalOutcome::Recorded(entry(0, JournalKind::Step, "one", Some("1"))))
+    );
+    assert_eq!(
+        outcomes[1],
+        WriteOutcome::Journal(JournalOutcome::Recorded(entry(1, JournalKind::Step, "two", Some("2"))))
+    );
+    assert_eq!(
+        outcomes[2],
+        WriteOutcome::Journal(JournalOutcome::Diverged(entry(1, JournalKind::Step, "two", Some("2"))))
+    );
+    assert!(
+        matches!(&outcomes[3], WriteOutcome::Journal(JournalOutcome::Refused(LeaseRefusal::Stale(run))) if run.id == b.id),
+        "{:?}",
+        outcomes[3]
+    );
     let token_entry = entry(
         0,
         JournalKind::CreateToken,
         "",
         Some(&serde_json::json!({ "id": token.id.public(), "isCached": false }).to_string()),
     );
-    assert_eq!(outcomes[4], WriteOutcome::Recorded(token_entry));
-    let WriteOutcome::Suspended(suspended) = &outcomes[5] else { panic!("not suspended: {:?}", outcomes[5]) };
+    assert_eq!(outcomes[4], WriteOutcome::Journal(JournalOutcome::Recorded(token_entry)));
+    let WriteOutcome::Journal(JournalOutcome::Suspended(suspended)) = &outcomes[5] else {
+        panic!("not suspended: {:?}", outcomes[5])
+    };
     assert_eq!(suspended.state, RunState::Waiting { waitpoint: token.id.clone(), seq: 1 });
-    assert_eq!(outcomes[6], WriteOutcome::OutOfOrder(0));
-    assert!(matches!(&outcomes[7], WriteOutcome::Finished(w, _) if w.id == pending.id), "{:?}", outcomes[7]);
-    let WriteOutcome::Recorded(waited) = &outcomes[8] else { panic!("not recorded: {:?}", outcomes[8]) };
+    assert_eq!(outcomes[6], WriteOutcome::Journal(JournalOutcome::OutOfOrder(0)));
+    assert!(
+        matches!(&outcomes[7], WriteOutcome::Finish(FinishOutcome::Finished(w, _)) if w.id == pending.id),
+        "{:?}",
+        outcomes[7]
+    );
+    let WriteOutcome::Journal(JournalOutcome::Recorded(waited)) = &outcomes[8] else {
+        panic!("not recorded: {:?}", outcomes[8])
+    };
     assert!(waited.result.as_deref().is_some_and(|r| r.contains(r#""ok":true"#)), "{waited:?}");
-    let WriteOutcome::RunFinished(ended) = &outcomes[9] else { panic!("not finished: {:?}", outcomes[9]) };
+    let WriteOutcome::RunEnd(RunEndOutcome::Ended(ended)) = &outcomes[9] else {
+        panic!("not finished: {:?}", outcomes[9])
+    };
     assert!(matches!(ended.state, RunState::Completed { .. }));
-    assert!(matches!(&outcomes[10], WriteOutcome::Stale(run) if run.id == d.id), "{:?}", outcomes[10]);
-    assert_eq!(outcomes[11], WriteOutcome::RunCreated(fresh.clone()));
+    assert!(
+        matches!(&outcomes[10], WriteOutcome::Journal(JournalOutcome::Refused(LeaseRefusal::Stale(run))) if run.id == d.id),
+        "{:?}",
+        outcomes[10]
+    );
+    assert_eq!(outcomes[11], WriteOutcome::RunCreate(RunCreateOutcome::Created(fresh.clone())));
 
     assert_eq!(store.run_journal(&a.id).await.unwrap().len(), 2);
-    assert_eq!(get(&*store, &b.id).await, *suspended);
+    assert_eq!(get(&*store, &b.id).await, **suspended);
     assert_eq!(store.run_journal(&b.id).await.unwrap().len(), 2);
     assert!(matches!(store.waitpoint_get(&token.id).await.unwrap().state, WaitpointState::Waiting));
     assert_eq!(store.run_journal(&c.id).await.unwrap(), vec![waited.clone()]);
