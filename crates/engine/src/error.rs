@@ -38,17 +38,42 @@ pub enum EngineError {
     WorkerReplaced(String),
     /// Storage failed; nothing was acknowledged. Details are logged, not shown. (HTTP 500)
     #[error("storage failed: {0}")]
-    Storage(String),
+    Storage(#[source] StorageError),
+    /// Something the engine relies on did not hold: a bug, not the caller's fault. Details are
+    /// logged, not shown. (HTTP 500)
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The engine is shutting down and takes no more writes. (HTTP 503)
     #[error("waitpoint is shutting down")]
     ShuttingDown,
 }
 
+/// A storage error keeps its kind: a conflict is the engine's conflict (409), a record not
+/// found is not found (404); only a failing or unreadable database is a storage failure.
 impl From<StorageError> for EngineError {
     fn from(error: StorageError) -> Self {
-        Self::Storage(error.to_string())
+        match error {
+            StorageError::NotFound => Self::NotFound("not found".into()),
+            StorageError::Conflict(message) => Self::Conflict(message),
+            error @ (StorageError::Database(_) | StorageError::Corrupt(_)) => Self::Storage(error),
+        }
     }
 }
 
 /// Result of an engine call.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_errors_keep_their_kind() {
+        assert!(matches!(EngineError::from(StorageError::NotFound), EngineError::NotFound(_)));
+        let conflict = EngineError::from(StorageError::Conflict("key taken".into()));
+        assert!(matches!(&conflict, EngineError::Conflict(message) if message == "key taken"));
+        let corrupt = EngineError::from(StorageError::Corrupt("bad row".into()));
+        assert!(matches!(&corrupt, EngineError::Storage(StorageError::Corrupt(_))));
+        assert!(std::error::Error::source(&corrupt).is_some(), "the storage error stays the source");
+    }
+}

@@ -148,7 +148,7 @@ fn journal_error(run: &RunId, outcome: JournalOutcome) -> EngineError {
         }
         JournalOutcome::WaitpointNotFound => EngineError::NotFound("Run or waitpoint not found".into()),
         JournalOutcome::Recorded(_) | JournalOutcome::Suspended(_) => {
-            EngineError::Storage(format!("{run}: a journal call answered with an outcome it cannot have"))
+            EngineError::Internal(format!("{run}: a journal call answered with an outcome it cannot have"))
         }
     }
 }
@@ -390,7 +390,7 @@ impl Engine {
             .as_deref()
             .and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok())
             .and_then(|r| r["id"].as_str().and_then(|id| WaitpointId::parse(id).ok()))
-            .ok_or_else(|| EngineError::Storage(format!("unreadable CREATE_TOKEN entry of {run}")))?;
+            .ok_or_else(|| EngineError::Internal(format!("unreadable CREATE_TOKEN entry of {run}")))?;
         let token = match self.inner.store.waitpoint_get(&token_id).await {
             Ok(token) => token,
             Err(error) => return Err(error.into()),
@@ -487,7 +487,7 @@ impl Engine {
                     RunState::Waiting { waitpoint, seq } => {
                         JournalEntry { seq: *seq, kind, name: waitpoint_name(kind, waitpoint, wait_for), result: None }
                     }
-                    _ => return Err(EngineError::Storage(format!("{run} suspended without waiting"))),
+                    _ => return Err(EngineError::Internal(format!("{run} suspended without waiting"))),
                 };
                 Ok(WaitAnswer { entry, suspended: true })
             }

@@ -58,7 +58,7 @@ impl Writer {
         self.queue.send(Pending { op, reply }).await.map_err(|_| EngineError::ShuttingDown)?;
         let outcome = outcome.await.map_err(|_| EngineError::ShuttingDown)??;
         T::try_from(outcome).map_err(|other| {
-            EngineError::Storage(format!("storage answered with an outcome of another operation: {other:?}"))
+            EngineError::Internal(format!("storage answered with an outcome of another operation: {other:?}"))
         })
     }
 }
@@ -119,7 +119,7 @@ async fn apply(store: &dyn Store, batch: &mut Vec<Pending>) {
                     "storage answered a batch with the wrong number of outcomes"
                 );
                 for reply in replies {
-                    let _ = reply.send(Err(EngineError::Storage("inconsistent batch outcome".into())));
+                    let _ = reply.send(Err(EngineError::Internal("inconsistent batch outcome".into())));
                 }
                 return;
             }
@@ -142,11 +142,11 @@ async fn apply_one(store: &dyn Store, op: WriteOp, reply: oneshot::Sender<Result
                 outcomes = outcomes.len(),
                 "storage answered one operation with the wrong number of outcomes"
             );
-            Err(EngineError::Storage("inconsistent batch outcome".into()))
+            Err(EngineError::Internal("inconsistent batch outcome".into()))
         }
         Err(error) => {
             tracing::error!(%error, "write failed; it was not applied");
-            Err(EngineError::Storage(error.to_string()))
+            Err(error.into())
         }
     };
     let _ = reply.send(outcome);
@@ -198,7 +198,7 @@ mod tests {
             writer.write::<CreateOutcome>(WriteOp::Create(b.clone())),
         );
         assert_eq!(first.unwrap(), CreateOutcome::Created(a));
-        assert!(matches!(duplicate, Err(EngineError::Storage(_))));
+        assert!(matches!(duplicate, Err(EngineError::Conflict(_))), "{duplicate:?}");
         assert_eq!(second.unwrap(), CreateOutcome::Created(b));
     }
 }

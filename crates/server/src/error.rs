@@ -79,8 +79,12 @@ impl From<EngineError> for ApiError {
             EngineError::RunMovedOn(message) => Self::coded(StatusCode::CONFLICT, message, "run_moved_on"),
             EngineError::JournalMismatch(message) => Self::coded(StatusCode::CONFLICT, message, "journal_mismatch"),
             EngineError::WorkerReplaced(message) => Self::coded(StatusCode::CONFLICT, message, "worker_replaced"),
-            EngineError::Storage(detail) => {
-                tracing::error!(detail, "storage failure");
+            EngineError::Storage(error) => {
+                tracing::error!(%error, "storage failure");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+            }
+            EngineError::Internal(detail) => {
+                tracing::error!(detail, "internal error");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
             }
             EngineError::ShuttingDown => {

@@ -28,7 +28,7 @@ pub(crate) async fn create(
     // Key order as Trigger.dev sends it; environment ids need no escaping.
     let claims = format!(r#"{{"sub":"{}","pub":true}}"#, environment.id);
     let jwt = HeaderValue::from_str(&created.public_access_token).map_err(|_| {
-        ApiError::from(waitpoint_engine::EngineError::Storage("unprintable public access token".into()))
+        ApiError::from(waitpoint_engine::EngineError::Internal("unprintable public access token".into()))
     })?;
     let body = CreateTokenResponse {
         id: created.waitpoint.id.public(),
