@@ -4,7 +4,7 @@
 //! done from the dashboard ([`CompletedVia::Dashboard`]), like any other completion.
 
 use futures_util::future::join_all;
-use waitpoint_storage::{Cursor, Finish, Finishing, ListQuery, RunListQuery, StorageError, Window};
+use waitpoint_storage::{Cursor, Finish, Finishing, ListQuery, RunListQuery, Window};
 use waitpoint_types::id::internal_successor;
 use waitpoint_types::{
     CompletedVia, Environment, Output, Run, RunState, RunStatus, Waitpoint, WaitpointId, WaitpointKind, WaitpointStatus,
@@ -241,30 +241,35 @@ impl Engine {
         join_all(writes).await
     }
 
-    /// Skips the datetime wait (`wait.for`, `wait.until`) the run `id` of `environment` is
-    /// suspended on: the wait completes now, recorded as done from the dashboard, and the run
-    /// resumes. A run that waits on a token, or does not wait, is refused (409).
-    pub async fn skip_wait(&self, environment: &Environment, id: &str) -> Result<Waitpoint> {
-        let run = self.get_run(environment, id).await?.run;
+    /// Skips the datetime waits (`wait.for`, `wait.until`) the run `id` of `environment` is
+    /// suspended on: each one still waiting completes now, recorded as done from the dashboard,
+    /// and the run resumes if that decides its wait. Returns them as they are now. A run that
+    /// waits on tokens only, or does not wait, is refused (409).
+    pub async fn skip_wait(&self, environment: &Environment, id: &str) -> Result<Vec<Waitpoint>> {
+        let view = self.get_run(environment, id).await?;
         let not_skippable = |what: &str| {
-            EngineError::Conflict(format!("{} {what}: only a duration or date wait can be skipped", run.id))
+            EngineError::Conflict(format!("{} {what}: only a duration or date wait can be skipped", view.run.id))
         };
-        let RunState::Waiting { waitpoint, .. } = &run.state else {
+        if !matches!(view.run.state, RunState::Waiting { .. }) {
             return Err(not_skippable("is not waiting"));
-        };
-        let waitpoint = match self.inner.store.waitpoint_get(waitpoint).await {
-            Ok(waitpoint) => waitpoint,
-            Err(StorageError::NotFound) => return Err(not_skippable("waits on nothing known")),
-            Err(error) => return Err(error.into()),
-        };
-        if waitpoint.kind != WaitpointKind::Datetime {
-            return Err(not_skippable("waits on a token (complete it, or time it out)"));
         }
-        let finish = self.dashboard_finish(environment, waitpoint.id, &Resolution::TimeOut);
-        match self.finish_waitpoint(finish).await? {
-            Finished::Now(waitpoint) | Finished::Before(waitpoint) => Ok(waitpoint),
-            Finished::NotFound => Err(not_skippable("waits on nothing known")),
+        let datetimes: Vec<WaitpointId> = view
+            .waiting_on
+            .iter()
+            .filter(|w| w.kind == WaitpointKind::Datetime && w.status() == WaitpointStatus::Waiting)
+            .map(|w| w.id.clone())
+            .collect();
+        if datetimes.is_empty() {
+            return Err(not_skippable("waits on tokens (complete them, or time them out)"));
         }
+        let mut skipped = Vec::with_capacity(datetimes.len());
+        for datetime in datetimes {
+            match self.finish_waitpoint(self.dashboard_finish(environment, datetime, &Resolution::TimeOut)).await? {
+                Finished::Now(waitpoint) | Finished::Before(waitpoint) => skipped.push(waitpoint),
+                Finished::NotFound => return Err(not_skippable("waits on nothing known")),
+            }
+        }
+        Ok(skipped)
     }
 
     /// What the overview of `environment` shows. The counts run at once (each is bounded).

@@ -12,8 +12,9 @@ use waitpoint_storage::{
     JournalOutcome, LeaseRefusal, RunCreateOutcome, RunCreateToken, RunEndOutcome, RunFinish, RunListQuery, RunOutcome,
     RunRecord, RunWait, StorageError, WriteOp,
 };
-use waitpoint_types::api::worker::WaitFor;
+use waitpoint_types::api::worker::{MAX_SET_WAITS, WaitFor};
 use waitpoint_types::api::{CreateTokenRequest, TriggerOptions};
+use waitpoint_types::run::wait_set_name;
 use waitpoint_types::{
     Environment, JournalEntry, JournalKind, Run, RunError, RunId, RunState, RunStatus, Timestamp, Waitpoint,
     WaitpointId, WaitpointKind, WaitpointState, WorkerId,
@@ -41,14 +42,14 @@ pub struct TriggeredRun {
     pub hint: Option<String>,
 }
 
-/// A run, the waitpoint it waits on if it waits, the worker that holds it if one does, and
+/// A run, the waitpoints it waits on if it waits, the worker that holds it if one does, and
 /// what its reader should know.
 #[derive(Debug, Clone)]
 pub struct RunView {
     /// The run.
     pub run: Run,
-    /// While it waits: what on.
-    pub waiting_on: Option<Waitpoint>,
+    /// While it waits: what on, in the wait's order (its state says how many must complete).
+    pub waiting_on: Vec<Waitpoint>,
     /// While it executes: the worker, and when that worker last polled.
     pub held_by: Option<(WorkerId, Option<Timestamp>)>,
     /// Such as that no worker serves the task of a queued run.
@@ -58,7 +59,7 @@ pub struct RunView {
 impl RunView {
     /// A run as it is, without looking anything else up.
     pub fn of(run: Run) -> Self {
-        Self { run, waiting_on: None, held_by: None, hint: None }
+        Self { run, waiting_on: Vec::new(), held_by: None, hint: None }
     }
 }
 
@@ -239,16 +240,12 @@ impl Engine {
         }
     }
 
-    /// The run `id` of `environment`, with the waitpoint it waits on.
+    /// The run `id` of `environment`, with the waitpoints it waits on.
     pub async fn get_run(&self, environment: &Environment, id: &str) -> Result<RunView> {
         let run = self.owned_run(environment, &parse_run_id(id)?).await?;
         let waiting_on = match &run.state {
-            RunState::Waiting { waitpoint, .. } => match self.inner.store.waitpoint_get(waitpoint).await {
-                Ok(waitpoint) => Some(waitpoint),
-                Err(StorageError::NotFound) => None,
-                Err(error) => return Err(error.into()),
-            },
-            _ => None,
+            RunState::Waiting { seq, .. } => self.inner.store.run_waits(&run.id, *seq).await?,
+            _ => Vec::new(),
         };
         let held_by = match &run.state {
             RunState::Executing { worker } => {
@@ -407,21 +404,22 @@ impl Engine {
         Ok((self.enriched(environment, entry), created))
     }
 
-    /// The journal kind, name, waitpoint and new datetime waitpoint of a wait until `until`,
-    /// asked for as `name`.
-    fn datetime_wait(
+    /// A new datetime waitpoint of `environment` that completes at `until`, for a wait asked
+    /// for as `name`.
+    fn datetime_waitpoint(
         &self,
         environment: &Environment,
         until: Timestamp,
         name: &str,
         now: Timestamp,
-    ) -> Result<(JournalKind, String, WaitpointId, Option<Waitpoint>)> {
+    ) -> Result<Waitpoint> {
         if name.is_empty() || name.contains('\0') {
             return Err(EngineError::Invalid("a datetime wait needs a name without NUL characters".into()));
         }
         let id = self.inner.ids.waitpoint(now);
-        let datetime = Waitpoint {
-            id: id.clone(),
+        Ok(Waitpoint {
+            created_at: id.created_at().unwrap_or(now),
+            id,
             kind: WaitpointKind::Datetime,
             environment_id: environment.id.clone(),
             state: WaitpointState::Waiting,
@@ -430,14 +428,39 @@ impl Engine {
             idempotency_key_expires_at: None,
             timeout_at: Some(until),
             tags: Vec::new(),
-            created_at: id.created_at().unwrap_or(now),
             approval: None,
-        };
-        Ok((JournalKind::WaitDatetime, name.to_owned(), id, Some(datetime)))
+        })
     }
 
-    /// Makes the run wait at journal position `seq`: on a token, or until a time. Answers at
-    /// once when the waitpoint has finished; otherwise the run is suspended.
+    /// What one waitpoint of a wait is: a token's id, or a new datetime waitpoint, with the
+    /// journal kind and name a wait on it alone has.
+    fn wait_member(
+        &self,
+        environment: &Environment,
+        wait_for: &WaitFor,
+        now: Timestamp,
+    ) -> Result<(JournalKind, String, WaitpointId, Option<Waitpoint>)> {
+        Ok(match wait_for {
+            WaitFor::Token { id } => {
+                let token = WaitpointId::parse(id).map_err(|error| EngineError::Invalid(error.to_string()))?;
+                (JournalKind::WaitToken, token.public(), token, None)
+            }
+            WaitFor::Datetime { until, name } => {
+                let datetime = self.datetime_waitpoint(environment, *until, name, now)?;
+                (JournalKind::WaitDatetime, name.clone(), datetime.id.clone(), Some(datetime))
+            }
+            WaitFor::Duration { ms, name } => {
+                let until = validate::end_of(Duration::from_millis(*ms), now, "ms", &format!("{ms}"))?;
+                let datetime = self.datetime_waitpoint(environment, until, name, now)?;
+                (JournalKind::WaitDatetime, name.clone(), datetime.id.clone(), Some(datetime))
+            }
+            WaitFor::Set { .. } => return Err(EngineError::Invalid("a set wait cannot hold another set".into())),
+        })
+    }
+
+    /// Makes the run wait at journal position `seq`: on a token, until a time, or for any, all
+    /// or some of several. Answers at once when the wait is decided already; otherwise the run
+    /// is suspended.
     pub async fn wait(
         &self,
         environment: &Environment,
@@ -449,26 +472,46 @@ impl Engine {
         let run = parse_run_id(id)?;
         journal_position(&run, seq)?;
         let now = self.inner.clock.now();
-        let (kind, name, waitpoint, create) = match wait_for {
-            WaitFor::Token { id: token } => {
-                let token = WaitpointId::parse(token).map_err(|error| EngineError::Invalid(error.to_string()))?;
-                (JournalKind::WaitToken, token.public(), token, None)
+        let (kind, name, waitpoints, needed, create) = match wait_for {
+            WaitFor::Set { needed, of } => {
+                if of.is_empty() || of.len() > MAX_SET_WAITS {
+                    return Err(EngineError::Invalid(format!(
+                        "a set wait waits for 1 to {MAX_SET_WAITS} waitpoints, not {}",
+                        of.len()
+                    )));
+                }
+                if *needed == 0 || usize::try_from(*needed).map_or(true, |needed| needed > of.len()) {
+                    return Err(EngineError::Invalid(format!(
+                        "needed must be from 1 to the number of waitpoints ({}), not {needed}",
+                        of.len()
+                    )));
+                }
+                let (mut waitpoints, mut create) = (Vec::with_capacity(of.len()), Vec::new());
+                for member in of {
+                    let (_, _, waitpoint, datetime) = self.wait_member(environment, member, now)?;
+                    if waitpoints.contains(&waitpoint) {
+                        return Err(EngineError::Invalid(format!("{waitpoint} is in the set twice")));
+                    }
+                    waitpoints.push(waitpoint);
+                    create.extend(datetime);
+                }
+                (JournalKind::WaitSet, wait_set_name(*needed, of.len()), waitpoints, *needed, create)
             }
-            WaitFor::Datetime { until, name } => self.datetime_wait(environment, *until, name, now)?,
-            WaitFor::Duration { ms, name } => {
-                let until = validate::end_of(Duration::from_millis(*ms), now, "ms", &format!("{ms}"))?;
-                self.datetime_wait(environment, until, name, now)?
+            single => {
+                let (kind, name, waitpoint, datetime) = self.wait_member(environment, single, now)?;
+                (kind, name, vec![waitpoint], 1, datetime.into_iter().collect())
             }
         };
-        let deadline = create.as_ref().and_then(|w| w.timeout_at);
+        let deadline = create.iter().filter_map(|w| w.timeout_at).min();
         let op = RunWait {
             run: run.clone(),
             environment_id: environment.id.clone(),
             epoch,
             seq,
             kind,
-            name,
-            waitpoint,
+            name: name.clone(),
+            waitpoints,
+            needed,
             create,
             at: now,
         };
@@ -477,19 +520,13 @@ impl Engine {
                 self.inner.runs_changed(&environment.id, [&run]);
                 Ok(WaitAnswer { entry, suspended: false })
             }
-            JournalOutcome::Suspended(suspended) => {
+            JournalOutcome::Suspended(_) => {
                 metrics::runs(Transition::Suspended, 1);
                 self.inner.runs_changed(&environment.id, [&run]);
                 if let Some(deadline) = deadline {
                     self.inner.deadline_added(deadline);
                 }
-                let entry = match &suspended.state {
-                    RunState::Waiting { waitpoint, seq } => {
-                        JournalEntry { seq: *seq, kind, name: waitpoint_name(kind, waitpoint, wait_for), result: None }
-                    }
-                    _ => return Err(EngineError::Internal(format!("{run} suspended without waiting"))),
-                };
-                Ok(WaitAnswer { entry, suspended: true })
+                Ok(WaitAnswer { entry: JournalEntry { seq, kind, name, result: None }, suspended: true })
             }
             other => Err(journal_error(&run, other)),
         }
@@ -549,13 +586,5 @@ impl Engine {
             RunEndOutcome::Unchanged(current) => Err(lease_error(&run, LeaseRefusal::Stale(Box::new(current)))),
             RunEndOutcome::Refused(refusal) => Err(lease_error(&run, refusal)),
         }
-    }
-}
-
-/// The name a wait's entry carries.
-fn waitpoint_name(kind: JournalKind, waitpoint: &WaitpointId, wait_for: &WaitFor) -> String {
-    match (kind, wait_for) {
-        (JournalKind::WaitDatetime, WaitFor::Datetime { name, .. } | WaitFor::Duration { name, .. }) => name.clone(),
-        _ => waitpoint.public(),
     }
 }

@@ -166,7 +166,7 @@ async fn a_skipped_datetime_wait_resumes_its_run_at_once() {
     let h = Harness::new().await;
     let until = Timestamp::from_millis(START + 3_600_000);
     let sleeping = h.waiting_run("sleepy", WaitFor::Datetime { until, name: "for 1h".into() }).await;
-    let skipped = h.engine.skip_wait(&h.dev, &sleeping).await.unwrap();
+    let [skipped] = h.engine.skip_wait(&h.dev, &sleeping).await.unwrap().try_into().expect("one skipped wait");
     let now = Timestamp::from_millis(START);
     assert_eq!(skipped.state, WaitpointState::Completed { at: now, via: CompletedVia::Dashboard, output: None });
     assert!(matches!(h.run_status(&sleeping).await, RunStatus::Queued | RunStatus::Executing), "resumed");

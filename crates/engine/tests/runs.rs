@@ -137,7 +137,8 @@ async fn a_wait_suspends_the_run_and_the_token_completion_resumes_it_on_its_work
     assert!(answer.suspended);
     assert_eq!(h.status(&id).await, RunStatus::Waiting);
     let view = h.engine.get_run(&h.dev, &id).await.unwrap();
-    assert_eq!(view.waiting_on.map(|w| w.id), Some(token.waitpoint.id.clone()));
+    let waiting_on: Vec<_> = view.waiting_on.into_iter().map(|w| w.id).collect();
+    assert_eq!(waiting_on, std::slice::from_ref(&token.waitpoint.id));
 
     // The worker polls; the completion wakes its poll, which hands the run back with the result.
     let poll = {
@@ -210,6 +211,79 @@ async fn a_duration_wait_counts_from_the_server_clock_when_it_is_recorded() {
     let finished = next_finished(&mut events).await;
     assert_eq!(finished.timeout_at, Some(Timestamp::from_millis(START + 70_000)));
     assert_eq!(h.status(&id).await, RunStatus::Queued);
+}
+
+#[tokio::test]
+async fn a_set_wait_resumes_when_two_of_three_approve_or_a_day_passes() {
+    let h = Harness::new().await;
+    let principal = Principal::SecretKey(h.dev.clone());
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let request = CreateTokenRequest { timeout: Some("2d".into()), ..Default::default() };
+        tokens.push(h.engine.create_token(&h.dev, &request).await.unwrap().waitpoint.id.public());
+    }
+    let token_waits = || tokens.iter().map(|id| WaitFor::Token { id: id.clone() }).collect::<Vec<_>>();
+    let id = h.trigger("approve", TriggerOptions::default()).await;
+    let worker = h.worker();
+    let held = h.poll(&worker, "approve", 1).await.remove(0).run;
+    let two_of_three = WaitFor::Set { needed: 2, of: token_waits() };
+    let answer = h.engine.wait(&h.dev, &id, held.epoch, 0, &two_of_three).await.unwrap();
+    assert!(answer.suspended);
+    assert_eq!((answer.entry.kind, answer.entry.name.as_str()), (JournalKind::WaitSet, "2 of 3"));
+    let view = h.engine.get_run(&h.dev, &id).await.unwrap();
+    assert_eq!(view.waiting_on.len(), 3);
+    assert_eq!(view.run.state, RunState::Waiting { seq: 0, needed: 2 });
+
+    let yes = Some(Output::from_json_text(r#"{"approved":true}"#));
+    h.engine.complete_token(&principal, &tokens[1], yes.clone()).await.unwrap();
+    assert_eq!(h.status(&id).await, RunStatus::Waiting, "one approval is not enough");
+    h.engine.complete_token(&principal, &tokens[2], yes).await.unwrap();
+    let claim = h.poll(&worker, "approve", 1).await.remove(0);
+    let result: serde_json::Value = serde_json::from_str(claim.resumed.unwrap().result.as_deref().unwrap()).unwrap();
+    assert_eq!(result["ok"], true);
+    assert_eq!(result["waitpoints"][0]["pending"], true);
+    assert_eq!(result["waitpoints"][2]["output"]["approved"], true);
+
+    // Any of: the remaining token, or a day. The day passes first.
+    let race = WaitFor::Set {
+        needed: 1,
+        of: vec![WaitFor::Token { id: tokens[0].clone() }, WaitFor::Duration { ms: 86_400_000, name: "for 1d".into() }],
+    };
+    let answer = h.engine.wait(&h.dev, &id, claim.run.epoch, 1, &race).await.unwrap();
+    assert!(answer.suspended);
+    let mut events = h.engine.subscribe();
+    h.clock.advance(Duration::from_secs(86_400));
+    next_finished(&mut events).await;
+    assert_eq!(h.status(&id).await, RunStatus::Queued);
+    let journal = h.engine.run_journal(&h.dev, &id).await.unwrap();
+    let result: serde_json::Value = serde_json::from_str(journal[1].result.as_deref().unwrap()).unwrap();
+    assert_eq!((result["ok"].clone(), result["waitpoints"][1]["ok"].clone()), (true.into(), true.into()));
+}
+
+#[tokio::test]
+async fn a_set_wait_that_cannot_be_met_is_refused() {
+    let h = Harness::new().await;
+    let token = h.engine.create_token(&h.dev, &CreateTokenRequest::default()).await.unwrap().waitpoint.id.public();
+    let id = h.trigger("approve", TriggerOptions::default()).await;
+    let held = h.poll(&h.worker(), "approve", 1).await.remove(0).run;
+    let on = |id: &str| WaitFor::Token { id: id.to_owned() };
+    let refused = [
+        WaitFor::Set { needed: 1, of: Vec::new() },
+        WaitFor::Set { needed: 0, of: vec![on(&token)] },
+        WaitFor::Set { needed: 2, of: vec![on(&token)] },
+        WaitFor::Set { needed: 1, of: vec![on(&token), on(&token)] },
+        WaitFor::Set { needed: 1, of: vec![WaitFor::Set { needed: 1, of: vec![on(&token)] }] },
+        WaitFor::Set { needed: 1, of: vec![on("not a token")] },
+        WaitFor::Set { needed: 1, of: (0..101).map(|_| on(&token)).collect() },
+    ];
+    for wait_for in refused {
+        let answer = h.engine.wait(&h.dev, &id, held.epoch, 0, &wait_for).await;
+        assert!(matches!(answer, Err(EngineError::Invalid(_))), "{wait_for:?}: {answer:?}");
+    }
+    let unknown = WaitFor::Set { needed: 1, of: vec![on(&token), on("waitpoint_c0unknown0000000000000000")] };
+    let answer = h.engine.wait(&h.dev, &id, held.epoch, 0, &unknown).await;
+    assert!(matches!(answer, Err(EngineError::NotFound(_))), "{answer:?}");
+    assert!(h.engine.run_journal(&h.dev, &id).await.unwrap().is_empty(), "nothing was recorded");
 }
 
 #[tokio::test]

@@ -152,7 +152,9 @@ fn keys(op: &WriteOp) -> Option<Vec<Key<'_>>> {
         WriteOp::RunCreateToken(create) => {
             vec![Key::Run(create.run.internal()), Key::Waitpoint(create.waitpoint.id.internal())]
         }
-        WriteOp::RunWait(wait) => vec![Key::Run(wait.run.internal()), Key::Waitpoint(wait.waitpoint.internal())],
+        WriteOp::RunWait(wait) => std::iter::once(Key::Run(wait.run.internal()))
+            .chain(wait.waitpoints.iter().map(|waitpoint| Key::Waitpoint(waitpoint.internal())))
+            .collect(),
         WriteOp::RunFinish(finish) => vec![Key::Run(finish.run.internal())],
         _ => return None,
     })
@@ -574,8 +576,9 @@ mod tests {
             seq: 0,
             kind: waitpoint_types::JournalKind::WaitToken,
             name: on.into(),
-            waitpoint: WaitpointId::from_internal(on.into()),
-            create: None,
+            waitpoints: vec![WaitpointId::from_internal(on.into())],
+            needed: 1,
+            create: Vec::new(),
             at: Timestamp::from_millis(0),
         })
     }

@@ -65,6 +65,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/0003_autovacuum.sql")),
     (4, include_str!("../migrations/0004_workers.sql")),
     (5, include_str!("../migrations/0005_dashboard.sql")),
+    (6, include_str!("../migrations/0006_wait_sets.sql")),
 ];
 
 /// The advisory lock that serializes migrations of servers starting at once ("waitpoin").
@@ -414,6 +415,10 @@ impl Store for PostgresStore {
 
     async fn run_journal(&self, id: &RunId) -> Result<Vec<JournalEntry>> {
         runs::journal(&self.client().await?, id).await
+    }
+
+    async fn run_waits(&self, id: &RunId, seq: u32) -> Result<Vec<Waitpoint>> {
+        runs::waits(&self.client().await?, id, seq).await
     }
 
     async fn run_next_available(

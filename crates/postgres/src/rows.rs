@@ -22,6 +22,9 @@ macro_rules! waitpoint_columns {
 }
 pub(crate) use waitpoint_columns;
 
+/// How many columns [`waitpoint_columns!`] names; what a query selects after them starts here.
+pub(crate) const WAITPOINT_COLUMNS: usize = 15;
+
 /// The columns [`environment_from_row`] reads, in order, as a literal for `concat!`.
 macro_rules! environment_columns {
     () => {

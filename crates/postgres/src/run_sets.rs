@@ -3,7 +3,7 @@
 //! a few statements each.
 //!
 //! [`batch::plan`](crate::batch) puts an operation here only when no other operation of its
-//! set touches its run or its waitpoint, and only when it has no idempotency key (those read
+//! set touches its run or its waitpoints, and only when it has no idempotency key (those read
 //! and may change whichever row holds the key). Each operation gets the outcome it would get
 //! applied alone, deciding with the same `transitions` and `runs::position_in`; the
 //! statements are:
@@ -13,7 +13,7 @@
 //! 3. the runs, locked in id order, each with its journal's length and its entry at the
 //!    operation's position;
 //! 4. the waitpoints the operations create, one insert;
-//! 5. the new journal entries, one insert;
+//! 5. the new journal entries, one insert, and the waitpoints of the new waits, another;
 //! 6. the runs that change, one update.
 
 use std::collections::HashMap;
@@ -24,11 +24,11 @@ use waitpoint_storage::{
     JournalOutcome, LeaseRefusal, Result, RunCreateOutcome, RunCreateToken, RunEndOutcome, RunFinish, RunRecord,
     RunWait, StorageError, WriteOp, WriteOutcome, transitions,
 };
-use waitpoint_types::{JournalEntry, JournalKind, Run, RunState, Timestamp, Waitpoint};
+use waitpoint_types::{JournalEntry, JournalKind, Run, RunState, Timestamp, Waitpoint, WaitpointId};
 
-use crate::rows::{column, waitpoint_columns, waitpoint_from_row};
+use crate::rows::column;
 use crate::runs::{Position, position_in, run_columns, run_from_row, state_columns};
-use crate::{batch, failure, map_error};
+use crate::{batch, failure, map_error, runs};
 
 /// Inserts runs without idempotency key, and their tags: one array element per run, except
 /// the tags, all in `$13`, each run's the slice from its `$11` to its `$12` (1-based,
@@ -49,14 +49,6 @@ const INSERT_RUNS: &str = "
     INSERT INTO run_tags (environment_id, tag, run_id)
     SELECT inserted.environment_id, t.tag, inserted.id FROM inserted, unnest(inserted.tags) AS t (tag)
     ON CONFLICT DO NOTHING";
-
-/// Locks the listed waitpoints shared, one after the other in the order of the list.
-const SHARE_WAITPOINTS: &str = concat!(
-    "SELECT ",
-    waitpoint_columns!(w),
-    " FROM unnest($1::text[]) AS q (id)
-     CROSS JOIN LATERAL (SELECT * FROM waitpoints WHERE id = q.id FOR SHARE) AS w"
-);
 
 /// Locks the listed runs one after the other in the order of the list; each row holds the
 /// run, its journal's length and its entry at the listed position (none for `-1`), as
@@ -82,14 +74,14 @@ const INSERT_ENTRIES: &str = "INSERT INTO run_journal (run_id, seq, kind, name, 
 /// `batch::FINISH_WHERE_APPLIES`).
 const UPDATE_RUNS: &str = "
     UPDATE runs r
-    SET status = u.status, available_at = u.available_at, worker_id = u.worker_id, waiting_on = u.waiting_on,
+    SET status = u.status, available_at = u.available_at, worker_id = u.worker_id, waiting_needed = u.waiting_needed,
         waiting_seq = u.waiting_seq, output = u.output, error = u.error, finished_at = u.finished_at,
         attempt = u.attempt, epoch = u.epoch, sticky_worker = u.sticky_worker, started_at = u.started_at,
         updated_at = u.updated_at
     FROM (
-        SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::int[], $7::text[],
+        SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::int[], $6::int[], $7::text[],
             $8::text[], $9::bigint[], $10::int[], $11::bigint[], $12::text[], $13::bigint[], $14::bigint[])
-            AS u (id, status, available_at, worker_id, waiting_on, waiting_seq, output, error, finished_at, attempt,
+            AS u (id, status, available_at, worker_id, waiting_needed, waiting_seq, output, error, finished_at, attempt,
                 epoch, sticky_worker, started_at, updated_at)
         LIMIT $15
     ) AS u
@@ -100,7 +92,7 @@ pub(crate) fn in_sets(op: &WriteOp) -> bool {
     match op {
         WriteOp::RunCreate(run) => run.idempotency_key.is_none(),
         WriteOp::RunCreateToken(op) => op.waitpoint.idempotency_key.is_none(),
-        WriteOp::RunWait(op) => op.create.as_ref().is_none_or(|create| create.idempotency_key.is_none()),
+        WriteOp::RunWait(op) => op.create.iter().all(|create| create.idempotency_key.is_none()),
         WriteOp::RunRecord(_) | WriteOp::RunFinish(_) => true,
         _ => false,
     }
@@ -108,9 +100,10 @@ pub(crate) fn in_sets(op: &WriteOp) -> bool {
 
 /// What the set's statements write, gathered while the outcomes are decided.
 #[derive(Default)]
-struct Writes {
+struct Writes<'a> {
     waitpoints: Vec<Waitpoint>,
     entries: Vec<(String, JournalEntry)>,
+    waits: Vec<(&'a str, u32, &'a [WaitpointId])>,
     runs: Vec<Run>,
 }
 
@@ -135,17 +128,14 @@ pub(crate) async fn apply(tx: &Transaction<'_>, ops: &[(usize, &WriteOp)]) -> Re
         );
     }
 
-    let mut shared = {
-        let mut ids: Vec<&str> = ops
-            .iter()
-            .filter_map(|(_, op)| match op {
-                WriteOp::RunWait(wait) if wait.create.is_none() => Some(wait.waitpoint.internal()),
-                _ => None,
-            })
-            .collect();
-        ids.sort_unstable();
-        if ids.is_empty() { HashMap::new() } else { by_id(&query(tx, SHARE_WAITPOINTS, &[&ids]).await?)? }
-    };
+    let shared = runs::share_waitpoints(
+        tx,
+        ops.iter().filter_map(|(_, op)| match op {
+            WriteOp::RunWait(wait) => Some(wait),
+            _ => None,
+        }),
+    )
+    .await?;
 
     let mut locked = {
         let mut wanted: Vec<(&str, i32)> = Vec::new();
@@ -184,8 +174,7 @@ pub(crate) async fn apply(tx: &Transaction<'_>, ops: &[(usize, &WriteOp)]) -> Re
                 WriteOutcome::Journal(create_token(locked.remove(op.run.internal()), op, &mut writes)?)
             }
             WriteOp::RunWait(op) => {
-                let waitpoint = shared.remove(op.waitpoint.internal());
-                WriteOutcome::Journal(wait(locked.remove(op.run.internal()), waitpoint, op, &mut writes)?)
+                WriteOutcome::Journal(wait(locked.remove(op.run.internal()), &shared, op, &mut writes)?)
             }
             WriteOp::RunFinish(op) => WriteOutcome::RunEnd(finish(locked.remove(op.run.internal()), op, &mut writes)?),
             _ => continue,
@@ -199,6 +188,9 @@ pub(crate) async fn apply(tx: &Transaction<'_>, ops: &[(usize, &WriteOp)]) -> Re
     }
     if !writes.entries.is_empty() {
         insert_entries(tx, &writes.entries).await?;
+    }
+    if !writes.waits.is_empty() {
+        runs::insert_waits(tx, &writes.waits).await?;
     }
     if !writes.runs.is_empty() {
         update_runs(tx, &writes.runs).await?;
@@ -235,7 +227,12 @@ fn create_token(row: Option<Row>, op: &RunCreateToken, writes: &mut Writes) -> R
     })
 }
 
-fn wait(row: Option<Row>, shared: Option<Waitpoint>, op: &RunWait, writes: &mut Writes) -> Result<JournalOutcome> {
+fn wait<'a>(
+    row: Option<Row>,
+    shared: &HashMap<String, Waitpoint>,
+    op: &'a RunWait,
+    writes: &mut Writes<'a>,
+) -> Result<JournalOutcome> {
     let Some(row) = row else { return Ok(JournalOutcome::Refused(LeaseRefusal::NotFound)) };
     let at = Position { seq: op.seq, kind: op.kind };
     let (run, existing) = match position_in(&row, &op.environment_id, op.epoch, at, &op.name)? {
@@ -246,27 +243,21 @@ fn wait(row: Option<Row>, shared: Option<Waitpoint>, op: &RunWait, writes: &mut 
         Some(existing) if existing.result.is_some() => return Ok(JournalOutcome::Recorded(existing)),
         Some(_) => {}
         None => {
-            let waitpoint = match (&op.create, shared) {
-                (Some(create), _) => {
-                    writes.waitpoints.push(create.clone());
-                    create.clone()
-                }
-                (None, Some(waitpoint)) => waitpoint,
-                (None, None) => return Ok(JournalOutcome::WaitpointNotFound),
-            };
-            if waitpoint.environment_id != run.environment_id {
+            let Some(members) = runs::wait_members(op, &run, shared) else {
                 return Ok(JournalOutcome::WaitpointNotFound);
-            }
-            let result = waitpoint.wait_result().map(|result| result.to_string());
-            let finished = result.is_some();
+            };
+            writes.waitpoints.extend(op.create.iter().cloned());
+            let result = transitions::wait_decided(op.kind, op.needed, &members);
+            let decided = result.is_some();
             let entry = JournalEntry { seq: op.seq, kind: op.kind, name: op.name.clone(), result };
             writes.entries.push((run.id.internal().to_owned(), entry.clone()));
-            if finished {
+            writes.waits.push((op.run.internal(), op.seq, &op.waitpoints));
+            if decided {
                 return Ok(JournalOutcome::Recorded(entry));
             }
         }
     }
-    let suspended = transitions::run_suspended(&run, &op.waitpoint, op.seq, op.at);
+    let suspended = transitions::run_suspended(&run, op.seq, op.needed, op.at);
     writes.runs.push(suspended.clone());
     Ok(JournalOutcome::Suspended(Box::new(suspended)))
 }
@@ -289,10 +280,6 @@ async fn query(
 ) -> Result<Vec<Row>> {
     let statement = tx.prepare_cached(sql).await.map_err(map_error)?;
     tx.query(&statement, params).await.map_err(map_error)
-}
-
-fn by_id(rows: &[Row]) -> Result<HashMap<String, Waitpoint>> {
-    rows.iter().map(|row| waitpoint_from_row(row).map(|w| (w.id.internal().to_owned(), w))).collect()
 }
 
 async fn insert_runs(tx: &Transaction<'_>, runs: &[&Run]) -> Result<()> {
@@ -370,7 +357,7 @@ pub(crate) async fn update_runs(tx: &Transaction<'_>, runs: &[Run]) -> Result<()
     let statuses: Vec<&str> = columns.iter().map(|c| c.0).collect();
     let available_at: Vec<Option<i64>> = columns.iter().map(|c| c.1).collect();
     let workers: Vec<Option<&str>> = columns.iter().map(|c| c.2).collect();
-    let waiting_on: Vec<Option<&str>> = columns.iter().map(|c| c.3).collect();
+    let waiting_needed: Vec<Option<i32>> = columns.iter().map(|c| c.3).collect();
     let waiting_seq: Vec<Option<i32>> = columns.iter().map(|c| c.4).collect();
     let outputs: Vec<Option<&str>> = columns.iter().map(|c| c.5).collect();
     let errors: Vec<Option<&str>> = columns.iter().map(|c| c.6.as_deref()).collect();
@@ -389,7 +376,7 @@ pub(crate) async fn update_runs(tx: &Transaction<'_>, runs: &[Run]) -> Result<()
             &statuses,
             &available_at,
             &workers,
-            &waiting_on,
+            &waiting_needed,
             &waiting_seq,
             &outputs,
             &errors,

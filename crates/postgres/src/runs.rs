@@ -19,13 +19,13 @@ use waitpoint_types::{
     WaitpointId, WorkerId,
 };
 
-use crate::rows::{column, waitpoint_columns, waitpoint_from_row};
+use crate::rows::{WAITPOINT_COLUMNS, column, waitpoint_columns, waitpoint_from_row};
 use crate::{batch, bind, lists, map_error, run_sets};
 
 /// The columns [`run_from_row`] reads, in order, of the table aliased `r`.
 macro_rules! run_columns {
     () => {
-        "r.id, r.environment_id, r.task_id, r.payload, r.status, r.available_at, r.worker_id, r.waiting_on, \
+        "r.id, r.environment_id, r.task_id, r.payload, r.status, r.available_at, r.worker_id, r.waiting_needed, \
          r.waiting_seq, r.output, r.error, r.finished_at, r.attempt, r.max_attempts, r.epoch, r.sticky_worker, \
          r.tags, r.idempotency_key, r.inactive_idempotency_key, r.idempotency_key_expires_at, r.created_at, \
          r.started_at, r.updated_at"
@@ -68,7 +68,7 @@ const INSERT_RUN: &str = "
     SELECT count(*) FROM inserted";
 const DEACTIVATE_KEY: &str =
     "UPDATE runs SET inactive_idempotency_key = idempotency_key, idempotency_key = NULL WHERE id = $1";
-const UPDATE_RUN: &str = "UPDATE runs SET status = $2, available_at = $3, worker_id = $4, waiting_on = $5,
+const UPDATE_RUN: &str = "UPDATE runs SET status = $2, available_at = $3, worker_id = $4, waiting_needed = $5,
      waiting_seq = $6, output = $7, error = $8, finished_at = $9, attempt = $10, epoch = $11, sticky_worker = $12,
      started_at = $13, updated_at = $14
      WHERE id = $1";
@@ -94,19 +94,51 @@ const INSERT_ENTRY: &str = "INSERT INTO run_journal (run_id, seq, kind, name, re
 const SET_RESULTS: &str = "UPDATE run_journal j SET result = s.result
      FROM (SELECT * FROM unnest($1::text[], $2::int[], $3::text[]) AS s (run_id, seq, result) LIMIT $4) AS s
      WHERE j.run_id = s.run_id AND j.seq = s.seq";
-/// Runs waiting on any of `$1`, locked, each with when its sticky worker was last seen and
-/// the journal entry of its wait: lateral probes of primary keys, kept from being flattened
-/// into joins (which the planner may run as a hash of a whole table) by their `LIMIT`.
+/// Runs whose current wait includes any of `$1`, locked, each with when its sticky worker was
+/// last seen, the journal entry of its wait, and one of `$1` it waits on: lateral probes of
+/// primary keys, kept from being flattened into joins (which the planner may run as a hash of a
+/// whole table) by their `LIMIT`.
 const WAITING_ON_ANY: &str = concat!(
     "SELECT ",
     run_columns!(),
-    ", w.last_seen_at, e.seq, e.kind, e.name, e.result
+    ", w.last_seen_at, e.seq, e.kind, e.name, e.result, m.waitpoint_id
      FROM runs r
      LEFT JOIN LATERAL (SELECT w.last_seen_at FROM workers w
                         WHERE w.environment_id = r.environment_id AND w.id = r.sticky_worker LIMIT 1) AS w ON true
      LEFT JOIN LATERAL (SELECT j.seq, j.kind, j.name, j.result FROM run_journal j
                         WHERE j.run_id = r.id AND j.seq = r.waiting_seq LIMIT 1) AS e ON true
-     WHERE r.waiting_on = ANY($1::text[]) AND r.status = 'WAITING' ORDER BY r.id FOR UPDATE OF r"
+     CROSS JOIN LATERAL (SELECT x.waitpoint_id FROM run_waits x WHERE x.run_id = r.id AND x.seq = r.waiting_seq
+                         AND x.waitpoint_id = ANY($1::text[]) LIMIT 1) AS m
+     WHERE (r.id, r.waiting_seq) IN (SELECT x.run_id, x.seq FROM run_waits x WHERE x.waitpoint_id = ANY($1::text[]))
+       AND r.status = 'WAITING'
+     ORDER BY r.id FOR UPDATE OF r"
+);
+/// The waitpoints of each listed wait (run, position), as they are now, each row led by its
+/// run's id, in the waits' order.
+const WAITS_OF: &str = concat!(
+    "SELECT ",
+    waitpoint_columns!(w),
+    ", x.run_id
+     FROM unnest($1::text[], $2::int[]) AS q (run_id, seq)
+     JOIN run_waits x ON x.run_id = q.run_id AND x.seq = q.seq
+     JOIN waitpoints w ON w.id = x.waitpoint_id
+     ORDER BY x.run_id, x.position"
+);
+/// The waitpoints of a run's wait, in order.
+const WAITS: &str = concat!(
+    "SELECT ",
+    waitpoint_columns!(w),
+    " FROM run_waits x JOIN waitpoints w ON w.id = x.waitpoint_id
+     WHERE x.run_id = $1 AND x.seq = $2 ORDER BY x.position"
+);
+const INSERT_WAITS: &str = "INSERT INTO run_waits (run_id, seq, position, waitpoint_id)
+     SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::text[])";
+/// Locks the listed waitpoints shared, one after the other in the order of the list.
+pub(crate) const SHARE_WAITPOINTS: &str = concat!(
+    "SELECT ",
+    waitpoint_columns!(w),
+    " FROM unnest($1::text[]) AS q (id)
+     CROSS JOIN LATERAL (SELECT * FROM waitpoints WHERE id = q.id FOR SHARE) AS w"
 );
 const ORPHANS: &str = concat!(
     "SELECT ",
@@ -131,7 +163,6 @@ const TAKE_SESSION: &str = "INSERT INTO workers (environment_id, id, last_seen_a
 const WORKER_LAST_SEEN: &str = "SELECT last_seen_at FROM workers WHERE environment_id = $1 AND id = $2";
 const TASK_SERVED: &str = "SELECT EXISTS (SELECT 1 FROM workers
      WHERE environment_id = $1 AND last_seen_at >= $3 AND $2 = ANY (tasks))";
-const SHARE_WAITPOINT: &str = concat!("SELECT ", waitpoint_columns!(), " FROM waitpoints WHERE id = $1 FOR SHARE");
 const JOURNAL: &str = "SELECT seq, kind, name, result FROM run_journal WHERE run_id = $1 ORDER BY seq";
 const NEXT_AVAILABLE: &str = "SELECT MIN(available_at) FROM runs
      WHERE environment_id = $1 AND status = 'QUEUED' AND available_at > $2 AND task_id = ANY($3)";
@@ -143,17 +174,17 @@ pub(crate) fn run_from_row(row: &Row) -> Result<Run> {
     let millis = |index: usize| column::<Option<i64>>(row, index).map(|v| v.map(Timestamp::from_millis));
     let status: String = column(row, 4)?;
     let worker: Option<String> = column(row, 6)?;
-    let waiting_on: Option<String> = column(row, 7)?;
+    let waiting_needed: Option<i32> = column(row, 7)?;
     let waiting_seq: Option<i32> = column(row, 8)?;
     let output: Option<String> = column(row, 9)?;
     let error: Option<String> = column(row, 10)?;
     let (available_at, finished_at) = (millis(5)?, millis(11)?);
-    let state = match (status.as_str(), available_at, worker, waiting_on, waiting_seq, finished_at) {
+    let state = match (status.as_str(), available_at, worker, waiting_needed, waiting_seq, finished_at) {
         ("QUEUED", Some(available_at), ..) => RunState::Queued { available_at },
         ("EXECUTING", _, Some(worker), ..) => RunState::Executing { worker: WorkerId::from_internal(worker) },
-        ("WAITING", _, _, Some(waitpoint), Some(seq), _) => RunState::Waiting {
-            waitpoint: WaitpointId::from_internal(waitpoint),
+        ("WAITING", _, _, Some(needed), Some(seq), _) => RunState::Waiting {
             seq: u32::try_from(seq).map_err(|_| corrupt("negative waiting_seq"))?,
+            needed: u32::try_from(needed).map_err(|_| corrupt("negative waiting_needed"))?,
         },
         ("COMPLETED", .., Some(at)) => {
             RunState::Completed { at, output: output.ok_or_else(|| corrupt("completed without output"))? }
@@ -246,7 +277,7 @@ pub(crate) async fn apply(tx: &Transaction<'_>, op: &WriteOp) -> Result<WriteOut
 
 /// Stores every column a transition can change.
 async fn update(tx: &Transaction<'_>, run: &Run) -> Result<()> {
-    let (status, available_at, worker, waiting_on, waiting_seq, output, error, finished_at) =
+    let (status, available_at, worker, waiting_needed, waiting_seq, output, error, finished_at) =
         state_columns(&run.state)?;
     let epoch = i64::try_from(run.epoch).unwrap_or(i64::MAX);
     let attempt = i32::try_from(run.attempt).unwrap_or(i32::MAX);
@@ -258,7 +289,7 @@ async fn update(tx: &Transaction<'_>, run: &Run) -> Result<()> {
             &status,
             &available_at,
             &worker,
-            &waiting_on,
+            &waiting_needed,
             &waiting_seq,
             &output,
             &error,
@@ -278,7 +309,7 @@ pub(crate) type StateColumns<'a> = (
     &'static str,
     Option<i64>,
     Option<&'a str>,
-    Option<&'a str>,
+    Option<i32>,
     Option<i32>,
     Option<&'a str>,
     Option<String>,
@@ -291,9 +322,10 @@ pub(crate) fn state_columns(state: &RunState) -> Result<StateColumns<'_>> {
             ("QUEUED", Some(available_at.as_millis()), None, None, None, None, None, None)
         }
         RunState::Executing { worker } => ("EXECUTING", None, Some(worker.internal()), None, None, None, None, None),
-        RunState::Waiting { waitpoint, seq } => {
+        RunState::Waiting { seq, needed } => {
             let seq = i32::try_from(*seq).map_err(|_| StorageError::Corrupt("journal position too large".into()))?;
-            ("WAITING", None, None, Some(waitpoint.internal()), Some(seq), None, None, None)
+            let needed = i32::try_from(*needed).map_err(|_| StorageError::Corrupt("too many waits needed".into()))?;
+            ("WAITING", None, None, Some(needed), Some(seq), None, None, None)
         }
         RunState::Completed { at, output } => {
             ("COMPLETED", None, None, None, None, Some(output.as_str()), None, Some(at.as_millis()))
@@ -507,14 +539,11 @@ async fn create_token(tx: &Transaction<'_>, op: &RunCreateToken) -> Result<Journ
 }
 
 async fn wait(tx: &Transaction<'_>, op: &RunWait) -> Result<JournalOutcome> {
-    // The waitpoint is locked first, and shared: a finish of it (which locks it to update it,
-    // then the runs waiting on it) either committed before, and this wait sees its result, or
-    // waits for this transaction, and then sees this run waiting. Without the lock, each could
-    // miss the other and the run would wait forever.
-    let shared = match op.create {
-        None => query_opt(tx, SHARE_WAITPOINT, &[&op.waitpoint.internal()]).await?,
-        Some(_) => None,
-    };
+    // The waitpoints are locked first, shared, in id order: a finish of one of them (which locks
+    // it to update it, then the runs waiting on it) either committed before, and this wait
+    // sees its result, or waits for this transaction, and then sees this run waiting. Without
+    // the lock, each could miss the other and the run would wait forever.
+    let shared = share_waitpoints(tx, [op]).await?;
     let at = Position { seq: op.seq, kind: op.kind };
     let (run, existing) = match leased_at(tx, &op.run, &op.environment_id, op.epoch, at, &op.name).await? {
         Err(outcome) => return Ok(outcome),
@@ -525,66 +554,139 @@ async fn wait(tx: &Transaction<'_>, op: &RunWait) -> Result<JournalOutcome> {
             return Ok(JournalOutcome::Recorded(existing));
         }
     } else {
-        let waitpoint = match &op.create {
-            Some(waitpoint) => match batch::create_one(tx, waitpoint).await? {
-                CreateOutcome::Created(waitpoint) | CreateOutcome::Existing(waitpoint) => waitpoint,
-            },
-            None => match &shared {
-                Some(row) => waitpoint_from_row(row)?,
-                None => return Ok(JournalOutcome::WaitpointNotFound),
-            },
-        };
-        if waitpoint.environment_id != run.environment_id {
+        let Some(members) = wait_members(op, &run, &shared) else {
             return Ok(JournalOutcome::WaitpointNotFound);
+        };
+        for new in &op.create {
+            batch::create_one(tx, new).await?;
         }
-        let result = waitpoint.wait_result().map(|result| result.to_string());
-        let finished = result.is_some();
+        let result = transitions::wait_decided(op.kind, op.needed, &members);
+        let decided = result.is_some();
         let entry = JournalEntry { seq: op.seq, kind: op.kind, name: op.name.clone(), result };
         insert_entry(tx, run.id.internal(), &entry).await?;
-        if finished {
+        insert_waits(tx, &[(run.id.internal(), op.seq, &op.waitpoints)]).await?;
+        if decided {
             return Ok(JournalOutcome::Recorded(entry));
         }
     }
-    let suspended = transitions::run_suspended(&run, &op.waitpoint, op.seq, op.at);
+    let suspended = transitions::run_suspended(&run, op.seq, op.needed, op.at);
     update(tx, &suspended).await?;
     Ok(JournalOutcome::Suspended(Box::new(suspended)))
 }
 
-/// Resumes every run waiting on one of `finished`, the waitpoints that just finished in this
-/// transaction (each with its finish's `workers_alive_since`): fills in the result of each
-/// one's wait, then hands it to its sticky worker if that worker was seen recently enough, or
-/// queues it. Returns what was resumed, by the waitpoint's internal id. One query finds them
-/// all; only runs that waited cost writes.
+/// Locks, shared and in id order, the existing waitpoints `waits` wait on (not those they
+/// create), and reads them by internal id.
+pub(crate) async fn share_waitpoints<'a>(
+    tx: &Transaction<'_>,
+    waits: impl IntoIterator<Item = &'a RunWait>,
+) -> Result<HashMap<String, Waitpoint>> {
+    let mut ids: Vec<&str> = waits
+        .into_iter()
+        .flat_map(|op| op.waitpoints.iter().filter(|id| !op.create.iter().any(|new| new.id == **id)))
+        .map(WaitpointId::internal)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    query(tx, SHARE_WAITPOINTS, &[&ids])
+        .await?
+        .iter()
+        .map(|row| waitpoint_from_row(row).map(|w| (w.id.internal().to_owned(), w)))
+        .collect()
+}
+
+/// The waitpoints `op` waits on, in order: those it creates and those in `shared`; `None` when
+/// one is missing or belongs to another environment than `run`'s.
+pub(crate) fn wait_members(op: &RunWait, run: &Run, shared: &HashMap<String, Waitpoint>) -> Option<Vec<Waitpoint>> {
+    op.waitpoints
+        .iter()
+        .map(|id| {
+            op.create
+                .iter()
+                .find(|new| new.id == *id)
+                .or_else(|| shared.get(id.internal()))
+                .filter(|w| w.environment_id == run.environment_id)
+                .cloned()
+        })
+        .collect()
+}
+
+/// Records the waitpoints of each listed wait (run, journal position, waitpoints in order).
+pub(crate) async fn insert_waits(tx: &Transaction<'_>, waits: &[(&str, u32, &[WaitpointId])]) -> Result<()> {
+    let (mut runs, mut seqs, mut positions, mut waitpoints) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (run, seq, members) in waits {
+        let seq = i32::try_from(*seq).map_err(|_| StorageError::Corrupt("journal position too large".into()))?;
+        for (position, waitpoint) in (0_i32..).zip(members.iter()) {
+            runs.push(*run);
+            seqs.push(seq);
+            positions.push(position);
+            waitpoints.push(waitpoint.internal());
+        }
+    }
+    execute(tx, INSERT_WAITS, &[&runs, &seqs, &positions, &waitpoints]).await.map(drop)
+}
+
+/// Resumes every run whose wait one of `finished`, the waitpoints that just finished in this
+/// transaction (each with its finish's `workers_alive_since`), decides: fills in the result of
+/// each one's wait, then hands it to its sticky worker if that worker was seen recently
+/// enough, or queues it. A run waiting on a set that is not decided yet stays waiting; one
+/// whose set several of them finish resumes once. Returns what was resumed, by the internal id
+/// of the waitpoint that resumed it. One query finds them all, one more reads the sets; only
+/// runs that resume cost writes.
 pub(crate) async fn resume_waiting(
     tx: &Transaction<'_>,
     finished: &[(&Waitpoint, Option<Timestamp>)],
 ) -> Result<HashMap<String, Resumed>> {
     let ids: Vec<&str> = finished.iter().map(|(waitpoint, _)| waitpoint.id.internal()).collect();
     let waiting = query(tx, WAITING_ON_ANY, &[&ids]).await?;
+    let mut sets: HashMap<String, Vec<Waitpoint>> = {
+        let (mut runs, mut seqs) = (Vec::new(), Vec::new());
+        for row in &waiting {
+            if entry_from_row(row, RUN_COLUMNS + 1)?.is_some_and(|wait| wait.kind == JournalKind::WaitSet) {
+                runs.push(column::<String>(row, 0)?);
+                seqs.push(column::<i32>(row, 8)?);
+            }
+        }
+        let mut sets: HashMap<String, Vec<Waitpoint>> = HashMap::new();
+        if !runs.is_empty() {
+            for row in query(tx, WAITS_OF, &[&runs, &seqs]).await? {
+                let run: String = column(&row, WAITPOINT_COLUMNS)?;
+                sets.entry(run).or_default().push(waitpoint_from_row(&row)?);
+            }
+        }
+        sets
+    };
     let mut resumed: HashMap<String, Resumed> = HashMap::new();
     let mut results: Vec<(String, i32, String)> = Vec::with_capacity(waiting.len());
     let mut changed: Vec<Run> = Vec::with_capacity(waiting.len());
     for row in &waiting {
         let run = run_from_row(row)?;
-        let RunState::Waiting { waitpoint, seq } = &run.state else { continue };
-        let Some((finished, alive_since)) = finished.iter().find(|(w, _)| w.id == *waitpoint) else { continue };
-        let (Some(result), Some(at)) = (finished.wait_result(), finished.completed_at()) else { continue };
-        let position = i32::try_from(*seq).map_err(|_| StorageError::Corrupt("journal position too large".into()))?;
-        let result = result.to_string();
+        let RunState::Waiting { seq, needed } = run.state else { continue };
+        let Some(wait) = entry_from_row(row, RUN_COLUMNS + 1)? else { continue };
+        let by: String = column(row, RUN_COLUMNS + 5)?;
+        let Some((waitpoint, alive_since)) = finished.iter().find(|(w, _)| w.id.internal() == by) else { continue };
+        let Some(at) = waitpoint.completed_at() else { continue };
+        let members = match wait.kind {
+            JournalKind::WaitSet => sets.remove(run.id.internal()).unwrap_or_default(),
+            _ => vec![(*waitpoint).clone()],
+        };
+        let Some(result) = transitions::wait_decided(wait.kind, needed, &members) else { continue };
+        let position = i32::try_from(seq).map_err(|_| StorageError::Corrupt("journal position too large".into()))?;
         results.push((run.id.internal().to_owned(), position, result.clone()));
         let last_seen = column::<Option<i64>>(row, RUN_COLUMNS)?.map(Timestamp::from_millis);
         let alive_worker = match (&run.sticky_worker, alive_since, last_seen) {
             (Some(worker), Some(since), Some(seen)) if seen >= *since => Some(worker.clone()),
             _ => None,
         };
-        let entry = resumed.entry(waitpoint.internal().to_owned()).or_default();
+        let entry = resumed.entry(by).or_default();
         match alive_worker {
             Some(worker) => {
                 let claimed = transitions::run_claimed(&run, &worker, at);
                 // The wait is the journal's last entry: a waiting run performs nothing after it.
-                let wait =
-                    entry_from_row(row, RUN_COLUMNS + 1)?.map(|wait| JournalEntry { result: Some(result), ..wait });
-                entry.handed.push(Claim { run: claimed.clone(), journal_length: seq + 1, resumed: wait });
+                let wait = JournalEntry { result: Some(result), ..wait };
+                entry.handed.push(Claim { run: claimed.clone(), journal_length: seq + 1, resumed: Some(wait) });
                 changed.push(claimed);
             }
             None => {
@@ -820,14 +922,20 @@ pub(crate) async fn waiting_longest(
     rows_to_runs(&query(client, sql, &[&environment_id.internal(), &limit]).await?)
 }
 
-/// Runs whose journal waits on the token `id`, newest first.
+/// Runs that waited on the waitpoint `id` (alone or in a set), newest first.
 pub(crate) async fn waiters(client: &impl GenericClient, id: &WaitpointId, limit: usize) -> Result<Vec<Run>> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let sql = concat!(
         "SELECT ",
         run_columns!(),
-        " FROM runs r WHERE r.id IN (SELECT j.run_id FROM run_journal j WHERE j.kind = 'WAIT_TOKEN' AND j.name = $1) \
+        " FROM runs r WHERE r.id IN (SELECT w.run_id FROM run_waits w WHERE w.waitpoint_id = $1) \
          ORDER BY r.id DESC LIMIT $2"
     );
-    rows_to_runs(&query(client, sql, &[&id.public(), &limit]).await?)
+    rows_to_runs(&query(client, sql, &[&id.internal(), &limit]).await?)
+}
+
+/// The waitpoints of the run's wait at `seq`, in order.
+pub(crate) async fn waits(client: &impl GenericClient, id: &RunId, seq: u32) -> Result<Vec<Waitpoint>> {
+    let seq = i32::try_from(seq).map_err(|_| StorageError::Corrupt("journal position too large".into()))?;
+    query(client, WAITS, &[&id.internal(), &seq]).await?.iter().map(waitpoint_from_row).collect()
 }

@@ -8,9 +8,11 @@ use waitpoint_postgres::PostgresStore;
 use waitpoint_postgres::testing::PostgresSchema;
 use waitpoint_storage::conformance::{self, at};
 use waitpoint_storage::{
-    CreateOutcome, Finish, FinishOutcome, Finishing, ListQuery, StorageError, Store, WriteOp, WriteOutcome,
+    ClaimOutcome, CreateOutcome, Finish, FinishOutcome, Finishing, JournalOutcome, ListQuery, RunClaim, RunWait,
+    StorageError, Store, WriteOp, WriteOutcome,
 };
-use waitpoint_types::{Environment, IdGenerator, Timestamp, Waitpoint};
+use waitpoint_types::run::wait_set_name;
+use waitpoint_types::{Environment, IdGenerator, JournalKind, Timestamp, Waitpoint};
 
 const RACERS: usize = 8;
 
@@ -222,5 +224,64 @@ async fn servers_starting_at_once_migrate_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3, 4, 5], "each version applied once");
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6], "each version applied once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn finishes_racing_on_the_waitpoints_of_a_set_resume_its_run_once() {
+    let Some((_db, store, ids, env)) = setup().await else { return };
+    let worker = ids.worker(at(0));
+    for round in 0..20 {
+        let task = format!("t{round}");
+        let new = conformance::run(&ids, &env, &task, at(round));
+        store.write_batch(vec![WriteOp::RunCreate(new)]).await.unwrap();
+        let claim = RunClaim {
+            environment_id: env.id.clone(),
+            worker: worker.clone(),
+            tasks: vec![(task, 1)],
+            now: at(round),
+            alive_since: at(round),
+            sticky_for: Duration::ZERO,
+            holding: Vec::new(),
+            session: None,
+        };
+        let outcome = store.write_batch(vec![WriteOp::RunClaim(claim)]).await.unwrap().remove(0);
+        let WriteOutcome::Claim(ClaimOutcome::Claimed { claims, .. }) = outcome else { panic!("{outcome:?}") };
+        let held = claims[0].run.clone();
+        let tokens: Vec<Waitpoint> = (0..3).map(|_| waitpoint(&ids, &env, at(round))).collect();
+        store.write_batch(tokens.iter().cloned().map(WriteOp::Create).collect()).await.unwrap();
+        let wait = RunWait {
+            run: held.id.clone(),
+            environment_id: env.id.clone(),
+            epoch: held.epoch,
+            seq: 0,
+            kind: JournalKind::WaitSet,
+            name: wait_set_name(2, 3),
+            waitpoints: tokens.iter().map(|t| t.id.clone()).collect(),
+            needed: 2,
+            create: Vec::new(),
+            at: at(round),
+        };
+        let suspended = store.write_batch(vec![WriteOp::RunWait(wait)]).await.unwrap().remove(0);
+        assert!(matches!(suspended, WriteOutcome::Journal(JournalOutcome::Suspended(_))), "{suspended:?}");
+
+        let racers: Vec<_> = tokens
+            .iter()
+            .map(|token| {
+                let (store, op) = (store.clone(), finish(token, completed(round + 1)));
+                tokio::spawn(async move { store.write_batch(vec![op]).await })
+            })
+            .collect();
+        let mut resumed = Vec::new();
+        for racer in racers {
+            match racer.await.unwrap().unwrap().remove(0) {
+                WriteOutcome::Finish(FinishOutcome::Finished(_, by)) => resumed.extend(by.runs()),
+                other => panic!("round {round}: {other:?}"),
+            }
+        }
+        assert_eq!(resumed, std::slice::from_ref(&held.id), "round {round}: resumed once");
+        let journal = store.run_journal(&held.id).await.unwrap();
+        let result: serde_json::Value = serde_json::from_str(journal[0].result.as_deref().unwrap()).unwrap();
+        assert_eq!(result["ok"], true, "round {round}: {result}");
+    }
 }

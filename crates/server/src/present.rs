@@ -71,8 +71,17 @@ pub(crate) fn run(view: &RunView, now: Timestamp, full: bool) -> RunDetail {
     let waiting_on = view
         .waiting_on
         .iter()
-        .map(|w| WaitingOn { id: w.id.public(), kind: w.kind.as_str().to_owned(), timeout_at: w.timeout_at })
+        .map(|w| WaitingOn {
+            id: w.id.public(),
+            kind: w.kind.as_str().to_owned(),
+            status: w.status(),
+            timeout_at: w.timeout_at,
+        })
         .collect();
+    let waiting_needed = match run.state {
+        RunState::Waiting { needed, .. } => Some(needed),
+        _ => None,
+    };
     RunDetail {
         id: run.id.public(),
         task_id: run.task_id.clone(),
@@ -87,6 +96,7 @@ pub(crate) fn run(view: &RunView, now: Timestamp, full: bool) -> RunDetail {
         idempotency_key_expires_at: run.idempotency_key_expires_at,
         delayed_until,
         waiting_on,
+        waiting_needed,
         created_at: run.created_at,
         started_at: run.started_at,
         updated_at: run.updated_at,

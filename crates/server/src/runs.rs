@@ -134,7 +134,8 @@ pub(crate) async fn create_token(
     Ok(Json(RunTokenResponse { entry: present::entry(&entry), token }))
 }
 
-/// `POST /api/v1/runs/{id}/wait`: wait on a token or until a time; the run may suspend.
+/// `POST /api/v1/runs/{id}/wait`: wait on a token, until a time, or for any, all or some of
+/// several; the run may suspend.
 pub(crate) async fn wait(
     State(engine): State<Engine>,
     SecretKey(environment): SecretKey,

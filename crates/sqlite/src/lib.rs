@@ -42,6 +42,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/0002_runs.sql")),
     (3, include_str!("../migrations/0003_workers.sql")),
     (4, include_str!("../migrations/0004_dashboard.sql")),
+    (5, include_str!("../migrations/0005_wait_sets.sql")),
 ];
 
 /// Read-only connections, so reads that run at once; more wait their turn.
@@ -278,6 +279,11 @@ impl Store for SqliteStore {
     async fn run_journal(&self, id: &RunId) -> Result<Vec<JournalEntry>> {
         let id = id.internal().to_owned();
         self.read(move |conn| runs::journal(conn, &id)).await
+    }
+
+    async fn run_waits(&self, id: &RunId, seq: u32) -> Result<Vec<Waitpoint>> {
+        let id = id.internal().to_owned();
+        self.read(move |conn| runs::waits(conn, &id, seq)).await
     }
 
     async fn run_next_available(

@@ -102,7 +102,7 @@ pub(crate) fn state_columns(state: &WaitpointState) -> StateColumns {
 
 /// The columns [`run_from_row`] reads, in order, of the table aliased `r`.
 pub(crate) const RUN_COLUMNS: &str = "r.id, r.environment_id, r.task_id, r.payload, r.status, r.available_at, \
-     r.worker_id, r.waiting_on, r.waiting_seq, r.output, r.error, r.finished_at, r.attempt, r.max_attempts, r.epoch, \
+     r.worker_id, r.waiting_needed, r.waiting_seq, r.output, r.error, r.finished_at, r.attempt, r.max_attempts, r.epoch, \
      r.sticky_worker, r.tags, r.idempotency_key, r.inactive_idempotency_key, r.idempotency_key_expires_at, \
      r.created_at, r.started_at, r.updated_at";
 
@@ -113,7 +113,7 @@ pub(crate) fn run_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Run>> {
     let millis = |i: usize| row.get::<_, Option<i64>>(i).map(|v| v.map(Timestamp::from_millis));
     let (available_at, finished_at) = (millis(5)?, millis(11)?);
     let worker: Option<String> = row.get(6)?;
-    let waiting_on: Option<String> = row.get(7)?;
+    let waiting_needed: Option<u32> = row.get(7)?;
     let waiting_seq: Option<u32> = row.get(8)?;
     let output: Option<String> = row.get(9)?;
     let error: Option<String> = row.get(10)?;
@@ -139,12 +139,10 @@ pub(crate) fn run_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Run>> {
     };
     Ok((move || {
         let corrupt = |what: &str| StorageError::Corrupt(format!("run {id}: {what}"));
-        let state = match (status.as_str(), available_at, worker, waiting_on, waiting_seq, finished_at) {
+        let state = match (status.as_str(), available_at, worker, waiting_needed, waiting_seq, finished_at) {
             ("QUEUED", Some(available_at), ..) => RunState::Queued { available_at },
             ("EXECUTING", _, Some(worker), ..) => RunState::Executing { worker: WorkerId::from_internal(worker) },
-            ("WAITING", _, _, Some(waitpoint), Some(seq), _) => {
-                RunState::Waiting { waitpoint: WaitpointId::from_internal(waitpoint), seq }
-            }
+            ("WAITING", _, _, Some(needed), Some(seq), _) => RunState::Waiting { seq, needed },
             ("COMPLETED", .., Some(at)) => {
                 RunState::Completed { at, output: output.ok_or_else(|| corrupt("completed without output"))? }
             }
@@ -165,7 +163,7 @@ pub(crate) struct RunStateColumns {
     pub status: &'static str,
     pub available_at: Option<i64>,
     pub worker_id: Option<String>,
-    pub waiting_on: Option<String>,
+    pub waiting_needed: Option<u32>,
     pub waiting_seq: Option<u32>,
     pub output: Option<String>,
     pub error: Option<String>,
@@ -178,7 +176,7 @@ pub(crate) fn run_state_columns(state: &RunState) -> RunStateColumns {
         status: "",
         available_at: None,
         worker_id: None,
-        waiting_on: None,
+        waiting_needed: None,
         waiting_seq: None,
         output: None,
         error: None,
@@ -193,9 +191,9 @@ pub(crate) fn run_state_columns(state: &RunState) -> RunStateColumns {
             columns.status = "EXECUTING";
             columns.worker_id = Some(worker.internal().to_owned());
         }
-        RunState::Waiting { waitpoint, seq } => {
+        RunState::Waiting { seq, needed } => {
             columns.status = "WAITING";
-            columns.waiting_on = Some(waitpoint.internal().to_owned());
+            columns.waiting_needed = Some(*needed);
             columns.waiting_seq = Some(*seq);
         }
         RunState::Completed { at, output } => {

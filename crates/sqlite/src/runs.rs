@@ -14,7 +14,9 @@ use waitpoint_types::{
 };
 
 use crate::args::Args;
-use crate::rows::{RUN_COLUMNS, journal_entry_from_row, run_from_row, run_state_columns};
+use crate::rows::{
+    RUN_COLUMNS, WAITPOINT_COLUMNS, journal_entry_from_row, run_from_row, run_state_columns, waitpoint_from_row,
+};
 use crate::waitpoints;
 use crate::{lists, map_error};
 
@@ -30,7 +32,7 @@ pub(crate) fn select(conn: &Connection, id: &str) -> Result<Option<Run>> {
 fn update(conn: &Connection, run: &Run) -> Result<()> {
     let columns = run_state_columns(&run.state);
     conn.prepare_cached(
-        "UPDATE runs SET status = ?2, available_at = ?3, worker_id = ?4, waiting_on = ?5, waiting_seq = ?6,
+        "UPDATE runs SET status = ?2, available_at = ?3, worker_id = ?4, waiting_needed = ?5, waiting_seq = ?6,
              output = ?7, error = ?8, finished_at = ?9, attempt = ?10, epoch = ?11, sticky_worker = ?12,
              started_at = ?13, updated_at = ?14
          WHERE id = ?1",
@@ -41,7 +43,7 @@ fn update(conn: &Connection, run: &Run) -> Result<()> {
             columns.status,
             columns.available_at,
             columns.worker_id,
-            columns.waiting_on,
+            columns.waiting_needed,
             columns.waiting_seq,
             columns.output,
             columns.error,
@@ -278,7 +280,7 @@ pub(crate) fn wait(conn: &Connection, op: RunWait) -> Result<JournalOutcome> {
         Err(refusal) => return Ok(JournalOutcome::Refused(refusal)),
     };
     let suspend = |conn: &Connection| -> Result<JournalOutcome> {
-        let suspended = transitions::run_suspended(&run, &op.waitpoint, op.seq, op.at);
+        let suspended = transitions::run_suspended(&run, op.seq, op.needed, op.at);
         update(conn, &suspended)?;
         Ok(JournalOutcome::Suspended(Box::new(suspended)))
     };
@@ -287,43 +289,92 @@ pub(crate) fn wait(conn: &Connection, op: RunWait) -> Result<JournalOutcome> {
         Ok(Some(existing)) if existing.result.is_some() => Ok(JournalOutcome::Recorded(existing)),
         Ok(Some(_pending)) => suspend(conn),
         Ok(None) => {
-            if let Some(waitpoint) = op.create.clone() {
-                waitpoints::create(conn, waitpoint)?;
+            // Every waitpoint is checked before anything is written.
+            let mut members = Vec::with_capacity(op.waitpoints.len());
+            for id in &op.waitpoints {
+                let member = match op.create.iter().find(|new| new.id == *id) {
+                    Some(new) => Some(new.clone()),
+                    None => waitpoints::select_waitpoint(conn, id.internal())?,
+                };
+                match member.filter(|w| w.environment_id == run.environment_id) {
+                    Some(member) => members.push(member),
+                    None => return Ok(JournalOutcome::WaitpointNotFound),
+                }
             }
-            let Some(waitpoint) = waitpoints::select_waitpoint(conn, op.waitpoint.internal())?
-                .filter(|w| w.environment_id == run.environment_id)
-            else {
-                return Ok(JournalOutcome::WaitpointNotFound);
-            };
-            let result = waitpoint.wait_result().map(|result| result.to_string());
-            let finished = result.is_some();
+            for new in &op.create {
+                waitpoints::create(conn, new.clone())?;
+            }
+            let result = transitions::wait_decided(op.kind, op.needed, &members);
+            let decided = result.is_some();
             let entry = JournalEntry { seq: op.seq, kind: op.kind, name: op.name.clone(), result };
             insert_entry(conn, run.id.internal(), &entry)?;
-            if finished { Ok(JournalOutcome::Recorded(entry)) } else { suspend(conn) }
+            insert_waits(conn, run.id.internal(), op.seq, &op.waitpoints)?;
+            if decided { Ok(JournalOutcome::Recorded(entry)) } else { suspend(conn) }
         }
     }
 }
 
-/// Resumes every run waiting on `waitpoint`, which just finished: fills in the result of each
-/// one's wait, then hands it to its sticky worker if that worker was seen at or after
-/// `workers_alive_since`, or queues it.
+/// Records the waitpoints of the run's wait at `seq`, in order.
+fn insert_waits(conn: &Connection, run: &str, seq: u32, waitpoints: &[WaitpointId]) -> Result<()> {
+    let mut insert = conn
+        .prepare_cached("INSERT INTO run_waits (run_id, seq, position, waitpoint_id) VALUES (?1, ?2, ?3, ?4)")
+        .map_err(map_error)?;
+    for (position, waitpoint) in (0_u32..).zip(waitpoints) {
+        insert.execute(params![run, seq, position, waitpoint.internal()]).map_err(map_error)?;
+    }
+    Ok(())
+}
+
+/// The waitpoints of the run's wait at `seq`, in the wait's order.
+pub(crate) fn waits(conn: &Connection, run: &str, seq: u32) -> Result<Vec<Waitpoint>> {
+    let sql = format!(
+        "SELECT {WAITPOINT_COLUMNS} FROM run_waits x JOIN waitpoints w ON w.id = x.waitpoint_id
+         WHERE x.run_id = ?1 AND x.seq = ?2 ORDER BY x.position"
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
+    let rows = stmt.query_map(params![run, seq], waitpoint_from_row).map_err(map_error)?;
+    rows.map(|row| row.map_err(map_error)?).collect()
+}
+
+/// Resumes every run whose wait `waitpoint`, which just finished, decides: fills in the result
+/// of each one's wait, then hands it to its sticky worker if that worker was seen at or after
+/// `workers_alive_since`, or queues it. A run waiting on a set whose wait is not decided yet
+/// stays waiting.
 pub(crate) fn resume_waiting(
     conn: &Connection,
     waitpoint: &Waitpoint,
     workers_alive_since: Option<Timestamp>,
 ) -> Result<Resumed> {
-    let (Some(result), Some(at)) = (waitpoint.wait_result().map(|r| r.to_string()), waitpoint.completed_at()) else {
+    let Some(at) = waitpoint.completed_at() else {
         return Ok(Resumed::default());
     };
-    let sql = format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.waiting_on = ?1 AND r.status = 'WAITING'");
-    let waiting: Vec<Run> = {
+    let sql = format!(
+        "SELECT {RUN_COLUMNS}, e.kind FROM run_waits w
+         JOIN runs r ON r.id = w.run_id AND r.status = 'WAITING' AND r.waiting_seq = w.seq
+         JOIN run_journal e ON e.run_id = r.id AND e.seq = r.waiting_seq
+         WHERE w.waitpoint_id = ?1"
+    );
+    let waiting: Vec<(Run, String)> = {
         let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
-        let rows = stmt.query_map([waitpoint.id.internal()], run_from_row).map_err(map_error)?;
-        rows.map(|row| row.map_err(map_error)?).collect::<Result<_>>()?
+        let rows = stmt
+            .query_map([waitpoint.id.internal()], |row| Ok((run_from_row(row)?, row.get::<_, String>(23)?)))
+            .map_err(map_error)?;
+        rows.map(|row| {
+            let (run, kind) = row.map_err(map_error)?;
+            Ok((run?, kind))
+        })
+        .collect::<Result<_>>()?
     };
     let mut resumed = Resumed::default();
-    for run in waiting {
-        let waitpoint_types::RunState::Waiting { seq, .. } = run.state else { continue };
+    for (run, kind) in waiting {
+        let waitpoint_types::RunState::Waiting { seq, needed } = run.state else { continue };
+        let kind = JournalKind::parse(&kind)
+            .ok_or_else(|| StorageError::Corrupt(format!("run {}: journal kind {kind}", run.id)))?;
+        let members = match kind {
+            JournalKind::WaitSet => waits(conn, run.id.internal(), seq)?,
+            _ => vec![waitpoint.clone()],
+        };
+        let Some(result) = transitions::wait_decided(kind, needed, &members) else { continue };
         conn.prepare_cached("UPDATE run_journal SET result = ?3 WHERE run_id = ?1 AND seq = ?2")
             .and_then(|mut stmt| stmt.execute(params![run.id.internal(), seq, result]))
             .map_err(map_error)?;
@@ -622,15 +673,14 @@ pub(crate) fn waiting_longest(conn: &Connection, environment_id: &EnvironmentId,
     rows.map(|row| row.map_err(map_error)?).collect()
 }
 
-/// Runs whose journal waits on the token `id`, newest first.
+/// Runs that waited on the waitpoint `id` (alone or in a set), newest first.
 pub(crate) fn waiters(conn: &Connection, id: &WaitpointId, limit: usize) -> Result<Vec<Run>> {
     let sql = format!(
-        "SELECT {RUN_COLUMNS} FROM runs r WHERE r.id IN
-             (SELECT j.run_id FROM run_journal j WHERE j.kind = 'WAIT_TOKEN' AND j.name = ?1)
+        "SELECT {RUN_COLUMNS} FROM runs r WHERE r.id IN (SELECT w.run_id FROM run_waits w WHERE w.waitpoint_id = ?1)
          ORDER BY r.id DESC LIMIT ?2"
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = stmt.query_map(params![id.public(), limit], run_from_row).map_err(map_error)?;
+    let rows = stmt.query_map(params![id.internal(), limit], run_from_row).map_err(map_error)?;
     rows.map(|row| row.map_err(map_error)?).collect()
 }

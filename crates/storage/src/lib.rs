@@ -91,17 +91,18 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Applies `ops` in order, atomically and durably, and says what each did.
     ///
     /// Later operations see the effects of earlier ones in the same batch. An outcome such as
-    /// [`WriteOutcome::NotFound`] does not affect the other operations; an `Err` means nothing
+    /// [`FinishOutcome::NotFound`] does not affect the other operations; an `Err` means nothing
     /// of the batch was written.
     ///
     /// Create: when the waitpoint has an idempotency key and the environment has a waitpoint
     /// whose active key is the same and unexpired at the new one's `created_at`
     /// (`created_at <= idempotency_key_expires_at`, or no expiry), the outcome is
-    /// [`WriteOutcome::Existing`]. An expired match is deactivated (its key moves to
+    /// [`CreateOutcome::Existing`]. An expired match is deactivated (its key moves to
     /// `inactive_idempotency_key`) and the new waitpoint is created.
     ///
     /// Finish: applies only to a `WAITING` waitpoint, and a deadline only once it is due.
-    /// Every run waiting on the waitpoint resumes in the same transaction.
+    /// Every run whose wait it decides ([`transitions::wait_decided`]) resumes in the same
+    /// transaction, once, however many of its waitpoints finish in the batch.
     ///
     /// The run operations are documented on their types in [`ops`].
     async fn write_batch(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>>;
@@ -127,8 +128,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// earliest `timeout_at` first.
     async fn waitpoint_timeouts_soonest(&self, environment_id: &EnvironmentId, limit: usize) -> Result<Vec<Waitpoint>>;
 
-    /// Up to `limit` runs that waited on the token `id` (a `WAIT_TOKEN` journal entry names it):
-    /// those waiting on it now and those it released, newest first.
+    /// Up to `limit` runs that waited on the waitpoint `id`, alone or in a set: those waiting on
+    /// it now and those that waited before, newest first.
     async fn waitpoint_waiters(&self, id: &WaitpointId, limit: usize) -> Result<Vec<Run>>;
 
     /// The earliest `timeout_at` among waiting waitpoints.
@@ -153,6 +154,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// A run's journal, in order (`seq` 0, 1, …). `NotFound` if the run does not exist.
     async fn run_journal(&self, id: &RunId) -> Result<Vec<JournalEntry>>;
+
+    /// The waitpoints of the run's wait at journal position `seq`, in the wait's order (as
+    /// they are now); empty when there is no wait there.
+    async fn run_waits(&self, id: &RunId, seq: u32) -> Result<Vec<Waitpoint>>;
 
     /// The earliest `available_at` after `now` among queued runs of these tasks: when a worker
     /// that found nothing to claim should look again.

@@ -28,7 +28,7 @@ pub enum WriteOp {
     RunRecord(RunRecord),
     /// Create a token for a run and record it.
     RunCreateToken(RunCreateToken),
-    /// Make a run wait on a waitpoint.
+    /// Make a run wait on one waitpoint, or on several.
     RunWait(RunWait),
     /// Complete or fail a run's attempt.
     RunFinish(RunFinish),
@@ -210,14 +210,15 @@ pub struct RunCreateToken {
     pub waitpoint: Waitpoint,
 }
 
-/// Makes a run wait on a waitpoint at journal position `seq`.
+/// Makes a run wait at journal position `seq` for `needed` of `waitpoints`, which the store
+/// keeps as the run's waits at that position (in order).
 ///
-/// If the waitpoint has finished, the entry is recorded with the waitpoint's
-/// [`wait_result`](Waitpoint::wait_result) and the run goes on: [`JournalOutcome::Recorded`].
+/// If the wait is decided already ([`transitions::wait_decided`](crate::transitions::wait_decided)),
+/// the entry is recorded with its result and the run goes on: [`JournalOutcome::Recorded`].
 /// Otherwise the entry is recorded without result, the run becomes `WAITING` with the worker
-/// as its `sticky_worker`: [`JournalOutcome::Suspended`]. When the waitpoint finishes, the result
-/// is filled in and the run is `QUEUED` again. A waitpoint of another environment is
-/// [`JournalOutcome::WaitpointNotFound`].
+/// as its `sticky_worker`: [`JournalOutcome::Suspended`]. When a finish decides the wait, the
+/// result is filled in and the run resumes (once). A waitpoint missing or of another
+/// environment is [`JournalOutcome::WaitpointNotFound`], and nothing is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunWait {
     /// The run.
@@ -228,15 +229,17 @@ pub struct RunWait {
     pub epoch: u64,
     /// The journal position.
     pub seq: u32,
-    /// `WAIT_TOKEN` or `WAIT_DATETIME`.
+    /// `WAIT_TOKEN`, `WAIT_DATETIME` (one waitpoint) or `WAIT_SET`.
     pub kind: JournalKind,
     /// The entry's name.
     pub name: String,
-    /// What to wait on.
-    pub waitpoint: WaitpointId,
-    /// A waitpoint to create first (the datetime waitpoint of `wait.for`), unless the journal
+    /// What to wait on, in order (at least one; distinct).
+    pub waitpoints: Vec<WaitpointId>,
+    /// How many of them must complete (from 1 to their number).
+    pub needed: u32,
+    /// Waitpoints to create first (the datetime waitpoints of `wait.for`), unless the journal
     /// already has this position.
-    pub create: Option<Waitpoint>,
+    pub create: Vec<Waitpoint>,
     /// When.
     pub at: Timestamp,
 }

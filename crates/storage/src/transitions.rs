@@ -71,19 +71,14 @@ pub fn run_claimed(run: &Run, worker: &waitpoint_types::WorkerId, now: Timestamp
     }
 }
 
-/// `run`, suspended at `now` on `waitpoint` at journal position `seq`; the worker that held
-/// it becomes its sticky worker.
-pub fn run_suspended(run: &Run, waitpoint: &WaitpointId, seq: u32, now: Timestamp) -> Run {
+/// `run`, suspended at `now` on the wait at journal position `seq`, for `needed` of its
+/// waitpoints; the worker that held it becomes its sticky worker.
+pub fn run_suspended(run: &Run, seq: u32, needed: u32, now: Timestamp) -> Run {
     let sticky_worker = match &run.state {
         RunState::Executing { worker } => Some(worker.clone()),
         _ => run.sticky_worker.clone(),
     };
-    Run {
-        state: RunState::Waiting { waitpoint: waitpoint.clone(), seq },
-        sticky_worker,
-        updated_at: now,
-        ..run.clone()
-    }
+    Run { state: RunState::Waiting { seq, needed }, sticky_worker, updated_at: now, ..run.clone() }
 }
 
 /// `run`, queued again at `now` because its wait finished.
@@ -131,7 +126,121 @@ pub fn journal_diverges(existing: &JournalEntry, kind: JournalKind, name: &str) 
 
 /// The wait a claim resumes from: the journal's last entry, when it is a finished wait.
 pub fn resumed_from(last: Option<JournalEntry>) -> Option<JournalEntry> {
-    last.filter(|entry| {
-        matches!(entry.kind, JournalKind::WaitToken | JournalKind::WaitDatetime) && entry.result.is_some()
-    })
+    last.filter(|entry| entry.kind.is_wait() && entry.result.is_some())
+}
+
+/// The result of a wait of `kind` for `needed` of `waitpoints` (in the wait's order, as they
+/// are now) once it is decided, as JSON text; `None` while it is not.
+///
+/// A token or datetime wait has one waitpoint and is decided when it finishes, with its
+/// [`Waitpoint::wait_result`]. A set wait is decided once `needed` of its waitpoints completed
+/// (`"ok": true`) or once so many timed out that `needed` no longer can (`"ok": false`), and
+/// records where each one stood then, in order: its result with its id, or `"pending": true`:
+/// `{"ok": true, "waitpoints": [{"id": "waitpoint_…", "ok": true, "output": …}, {"id": …,
+/// "pending": true}]}`. What finishes later does not change a decided wait.
+pub fn wait_decided(kind: JournalKind, needed: u32, waitpoints: &[Waitpoint]) -> Option<String> {
+    if kind != JournalKind::WaitSet {
+        return waitpoints.first().and_then(Waitpoint::wait_result).map(|result| result.to_string());
+    }
+    let count = |finished: fn(&WaitpointState) -> bool| waitpoints.iter().filter(|w| finished(&w.state)).count();
+    let completed = count(|state| matches!(state, WaitpointState::Completed { .. }));
+    let timed_out = count(|state| matches!(state, WaitpointState::TimedOut { .. }));
+    let needed = usize::try_from(needed).unwrap_or(usize::MAX);
+    let ok = if completed >= needed {
+        true
+    } else if timed_out > waitpoints.len().saturating_sub(needed) {
+        false
+    } else {
+        return None;
+    };
+    let each: Vec<serde_json::Value> = waitpoints
+        .iter()
+        .map(|waitpoint| {
+            let mut each = serde_json::Map::new();
+            each.insert("id".into(), waitpoint.id.public().into());
+            match waitpoint.wait_result() {
+                Some(serde_json::Value::Object(result)) => each.extend(result),
+                _ => {
+                    each.insert("pending".into(), true.into());
+                }
+            }
+            serde_json::Value::Object(each)
+        })
+        .collect();
+    Some(serde_json::json!({ "ok": ok, "waitpoints": each }).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use waitpoint_types::{CompletedVia, EnvironmentId, WaitpointKind};
+
+    use super::*;
+
+    fn waitpoint(n: u32, state: WaitpointState) -> Waitpoint {
+        Waitpoint {
+            id: WaitpointId::from_internal(format!("w{n}")),
+            kind: WaitpointKind::Manual,
+            environment_id: EnvironmentId::from_internal("env".into()),
+            state,
+            idempotency_key: None,
+            inactive_idempotency_key: None,
+            idempotency_key_expires_at: None,
+            timeout_at: None,
+            tags: Vec::new(),
+            created_at: Timestamp::from_millis(0),
+            approval: None,
+        }
+    }
+
+    /// A set of waitpoints in these states, `c` completed, `t` timed out, `w` waiting.
+    fn set(states: &str) -> Vec<Waitpoint> {
+        (0..)
+            .zip(states.chars())
+            .map(|(n, state)| {
+                let at = Timestamp::from_millis(1);
+                waitpoint(
+                    n,
+                    match state {
+                        'c' => WaitpointState::Completed { at, via: CompletedVia::SecretKey, output: None },
+                        't' => WaitpointState::TimedOut { at, via: None },
+                        _ => WaitpointState::Waiting,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn ok(needed: u32, states: &str) -> Option<bool> {
+        let result = wait_decided(JournalKind::WaitSet, needed, &set(states))?;
+        serde_json::from_str::<serde_json::Value>(&result).unwrap()["ok"].as_bool()
+    }
+
+    #[test]
+    fn a_set_is_decided_when_enough_completed_or_too_many_timed_out() {
+        assert_eq!(ok(1, "www"), None);
+        assert_eq!(ok(1, "wcw"), Some(true), "any: the first completion");
+        assert_eq!(ok(1, "ttw"), None, "any: one may still complete");
+        assert_eq!(ok(1, "ttt"), Some(false));
+        assert_eq!(ok(3, "ccw"), None);
+        assert_eq!(ok(3, "wtw"), Some(false), "all: the first timeout");
+        assert_eq!(ok(3, "ccc"), Some(true));
+        assert_eq!(ok(2, "ctw"), None, "2 of 3: one completed, one may");
+        assert_eq!(ok(2, "ttc"), Some(false));
+        assert_eq!(ok(2, "cwc"), Some(true));
+    }
+
+    #[test]
+    fn a_decided_set_says_where_each_waitpoint_stood() {
+        let result = wait_decided(JournalKind::WaitSet, 1, &set("tcw")).unwrap();
+        assert_eq!(
+            result,
+            concat!(
+                r#"{"ok":true,"waitpoints":[{"id":"waitpoint_w0","ok":false,"error":{"code":"TRIGGER_WAITPOINT_TIMEOUT","#,
+                r#""message":"Waitpoint timed out at 1970-01-01T00:00:00.001Z"}},"#,
+                r#"{"id":"waitpoint_w1","ok":true,"output":null},{"id":"waitpoint_w2","pending":true}]}"#
+            )
+        );
+        let single = wait_decided(JournalKind::WaitToken, 1, &set("c")).unwrap();
+        assert_eq!(single, r#"{"ok":true,"output":null}"#, "a wait on one keeps its own shape");
+    }
 }

@@ -305,6 +305,8 @@ pub struct WaitingOn {
     /// `MANUAL` (a token) or `DATETIME`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// `WAITING`, `COMPLETED` or `TIMED_OUT`: in a set, some may have finished already.
+    pub status: WaitpointStatus,
     /// When it times out (a token) or completes (a datetime waitpoint).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_at: Option<Timestamp>,
@@ -354,8 +356,11 @@ pub struct RunDetail {
     /// While `DELAYED` (or queued): when a worker may take it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delayed_until: Option<Timestamp>,
-    /// While `WAITING`: what it waits on.
+    /// While `WAITING`: what it waits on, in the wait's order.
     pub waiting_on: Vec<WaitingOn>,
+    /// While `WAITING`: how many of `waitingOn` must complete (1 for a wait on one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_needed: Option<u32>,
     /// When it was triggered.
     pub created_at: Timestamp,
     /// When a worker first took it.
@@ -533,7 +538,20 @@ pub mod worker {
             /// How the code asked (`"for 300000ms"`), compared on replay.
             name: String,
         },
+        /// Several of the above (not sets): the wait is decided once `needed` of them
+        /// completed (`1`: any, their number: all), or once so many timed out that `needed`
+        /// no longer can. Its entry is named by [`wait_set_name`](crate::run::wait_set_name).
+        #[serde(rename = "SET")]
+        Set {
+            /// How many must complete.
+            needed: u32,
+            /// What to wait for, in order: at most [`MAX_SET_WAITS`].
+            of: Vec<WaitFor>,
+        },
     }
+
+    /// The most waitpoints one set wait may wait for.
+    pub const MAX_SET_WAITS: usize = 100;
 
     /// `POST /api/v1/runs/{id}/wait`.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

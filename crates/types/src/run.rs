@@ -1,14 +1,18 @@
 //! A task run, its state machine and its journal.
 //!
 //! ```text
-//!              trigger                claim                 wait on a pending waitpoint
+//!              trigger                claim                 wait on pending waitpoints
 //!   (new) ───────────────▶ QUEUED ─────────────▶ EXECUTING ─────────────────────────────▶ WAITING
 //!                   (DELAYED until   ▲  ▲          │    │                                  │
 //!                    available_at)   │  │ retry    │    ├──▶ COMPLETED                     │
 //!                                    │  └──────────┘    └──▶ FAILED (attempts used up)     │
-//!                                    └──────────── the waitpoint finished (resume) ───────┘
+//!                                    └────────── the wait is decided (resume) ────────────┘
 //!   QUEUED | EXECUTING | WAITING ──cancel──▶ CANCELED
 //! ```
+//!
+//! A run waits on one waitpoint (a token, a point in time) or on a set of them, for any, all
+//! or k of them to complete; the wait is decided by the transaction that finishes the
+//! waitpoint deciding it, and the run resumes once.
 //!
 //! A run's journal records, in order, every operation its code performed through the run
 //! context (steps, tokens, waits) with its result. A run that resumes on another worker, or
@@ -17,7 +21,7 @@
 
 use std::fmt;
 
-use crate::id::{EnvironmentId, RunId, WaitpointId, WorkerId};
+use crate::id::{EnvironmentId, RunId, WorkerId};
 use crate::time::Timestamp;
 
 /// A run's status as the API reports it (`QUEUED`, … on the wire).
@@ -105,12 +109,15 @@ pub enum RunState {
         /// The worker.
         worker: WorkerId,
     },
-    /// Suspended until `waitpoint` finishes; its result becomes journal entry `seq`.
+    /// Suspended on the wait at journal position `seq`, whose waitpoints the store keeps in
+    /// order (a token or datetime wait has one; a set wait several). It resumes once `needed`
+    /// of them completed, or once so many timed out that `needed` no longer can; the result
+    /// becomes entry `seq`'s.
     Waiting {
-        /// What it waits for.
-        waitpoint: WaitpointId,
         /// The journal position of the wait.
         seq: u32,
+        /// How many of its waitpoints must complete.
+        needed: u32,
     },
     /// Finished with `output` (JSON text).
     Completed {
@@ -212,6 +219,8 @@ pub enum JournalKind {
     WaitToken,
     /// A wait for a point in time.
     WaitDatetime,
+    /// A wait for several waitpoints (tokens and points in time): any, all, or k of them.
+    WaitSet,
     /// A token completed by the run.
     CompleteToken,
     /// A token retrieved by the run.
@@ -226,11 +235,12 @@ pub enum JournalKind {
 
 impl JournalKind {
     /// Every kind.
-    pub const ALL: [JournalKind; 9] = [
+    pub const ALL: [JournalKind; 10] = [
         Self::Step,
         Self::CreateToken,
         Self::WaitToken,
         Self::WaitDatetime,
+        Self::WaitSet,
         Self::CompleteToken,
         Self::RetrieveToken,
         Self::ListTokens,
@@ -238,14 +248,15 @@ impl JournalKind {
         Self::Random,
     ];
 
-    /// `STEP`, `CREATE_TOKEN`, `WAIT_TOKEN`, `WAIT_DATETIME`, `COMPLETE_TOKEN`, `RETRIEVE_TOKEN`,
-    /// `LIST_TOKENS`, `NOW`, `RANDOM`.
+    /// `STEP`, `CREATE_TOKEN`, `WAIT_TOKEN`, `WAIT_DATETIME`, `WAIT_SET`, `COMPLETE_TOKEN`,
+    /// `RETRIEVE_TOKEN`, `LIST_TOKENS`, `NOW`, `RANDOM`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Step => "STEP",
             Self::CreateToken => "CREATE_TOKEN",
             Self::WaitToken => "WAIT_TOKEN",
             Self::WaitDatetime => "WAIT_DATETIME",
+            Self::WaitSet => "WAIT_SET",
             Self::CompleteToken => "COMPLETE_TOKEN",
             Self::RetrieveToken => "RETRIEVE_TOKEN",
             Self::ListTokens => "LIST_TOKENS",
@@ -257,6 +268,22 @@ impl JournalKind {
     /// The inverse of [`as_str`](Self::as_str).
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+
+    /// Whether an entry of this kind is a wait (whose result may come later).
+    pub const fn is_wait(self) -> bool {
+        matches!(self, Self::WaitToken | Self::WaitDatetime | Self::WaitSet)
+    }
+}
+
+/// The journal name of a wait for `needed` of `count` waitpoints: `any of 3`, `all of 3`, or
+/// `2 of 3`. Replay compares it: the condition is part of the operation, the waitpoints are
+/// what it recorded (as a datetime wait's instant is).
+pub fn wait_set_name(needed: u32, count: usize) -> String {
+    match needed {
+        1 if count > 1 => format!("any of {count}"),
+        needed if usize::try_from(needed).is_ok_and(|needed| needed == count) => format!("all of {count}"),
+        needed => format!("{needed} of {count}"),
     }
 }
 
@@ -311,5 +338,14 @@ mod tests {
         assert!(!RunStatus::Waiting.is_final() && RunStatus::Canceled.is_final());
         assert_eq!(RunStatus::parse("WAITING"), Some(RunStatus::Waiting));
         assert_eq!(JournalKind::parse("WAIT_TOKEN"), Some(JournalKind::WaitToken));
+        assert_eq!(JournalKind::parse("WAIT_SET"), Some(JournalKind::WaitSet));
+    }
+
+    #[test]
+    fn set_waits_are_named_by_their_condition() {
+        assert_eq!(wait_set_name(1, 3), "any of 3");
+        assert_eq!(wait_set_name(3, 3), "all of 3");
+        assert_eq!(wait_set_name(2, 3), "2 of 3");
+        assert_eq!(wait_set_name(1, 1), "all of 1");
     }
 }

@@ -7,7 +7,8 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
-use waitpoint_types::{JournalEntry, JournalKind, RunState, WaitpointKind};
+use waitpoint_types::run::wait_set_name;
+use waitpoint_types::{JournalEntry, JournalKind, RunState, WaitpointKind, WaitpointStatus};
 
 use super::Dashboard;
 use super::forms;
@@ -58,14 +59,24 @@ pub(crate) async fn page(
                     dt { "Worker" } dd { code { (worker.public()) }
                         @if let Some(seen) = seen { " · last seen " (time(*seen)) } }
                 }
-                @if let Some(waitpoint) = &view.waiting_on {
+                @if let RunState::Waiting { needed, .. } = run.state {
                     dt { "Waits on" } dd {
-                        @if waitpoint.kind == WaitpointKind::Manual {
-                            a href={ "/tokens/" (waitpoint.id.public()) } { code { (waitpoint.id.public()) } }
-                        } @else {
-                            "a point in time"
+                        @if view.waiting_on.len() > 1 {
+                            p { (wait_set_name(needed, view.waiting_on.len())) " of:" }
                         }
-                        @if let Some(at) = waitpoint.timeout_at { " · until " (time(at)) }
+                        ul.waits { @for waitpoint in &view.waiting_on {
+                            li {
+                                @if waitpoint.kind == WaitpointKind::Manual {
+                                    a href={ "/tokens/" (waitpoint.id.public()) } { code { (waitpoint.id.public()) } }
+                                } @else {
+                                    "a point in time"
+                                }
+                                @if let Some(at) = waitpoint.timeout_at { " · until " (time(at)) }
+                                @if waitpoint.status() != WaitpointStatus::Waiting {
+                                    " · " (layout::status(waitpoint.status().as_str()))
+                                }
+                            }
+                        } }
                     }
                 }
                 @if let Some(hint) = &view.hint { dt { "Note" } dd.hint { (hint) } }
@@ -78,7 +89,7 @@ pub(crate) async fn page(
                     button.danger type="submit" { "Cancel run" }
                 }
             }
-            @if view.waiting_on.as_ref().is_some_and(|w| w.kind == WaitpointKind::Datetime) {
+            @if view.waiting_on.iter().any(|w| w.kind == WaitpointKind::Datetime && w.status() == WaitpointStatus::Waiting) {
                 form method="post" action={ "/runs/" (public) "/skip" } {
                     (layout::csrf(&session))
                     button type="submit" { "Skip the wait" }
@@ -112,6 +123,7 @@ fn journal_entry(entry: &JournalEntry) -> Markup {
         JournalKind::CreateToken => "created a token",
         JournalKind::WaitToken => "waited on a token",
         JournalKind::WaitDatetime => "waited",
+        JournalKind::WaitSet => "waited for",
         JournalKind::CompleteToken => "completed a token",
         JournalKind::RetrieveToken => "retrieved a token",
         JournalKind::ListTokens => "listed tokens",

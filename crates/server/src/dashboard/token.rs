@@ -117,9 +117,9 @@ async fn render(
                             td { a href={ "/runs/" (run.id.public()) } { code { (run.id.public()) } } }
                             td { (run.task_id) }
                             td { (layout::status(run.status(engine.clock().now()).as_str())) }
-                            td { @if matches!(&run.state, RunState::Waiting { waitpoint, .. } if *waitpoint == token.id) {
+                            td { @if matches!(run.state, RunState::Waiting { .. }) && token.status() == WaitpointStatus::Waiting {
                                     "waiting on it"
-                                } @else { "released by it" } }
+                                } @else { "waited on it" } }
                         }
                     } }
                 }

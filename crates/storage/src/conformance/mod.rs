@@ -20,9 +20,11 @@ use crate::{
 
 mod dashboard;
 mod runs;
+mod wait_sets;
 
 pub use dashboard::*;
 pub use runs::*;
+pub use wait_sets::*;
 
 /// A database for one test.
 #[async_trait::async_trait]
@@ -83,6 +85,11 @@ macro_rules! conformance_tests {
             tags_are_listed_once_each_by_prefix,
             what_times_out_soonest_and_what_waits_longest,
             a_token_finds_the_runs_that_waited_on_it,
+            a_set_wait_resumes_once_when_enough_complete,
+            a_set_wait_fails_once_it_no_longer_can_succeed,
+            a_set_wait_decided_when_made_records_its_result,
+            waitpoints_finishing_together_resume_their_run_once,
+            a_set_wait_on_a_token_or_a_deadline_resumes_at_the_deadline,
         );
     };
     (@each $setup:expr; $($check:ident),* $(,)?) => {

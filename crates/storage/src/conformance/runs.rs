@@ -17,7 +17,7 @@ use crate::{
 
 const STICKY: Duration = Duration::from_secs(2);
 
-pub(crate) fn run(ids: &IdGenerator, env: &Environment, task: &str, created_at: Timestamp) -> Run {
+pub fn run(ids: &IdGenerator, env: &Environment, task: &str, created_at: Timestamp) -> Run {
     Run {
         id: ids.run(created_at),
         environment_id: env.id.clone(),
@@ -168,8 +168,9 @@ pub(crate) async fn wait(
         seq,
         kind: JournalKind::WaitToken,
         name: waitpoint.public(),
-        waitpoint: waitpoint.clone(),
-        create: None,
+        waitpoints: vec![waitpoint.clone()],
+        needed: 1,
+        create: Vec::new(),
         at: now,
     };
     write_one(store, WriteOp::RunWait(op)).await
@@ -321,7 +322,7 @@ pub async fn a_wait_on_a_pending_waitpoint_suspends_until_it_finishes(db: &dyn T
     let JournalOutcome::Suspended(suspended) = wait(&*store, &held, 0, &token.id, at(2)).await else {
         panic!("the run did not suspend");
     };
-    assert_eq!(suspended.state, RunState::Waiting { waitpoint: token.id.clone(), seq: 0 });
+    assert_eq!(suspended.state, RunState::Waiting { seq: 0, needed: 1 });
     assert_eq!(suspended.sticky_worker.as_ref(), Some(&me));
     assert_eq!(suspended.status(at(2)), RunStatus::Waiting);
     assert_eq!(get(&*store, &held.id).await, *suspended);
@@ -549,8 +550,9 @@ fn datetime_wait(
         seq: 0,
         kind: JournalKind::WaitDatetime,
         name: name.into(),
-        waitpoint: datetime.id.clone(),
-        create: Some(datetime.clone()),
+        waitpoints: vec![datetime.id.clone()],
+        needed: 1,
+        create: vec![datetime.clone()],
         at: now,
     };
     (datetime, op)
@@ -1015,8 +1017,9 @@ pub async fn a_batch_of_run_operations_does_what_they_do_one_at_a_time(db: &dyn 
             seq,
             kind: JournalKind::WaitToken,
             name: waitpoint.public(),
-            waitpoint: waitpoint.clone(),
-            create: None,
+            waitpoints: vec![waitpoint.clone()],
+            needed: 1,
+            create: Vec::new(),
             at: at(4),
         })
     };
@@ -1081,7 +1084,7 @@ pub async fn a_batch_of_run_operations_does_what_they_do_one_at_a_time(db: &dyn 
     let WriteOutcome::Journal(JournalOutcome::Suspended(suspended)) = &outcomes[5] else {
         panic!("not suspended: {:?}", outcomes[5])
     };
-    assert_eq!(suspended.state, RunState::Waiting { waitpoint: token.id.clone(), seq: 1 });
+    assert_eq!(suspended.state, RunState::Waiting { seq: 1, needed: 1 });
     assert_eq!(outcomes[6], WriteOutcome::Journal(JournalOutcome::OutOfOrder(0)));
     assert!(
         matches!(&outcomes[7], WriteOutcome::Finish(FinishOutcome::Finished(w, _)) if w.id == pending.id),
