@@ -12,6 +12,22 @@ const EXPOSED_HEADERS: &str = "x-trigger-jwt,x-trigger-jwt-claims";
 const MAX_AGE_SECS: &str = "300";
 
 /// Answers a preflight: 200 `{}` allowing the origin, the methods and the requested headers.
+#[utoipa::path(
+    options,
+    path = "/api/v1/waitpoints/tokens/{id}/complete",
+    operation_id = "completeTokenPreflight",
+    tag = "tokens",
+    summary = "CORS preflight of a completion",
+    description = "What a browser asks before it completes a token from another origin: the answer allows \
+                   the request's origin, the methods, and the headers the browser asks for.",
+    params(("id" = String, Path, description = "The token's id, `waitpoint_…`.")),
+    security(()),
+    responses((
+        status = 200,
+        description = "Allowed: `{}`, with the `Access-Control-Allow-*` headers.",
+        body = BTreeMap<String, serde_json::Value>,
+    )),
+)]
 pub(crate) async fn preflight(headers: HeaderMap) -> Response {
     let mut response = Json(serde_json::json!({})).into_response();
     let out = response.headers_mut();

@@ -11,6 +11,9 @@
 //! # Layout
 //! - [`error`]: [`ApiError`] and the mapping from engine errors to status codes.
 //! - `auth`: the bearer credential, and the extractor of routes that take a secret key.
+//! - `openapi/`: the API's OpenAPI document (`GET /api/openapi.json`), generated from the
+//!   routes' annotations: its title, security schemes, error responses and list parameters.
+//! - `health`: liveness and readiness (`/healthz`, `/readyz`).
 //! - `tokens`: the token routes (create, list, retrieve, complete, callback).
 //! - `runs`: the run routes (trigger, list, retrieve, cancel) and the worker protocol.
 //! - `body`: reading request bodies within their size limits and parsing them strictly.
@@ -41,7 +44,9 @@ mod body;
 mod connection;
 mod cors;
 mod dashboard;
+mod health;
 mod listener;
+mod openapi;
 mod pages;
 mod present;
 mod query;
@@ -52,12 +57,13 @@ mod tokens;
 use std::future::Future;
 use std::time::Instant;
 
+use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::response::Response;
 use tokio::net::TcpListener;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 use waitpoint_engine::Engine;
 
 pub use crate::error::ApiError;
@@ -65,31 +71,40 @@ pub use crate::listener::ServeConfig;
 
 /// The router of the whole API, the dashboard and the approval pages over `engine`.
 pub fn app(engine: Engine) -> Router {
-    let complete = post(tokens::complete).options(cors::preflight).layer(middleware::from_fn(cors::allow_all));
-    let api = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/api/v1/waitpoints/tokens", post(tokens::create).get(tokens::list))
-        .route("/api/v1/waitpoints/tokens/{id}", get(tokens::retrieve))
-        .route("/api/v1/waitpoints/tokens/{id}/complete", complete)
-        .route("/api/v1/waitpoints/tokens/{id}/callback/{hash}", post(tokens::callback))
-        .route("/api/v1/tasks/{task_id}/trigger", post(runs::trigger))
-        .route("/api/v1/runs", get(runs::list))
-        .route("/api/v1/runs/{id}", get(runs::retrieve))
-        .route("/api/v1/runs/{id}/cancel", post(runs::cancel))
-        .route("/api/v1/runs/{id}/journal", get(runs::journal).post(runs::record))
-        .route("/api/v1/runs/{id}/tokens", post(runs::create_token))
-        .route("/api/v1/runs/{id}/wait", post(runs::wait))
-        .route("/api/v1/runs/{id}/attempt/complete", post(runs::complete_attempt))
-        .route("/api/v1/runs/{id}/attempt/fail", post(runs::fail_attempt))
-        .route("/api/v1/workers/{worker_id}/poll", post(runs::poll))
-        .with_state(engine.clone());
-    api.merge(dashboard::router(engine.clone()))
+    let (api, _) = api().split_for_parts();
+    api.with_state(engine.clone())
+        .merge(dashboard::router(engine.clone()))
         .merge(approval::router(engine.clone()))
         .merge(pages::assets())
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(engine, log_request))
+}
+
+/// The API's routes (everything under `/api`, and `/healthz` and `/readyz`) with the OpenAPI
+/// document that describes them. Each route is registered from its handler's
+/// `#[utoipa::path]` annotation, which gives both its path and methods in the router and its
+/// entry in the document: register API routes here, and only with `routes!`.
+fn api() -> OpenApiRouter<Engine> {
+    let cors = middleware::from_fn(cors::allow_all);
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(openapi::document))
+        .routes(routes!(tokens::create, tokens::list))
+        .routes(routes!(tokens::retrieve))
+        .routes(routes!(tokens::complete, cors::preflight).layer(cors))
+        .routes(routes!(tokens::callback))
+        .routes(routes!(runs::trigger))
+        .routes(routes!(runs::list))
+        .routes(routes!(runs::retrieve))
+        .routes(routes!(runs::cancel))
+        .routes(routes!(runs::journal, runs::record))
+        .routes(routes!(runs::create_token))
+        .routes(routes!(runs::wait))
+        .routes(routes!(runs::complete_attempt))
+        .routes(routes!(runs::fail_attempt))
+        .routes(routes!(runs::poll))
 }
 
 /// [`serve_with`] with the default [`ServeConfig`].
@@ -114,28 +129,6 @@ pub async fn serve_with(
         engine.release_polls();
     };
     listener::serve(listener, router, config, shutdown).await;
-}
-
-/// `GET /healthz`: liveness, 200 while the process takes requests, with its version and backend.
-async fn healthz(State(engine): State<Engine>) -> Json<serde_json::Value> {
-    let backend = engine.store().backend();
-    Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION"), "backend": backend }))
-}
-
-/// `GET /readyz`: readiness, 200 when the node can serve (the database answers, its schema is
-/// this build's, it is not stopping), else 503 with the reason.
-async fn readyz(State(engine): State<Engine>) -> Response {
-    let (version, backend) = (env!("CARGO_PKG_VERSION"), engine.store().backend());
-    match engine.readiness().await {
-        Ok(()) => {
-            Json(serde_json::json!({ "status": "ready", "version": version, "backend": backend })).into_response()
-        }
-        Err(reason) => {
-            let body =
-                serde_json::json!({ "status": "unavailable", "error": reason, "version": version, "backend": backend });
-            (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
-        }
-    }
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -12,18 +12,40 @@ use waitpoint_types::api::worker::{
     CompleteAttemptRequest, FailAttemptRequest, JournalResponse, PollRequest, PollResponse, RecordRequest,
     RunTokenRequest, RunTokenResponse, WaitRequest, WaitResponse,
 };
-use waitpoint_types::api::{CreateTokenResponse, Page, Pagination, RunDetail, TriggerResponse};
+use waitpoint_types::api::{CreateTokenResponse, Page, Pagination, RunDetail, TriggerRequest, TriggerResponse};
 use waitpoint_types::{JournalEntry, JournalKind, RunError};
 
 use crate::auth::SecretKey;
 use crate::body::{self, Length, OUTPUT_LIMIT, Protocol};
 use crate::error::ApiError;
+use crate::openapi::{
+    BadRequest, Conflict, NotFound, PayloadTooLarge, RecordResponse, RunListQuery, ServerError, Unauthorized,
+    Unprocessable,
+};
 use crate::{present, query};
 
 /// Protocol bodies other than outputs are small.
 const PROTOCOL_LIMIT: usize = 64 * 1024;
 
 /// `POST /api/v1/tasks/{taskId}/trigger`: start a run.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tasks/{taskId}/trigger",
+    operation_id = "triggerTask",
+    tag = "runs",
+    summary = "Trigger a run",
+    description = "Starts a run of a task. With an `idempotencyKey` that is still active (per task), answers with the run made for it (`isCached: true`). Unknown fields, `null`s and wrong types are refused (400).",
+    params(("taskId" = String, Path, description = "The task: 1 to 128 letters, digits, `-`, `_`, `.`, `:` or `/`.")),
+    request_body(content = TriggerRequest, description = "The payload and options (at most 3 MiB)."),
+    responses(
+        (status = 200, description = "The run.", body = TriggerResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = Unprocessable),
+        (status = "5XX", response = ServerError),
+    ),
+)]
 pub(crate) async fn trigger(
     State(engine): State<Engine>,
     SecretKey(environment): SecretKey,
@@ -38,6 +60,22 @@ pub(crate) async fn trigger(
 }
 
 /// `GET /api/v1/runs/{id}`: a run with its payload, output or error, and what it waits on.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs/{id}",
+    operation_id = "retrieveRun",
+    tag = "runs",
+    summary = "Retrieve a run",
+    description = "One run, with its payload, its output or error, what it waits on, and the worker that holds it.",
+    params(("id" = String, Path, description = "The run's id, `run_…`.")),
+    responses(
+        (status = 200, description = "The run.", body = RunDetail),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = "5XX", response = ServerError),
+    ),
+)]
 pub(crate) async fn retrieve(
     State(engine): State<Engine>,
     SecretKey(environment): SecretKey,
@@ -48,6 +86,21 @@ pub(crate) async fn retrieve(
 }
 
 /// `GET /api/v1/runs`: runs, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs",
+    operation_id = "listRuns",
+    tag = "runs",
+    summary = "List runs",
+    description = "Runs, newest first, without payloads or outputs, one page at a time: pass `pagination.next` back as `page[after]` (and `pagination.previous` as `page[before]`).",
+    params(RunListQuery),
+    responses(
+        (status = 200, description = "A page of runs.", body = Page<RunDetail>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = "5XX", response = ServerError),
+    ),
+)]
 pub(crate) async fn list(
     State(engine): State<Engine>,
     SecretKey(environment): SecretKey,
@@ -60,6 +113,22 @@ pub(crate) async fn list(
 }
 
 /// `POST /api/v1/runs/{id}/cancel`: cancel a run that has not finished.
+#[utoipa::path(
+    post,
+    path = "/api/v1/runs/{id}/cancel",
+    operation_id = "cancelRun",
+    tag = "runs",
+    summary = "Cancel a run",
+    description = "Cancels a run that is queued, delayed, executing or waiting; final, a waitpoint that finishes later does not resume it. Canceling a finished run changes nothing.",
+    params(("id" = String, Path, description = "The run's id, `run_…`.")),
+    responses(
+        (status = 200, description = "The run, as it is now.", body = RunDetail),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = "5XX", response = ServerError),
+    ),
+)]
 pub(crate) async fn cancel(
     State(engine): State<Engine>,
     SecretKey(environment): SecretKey,
@@ -71,6 +140,24 @@ pub(crate) async fn cancel(
 }
 
 /// `POST /api/v1/workers/{workerId}/poll`: take queued runs (and say the worker is alive).
+#[utoipa::path(
+    post,
+    path = "/api/v1/workers/{workerId}/poll",
+    operation_id = "pollRuns",
+    tag = "worker protocol",
+    summary = "Poll for runs",
+    description = "Says the worker is alive and which tasks it runs and which runs it executes, and takes runs: queued ones, and runs resumed for it. Held up to `waitMs` when there is nothing to take.",
+    params(("workerId" = String, Path, description = "The worker: `worker_` and lowercase letters, digits and `-`.")),
+    request_body(content = PollRequest, description = "At most 64 KiB."),
+    responses(
+        (status = 200, description = "The runs now held by the worker (maybe none).", body = PollResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = "5XX", response = ServerError),
+    ),
+)]
 pub(crate) async fn poll(
     State(engine): State<Engine>,
     SecretKey(environment): SecretKey,
@@ -82,6 +169,22 @@ pub(crate) async fn poll(
 }
 
 /// `GET /api/v1/runs/{id}/journal`: every recorded operation, for replay.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs/{id}/journal",
+    operation_id = "getJournal",
+    tag = "worker protocol",
+    summary = "Read a journal",
+    description = "Every operation the run recorded, in order, for replay.",
+    params(("id" = String, Path, description = "The run's id, `run_…`.")),
+    responses(
+        (status = 200, description = "The journal.", body = JournalResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = "5XX", response = ServerError),
+    ),
+)]
 pub(crate) async fn journal(
     State(engine): State<Engine>,
     SecretKey(environment): SecretKey,
@@ -92,6 +195,25 @@ pub(crate) async fn journal(
 }
 
 /// `POST /api/v1/runs/{id}/journal`: record an operation's result.
+#[utoipa::path(
+    post,
+    path = "/api/v1/runs/{id}/journal",
+    operation_id = "recordJournalEntry",
+    tag = "worker protocol",
+    summary = "Record an operation",
+    description = "Records a live operation's result at the next position of the journal. Recording the same entry again answers with it.",
+    params(("id" = String, Path, description = "The run's id, `run_…`.")),
+    request_body(content = RecordRequest, description = "At most 3 MiB."),
+    responses(
+        (status = 200, description = "The recorded entry.", body = RecordResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = "5XX", response = ServerError),
+    ),
+)]
 pub(crate) async fn record(
     State(engine): State<Engine>,
     SecretKey(environment): SecretKey,
@@ -116,6 +238,26 @@ pub(crate) async fn record(
 }
 
 /// `POST /api/v1/runs/{id}/tokens`: create a token for the run, once per journal position.
+#[utoipa::path(
+    post,
+    path = "/api/v1/runs/{id}/tokens",
+    operation_id = "createRunToken",
+    tag = "worker protocol",
+    summary = "Create a token for a run",
+    description = "Creates a token and records it at a journal position, in one transaction; asked again for the same position, answers with the same token.",
+    params(("id" = String, Path, description = "The run's id, `run_…`.")),
+    request_body(content = RunTokenRequest, description = "At most 64 KiB."),
+    responses(
+        (status = 200, description = "The entry and the token.", body = RunTokenResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = Unprocessable),
+        (status = "5XX", response = ServerError),
+    ),
+)]
 pub(crate) async fn create_token(
     State(engine): State<Engine>,
     SecretKey(environment): SecretKey,
@@ -136,6 +278,25 @@ pub(crate) async fn create_token(
 
 /// `POST /api/v1/runs/{id}/wait`: wait on a token, until a time, or for any, all or some of
 /// several; the run may suspend.
+#[utoipa::path(
+    post,
+    path = "/api/v1/runs/{id}/wait",
+    operation_id = "waitRun",
+    tag = "worker protocol",
+    summary = "Wait",
+    description = "Records a wait at a journal position: on a token, until a time, for a duration (by the server's clock), or for `needed` of a set of those (`SET`: 1 is any, their number is all). A wait that is decided already answers with its result; otherwise the run suspends (`suspended: true`) and resumes through a later poll, once, when the wait is decided.",
+    params(("id" = String, Path, description = "The run's id, `run_…`.")),
+    request_body(content = WaitRequest, description = "At most 64 KiB."),
+    responses(
+        (status = 200, description = "The wait's entry, with its result unless the run suspended.", body = WaitResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = "5XX", response = ServerError),
+    ),
+)]
 pub(crate) async fn wait(
     State(engine): State<Engine>,
     SecretKey(environment): SecretKey,
@@ -147,6 +308,25 @@ pub(crate) async fn wait(
 }
 
 /// `POST /api/v1/runs/{id}/attempt/complete`: the task returned its output.
+#[utoipa::path(
+    post,
+    path = "/api/v1/runs/{id}/attempt/complete",
+    operation_id = "completeAttempt",
+    tag = "worker protocol",
+    summary = "Complete an attempt",
+    description = "The task returned its output: the run completes.",
+    params(("id" = String, Path, description = "The run's id, `run_…`.")),
+    request_body(content = CompleteAttemptRequest, description = "At most 3 MiB."),
+    responses(
+        (status = 200, description = "The run, as a list shows it.", body = RunDetail),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = "5XX", response = ServerError),
+    ),
+)]
 pub(crate) async fn complete_attempt(
     State(engine): State<Engine>,
     SecretKey(environment): SecretKey,
@@ -158,6 +338,25 @@ pub(crate) async fn complete_attempt(
 }
 
 /// `POST /api/v1/runs/{id}/attempt/fail`: the attempt failed; retry or fail the run.
+#[utoipa::path(
+    post,
+    path = "/api/v1/runs/{id}/attempt/fail",
+    operation_id = "failAttempt",
+    tag = "worker protocol",
+    summary = "Fail an attempt",
+    description = "The attempt failed: the run is retried after `retryAfterMs` if attempts remain, and fails otherwise (or at once without `retryAfterMs`).",
+    params(("id" = String, Path, description = "The run's id, `run_…`.")),
+    request_body(content = FailAttemptRequest, description = "At most 64 KiB."),
+    responses(
+        (status = 200, description = "The run, as a list shows it.", body = RunDetail),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = "5XX", response = ServerError),
+    ),
+)]
 pub(crate) async fn fail_attempt(
     State(engine): State<Engine>,
     SecretKey(environment): SecretKey,

@@ -8,14 +8,43 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use waitpoint_engine::Engine;
-use waitpoint_types::api::{CreateTokenResponse, Page, Pagination};
+use waitpoint_types::api::{
+    CompleteResponse, CreateTokenRequest, CreateTokenResponse, Page, Pagination, TokenDetail, TokenItem,
+};
 
 use crate::auth::{SecretKey, bearer};
 use crate::body::{self, CREATE_LIMIT, Length, OUTPUT_LIMIT};
 use crate::error::ApiError;
+use crate::openapi::{
+    BadRequest, CompleteTokenBody, Forbidden, LengthRequired, NotFound, PayloadTooLarge, ServerError, TokenListQuery,
+    Unauthorized, Unprocessable,
+};
 use crate::{present, query};
 
 /// `POST /api/v1/waitpoints/tokens`: create a token (secret key only).
+#[utoipa::path(
+    post,
+    path = "/api/v1/waitpoints/tokens",
+    operation_id = "createToken",
+    tag = "tokens",
+    summary = "Create a token",
+    description = "Creates a waitpoint token. With an `idempotencyKey` that is still active, answers with the \
+                   token made for it (`isCached: true`). Every field is optional; unknown fields, `null`s and \
+                   wrong types are refused (400). The answer's headers carry the public access token and its \
+                   claims, as Trigger.dev's do.",
+    request_body(content = CreateTokenRequest, description = "The token's options (at most 10 KiB)."),
+    responses(
+        (status = 200, description = "The token.", body = CreateTokenResponse, headers(
+            ("x-trigger-jwt" = String, description = "The public access token, as `publicAccessToken`."),
+            ("x-trigger-jwt-claims" = String, description = "Its claims: `{\"sub\":\"<environment id>\",\"pub\":true}`."),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = Unprocessable),
+        (status = "5XX", response = ServerError),
+    ),
+)]
 pub(crate) async fn create(
     State(engine): State<Engine>,
     SecretKey(environment): SecretKey,
@@ -46,11 +75,27 @@ pub(crate) async fn create(
 }
 
 /// `GET /api/v1/waitpoints/tokens`: list tokens, newest first (secret key only).
+#[utoipa::path(
+    get,
+    path = "/api/v1/waitpoints/tokens",
+    operation_id = "listTokens",
+    tag = "tokens",
+    summary = "List tokens",
+    description = "Tokens, newest first, one page at a time: pass `pagination.next` back as `page[after]` (and \
+                   `pagination.previous` as `page[before]`). Tags are sorted; no output.",
+    params(TokenListQuery),
+    responses(
+        (status = 200, description = "A page of tokens.", body = Page<TokenItem>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = "5XX", response = ServerError),
+    ),
+)]
 pub(crate) async fn list(
     State(engine): State<Engine>,
     SecretKey(environment): SecretKey,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Page<waitpoint_types::api::TokenItem>>, ApiError> {
+) -> Result<Json<Page<TokenItem>>, ApiError> {
     let request = query::parse_list(raw.as_deref())?;
     let page = engine.list_tokens(&environment, &request).await?;
     Ok(Json(Page {
@@ -60,17 +105,56 @@ pub(crate) async fn list(
 }
 
 /// `GET /api/v1/waitpoints/tokens/{id}`: one token with its output (secret key only).
+#[utoipa::path(
+    get,
+    path = "/api/v1/waitpoints/tokens/{id}",
+    operation_id = "retrieveToken",
+    tag = "tokens",
+    summary = "Retrieve a token",
+    description = "One token, with its output once completed (or the timeout error once timed out, with \
+                   `outputIsError: true`) and how it was completed.",
+    params(("id" = String, Path, description = "The token's id, `waitpoint_…`.")),
+    responses(
+        (status = 200, description = "The token.", body = TokenDetail),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = "5XX", response = ServerError),
+    ),
+)]
 pub(crate) async fn retrieve(
     State(engine): State<Engine>,
     SecretKey(environment): SecretKey,
     Path(id): Path<String>,
-) -> Result<Json<waitpoint_types::api::TokenDetail>, ApiError> {
+) -> Result<Json<TokenDetail>, ApiError> {
     let waitpoint = engine.get_token(&environment, &id).await?;
     Ok(Json(present::detail(&engine, &environment, &waitpoint)))
 }
 
 /// `POST /api/v1/waitpoints/tokens/{id}/complete`: complete with `{"data": …}` (secret key, or
 /// the token's public access token).
+#[utoipa::path(
+    post,
+    path = "/api/v1/waitpoints/tokens/{id}/complete",
+    operation_id = "completeToken",
+    tag = "tokens",
+    summary = "Complete a token",
+    description = "Completes a token with an output, resuming every run that waits on it. Completing a token \
+                   that already finished changes nothing and succeeds: the first completion wins. Takes the \
+                   secret key or the token's public access token; browsers may call it from any origin (CORS).",
+    params(("id" = String, Path, description = "The token's id, `waitpoint_…`.")),
+    request_body(content = CompleteTokenBody, description = "The output (at most 3 MiB)."),
+    security(("secretKey" = []), ("publicAccessToken" = [])),
+    responses(
+        (status = 200, description = "Completed, now or before.", body = CompleteResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = "5XX", response = ServerError),
+    ),
+)]
 pub(crate) async fn complete(
     State(engine): State<Engine>,
     headers: HeaderMap,
@@ -88,6 +172,34 @@ pub(crate) async fn complete(
 /// token's `url`; no credentials). The URL is checked first: a body sent to an unknown token
 /// or with a wrong hash is never read (the answer comes at once, and the connection closes
 /// unless the body had arrived).
+#[utoipa::path(
+    post,
+    path = "/api/v1/waitpoints/tokens/{id}/callback/{hash}",
+    operation_id = "completeTokenByCallback",
+    tag = "tokens",
+    summary = "Complete a token through its URL",
+    description = "The token's `url`: a third party POSTs to it, with no credentials, to complete the token. \
+                   The whole body is the output: JSON as sent, other UTF-8 text as text, no body as `{}`. \
+                   The URL is checked before the body is read. The body must announce its length.",
+    params(
+        ("id" = String, Path, description = "The token's id, `waitpoint_…`."),
+        ("hash" = String, Path, description = "The URL's signature, 64 hexadecimal digits."),
+    ),
+    request_body(
+        description = "The output (at most 3 MiB); optional.",
+        content((Option<serde_json::Value> = "application/json"), ("text/plain")),
+    ),
+    security(()),
+    responses(
+        (status = 200, description = "Completed, now or before.", body = CompleteResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 411, response = LengthRequired),
+        (status = 413, response = PayloadTooLarge),
+        (status = "5XX", response = ServerError),
+    ),
+)]
 pub(crate) async fn callback(
     State(engine): State<Engine>,
     headers: HeaderMap,

@@ -13,23 +13,29 @@ use crate::waitpoint::WaitpointStatus;
 
 /// The body of `POST /api/v1/waitpoints/tokens` as a client sends it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateTokenRequest {
     /// A duration (`"10m"`), an ISO 8601 date, or `"none"`; the server's default when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, examples("10m", "2030-01-01T00:00:00Z", "none")))]
     pub timeout: Option<String>,
     /// Returns the same token for the same key while it is active.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, min_length = 1, max_length = 2048))]
     pub idempotency_key: Option<String>,
     /// How long the key stays active (`"1h"`); the server's default when absent.
     #[serde(rename = "idempotencyKeyTTL", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, examples("1h", "none")))]
     pub idempotency_key_ttl: Option<String>,
     /// Up to 10 tags, each shorter than 128 characters.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::tags))]
     pub tags: Option<Vec<String>>,
     /// What the token's hosted approval page asks (waitpoint's own field); the default page
     /// (approve or reject, with a comment) when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub approval: Option<Approval>,
 }
 
@@ -121,6 +127,7 @@ impl From<Timestamp> for TimeText {
 
 /// The answer to a create.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CreateTokenResponse {
     /// `waitpoint_…`.
@@ -134,11 +141,13 @@ pub struct CreateTokenResponse {
     /// The token's hosted approval page: a person opens it, with no sign-in, to approve or
     /// reject (waitpoint's own field; Trigger.dev's SDK ignores it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub approval_url: Option<String>,
 }
 
 /// A token as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TokenItem {
     /// `waitpoint_…`.
@@ -149,18 +158,23 @@ pub struct TokenItem {
     pub status: WaitpointStatus,
     /// When it was completed or timed out.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub completed_at: Option<Timestamp>,
     /// When it times out.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub timeout_at: Option<Timestamp>,
     /// The same as `timeoutAt` (Trigger.dev's internal name, kept for compatibility).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub completed_after: Option<Timestamp>,
     /// The idempotency key the caller gave, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub idempotency_key: Option<String>,
     /// When the idempotency key expires.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub idempotency_key_expires_at: Option<Timestamp>,
     /// Tags, sorted.
     pub tags: Vec<String>,
@@ -170,6 +184,7 @@ pub struct TokenItem {
 
 /// A token as retrieved: the listed fields plus its output and how it was completed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TokenDetail {
     /// `waitpoint_…`.
@@ -183,31 +198,40 @@ pub struct TokenDetail {
     pub status: WaitpointStatus,
     /// The idempotency key the caller gave, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub idempotency_key: Option<String>,
     /// When the idempotency key expires.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub idempotency_key_expires_at: Option<Timestamp>,
     /// The encoded output; decode it according to `outputType`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub output: Option<String>,
     /// `application/super+json` (`{"json": value}`), `text/plain` or `application/json`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub output_type: Option<String>,
     /// True when `output` is the timeout error.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub output_is_error: Option<bool>,
     /// When it times out.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub timeout_at: Option<Timestamp>,
     /// The same as `timeoutAt`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub completed_after: Option<Timestamp>,
     /// When it was completed or timed out.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub completed_at: Option<Timestamp>,
     /// How it was completed: `SECRET_KEY`, `PUBLIC_ACCESS_TOKEN`, `CALLBACK_URL`, `DASHBOARD`,
     /// `APPROVAL_PAGE`, or `TIMEOUT` (its deadline passed).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub completed_via: Option<String>,
     /// When it was created.
     pub created_at: Timestamp,
@@ -217,6 +241,7 @@ pub struct TokenDetail {
 
 /// One page of a list, and the cursors around it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Page<T> {
     /// The items, newest first.
     pub data: Vec<T>,
@@ -226,17 +251,21 @@ pub struct Page<T> {
 
 /// Cursors of a page; each present only when there is such a page.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Pagination {
     /// Pass as `page[after]` for the next (older) page.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub next: Option<String>,
     /// Pass as `page[before]` for the previous (newer) page.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub previous: Option<String>,
 }
 
 /// The answer to a completion.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CompleteResponse {
     /// Always true on a 2xx.
     pub success: bool,
@@ -244,47 +273,60 @@ pub struct CompleteResponse {
 
 /// The body of every error response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// What went wrong and how to fix it.
     pub error: String,
     /// A machine-readable kind, on some errors (`run_moved_on`, `journal_mismatch`, `unauthorized`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub code: Option<String>,
 }
 
 /// Options of `POST /api/v1/tasks/{taskId}/trigger`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TriggerOptions {
     /// Returns the same run for the same key (per task) while it is active.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, min_length = 1, max_length = 2048))]
     pub idempotency_key: Option<String>,
     /// How long the key stays active (`"1h"`); the server's default when absent.
     #[serde(rename = "idempotencyKeyTTL", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, examples("1h", "none")))]
     pub idempotency_key_ttl: Option<String>,
     /// Up to 10 tags, each shorter than 128 characters.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::tags))]
     pub tags: Option<Vec<String>>,
     /// Attempts before the run fails (1 to 100); the server's default (3) when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, minimum = 1, maximum = 100))]
     pub max_attempts: Option<u32>,
     /// Start no earlier than after this duration (`"10m"`) or at this ISO 8601 date.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, examples("10m", "2030-01-01T00:00:00Z")))]
     pub delay: Option<String>,
 }
 
 /// The body of `POST /api/v1/tasks/{taskId}/trigger`, as Trigger.dev shapes it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct TriggerRequest {
     /// The run's input: any JSON value.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub payload: serde_json::Value,
     /// Options.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub options: Option<TriggerOptions>,
 }
 
 /// The answer to a trigger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TriggerResponse {
     /// `run_…`.
@@ -293,11 +335,13 @@ pub struct TriggerResponse {
     pub is_cached: bool,
     /// Something the caller should know about the run, such as that no worker serves its task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub hint: Option<String>,
 }
 
 /// A waitpoint a run waits on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct WaitingOn {
     /// `waitpoint_…`.
@@ -309,11 +353,13 @@ pub struct WaitingOn {
     pub status: WaitpointStatus,
     /// When it times out (a token) or completes (a datetime waitpoint).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub timeout_at: Option<Timestamp>,
 }
 
 /// A run's error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RunErrorBody {
     /// `TaskError`, `Panic`, `NonDeterminism`, `TaskNotFound`, ….
@@ -324,6 +370,7 @@ pub struct RunErrorBody {
 
 /// A run as retrieved (and, without `payload` and `output`, as listed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RunDetail {
     /// `run_…`.
@@ -334,12 +381,15 @@ pub struct RunDetail {
     pub status: RunStatus,
     /// The input.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub payload: Option<serde_json::Value>,
     /// The output, once `COMPLETED`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub output: Option<serde_json::Value>,
     /// The error, once `FAILED`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub error: Option<RunErrorBody>,
     /// The current attempt (0 before the first).
     pub attempt: u32,
@@ -349,44 +399,54 @@ pub struct RunDetail {
     pub tags: Vec<String>,
     /// The idempotency key the caller gave, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub idempotency_key: Option<String>,
     /// When the idempotency key expires.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub idempotency_key_expires_at: Option<Timestamp>,
     /// While `DELAYED` (or queued): when a worker may take it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub delayed_until: Option<Timestamp>,
     /// While `WAITING`: what it waits on, in the wait's order.
     pub waiting_on: Vec<WaitingOn>,
     /// While `WAITING`: how many of `waitingOn` must complete (1 for a wait on one).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub waiting_needed: Option<u32>,
     /// When it was triggered.
     pub created_at: Timestamp,
     /// When a worker first took it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub started_at: Option<Timestamp>,
     /// When its state last changed.
     pub updated_at: Timestamp,
     /// When it finished.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub finished_at: Option<Timestamp>,
     /// While `EXECUTING`: the worker that holds it, and when that worker last polled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub worker: Option<RunWorker>,
     /// Something the caller should know about the run, such as that no worker serves its task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub hint: Option<String>,
 }
 
 /// The worker that holds a run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RunWorker {
     /// `worker_…`.
     pub id: String,
     /// When it last polled (this is how the server knows it is alive); absent if it never did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub last_seen_at: Option<Timestamp>,
 }
 
@@ -399,6 +459,7 @@ pub mod worker {
 
     /// A task a worker runs, and how many more runs of it it takes now.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     #[serde(deny_unknown_fields)]
     pub struct TaskSlots {
         /// The task id.
@@ -409,6 +470,7 @@ pub mod worker {
 
     /// `POST /api/v1/workers/{workerId}/poll`.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     #[serde(deny_unknown_fields, rename_all = "camelCase")]
     pub struct PollRequest {
         /// The tasks and their free slots.
@@ -428,21 +490,25 @@ pub mod worker {
         /// move on at once, and its polls are refused (409 `worker_replaced`). Absent: the id
         /// is the whole identity.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "openapi", schema(nullable = false))]
         pub session: Option<String>,
     }
 
     /// One journal entry on the wire.
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     #[serde(deny_unknown_fields)]
     pub struct JournalEntryBody {
         /// Position.
         pub seq: u32,
         /// A [`JournalKind`](crate::JournalKind) name: `STEP`, `CREATE_TOKEN`, `WAIT_TOKEN`, ….
+        #[cfg_attr(feature = "openapi", schema(value_type = crate::run::JournalKind))]
         pub kind: String,
         /// A step's name, a token's id, a datetime wait's target.
         pub name: String,
         /// The result (`null` is a result); absent for a wait that has not finished.
         #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+        #[cfg_attr(feature = "openapi", schema(nullable = false))]
         pub result: Option<serde_json::Value>,
     }
 
@@ -454,6 +520,7 @@ pub mod worker {
 
     /// A run handed to a worker.
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     #[serde(rename_all = "camelCase")]
     pub struct ClaimedRun {
         /// `run_…`.
@@ -472,11 +539,13 @@ pub mod worker {
         pub journal_length: u32,
         /// When the run resumes from a wait: that wait's entry, with its result.
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "openapi", schema(nullable = false))]
         pub resumed: Option<JournalEntryBody>,
     }
 
     /// The answer to a poll.
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct PollResponse {
         /// The runs now held by the worker.
         pub runs: Vec<ClaimedRun>,
@@ -484,6 +553,7 @@ pub mod worker {
 
     /// `GET /api/v1/runs/{id}/journal`.
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct JournalResponse {
         /// Every entry, in order.
         pub entries: Vec<JournalEntryBody>,
@@ -491,6 +561,7 @@ pub mod worker {
 
     /// `POST /api/v1/runs/{id}/journal`: record an operation's result.
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     #[serde(deny_unknown_fields)]
     pub struct RecordRequest {
         /// The lease.
@@ -501,6 +572,7 @@ pub mod worker {
 
     /// `POST /api/v1/runs/{id}/tokens`: create a token for the run.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     #[serde(deny_unknown_fields)]
     pub struct RunTokenRequest {
         /// The lease.
@@ -513,6 +585,7 @@ pub mod worker {
 
     /// What to wait for.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     #[serde(deny_unknown_fields, rename_all = "camelCase", tag = "type")]
     pub enum WaitFor {
         /// A token.
@@ -546,6 +619,7 @@ pub mod worker {
             /// How many must complete.
             needed: u32,
             /// What to wait for, in order: at most [`MAX_SET_WAITS`].
+            #[cfg_attr(feature = "openapi", schema(no_recursion))]
             of: Vec<WaitFor>,
         },
     }
@@ -555,6 +629,7 @@ pub mod worker {
 
     /// `POST /api/v1/runs/{id}/wait`.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     #[serde(deny_unknown_fields)]
     pub struct WaitRequest {
         /// The lease.
@@ -568,6 +643,7 @@ pub mod worker {
 
     /// The answer to a wait: the result at once, or `suspended`.
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct WaitResponse {
         /// The wait's entry; its `result` is absent when the run suspended.
         pub entry: JournalEntryBody,
@@ -577,6 +653,7 @@ pub mod worker {
 
     /// The answer to a token created for a run.
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct RunTokenResponse {
         /// The recorded entry.
         pub entry: JournalEntryBody,
@@ -586,6 +663,7 @@ pub mod worker {
 
     /// `POST /api/v1/runs/{id}/attempt/complete`.
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     #[serde(deny_unknown_fields)]
     pub struct CompleteAttemptRequest {
         /// The lease.
@@ -596,6 +674,7 @@ pub mod worker {
 
     /// `POST /api/v1/runs/{id}/attempt/fail`.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     #[serde(deny_unknown_fields, rename_all = "camelCase")]
     pub struct FailAttemptRequest {
         /// The lease.
@@ -604,6 +683,7 @@ pub mod worker {
         pub error: RunErrorBody,
         /// Retry after this long if attempts remain; absent for an error retrying cannot fix.
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "openapi", schema(nullable = false))]
         pub retry_after_ms: Option<u64>,
     }
 }

@@ -26,28 +26,35 @@ pub const RESERVED_NAMES: [&str; 2] = ["status", "comment"];
 
 /// How a token's approval page looks, as given at create (`"approval": {…}`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Approval {
     /// The page's heading; "Approval requested" when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, max_length = 200))]
     pub title: Option<String>,
     /// What is asked, shown under the title as plain text (line breaks kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, max_length = 4000))]
     pub description: Option<String>,
     /// Form fields, in order, whose values join the output under their names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 20))]
     pub fields: Vec<ApprovalField>,
 }
 
 /// One form field of an approval page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ApprovalField {
     /// The key of its value in the output: 1 to 100 letters, digits, `_` or `-`, neither
     /// `status` nor `comment`, unique within the page.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9_-]{1,100}$"))]
     pub name: String,
     /// What the page shows beside it; the name when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, max_length = 100))]
     pub label: Option<String>,
     /// What it takes.
     #[serde(rename = "type")]
@@ -60,17 +67,21 @@ pub struct ApprovalField {
     pub multiline: bool,
     /// Number only: the smallest value accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, value_type = Option<f64>))]
     pub min: Option<serde_json::Number>,
     /// Number only: the largest value accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, value_type = Option<f64>))]
     pub max: Option<serde_json::Number>,
     /// Choice only (and needed there): the options, in order, 1 to 20, each 1 to 100 characters.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 20))]
     pub options: Vec<String>,
 }
 
 /// What a field takes, and the JSON its value becomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub enum FieldKind {
     /// Text (a JSON string).

@@ -13,6 +13,8 @@
 //! - [`run`]: a task run, its state machine and its journal.
 //! - [`environment`]: an isolated environment with its secret key and signing secret.
 //! - [`api`]: request and response bodies exactly as they travel over HTTP.
+//! - `openapi` (feature `openapi`): the OpenAPI schemas the derives on the wire types cannot
+//!   infer (timestamps, tag lists).
 //!
 //! This crate depends on no other waitpoint crate and does no I/O.
 
@@ -23,6 +25,9 @@ pub mod id;
 pub mod run;
 pub mod time;
 pub mod waitpoint;
+
+#[cfg(feature = "openapi")]
+mod openapi;
 
 pub use approval::{Approval, ApprovalAnswer, ApprovalField, FieldKind};
 pub use environment::{Environment, Secret};

@@ -26,6 +26,7 @@ use crate::time::Timestamp;
 
 /// A run's status as the API reports it (`QUEUED`, … on the wire).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RunStatus {
     /// Waiting for a worker.
