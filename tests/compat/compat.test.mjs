@@ -432,6 +432,32 @@ test("6. retrieveToken: a timed-out token carries a WaitpointTimeoutError; an un
   await assert.rejects(wait.forToken(shortLived.id), /inside a task/);
 });
 
+test("6b. a rejected token (waitpoint's own reject) reads as a failed token through the SDK", async () => {
+  const token = await wait.createToken({ tags: ["rejected-compat"] });
+  const reply = await raw("POST", `${tokenPath(token.id)}/reject`, {
+    body: { error: { message: "card declined", code: "CARD_DECLINED", data: { attempt: 2 } } },
+  });
+  assert.equal(reply.status, 200, reply.text);
+  const got = await wait.retrieveToken(token.id);
+  assert.equal(got.status, "TIMED_OUT", "Trigger.dev's SDK reads every error outcome as TIMED_OUT");
+  assert.equal(got.output, undefined);
+  assert.ok(got.error instanceof WaitpointTimeoutError, `error is the SDK's error: ${got.error}`);
+  assert.equal(got.error.message, "card declined");
+  const stored = await wire(token.id);
+  assert.equal(stored.outcome, "REJECTED", "waitpoint's own field tells the true outcome");
+  assert.equal(stored.outputIsError, true);
+  assert.deepEqual(JSON.parse(stored.output), { code: "CARD_DECLINED", message: "card declined", data: { attempt: 2 } });
+  const timedOut = await collect({ status: "TIMED_OUT", tags: ["rejected-compat"] });
+  assert.deepEqual(
+    timedOut.map((item) => [item.id, item.status]),
+    [[token.id, "TIMED_OUT"]],
+    "a TIMED_OUT filter finds it",
+  );
+  // Completing it afterwards succeeds and changes nothing: the first outcome wins.
+  assert.deepEqual(await wait.completeToken(token.id, { late: true }), { success: true });
+  assert.equal((await wire(token.id)).outcome, "REJECTED");
+});
+
 test("7. listTokens: every filter, newest first, auto-pagination across pages", async () => {
   // A server of its own, so that counts are exact.
   const listServer = await startServer();

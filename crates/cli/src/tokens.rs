@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use futures_util::{Stream, StreamExt};
 use serde::Serialize;
-use waitpoint_sdk::{CreateTokenRequest, ListFilter, Timestamp, WaitpointStatus};
+use waitpoint_sdk::{CreateTokenRequest, ListFilter, RejectTokenRequest, Timestamp, WaitpointStatus};
 
 use crate::ApiArgs;
 
@@ -41,7 +41,21 @@ pub(crate) enum TokenCommand {
         #[arg(long)]
         data_file: Option<PathBuf>,
     },
-    /// Retrieve a token with its output (or timeout error).
+    /// Reject a token with an error: a run waiting on it gets that error.
+    Reject {
+        /// The token's id (waitpoint_…)
+        id: String,
+        /// Why (1 to 10,000 characters)
+        #[arg(long)]
+        message: String,
+        /// For programs, such as PAYMENT_DECLINED (default WAITPOINT_REJECTED)
+        #[arg(long)]
+        code: Option<String>,
+        /// Anything else, as JSON
+        #[arg(long)]
+        data: Option<String>,
+    },
+    /// Retrieve a token with its output (or timeout or rejection error).
     Get {
         /// The token's id (waitpoint_…)
         id: String,
@@ -106,6 +120,16 @@ pub(crate) async fn run(command: TokenCommand, api: &ApiArgs) -> anyhow::Result<
                 }
                 None => client.complete_token_without_output(&id).await?,
             }
+            print_pretty(&serde_json::json!({ "success": true }))?;
+        }
+        TokenCommand::Reject { id, message, code, data } => {
+            let mut rejection = RejectTokenRequest::new(message);
+            rejection.error.code = code;
+            rejection.error.data = data
+                .map(|text| serde_json::from_str(&text))
+                .transpose()
+                .context("--data must be JSON (quote a string: '\"declined\"')")?;
+            client.reject_token(&id, &rejection).await?;
             print_pretty(&serde_json::json!({ "success": true }))?;
         }
         TokenCommand::Get { id } => print_pretty(&client.retrieve_token(&id).await?.detail)?,

@@ -431,3 +431,20 @@ async fn token_create_takes_an_approval_page() {
     let bad = server.cli(&["token", "create", "--approval", "title"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--approval must be a JSON object"));
 }
+
+#[tokio::test]
+async fn token_reject_rejects_with_an_error_and_get_tells_the_outcome() {
+    let database = Database::sqlite();
+    let server = Server::start(&database);
+    let created = stdout_json(&server.cli(&["token", "create"]));
+    let id = created["id"].as_str().unwrap();
+    assert!(created["rejectUrl"].as_str().is_some_and(|url| url.contains("/reject/")), "{created}");
+    let rejected =
+        server.cli(&["token", "reject", id, "--message", "declined", "--code", "NO", "--data", r#"{"n":1}"#]);
+    assert!(rejected.status.success(), "{}", String::from_utf8_lossy(&rejected.stderr));
+    let token = stdout_json(&server.cli(&["token", "get", id]));
+    assert_eq!((token["status"].as_str(), token["outcome"].as_str()), (Some("TIMED_OUT"), Some("REJECTED")));
+    assert_eq!(token["output"], r#"{"code":"NO","message":"declined","data":{"n":1}}"#);
+    let bad = server.cli(&["token", "reject", id, "--message", "x", "--data", "{oops"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--data must be JSON"));
+}

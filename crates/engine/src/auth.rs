@@ -173,6 +173,8 @@ pub(crate) fn scopes_allow_write(scopes: &[String], id: &WaitpointId) -> bool {
 
 /// The HMAC domain of approval page signatures.
 const APPROVAL_DOMAIN: &str = "waitpoint approval page\n";
+/// The HMAC domain of reject URL signatures.
+const REJECT_DOMAIN: &str = "waitpoint reject url\n";
 /// The HMAC domain of sessions.
 const SESSION_DOMAIN: &str = "waitpoint session\n";
 /// The HMAC domain of a secret key's fingerprint in a session.
@@ -203,6 +205,17 @@ pub(crate) fn approval_signature(signing_secret: &Secret, id: &WaitpointId) -> S
 /// Whether `signature` (hex) is the approval page signature of `id`; compared in constant time.
 pub(crate) fn approval_signature_matches(signing_secret: &Secret, id: &WaitpointId, signature: &str) -> bool {
     verify(signing_secret, APPROVAL_DOMAIN, id.internal(), signature)
+}
+
+/// The signature in the reject URL of the token `id`: like an approval page's, in a domain of
+/// its own, so a callback URL or an approval page cannot be turned into a reject URL.
+pub(crate) fn reject_signature(signing_secret: &Secret, id: &WaitpointId) -> String {
+    hex(sign(signing_secret, REJECT_DOMAIN, id.internal()).as_ref())
+}
+
+/// Whether `signature` (hex) is the reject URL signature of `id`; compared in constant time.
+pub(crate) fn reject_signature_matches(signing_secret: &Secret, id: &WaitpointId, signature: &str) -> bool {
+    verify(signing_secret, REJECT_DOMAIN, id.internal(), signature)
 }
 
 /// A session's claims, as its cookie carries them: `<env>.<expires ms>.<nonce>.<key fingerprint>`.
@@ -385,6 +398,20 @@ mod tests {
         let other = WaitpointId::parse("waitpoint_c2").unwrap();
         assert!(!approval_signature_matches(&env.signing_secret, &other, &signature), "one token only");
         assert!(!approval_signature_matches(&Secret::new("other".into()), &id, &signature));
+    }
+
+    #[test]
+    fn reject_signatures_are_neither_callback_hashes_nor_approval_signatures() {
+        let env = environment();
+        let id = WaitpointId::parse("waitpoint_cm8zq1x2y0000abcd1234efgh").unwrap();
+        let signature = reject_signature(&env.signing_secret, &id);
+        assert!(reject_signature_matches(&env.signing_secret, &id, &signature));
+        for other in [callback_hash(&env.signing_secret, &id), approval_signature(&env.signing_secret, &id)] {
+            assert_ne!(signature, other);
+            assert!(!reject_signature_matches(&env.signing_secret, &id, &other));
+        }
+        let other = WaitpointId::parse("waitpoint_c2").unwrap();
+        assert!(!reject_signature_matches(&env.signing_secret, &other, &signature), "one token only");
     }
 
     #[test]

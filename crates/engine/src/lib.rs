@@ -14,6 +14,7 @@
 //!   dashboard sessions.
 //! - [`environments`]: creating and re-keying environments.
 //! - `tokens`: the token operations and their validation.
+//! - `rejections`: rejecting a token with an error (by a caller, or through its reject URL).
 //! - `pages`: keyset pages of the token and run lists.
 //! - `runs`: task runs, and the worker protocol's calls about a run (journal, waits, attempts).
 //! - `workers`: workers' polls (claims, sessions, liveness, the tasks they serve), the runs
@@ -37,6 +38,7 @@ mod events;
 pub mod metrics;
 mod operator;
 mod pages;
+mod rejections;
 mod runs;
 mod sessions;
 mod timeouts;
@@ -63,6 +65,7 @@ pub use crate::operator::{
     BulkItem, BulkOutcome, BulkPreview, BulkTarget, COUNT_CAP, MAX_BULK_IDS, Overview, Resolution,
 };
 pub use crate::pages::{DEFAULT_PAGE_SIZE, ListPage, MAX_PAGE_SIZE};
+pub use crate::rejections::{MAX_REJECTION_CODE, MAX_REJECTION_MESSAGE, REJECT_URL_MESSAGE, checked_rejection};
 pub use crate::runs::{ListRuns, RunPage, RunView, TriggeredRun, WaitAnswer};
 pub use crate::sessions::{SESSION_LIFETIME, SIGN_IN_LINK_LIFETIME, Session, SignedIn};
 pub use crate::tokens::{CreatedToken, ListTokens, TokenPage, VerifiedCallback};

@@ -155,6 +155,7 @@ pub(crate) fn waitpoint_finished(waitpoint: &Waitpoint) {
         WaitpointState::Waiting => return,
         WaitpointState::Completed { via, .. } => ("completed", channel(*via)),
         WaitpointState::TimedOut { via, .. } => ("timed_out", via.map_or("deadline", channel)),
+        WaitpointState::Rejected { via, .. } => ("rejected", channel(*via)),
     };
     metrics::counter!(TOKENS_FINISHED, "outcome" => outcome, "channel" => channel).increment(1);
 }

@@ -7,7 +7,8 @@ use futures_util::future::join_all;
 use waitpoint_storage::{Cursor, Finish, Finishing, ListQuery, RunListQuery, Window};
 use waitpoint_types::id::internal_successor;
 use waitpoint_types::{
-    CompletedVia, Environment, Output, Run, RunState, RunStatus, Waitpoint, WaitpointId, WaitpointKind, WaitpointStatus,
+    CompletedVia, Environment, Output, Rejection, Run, RunState, RunStatus, Waitpoint, WaitpointId, WaitpointKind,
+    WaitpointStatus,
 };
 
 use crate::error::{EngineError, Result};
@@ -33,6 +34,8 @@ pub enum Resolution {
     Complete(Option<Output>),
     /// Time it out now, before its deadline.
     TimeOut,
+    /// Reject it, with this error.
+    Reject(Rejection),
 }
 
 /// Which tokens a bulk operation acts on.
@@ -129,6 +132,7 @@ impl Engine {
                 Finishing::Complete { at, via: CompletedVia::Dashboard, output: output.clone() }
             }
             Resolution::TimeOut => Finishing::Force { at, via: CompletedVia::Dashboard },
+            Resolution::Reject(error) => Finishing::Reject { at, via: CompletedVia::Dashboard, error: error.clone() },
         };
         Finish {
             id,

@@ -27,14 +27,16 @@ pub struct CreatedToken {
     pub public_access_token: String,
     /// Its hosted approval page.
     pub approval_url: String,
+    /// Its reject URL.
+    pub reject_url: String,
 }
 
-/// A callback URL that checked out ([`Engine::verify_callback`]): its token, as read then, and
-/// the token's environment.
+/// A callback or reject URL that checked out ([`Engine::verify_callback`],
+/// [`Engine::verify_reject_url`]): its token, as read then, and the token's environment.
 #[derive(Debug, Clone)]
 pub struct VerifiedCallback {
-    waitpoint: Waitpoint,
-    environment: Environment,
+    pub(crate) waitpoint: Waitpoint,
+    pub(crate) environment: Environment,
 }
 
 /// A list request: filters (all optional, combined with AND) and a page.
@@ -86,6 +88,16 @@ pub(crate) fn parse_deadline(field: &str, text: &str, now: Timestamp, alternativ
              \"1h30m\", an ISO 8601 date in the future such as \"2030-01-01T00:00:00Z\"{alternatives}"
         ))),
     }
+}
+
+/// The stored statuses a status filter means: `TIMED_OUT` is also every rejected token, which
+/// Trigger.dev-shaped answers report as timed out.
+pub(crate) fn stored_statuses(statuses: &[WaitpointStatus]) -> Vec<WaitpointStatus> {
+    let mut stored = statuses.to_vec();
+    if stored.contains(&WaitpointStatus::TimedOut) && !stored.contains(&WaitpointStatus::Rejected) {
+        stored.push(WaitpointStatus::Rejected);
+    }
+    stored
 }
 
 fn not_found() -> EngineError {
@@ -167,6 +179,7 @@ impl Engine {
         CreatedToken {
             url: self.callback_url(environment, &waitpoint.id),
             approval_url: self.approval_url(environment, &waitpoint.id),
+            reject_url: self.reject_url(environment, &waitpoint.id),
             public_access_token: auth::sign_public_token(environment, &waitpoint.id, self.inner.clock.now()),
             waitpoint,
             is_cached,
@@ -245,7 +258,7 @@ impl Engine {
         })?;
         let query = ListQuery {
             environment_id: environment.id.clone(),
-            statuses: request.statuses.clone(),
+            statuses: stored_statuses(&request.statuses),
             idempotency_key: request.idempotency_key.clone(),
             tags: request.tags.clone(),
             window: pager.window.clone(),

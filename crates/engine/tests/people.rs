@@ -202,7 +202,12 @@ async fn the_overview_counts_and_lists_what_waits() {
     let overview = h.engine.overview(&h.dev).await.unwrap();
     assert_eq!(
         overview.tokens,
-        [(WaitpointStatus::Waiting, 2), (WaitpointStatus::Completed, 1), (WaitpointStatus::TimedOut, 0)]
+        [
+            (WaitpointStatus::Waiting, 2),
+            (WaitpointStatus::Completed, 1),
+            (WaitpointStatus::TimedOut, 0),
+            (WaitpointStatus::Rejected, 0)
+        ]
     );
     assert!(overview.runs.contains(&(RunStatus::Waiting, 1)));
     assert_eq!(overview.waiting_longest.iter().map(|r| r.id.public()).collect::<Vec<_>>(), [run]);

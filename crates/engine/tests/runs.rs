@@ -261,6 +261,35 @@ async fn a_set_wait_resumes_when_two_of_three_approve_or_a_day_passes() {
 }
 
 #[tokio::test]
+async fn a_rejected_token_resumes_its_run_with_the_rejection() {
+    let h = Harness::new().await;
+    let token = h.engine.create_token(&h.dev, &CreateTokenRequest::default()).await.unwrap().waitpoint.id.public();
+    let id = h.trigger("approve", TriggerOptions::default()).await;
+    let worker = h.worker();
+    let held = h.poll(&worker, "approve", 1).await.remove(0).run;
+    let answer = h.engine.wait(&h.dev, &id, held.epoch, 0, &WaitFor::Token { id: token.clone() }).await.unwrap();
+    assert!(answer.suspended);
+    let error =
+        waitpoint_engine::checked_rejection("declined".into(), Some("NO".into()), Some("[1, 2]".into())).unwrap();
+    let principal = Principal::SecretKey(h.dev.clone());
+    let rejected = h.engine.reject_token(&principal, &token, error).await.unwrap();
+    assert_eq!(rejected.status(), waitpoint_types::WaitpointStatus::Rejected);
+    let claim = h.poll(&worker, "approve", 1).await.remove(0);
+    assert_eq!(
+        claim.resumed.unwrap().result.as_deref(),
+        Some(r#"{"ok":false,"error":{"code":"NO","message":"declined","data":[1,2]},"rejected":true}"#)
+    );
+    let datetime = h.trigger("sleepy", TriggerOptions::default()).await;
+    let sleeper = h.poll(&worker, "sleepy", 1).await.remove(0).run;
+    let wait_for = WaitFor::Duration { ms: 60_000, name: "for 60000ms".into() };
+    h.engine.wait(&h.dev, &datetime, sleeper.epoch, 0, &wait_for).await.unwrap();
+    let waits_on = h.engine.get_run(&h.dev, &datetime).await.unwrap().waiting_on[0].id.public();
+    let again = waitpoint_engine::checked_rejection("no".into(), None, None).unwrap();
+    let refused = h.engine.reject_token(&principal, &waits_on, again).await.unwrap();
+    assert_eq!(refused.status(), waitpoint_types::WaitpointStatus::Waiting, "a point in time is not rejected");
+}
+
+#[tokio::test]
 async fn a_set_wait_that_cannot_be_met_is_refused() {
     let h = Harness::new().await;
     let token = h.engine.create_token(&h.dev, &CreateTokenRequest::default()).await.unwrap().waitpoint.id.public();

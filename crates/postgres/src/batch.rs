@@ -436,7 +436,7 @@ async fn update_where_applies(tx: &Transaction<'_>, finishes: &[(usize, &Finish)
             Finishing::Complete { at, via, output } => {
                 Some((*finish, WaitpointState::Completed { at: *at, via: *via, output: output.clone() }))
             }
-            Finishing::Deadline { .. } | Finishing::Force { .. } => None,
+            Finishing::Deadline { .. } | Finishing::Force { .. } | Finishing::Reject { .. } => None,
         })
         .collect();
     if completions.is_empty() {
@@ -449,7 +449,7 @@ async fn update_where_applies(tx: &Transaction<'_>, finishes: &[(usize, &Finish)
     let statuses: Vec<&str> = columns.iter().map(|c| c.status).collect();
     let completed_at: Vec<Option<i64>> = columns.iter().map(|c| c.completed_at).collect();
     let completed_via: Vec<Option<&str>> = columns.iter().map(|c| c.completed_via).collect();
-    let outputs: Vec<Option<&str>> = columns.iter().map(|c| c.output).collect();
+    let outputs: Vec<Option<&str>> = columns.iter().map(|c| c.output.as_deref()).collect();
     let output_types: Vec<Option<&str>> = columns.iter().map(|c| c.output_type).collect();
     let count = i64::try_from(completions.len()).map_err(|error| failure(&error))?;
     let update = tx.prepare_cached(FINISH_WHERE_APPLIES).await.map_err(map_error)?;
@@ -477,7 +477,7 @@ async fn set_state(tx: &Transaction<'_>, id: &WaitpointId, state: &WaitpointStat
             &columns.status,
             &columns.completed_at,
             &columns.completed_via,
-            &columns.output,
+            &columns.output.as_deref(),
             &columns.output_type,
         ],
     )

@@ -66,6 +66,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/0004_workers.sql")),
     (5, include_str!("../migrations/0005_dashboard.sql")),
     (6, include_str!("../migrations/0006_wait_sets.sql")),
+    (7, include_str!("../migrations/0007_rejected_tokens.sql")),
 ];
 
 /// The advisory lock that serializes migrations of servers starting at once ("waitpoin").

@@ -1,11 +1,14 @@
 //! Mapping between PostgreSQL rows and domain types.
 
+use std::borrow::Cow;
+
 use tokio_postgres::Row;
 use tokio_postgres::types::FromSql;
 use waitpoint_storage::{Result, StorageError};
+use waitpoint_types::waitpoint::APPLICATION_JSON;
 use waitpoint_types::{
-    CompletedVia, Environment, EnvironmentId, Output, Secret, Timestamp, Waitpoint, WaitpointId, WaitpointKind,
-    WaitpointState,
+    CompletedVia, Environment, EnvironmentId, Output, Rejection, Secret, Timestamp, Waitpoint, WaitpointId,
+    WaitpointKind, WaitpointState,
 };
 
 /// The columns [`waitpoint_from_row`] reads, in order, as a literal for `concat!`.
@@ -65,6 +68,14 @@ pub(crate) fn waitpoint_from_row(row: &Row) -> Result<Waitpoint> {
             at: Timestamp::from_millis(at),
             via: via.map(|via| CompletedVia::parse(via).ok_or_else(|| corrupt("unknown completed_via"))).transpose()?,
         },
+        ("REJECTED", Some(at), Some(via)) => WaitpointState::Rejected {
+            at: Timestamp::from_millis(at),
+            via: CompletedVia::parse(via).ok_or_else(|| corrupt("unknown completed_via"))?,
+            error: output
+                .as_ref()
+                .and_then(|output| Rejection::from_json(&output.data))
+                .ok_or_else(|| corrupt("rejected without its error"))?,
+        },
         _ => return Err(corrupt("inconsistent status")),
     };
     let kind: String = column(row, 13)?;
@@ -91,7 +102,7 @@ pub(crate) struct StateColumns<'a> {
     pub status: &'static str,
     pub completed_at: Option<i64>,
     pub completed_via: Option<&'static str>,
-    pub output: Option<&'a str>,
+    pub output: Option<Cow<'a, str>>,
     pub output_type: Option<&'a str>,
 }
 
@@ -105,7 +116,7 @@ pub(crate) fn state_columns(state: &WaitpointState) -> StateColumns<'_> {
             status: "COMPLETED",
             completed_at: Some(at.as_millis()),
             completed_via: Some(via.as_str()),
-            output: output.as_ref().map(|o| o.data.as_str()),
+            output: output.as_ref().map(|o| Cow::Borrowed(o.data.as_str())),
             output_type: output.as_ref().map(|o| o.data_type.as_str()),
         },
         WaitpointState::TimedOut { at, via } => StateColumns {
@@ -114,6 +125,13 @@ pub(crate) fn state_columns(state: &WaitpointState) -> StateColumns<'_> {
             completed_via: via.map(CompletedVia::as_str),
             output: None,
             output_type: None,
+        },
+        WaitpointState::Rejected { at, via, error } => StateColumns {
+            status: "REJECTED",
+            completed_at: Some(at.as_millis()),
+            completed_via: Some(via.as_str()),
+            output: Some(Cow::Owned(error.to_json())),
+            output_type: Some(APPLICATION_JSON),
         },
     }
 }

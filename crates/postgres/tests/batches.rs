@@ -13,7 +13,8 @@ use waitpoint_storage::{
     CreateOutcome, Finish, FinishOutcome, Finishing, ListQuery, StorageError, Store, Window, WriteOp, WriteOutcome,
 };
 use waitpoint_types::{
-    CompletedVia, Environment, EnvironmentId, IdGenerator, Output, Timestamp, Waitpoint, WaitpointId, WaitpointState,
+    CompletedVia, Environment, EnvironmentId, IdGenerator, Output, Rejection, Timestamp, Waitpoint, WaitpointId,
+    WaitpointState,
 };
 
 const TAGS: [&str; 4] = ["red", "blue", "", "ünïcødé"];
@@ -162,8 +163,17 @@ impl Workload {
             (None, 0..=2) => Some(self.envs[0].id.clone()),
             _ => None,
         };
-        let finishing = match self.rng.below(3) {
+        let finishing = match self.rng.below(4) {
             0 => Finishing::Deadline { at: at(self.clock) },
+            1 => Finishing::Reject {
+                at: at(self.clock),
+                via: *self.rng.pick(&CompletedVia::ALL),
+                error: Rejection {
+                    message: format!("no {}", self.clock),
+                    code: "NO".into(),
+                    data: self.rng.percent(50).then(|| format!("[{}]", self.clock)),
+                },
+            },
             _ => Finishing::Complete {
                 at: at(self.clock),
                 via: *self.rng.pick(&CompletedVia::ALL),
@@ -256,6 +266,9 @@ impl Model {
                             Some(WaitpointState::Completed { at: *at, via: *via, output: output.clone() })
                         }
                         Finishing::Force { at, via } => Some(WaitpointState::TimedOut { at: *at, via: Some(*via) }),
+                        Finishing::Reject { at, via, error } => {
+                            Some(WaitpointState::Rejected { at: *at, via: *via, error: error.clone() })
+                        }
                     };
                     match state {
                         Some(state) if w.state == WaitpointState::Waiting => {

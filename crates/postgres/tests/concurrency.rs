@@ -224,7 +224,7 @@ async fn servers_starting_at_once_migrate_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6], "each version applied once");
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7], "each version applied once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

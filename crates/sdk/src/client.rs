@@ -6,7 +6,9 @@ use futures_util::Stream;
 use reqwest::{Method, RequestBuilder, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use waitpoint_types::api::{CreateTokenRequest, CreateTokenResponse, ErrorBody, Page, TokenDetail, TokenItem};
+use waitpoint_types::api::{
+    CreateTokenRequest, CreateTokenResponse, ErrorBody, Page, RejectTokenRequest, TokenDetail, TokenItem,
+};
 use waitpoint_types::time::parse_duration;
 use waitpoint_types::{Timestamp, WaitpointStatus};
 
@@ -146,6 +148,14 @@ impl Client {
         let path = format!("{TOKENS}/{}/complete", segment(token.token_id())?);
         let request = self.request(Method::POST, &path)?.json(&serde_json::json!({}));
         let _: serde_json::Value = self.send(request).await?;
+        Ok(())
+    }
+
+    /// Rejects `token` with an error: a run waiting on it gets that error. Rejecting a token
+    /// that already finished succeeds and changes nothing.
+    pub async fn reject_token(&self, token: impl AsTokenId, rejection: &RejectTokenRequest) -> Result<()> {
+        let path = format!("{TOKENS}/{}/reject", segment(token.token_id())?);
+        let _: serde_json::Value = self.send(self.request(Method::POST, &path)?.json(rejection)).await?;
         Ok(())
     }
 

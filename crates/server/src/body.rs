@@ -9,8 +9,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use serde_json::value::RawValue;
-use waitpoint_types::Output;
+use waitpoint_engine::checked_rejection;
 use waitpoint_types::api::{CreateTokenRequest, TriggerOptions};
+use waitpoint_types::{Output, Rejection};
 
 use crate::error::ApiError;
 use crate::strict_json;
@@ -238,6 +239,55 @@ fn output_of(raw: &RawValue) -> Output {
     match serde_json::from_str::<String>(raw.get()) {
         Ok(text) => Output::from_text(text),
         Err(_) => Output::from_json_text(raw.get()),
+    }
+}
+
+const REJECT_SHAPE: &str =
+    r#"{"error": {"message": "why", "code": "PAYMENT_DECLINED", "data": <any JSON>}} (code and data optional)"#;
+
+/// Parses a reject body into a checked rejection (see [`checked_rejection`]): `error.message`
+/// is required, `code` and `data` optional; unknown fields are refused. `data` is kept as sent.
+pub(crate) fn parse_reject(bytes: &[u8]) -> Result<Rejection, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body<'a> {
+        #[serde(borrow)]
+        error: Error<'a>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Error<'a> {
+        message: String,
+        code: Option<String>,
+        #[serde(borrow)]
+        data: Option<&'a RawValue>,
+    }
+    not_empty(bytes, REJECT_SHAPE)?;
+    strict(bytes, REJECT_SHAPE)?;
+    let body: Body<'_> = serde_json::from_slice(bytes)
+        .map_err(|error| ApiError::bad_request(format!("The rejection does not fit ({error}): send {REJECT_SHAPE}")))?;
+    let Error { message, code, data } = body.error;
+    Ok(checked_rejection(message, code, data.map(|data| data.get().to_owned()))?)
+}
+
+/// The data of a rejection through a reject URL, as JSON text: a JSON body as sent, other
+/// UTF-8 text as a JSON string, no body as none. A body that opens an object or an array must
+/// be JSON that comes back as sent (see [`strict_json`]).
+pub(crate) fn parse_reject_url(bytes: &[u8]) -> Result<Option<String>, ApiError> {
+    let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) else {
+        return Ok(None);
+    };
+    match strict_json::check(bytes) {
+        Ok(()) => {
+            let raw = serde_json::from_slice::<&RawValue>(bytes).map_err(|e| invalid_json(&e, CALLBACK_SHAPE))?;
+            return Ok(Some(raw.get().to_owned()));
+        }
+        Err(error) if matches!(first, b'{' | b'[') => return Err(invalid_json(&error, CALLBACK_SHAPE)),
+        Err(_) => {}
+    }
+    match String::from_utf8(bytes.to_vec()) {
+        Ok(text) => Ok(Some(Value::String(text).to_string())),
+        Err(_) => Err(ApiError::bad_request("A reject URL's body must be JSON or UTF-8 text")),
     }
 }
 

@@ -42,6 +42,27 @@ pub(crate) async fn preflight(headers: HeaderMap) -> Response {
 
 /// Adds `Access-Control-Allow-Origin` (the request's origin) and the exposed headers to every
 /// response of the route, errors included, so browsers can read them.
+/// Answers the preflight of a rejection, as [`preflight`] does for a completion.
+#[utoipa::path(
+    options,
+    path = "/api/v1/waitpoints/tokens/{id}/reject",
+    operation_id = "rejectTokenPreflight",
+    tag = "tokens",
+    summary = "CORS preflight of a rejection",
+    description = "What a browser asks before it rejects a token from another origin: the answer allows the \
+                   request's origin, the methods, and the headers the browser asks for.",
+    params(("id" = String, Path, description = "The token's id, `waitpoint_…`.")),
+    security(()),
+    responses((
+        status = 200,
+        description = "Allowed: `{}`, with the `Access-Control-Allow-*` headers.",
+        body = BTreeMap<String, serde_json::Value>,
+    )),
+)]
+pub(crate) async fn preflight_reject(headers: HeaderMap) -> Response {
+    preflight(headers).await
+}
+
 pub(crate) async fn allow_all(request: Request, next: Next) -> Response {
     let origin = request.headers().get(header::ORIGIN).cloned();
     let mut response = next.run(request).await;

@@ -14,14 +14,15 @@
 //! - `openapi/`: the API's OpenAPI document (`GET /api/openapi.json`), generated from the
 //!   routes' annotations: its title, security schemes, error responses and list parameters.
 //! - `health`: liveness and readiness (`/healthz`, `/readyz`).
-//! - `tokens`: the token routes (create, list, retrieve, complete, callback).
+//! - `tokens`: the token routes (create, list, retrieve, complete, callback, reject, reject URL).
 //! - `runs`: the run routes (trigger, list, retrieve, cancel) and the worker protocol.
 //! - `body`: reading request bodies within their size limits and parsing them strictly.
 //! - `strict_json`: the JSON a stored body must be (bounded depth, numbers a double holds, no
 //!   repeated keys), so that what is stored comes back as sent.
 //! - `query`: parsing the list route's query string.
 //! - `present`: turning waitpoints into the API's JSON shapes.
-//! - `cors`: the CORS policy of the complete route (browsers with a public access token).
+//! - `cors`: the CORS policy of the complete and reject routes (browsers with a public access
+//!   token).
 //! - `listener`: taking connections, at most so many at once, and shutting down within a
 //!   deadline.
 //! - `connection`: serving one connection, with the time its client has to send.
@@ -95,6 +96,8 @@ fn api() -> OpenApiRouter<Engine> {
         .routes(routes!(tokens::retrieve))
         .routes(routes!(tokens::complete, cors::preflight).layer(cors))
         .routes(routes!(tokens::callback))
+        .routes(routes!(tokens::reject, cors::preflight_reject).layer(middleware::from_fn(cors::allow_all)))
+        .routes(routes!(tokens::reject_url))
         .routes(routes!(runs::trigger))
         .routes(routes!(runs::list))
         .routes(routes!(runs::retrieve))

@@ -4,7 +4,7 @@ use waitpoint_engine::{Engine, RunView};
 use waitpoint_storage::Claim;
 use waitpoint_types::api::worker::{ClaimedRun, JournalEntryBody};
 use waitpoint_types::api::{RunDetail, RunErrorBody, RunWorker, TokenDetail, TokenItem, WaitingOn};
-use waitpoint_types::{Environment, JournalEntry, RunState, Timestamp, Waitpoint, WaitpointState};
+use waitpoint_types::{Environment, JournalEntry, RunState, Timestamp, Waitpoint, WaitpointState, WaitpointStatus};
 
 /// A waitpoint as the list shows it: tags sorted, no output.
 pub(crate) fn item(engine: &Engine, environment: &Environment, waitpoint: &Waitpoint) -> TokenItem {
@@ -13,7 +13,8 @@ pub(crate) fn item(engine: &Engine, environment: &Environment, waitpoint: &Waitp
     TokenItem {
         id: waitpoint.id.public(),
         url: engine.callback_url(environment, &waitpoint.id),
-        status: waitpoint.status(),
+        status: waitpoint.status().trigger_shaped(),
+        outcome: outcome(waitpoint),
         completed_at: waitpoint.completed_at(),
         timeout_at: waitpoint.timeout_at,
         completed_after: waitpoint.timeout_at,
@@ -24,7 +25,13 @@ pub(crate) fn item(engine: &Engine, environment: &Environment, waitpoint: &Waitp
     }
 }
 
-/// A waitpoint as retrieve shows it: with output (or the timeout error) and how it finished.
+/// How a waitpoint finished, once it did (waitpoint's own `outcome`).
+fn outcome(waitpoint: &Waitpoint) -> Option<WaitpointStatus> {
+    Some(waitpoint.status()).filter(|status| *status != WaitpointStatus::Waiting)
+}
+
+/// A waitpoint as retrieve shows it: with output (or the timeout's or rejection's error) and
+/// how it finished.
 pub(crate) fn detail(engine: &Engine, environment: &Environment, waitpoint: &Waitpoint) -> TokenDetail {
     let output = waitpoint.output();
     let completed_via = match &waitpoint.state {
@@ -36,12 +43,16 @@ pub(crate) fn detail(engine: &Engine, environment: &Environment, waitpoint: &Wai
         id: waitpoint.id.public(),
         kind: "MANUAL".to_owned(),
         url: engine.callback_url(environment, &waitpoint.id),
-        status: waitpoint.status(),
+        status: waitpoint.status().trigger_shaped(),
+        outcome: outcome(waitpoint),
         idempotency_key: waitpoint.user_idempotency_key().map(str::to_owned),
         idempotency_key_expires_at: waitpoint.idempotency_key_expires_at,
         output_type: output.as_ref().map(|o| o.data_type.clone()),
         output: output.map(|o| o.data),
-        output_is_error: Some(matches!(waitpoint.state, WaitpointState::TimedOut { .. })),
+        output_is_error: Some(matches!(
+            waitpoint.state,
+            WaitpointState::TimedOut { .. } | WaitpointState::Rejected { .. }
+        )),
         timeout_at: waitpoint.timeout_at,
         completed_after: waitpoint.timeout_at,
         completed_at: waitpoint.completed_at(),

@@ -272,6 +272,7 @@ pub(crate) async fn create_token(
         url: created.url,
         public_access_token: created.public_access_token,
         approval_url: Some(created.approval_url),
+        reject_url: Some(created.reject_url),
     };
     Ok(Json(RunTokenResponse { entry: present::entry(&entry), token }))
 }

@@ -16,8 +16,8 @@ use crate::auth::{SecretKey, bearer};
 use crate::body::{self, CREATE_LIMIT, Length, OUTPUT_LIMIT};
 use crate::error::ApiError;
 use crate::openapi::{
-    BadRequest, CompleteTokenBody, Forbidden, LengthRequired, NotFound, PayloadTooLarge, ServerError, TokenListQuery,
-    Unauthorized, Unprocessable,
+    BadRequest, CompleteTokenBody, Forbidden, LengthRequired, NotFound, PayloadTooLarge, RejectTokenBody, ServerError,
+    TokenListQuery, Unauthorized, Unprocessable,
 };
 use crate::{present, query};
 
@@ -65,6 +65,7 @@ pub(crate) async fn create(
         url: created.url,
         public_access_token: created.public_access_token,
         approval_url: Some(created.approval_url),
+        reject_url: Some(created.reject_url),
     };
     let mut response = Json(body).into_response();
     response.headers_mut().insert("x-trigger-jwt", jwt);
@@ -210,5 +211,89 @@ pub(crate) async fn callback(
     let bytes = body::read(&headers, body, OUTPUT_LIMIT, Length::Required).await?;
     let output = body::parse_callback(&bytes)?;
     engine.complete_via_callback(callback, output).await?;
+    Ok(Json(json!({ "success": true })))
+}
+
+/// `POST /api/v1/waitpoints/tokens/{id}/reject`: reject with `{"error": {"message", "code"?,
+/// "data"?}}` (secret key, or the token's public access token).
+#[utoipa::path(
+    post,
+    path = "/api/v1/waitpoints/tokens/{id}/reject",
+    operation_id = "rejectToken",
+    tag = "tokens",
+    summary = "Reject a token",
+    description = "waitpoint's own: rejects a token with an error, resuming every run that waits on it with \
+                   that error. Rejecting a token that already finished changes nothing and succeeds: the first \
+                   outcome wins. Trigger.dev-shaped answers then read the token as `TIMED_OUT` with the error as \
+                   its output (`outputIsError: true`); its `outcome` says `REJECTED`. Takes the secret key or \
+                   the token's public access token; browsers may call it from any origin (CORS).",
+    params(("id" = String, Path, description = "The token's id, `waitpoint_…`.")),
+    request_body(content = RejectTokenBody, description = "The error (at most 3 MiB)."),
+    security(("secretKey" = []), ("publicAccessToken" = [])),
+    responses(
+        (status = 200, description = "Rejected, now or before (or finished another way before).", body = CompleteResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = "5XX", response = ServerError),
+    ),
+)]
+pub(crate) async fn reject(
+    State(engine): State<Engine>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let principal = engine.authenticate(bearer(&headers)).await?;
+    let bytes = body::read(&headers, body, OUTPUT_LIMIT, Length::Optional).await?;
+    let error = body::parse_reject(&bytes)?;
+    engine.reject_token(&principal, &id, error).await?;
+    Ok(Json(json!({ "success": true })))
+}
+
+/// `POST /api/v1/waitpoints/tokens/{id}/reject/{signature}`: reject, with the whole body as the
+/// error's data (the token's reject URL; no credentials). The URL is checked before the body
+/// is read.
+#[utoipa::path(
+    post,
+    path = "/api/v1/waitpoints/tokens/{id}/reject/{signature}",
+    operation_id = "rejectTokenByUrl",
+    tag = "tokens",
+    summary = "Reject a token through its reject URL",
+    description = "waitpoint's own: the token's `rejectUrl` (given at create). A third party POSTs to it, with \
+                   no credentials, to reject the token; the whole body is the error's `data` (JSON as sent, \
+                   other UTF-8 text as a string, no body as none), its message says it came through the URL. \
+                   The URL is checked before the body is read. The body must announce its length.",
+    params(
+        ("id" = String, Path, description = "The token's id, `waitpoint_…`."),
+        ("signature" = String, Path, description = "The URL's signature, 64 hexadecimal digits."),
+    ),
+    request_body(
+        description = "The error's data (at most 3 MiB); optional.",
+        content((Option<serde_json::Value> = "application/json"), ("text/plain")),
+    ),
+    security(()),
+    responses(
+        (status = 200, description = "Rejected, now or before (or finished another way before).", body = CompleteResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 411, response = LengthRequired),
+        (status = 413, response = PayloadTooLarge),
+        (status = "5XX", response = ServerError),
+    ),
+)]
+pub(crate) async fn reject_url(
+    State(engine): State<Engine>,
+    headers: HeaderMap,
+    Path((id, signature)): Path<(String, String)>,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let verified = engine.verify_reject_url(&id, &signature).await?;
+    let bytes = body::read(&headers, body, OUTPUT_LIMIT, Length::Required).await?;
+    let data = body::parse_reject_url(&bytes)?;
+    engine.reject_via_url(verified, data).await?;
     Ok(Json(json!({ "success": true })))
 }

@@ -83,6 +83,10 @@ impl Api {
         self.call(Method::POST, &format!("/api/v1/waitpoints/tokens/{id}/complete"), Some(credential), body).await
     }
 
+    async fn reject(&self, id: &str, credential: &str, body: &str) -> Reply {
+        self.call(Method::POST, &format!("/api/v1/waitpoints/tokens/{id}/reject"), Some(credential), body).await
+    }
+
     async fn list(&self, query: &str) -> Reply {
         self.call(Method::GET, &format!("/api/v1/waitpoints/tokens?{query}"), Some(&self.key()), "").await
     }
@@ -500,4 +504,72 @@ async fn durations_ending_after_the_latest_date_are_refused() {
     }
     let latest = api.create(json!({ "timeout": "9999-12-30T22:00:00.999Z" })).await;
     assert_eq!(api.retrieve(latest["id"].as_str().unwrap()).await["timeoutAt"], "9999-12-30T22:00:00.999Z");
+}
+
+#[tokio::test]
+async fn a_rejected_token_reads_as_trigger_dev_reads_an_error_and_says_it_was_rejected() {
+    let api = Api::new().await;
+    let key = api.key();
+    let mut tokens = Vec::new();
+    for _ in 0..4 {
+        tokens.push(api.create(json!({ "tags": ["r"] })).await);
+    }
+    let [by_key, by_public_token, by_url, untouched] = <[Value; 4]>::try_from(tokens).unwrap();
+    let id = |token: &Value| token["id"].as_str().unwrap().to_owned();
+
+    let declined =
+        r#"{"error": {"message": "card declined", "code": "CARD_DECLINED", "data": {"big": 12345678901234567890}}}"#;
+    assert_eq!(api.reject(&id(&by_key), &key, declined).await.status, StatusCode::OK);
+    let public = by_public_token["publicAccessToken"].as_str().unwrap();
+    assert_eq!(
+        api.reject(&id(&by_public_token), public, r#"{"error": {"message": "no"}}"#).await.status,
+        StatusCode::OK
+    );
+    let foreign = api.reject(&id(&untouched), public, r#"{"error": {"message": "no"}}"#).await;
+    assert_error(&foreign, StatusCode::FORBIDDEN, "Unauthorized");
+    let reject_url = by_url["rejectUrl"].as_str().unwrap();
+    let through_url = api.call(Method::POST, &callback_path(reject_url), None, r#"{"reason": "expired card"}"#).await;
+    assert_eq!(through_url.status, StatusCode::OK, "{}", through_url.body);
+    let forged = reject_url.replace("/reject/", "/reject/0").chars().take(reject_url.len()).collect::<String>();
+    assert_eq!(api.call(Method::POST, &callback_path(&forged), None, "{}").await.status, StatusCode::UNAUTHORIZED);
+
+    let token = api.retrieve(&id(&by_key)).await;
+    assert_eq!((token["status"].as_str(), token["outcome"].as_str()), (Some("TIMED_OUT"), Some("REJECTED")));
+    assert_eq!(
+        (token["outputIsError"].as_bool(), token["outputType"].as_str()),
+        (Some(true), Some("application/json"))
+    );
+    assert_eq!(token["completedVia"], "SECRET_KEY");
+    assert_eq!(
+        token["output"], r#"{"code":"CARD_DECLINED","message":"card declined","data":{"big":12345678901234567890}}"#,
+        "the data is kept as sent"
+    );
+    let token = api.retrieve(&id(&by_public_token)).await;
+    assert_eq!(token["output"], r#"{"code":"WAITPOINT_REJECTED","message":"no"}"#);
+    let token = api.retrieve(&id(&by_url)).await;
+    assert_eq!(
+        token["output"],
+        r#"{"code":"WAITPOINT_REJECTED","message":"Rejected through the token's reject URL","data":{"reason":"expired card"}}"#
+    );
+
+    let again = api.complete(&id(&by_key), &key, r#"{"data": 1}"#).await;
+    assert_eq!(again.status, StatusCode::OK, "a finished token answers as before");
+    assert_eq!(api.retrieve(&id(&by_key)).await["outcome"], "REJECTED", "the first outcome wins");
+    let timed_out = api.list("filter[status]=TIMED_OUT").await.body;
+    assert_eq!(timed_out["data"].as_array().unwrap().len(), 3, "rejected tokens read as timed out: {timed_out}");
+    let rejected = api.list("filter[status]=REJECTED").await.body;
+    assert_eq!(rejected["data"].as_array().unwrap().len(), 3);
+    let waiting = api.list("filter[status]=WAITING").await.body;
+    assert_eq!(waiting["data"][0]["id"], untouched["id"]);
+    assert!(waiting["data"][0].get("outcome").is_none(), "a waiting token has no outcome yet");
+
+    for (body, hint) in [
+        ("", "empty"),
+        (r#"{"error": {"message": ""}}"#, "error.message"),
+        (r#"{"error": {"message": "no", "code": "a\nb"}}"#, "error.code"),
+        (r#"{"message": "no"}"#, "does not fit"),
+    ] {
+        assert_error(&api.reject(&id(&untouched), &key, body).await, StatusCode::BAD_REQUEST, hint);
+    }
+    assert_eq!(api.retrieve(&id(&untouched)).await["status"], "WAITING", "refused rejections change nothing");
 }

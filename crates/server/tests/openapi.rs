@@ -207,8 +207,12 @@ async fn the_document_lists_exactly_the_api_routes_the_router_serves() {
 async fn documented_methods_are_served_and_others_are_refused() {
     let server = Server::new().await;
     for (template, methods) in documented_routes(&server.document) {
-        let uri =
-            template.replace("{id}", "x").replace("{hash}", "x").replace("{taskId}", "x").replace("{workerId}", "x");
+        let uri = template
+            .replace("{id}", "x")
+            .replace("{hash}", "x")
+            .replace("{signature}", "x")
+            .replace("{taskId}", "x")
+            .replace("{workerId}", "x");
         assert!(!uri.contains('{'), "a path parameter this test does not fill: {template}");
         for method in [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS] {
             let reply = server.send(method.clone(), &uri, None, Some("")).await;
@@ -443,7 +447,8 @@ async fn hand_parsed_bodies_are_taken_exactly_when_they_fit_their_schemas() {
     let tokens = "/api/v1/waitpoints/tokens";
     let token = server.call(Method::POST, tokens, tokens, key, Some("{}")).await.body;
     let complete = format!("{tokens}/{}/complete", token["id"].as_str().unwrap());
-    let cases: [(&str, &str, &[&str], &[&str]); 3] = [
+    let reject = format!("{tokens}/{}/reject", token["id"].as_str().unwrap());
+    let cases: [(&str, &str, &[&str], &[&str]); 4] = [
         (
             tokens,
             tokens,
@@ -468,6 +473,24 @@ async fn hand_parsed_bodies_are_taken_exactly_when_they_fit_their_schemas() {
             &complete,
             &["{}", r#"{"data": {"a": 1}}"#, r#"{"output": "text"}"#, r#"{"data": null}"#],
             &[r#"{"data": 1, "output": 2}"#, r#"{"extra": 1}"#, "[]", r#""text""#],
+        ),
+        (
+            "/api/v1/waitpoints/tokens/{id}/reject",
+            &reject,
+            &[
+                r#"{"error": {"message": "declined"}}"#,
+                r#"{"error": {"message": "declined", "code": "CARD", "data": {"n": [1, 2]}}}"#,
+            ],
+            &[
+                "{}",
+                r#"{"error": {}}"#,
+                r#"{"error": {"message": ""}}"#,
+                r#"{"error": {"message": "no", "code": ""}}"#,
+                r#"{"error": {"message": "no", "extra": 1}}"#,
+                r#"{"error": {"message": "no"}, "extra": 1}"#,
+                r#"{"error": "no"}"#,
+                "[]",
+            ],
         ),
         (
             "/api/v1/tasks/{taskId}/trigger",

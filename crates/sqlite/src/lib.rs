@@ -43,6 +43,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/0003_workers.sql")),
     (4, include_str!("../migrations/0004_dashboard.sql")),
     (5, include_str!("../migrations/0005_wait_sets.sql")),
+    (6, include_str!("../migrations/0006_rejected_tokens.sql")),
 ];
 
 /// Read-only connections, so reads that run at once; more wait their turn.

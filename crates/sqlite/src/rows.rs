@@ -2,9 +2,10 @@
 
 use rusqlite::Row;
 use waitpoint_storage::{Result, StorageError};
+use waitpoint_types::waitpoint::APPLICATION_JSON;
 use waitpoint_types::{
-    CompletedVia, Environment, EnvironmentId, JournalEntry, JournalKind, Output, Run, RunId, RunState, Secret,
-    Timestamp, Waitpoint, WaitpointId, WaitpointKind, WaitpointState, WorkerId,
+    CompletedVia, Environment, EnvironmentId, JournalEntry, JournalKind, Output, Rejection, Run, RunId, RunState,
+    Secret, Timestamp, Waitpoint, WaitpointId, WaitpointKind, WaitpointState, WorkerId,
 };
 
 /// The columns [`waitpoint_from_row`] reads, in order, of the table aliased `w`.
@@ -46,6 +47,14 @@ pub(crate) fn waitpoint_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Waitp
                 via: via
                     .map(|via| CompletedVia::parse(via).ok_or_else(|| corrupt("unknown completed_via")))
                     .transpose()?,
+            },
+            ("REJECTED", Some(at), Some(via)) => WaitpointState::Rejected {
+                at: Timestamp::from_millis(at),
+                via: CompletedVia::parse(via).ok_or_else(|| corrupt("unknown completed_via"))?,
+                error: output
+                    .as_ref()
+                    .and_then(|output| Rejection::from_json(&output.data))
+                    .ok_or_else(|| corrupt("rejected without its error"))?,
             },
             _ => return Err(corrupt("inconsistent status")),
         };
@@ -96,6 +105,13 @@ pub(crate) fn state_columns(state: &WaitpointState) -> StateColumns {
             completed_via: via.map(CompletedVia::as_str),
             output: None,
             output_type: None,
+        },
+        WaitpointState::Rejected { at, via, error } => StateColumns {
+            status: "REJECTED",
+            completed_at: Some(at.as_millis()),
+            completed_via: Some(via.as_str()),
+            output: Some(error.to_json()),
+            output_type: Some(APPLICATION_JSON.to_owned()),
         },
     }
 }

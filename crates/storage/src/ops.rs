@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use waitpoint_types::{
-    CompletedVia, EnvironmentId, JournalEntry, JournalKind, Output, Run, RunError, RunId, Timestamp, Waitpoint,
-    WaitpointId, WorkerId,
+    CompletedVia, EnvironmentId, JournalEntry, JournalKind, Output, Rejection, Run, RunError, RunId, Timestamp,
+    Waitpoint, WaitpointId, WorkerId,
 };
 
 /// One write in a batch.
@@ -102,6 +102,16 @@ pub enum Finishing {
         at: Timestamp,
         /// Which way (the dashboard).
         via: CompletedVia,
+    },
+    /// Rejected at `at`, this way, with this error: a token only (a datetime waitpoint is not
+    /// rejected, and stays as it is).
+    Reject {
+        /// When the rejection was accepted.
+        at: Timestamp,
+        /// Which way.
+        via: CompletedVia,
+        /// The error.
+        error: Rejection,
     },
 }
 

@@ -3,7 +3,8 @@
 //! both backends decide alike because neither decides.
 
 use waitpoint_types::{
-    EnvironmentId, JournalEntry, JournalKind, Run, RunState, Timestamp, Waitpoint, WaitpointId, WaitpointState,
+    EnvironmentId, JournalEntry, JournalKind, Run, RunState, Timestamp, Waitpoint, WaitpointId, WaitpointKind,
+    WaitpointState,
 };
 
 use crate::ops::{Finishing, LeaseRefusal, RunOutcome};
@@ -22,6 +23,8 @@ pub fn waitpoint_finished(current: &Waitpoint, finishing: &Finishing) -> Option<
             current.timeout_at.is_some_and(|deadline| deadline <= *at).then(|| current.deadline_state(*at, None))
         }
         Finishing::Force { at, via } => Some(current.deadline_state(*at, Some(*via))),
+        Finishing::Reject { at, via, error } => (current.kind == WaitpointKind::Manual)
+            .then(|| WaitpointState::Rejected { at: *at, via: *via, error: error.clone() }),
     }
 }
 
@@ -134,7 +137,8 @@ pub fn resumed_from(last: Option<JournalEntry>) -> Option<JournalEntry> {
 ///
 /// A token or datetime wait has one waitpoint and is decided when it finishes, with its
 /// [`Waitpoint::wait_result`]. A set wait is decided once `needed` of its waitpoints completed
-/// (`"ok": true`) or once so many timed out that `needed` no longer can (`"ok": false`), and
+/// (`"ok": true`) or once so many timed out or were rejected that `needed` no longer can
+/// (`"ok": false`), and
 /// records where each one stood then, in order: its result with its id, or `"pending": true`:
 /// `{"ok": true, "waitpoints": [{"id": "waitpoint_…", "ok": true, "output": …}, {"id": …,
 /// "pending": true}]}`. What finishes later does not change a decided wait.
@@ -144,11 +148,11 @@ pub fn wait_decided(kind: JournalKind, needed: u32, waitpoints: &[Waitpoint]) ->
     }
     let count = |finished: fn(&WaitpointState) -> bool| waitpoints.iter().filter(|w| finished(&w.state)).count();
     let completed = count(|state| matches!(state, WaitpointState::Completed { .. }));
-    let timed_out = count(|state| matches!(state, WaitpointState::TimedOut { .. }));
+    let failed = count(|state| matches!(state, WaitpointState::TimedOut { .. } | WaitpointState::Rejected { .. }));
     let needed = usize::try_from(needed).unwrap_or(usize::MAX);
     let ok = if completed >= needed {
         true
-    } else if timed_out > waitpoints.len().saturating_sub(needed) {
+    } else if failed > waitpoints.len().saturating_sub(needed) {
         false
     } else {
         return None;
@@ -172,7 +176,7 @@ pub fn wait_decided(kind: JournalKind, needed: u32, waitpoints: &[Waitpoint]) ->
 
 #[cfg(test)]
 mod tests {
-    use waitpoint_types::{CompletedVia, EnvironmentId, WaitpointKind};
+    use waitpoint_types::{CompletedVia, EnvironmentId};
 
     use super::*;
 

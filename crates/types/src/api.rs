@@ -125,6 +125,47 @@ impl From<Timestamp> for TimeText {
     }
 }
 
+/// `POST /api/v1/waitpoints/tokens/{id}/reject`: the error a run waiting on the token gets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectTokenRequest {
+    /// The error.
+    pub error: RejectTokenError,
+}
+
+/// Why a token is rejected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectTokenError {
+    /// What happened, for people (1 to 10,000 characters).
+    pub message: String,
+    /// For programs, such as `PAYMENT_DECLINED` (`WAITPOINT_REJECTED` when left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Anything else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+}
+
+impl RejectTokenRequest {
+    /// A rejection with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self { error: RejectTokenError { message: message.into(), code: None, data: None } }
+    }
+
+    /// With this code.
+    pub fn code(mut self, code: impl Into<String>) -> Self {
+        self.error.code = Some(code.into());
+        self
+    }
+
+    /// With this data.
+    pub fn data(mut self, data: serde_json::Value) -> Self {
+        self.error.data = Some(data);
+        self
+    }
+}
+
 /// The answer to a create.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -143,6 +184,11 @@ pub struct CreateTokenResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub approval_url: Option<String>,
+    /// The token's reject URL: POST to it, with no credentials, to reject the token (any body
+    /// becomes the error's data; waitpoint's own field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub reject_url: Option<String>,
 }
 
 /// A token as listed.
@@ -154,8 +200,14 @@ pub struct TokenItem {
     pub id: String,
     /// The callback URL.
     pub url: String,
-    /// `WAITING`, `COMPLETED` or `TIMED_OUT`.
+    /// `WAITING`, `COMPLETED` or `TIMED_OUT`, as Trigger.dev reports them: a rejected token
+    /// reads `TIMED_OUT` (see `outcome`).
     pub status: WaitpointStatus,
+    /// How it finished, once it did: `COMPLETED`, `TIMED_OUT` or `REJECTED` (waitpoint's own
+    /// field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub outcome: Option<WaitpointStatus>,
     /// When it was completed or timed out.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
@@ -194,8 +246,14 @@ pub struct TokenDetail {
     pub kind: String,
     /// The callback URL.
     pub url: String,
-    /// `WAITING`, `COMPLETED` or `TIMED_OUT`.
+    /// `WAITING`, `COMPLETED` or `TIMED_OUT`, as Trigger.dev reports them: a rejected token
+    /// reads `TIMED_OUT` (see `outcome`).
     pub status: WaitpointStatus,
+    /// How it finished, once it did: `COMPLETED`, `TIMED_OUT` or `REJECTED` (waitpoint's own
+    /// field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub outcome: Option<WaitpointStatus>,
     /// The idempotency key the caller gave, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
@@ -212,7 +270,7 @@ pub struct TokenDetail {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub output_type: Option<String>,
-    /// True when `output` is the timeout error.
+    /// True when `output` is an error: the timeout's, or the rejection's.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub output_is_error: Option<bool>,
@@ -228,8 +286,8 @@ pub struct TokenDetail {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub completed_at: Option<Timestamp>,
-    /// How it was completed: `SECRET_KEY`, `PUBLIC_ACCESS_TOKEN`, `CALLBACK_URL`, `DASHBOARD`,
-    /// `APPROVAL_PAGE`, or `TIMEOUT` (its deadline passed).
+    /// How it finished: `SECRET_KEY`, `PUBLIC_ACCESS_TOKEN`, `CALLBACK_URL` (its URL, or its
+    /// reject URL), `DASHBOARD`, `APPROVAL_PAGE`, or `TIMEOUT` (its deadline passed).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub completed_via: Option<String>,
@@ -728,6 +786,7 @@ mod tests {
             id: "waitpoint_c1".into(),
             url: "http://x/cb".into(),
             status: WaitpointStatus::Waiting,
+            outcome: None,
             completed_at: None,
             timeout_at: None,
             completed_after: None,

@@ -3,10 +3,14 @@
 //! ```text
 //!             complete (secret key, public access token, callback URL, dashboard, approval page)
 //!   WAITING ───────────────────────────────────────────────────────────────────────────▶ COMPLETED
+//!      │ │
+//!      │ └────────── timeout_at reached, or forced from the dashboard ──────────────────▶ TIMED_OUT
 //!      │
-//!      └──────────── timeout_at reached, or forced from the dashboard ──────────────────▶ TIMED_OUT
+//!      └──────────── reject (secret key, public access token, reject URL, dashboard) ───▶ REJECTED
 //! ```
-//! Both transitions happen at most once: whichever comes first wins and the other is a no-op.
+//! A waitpoint leaves `WAITING` at most once: whichever comes first wins and the others are
+//! no-ops. In Trigger.dev-shaped answers a rejected token reads as any error outcome does there
+//! (`TIMED_OUT`, with its error as the output); waitpoint's own `outcome` field says `REJECTED`.
 
 use std::fmt;
 
@@ -24,6 +28,8 @@ pub const TEXT_PLAIN: &str = "text/plain";
 pub const APPLICATION_JSON: &str = "application/json";
 /// The error `code` a timed-out token reports, as Trigger.dev's SDK expects.
 pub const TIMEOUT_ERROR_CODE: &str = "TRIGGER_WAITPOINT_TIMEOUT";
+/// The error `code` a rejected token reports when its rejection gave none.
+pub const REJECTED_ERROR_CODE: &str = "WAITPOINT_REJECTED";
 
 /// A waitpoint's status as the API reports it (`WAITING`, … on the wire).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -36,18 +42,30 @@ pub enum WaitpointStatus {
     Completed,
     /// Its timeout passed before anyone completed it.
     TimedOut,
+    /// Someone rejected it, with an error.
+    Rejected,
 }
 
 impl WaitpointStatus {
     /// All statuses, in the order the API documents them.
-    pub const ALL: [WaitpointStatus; 3] = [Self::Waiting, Self::Completed, Self::TimedOut];
+    pub const ALL: [WaitpointStatus; 4] = [Self::Waiting, Self::Completed, Self::TimedOut, Self::Rejected];
 
-    /// `WAITING`, `COMPLETED` or `TIMED_OUT`.
+    /// `WAITING`, `COMPLETED`, `TIMED_OUT` or `REJECTED`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Waiting => "WAITING",
             Self::Completed => "COMPLETED",
             Self::TimedOut => "TIMED_OUT",
+            Self::Rejected => "REJECTED",
+        }
+    }
+
+    /// The status Trigger.dev's API would report: it knows no rejection, and reads every error
+    /// outcome as `TIMED_OUT`.
+    pub const fn trigger_shaped(self) -> Self {
+        match self {
+            Self::Rejected => Self::TimedOut,
+            other => other,
         }
     }
 
@@ -155,8 +173,9 @@ impl Output {
     }
 }
 
-/// `json` without the whitespace between its tokens (whitespace inside strings is kept).
-fn minify(json: &str) -> String {
+/// `json` (JSON text) without the whitespace between its tokens, as `JSON.stringify` writes it;
+/// whitespace inside strings, numbers and key order are kept.
+pub fn minify(json: &str) -> String {
     let mut out = String::with_capacity(json.len());
     let (mut in_string, mut escaped) = (false, false);
     for c in json.chars() {
@@ -224,6 +243,49 @@ pub enum WaitpointState {
         /// only once the deadline is due, `Some` at once.
         via: Option<CompletedVia>,
     },
+    /// Rejected by a caller, with an error.
+    Rejected {
+        /// When the rejection was accepted.
+        at: Timestamp,
+        /// Which way.
+        via: CompletedVia,
+        /// The error.
+        error: Rejection,
+    },
+}
+
+/// Why a token was rejected: what a run waiting on it gets as its error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// What happened, for people.
+    pub message: String,
+    /// For programs; [`REJECTED_ERROR_CODE`] when the rejection gave none.
+    pub code: String,
+    /// Anything else, as JSON text (kept byte for byte).
+    pub data: Option<String>,
+}
+
+impl Rejection {
+    /// The error as JSON text: `{"code", "message", "data"?}`, `data` as given.
+    pub fn to_json(&self) -> String {
+        let text = |value: &str| serde_json::Value::String(value.to_owned()).to_string();
+        let data = self.data.as_deref().map(|data| format!(r#","data":{data}"#)).unwrap_or_default();
+        format!(r#"{{"code":{},"message":{}{data}}}"#, text(&self.code), text(&self.message))
+    }
+
+    /// The inverse of [`to_json`](Self::to_json); `None` for text that is not such an error.
+    pub fn from_json(text: &str) -> Option<Self> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Stored<'a> {
+            code: String,
+            message: String,
+            #[serde(borrow)]
+            data: Option<&'a serde_json::value::RawValue>,
+        }
+        let stored: Stored<'_> = serde_json::from_str(text).ok()?;
+        Some(Self { message: stored.message, code: stored.code, data: stored.data.map(|data| data.get().to_owned()) })
+    }
 }
 
 /// A waitpoint token.
@@ -260,14 +322,17 @@ impl Waitpoint {
             WaitpointState::Waiting => WaitpointStatus::Waiting,
             WaitpointState::Completed { .. } => WaitpointStatus::Completed,
             WaitpointState::TimedOut { .. } => WaitpointStatus::TimedOut,
+            WaitpointState::Rejected { .. } => WaitpointStatus::Rejected,
         }
     }
 
-    /// When it was completed or timed out.
+    /// When it was completed, timed out or rejected.
     pub fn completed_at(&self) -> Option<Timestamp> {
         match self.state {
             WaitpointState::Waiting => None,
-            WaitpointState::Completed { at, .. } | WaitpointState::TimedOut { at, .. } => Some(at),
+            WaitpointState::Completed { at, .. }
+            | WaitpointState::TimedOut { at, .. }
+            | WaitpointState::Rejected { at, .. } => Some(at),
         }
     }
 
@@ -281,14 +346,14 @@ impl Waitpoint {
     pub fn completed_via(&self) -> Option<CompletedVia> {
         match self.state {
             WaitpointState::Waiting => None,
-            WaitpointState::Completed { via, .. } => Some(via),
+            WaitpointState::Completed { via, .. } | WaitpointState::Rejected { via, .. } => Some(via),
             WaitpointState::TimedOut { via, .. } => via,
         }
     }
 
-    /// The output as the API serves it: the completion's output, or for a timed-out token the
+    /// The output as the API serves it: the completion's output; for a timed-out token the
     /// timeout error `{"code":"TRIGGER_WAITPOINT_TIMEOUT","message":"Waitpoint timed out at …"}`
-    /// (its deadline, or the moment it was forced).
+    /// (its deadline, or the moment it was forced); for a rejected one its error.
     pub fn output(&self) -> Option<Output> {
         match &self.state {
             WaitpointState::Waiting => None,
@@ -300,6 +365,9 @@ impl Waitpoint {
                     "message": format!("Waitpoint timed out at {deadline}"),
                 });
                 Some(Output { data: error.to_string(), data_type: APPLICATION_JSON.to_owned() })
+            }
+            WaitpointState::Rejected { error, .. } => {
+                Some(Output { data: error.to_json(), data_type: APPLICATION_JSON.to_owned() })
             }
         }
     }
@@ -317,8 +385,9 @@ impl Waitpoint {
     }
 
     /// What a run waiting on this finished waitpoint gets: `{"ok": true, "output": <value>}`
-    /// (`null` without output), or `{"ok": false, "error": {"code", "message"}}` after a
-    /// timeout. `None` while it waits.
+    /// (`null` without output), `{"ok": false, "error": {"code", "message"}}` after a timeout,
+    /// or `{"ok": false, "error": {"code", "message", "data"?}, "rejected": true}` after a
+    /// rejection. `None` while it waits.
     pub fn wait_result(&self) -> Option<serde_json::Value> {
         match &self.state {
             WaitpointState::Waiting => None,
@@ -329,6 +398,10 @@ impl Waitpoint {
             WaitpointState::TimedOut { .. } => {
                 let error = self.output().map_or(serde_json::Value::Null, |o| o.decode());
                 Some(serde_json::json!({ "ok": false, "error": error }))
+            }
+            WaitpointState::Rejected { .. } => {
+                let error = self.output().map_or(serde_json::Value::Null, |o| o.decode());
+                Some(serde_json::json!({ "ok": false, "error": error, "rejected": true }))
             }
         }
     }
@@ -357,6 +430,34 @@ mod tests {
             created_at: Timestamp::from_millis(1_743_501_000_000),
             approval: None,
         }
+    }
+
+    #[test]
+    fn a_rejection_reads_back_from_its_json_with_its_data_as_sent() {
+        let rejection = Rejection {
+            message: "card \"declined\"".into(),
+            code: "CARD".into(),
+            data: Some(r#"{"big":12345678901234567890}"#.into()),
+        };
+        let json = rejection.to_json();
+        assert_eq!(json, r#"{"code":"CARD","message":"card \"declined\"","data":{"big":12345678901234567890}}"#);
+        assert_eq!(Rejection::from_json(&json), Some(rejection));
+        let bare = Rejection { message: "no".into(), code: REJECTED_ERROR_CODE.into(), data: None };
+        assert_eq!(Rejection::from_json(&bare.to_json()), Some(bare.clone()));
+        let token = waitpoint(WaitpointState::Rejected {
+            at: Timestamp::from_millis(1),
+            via: CompletedVia::Dashboard,
+            error: bare,
+        });
+        assert_eq!(
+            (token.status(), token.status().trigger_shaped()),
+            (WaitpointStatus::Rejected, WaitpointStatus::TimedOut)
+        );
+        assert_eq!(
+            token.wait_result().unwrap().to_string(),
+            r#"{"ok":false,"error":{"code":"WAITPOINT_REJECTED","message":"no"},"rejected":true}"#
+        );
+        assert_eq!(Rejection::from_json(r#"{"message":"no"}"#), None, "not such an error");
     }
 
     #[test]

@@ -53,6 +53,9 @@ pub(crate) fn render(
                 WaitpointState::TimedOut { at, .. } => {
                     section.outcome #outcome { h2 { "Expired" } p { "This request expired at " (time(*at)) "; it takes no answer." } }
                 },
+                WaitpointState::Rejected { at, .. } => {
+                    section.outcome #outcome { h2 { "Withdrawn" } p { "This request was withdrawn at " (time(*at)) "; it takes no answer." } }
+                },
             }
         }
     };

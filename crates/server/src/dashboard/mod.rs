@@ -2,7 +2,7 @@
 //! as the API. No page shows anything without a session; a session shows one environment.
 //!
 //! Routes: `/` (overview), `/tokens` (list, filters in the query), `/tokens/{id}` (detail),
-//! `POST /tokens/{id}/complete` and `/timeout`, `/tokens/bulk` (confirm, then apply),
+//! `POST /tokens/{id}/complete`, `/reject` and `/timeout`, `/tokens/bulk` (confirm, then apply),
 //! `/tokens/tags` (tag suggestions), `/runs`, `/runs/{id}`, `POST /runs/{id}/cancel` and
 //! `/skip`, `/events` (server-sent events for live pages), `/sign-in` (a secret key),
 //! `/sign-in/link/{secret}` (a one-time link), `POST /sign-out`, and `/assets/…`.
@@ -61,6 +61,7 @@ pub(crate) fn router(engine: Engine) -> Router {
         .route("/tokens/{id}", get(token::page))
         .route("/tokens/{id}/complete", post(token::complete))
         .route("/tokens/{id}/timeout", post(token::time_out))
+        .route("/tokens/{id}/reject", post(token::reject))
         .route("/runs", get(runs::page))
         .route("/runs/{id}", get(run::page))
         .route("/runs/{id}/cancel", post(run::cancel))

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
-use waitpoint_engine::{Resolution, Session};
+use waitpoint_engine::{MAX_REJECTION_MESSAGE, Resolution, Session, checked_rejection};
 use waitpoint_types::{CompletedVia, Output, RunState, Waitpoint, WaitpointState, WaitpointStatus};
 
 use super::Dashboard;
@@ -96,12 +96,15 @@ async fn render(
                     WaitpointState::Completed { at, via, .. } => li { (time(*at)) " — completed " (how(*via)) },
                     WaitpointState::TimedOut { at, via: None } => li { (time(*at)) " — timed out: its deadline passed" },
                     WaitpointState::TimedOut { at, via: Some(via) } => li { (time(*at)) " — timed out " (how(*via)) },
+                    WaitpointState::Rejected { at, via, error } => li {
+                        (time(*at)) " — rejected " (how(*via)) ": " (error.message) " (" code { (error.code) } ")"
+                    },
                 }
             }
         }
         section #actions data-refresh="state" data-state=(token.status().as_str()) {
             @if token.status() == WaitpointStatus::Waiting {
-                h2 { "Complete or time out" }
+                h2 { "Complete, reject or time out" }
                 (actions(session, &public, draft))
             }
         }
@@ -172,6 +175,12 @@ fn actions(session: &Session, public: &str, draft: Option<(&str, &str)>) -> Mark
             }
             button type="submit" { "Complete" }
         }
+        form.reject method="post" action={ "/tokens/" (public) "/reject" } {
+            (layout::csrf(session))
+            label for="reason" { "Reason (what a run waiting on it gets as its error)" }
+            input #reason name="reason" type="text" required maxlength=(MAX_REJECTION_MESSAGE) placeholder="Declined";
+            button.danger type="submit" { "Reject" }
+        }
         form.timeout method="post" action={ "/tokens/" (public) "/timeout" } {
             (layout::csrf(session))
             button.danger type="submit" { "Time out now" }
@@ -225,6 +234,29 @@ pub(crate) fn parse_output(text: &str) -> Result<Option<Output>, String> {
     }
     strict_json::check(text.as_bytes()).map_err(|error| format!("That is not JSON the API would take: {error}."))?;
     Ok(Some(Output::from_json_text(text)))
+}
+
+/// `POST /tokens/{id}/reject`: rejects the token with the reason typed (its error's message).
+pub(crate) async fn reject(
+    State(dashboard): State<Dashboard>,
+    Signed(session): Signed,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let form = match checked_form(&session, &headers, body, MAX_REJECTION_MESSAGE * FORM_OVERHEAD).await {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
+    let reason = form.fields().iter().find(|(name, _)| name == "reason").map_or("", |(_, v)| v.trim());
+    let error = match checked_rejection(reason.to_owned(), None, None) {
+        Ok(error) => error,
+        Err(error) => return layout::engine_error(error),
+    };
+    match dashboard.engine.resolve_token(&session.environment, &id, &Resolution::Reject(error)).await {
+        Ok(token) => Redirect::to(&format!("/tokens/{}", token.id.public())).into_response(),
+        Err(error) => layout::engine_error(error),
+    }
 }
 
 /// `POST /tokens/{id}/timeout`: times the token out now.

@@ -1,5 +1,6 @@
-//! Bodies that no wire type describes: the complete route's request, which the server reads by
-//! hand (see `body::parse_complete`), and the record route's answer, which it writes as JSON.
+//! Bodies that no wire type describes: the complete and reject routes' requests, which the
+//! server reads by hand (see `body::parse_complete`, `body::parse_reject`), and the record
+//! route's answer, which it writes as JSON.
 
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Ref, Schema, SchemaType};
@@ -31,6 +32,46 @@ impl PartialSchema for CompleteTokenBody {
 }
 
 impl ToSchema for CompleteTokenBody {}
+
+/// The body of `POST /api/v1/waitpoints/tokens/{id}/reject`: `{"error": {"message", "code"?,
+/// "data"?}}`.
+#[derive(Debug)]
+pub(crate) enum RejectTokenBody {}
+
+impl PartialSchema for RejectTokenBody {
+    fn schema() -> RefOr<Schema> {
+        let text = |description: &str, max: usize| {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(utoipa::openapi::Type::String))
+                .description(Some(description))
+                .min_length(Some(1))
+                .max_length(Some(max))
+        };
+        let error = ObjectBuilder::new()
+            .property("message", text("Why the token is rejected.", waitpoint_engine::MAX_REJECTION_MESSAGE))
+            .property(
+                "code",
+                text(
+                    "For programs, such as `PAYMENT_DECLINED`; `WAITPOINT_REJECTED` when left out.",
+                    waitpoint_engine::MAX_REJECTION_CODE,
+                ),
+            )
+            .property(
+                "data",
+                ObjectBuilder::new().schema_type(SchemaType::AnyValue).description(Some("Anything else: any JSON.")),
+            )
+            .required("message")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        ObjectBuilder::new()
+            .description(Some("The error a run waiting on the token gets."))
+            .property("error", error)
+            .required("error")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .into()
+    }
+}
+
+impl ToSchema for RejectTokenBody {}
 
 /// The answer of `POST /api/v1/runs/{id}/journal`: `{"entry": <the recorded entry>}`.
 #[derive(Debug)]

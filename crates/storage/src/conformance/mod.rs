@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use waitpoint_types::id::internal_floor;
 use waitpoint_types::{
-    CompletedVia, Environment, EnvironmentId, IdGenerator, Output, Secret, Timestamp, Waitpoint, WaitpointId,
-    WaitpointKind, WaitpointState, WaitpointStatus,
+    CompletedVia, Environment, EnvironmentId, IdGenerator, Output, Rejection, Secret, Timestamp, Waitpoint,
+    WaitpointId, WaitpointKind, WaitpointState, WaitpointStatus,
 };
 
 use crate::{
@@ -49,6 +49,7 @@ macro_rules! conformance_tests {
             expired_idempotency_key_is_deactivated_and_replaced,
             idempotency_keys_are_scoped_to_an_environment,
             first_completion_wins,
+            a_rejection_applies_once_and_reads_back_with_its_error,
             timeout_applies_only_when_due_and_only_once,
             completion_from_another_environment_is_not_found,
             a_batch_sees_its_own_writes,
@@ -374,6 +375,41 @@ pub async fn first_completion_wins(db: &dyn TestDatabase) {
         FinishOutcome::Unchanged(done.clone())
     );
     assert_eq!(store.waitpoint_get(&w.id).await.unwrap(), done);
+}
+
+/// A rejection applies once, to a waiting token, and reads back with its error (data kept as
+/// given); a datetime waitpoint is not rejected. Lists see the new status.
+pub async fn a_rejection_applies_once_and_reads_back_with_its_error(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let w = Waitpoint { tags: vec!["t".into()], ..waitpoint(&ids, &env, at(0)) };
+    create(&*store, &w).await;
+    let error = Rejection {
+        message: "card declined".into(),
+        code: "CARD_DECLINED".into(),
+        data: Some(r#"{"big":12345678901234567890}"#.into()),
+    };
+    let rejecting = Finishing::Reject { at: at(10), via: CompletedVia::PublicAccessToken, error: error.clone() };
+    let FinishOutcome::Finished(done, _) = finish(&*store, &w.id, rejecting.clone()).await else {
+        panic!("the rejection was not applied");
+    };
+    assert_eq!(done.state, WaitpointState::Rejected { at: at(10), via: CompletedVia::PublicAccessToken, error });
+    assert_eq!(store.waitpoint_get(&w.id).await.unwrap(), done);
+    assert_eq!(finish(&*store, &w.id, completed(20, "1")).await, FinishOutcome::Unchanged(done.clone()));
+    assert_eq!(finish(&*store, &w.id, rejecting.clone()).await, FinishOutcome::Unchanged(done.clone()));
+    for statuses in [vec![WaitpointStatus::Rejected], vec![WaitpointStatus::Waiting, WaitpointStatus::Rejected]] {
+        let mut q = query(&env);
+        q.statuses = statuses;
+        assert_eq!(list_ids(&*store, &q).await, std::slice::from_ref(&w.id));
+        q.tags = vec!["t".into()];
+        assert_eq!(list_ids(&*store, &q).await, std::slice::from_ref(&w.id), "by tag and status");
+    }
+
+    let mut datetime = waitpoint(&ids, &env, at(1));
+    datetime.kind = WaitpointKind::Datetime;
+    create(&*store, &datetime).await;
+    assert_eq!(finish(&*store, &datetime.id, rejecting).await, FinishOutcome::Unchanged(datetime));
 }
 
 /// A timeout applies only at or after `timeout_at`, and only to a waiting waitpoint.

@@ -2,7 +2,7 @@
 //! k of them, decided by the finish that decides them, once.
 
 use waitpoint_types::{
-    CompletedVia, IdGenerator, JournalKind, Run, RunState, Timestamp, Waitpoint, WaitpointId, WaitpointKind,
+    CompletedVia, IdGenerator, JournalKind, Rejection, Run, RunState, Timestamp, Waitpoint, WaitpointId, WaitpointKind,
     WaitpointState,
 };
 
@@ -98,7 +98,8 @@ pub async fn a_set_wait_resumes_once_when_enough_complete(db: &dyn TestDatabase)
 }
 
 /// All of 2: a timeout makes success impossible, so the wait is decided at once, not ok, with
-/// the other waitpoint pending. Any of 2: a timeout leaves it waiting for the other.
+/// the other waitpoint pending. Any of 2: a timeout leaves it waiting for the other, whose
+/// rejection then decides it, not ok.
 pub async fn a_set_wait_fails_once_it_no_longer_can_succeed(db: &dyn TestDatabase) {
     let store = db.open().await;
     let ids = IdGenerator::new();
@@ -120,6 +121,9 @@ pub async fn a_set_wait_fails_once_it_no_longer_can_succeed(db: &dyn TestDatabas
     let result = wait_result(&*store, &held, 0).await.expect("decided");
     assert_eq!(decided(&result), (false, vec![Some(false), None]));
 
+    let result: serde_json::Value = serde_json::from_str(&result).unwrap();
+    assert_eq!(result["waitpoints"][0]["error"]["code"], "TRIGGER_WAITPOINT_TIMEOUT");
+
     let again = claim_one(&*store, &env, &worker(&ids), "t", at(101)).await.run;
     let any = set_wait(&again, 1, 1, &[&expiring[1], &tokens[1]], Vec::new());
     assert!(matches!(write_one(&*store, WriteOp::RunWait(any)).await, JournalOutcome::Suspended(_)));
@@ -128,11 +132,19 @@ pub async fn a_set_wait_fails_once_it_no_longer_can_succeed(db: &dyn TestDatabas
         panic!("the deadline did not apply");
     };
     assert_eq!(none, Resumed::default(), "any of 2 still has the other");
-    let FinishOutcome::Finished(_, resumed) = finish(&*store, &tokens[1].id, completed(103, "2")).await else {
+    let rejection = Rejection { message: "no".into(), code: "NO".into(), data: None };
+    let rejecting = Finishing::Reject { at: at(103), via: CompletedVia::SecretKey, error: rejection };
+    let FinishOutcome::Finished(_, resumed) = finish(&*store, &tokens[1].id, rejecting).await else {
         panic!("not finished");
     };
-    assert_eq!(resumed.queued, std::slice::from_ref(&held.id));
-    assert_eq!(decided(&wait_result(&*store, &held, 1).await.unwrap()), (true, vec![Some(false), Some(true)]));
+    assert_eq!(resumed.queued, std::slice::from_ref(&held.id), "a rejection fails the other way");
+    let result = wait_result(&*store, &held, 1).await.unwrap();
+    assert_eq!(decided(&result), (false, vec![Some(false), Some(false)]));
+    let result: serde_json::Value = serde_json::from_str(&result).unwrap();
+    assert_eq!(
+        (result["waitpoints"][1]["rejected"].clone(), result["waitpoints"][1]["error"]["code"].clone()),
+        (true.into(), "NO".into())
+    );
 }
 
 /// A set wait that is decided when it is made records its result and the run goes on; on
