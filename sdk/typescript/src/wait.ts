@@ -227,7 +227,7 @@ export type WaitSetItem = TokenRef | WaitPeriod | Date;
  * pending (the set was decided without it). Narrow on `ok` (`true`, `false`, or absent when
  * pending).
  */
-export type WaitSetMember<T> =
+export type WaitSetMember<T = unknown> =
   | { id: string; ok: true; output: T; pending?: undefined }
   | { id: string; ok: false; error: WaitpointTimeoutError; pending?: undefined }
   | { id: string; ok?: undefined; pending: true };
@@ -237,7 +237,7 @@ export type WaitSetMember<T> =
  * that enough no longer can; and every waitpoint (its `id`, `waitpoint_…`: the token's, or the
  * one the server made for a period or a date) as it stood then, in the order given.
  */
-export interface WaitSetResult<T> {
+export interface WaitSetResult<T = unknown> {
   ok: boolean;
   waitpoints: WaitSetMember<T>[];
 }
@@ -265,7 +265,7 @@ function setTimeoutError<T>(needed: number, waitpoints: WaitSetMember<T>[]): Wai
  * result, or call `.unwrap()` for the waitpoints, which throws a {@link WaitpointTimeoutError}
  * (naming the condition and every waitpoint that timed out) when too many timed out.
  */
-export class WaitSetPromise<TOutput> extends Promise<WaitSetResult<TOutput>> {
+export class WaitSetPromise<TOutput = unknown> extends Promise<WaitSetResult<TOutput>> {
   // Derived promises (`then`, `catch`) are plain promises.
   static override get [Symbol.species]() {
     return Promise;

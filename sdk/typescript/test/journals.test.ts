@@ -70,7 +70,7 @@ function setItems(call: Call): WaitSetItem[] {
  * Checks a set wait against `returns` (a timeout by its message, as a WaitpointTimeoutError), and
  * its `unwrap()`: the waitpoints, or the error `unwrapError` says.
  */
-async function checkSet(call: Call, waiting: WaitSetPromise<unknown>): Promise<void> {
+async function checkSet(call: Call, waiting: WaitSetPromise): Promise<void> {
   const result = await waiting;
   const returned = {
     ok: result.ok,

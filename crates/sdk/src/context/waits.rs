@@ -16,7 +16,7 @@ use crate::{AsTokenId, Context, Error, Result};
 
 /// One waitpoint to wait on: a token, a duration or a point in time. A set of them is what
 /// [`Context::wait_for_any`], [`Context::wait_for_all`] and [`Context::wait_for_at_least`] wait
-/// on; each is named in the run's journal as its own wait would be.
+/// on (the run's journal names such a wait by its condition, not by its waitpoints).
 ///
 /// ```
 /// use std::time::Duration;
@@ -26,11 +26,11 @@ use crate::{AsTokenId, Context, Error, Result};
 /// # assert_eq!(waits.len(), 2);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Wait(Waitpoint);
+pub struct Wait(WaitOn);
 
 /// What a [`Wait`] waits on, as the worker protocol names it (never a set).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Waitpoint {
+enum WaitOn {
     Token { id: String },
     Duration { ms: u64, name: String },
     Datetime { until: Timestamp, name: String },
@@ -41,7 +41,7 @@ impl Wait {
     pub fn token(token: impl AsTokenId) -> Self {
         let token = token.token_id();
         let id = if token.starts_with("waitpoint_") { token.to_owned() } else { format!("waitpoint_{token}") };
-        Self(Waitpoint::Token { id })
+        Self(WaitOn::Token { id })
     }
 
     /// A span of time, counted by the server's clock from when the server records the wait;
@@ -49,36 +49,36 @@ impl Wait {
     pub fn duration(duration: Duration) -> Self {
         let name = format!("for {}ms", duration.as_millis());
         let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
-        Self(Waitpoint::Duration { ms, name })
+        Self(WaitOn::Duration { ms, name })
     }
 
     /// A point in time; named `until <ISO date>`.
     pub fn until(until: Timestamp) -> Self {
-        Self(Waitpoint::Datetime { until, name: format!("until {until}") })
+        Self(WaitOn::Datetime { until, name: format!("until {until}") })
     }
 
     /// The token's id, for a token.
     pub(super) fn token_id(&self) -> Option<&str> {
         match &self.0 {
-            Waitpoint::Token { id } => Some(id),
-            Waitpoint::Duration { .. } | Waitpoint::Datetime { .. } => None,
+            WaitOn::Token { id } => Some(id),
+            WaitOn::Duration { .. } | WaitOn::Datetime { .. } => None,
         }
     }
 
     /// The journal kind and name of a wait on this waitpoint alone.
     fn journal(&self) -> (JournalKind, &str) {
         match &self.0 {
-            Waitpoint::Token { id } => (JournalKind::WaitToken, id),
-            Waitpoint::Duration { name, .. } | Waitpoint::Datetime { name, .. } => (JournalKind::WaitDatetime, name),
+            WaitOn::Token { id } => (JournalKind::WaitToken, id),
+            WaitOn::Duration { name, .. } | WaitOn::Datetime { name, .. } => (JournalKind::WaitDatetime, name),
         }
     }
 
     /// What the worker protocol calls this waitpoint.
     pub(super) fn into_wire(self) -> WaitFor {
         match self.0 {
-            Waitpoint::Token { id } => WaitFor::Token { id },
-            Waitpoint::Duration { ms, name } => WaitFor::Duration { ms, name },
-            Waitpoint::Datetime { until, name } => WaitFor::Datetime { until, name },
+            WaitOn::Token { id } => WaitFor::Token { id },
+            WaitOn::Duration { ms, name } => WaitFor::Duration { ms, name },
+            WaitOn::Datetime { until, name } => WaitFor::Datetime { until, name },
         }
     }
 }
