@@ -60,7 +60,10 @@ pub enum Error {
     #[error("the run moved on: {0}")]
     RunMovedOn(String),
     /// Inside a run: two context operations ran at once. Await each before starting the next.
-    #[error("parallel operations are not supported in a run: await each wait, step or token call before the next")]
+    #[error(
+        "parallel operations are not supported in a run: await each wait, step or token call before the next \
+         (wait_for_any, wait_for_all and wait_for_at_least wait on several waitpoints at once)"
+    )]
     ParallelOperations,
 }
 

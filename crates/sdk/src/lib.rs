@@ -3,9 +3,9 @@
 //!
 //! - A [`Task`] is an async function of a [`Context`] and a typed payload. Inside it, the
 //!   context offers the spec's API (create a token, wait for it, complete, retrieve and list
-//!   tokens, wait for a duration or until a time) plus steps, the time and random values, all
-//!   journaled: a run survives crashes and restarts by replaying its journal. The rules that
-//!   makes for task code are on [`Context`].
+//!   tokens, wait for a duration or until a time, wait on any, all or some of several) plus
+//!   steps, the time and random values, all journaled: a run survives crashes and restarts by
+//!   replaying its journal. The rules that makes for task code are on [`Context`].
 //! - A [`Worker`] takes runs of its tasks from the server and executes them; a waiting run is
 //!   suspended and holds nothing.
 //! - A [`Client`] triggers and inspects runs, and creates, completes, retrieves and lists
@@ -56,7 +56,8 @@
 //!   worker protocol's calls.
 //! - [`Token`], [`AsTokenId`] (`token`): a retrieved token, and the ways to name one.
 //! - [`Task`], [`TaskError`], [`RetryPolicy`] (`task`): tasks, and which failures are retried.
-//! - [`Context`] (`context`): the API inside a run, journaled.
+//! - [`Context`] (`context`): the API inside a run, journaled; [`Wait`], [`WaitSetResult`]:
+//!   waiting on several waitpoints at once.
 //! - [`Worker`], [`WorkerConfig`] (`worker`): polling, executing, identity; `parking`: the runs
 //!   a worker holds in memory.
 //! - [`env`](mod@env): the environment variables the SDK and the CLI read; [`init_logging`]
@@ -77,7 +78,9 @@ mod token;
 mod worker;
 
 pub use crate::client::{Client, ListFilter};
-pub use crate::context::{Context, StepError, WaitResult, WaitpointTimeoutError};
+pub use crate::context::{
+    Context, MemberState, StepError, Wait, WaitResult, WaitSetMember, WaitSetResult, WaitpointTimeoutError,
+};
 pub use crate::error::{Error, OutputTypeError, Result};
 pub use crate::logging::init_logging;
 pub use crate::runs::RunFilter;

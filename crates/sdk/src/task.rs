@@ -17,8 +17,9 @@ use crate::{Context, Error, OutputTypeError, WaitpointTimeoutError};
 /// help: failures that replay would only repeat are not retried. Those are, by name:
 ///
 /// - `WaitpointTimeoutError`: a timed-out wait turned into an error
-///   ([`WaitResult::into_result`](crate::WaitResult::into_result)`?`); every replay sees the
-///   same timeout.
+///   ([`WaitResult::into_result`](crate::WaitResult::into_result)`?`, or
+///   [`WaitSetResult::into_result`](crate::WaitSetResult::into_result)`?` for a set wait that
+///   too many timeouts decided); every replay sees the same timeout.
 /// - `OutputTypeError`: an output that does not decode into the type awaited
 ///   ([`OutputTypeError`](crate::OutputTypeError)).
 /// - `NonDeterminism`: the code no longer matches the run's journal.

@@ -61,7 +61,7 @@ export class ParallelOperationsError extends Error {
   constructor(operation: string, inFlight: string) {
     super(
       `${operation} started while ${inFlight} was in flight: a run performs its wait.* calls one at a time ` +
-        "(await each before the next; waiting on several tokens at once is not supported yet)",
+        "(await each before the next; wait.forAny, wait.forAll and wait.forAtLeast wait on several waitpoints at once)",
     );
     this.name = "ParallelOperations";
   }

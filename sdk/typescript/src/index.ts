@@ -22,7 +22,7 @@
  *
  * # Layout
  * - `task`: declaring and triggering tasks; `runs`: retrieving and canceling them.
- * - `wait`: tokens, waits, steps, and replay-safe time and randomness.
+ * - `wait`: tokens, waits (on one waitpoint, or a set), steps, and replay-safe time and randomness.
  * - `worker`: the worker, which executes runs (`parking`: what it holds; `protocol`: its calls).
  * - `journal`: one execution of a run walking its journal.
  * - `tokens`, `client`, `wire`: the HTTP API, its shapes and Trigger.dev's.
@@ -72,9 +72,13 @@ export {
 } from "./tokens.js";
 export {
   ManualWaitpointPromise,
+  WaitSetPromise,
   wait,
   type WaitForOptions,
   type WaitPeriod,
+  type WaitSetItem,
+  type WaitSetMember,
+  type WaitSetResult,
   type WaitUntilOptions,
   type WaitpointTokenTypedResult,
 } from "./wait.js";

@@ -253,7 +253,7 @@ export class RunExecution {
    * made live (never one replayed).
    */
   async wait(
-    kind: "WAIT_TOKEN" | "WAIT_DATETIME",
+    kind: "WAIT_TOKEN" | "WAIT_DATETIME" | "WAIT_SET",
     name: string,
     waitFor: WaitFor,
     checkLive: () => void = () => {},

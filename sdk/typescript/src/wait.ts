@@ -1,7 +1,9 @@
 /**
  * `wait`: Trigger.dev v4's waitpoint API, durable. Outside a run the token calls go straight to
  * the server; inside a run every call takes the next position of the run's journal, so a replay
- * returns what the first execution got (the same token, the same output, the same time).
+ * returns what the first execution got (the same token, the same output, the same time). A run
+ * waits on one waitpoint at a time, or on a set of them at once (`forAny`, `forAll`,
+ * `forAtLeast`).
  */
 
 import { randomBytes, randomUUID } from "node:crypto";
@@ -24,7 +26,7 @@ import {
   tokenId,
   tokenPages,
 } from "./tokens.js";
-import type { PageWire, TokenDetailWire, TokenItemWire } from "./wire.js";
+import { MAX_SET_WAITS, type PageWire, type TokenDetailWire, type TokenItemWire, type WaitForOne } from "./wire.js";
 
 /** The result of waiting on a token: its output, or the timeout error (as in Trigger.dev). */
 export type WaitpointTokenTypedResult<T> = { ok: true; output: T } | { ok: false; error: Error };
@@ -79,11 +81,12 @@ const UNIT_MS = {
   years: 365 * 86_400_000,
 } as const;
 
-function periodMs(options: WaitForOptions): number {
+/** The milliseconds of a period; `where` names the call (and the item) in errors. */
+function periodMs(options: WaitForOptions, where: string): number {
   const idempotency = "idempotencyKey" in options || "idempotencyKeyTTL" in options;
   if (idempotency) {
     throw new UnsupportedOptionError(
-      "wait.for(): `idempotencyKey` and `idempotencyKeyTTL` are not supported by waitpoint: a wait inside a run is " +
+      `${where}: \`idempotencyKey\` and \`idempotencyKeyTTL\` are not supported by waitpoint: a wait inside a run is ` +
         "made once per journal position, so a replay or retry never waits twice",
     );
   }
@@ -91,14 +94,34 @@ function periodMs(options: WaitForOptions): number {
   const unit = units[0];
   if (units.length !== 1 || unit === undefined || !(unit in UNIT_MS)) {
     throw new UnsupportedOptionError(
-      `wait.for(): give exactly one of ${Object.keys(UNIT_MS).join(", ")}, got ${JSON.stringify(options)}`,
+      `${where}: give exactly one of ${Object.keys(UNIT_MS).join(", ")}, got ${JSON.stringify(options)}`,
     );
   }
   const amount = (options as Record<string, number>)[unit] ?? Number.NaN;
   if (!Number.isFinite(amount) || amount < 0) {
-    throw new RangeError(`wait.for(): ${unit} must be a number of at least 0, got ${amount}`);
+    throw new RangeError(`${where}: ${unit} must be a number of at least 0, got ${amount}`);
   }
   return Math.round(amount * UNIT_MS[unit]);
+}
+
+/** A token's waitpoint id: `waitpoint_` is added when missing. */
+function waitpointId(token: TokenRef): string {
+  const raw = tokenId(token);
+  return raw.startsWith("waitpoint_") ? raw : `waitpoint_${raw}`;
+}
+
+/** A duration wait, named as the journal names it. */
+function durationWait(ms: number): Extract<WaitForOne, { type: "DURATION" }> {
+  return { type: "DURATION", ms, name: `for ${ms}ms` };
+}
+
+/** A datetime wait, named as the journal names it; `where` names the call in errors. */
+function datetimeWait(date: Date, where: string): Extract<WaitForOne, { type: "DATETIME" }> {
+  if (!(date instanceof Date) || Number.isNaN(date.getTime())) {
+    throw new RangeError(`${where}: \`date\` must be a valid Date`);
+  }
+  const until = date.toISOString();
+  return { type: "DATETIME", until, name: `until ${until}` };
 }
 
 /** The u64 behind `wait.random()`, as the Rust SDK records it (a decimal string). */
@@ -158,8 +181,7 @@ function forToken<T>(token: TokenRef): ManualWaitpointPromise<T> {
   return new ManualWaitpointPromise<T>((resolve, reject) => {
     const waited = async (): Promise<WaitpointTokenTypedResult<T>> => {
       const run = currentRun("wait.forToken()");
-      const raw = tokenId(token);
-      const id = raw.startsWith("waitpoint_") ? raw : `waitpoint_${raw}`;
+      const id = waitpointId(token);
       const result = (await run.wait("WAIT_TOKEN", id, { type: "TOKEN", id })) as {
         ok?: boolean;
         output?: unknown;
@@ -175,9 +197,8 @@ function forToken<T>(token: TokenRef): ManualWaitpointPromise<T> {
 
 async function waitFor(options: WaitForOptions): Promise<void> {
   const run = currentRun("wait.for()");
-  const ms = periodMs(options);
-  const name = `for ${ms}ms`;
-  await run.wait("WAIT_DATETIME", name, { type: "DURATION", ms, name });
+  const waitFor = durationWait(periodMs(options, "wait.for()"));
+  await run.wait("WAIT_DATETIME", waitFor.name, waitFor);
 }
 
 async function waitUntil(options: WaitUntilOptions): Promise<void> {
@@ -188,17 +209,164 @@ async function waitUntil(options: WaitUntilOptions): Promise<void> {
     ["date", "throwIfInThePast"],
     ": a wait inside a run is made once per journal position, so a replay or retry never waits twice",
   );
-  if (!(options.date instanceof Date) || Number.isNaN(options.date.getTime())) {
-    throw new RangeError("wait.until(): `date` must be a valid Date");
-  }
-  const until = options.date.toISOString();
-  const name = `until ${until}`;
+  const waitFor = datetimeWait(options.date, "wait.until()");
   // Checked when the wait is made live only: on replay the date may have passed, and the
   // recorded wait is the truth.
   const refusePast = () => {
     if (options.throwIfInThePast === true && options.date.getTime() < run.now()) throw new Error("Date is in the past");
   };
-  await run.wait("WAIT_DATETIME", name, { type: "DATETIME", until, name }, refusePast);
+  await run.wait("WAIT_DATETIME", waitFor.name, waitFor, refusePast);
+}
+
+/** One waitpoint of a set wait: a token (as `wait.forToken` takes it), a period (as `wait.for`), or a `Date`. */
+export type WaitSetItem = TokenRef | WaitPeriod | Date;
+
+/**
+ * Where one waitpoint of a decided set wait stood: completed with its output (`null` for a
+ * period or a date that passed), timed out with a {@link WaitpointTimeoutError}, or still
+ * pending (the set was decided without it). Narrow on `ok` (`true`, `false`, or absent when
+ * pending).
+ */
+export type WaitSetMember<T = unknown> =
+  | { id: string; ok: true; output: T; pending?: undefined }
+  | { id: string; ok: false; error: WaitpointTimeoutError; pending?: undefined }
+  | { id: string; ok?: undefined; pending: true };
+
+/**
+ * The result of a set wait: `ok` when enough waitpoints completed, not when so many timed out
+ * that enough no longer can; and every waitpoint (its `id`, `waitpoint_…`: the token's, or the
+ * one the server made for a period or a date) as it stood then, in the order given.
+ */
+export interface WaitSetResult<T = unknown> {
+  ok: boolean;
+  waitpoints: WaitSetMember<T>[];
+}
+
+/** The journal name of a wait for `needed` of `count` waitpoints: `any of 3`, `all of 3`, `2 of 3`. */
+function setCondition(needed: number, count: number): string {
+  if (needed === 1 && count > 1) return `any of ${count}`;
+  if (needed === count) return `all of ${count}`;
+  return `${needed} of ${count}`;
+}
+
+/** The error of a set wait that timeouts decided: the condition, and every waitpoint that timed out. */
+function setTimeoutError<T>(needed: number, waitpoints: WaitSetMember<T>[]): WaitpointTimeoutError {
+  const timedOut = waitpoints.flatMap((member) =>
+    member.ok === false ? [`${member.id}: ${member.error.message}`] : [],
+  );
+  return new WaitpointTimeoutError(
+    `the wait for ${setCondition(needed, waitpoints.length)} waitpoints cannot be met: ` +
+      `${timedOut.length} timed out (${timedOut.join("; ")})`,
+  );
+}
+
+/**
+ * The promise `wait.forAny`, `wait.forAll` and `wait.forAtLeast` return: `await` it for the
+ * result, or call `.unwrap()` for the waitpoints, which throws a {@link WaitpointTimeoutError}
+ * (naming the condition and every waitpoint that timed out) when too many timed out.
+ */
+export class WaitSetPromise<TOutput = unknown> extends Promise<WaitSetResult<TOutput>> {
+  // Derived promises (`then`, `catch`) are plain promises.
+  static override get [Symbol.species]() {
+    return Promise;
+  }
+
+  readonly #needed: number;
+
+  /** Settles as `executor` says; `needed` is how many waitpoints must complete. */
+  constructor(
+    executor: (resolve: (result: WaitSetResult<TOutput>) => void, reject: (reason: unknown) => void) => void,
+    needed: number,
+  ) {
+    super(executor);
+    this.#needed = needed;
+  }
+
+  /** Every waitpoint as it stood (in the order given) when enough completed, or a throw of the timeout error. */
+  unwrap(): Promise<WaitSetMember<TOutput>[]> {
+    const needed = this.#needed;
+    return this.then((result) => {
+      if (result.ok) return result.waitpoints;
+      throw setTimeoutError(needed, result.waitpoints);
+    });
+  }
+}
+
+/** The waitpoint `item` is, as the worker protocol takes it; `where` names the call and the item in errors. */
+function setItem(item: WaitSetItem, where: string): WaitForOne {
+  if (item instanceof Date) return datetimeWait(item, where);
+  if (typeof item === "string") return { type: "TOKEN", id: waitpointId(item) };
+  if (typeof item === "object" && (item as unknown) !== null) {
+    if ("id" in item && typeof item.id === "string") return { type: "TOKEN", id: waitpointId(item) };
+    if (!("id" in item)) return durationWait(periodMs(item, where));
+  }
+  throw new TypeError(
+    `${where} must be a token (its id, or { id }), a period ({ seconds: 30 }, …) or a Date, ` +
+      `got ${JSON.stringify(item)}`,
+  );
+}
+
+/** Reads a set wait's result as the server records it. */
+function setResult<T>(recorded: unknown, condition: string): WaitSetResult<T> {
+  const { ok, waitpoints } = (recorded ?? {}) as { ok?: unknown; waitpoints?: unknown };
+  if (typeof ok !== "boolean" || !Array.isArray(waitpoints)) {
+    throw new Error(`the result of WAIT_SET "${condition}" is not a set wait's result: ${JSON.stringify(recorded)}`);
+  }
+  type Recorded = { id: string; ok?: boolean; output?: unknown; error?: { message?: unknown } };
+  const members = waitpoints.map((member: Recorded): WaitSetMember<T> => {
+    const { id } = member;
+    if (member.ok === true) return { id, ok: true, output: (member.output ?? null) as T };
+    if (member.ok === false) {
+      const message = typeof member.error?.message === "string" ? member.error.message : "Waitpoint timed out";
+      return { id, ok: false, error: new WaitpointTimeoutError(message) };
+    }
+    return { id, pending: true };
+  });
+  return { ok, waitpoints: members };
+}
+
+/**
+ * Waits (inside a run) until `needed` of `items` complete, or until so many timed out that
+ * `needed` no longer can. `items` are 1 to 100 waitpoints, no token twice; `needed` is from 1 to
+ * their number (a rejection with a RangeError or TypeError otherwise, before anything is sent).
+ */
+function forSet<T>(operation: string, needed: number, items: readonly WaitSetItem[]): WaitSetPromise<T> {
+  return new WaitSetPromise<T>((resolve, reject) => {
+    const waited = async (): Promise<WaitSetResult<T>> => {
+      const run = currentRun(operation);
+      const list: readonly WaitSetItem[] = items;
+      if (!Array.isArray(items)) {
+        throw new TypeError(`${operation}: the waitpoints must be an array, got ${JSON.stringify(items)}`);
+      }
+      if (list.length === 0 || list.length > MAX_SET_WAITS) {
+        throw new RangeError(`${operation}: a set wait waits on 1 to ${MAX_SET_WAITS} waitpoints, not ${list.length}`);
+      }
+      if (!Number.isInteger(needed) || needed < 1 || needed > list.length) {
+        throw new RangeError(
+          `${operation}: needed must be from 1 to the number of waitpoints (${list.length}), not ${needed}`,
+        );
+      }
+      const of = list.map((item, index) => setItem(item, `${operation}: item ${index}`));
+      const tokens = of.flatMap((member) => (member.type === "TOKEN" ? [member.id] : []));
+      const twice = tokens.find((id, index) => tokens.indexOf(id) !== index);
+      if (twice !== undefined) throw new RangeError(`${operation}: token ${twice} is in the set twice`);
+      const condition = setCondition(needed, of.length);
+      return setResult<T>(await run.wait("WAIT_SET", condition, { type: "SET", needed, of }), condition);
+    };
+    waited().then(resolve, reject);
+  }, needed);
+}
+
+function forAny<T>(items: readonly WaitSetItem[]): WaitSetPromise<T> {
+  return forSet<T>("wait.forAny()", 1, items);
+}
+
+function forAll<T>(items: readonly WaitSetItem[]): WaitSetPromise<T> {
+  return forSet<T>("wait.forAll()", Array.isArray(items) ? items.length : 0, items);
+}
+
+function forAtLeast<T>(needed: number, items: readonly WaitSetItem[]): WaitSetPromise<T> {
+  return forSet<T>("wait.forAtLeast()", needed, items);
 }
 
 /**
@@ -225,6 +393,26 @@ export const wait = {
    * suspended: it holds no slot, and no process needs to stay up for it.
    */
   forToken,
+  /**
+   * Waits (inside a run) until any one of `items` (tokens, periods, dates) completes, or every
+   * one timed out: `{ ok, waitpoints }`, each waitpoint as it stood then. The run is suspended
+   * meanwhile. `.unwrap()` gives the waitpoints, or throws a {@link WaitpointTimeoutError}.
+   */
+  forAny,
+  /**
+   * Waits (inside a run) until every one of `items` (tokens, periods, dates) completes, or one
+   * timed out: `{ ok, waitpoints }`, each waitpoint as it stood then. The run is suspended
+   * meanwhile. `.unwrap()` gives the waitpoints, or throws a {@link WaitpointTimeoutError}.
+   */
+  forAll,
+  /**
+   * Waits (inside a run) until `needed` of `items` (tokens, periods, dates) complete, or so many
+   * timed out that `needed` no longer can: `{ ok, waitpoints }`, each waitpoint as it stood then.
+   * The run is suspended meanwhile. `.unwrap()` gives the waitpoints, or throws a
+   * {@link WaitpointTimeoutError}. The journal names the wait by its condition alone (`2 of 3`):
+   * a replay matches whatever waitpoints the code gives now, and resumes as recorded.
+   */
+  forAtLeast,
   /** Waits (inside a run) for a period, counted by the server's clock from when the wait is made. */
   for: waitFor,
   /** Waits (inside a run) until a date. On replay the recorded wait is the truth, whatever date the code computes now. */

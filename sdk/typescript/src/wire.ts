@@ -110,6 +110,7 @@ export type JournalKind =
   | "CREATE_TOKEN"
   | "WAIT_TOKEN"
   | "WAIT_DATETIME"
+  | "WAIT_SET"
   | "COMPLETE_TOKEN"
   | "RETRIEVE_TOKEN"
   | "LIST_TOKENS"
@@ -152,11 +153,20 @@ export interface ClaimedRun {
   resumed?: JournalEntry;
 }
 
-/** What a run waits for. */
-export type WaitFor =
+/** One waitpoint a run waits for. */
+export type WaitForOne =
   | { type: "TOKEN"; id: string }
   | { type: "DATETIME"; until: string; name: string }
   | { type: "DURATION"; ms: number; name: string };
+
+/**
+ * What a run waits for: one waitpoint, or `needed` of a set of them (1: any, their number: all),
+ * at most {@link MAX_SET_WAITS}, no token twice.
+ */
+export type WaitFor = WaitForOne | { type: "SET"; needed: number; of: WaitForOne[] };
+
+/** The most waitpoints one set wait may wait for. */
+export const MAX_SET_WAITS = 100;
 
 /** The answer to a wait. */
 export interface WaitResponse {

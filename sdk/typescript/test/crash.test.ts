@@ -1,5 +1,6 @@
-// kill -9 of the Node worker while runs wait and while they are in the middle of a step: every
-// run finishes once with the right output, completed steps never run again, interrupted ones do.
+// kill -9 of the Node worker while runs wait (on a token, or on a set) and while they are in the
+// middle of a step: every run finishes once with the right output, completed steps never run
+// again, interrupted ones do.
 
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
@@ -10,8 +11,8 @@ import { after, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import { tasks, wait } from "../src/index.js";
-import type { crashApproval } from "./fixtures/crash-tasks.js";
-import { PACKAGE, SECRET_KEY, type Server, startServer, waitForRun, waitingToken } from "./harness.js";
+import type { crashApproval, crashSet } from "./fixtures/crash-tasks.js";
+import { PACKAGE, SECRET_KEY, type Server, startServer, waitForRun, waitingOn, waitingToken } from "./harness.js";
 
 const BIN = path.join(PACKAGE, "build/src/bin/waitpoint-worker.js");
 const TASKS = path.join(PACKAGE, "build/test/fixtures/crash-tasks.js");
@@ -120,6 +121,34 @@ test("an unnamed worker killed while runs wait: its runs resume on another once 
       assert.deepEqual(done.output, { i, approved: false, slow: `slow-${i}` });
       assert.equal(count(name, `announce ${i}`), 1);
       assert.equal(count(name, `slow-start ${i}`), 1);
+    }
+  } finally {
+    await kill(worker.child);
+  }
+});
+
+test("a named worker killed while runs wait on sets of tokens replays them when restarted: each finishes once", async () => {
+  const name = "sets";
+  let worker = startWorker(name, "crash-sets");
+  const triggered = [];
+  for (let i = 0; i < RUNS; i++) triggered.push(await tasks.trigger<typeof crashSet>("crash-set", { i }));
+  const sets = [];
+  for (const run of triggered) sets.push(await waitingOn(run.id));
+
+  await kill(worker.child);
+  worker = startWorker(name, "crash-sets");
+  for (const [i, [first, , third]] of sets.entries()) {
+    await wait.completeToken(first ?? "", { approved: true });
+    await wait.completeToken(third ?? "", { approved: i % 2 === 0 });
+  }
+  try {
+    for (const [i, run] of triggered.entries()) {
+      const done = await waitForRun(run.id);
+      assert.equal(done.status, "COMPLETED", worker.output());
+      assert.deepEqual(done.output, { i, answers: [true, "pending", i % 2 === 0] });
+      assert.equal(done.attempt, 1, "no attempt failed");
+      assert.equal(count(name, `set-announce ${i}`), 1, "a completed step never runs again");
+      assert.equal(count(name, `set-execution ${i}`), 2, "executed, killed, then replayed once");
     }
   } finally {
     await kill(worker.child);

@@ -145,8 +145,13 @@ export async function withWorker<T>(options: WorkerOptions, body: (worker: Worke
 
 /** The token a waiting run waits on. */
 export async function waitingToken(runId: string): Promise<string> {
-  const run = await waitForRun(runId, (candidate) => candidate.status === "WAITING");
-  const token = run.waitingOn[0]?.id;
+  const [token] = await waitingOn(runId);
   if (token === undefined) throw new Error(`run ${runId} waits on nothing`);
   return token;
+}
+
+/** The waitpoints a run waits on once it waits, in the wait's order (a set's, as given). */
+export async function waitingOn(runId: string): Promise<string[]> {
+  const run = await waitForRun(runId, (candidate) => candidate.status === "WAITING");
+  return run.waitingOn.map((waitpoint) => waitpoint.id);
 }

@@ -7,7 +7,13 @@ import { readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
 
-import { NonDeterminismError, WaitpointTimeoutError, wait } from "../src/index.js";
+import {
+  NonDeterminismError,
+  type WaitSetItem,
+  type WaitSetPromise,
+  WaitpointTimeoutError,
+  wait,
+} from "../src/index.js";
 import { RunExecution, type RunHost, runScope } from "../src/journal.js";
 import { listItem, retrievedToken } from "../src/tokens.js";
 import type { JournalEntry, PageWire, TokenDetailWire, TokenItemWire } from "../src/wire.js";
@@ -50,6 +56,45 @@ function field(call: Call, name: string): unknown {
   return call[name];
 }
 
+/** The items of a set call: `{ token }`, `{ ms }` or `{ until }` each. */
+function setItems(call: Call): WaitSetItem[] {
+  return (field(call, "waits") as { token?: string; ms?: number; until?: string }[]).map((item) => {
+    if (item.token !== undefined) return item.token;
+    if (item.ms !== undefined) return { seconds: item.ms / 1000 };
+    if (item.until !== undefined) return new Date(item.until);
+    return assert.fail(`a wait this test does not know: ${JSON.stringify(item)}`);
+  });
+}
+
+/**
+ * Checks a set wait against `returns` (a timeout by its message, as a WaitpointTimeoutError), and
+ * its `unwrap()`: the waitpoints, or the error `unwrapError` says.
+ */
+async function checkSet(call: Call, waiting: WaitSetPromise): Promise<void> {
+  const result = await waiting;
+  const returned = {
+    ok: result.ok,
+    waitpoints: result.waitpoints.map((member) => {
+      if (member.ok === true) return { id: member.id, ok: true, output: member.output };
+      if (member.ok === false) {
+        assert.ok(member.error instanceof WaitpointTimeoutError);
+        return { id: member.id, ok: false, error: { message: member.error.message } };
+      }
+      return { id: member.id, pending: true };
+    }),
+  };
+  const expected = structuredClone(call.returns) as { waitpoints: { ok?: boolean; error?: { message: string } }[] };
+  for (const member of expected.waitpoints) {
+    if (member.ok === false && member.error) member.error = { message: member.error.message };
+  }
+  assert.deepEqual(returned, expected);
+  if (typeof call.unwrapError === "string") {
+    await assert.rejects(waiting.unwrap(), { name: "WaitpointTimeoutError", message: call.unwrapError });
+  } else {
+    assert.deepEqual(await waiting.unwrap(), result.waitpoints);
+  }
+}
+
 /** Performs `call` through the public API; returns what it gave, compared with `returns`. */
 async function perform(call: Call): Promise<void> {
   const returns = call.returns;
@@ -78,6 +123,15 @@ async function perform(call: Call): Promise<void> {
       }
       return;
     }
+    case "forAny":
+      await checkSet(call, wait.forAny(setItems(call)));
+      return;
+    case "forAll":
+      await checkSet(call, wait.forAll(setItems(call)));
+      return;
+    case "forAtLeast":
+      await checkSet(call, wait.forAtLeast(field(call, "needed") as number, setItems(call)));
+      return;
     case "waitFor":
       assert.equal(await wait.for({ seconds: (field(call, "ms") as number) / 1000 }), undefined);
       return;

@@ -16,7 +16,7 @@ use waitpoint_types::Timestamp;
 use waitpoint_types::api::CreateTokenRequest;
 use waitpoint_types::api::worker::JournalEntryBody;
 
-use super::{Context, Cursor, RunShared, WaitResult};
+use super::{Context, Cursor, MemberState, RunShared, Wait, WaitResult, WaitSetResult};
 use crate::parking::Parking;
 use crate::{Client, Error, ListFilter};
 
@@ -88,6 +88,12 @@ async fn perform(ctx: &Context, call: &Value, step_ran: &AtomicBool) -> Result<V
             WaitResult::Completed(output) => json!({ "ok": true, "output": output }),
             WaitResult::TimedOut(error) => json!({ "ok": false, "error": { "message": error.message } }),
         },
+        "forAny" => set(call, ctx.wait_for_any(waits(call)).await?),
+        "forAll" => set(call, ctx.wait_for_all(waits(call)).await?),
+        "forAtLeast" => {
+            let needed = usize::try_from(call["needed"].as_u64().unwrap()).unwrap();
+            set(call, ctx.wait_for_at_least(needed, waits(call)).await?)
+        }
         "waitFor" => {
             ctx.wait_for(Duration::from_millis(call["ms"].as_u64().unwrap())).await?;
             Value::Null
@@ -113,6 +119,44 @@ async fn perform(ctx: &Context, call: &Value, step_ran: &AtomicBool) -> Result<V
     })
 }
 
+/// The waits of a set call: `{"token"}`, `{"ms"}` or `{"until"}` each.
+fn waits(call: &Value) -> Vec<Wait> {
+    let waits = call["waits"].as_array().unwrap_or_else(|| panic!("waits of {call}"));
+    waits
+        .iter()
+        .map(|wait| match (wait["token"].as_str(), wait["ms"].as_u64(), wait["until"].as_str()) {
+            (Some(token), None, None) => Wait::token(token),
+            (None, Some(ms), None) => Wait::duration(Duration::from_millis(ms)),
+            (None, None, Some(until)) => Wait::until(until.parse().unwrap()),
+            _ => panic!("a wait this test does not know: {wait}"),
+        })
+        .collect()
+}
+
+/// A set wait's result in the API's JSON form (a timeout by its message alone), after checking
+/// what `into_result` gives: the waitpoints, or the error `unwrapError` says.
+fn set(call: &Value, result: WaitSetResult) -> Value {
+    let waitpoints: Vec<Value> = result
+        .waitpoints()
+        .iter()
+        .map(|member| match &member.state {
+            MemberState::Completed(output) => json!({ "id": member.id, "ok": true, "output": output }),
+            MemberState::TimedOut(error) => {
+                json!({ "id": member.id, "ok": false, "error": { "message": error.message } })
+            }
+            MemberState::Pending => json!({ "id": member.id, "pending": true }),
+        })
+        .collect();
+    let returned = json!({ "ok": result.is_ok(), "waitpoints": waitpoints });
+    let members = result.waitpoints().to_vec();
+    match (result.into_result(), call["unwrapError"].as_str()) {
+        (Ok(unwrapped), None) => assert_eq!(unwrapped, members),
+        (Err(error), Some(message)) => assert_eq!(error.message, message, "into_result of {call}"),
+        (unwrapped, expected) => panic!("into_result gave {unwrapped:?}, the fixture expects the error {expected:?}"),
+    }
+    returned
+}
+
 /// A result in the API's JSON form.
 fn encode<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap()
@@ -123,6 +167,11 @@ fn comparable(call: &Value) -> Value {
     let mut expected = call["returns"].clone();
     if call["call"] == "forToken" && expected["ok"] == false {
         expected = json!({ "ok": false, "error": { "message": expected["error"]["message"] } });
+    }
+    if let Some(waitpoints) = expected.get_mut("waitpoints").and_then(Value::as_array_mut) {
+        for member in waitpoints.iter_mut().filter(|member| member["ok"] == false) {
+            member["error"] = json!({ "message": member["error"]["message"] });
+        }
     }
     expected
 }

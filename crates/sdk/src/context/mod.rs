@@ -11,12 +11,14 @@
 //! - `steps`: `step`, `try_step`, and the recorded values `now`, `random_u64`, `uuid`.
 //! - `tokens`: create, complete, retrieve and list tokens.
 //! - `waits`: wait on a token, for a duration, until a time; suspension.
+//! - `sets`: wait on any, all, or at least some of several waitpoints at once.
 //! - `log`: the replay-aware logger.
 
 #[cfg(test)]
 mod fixtures;
 mod journal;
 mod log;
+mod sets;
 mod steps;
 mod tokens;
 mod waits;
@@ -24,8 +26,9 @@ mod waits;
 use std::sync::Arc;
 
 pub(crate) use journal::{Cursor, Poison, RunShared};
+pub use sets::{MemberState, WaitSetMember, WaitSetResult};
 pub use steps::StepError;
-pub use waits::{WaitResult, WaitpointTimeoutError};
+pub use waits::{Wait, WaitResult, WaitpointTimeoutError};
 
 /// The context of a run: the spec's API inside a task. Pass it around inside the task's
 /// function.
@@ -45,7 +48,9 @@ pub use waits::{WaitResult, WaitpointTimeoutError};
 ///   `println!` prints twice; [`info`](Self::info) and its siblings stay quiet while the run
 ///   replays ([`is_replaying`](Self::is_replaying) tells).
 ///
-/// Operations must be awaited one at a time (no `join!` of two waits).
+/// Operations must be awaited one at a time (no `join!` of two waits): to wait on several
+/// waitpoints at once, wait on the set ([`wait_for_any`](Self::wait_for_any),
+/// [`wait_for_all`](Self::wait_for_all), [`wait_for_at_least`](Self::wait_for_at_least)).
 #[derive(Debug, Clone)]
 pub struct Context {
     pub(crate) run: Arc<RunShared>,

@@ -14,6 +14,75 @@ use crate::error::decode;
 use crate::parking::Resume;
 use crate::{AsTokenId, Context, Error, Result};
 
+/// One waitpoint to wait on: a token, a duration or a point in time. A set of them is what
+/// [`Context::wait_for_any`], [`Context::wait_for_all`] and [`Context::wait_for_at_least`] wait
+/// on (the run's journal names such a wait by its condition, not by its waitpoints).
+///
+/// ```
+/// use std::time::Duration;
+/// use waitpoint_sdk::Wait;
+///
+/// let waits = [Wait::token("waitpoint_c1"), Wait::duration(Duration::from_secs(2 * 86_400))];
+/// # assert_eq!(waits.len(), 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wait(WaitOn);
+
+/// What a [`Wait`] waits on, as the worker protocol names it (never a set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum WaitOn {
+    Token { id: String },
+    Duration { ms: u64, name: String },
+    Datetime { until: Timestamp, name: String },
+}
+
+impl Wait {
+    /// A token (an id, or the token itself), completed by anyone or timed out on its timeout.
+    pub fn token(token: impl AsTokenId) -> Self {
+        let token = token.token_id();
+        let id = if token.starts_with("waitpoint_") { token.to_owned() } else { format!("waitpoint_{token}") };
+        Self(WaitOn::Token { id })
+    }
+
+    /// A span of time, counted by the server's clock from when the server records the wait;
+    /// named `for <ms>ms`.
+    pub fn duration(duration: Duration) -> Self {
+        let name = format!("for {}ms", duration.as_millis());
+        let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        Self(WaitOn::Duration { ms, name })
+    }
+
+    /// A point in time; named `until <ISO date>`.
+    pub fn until(until: Timestamp) -> Self {
+        Self(WaitOn::Datetime { until, name: format!("until {until}") })
+    }
+
+    /// The token's id, for a token.
+    pub(super) fn token_id(&self) -> Option<&str> {
+        match &self.0 {
+            WaitOn::Token { id } => Some(id),
+            WaitOn::Duration { .. } | WaitOn::Datetime { .. } => None,
+        }
+    }
+
+    /// The journal kind and name of a wait on this waitpoint alone.
+    fn journal(&self) -> (JournalKind, &str) {
+        match &self.0 {
+            WaitOn::Token { id } => (JournalKind::WaitToken, id),
+            WaitOn::Duration { name, .. } | WaitOn::Datetime { name, .. } => (JournalKind::WaitDatetime, name),
+        }
+    }
+
+    /// What the worker protocol calls this waitpoint.
+    pub(super) fn into_wire(self) -> WaitFor {
+        match self.0 {
+            WaitOn::Token { id } => WaitFor::Token { id },
+            WaitOn::Duration { ms, name } => WaitFor::Duration { ms, name },
+            WaitOn::Datetime { until, name } => WaitFor::Datetime { until, name },
+        }
+    }
+}
+
 /// The result of waiting on a token: its output, or the timeout error (the spec's `ok`,
 /// `output` and `error`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,12 +131,9 @@ impl Context {
     /// An output that does not decode as `T` is an [`Error::OutputType`] naming the token and
     /// `T`; a run that fails with it is not retried.
     pub async fn wait_for_token<T: DeserializeOwned>(&self, token: impl AsTokenId) -> Result<WaitResult<T>> {
-        let token = token.token_id();
-        let id = if token.starts_with("waitpoint_") { token.to_owned() } else { format!("waitpoint_{token}") };
-        let result = match self.begin(JournalKind::WaitToken, &id).await? {
-            Begin::Replayed(result) => result,
-            Begin::Live { cursor, seq } => self.wait_live(cursor, seq, WaitFor::Token { id: id.clone() }).await?,
-        };
+        let wait = Wait::token(token);
+        let id = wait.journal().1.to_owned();
+        let result = self.wait_alone(wait).await?;
         if result["ok"].as_bool() == Some(true) {
             return decode(result["output"].clone(), || format!("the output of token {id}")).map(WaitResult::Completed);
         }
@@ -78,14 +144,7 @@ impl Context {
     /// Waits for `duration`, counted from when the server records the wait (a durable datetime
     /// waitpoint: the run is suspended meanwhile).
     pub async fn wait_for(&self, duration: Duration) -> Result<()> {
-        let name = format!("for {}ms", duration.as_millis());
-        match self.begin(JournalKind::WaitDatetime, &name).await? {
-            Begin::Replayed(_) => Ok(()),
-            Begin::Live { cursor, seq } => {
-                let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
-                self.wait_live(cursor, seq, WaitFor::Duration { ms, name }).await.map(drop)
-            }
-        }
+        self.wait_alone(Wait::duration(duration)).await.map(drop)
     }
 
     /// Waits until `until` (a durable datetime waitpoint: the run is suspended meanwhile).
@@ -93,18 +152,21 @@ impl Context {
     /// On replay the recorded wait is the truth: a datetime wait at the same position matches
     /// whatever deadline the code computes now, and resumes as recorded.
     pub async fn wait_until(&self, until: Timestamp) -> Result<()> {
-        let name = format!("until {until}");
-        match self.begin(JournalKind::WaitDatetime, &name).await? {
-            Begin::Replayed(_) => Ok(()),
-            Begin::Live { cursor, seq } => {
-                self.wait_live(cursor, seq, WaitFor::Datetime { until, name }).await.map(drop)
-            }
+        self.wait_alone(Wait::until(until)).await.map(drop)
+    }
+
+    /// Waits on one waitpoint: its recorded result on replay, else the result live.
+    async fn wait_alone(&self, wait: Wait) -> Result<serde_json::Value> {
+        let (kind, name) = wait.journal();
+        match self.begin(kind, name).await? {
+            Begin::Replayed(result) => Ok(result),
+            Begin::Live { cursor, seq } => self.wait_live(cursor, seq, wait.into_wire()).await,
         }
     }
 
     /// Waits live: asks the server; if the run suspends, gives back its slots and sleeps until
     /// the worker hands it the result (or drops it, to replay later).
-    async fn wait_live(
+    pub(super) async fn wait_live(
         &self,
         mut cursor: tokio::sync::MutexGuard<'_, Cursor>,
         seq: u32,

@@ -5,4 +5,5 @@ mod client;
 mod failures;
 mod harness;
 mod replay;
+mod sets;
 mod worker;
