@@ -79,7 +79,8 @@ mod worker;
 
 pub use crate::client::{Client, ListFilter};
 pub use crate::context::{
-    Context, MemberState, StepError, Wait, WaitResult, WaitSetMember, WaitSetResult, WaitpointTimeoutError,
+    Context, MemberState, StepError, Wait, WaitError, WaitResult, WaitSetMember, WaitSetResult, WaitpointRejectedError,
+    WaitpointTimeoutError,
 };
 pub use crate::error::{Error, OutputTypeError, Result};
 pub use crate::logging::init_logging;

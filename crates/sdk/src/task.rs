@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{Context, Error, OutputTypeError, WaitpointTimeoutError};
+use crate::{Context, Error, OutputTypeError, WaitpointRejectedError, WaitpointTimeoutError};
 
 /// Why a task's attempt failed. Any error converts into one with `?`.
 ///
@@ -19,7 +19,9 @@ use crate::{Context, Error, OutputTypeError, WaitpointTimeoutError};
 /// - `WaitpointTimeoutError`: a timed-out wait turned into an error
 ///   ([`WaitResult::into_result`](crate::WaitResult::into_result)`?`, or
 ///   [`WaitSetResult::into_result`](crate::WaitSetResult::into_result)`?` for a set wait that
-///   too many timeouts decided); every replay sees the same timeout.
+///   too many timeouts or rejections decided); every replay sees the same timeout.
+/// - `WaitpointRejectedError`: a wait on a rejected token turned into an error
+///   (`into_result()?`); every replay sees the same rejection.
 /// - `OutputTypeError`: an output that does not decode into the type awaited
 ///   ([`OutputTypeError`](crate::OutputTypeError)).
 /// - `NonDeterminism`: the code no longer matches the run's journal.
@@ -97,6 +99,9 @@ fn classify(error: &(dyn std::error::Error + 'static)) -> (&'static str, bool) {
     while let Some(error) = next {
         if error.is::<WaitpointTimeoutError>() {
             return ("WaitpointTimeoutError", false);
+        }
+        if error.is::<WaitpointRejectedError>() {
+            return ("WaitpointRejectedError", false);
         }
         if error.is::<OutputTypeError>() {
             return ("OutputTypeError", false);

@@ -60,6 +60,10 @@ async fn approve_document(ctx: Context, document: Document) -> Result<Value, Tas
             ctx.warn(format!("no answer: {timeout}"));
             "escalated to a manager"
         }
+        WaitResult::Rejected(rejection) => {
+            ctx.warn(format!("withdrawn: {rejection}"));
+            "withdrawn"
+        }
     };
     Ok(json!({ "document": document.title, "outcome": outcome }))
 }

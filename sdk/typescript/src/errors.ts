@@ -31,6 +31,27 @@ export class WaitpointTimeoutError extends Error {
 }
 
 /**
+ * A token was rejected with an error (waitpoint's own outcome: Trigger.dev has none): the
+ * `error` of a result whose `ok` is false, and what `.unwrap()` throws. It is a
+ * {@link WaitpointTimeoutError}, so code written for Trigger.dev, which knows only timeouts,
+ * handles it as one; `code` and `data` are what the rejection gave. A run that fails with it is
+ * not retried: every replay would see the same rejection.
+ */
+export class WaitpointRejectedError extends WaitpointTimeoutError {
+  /** For programs, such as `PAYMENT_DECLINED` (`WAITPOINT_REJECTED` when the rejection gave none). */
+  readonly code: string;
+  /** Anything else the rejection gave. */
+  readonly data: unknown;
+
+  constructor(message: string, code: string, data?: unknown) {
+    super(message);
+    this.name = "WaitpointRejectedError";
+    this.code = code;
+    this.data = data;
+  }
+}
+
+/**
  * The run's code no longer matches its journal: on replay it performed another operation (or
  * one with another name) than the one recorded at that position, or it returned before
  * replaying every recorded operation. The run fails without further attempts.

@@ -38,6 +38,7 @@ export {
   ParallelOperationsError,
   RunMovedOnError,
   UnsupportedOptionError,
+  WaitpointRejectedError,
   WaitpointTimeoutError,
   WorkerReplacedError,
 } from "./errors.js";

@@ -9,7 +9,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 
 import { defaultClient } from "./client.js";
-import { UnsupportedOptionError, WaitpointTimeoutError, refuseUnsupported } from "./errors.js";
+import { UnsupportedOptionError, WaitpointRejectedError, WaitpointTimeoutError, refuseUnsupported } from "./errors.js";
 import { currentRun, runScope } from "./journal.js";
 import {
   type CreateWaitpointTokenRequestBody,
@@ -33,7 +33,8 @@ export type WaitpointTokenTypedResult<T> = { ok: true; output: T } | { ok: false
 
 /**
  * The promise `wait.forToken` returns: `await` it for the result, or call `.unwrap()` for the
- * output, which throws a {@link WaitpointTimeoutError} if the token timed out.
+ * output, which throws a {@link WaitpointTimeoutError} if the token timed out (a
+ * {@link WaitpointRejectedError}, which is one, if it was rejected).
  */
 export class ManualWaitpointPromise<TOutput> extends Promise<WaitpointTokenTypedResult<TOutput>> {
   // Derived promises (`then`, `catch`) are plain promises.
@@ -41,13 +42,31 @@ export class ManualWaitpointPromise<TOutput> extends Promise<WaitpointTokenTyped
     return Promise;
   }
 
-  /** The output, or a throw of the timeout error. */
+  /** The output, or a throw of the timeout (or rejection) error. */
   unwrap(): Promise<TOutput> {
     return this.then((result) => {
       if (result.ok) return result.output;
-      throw new WaitpointTimeoutError(result.error.message);
+      throw result.error instanceof WaitpointTimeoutError ? result.error : new WaitpointTimeoutError(result.error.message);
     });
   }
+}
+
+/** A waitpoint's result as the server records it: its output, or why there is none. */
+type RecordedOutcome = {
+  ok?: boolean;
+  output?: unknown;
+  error?: { message?: unknown; code?: unknown; data?: unknown };
+  rejected?: boolean;
+};
+
+/** The error of a waitpoint that did not complete: its rejection's, or its timeout's. */
+function failure(recorded: RecordedOutcome): WaitpointTimeoutError {
+  const message = typeof recorded.error?.message === "string" ? recorded.error.message : undefined;
+  if (recorded.rejected === true) {
+    const code = typeof recorded.error?.code === "string" ? recorded.error.code : "WAITPOINT_REJECTED";
+    return new WaitpointRejectedError(message ?? "Waitpoint rejected", code, recorded.error?.data);
+  }
+  return new WaitpointTimeoutError(message ?? "Waitpoint timed out");
 }
 
 /** How long `wait.for` waits: exactly one unit (months are 30 days, years 365, as in Trigger.dev). */
@@ -182,14 +201,9 @@ function forToken<T>(token: TokenRef): ManualWaitpointPromise<T> {
     const waited = async (): Promise<WaitpointTokenTypedResult<T>> => {
       const run = currentRun("wait.forToken()");
       const id = waitpointId(token);
-      const result = (await run.wait("WAIT_TOKEN", id, { type: "TOKEN", id })) as {
-        ok?: boolean;
-        output?: unknown;
-        error?: { message?: unknown };
-      };
+      const result = (await run.wait("WAIT_TOKEN", id, { type: "TOKEN", id })) as RecordedOutcome;
       if (result.ok === true) return { ok: true, output: result.output as T };
-      const message = typeof result.error?.message === "string" ? result.error.message : "Waitpoint timed out";
-      return { ok: false, error: new WaitpointTimeoutError(message) };
+      return { ok: false, error: failure(result) };
     };
     waited().then(resolve, reject);
   });
@@ -223,7 +237,8 @@ export type WaitSetItem = TokenRef | WaitPeriod | Date;
 
 /**
  * Where one waitpoint of a decided set wait stood: completed with its output (`null` for a
- * period or a date that passed), timed out with a {@link WaitpointTimeoutError}, or still
+ * period or a date that passed), timed out with a {@link WaitpointTimeoutError} (rejected with a
+ * {@link WaitpointRejectedError}, which is one), or still
  * pending (the set was decided without it). Narrow on `ok` (`true`, `false`, or absent when
  * pending).
  */
@@ -312,14 +327,10 @@ function setResult<T>(recorded: unknown, condition: string): WaitSetResult<T> {
   if (typeof ok !== "boolean" || !Array.isArray(waitpoints)) {
     throw new Error(`the result of WAIT_SET "${condition}" is not a set wait's result: ${JSON.stringify(recorded)}`);
   }
-  type Recorded = { id: string; ok?: boolean; output?: unknown; error?: { message?: unknown } };
-  const members = waitpoints.map((member: Recorded): WaitSetMember<T> => {
+  const members = waitpoints.map((member: RecordedOutcome & { id: string }): WaitSetMember<T> => {
     const { id } = member;
     if (member.ok === true) return { id, ok: true, output: (member.output ?? null) as T };
-    if (member.ok === false) {
-      const message = typeof member.error?.message === "string" ? member.error.message : "Waitpoint timed out";
-      return { id, ok: false, error: new WaitpointTimeoutError(message) };
-    }
+    if (member.ok === false) return { id, ok: false, error: failure(member) };
     return { id, pending: true };
   });
   return { ok, waitpoints: members };

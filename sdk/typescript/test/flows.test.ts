@@ -12,6 +12,7 @@ import {
   KeyRefusedError,
   type TaskOutput,
   UnsupportedOptionError,
+  WaitpointRejectedError,
   WaitpointTimeoutError,
   Worker,
   runs,
@@ -19,7 +20,7 @@ import {
   tasks,
   wait,
 } from "../src/index.js";
-import { type Server, quietLog, startServer, waitForRun, waitingToken, withWorker } from "./harness.js";
+import { SECRET_KEY, type Server, quietLog, startServer, waitForRun, waitingToken, withWorker } from "./harness.js";
 
 let server: Server;
 before(async () => {
@@ -91,6 +92,40 @@ test("unwrap() throws a WaitpointTimeoutError: caught, or failing the run withou
     assert.equal(failed.error?.name, "WaitpointTimeoutError");
     assert.match(failed.error.message, /^Waitpoint timed out at /);
     assert.equal(failed.attempt, 1, "a timeout is not retried: every replay would see it again");
+  });
+});
+
+test("a rejected token: the result's error is a WaitpointRejectedError, and unwrap() fails the run without retries", async () => {
+  const reviewed = task({
+    id: "flow-rejected",
+    run: async (unwrap: boolean) => {
+      const token = await wait.createToken({ timeout: "1h" });
+      if (unwrap) return await wait.forToken<ApprovalToken>(token).unwrap();
+      const result = await wait.forToken<ApprovalToken>(token);
+      if (result.ok || !(result.error instanceof WaitpointRejectedError)) return { unexpected: String(result.ok) };
+      return { timeoutError: result.error instanceof WaitpointTimeoutError, code: result.error.code, data: result.error.data };
+    },
+  });
+  const reject = async (runId: string) => {
+    const token = await waitingToken(runId);
+    const reply = await fetch(`${server.baseURL}/api/v1/waitpoints/tokens/${token}/reject`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${SECRET_KEY}`, "content-type": "application/json" },
+      body: JSON.stringify({ error: { message: "not this one", code: "NOPE", data: { why: [1] } } }),
+    });
+    assert.equal(reply.status, 200, await reply.text());
+  };
+  await withWorker({ tasks: [reviewed] }, async () => {
+    const caught = await reviewed.trigger(false);
+    await reject(caught.id);
+    assert.deepEqual((await waitForRun(caught.id)).output, { timeoutError: true, code: "NOPE", data: { why: [1] } });
+    const uncaught = await reviewed.trigger(true, { maxAttempts: 3 });
+    await reject(uncaught.id);
+    const failed = await waitForRun(uncaught.id);
+    assert.equal(failed.status, "FAILED");
+    assert.equal(failed.error?.name, "WaitpointRejectedError");
+    assert.equal(failed.error.message, "not this one");
+    assert.equal(failed.attempt, 1, "a rejection is not retried: every replay would see it again");
   });
 });
 

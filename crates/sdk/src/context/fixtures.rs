@@ -87,6 +87,9 @@ async fn perform(ctx: &Context, call: &Value, step_ran: &AtomicBool) -> Result<V
         "forToken" => match ctx.wait_for_token::<Value>(text(call, "token")).await? {
             WaitResult::Completed(output) => json!({ "ok": true, "output": output }),
             WaitResult::TimedOut(error) => json!({ "ok": false, "error": { "message": error.message } }),
+            WaitResult::Rejected(error) => {
+                json!({ "ok": false, "error": { "message": error.message, "code": error.code }, "rejected": true })
+            }
         },
         "forAny" => set(call, ctx.wait_for_any(waits(call)).await?),
         "forAll" => set(call, ctx.wait_for_all(waits(call)).await?),
@@ -143,6 +146,9 @@ fn set(call: &Value, result: WaitSetResult) -> Value {
             MemberState::Completed(output) => json!({ "id": member.id, "ok": true, "output": output }),
             MemberState::TimedOut(error) => {
                 json!({ "id": member.id, "ok": false, "error": { "message": error.message } })
+            }
+            MemberState::Rejected(error) => {
+                json!({ "id": member.id, "ok": false, "error": { "message": error.message, "code": error.code }, "rejected": true })
             }
             MemberState::Pending => json!({ "id": member.id, "pending": true }),
         })

@@ -28,7 +28,7 @@ use std::sync::Arc;
 pub(crate) use journal::{Cursor, Poison, RunShared};
 pub use sets::{MemberState, WaitSetMember, WaitSetResult};
 pub use steps::StepError;
-pub use waits::{Wait, WaitResult, WaitpointTimeoutError};
+pub use waits::{Wait, WaitError, WaitResult, WaitpointRejectedError, WaitpointTimeoutError};
 
 /// The context of a run: the spec's API inside a task. Pass it around inside the task's
 /// function.

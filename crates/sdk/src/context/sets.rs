@@ -11,7 +11,7 @@ use waitpoint_types::api::worker::{MAX_SET_WAITS, WaitFor};
 use waitpoint_types::run::wait_set_name;
 
 use super::journal::Begin;
-use super::waits::{Wait, WaitpointTimeoutError};
+use super::waits::{Wait, WaitpointRejectedError, WaitpointTimeoutError};
 use crate::error::decode;
 use crate::{Context, Error, Result};
 
@@ -45,20 +45,22 @@ pub enum MemberState {
     Completed(serde_json::Value),
     /// The token timed out first.
     TimedOut(WaitpointTimeoutError),
+    /// The token was rejected, with this error.
+    Rejected(WaitpointRejectedError),
     /// Not finished yet: the set was decided without it.
     Pending,
 }
 
 impl WaitSetMember {
-    /// The output, decoded as `T`, if this waitpoint completed; `None` if it timed out or is
-    /// pending. An output that does not decode is an [`Error::OutputType`] naming the token
+    /// The output, decoded as `T`, if this waitpoint completed; `None` if it timed out, was
+    /// rejected, or is pending. An output that does not decode is an [`Error::OutputType`] naming the token
     /// and `T`; a run that fails with it is not retried.
     pub fn output<T: DeserializeOwned>(&self) -> Result<Option<T>> {
         match &self.state {
             MemberState::Completed(output) => {
                 decode(output.clone(), || format!("the output of token {}", self.id)).map(Some)
             }
-            MemberState::TimedOut(_) | MemberState::Pending => Ok(None),
+            MemberState::TimedOut(_) | MemberState::Rejected(_) | MemberState::Pending => Ok(None),
         }
     }
 
@@ -90,7 +92,7 @@ impl WaitSetResult {
     }
 
     /// The waitpoints if enough completed, or a [`WaitpointTimeoutError`] naming the condition
-    /// and every waitpoint that timed out, for `?`: the spec's `unwrap()`. A task that fails
+    /// and every waitpoint that timed out or was rejected, for `?`: the spec's `unwrap()`. A task that fails
     /// with it is not retried (every replay would see the same timeouts).
     pub fn into_result(self) -> std::result::Result<Vec<WaitSetMember>, WaitpointTimeoutError> {
         if self.ok {
@@ -101,11 +103,12 @@ impl WaitSetResult {
             .iter()
             .filter_map(|member| match &member.state {
                 MemberState::TimedOut(error) => Some(format!("{}: {error}", member.id)),
+                MemberState::Rejected(error) => Some(format!("{}: rejected: {error}", member.id)),
                 MemberState::Completed(_) | MemberState::Pending => None,
             })
             .collect();
         let message = format!(
-            "the wait for {} waitpoints cannot be met: {} timed out ({})",
+            "the wait for {} waitpoints cannot be met: {} timed out or were rejected ({})",
             self.condition,
             timed_out.len(),
             timed_out.join("; ")
@@ -128,10 +131,14 @@ impl WaitSetResult {
             #[serde(default)]
             output: serde_json::Value,
             error: Option<RecordedError>,
+            #[serde(default)]
+            rejected: bool,
         }
         #[derive(Deserialize)]
         struct RecordedError {
             message: String,
+            code: Option<String>,
+            data: Option<serde_json::Value>,
         }
         let recorded: Recorded = serde_json::from_value(result).map_err(|error| {
             Error::Decode(format!(
@@ -145,6 +152,18 @@ impl WaitSetResult {
             .map(|member| {
                 let state = match member.ok {
                     Some(true) => MemberState::Completed(member.output),
+                    Some(false) if member.rejected => {
+                        let error = member.error.unwrap_or(RecordedError {
+                            message: "Waitpoint rejected".into(),
+                            code: None,
+                            data: None,
+                        });
+                        MemberState::Rejected(WaitpointRejectedError {
+                            message: error.message,
+                            code: error.code.unwrap_or_else(|| "WAITPOINT_REJECTED".into()),
+                            data: error.data,
+                        })
+                    }
                     Some(false) => MemberState::TimedOut(WaitpointTimeoutError {
                         message: member.error.map_or_else(|| "Waitpoint timed out".into(), |error| error.message),
                     }),

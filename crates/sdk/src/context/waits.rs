@@ -83,23 +83,26 @@ impl Wait {
     }
 }
 
-/// The result of waiting on a token: its output, or the timeout error (the spec's `ok`,
-/// `output` and `error`).
+/// The result of waiting on a token: its output, the timeout error, or the error it was
+/// rejected with (the spec's `ok`, `output` and `error`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WaitResult<T> {
     /// The token was completed with this output.
     Completed(T),
     /// The token timed out first.
     TimedOut(WaitpointTimeoutError),
+    /// Someone rejected the token, with this error.
+    Rejected(WaitpointRejectedError),
 }
 
 impl<T> WaitResult<T> {
-    /// The output, or the timeout as an error, for `?`: the spec's `unwrap()`. A task that
-    /// fails with it is not retried (every replay would see the same timeout).
-    pub fn into_result(self) -> std::result::Result<T, WaitpointTimeoutError> {
+    /// The output, or why there is none as an error, for `?`: the spec's `unwrap()`. A task
+    /// that fails with it is not retried (every replay would see the same outcome).
+    pub fn into_result(self) -> std::result::Result<T, WaitError> {
         match self {
             Self::Completed(output) => Ok(output),
-            Self::TimedOut(error) => Err(error),
+            Self::TimedOut(error) => Err(WaitError::TimedOut(error)),
+            Self::Rejected(error) => Err(WaitError::Rejected(error)),
         }
     }
 
@@ -124,6 +127,36 @@ impl fmt::Display for WaitpointTimeoutError {
 
 impl std::error::Error for WaitpointTimeoutError {}
 
+/// A token was rejected: the error its rejection gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitpointRejectedError {
+    /// Why, for people.
+    pub message: String,
+    /// For programs (`WAITPOINT_REJECTED` when the rejection gave none).
+    pub code: String,
+    /// Anything else the rejection gave.
+    pub data: Option<serde_json::Value>,
+}
+
+impl fmt::Display for WaitpointRejectedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+impl std::error::Error for WaitpointRejectedError {}
+
+/// Why a wait on a token gave no output: what [`WaitResult::into_result`] fails with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WaitError {
+    /// The token timed out.
+    #[error("{0}")]
+    TimedOut(#[source] WaitpointTimeoutError),
+    /// The token was rejected.
+    #[error("rejected: {0}")]
+    Rejected(#[source] WaitpointRejectedError),
+}
+
 impl Context {
     /// Waits until `token` (an id, or the token itself) is completed or times out. While it
     /// waits the run is suspended: it holds no slot, and no process needs to stay up for it.
@@ -137,7 +170,15 @@ impl Context {
         if result["ok"].as_bool() == Some(true) {
             return decode(result["output"].clone(), || format!("the output of token {id}")).map(WaitResult::Completed);
         }
-        let message = result["error"]["message"].as_str().unwrap_or("Waitpoint timed out").to_owned();
+        let error = &result["error"];
+        if result["rejected"].as_bool() == Some(true) {
+            return Ok(WaitResult::Rejected(WaitpointRejectedError {
+                message: error["message"].as_str().unwrap_or("Waitpoint rejected").to_owned(),
+                code: error["code"].as_str().unwrap_or("WAITPOINT_REJECTED").to_owned(),
+                data: error.get("data").cloned(),
+            }));
+        }
+        let message = error["message"].as_str().unwrap_or("Waitpoint timed out").to_owned();
         Ok(WaitResult::TimedOut(WaitpointTimeoutError { message }))
     }
 

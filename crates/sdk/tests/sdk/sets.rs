@@ -21,6 +21,7 @@ fn standings(set: &WaitSetResult) -> Value {
         .map(|member| match &member.state {
             MemberState::Completed(output) => json!({ "completed": output }),
             MemberState::TimedOut(error) => json!({ "timedOut": error.message }),
+            MemberState::Rejected(error) => json!({ "rejected": error.message }),
             MemberState::Pending => json!("pending"),
         })
         .collect();

@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use waitpoint_sdk::{
-    Context, CreateTokenRequest, RetryPolicy, RunStatus, Task, TaskError, TriggerOptions, WaitResult, WorkerConfig,
+    Context, CreateTokenRequest, RejectTokenRequest, RetryPolicy, RunStatus, Task, TaskError, TriggerOptions,
+    WaitResult, WorkerConfig,
 };
 
 use crate::harness::server;
@@ -33,6 +34,7 @@ fn approval(step_runs: Arc<AtomicUsize>) -> Task {
             let decision = match ctx.wait_for_token::<Approval>(&token).await? {
                 WaitResult::Completed(approval) => approval.status,
                 WaitResult::TimedOut(error) => format!("timed out: {error}"),
+                WaitResult::Rejected(error) => format!("rejected: {error}"),
             };
             Ok::<_, TaskError>(json!({ "ticket": ticket, "decision": decision, "token": token.id }))
         }
@@ -88,13 +90,42 @@ async fn a_token_timeout_reaches_the_run_as_a_result() {
         let token = ctx.create_token(CreateTokenRequest::new().timeout("1s")).await?;
         match ctx.wait_for_token::<Value>(token.id).await?.into_result() {
             Ok(output) => Ok::<_, TaskError>(json!({ "output": output })),
-            Err(timeout) => Ok(json!({ "timeout": timeout.message })),
+            Err(timeout) => Ok(json!({ "timeout": timeout.to_string() })),
         }
     });
     let _worker = server.start(vec![task], server.config());
     let run = server.client.trigger("short", &json!(null), None).await.unwrap().id;
     let output = server.finished(&run).await.output.unwrap();
     assert!(output["timeout"].as_str().unwrap().starts_with("Waitpoint timed out at "), "{output}");
+}
+
+#[tokio::test]
+async fn a_token_rejection_reaches_the_run_as_its_own_result_and_fails_it_without_retries() {
+    let server = server().await;
+    let task = Task::new("reviewed", |ctx: Context, unwrap: Value| async move {
+        let token = ctx.create_token(CreateTokenRequest::new().timeout("1h")).await?;
+        let result = ctx.wait_for_token::<Value>(token.id).await?;
+        if unwrap == json!(true) {
+            result.clone().into_result()?;
+        }
+        match result {
+            WaitResult::Rejected(error) => Ok::<_, TaskError>(json!({ "code": error.code, "data": error.data })),
+            other => Ok(json!({ "unexpected": format!("{other:?}") })),
+        }
+    });
+    let _worker = server.start(vec![task], server.config());
+    let rejection = RejectTokenRequest::new("not this one").code("NOPE").data(json!({ "why": [1] }));
+    let run = server.client.trigger("reviewed", &json!(false), None).await.unwrap().id;
+    server.client.reject_token(server.waiting_token(&run).await, &rejection).await.unwrap();
+    assert_eq!(server.finished(&run).await.output.unwrap(), json!({ "code": "NOPE", "data": { "why": [1] } }));
+
+    let options = TriggerOptions { max_attempts: Some(3), ..Default::default() };
+    let unwrapped = server.client.trigger("reviewed", &json!(true), Some(options)).await.unwrap().id;
+    server.client.reject_token(server.waiting_token(&unwrapped).await, &rejection).await.unwrap();
+    let failed = server.finished(&unwrapped).await;
+    let error = failed.error.unwrap();
+    assert_eq!((error.name.as_str(), failed.attempt), ("WaitpointRejectedError", 1), "{error:?}");
+    assert_eq!(error.message, "rejected: not this one (NOPE)");
 }
 
 #[tokio::test]
