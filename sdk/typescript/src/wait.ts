@@ -264,14 +264,17 @@ function setCondition(needed: number, count: number): string {
   return `${needed} of ${count}`;
 }
 
-/** The error of a set wait that timeouts decided: the condition, and every waitpoint that timed out. */
+/** The error of a set wait that timeouts (or rejections) decided: the condition, and every waitpoint that did not complete. */
 function setTimeoutError<T>(needed: number, waitpoints: WaitSetMember<T>[]): WaitpointTimeoutError {
-  const timedOut = waitpoints.flatMap((member) =>
-    member.ok === false ? [`${member.id}: ${member.error.message}`] : [],
-  );
+  const timedOut = waitpoints.flatMap((member) => {
+    if (member.ok !== false) return [];
+    if (!(member.error instanceof WaitpointRejectedError)) return [`${member.id}: ${member.error.message}`];
+    return [`${member.id}: rejected: ${member.error.message} (${member.error.code})`];
+  });
+  const rejected = waitpoints.some((member) => member.ok === false && member.error instanceof WaitpointRejectedError);
   return new WaitpointTimeoutError(
     `the wait for ${setCondition(needed, waitpoints.length)} waitpoints cannot be met: ` +
-      `${timedOut.length} timed out (${timedOut.join("; ")})`,
+      `${timedOut.length} timed out${rejected ? " or were rejected" : ""} (${timedOut.join("; ")})`,
   );
 }
 

@@ -107,10 +107,12 @@ impl WaitSetResult {
                 MemberState::Completed(_) | MemberState::Pending => None,
             })
             .collect();
+        let rejected = self.waitpoints.iter().any(|member| matches!(member.state, MemberState::Rejected(_)));
         let message = format!(
-            "the wait for {} waitpoints cannot be met: {} timed out or were rejected ({})",
+            "the wait for {} waitpoints cannot be met: {} timed out{} ({})",
             self.condition,
             timed_out.len(),
+            if rejected { " or were rejected" } else { "" },
             timed_out.join("; ")
         );
         Err(WaitpointTimeoutError { message })
