@@ -19,9 +19,11 @@ use crate::{
 };
 
 mod dashboard;
+mod retention;
 mod runs;
 
 pub use dashboard::*;
+pub use retention::*;
 pub use runs::*;
 
 /// A database for one test.
@@ -83,6 +85,10 @@ macro_rules! conformance_tests {
             tags_are_listed_once_each_by_prefix,
             what_times_out_soonest_and_what_waits_longest,
             a_token_finds_the_runs_that_waited_on_it,
+            retention_deletes_old_finished_tokens_and_keeps_the_rest,
+            retention_keeps_tokens_that_live_runs_refer_to,
+            retention_deletes_old_finished_runs_with_their_journals_and_tags,
+            retention_purges_at_most_limit_the_earliest_finished_first,
         );
     };
     (@each $setup:expr; $($check:ident),* $(,)?) => {
