@@ -4,9 +4,9 @@
 //! [`Engine`] authenticates callers, validates and applies token operations (create,
 //! complete, retrieve, list) and run operations (trigger, the worker protocol, cancel),
 //! commits writes in groups, times tokens out durably, gives the runs of stopped workers to
-//! others, and deletes what finished longer ago than the retention. For people, it opens dashboard sessions, does what an operator asks (complete or
-//! time out tokens, one or in bulk; skip a wait; an overview), answers approval pages, and
-//! tells what changes as it changes. It reads time only from an injected [`Clock`] and
+//! others, and deletes what finished longer ago than the retention. For people, it opens
+//! dashboard sessions, does what an operator asks (complete or time out tokens, one or in bulk;
+//! skip a wait; an overview), answers approval pages, and tells what changes as it changes. It reads time only from an injected [`Clock`] and
 //! reaches storage only through the [`Store`] trait.
 //!
 //! # Layout

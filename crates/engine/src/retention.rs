@@ -30,7 +30,7 @@ const MIN_PAUSE: Duration = Duration::from_millis(10);
 /// What the retention loop deleted since the engine started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RetentionReport {
-    /// Sweeps done (a failed one not counted).
+    /// Sweeps done (a failed one not counted, though what it deleted before failing is).
     pub sweeps: u64,
     /// When the last sweep began, by the engine's clock.
     pub last_sweep_at: Option<Timestamp>,
@@ -50,14 +50,30 @@ impl Engine {
 pub(crate) async fn run(inner: Arc<Inner>, retention: Duration, mut shutdown: watch::Receiver<bool>) {
     loop {
         let now = inner.clock.now();
-        match sweep(&inner, retention, now, &mut shutdown).await {
-            Ok(deleted) => inner.retention.send_modify(|report| {
+        let purge = Purge { finished_before: now.saturating_sub(retention), now, limit: BATCH };
+        let started = Instant::now();
+        let mut deleted = Purged::default();
+        let swept = sweep(&inner, &purge, &mut deleted, &mut shutdown).await;
+        if !deleted.is_empty() {
+            tracing::info!(
+                waitpoints = deleted.waitpoints,
+                runs = deleted.runs,
+                journal_entries = deleted.journal_entries,
+                finished_before = %purge.finished_before,
+                took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "retention deleted what finished before the cutoff"
+            );
+        }
+        if let Err(error) = &swept {
+            tracing::warn!(%error, "retention sweep failed; the next one takes up where it stopped");
+        }
+        inner.retention.send_modify(|report| {
+            if swept.is_ok() {
                 report.sweeps += 1;
                 report.last_sweep_at = Some(now);
-                report.deleted += deleted;
-            }),
-            Err(error) => tracing::warn!(%error, "retention sweep failed; the next one takes up where it stopped"),
-        }
+            }
+            report.deleted += deleted;
+        });
         tokio::select! {
             _ = inner.clock.sleep_until(now.saturating_add(SWEEP_EVERY)) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
@@ -65,40 +81,26 @@ pub(crate) async fn run(inner: Arc<Inner>, retention: Duration, mut shutdown: wa
     }
 }
 
-/// Deletes, batch by batch, what finished before `now - retention`, until a batch is not full
-/// or the engine stops; says what went.
+/// Applies `purge` batch by batch, adding what each deleted to `deleted`, until a batch is not
+/// full or the engine stops.
 async fn sweep(
     inner: &Inner,
-    retention: Duration,
-    now: Timestamp,
+    purge: &Purge,
+    deleted: &mut Purged,
     shutdown: &mut watch::Receiver<bool>,
-) -> Result<Purged, StorageError> {
-    let purge = Purge { finished_before: now.saturating_sub(retention), now, limit: BATCH };
-    let started = Instant::now();
-    let mut deleted = Purged::default();
+) -> Result<(), StorageError> {
     loop {
-        let batch_started = Instant::now();
-        let batch = inner.store.retention_purge(&purge).await?;
+        let started = Instant::now();
+        let batch = inner.store.retention_purge(purge).await?;
         metrics::retention_deleted(&batch);
-        deleted += batch;
-        if !batch.was_full(BATCH) {
-            break;
+        *deleted += batch;
+        if !batch.was_full(purge.limit) {
+            return Ok(());
         }
-        let pause = (batch_started.elapsed() * 3).max(MIN_PAUSE);
+        let pause = (started.elapsed() * 3).max(MIN_PAUSE);
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
-            _ = shutdown.wait_for(|stop| *stop) => break,
+            _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
         }
     }
-    if !deleted.is_empty() {
-        tracing::info!(
-            waitpoints = deleted.waitpoints,
-            runs = deleted.runs,
-            journal_entries = deleted.journal_entries,
-            finished_before = %purge.finished_before,
-            took_ms = started.elapsed().as_millis() as u64,
-            "retention deleted what finished before the cutoff"
-        );
-    }
-    Ok(deleted)
 }
