@@ -77,7 +77,15 @@ impl DatabaseArgs {
         let store = SqliteStore::open(&path)
             .await
             .with_context(|| format!("could not open the SQLite database {}", path.display()))?;
-        let warnings = readable_by_others(&path);
+        let mut warnings = readable_by_others(&path);
+        if !store.returns_free_pages().await.context("could not read the SQLite database's settings")? {
+            warnings.push(format!(
+                "the database {} was made by a waitpoint that did not give freed space back: the space of records \
+                 retention deletes is reused, but the file never shrinks; to make it shrink, stop the server and run \
+                 `waitpoint vacuum` once (it rewrites the file)",
+                path.display()
+            ));
+        }
         Ok(Opened { store: Arc::new(store), description: format!("sqlite: {}", path.display()), warnings })
     }
 }

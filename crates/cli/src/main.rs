@@ -4,6 +4,7 @@
 //! - `main.rs`: the command line (clap), parsed once into plain arguments.
 //! - `database`: opening the store a `--database` URL or `--data-dir` names.
 //! - `backup`: `waitpoint backup`.
+//! - `vacuum`: `waitpoint vacuum`.
 //! - `serve`: `waitpoint serve`.
 //! - `environments`: `waitpoint env create|list|rotate-key`.
 //! - `tokens`: `waitpoint token create|complete|get|list`.
@@ -28,6 +29,7 @@ mod environments;
 mod runs;
 mod serve;
 mod tokens;
+mod vacuum;
 
 use std::process::ExitCode;
 
@@ -68,6 +70,9 @@ enum Command {
     },
     /// Copy the SQLite database consistently, also while the server runs.
     Backup(backup::BackupArgs),
+    /// Rewrite an SQLite database made by an older waitpoint so that it shrinks as retention
+    /// deletes (once; stop the server first).
+    Vacuum(vacuum::VacuumArgs),
     /// Measure a running server.
     Bench {
         #[command(subcommand)]
@@ -124,6 +129,7 @@ fn main() -> ExitCode {
             Command::Token { command, api } => tokens::run(command, &api).await,
             Command::Run { command, api } => runs::run(command, &api).await,
             Command::Backup(args) => backup::run(args).await,
+            Command::Vacuum(args) => vacuum::run(args).await,
             Command::Bench { command } => bench::run(command).await,
         }
     });

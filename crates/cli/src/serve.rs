@@ -39,6 +39,9 @@ pub(crate) struct ServeArgs {
     /// Attempts of runs triggered without maxAttempts
     #[arg(long, env = "WAITPOINT_DEFAULT_MAX_ATTEMPTS", default_value_t = 3)]
     default_max_attempts: u32,
+    /// Finished tokens and runs (with their journals) are deleted this long after they finish ("none": keep everything)
+    #[arg(long, env = "WAITPOINT_RETENTION", default_value = "30d")]
+    retention: String,
     /// A worker not heard from for this long is presumed gone; its runs resume on other workers
     #[arg(long, env = "WAITPOINT_WORKER_TIMEOUT", default_value = "30s")]
     worker_timeout: String,
@@ -78,6 +81,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
     let default_timeout = optional_duration("--default-timeout", &args.default_timeout)?;
     let default_ttl = optional_duration("--default-idempotency-key-ttl", &args.default_idempotency_key_ttl)?;
+    let retention = optional_duration("--retention", &args.retention)?;
     let dev_key = args.dev_secret_key.as_deref().map(dev_secret_key).transpose()?;
     let worker_timeout = parse_duration(&args.worker_timeout).context("invalid --worker-timeout")?;
     if !(1..=100).contains(&args.default_max_attempts) {
@@ -121,11 +125,12 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         default_idempotency_key_ttl: default_ttl,
         default_max_attempts: args.default_max_attempts,
         worker_timeout,
+        retention,
         ..EngineConfig::default()
     };
     let engine = Engine::start(opened.store, Arc::new(SystemClock), config);
 
-    tracing::info!(%address, database = %opened.description, "waitpoint is ready");
+    tracing::info!(%address, database = %opened.description, retention = %args.retention, "waitpoint is ready");
     println!("waitpoint {} listening on http://{address} ({})", env!("CARGO_PKG_VERSION"), opened.description);
     // The key is shown once, when it is made; otherwise the banner says where it is.
     let key = match (created, dev_key.is_some()) {
@@ -178,7 +183,7 @@ fn optional_duration(flag: &str, text: &str) -> anyhow::Result<Option<Duration>>
     if text == "none" {
         return Ok(None);
     }
-    parse_duration(text).map(Some).with_context(|| format!("invalid {flag}"))
+    parse_duration(text).map(Some).with_context(|| format!("invalid {flag} (a duration, or \"none\")"))
 }
 
 /// Raises the open-file soft limit as far as the hard limit allows: every connection takes a

@@ -191,6 +191,56 @@ async fn deadlines_passed_while_down_fire_at_start_up_on_postgres() {
     deadlines_passed_while_down_fire_at_start_up(database).await;
 }
 
+/// A token that finished longer ago than `--retention` is deleted when a server starts (and
+/// then every few minutes); with `--retention none` it stays. `waitpoint vacuum` rewrites the
+/// SQLite file, and says what it does on PostgreSQL.
+async fn retention_deletes_at_start_up_and_none_keeps_everything(database: Database) {
+    let with = |retention: &str| Server::start_with(&database, &["--listen", "127.0.0.1:0", "--retention", retention]);
+    let server = with("none");
+    let client = server.client();
+    let token = client.create_token(CreateTokenRequest::new()).await.unwrap();
+    client.complete_token(&token.id, &json!({ "ok": true })).await.unwrap();
+    let waiting = client.create_token(CreateTokenRequest::new().timeout("1h")).await.unwrap();
+    assert_eq!(server.terminate(), Some(0));
+    // The token has to finish longer ago than the retention in real time: a second.
+    std::thread::sleep(Duration::from_millis(1_100));
+
+    let server = with("none");
+    assert!(server.client().retrieve_token(&token.id).await.is_ok(), "none keeps everything");
+    assert_eq!(server.terminate(), Some(0));
+
+    let server = with("1s");
+    let client = server.client();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match client.retrieve_token(&token.id).await {
+            Err(waitpoint_sdk::Error::Api { status: 404, .. }) => break,
+            other => assert!(other.is_ok() && Instant::now() < deadline, "not deleted after start-up: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(client.retrieve_token(&waiting.id).await.is_ok(), "a waiting token stays");
+    assert_eq!(server.terminate(), Some(0));
+
+    let vacuum = Command::new(BIN).arg("vacuum").args(database.args()).output().unwrap();
+    let said = String::from_utf8_lossy(&vacuum.stderr);
+    match database {
+        Database::Sqlite(_) => assert!(vacuum.status.success() && said.starts_with("Vacuumed "), "{said}"),
+        Database::Postgres(_) => assert!(!vacuum.status.success() && said.contains("autovacuum"), "{said}"),
+    }
+}
+
+#[tokio::test]
+async fn retention_deletes_at_start_up_and_none_keeps_everything_on_sqlite() {
+    retention_deletes_at_start_up_and_none_keeps_everything(Database::sqlite()).await;
+}
+
+#[tokio::test]
+async fn retention_deletes_at_start_up_and_none_keeps_everything_on_postgres() {
+    let Some(database) = Database::postgres().await else { return };
+    retention_deletes_at_start_up_and_none_keeps_everything(database).await;
+}
+
 #[tokio::test]
 async fn bad_settings_stop_the_server_with_a_clear_message() {
     let database = Database::sqlite();
@@ -203,8 +253,13 @@ async fn bad_settings_stop_the_server_with_a_clear_message() {
             .output()
             .unwrap()
     };
-    let cases: [(&[&str], &str, &str); 7] = [
+    let cases: [(&[&str], &str, &str); 8] = [
         (&["--default-timeout", "ten minutes"], KEY, "--default-timeout"),
+        (
+            &["--retention", "banana"],
+            KEY,
+            "invalid --retention (a duration, or \"none\"): \"banana\" is not a duration",
+        ),
         (&["--header-timeout", "0s"], KEY, "invalid --header-timeout"),
         (&["--max-connections", "0"], KEY, "--max-connections"),
         (&["--database", "mysql://x"], KEY, "unsupported --database scheme \"mysql\""),

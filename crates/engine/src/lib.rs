@@ -3,10 +3,10 @@
 //!
 //! [`Engine`] authenticates callers, validates and applies token operations (create,
 //! complete, retrieve, list) and run operations (trigger, the worker protocol, cancel),
-//! commits writes in groups, times tokens out durably, and gives the runs of stopped workers
-//! to others. For people, it opens dashboard sessions, does what an operator asks (complete or
-//! time out tokens, one or in bulk; skip a wait; an overview), answers approval pages, and
-//! tells what changes as it changes. It reads time only from an injected [`Clock`] and
+//! commits writes in groups, times tokens out durably, gives the runs of stopped workers to
+//! others, and deletes what finished longer ago than the retention. For people, it opens
+//! dashboard sessions, does what an operator asks (complete or time out tokens, one or in bulk;
+//! skip a wait; an overview), answers approval pages, and tells what changes as it changes. It reads time only from an injected [`Clock`] and
 //! reaches storage only through the [`Store`] trait.
 //!
 //! # Layout
@@ -27,6 +27,8 @@
 //! - `events`: [`Event`]s, what changes as it changes, for those who listen.
 //! - `writer`: group commit of writes.
 //! - `timeouts`: the durable timeout loop.
+//! - `retention`: the loop that deletes what finished longer ago than the retention, and
+//!   [`RetentionReport`], what it deleted.
 //! - [`error`]: [`EngineError`], one variant per kind of failure.
 //! - [`metrics`]: what the engine counts and times (recorded only when a recorder is installed).
 
@@ -39,6 +41,7 @@ pub mod metrics;
 mod operator;
 mod pages;
 mod rejections;
+mod retention;
 mod runs;
 mod sessions;
 mod timeouts;
@@ -66,6 +69,7 @@ pub use crate::operator::{
 };
 pub use crate::pages::{DEFAULT_PAGE_SIZE, ListPage, MAX_PAGE_SIZE};
 pub use crate::rejections::{MAX_REJECTION_CODE, MAX_REJECTION_MESSAGE, REJECT_URL_MESSAGE, checked_rejection};
+pub use crate::retention::RetentionReport;
 pub use crate::runs::{ListRuns, RunPage, RunView, TriggeredRun, WaitAnswer};
 pub use crate::sessions::{SESSION_LIFETIME, SIGN_IN_LINK_LIFETIME, Session, SignedIn};
 pub use crate::tokens::{CreatedToken, ListTokens, TokenPage, VerifiedCallback};
@@ -94,6 +98,10 @@ pub struct EngineConfig {
     /// How long a resumed run stays reserved for the worker that suspended it (which continues
     /// it in memory, without replay) before any worker may take it.
     pub sticky_for: Duration,
+    /// Finished tokens and runs (with their journals) are deleted once they finished this long
+    /// ago, unless still needed (the rule is `waitpoint_storage::Purge`'s); `None` keeps
+    /// everything, the default here. The server's default is 30 days.
+    pub retention: Option<Duration>,
 }
 
 impl Default for EngineConfig {
@@ -106,6 +114,7 @@ impl Default for EngineConfig {
             default_max_attempts: 3,
             worker_timeout: Duration::from_secs(30),
             sticky_for: Duration::from_secs(2),
+            retention: None,
         }
     }
 }
@@ -136,13 +145,16 @@ pub(crate) struct Inner {
     pub(crate) sign_in_links: Mutex<HashMap<Vec<u8>, (EnvironmentId, Timestamp)>>,
     /// What this node knows of workers, and the runs handed to them.
     pub(crate) workers: workers::Workers,
+    /// What the retention loop deleted so far.
+    pub(crate) retention: watch::Sender<RetentionReport>,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Engine {
-    /// Starts an engine on `store`: the write lanes and the timeout loop (which first fires
-    /// every deadline that passed while nothing was running).
+    /// Starts an engine on `store`: the write lanes, the timeout loop (which first fires every
+    /// deadline that passed while nothing was running), the release of stopped workers' runs,
+    /// and with a retention, the loop that deletes what finished before it (first at once).
     pub fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: EngineConfig) -> Self {
         let (shutdown, stop) = watch::channel(false);
         let (writer, mut tasks) = writer::Writer::start(store.clone(), config.max_batch, stop.clone());
@@ -159,16 +171,20 @@ impl Engine {
             events: broadcast::channel(events::EVENT_BUFFER).0,
             sign_in_links: Mutex::new(HashMap::new()),
             workers: workers::Workers::default(),
+            retention: watch::Sender::new(RetentionReport::default()),
             shutdown,
             tasks: Mutex::new(Vec::new()),
         });
         tasks.push(tokio::spawn(timeouts::run(inner.clone(), stop.clone())));
+        if let Some(retention) = inner.config.retention {
+            tasks.push(tokio::spawn(retention::run(inner.clone(), retention, stop.clone())));
+        }
         tasks.push(tokio::spawn(workers::release_loop(inner.clone(), stop)));
         *inner.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
         Self { inner }
     }
 
-    /// Stops the timeout loop and the write lanes after they apply what is already queued.
+    /// Stops the loops, and the write lanes after they apply what is already queued.
     /// Writes submitted afterwards fail with [`EngineError::ShuttingDown`].
     pub async fn shutdown(&self) {
         self.inner.shutdown.send_replace(true);

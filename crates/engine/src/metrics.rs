@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use waitpoint_storage::{ListQuery, RunListQuery, Window};
+use waitpoint_storage::{ListQuery, Purged, RunListQuery, Window};
 use waitpoint_types::{CompletedVia, RunStatus, Waitpoint, WaitpointKind, WaitpointState, WaitpointStatus};
 
 use crate::{Engine, EngineError};
@@ -41,6 +41,9 @@ pub const WORKERS_CONNECTED: &str = "waitpoint_workers_connected";
 pub const TOKENS_WAITING: &str = "waitpoint_tokens_waiting";
 /// Runs waiting on waitpoints, in every environment (as last counted, see [`count_waiting`]).
 pub const RUNS_WAITING: &str = "waitpoint_runs_waiting";
+/// Records retention deleted, by `kind` (`waitpoints`: tokens and the datetime waitpoints of
+/// runs' waits; `runs`, with their journals).
+pub const RETENTION_DELETED: &str = "waitpoint_retention_deleted_total";
 
 /// Counts at most this many of a kind per environment: a bound on what one count costs.
 const COUNT_CAP: usize = 10_000_000;
@@ -62,6 +65,7 @@ pub fn describe() {
     metrics::describe_gauge!(WORKERS_CONNECTED, "Workers that polled this node within the worker timeout");
     metrics::describe_gauge!(TOKENS_WAITING, "Tokens waiting, in every environment, as last counted");
     metrics::describe_gauge!(RUNS_WAITING, "Runs waiting on waitpoints, in every environment, as last counted");
+    metrics::describe_counter!(RETENTION_DELETED, "Finished records deleted by retention, by kind");
 }
 
 /// Counts the waiting tokens and runs of every environment (index-served counts, at most
@@ -181,6 +185,15 @@ pub(crate) fn resume_delivered(fast: bool, after: Duration) {
 pub(crate) fn committed(operations: usize, took: Duration) {
     metrics::histogram!(WRITE_BATCH_SIZE).record(operations as f64);
     metrics::histogram!(WRITE_COMMIT_DURATION).record(took.as_secs_f64());
+}
+
+/// Retention deleted these.
+pub(crate) fn retention_deleted(deleted: &Purged) {
+    for (kind, count) in [("waitpoints", deleted.waitpoints), ("runs", deleted.runs)] {
+        if count > 0 {
+            metrics::counter!(RETENTION_DELETED, "kind" => kind).increment(count);
+        }
+    }
 }
 
 /// A worker poll was answered.

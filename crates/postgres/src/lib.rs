@@ -30,6 +30,7 @@
 //! - `batch`: the write path: a batch planned into sets and the statements that apply them.
 //! - `lists`: what the token and run lists share (filters on keys, bounds and cursors).
 //! - `runs`: the run operations and queries; `run_sets`: run operations of a set, together.
+//! - `retention`: purges of what finished long ago.
 //! - `rows`: mapping between rows and domain types.
 //! - `testing` (feature `test-util`): a fresh schema per test, for this and other crates' tests,
 //!   in the test server, a throwaway cluster when none runs, or skipped without PostgreSQL.
@@ -37,6 +38,7 @@
 
 mod batch;
 mod lists;
+mod retention;
 mod rows;
 mod run_sets;
 mod runs;
@@ -51,7 +53,9 @@ use deadpool_postgres::{Client, Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::error::{DbError, SqlState};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, NoTls, Row};
-use waitpoint_storage::{ListQuery, Result, RunListQuery, SchemaVersions, StorageError, Store, WriteOp, WriteOutcome};
+use waitpoint_storage::{
+    ListQuery, Purge, Purged, Result, RunListQuery, SchemaVersions, StorageError, Store, WriteOp, WriteOutcome,
+};
 use waitpoint_types::{
     Environment, EnvironmentId, JournalEntry, Run, RunId, Secret, Timestamp, Waitpoint, WaitpointId, WorkerId,
 };
@@ -67,6 +71,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/0005_dashboard.sql")),
     (6, include_str!("../migrations/0006_wait_sets.sql")),
     (7, include_str!("../migrations/0007_rejected_tokens.sql")),
+    (8, include_str!("../migrations/0008_retention.sql")),
 ];
 
 /// The advisory lock that serializes migrations of servers starting at once ("waitpoin").
@@ -343,6 +348,10 @@ impl Store for PostgresStore {
                 result => return result,
             }
         }
+    }
+
+    async fn retention_purge(&self, purge: &Purge) -> Result<Purged> {
+        retention::purge(&mut self.client().await?, purge).await
     }
 
     async fn waitpoint_get(&self, id: &WaitpointId) -> Result<Waitpoint> {

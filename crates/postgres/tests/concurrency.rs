@@ -215,6 +215,7 @@ async fn a_failed_batch_writes_nothing() {
 async fn servers_starting_at_once_migrate_once() {
     let Some(db) = PostgresSchema::fresh().await else { return };
     let stores = tokio::join!(db.store(), db.store(), db.store(), db.store());
+    let known = stores.0.schema_versions().await.unwrap().known;
     drop(stores);
     let client = waitpoint_postgres::testing::admin(&db.url()).await.expect("connect");
     let versions: Vec<i64> = client
@@ -224,7 +225,10 @@ async fn servers_starting_at_once_migrate_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7], "each version applied once");
+    let mut once = versions.clone();
+    once.dedup();
+    assert_eq!(versions, once, "each version applied once");
+    assert_eq!(versions.last(), Some(&known), "up to the newest");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -9,6 +9,8 @@
 //! # Layout
 //! - [`SqliteStore`]: opening, migrations and the [`Store`] implementation.
 //! - [`backup`]: a consistent copy of a live database.
+//! - `retention`: purges of what finished long ago, the pages they free returned to the file
+//!   system, and [`vacuum`] for databases made before that.
 //! - `lists`: what the token and run lists share (filters, cursors, merged walks).
 //! - `rows`: mapping between rows and domain types.
 //! - `threads`: the connections' threads, which run the blocking SQLite calls.
@@ -17,6 +19,7 @@
 mod args;
 mod backup;
 mod lists;
+mod retention;
 mod rows;
 mod runs;
 mod threads;
@@ -27,12 +30,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
-use waitpoint_storage::{ListQuery, Result, RunListQuery, SchemaVersions, StorageError, Store, WriteOp, WriteOutcome};
+use waitpoint_storage::{
+    ListQuery, Purge, Purged, Result, RunListQuery, SchemaVersions, StorageError, Store, WriteOp, WriteOutcome,
+};
 use waitpoint_types::{
     Environment, EnvironmentId, JournalEntry, Run, RunId, Secret, Timestamp, Waitpoint, WaitpointId, WorkerId,
 };
 
 pub use crate::backup::backup;
+pub use crate::retention::vacuum;
 use crate::rows::environment_from_row;
 use crate::threads::ConnectionThreads;
 
@@ -44,6 +50,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/0004_dashboard.sql")),
     (5, include_str!("../migrations/0005_wait_sets.sql")),
     (6, include_str!("../migrations/0006_rejected_tokens.sql")),
+    (7, include_str!("../migrations/0007_retention.sql")),
 ];
 
 /// Read-only connections, so reads that run at once; more wait their turn.
@@ -81,6 +88,9 @@ impl SqliteStore {
         let mut writer = Connection::open(&path).map_err(map_error)?;
         writer.busy_timeout(BUSY_TIMEOUT).map_err(map_error)?;
         writer.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        // Takes effect only in a new database, and only before WAL mode writes its first page:
+        // purges then return the pages they free (see `retention`).
+        writer.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(map_error)?;
         writer.pragma_update(None, "journal_mode", "WAL").map_err(map_error)?;
         // FULL: every commit syncs the WAL, so an acknowledged write survives power loss.
         writer.pragma_update(None, "synchronous", "FULL").map_err(map_error)?;
@@ -95,6 +105,13 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Whether the file shrinks as retention deletes records. A database made before waitpoint
+    /// returned free pages to the file system reuses them for new records instead, until
+    /// [`vacuum`] rewrites it once.
+    pub async fn returns_free_pages(&self) -> Result<bool> {
+        self.read(retention::returns_free_pages).await
     }
 
     /// Runs `f` with the writer connection, on its thread.
@@ -225,6 +242,11 @@ impl Store for SqliteStore {
             Ok(outcomes)
         })
         .await
+    }
+
+    async fn retention_purge(&self, purge: &Purge) -> Result<Purged> {
+        let purge = *purge;
+        self.write(move |conn| retention::purge(conn, &purge)).await
     }
 
     async fn waitpoint_get(&self, id: &WaitpointId) -> Result<Waitpoint> {

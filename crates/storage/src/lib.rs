@@ -10,6 +10,7 @@
 //! - [`ops`]: the batched write operations ([`WriteOp`]) and what each did ([`WriteOutcome`]).
 //! - [`query`]: filters and keyset cursors of lists.
 //! - [`transitions`]: what a waitpoint or run becomes, as pure functions both backends use.
+//! - [`retention`]: which finished records a purge deletes ([`Purge`] states the rule).
 //! - [`StorageError`]: the one error type; backends map "no row" to `NotFound` and unique
 //!   violations to `Conflict`.
 //! - `conformance` (feature `conformance`): the test suite every backend runs.
@@ -18,6 +19,7 @@
 pub mod conformance;
 pub mod ops;
 pub mod query;
+pub mod retention;
 pub mod transitions;
 
 use std::fmt;
@@ -32,6 +34,7 @@ pub use crate::ops::{
     WorkerOutcome, WorkerSeen, WriteOp, WriteOutcome,
 };
 pub use crate::query::{Cursor, ListQuery, RunListQuery, Window};
+pub use crate::retention::{Purge, Purged};
 
 /// Result of a storage call.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
@@ -106,6 +109,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ///
     /// The run operations are documented on their types in [`ops`].
     async fn write_batch(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>>;
+
+    /// Deletes what retention no longer keeps (the rule is on [`Purge`]): up to `purge.limit`
+    /// waitpoints and up to `purge.limit` runs, the earliest finished first, in one short
+    /// transaction, and says how many went. Lists, counts and reads see none of them afterwards.
+    ///
+    /// A call that deleted fewer than `limit` of both kinds found nothing more it could delete
+    /// ([`Purged::was_full`]). A backend with concurrent writers may pass over a record another
+    /// transaction holds at that moment; a later call takes it.
+    async fn retention_purge(&self, purge: &Purge) -> Result<Purged>;
 
     /// Reads one waitpoint by id, whatever its environment.
     async fn waitpoint_get(&self, id: &WaitpointId) -> Result<Waitpoint>;

@@ -19,10 +19,12 @@ use crate::{
 };
 
 mod dashboard;
+mod retention;
 mod runs;
 mod wait_sets;
 
 pub use dashboard::*;
+pub use retention::*;
 pub use runs::*;
 pub use wait_sets::*;
 
@@ -91,6 +93,10 @@ macro_rules! conformance_tests {
             a_set_wait_decided_when_made_records_its_result,
             waitpoints_finishing_together_resume_their_run_once,
             a_set_wait_on_a_token_or_a_deadline_resumes_at_the_deadline,
+            retention_deletes_old_finished_tokens_and_keeps_the_rest,
+            retention_keeps_tokens_that_live_runs_refer_to,
+            retention_deletes_old_finished_runs_with_their_journals_and_tags,
+            retention_purges_at_most_limit_the_earliest_finished_first,
         );
     };
     (@each $setup:expr; $($check:ident),* $(,)?) => {

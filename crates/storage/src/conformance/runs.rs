@@ -137,11 +137,11 @@ pub(crate) async fn claim_one(
     claims.remove(0)
 }
 
-fn entry(seq: u32, kind: JournalKind, name: &str, result: Option<&str>) -> JournalEntry {
+pub(crate) fn entry(seq: u32, kind: JournalKind, name: &str, result: Option<&str>) -> JournalEntry {
     JournalEntry { seq, kind, name: name.to_owned(), result: result.map(str::to_owned) }
 }
 
-async fn record(store: &dyn Store, run: &Run, entry: JournalEntry) -> JournalOutcome {
+pub(crate) async fn record(store: &dyn Store, run: &Run, entry: JournalEntry) -> JournalOutcome {
     write_one(
         store,
         WriteOp::RunRecord(RunRecord {
@@ -176,7 +176,7 @@ pub(crate) async fn wait(
     write_one(store, WriteOp::RunWait(op)).await
 }
 
-async fn end(store: &dyn Store, run: &Run, outcome: RunOutcome, when: Timestamp) -> RunEndOutcome {
+pub(crate) async fn end(store: &dyn Store, run: &Run, outcome: RunOutcome, when: Timestamp) -> RunEndOutcome {
     write_one(
         store,
         WriteOp::RunFinish(RunFinish {
@@ -532,7 +532,7 @@ pub async fn datetime_waits_complete_at_their_deadline(db: &dyn TestDatabase) {
 
 /// A wait of `run` (of `env`) at position 0, named `name`, on a new datetime waitpoint made at
 /// `now` for `deadline`: the waitpoint and the operation.
-fn datetime_wait(
+pub(crate) fn datetime_wait(
     ids: &IdGenerator,
     env: &Environment,
     run: &Run,
