@@ -94,24 +94,25 @@ const INSERT_ENTRY: &str = "INSERT INTO run_journal (run_id, seq, kind, name, re
 const SET_RESULTS: &str = "UPDATE run_journal j SET result = s.result
      FROM (SELECT * FROM unnest($1::text[], $2::int[], $3::text[]) AS s (run_id, seq, result) LIMIT $4) AS s
      WHERE j.run_id = s.run_id AND j.seq = s.seq";
-/// Runs whose current wait includes any of `$1`, locked, each with when its sticky worker was
-/// last seen, the journal entry of its wait, and one of `$1` it waits on: lateral probes of
-/// primary keys, kept from being flattened into joins (which the planner may run as a hash of a
-/// whole table) by their `LIMIT`.
+/// Runs whose current wait includes any of `$1`, locked in id order, each with when its sticky
+/// worker was last seen, the journal entry of its wait, and one of `$1` it waits on. Driven by
+/// `run_waits` (the few waits on these waitpoints), each run a lateral probe of its primary key
+/// that is checked again once locked (a finish that resumed it first leaves it out); the `LIMIT`s
+/// keep the planner from flattening the probes into joins, which it may run as a scan of every
+/// waiting run when its statistics lag behind a burst.
 const WAITING_ON_ANY: &str = concat!(
     "SELECT ",
     run_columns!(),
-    ", w.last_seen_at, e.seq, e.kind, e.name, e.result, m.waitpoint_id
-     FROM runs r
+    ", w.last_seen_at, e.seq, e.kind, e.name, e.result, x.waitpoint_id
+     FROM (SELECT DISTINCT ON (x.run_id) x.run_id, x.seq, x.waitpoint_id FROM run_waits x
+           WHERE x.waitpoint_id = ANY($1::text[]) ORDER BY x.run_id) AS x
+     CROSS JOIN LATERAL (SELECT * FROM runs WHERE id = x.run_id AND status = 'WAITING' AND waiting_seq = x.seq
+                         FOR UPDATE) AS r
      LEFT JOIN LATERAL (SELECT w.last_seen_at FROM workers w
                         WHERE w.environment_id = r.environment_id AND w.id = r.sticky_worker LIMIT 1) AS w ON true
      LEFT JOIN LATERAL (SELECT j.seq, j.kind, j.name, j.result FROM run_journal j
                         WHERE j.run_id = r.id AND j.seq = r.waiting_seq LIMIT 1) AS e ON true
-     CROSS JOIN LATERAL (SELECT x.waitpoint_id FROM run_waits x WHERE x.run_id = r.id AND x.seq = r.waiting_seq
-                         AND x.waitpoint_id = ANY($1::text[]) LIMIT 1) AS m
-     WHERE (r.id, r.waiting_seq) IN (SELECT x.run_id, x.seq FROM run_waits x WHERE x.waitpoint_id = ANY($1::text[]))
-       AND r.status = 'WAITING'
-     ORDER BY r.id FOR UPDATE OF r"
+     ORDER BY x.run_id"
 );
 /// The waitpoints of each listed wait (run, position), as they are now, each row led by its
 /// run's id, in the waits' order.

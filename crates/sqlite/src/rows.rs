@@ -232,10 +232,15 @@ pub(crate) fn run_state_columns(state: &RunState) -> RunStateColumns {
 
 /// Reads a journal entry from `seq, kind, name, result`.
 pub(crate) fn journal_entry_from_row(row: &Row<'_>) -> rusqlite::Result<Result<JournalEntry>> {
-    let seq: u32 = row.get(0)?;
-    let kind: String = row.get(1)?;
-    let name: String = row.get(2)?;
-    let result: Option<String> = row.get(3)?;
+    journal_entry_at(row, 0)
+}
+
+/// Reads a journal entry from `seq, kind, name, result` starting at column `base`.
+pub(crate) fn journal_entry_at(row: &Row<'_>, base: usize) -> rusqlite::Result<Result<JournalEntry>> {
+    let seq: u32 = row.get(base)?;
+    let kind: String = row.get(base + 1)?;
+    let name: String = row.get(base + 2)?;
+    let result: Option<String> = row.get(base + 3)?;
     Ok(JournalKind::parse(&kind)
         .map(|kind| JournalEntry { seq, kind, name, result })
         .ok_or_else(|| StorageError::Corrupt(format!("journal entry {seq}: unknown kind {kind}"))))

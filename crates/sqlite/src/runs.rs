@@ -15,7 +15,8 @@ use waitpoint_types::{
 
 use crate::args::Args;
 use crate::rows::{
-    RUN_COLUMNS, WAITPOINT_COLUMNS, journal_entry_from_row, run_from_row, run_state_columns, waitpoint_from_row,
+    RUN_COLUMNS, WAITPOINT_COLUMNS, journal_entry_at, journal_entry_from_row, run_from_row, run_state_columns,
+    waitpoint_from_row,
 };
 use crate::waitpoints;
 use crate::{lists, map_error};
@@ -349,32 +350,30 @@ pub(crate) fn resume_waiting(
         return Ok(Resumed::default());
     };
     let sql = format!(
-        "SELECT {RUN_COLUMNS}, e.kind FROM run_waits w
+        "SELECT {RUN_COLUMNS}, e.seq, e.kind, e.name, e.result FROM run_waits w
          JOIN runs r ON r.id = w.run_id AND r.status = 'WAITING' AND r.waiting_seq = w.seq
          JOIN run_journal e ON e.run_id = r.id AND e.seq = r.waiting_seq
          WHERE w.waitpoint_id = ?1"
     );
-    let waiting: Vec<(Run, String)> = {
+    let waiting: Vec<(Run, JournalEntry)> = {
         let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
         let rows = stmt
-            .query_map([waitpoint.id.internal()], |row| Ok((run_from_row(row)?, row.get::<_, String>(23)?)))
+            .query_map([waitpoint.id.internal()], |row| Ok((run_from_row(row)?, journal_entry_at(row, 23)?)))
             .map_err(map_error)?;
         rows.map(|row| {
-            let (run, kind) = row.map_err(map_error)?;
-            Ok((run?, kind))
+            let (run, wait) = row.map_err(map_error)?;
+            Ok((run?, wait?))
         })
         .collect::<Result<_>>()?
     };
     let mut resumed = Resumed::default();
-    for (run, kind) in waiting {
+    for (run, wait) in waiting {
         let waitpoint_types::RunState::Waiting { seq, needed } = run.state else { continue };
-        let kind = JournalKind::parse(&kind)
-            .ok_or_else(|| StorageError::Corrupt(format!("run {}: journal kind {kind}", run.id)))?;
-        let members = match kind {
+        let members = match wait.kind {
             JournalKind::WaitSet => waits(conn, run.id.internal(), seq)?,
             _ => vec![waitpoint.clone()],
         };
-        let Some(result) = transitions::wait_decided(kind, needed, &members) else { continue };
+        let Some(result) = transitions::wait_decided(wait.kind, needed, &members) else { continue };
         conn.prepare_cached("UPDATE run_journal SET result = ?3 WHERE run_id = ?1 AND seq = ?2")
             .and_then(|mut stmt| stmt.execute(params![run.id.internal(), seq, result]))
             .map_err(map_error)?;
@@ -388,8 +387,9 @@ pub(crate) fn resume_waiting(
             Some(worker) => {
                 let claimed = transitions::run_claimed(&run, &worker, at);
                 update(conn, &claimed)?;
-                let entry = entry_at(conn, claimed.id.internal(), seq)?;
-                resumed.handed.push(Claim { run: claimed, journal_length: seq + 1, resumed: entry });
+                // The wait is the journal's last entry: a waiting run performs nothing after it.
+                let entry = JournalEntry { result: Some(result), ..wait };
+                resumed.handed.push(Claim { run: claimed, journal_length: seq + 1, resumed: Some(entry) });
             }
             None => {
                 update(conn, &transitions::run_resumed(&run, at))?;
