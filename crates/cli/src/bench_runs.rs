@@ -1,6 +1,7 @@
 //! `waitpoint bench runs`: the standard waitpoint workload (`N` runs each create a token, hand
 //! it to a driver and wait; then every token is completed by a POST to its URL), with its own
-//! worker process and driver. Prints a table, then one JSON line with every figure.
+//! worker process and driver. Prints a table, then one JSON line with every figure. With
+//! `--set K-of-M` each run creates M tokens and waits for K of them; every token is completed.
 //!
 //! `waitpoint bench worker` is that worker, started by `bench runs` as a separate process so
 //! its memory and CPU are measured apart from the driver's. It also runs the crash tests' task
@@ -23,12 +24,15 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::process::Child;
 use tokio::sync::Notify;
-use waitpoint_sdk::{Context, CreateTokenRequest, RunFilter, RunStatus, Task, TaskError, Worker, WorkerConfig};
+use waitpoint_sdk::{Context, CreateTokenRequest, RunFilter, RunStatus, Task, TaskError, Wait, Worker, WorkerConfig};
 
 use crate::ApiArgs;
 
 /// The task the workload runs.
 pub(crate) const TASK: &str = "bench-wait";
+/// The task of `--set K-of-M`: creates `payload.of` tokens, hands them to the driver and waits
+/// for `payload.needed` of them.
+const SET_TASK: &str = "bench-wait-set";
 /// The crash tests' task: reads the time through the run's context, waits until three seconds
 /// after it, and returns `{"i": payload.i, "at": <the time read>}`. A worker killed while it
 /// waits and started again must resume it with the instant it read first.
@@ -62,6 +66,18 @@ pub(crate) struct RunsArgs {
     /// replay (1 measures the replay path)
     #[arg(long, default_value_t = 200_000)]
     max_suspended: usize,
+    /// Each run waits for K of M tokens ("2-of-3") instead of one; every token is completed
+    #[arg(long, value_name = "K-of-M", value_parser = parse_set)]
+    set: Option<(usize, usize)>,
+}
+
+/// `K-of-M`, with 1 ≤ K ≤ M ≤ 100.
+fn parse_set(text: &str) -> Result<(usize, usize), String> {
+    let parsed = text.split_once("-of-").and_then(|(k, m)| Some((k.parse().ok()?, m.parse().ok()?)));
+    match parsed {
+        Some((needed, of)) if needed >= 1 && needed <= of && of <= 100 => Ok((needed, of)),
+        _ => Err(format!("{text:?} is not K-of-M with 1 <= K <= M <= 100, such as 2-of-3")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +111,27 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         http.post(format!("{driver}/done")).json(&json!({ "i": i, "resumedAt": resumed_at })).send().await?;
         Ok::<_, TaskError>(json!({ "i": i, "resumedAt": resumed_at, "payload": payload }))
     });
+    let set_task = Task::new(SET_TASK, |ctx: Context, payload: Value| async move {
+        let driver = payload["driver"].as_str().unwrap_or_default().to_owned();
+        let i = payload["i"].clone();
+        let (needed, of) = (payload["needed"].as_u64().unwrap_or(1), payload["of"].as_u64().unwrap_or(1));
+        let mut tokens = Vec::new();
+        for _ in 0..of {
+            tokens.push(ctx.create_token(CreateTokenRequest::new().timeout("1h")).await?);
+        }
+        let http = http_client();
+        let urls: Vec<&str> = tokens.iter().map(|token| token.url.as_str()).collect();
+        let announce = json!({ "i": i, "tokenId": tokens[0].id, "url": urls[0], "urls": urls });
+        ctx.try_step("hand the tokens to the driver", || async {
+            http.post(format!("{driver}/id")).json(&announce).send().await?.error_for_status().map(drop)
+        })
+        .await?;
+        let needed = usize::try_from(needed).unwrap_or(usize::MAX);
+        ctx.wait_for_at_least(needed, tokens.iter().map(|token| Wait::token(&token.id))).await?.into_result()?;
+        let resumed_at = epoch_ms();
+        http.post(format!("{driver}/done")).json(&json!({ "i": i, "resumedAt": resumed_at })).send().await?;
+        Ok::<_, TaskError>(json!({ "i": i, "resumedAt": resumed_at }))
+    });
     let clock_task = Task::new(CLOCK_TASK, |ctx: Context, payload: Value| async move {
         let at = ctx.now().await?;
         ctx.wait_until(at + CLOCK_TASK_WAIT).await?;
@@ -102,7 +139,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     });
     let config =
         WorkerConfig { concurrency: args.concurrency, max_suspended: args.max_suspended, ..WorkerConfig::from_env() };
-    let worker = Worker::new(args.api.client()?, [task, clock_task], config)?;
+    let worker = Worker::new(args.api.client()?, [task, set_task, clock_task], config)?;
     worker.run_until_signal().await?;
     Ok(())
 }
@@ -120,6 +157,8 @@ pub(crate) fn epoch_ms() -> f64 {
 #[derive(Default)]
 pub(crate) struct Driver {
     tokens: Mutex<HashMap<String, (String, String)>>,
+    /// Every token URL of a run of `--set`, in order.
+    sets: Mutex<HashMap<String, Vec<String>>>,
     done: Mutex<HashMap<String, f64>>,
     changed: Notify,
 }
@@ -130,6 +169,8 @@ struct Announce {
     i: String,
     token_id: String,
     url: String,
+    #[serde(default)]
+    urls: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -140,6 +181,9 @@ struct Done {
 }
 
 async fn announce(State(driver): State<Arc<Driver>>, Json(body): Json<Announce>) -> Json<Value> {
+    if !body.urls.is_empty() {
+        driver.sets.lock().unwrap_or_else(|p| p.into_inner()).entry(body.i.clone()).or_insert(body.urls);
+    }
     driver.tokens.lock().unwrap_or_else(|p| p.into_inner()).entry(body.i).or_insert((body.token_id, body.url));
     driver.changed.notify_waiters();
     Json(json!({ "ok": true }))
@@ -206,6 +250,14 @@ impl Driver {
 
     pub(crate) fn url(&self, i: &str) -> Option<String> {
         self.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(i).map(|(_, url)| url.clone())
+    }
+
+    /// The URLs of run `i`'s tokens: the one token's, or every one of a set, in order.
+    fn urls(&self, i: &str) -> Option<Vec<String>> {
+        match self.sets.lock().unwrap_or_else(|p| p.into_inner()).get(i) {
+            Some(urls) => Some(urls.clone()),
+            None => self.url(i).map(|url| vec![url]),
+        }
     }
 
     pub(crate) fn resumed_at(&self, i: &str) -> Option<f64> {
@@ -292,14 +344,29 @@ pub(crate) fn percentiles(mut latencies: Vec<f64>) -> Value {
 }
 
 /// `waitpoint bench runs`.
+/// What each run of a round waits for: one token (`TASK`), or `needed` of `of` (`SET_TASK`).
+#[derive(Debug, Clone, Copy)]
+struct Workload {
+    needed: usize,
+    of: usize,
+}
+
+impl Workload {
+    fn task(self) -> &'static str {
+        if self.of == 1 && self.needed == 1 { TASK } else { SET_TASK }
+    }
+}
+
 pub(crate) async fn runs(args: RunsArgs) -> anyhow::Result<()> {
     let client = args.api.client()?;
+    let (needed, of) = args.set.unwrap_or((1, 1));
+    let workload = Workload { needed, of };
     let (driver, driver_url) = Driver::start().await?;
     let mut worker = spawn_worker(&args.api, &["--max-suspended", &args.max_suspended.to_string()], None)?;
     let processes =
         Processes { server: args.server_pid, worker: worker.id().unwrap_or_default(), driver: std::process::id() };
     eprintln!(
-        "waitpoint bench runs: N={} C={} W={} K={} max-suspended={} against {}",
+        "waitpoint bench runs: N={} C={} W={} K={} max-suspended={} waits for {needed} of {of} against {}",
         args.n,
         args.concurrency,
         args.warmup,
@@ -311,17 +378,17 @@ pub(crate) async fn runs(args: RunsArgs) -> anyhow::Result<()> {
     let round = |name: &str| format!("{name}-{}", std::process::id());
     // Warm-up: the whole cycle, not measured.
     let warm = round("warm");
-    create_phase(&client, &driver, &driver_url, &warm, args.warmup, args.concurrency).await?;
-    complete_phase(&driver, &warm, args.warmup, args.concurrency).await?;
+    create_phase(&client, &driver, &driver_url, &warm, args.warmup, args.concurrency, workload).await?;
+    complete_phase(&driver, &warm, args.warmup, args.concurrency, workload).await?;
     driver.until(args.warmup, |d| d.done_of(&warm)).await;
 
     // Phase A: create.
     let main = round("main");
     let cpu_a = processes.cpu();
     let started = Instant::now();
-    create_phase(&client, &driver, &driver_url, &main, args.n, args.concurrency).await?;
+    create_phase(&client, &driver, &driver_url, &main, args.n, args.concurrency, workload).await?;
     let create_secs = started.elapsed().as_secs_f64();
-    wait_for_status(&client, &main, RunStatus::Waiting, args.n).await?;
+    wait_for_status(&client, &main, workload, RunStatus::Waiting, args.n).await?;
     let cpu_a_end = processes.cpu();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let server_memory = processes.server.and_then(memory_mib);
@@ -332,14 +399,14 @@ pub(crate) async fn runs(args: RunsArgs) -> anyhow::Result<()> {
     // Phase B: complete every token through its URL.
     let cpu_b = processes.cpu();
     let started = Instant::now();
-    let sent = complete_phase(&driver, &main, args.n, args.concurrency).await?;
+    let sent = complete_phase(&driver, &main, args.n, args.concurrency, workload).await?;
     let accepted_secs = started.elapsed().as_secs_f64();
     driver.until(args.n, |d| d.done_of(&main)).await;
     let first_sent = sent.values().copied().fold(f64::INFINITY, f64::min);
     let last_resumed =
         (0..args.n).filter_map(|i| driver.resumed_at(&format!("{main}:{i}"))).fold(f64::NEG_INFINITY, f64::max);
     let resume_secs = (last_resumed - first_sent) / 1000.0;
-    wait_for_status(&client, &main, RunStatus::Completed, args.n).await?;
+    wait_for_status(&client, &main, workload, RunStatus::Completed, args.n).await?;
     let cpu_b_end = processes.cpu();
     let burst: Vec<f64> =
         sent.iter().filter_map(|(i, sent_at)| driver.resumed_at(i).map(|resumed| resumed - sent_at)).collect();
@@ -347,15 +414,19 @@ pub(crate) async fn runs(args: RunsArgs) -> anyhow::Result<()> {
 
     // Probe: one at a time.
     let probe = round("probe");
-    create_phase(&client, &driver, &driver_url, &probe, args.probe, args.concurrency).await?;
-    wait_for_status(&client, &probe, RunStatus::Waiting, args.probe).await?;
+    create_phase(&client, &driver, &driver_url, &probe, args.probe, args.concurrency, workload).await?;
+    wait_for_status(&client, &probe, workload, RunStatus::Waiting, args.probe).await?;
     let http = http_client();
     let mut unloaded = Vec::with_capacity(args.probe);
     for i in 0..args.probe {
         let id = format!("{probe}:{i}");
-        let url = driver.url(&id).context("a probe run never announced its token")?;
-        let sent_at = epoch_ms();
-        http.post(&url).json(&json!({ "ok": true, "i": i })).send().await?.error_for_status()?;
+        let urls = driver.urls(&id).context("a probe run never announced its token")?;
+        let mut sent_at = epoch_ms();
+        // The completions that decide the run's wait, one after the other: timed from the last.
+        for url in urls.iter().take(workload.needed) {
+            sent_at = epoch_ms();
+            http.post(url).json(&json!({ "ok": true, "i": i })).send().await?.error_for_status()?;
+        }
         driver.until(i + 1, |d| d.done_of(&probe)).await;
         if let Some(resumed) = driver.resumed_at(&id) {
             unloaded.push(resumed - sent_at);
@@ -373,8 +444,9 @@ pub(crate) async fn runs(args: RunsArgs) -> anyhow::Result<()> {
         "n": args.n,
         "concurrency": args.concurrency,
         "max_suspended": args.max_suspended,
+        "waits_for": { "needed": needed, "of": of },
         "waits_per_s": round2(args.n as f64 / create_secs),
-        "completions_accepted_per_s": round2(args.n as f64 / accepted_secs),
+        "completions_accepted_per_s": round2((args.n * of) as f64 / accepted_secs),
         "resumes_per_s": round2(args.n as f64 / resume_secs),
         "resume_latency_burst": percentiles(burst),
         "resume_latency_one_at_a_time": percentiles(unloaded),
@@ -412,12 +484,18 @@ async fn create_phase(
     round: &str,
     n: usize,
     concurrency: usize,
+    workload: Workload,
 ) -> anyhow::Result<()> {
     let triggers = futures_util::stream::iter(0..n)
         .map(|i| {
-            let payload = json!({ "i": format!("{round}:{i}"), "driver": driver_url });
+            let payload = json!({
+                "i": format!("{round}:{i}"),
+                "driver": driver_url,
+                "needed": workload.needed,
+                "of": workload.of,
+            });
             let options = waitpoint_sdk::TriggerOptions { tags: Some(vec![round.to_owned()]), ..Default::default() };
-            async move { client.trigger(TASK, &payload, Some(options)).await }
+            async move { client.trigger(workload.task(), &payload, Some(options)).await }
         })
         .buffer_unordered(concurrency.max(1));
     let failures = triggers.filter(|r| std::future::ready(r.is_err())).count().await;
@@ -429,34 +507,41 @@ async fn create_phase(
 }
 
 /// POSTs `{"ok":true,"i":index}` to every token URL of the round with at most `concurrency` in
-/// flight; returns when each was sent (epoch ms), by run.
+/// flight: the first token of every run, then the second of every run, and so on. Returns when
+/// the completion that decides each run's wait (its `needed`-th) was sent (epoch ms), by run.
 async fn complete_phase(
     driver: &Arc<Driver>,
     round: &str,
     n: usize,
     concurrency: usize,
+    workload: Workload,
 ) -> anyhow::Result<HashMap<String, f64>> {
     let http = http_client();
-    let posts = futures_util::stream::iter(0..n)
-        .map(|i| {
+    let posts = futures_util::stream::iter((0..workload.of).flat_map(|token| (0..n).map(move |i| (token, i))))
+        .map(|(token, i)| {
             let (http, id) = (http.clone(), format!("{round}:{i}"));
-            let url = driver.url(&id);
+            let url = driver.urls(&id).and_then(|urls| urls.get(token).cloned());
             async move {
-                let url = url.context("a run never announced its token")?;
+                let url = url.context("a run never announced its tokens")?;
                 let sent_at = epoch_ms();
                 http.post(&url).json(&json!({ "ok": true, "i": i })).send().await?.error_for_status()?;
-                anyhow::Ok((id, sent_at))
+                anyhow::Ok((token + 1 == workload.needed).then_some((id, sent_at)))
             }
         })
         .buffer_unordered(concurrency.max(1));
-    let results: Vec<anyhow::Result<(String, f64)>> = posts.collect().await;
-    results.into_iter().collect()
+    let results: Vec<anyhow::Result<Option<(String, f64)>>> = posts.collect().await;
+    let mut deciding = HashMap::with_capacity(n);
+    for result in results {
+        deciding.extend(result?);
+    }
+    Ok(deciding)
 }
 
 /// Waits until the API lists `n` runs of the round in `status`.
 async fn wait_for_status(
     client: &waitpoint_sdk::Client,
     round: &str,
+    workload: Workload,
     status: RunStatus,
     n: usize,
 ) -> anyhow::Result<()> {
@@ -465,7 +550,7 @@ async fn wait_for_status(
         let filter = RunFilter {
             statuses: vec![status],
             tags: vec![round.to_owned()],
-            task_ids: vec![TASK.to_owned()],
+            task_ids: vec![workload.task().to_owned()],
             page_size: Some(100),
             ..Default::default()
         };
