@@ -458,6 +458,24 @@ test("6b. a rejected token (waitpoint's own reject) reads as a failed token thro
   assert.equal((await wire(token.id)).outcome, "REJECTED");
 });
 
+test("6c. a token with an outputSchema (waitpoint's own): the SDK's completions must fit it", async () => {
+  const created = await raw("POST", "/api/v1/waitpoints/tokens", {
+    body: { outputSchema: { type: "object", properties: { status: { enum: ["approved", "rejected"] } }, required: ["status"] } },
+  });
+  assert.equal(created.status, 200, created.text);
+  const id = created.json.id;
+  await expectApiError(() => wait.completeToken(id, { status: "maybe" }), {
+    status: 422,
+    message: /outputSchema.*\/status/,
+    maxMs: 2 * SECOND,
+  });
+  assert.equal((await wait.retrieveToken(id)).status, "WAITING", "a refused completion changes nothing");
+  assert.deepEqual(await wait.completeToken(id, { status: "approved" }), { success: true });
+  const got = await wait.retrieveToken(id);
+  assert.equal(got.status, "COMPLETED");
+  assert.deepEqual(got.output, { status: "approved" });
+});
+
 test("7. listTokens: every filter, newest first, auto-pagination across pages", async () => {
   // A server of its own, so that counts are exact.
   const listServer = await startServer();

@@ -29,6 +29,9 @@ pub(crate) enum TokenCommand {
         /// What the token's approval page asks, as JSON: {"title": …, "description": …, "fields": […]}
         #[arg(long)]
         approval: Option<String>,
+        /// A JSON Schema (draft 2020-12) every completion's output must fit, as JSON
+        #[arg(long)]
+        output_schema: Option<String>,
     },
     /// Complete a token with a JSON output.
     Complete {
@@ -92,13 +95,18 @@ pub(crate) enum TokenCommand {
 pub(crate) async fn run(command: TokenCommand, api: &ApiArgs) -> anyhow::Result<()> {
     let client = api.client()?;
     match command {
-        TokenCommand::Create { timeout, idempotency_key, idempotency_key_ttl, tags, approval } => {
+        TokenCommand::Create { timeout, idempotency_key, idempotency_key_ttl, tags, approval, output_schema } => {
             let tags = (!tags.is_empty()).then_some(tags);
             let approval = approval
                 .map(|text| serde_json::from_str(&text))
                 .transpose()
                 .context("--approval must be a JSON object such as {\"title\": \"Publish?\"}")?;
-            let request = CreateTokenRequest { timeout, idempotency_key, idempotency_key_ttl, tags, approval };
+            let output_schema = output_schema
+                .map(|text| serde_json::from_str(&text))
+                .transpose()
+                .context("--output-schema must be a JSON Schema such as {\"type\": \"object\"}")?;
+            let request =
+                CreateTokenRequest { timeout, idempotency_key, idempotency_key_ttl, tags, approval, output_schema };
             print_pretty(&client.create_token(request).await?)?;
         }
         TokenCommand::Complete { id, data, data_file } => {

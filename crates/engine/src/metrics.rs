@@ -16,7 +16,7 @@ use crate::{Engine, EngineError};
 /// Tokens created through the API (idempotent creates that returned an existing token not
 /// counted).
 pub const TOKENS_CREATED: &str = "waitpoint_tokens_created_total";
-/// Tokens finished, by `outcome` (`completed`, `timed_out`) and `channel` (`secret_key`,
+/// Tokens finished, by `outcome` (`completed`, `timed_out`, `rejected`) and `channel` (`secret_key`,
 /// `public_token`, `callback_url`, `dashboard`, `approval_page`, `deadline`).
 pub const TOKENS_FINISHED: &str = "waitpoint_tokens_finished_total";
 /// How late deadlines fired: the time from a waitpoint's deadline to its timeout or completion

@@ -429,6 +429,7 @@ impl Engine {
             timeout_at: Some(until),
             tags: Vec::new(),
             approval: None,
+            output_schema: None,
         })
     }
 

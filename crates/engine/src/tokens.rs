@@ -140,6 +140,17 @@ impl Engine {
         if let Some(approval) = &request.approval {
             approval.validate().map_err(|error| EngineError::Invalid(error.0))?;
         }
+        let output_schema = match &request.output_schema {
+            Some(schema) => {
+                waitpoint_storage::schema::check(schema).map_err(|error| {
+                    EngineError::Invalid(format!(
+                        "outputSchema is not a JSON Schema (draft 2020-12) that stands alone: {error}"
+                    ))
+                })?;
+                Some(schema.to_string())
+            }
+            None => None,
+        };
         let (idempotency_key, idempotency_key_expires_at) = validate::idempotency(
             request.idempotency_key.as_deref(),
             request.idempotency_key_ttl.as_deref(),
@@ -166,6 +177,7 @@ impl Engine {
             tags,
             created_at,
             approval: request.approval.clone(),
+            output_schema,
         })
     }
 
@@ -289,7 +301,8 @@ impl Engine {
     }
 
     /// Applies `finish`; a waitpoint it finishes tells the runs it resumes (and whoever
-    /// listens) at once.
+    /// listens) at once. An output that does not fit the waitpoint's output schema is refused
+    /// (`Unprocessable`, 422, naming where) and changes nothing.
     pub(crate) async fn finish_waitpoint(&self, finish: Finish) -> Result<Finished> {
         Ok(match self.inner.writer.write(WriteOp::Finish(finish)).await? {
             FinishOutcome::Finished(waitpoint, resumed) => {
@@ -298,6 +311,11 @@ impl Engine {
             }
             FinishOutcome::Unchanged(waitpoint) => Finished::Before(waitpoint),
             FinishOutcome::NotFound => Finished::NotFound,
+            FinishOutcome::Refused(_, reason) => {
+                return Err(EngineError::Unprocessable(format!(
+                    "The output does not fit the token's outputSchema, {reason}; the token still waits"
+                )));
+            }
         })
     }
 }

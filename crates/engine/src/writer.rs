@@ -186,6 +186,7 @@ mod tests {
             tags: Vec::new(),
             created_at: now,
             approval: None,
+            output_schema: None,
         };
         let (a, b) = (waitpoint(ids.waitpoint(now)), waitpoint(ids.waitpoint(now)));
         let (_stop, stopped) = watch::channel(false);

@@ -32,8 +32,8 @@ const SELECT_ACTIVE_KEY: &str =
 const INSERT_WAITPOINT: &str = "
     WITH inserted AS (
         INSERT INTO waitpoints (id, environment_id, status, idempotency_key, inactive_idempotency_key,
-            idempotency_key_expires_at, timeout_at, tags, created_at, kind, approval)
-        VALUES ($1, $2, 'WAITING', $3, $4, $5, $6, $7, $8, $9, $10)
+            idempotency_key_expires_at, timeout_at, tags, created_at, kind, approval, output_schema)
+        VALUES ($1, $2, 'WAITING', $3, $4, $5, $6, $7, $8, $9, $10, $11)
         ON CONFLICT (environment_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING id, environment_id
     ), tagged AS (
@@ -44,19 +44,19 @@ const INSERT_WAITPOINT: &str = "
     SELECT count(*) FROM inserted";
 
 /// Inserts waitpoints without idempotency key, and their tags. One array element per waitpoint
-/// (`$1`–`$6`, `$10`, `$11`), except the tags: all of them in `$7`, each waitpoint's being the slice
+/// (`$1`–`$6`, `$10`–`$12`), except the tags: all of them in `$7`, each waitpoint's being the slice
 /// from its `$8` to its `$9` (1-based, inclusive; empty when `$9 < $8`). A taken id fails the
 /// statement.
 const INSERT_WAITPOINTS: &str = "
     WITH inserted AS (
         INSERT INTO waitpoints (id, environment_id, status, inactive_idempotency_key, idempotency_key_expires_at,
-            timeout_at, tags, created_at, kind, approval)
+            timeout_at, tags, created_at, kind, approval, output_schema)
         SELECT n.id, n.environment_id, 'WAITING', n.inactive_idempotency_key, n.idempotency_key_expires_at,
-            n.timeout_at, ($7::text[])[n.first_tag:n.last_tag], n.created_at, n.kind, n.approval
+            n.timeout_at, ($7::text[])[n.first_tag:n.last_tag], n.created_at, n.kind, n.approval, n.output_schema
         FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $8::int[], $9::int[],
-            $10::text[], $11::text[])
+            $10::text[], $11::text[], $12::text[])
             AS n (id, environment_id, inactive_idempotency_key, idempotency_key_expires_at, timeout_at, created_at,
-                first_tag, last_tag, kind, approval)
+                first_tag, last_tag, kind, approval, output_schema)
         RETURNING id, environment_id, tags
     )
     INSERT INTO waitpoint_tags (environment_id, tag, waitpoint_id)
@@ -67,8 +67,9 @@ const DEACTIVATE_KEY: &str = "UPDATE waitpoints SET inactive_idempotency_key = i
      WHERE id = $1 AND idempotency_key IS NOT NULL";
 
 /// Completes each listed waitpoint (distinct ids) that is still waiting (and in the
-/// environment, if one is given) and returns the new records. Deadlines are left to the locked
-/// path, where [`transitions::waitpoint_finished`] decides what they become by kind. One array
+/// environment, if one is given) and has no output schema, and returns the new records.
+/// Deadlines, and completions of waitpoints with an output schema, are left to the locked
+/// path, where [`transitions`] decides what they become. One array
 /// element per finish: id, environment filter (`NULL`: any), then the [`StateColumns`]; `$8` is
 /// the number of elements.
 ///
@@ -90,6 +91,7 @@ const FINISH_WHERE_APPLIES: &str = concat!(
          LIMIT $8
      ) AS f
      WHERE w.id = f.id AND w.status = 'WAITING' AND (f.environment_id IS NULL OR w.environment_id = f.environment_id)
+       AND w.output_schema IS NULL
      RETURNING ",
     waitpoint_columns!(w)
 );
@@ -271,6 +273,7 @@ async fn create(tx: &Transaction<'_>, new: &Waitpoint) -> Result<CreateOutcome> 
                     &new.created_at.as_millis(),
                     &new.kind.as_str(),
                     &approval,
+                    &new.output_schema,
                 ],
             )
             .await
@@ -316,6 +319,7 @@ pub(crate) async fn create_all(tx: &Transaction<'_>, creates: &[(usize, &Waitpoi
     let created_at: Vec<i64> = creates.iter().map(|(_, new)| new.created_at.as_millis()).collect();
     let kinds: Vec<&str> = creates.iter().map(|(_, new)| new.kind.as_str()).collect();
     let approvals: Vec<Option<String>> = creates.iter().map(|(_, new)| approval_text(new)).collect::<Result<_>>()?;
+    let schemas: Vec<Option<&str>> = creates.iter().map(|(_, new)| new.output_schema.as_deref()).collect();
     let insert = tx.prepare_cached(INSERT_WAITPOINTS).await.map_err(map_error)?;
     tx.execute(
         &insert,
@@ -331,6 +335,7 @@ pub(crate) async fn create_all(tx: &Transaction<'_>, creates: &[(usize, &Waitpoi
             &last_tags,
             &kinds,
             &approvals,
+            &schemas,
         ],
     )
     .await
@@ -376,14 +381,20 @@ async fn finish_all(tx: &Transaction<'_>, mut finishes: Vec<(usize, &Finish)>) -
                 {
                     outcomes.push((index, FinishOutcome::NotFound));
                 }
-                Some(mut waitpoint) => match transitions::waitpoint_finished(&waitpoint, &finish.finishing) {
-                    None => outcomes.push((index, FinishOutcome::Unchanged(waitpoint))),
-                    Some(state) => {
-                        set_state(tx, &finish.id, &state).await?;
-                        waitpoint.state = state;
-                        done.push((index, waitpoint, finish.workers_alive_since));
+                Some(mut waitpoint) => {
+                    if let Some(reason) = transitions::completion_refused(&waitpoint, &finish.finishing) {
+                        outcomes.push((index, FinishOutcome::Refused(waitpoint, reason)));
+                        continue;
                     }
-                },
+                    match transitions::waitpoint_finished(&waitpoint, &finish.finishing) {
+                        None => outcomes.push((index, FinishOutcome::Unchanged(waitpoint))),
+                        Some(state) => {
+                            set_state(tx, &finish.id, &state).await?;
+                            waitpoint.state = state;
+                            done.push((index, waitpoint, finish.workers_alive_since));
+                        }
+                    }
+                }
             }
         }
     }
@@ -503,6 +514,7 @@ mod tests {
             tags: Vec::new(),
             created_at: Timestamp::from_millis(0),
             approval: None,
+            output_schema: None,
         }
     }
 

@@ -72,6 +72,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/0006_wait_sets.sql")),
     (7, include_str!("../migrations/0007_rejected_tokens.sql")),
     (8, include_str!("../migrations/0008_retention.sql")),
+    (9, include_str!("../migrations/0009_output_schemas.sql")),
 ];
 
 /// The advisory lock that serializes migrations of servers starting at once ("waitpoin").

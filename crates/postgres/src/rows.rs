@@ -15,18 +15,19 @@ use waitpoint_types::{
 macro_rules! waitpoint_columns {
     () => {
         "id, environment_id, status, idempotency_key, inactive_idempotency_key, idempotency_key_expires_at, \
-         timeout_at, tags, output, output_type, completed_at, completed_via, created_at, kind, approval"
+         timeout_at, tags, output, output_type, completed_at, completed_via, created_at, kind, approval, \
+         output_schema"
     };
     (w) => {
         "w.id, w.environment_id, w.status, w.idempotency_key, w.inactive_idempotency_key, \
          w.idempotency_key_expires_at, w.timeout_at, w.tags, w.output, w.output_type, w.completed_at, \
-         w.completed_via, w.created_at, w.kind, w.approval"
+         w.completed_via, w.created_at, w.kind, w.approval, w.output_schema"
     };
 }
 pub(crate) use waitpoint_columns;
 
 /// How many columns [`waitpoint_columns!`] names; what a query selects after them starts here.
-pub(crate) const WAITPOINT_COLUMNS: usize = 15;
+pub(crate) const WAITPOINT_COLUMNS: usize = 16;
 
 /// The columns [`environment_from_row`] reads, in order, as a literal for `concat!`.
 macro_rules! environment_columns {
@@ -93,6 +94,7 @@ pub(crate) fn waitpoint_from_row(row: &Row) -> Result<Waitpoint> {
         timeout_at: millis(6)?,
         tags: column(row, 7)?,
         created_at: Timestamp::from_millis(column(row, 12)?),
+        output_schema: column(row, 15)?,
         id: WaitpointId::from_internal(id),
     })
 }

@@ -57,6 +57,7 @@ fn waitpoint(id: WaitpointId, env: &Environment, created_at: Timestamp) -> Waitp
         tags: Vec::new(),
         created_at,
         approval: None,
+        output_schema: None,
     }
 }
 

@@ -117,6 +117,7 @@ async fn seed(store: &dyn Store, dev: &waitpoint_types::Environment, count: usiz
                     tags: vec![format!("user:{}", i % 5_000), format!("team:{}", i % 20)],
                     created_at: at,
                     approval: None,
+                    output_schema: None,
                 }
             })
             .collect();

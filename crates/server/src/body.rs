@@ -21,7 +21,7 @@ pub(crate) const CREATE_LIMIT: usize = 10 * 1024;
 /// The largest completion body (and so output): 3 MiB, as Trigger.dev.
 pub(crate) const OUTPUT_LIMIT: usize = 3 * 1024 * 1024;
 
-const CREATE_SHAPE: &str = r#"{"timeout": "10m", "idempotencyKey": "...", "idempotencyKeyTTL": "1h", "tags": ["..."], "approval": {"title": "..."}} (every field optional)"#;
+const CREATE_SHAPE: &str = r#"{"timeout": "10m", "idempotencyKey": "...", "idempotencyKeyTTL": "1h", "tags": ["..."], "approval": {"title": "..."}, "outputSchema": {"type": "object"}} (every field optional)"#;
 const CALLBACK_SHAPE: &str =
     r#"{"status": "succeeded", ...} (any JSON becomes the output; other text is kept as text)"#;
 const COMPLETE_SHAPE: &str = r#"{"data": <output>} or {"output": <output>}, or {} to complete without output"#;
@@ -131,10 +131,11 @@ pub(crate) fn parse_create(bytes: &[u8]) -> Result<CreateTokenRequest, ApiError>
             }
             "tags" => request.tags = Some(tags(value)?),
             "approval" => request.approval = Some(approval(value)?),
+            "outputSchema" => request.output_schema = Some(output_schema(value)?),
             _ => {
                 return Err(ApiError::bad_request(format!(
-                    "Unknown field {name:?}: a token takes timeout, idempotencyKey, idempotencyKeyTTL, tags and \
-                     approval, as in {CREATE_SHAPE}"
+                    "Unknown field {name:?}: a token takes timeout, idempotencyKey, idempotencyKeyTTL, tags, \
+                     approval and outputSchema, as in {CREATE_SHAPE}"
                 )));
             }
         }
@@ -143,6 +144,16 @@ pub(crate) fn parse_create(bytes: &[u8]) -> Result<CreateTokenRequest, ApiError>
 }
 
 const APPROVAL_SHAPE: &str = r#"{"title": "...", "description": "...", "fields": [{"name": "amount", "label": "Amount", "type": "number", "required": true, "min": 0, "max": 100}, {"name": "note", "type": "text", "multiline": true}, {"name": "tier", "type": "choice", "options": ["a", "b"]}, {"name": "notify", "type": "boolean"}]} (every key optional but a field's name and type)"#;
+
+/// An output schema: a JSON Schema object (whether it compiles, the engine checks).
+fn output_schema(value: Value) -> Result<Value, ApiError> {
+    match value {
+        Value::Object(_) => Ok(value),
+        other => Err(ApiError::bad_request(format!(
+            "outputSchema must be a JSON Schema (an object such as {{\"type\": \"object\"}}), not {other}"
+        ))),
+    }
+}
 
 /// The approval page's description, with its shape in the error when it does not fit.
 fn approval(value: Value) -> Result<waitpoint_types::Approval, ApiError> {

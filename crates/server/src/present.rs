@@ -57,6 +57,7 @@ pub(crate) fn detail(engine: &Engine, environment: &Environment, waitpoint: &Wai
         completed_after: waitpoint.timeout_at,
         completed_at: waitpoint.completed_at(),
         completed_via,
+        output_schema: waitpoint.output_schema.as_deref().map(json_value),
         created_at: waitpoint.created_at,
         tags: waitpoint.tags.clone(),
     }

@@ -540,3 +540,22 @@ async fn the_event_stream_tells_the_session_what_changes_in_its_environment() {
     site.engine.release_polls();
     assert!(body.frame().await.is_none(), "the stream ends when the server stops");
 }
+
+#[tokio::test]
+async fn an_approval_page_and_the_dashboard_refuse_an_answer_the_output_schema_does_not_take() {
+    let site = Site::new().await;
+    let schema = json!({ "properties": { "status": { "const": "approved" }, "comment": { "minLength": 3 } } });
+    let created = site.create(&site.dev, json!({ "outputSchema": schema })).await;
+    let id = id_of(&created);
+    let url = path_of(created["approvalUrl"].as_str().unwrap());
+    let short = site.post(&url, None, &[("decision", "approve"), ("comment", "ok")]).await;
+    assert_eq!(short.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(short.text.contains("/comment"), "the page says where: {}", short.text);
+    assert!(short.text.contains("method=\"post\""), "and asks again");
+    let rejected = site.post(&url, None, &[("decision", "reject"), ("comment", "not now")]).await;
+    assert_eq!(rejected.status, StatusCode::UNPROCESSABLE_ENTITY, "only approvals fit this schema");
+    assert_eq!(site.token(&id).await["status"], "WAITING");
+    let approved = site.post(&url, None, &[("decision", "approve"), ("comment", "fine by me")]).await;
+    assert_eq!(approved.status, StatusCode::SEE_OTHER);
+    assert_eq!(site.token(&id).await["status"], "COMPLETED");
+}

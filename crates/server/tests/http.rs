@@ -181,6 +181,19 @@ async fn every_way_to_complete_records_its_output_and_how() {
 }
 
 #[tokio::test]
+async fn numbers_come_back_exactly_as_they_were_sent() {
+    let api = Api::new().await;
+    let token = api.create(json!({})).await;
+    // The shortest text of this double is 17 digits; a parser that is off by one unit in the
+    // last place writes it back as 0.1006722321923338.
+    let body = r#"{"r":0.10067223219233379,"big":1.7976931348623157e308,"small":5e-324}"#;
+    let reply = api.call(Method::POST, &callback_path(token["url"].as_str().unwrap()), None, body).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let output = api.retrieve(token["id"].as_str().unwrap()).await["output"].clone();
+    assert_eq!(output, r#"{"json":{"r":0.10067223219233379,"big":1.7976931348623157e308,"small":5e-324}}"#);
+}
+
+#[tokio::test]
 async fn a_timed_out_token_reports_the_error_the_sdk_turns_into_a_timeout_error() {
     let api = Api::new().await;
     let mut events = api.engine.subscribe();
@@ -572,4 +585,43 @@ async fn a_rejected_token_reads_as_trigger_dev_reads_an_error_and_says_it_was_re
         assert_error(&api.reject(&id(&untouched), &key, body).await, StatusCode::BAD_REQUEST, hint);
     }
     assert_eq!(api.retrieve(&id(&untouched)).await["status"], "WAITING", "refused rejections change nothing");
+}
+
+#[tokio::test]
+async fn a_completion_must_fit_the_tokens_output_schema_on_every_route() {
+    let api = Api::new().await;
+    let key = api.key();
+    let schema = json!({
+        "type": "object",
+        "properties": { "status": { "enum": ["approved", "rejected"] }, "amount": { "type": "integer", "maximum": 100 } },
+        "required": ["status"]
+    });
+    let token = api.create(json!({ "outputSchema": schema })).await;
+    let id = token["id"].as_str().unwrap();
+    assert_eq!(api.retrieve(id).await["outputSchema"], schema, "retrieve shows it");
+
+    let wrong = api.complete(id, &key, r#"{"data": {"status": "maybe"}}"#).await;
+    assert_error(&wrong, StatusCode::UNPROCESSABLE_ENTITY, "/status");
+    let too_much = api.complete(id, &key, r#"{"data": {"status": "approved", "amount": 500}}"#).await;
+    assert_error(&too_much, StatusCode::UNPROCESSABLE_ENTITY, "/amount");
+    let none = api.complete(id, &key, "{}").await;
+    assert_error(&none, StatusCode::UNPROCESSABLE_ENTITY, "outputSchema");
+    let url = callback_path(token["url"].as_str().unwrap());
+    let by_url = api.call(Method::POST, &url, None, r#"{"status": 1}"#).await;
+    assert_error(&by_url, StatusCode::UNPROCESSABLE_ENTITY, "/status");
+    assert_eq!(api.retrieve(id).await["status"], "WAITING", "refused completions change nothing");
+
+    let fits = api.call(Method::POST, &url, None, r#"{"status": "approved", "amount": 7}"#).await;
+    assert_eq!(fits.status, StatusCode::OK, "{}", fits.body);
+    assert_eq!(api.retrieve(id).await["status"], "COMPLETED");
+
+    for (schema, hint) in [
+        (json!({ "type": "nothing" }), "outputSchema is not a JSON Schema"),
+        (json!({ "$ref": "https://example.com/schema.json" }), "outputSchema is not a JSON Schema"),
+        (json!("string"), "outputSchema must be a JSON Schema"),
+    ] {
+        let body = json!({ "outputSchema": schema }).to_string();
+        let reply = api.call(Method::POST, "/api/v1/waitpoints/tokens", Some(&key), &body).await;
+        assert_error(&reply, StatusCode::BAD_REQUEST, hint);
+    }
 }

@@ -457,6 +457,7 @@ async fn hand_parsed_bodies_are_taken_exactly_when_they_fit_their_schemas() {
                 r#"{"tags": "a"}"#,
                 r#"{"tags": ["a", "b"], "timeout": "10m", "idempotencyKey": "k", "idempotencyKeyTTL": "1h"}"#,
                 r#"{"approval": {"title": "Publish?", "fields": [{"name": "n", "type": "number", "min": 0}]}}"#,
+                r#"{"outputSchema": {"type": "object", "required": ["status"]}}"#,
             ],
             &[
                 r#"{"extra": 1}"#,
@@ -464,6 +465,8 @@ async fn hand_parsed_bodies_are_taken_exactly_when_they_fit_their_schemas() {
                 r#"{"timeout": 5}"#,
                 r#"{"tags": [1]}"#,
                 r#"{"approval": null}"#,
+                r#"{"outputSchema": null}"#,
+                r#"{"outputSchema": true}"#,
                 r#"{"approval": {"fields": [{"name": "n", "type": "date"}]}}"#,
                 "[]",
             ],

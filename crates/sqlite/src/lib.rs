@@ -51,6 +51,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/0005_wait_sets.sql")),
     (6, include_str!("../migrations/0006_rejected_tokens.sql")),
     (7, include_str!("../migrations/0007_retention.sql")),
+    (8, include_str!("../migrations/0008_output_schemas.sql")),
 ];
 
 /// Read-only connections, so reads that run at once; more wait their turn.

@@ -11,7 +11,7 @@ use waitpoint_types::{
 /// The columns [`waitpoint_from_row`] reads, in order, of the table aliased `w`.
 pub(crate) const WAITPOINT_COLUMNS: &str = "w.id, w.environment_id, w.status, w.idempotency_key, \
      w.inactive_idempotency_key, w.idempotency_key_expires_at, w.timeout_at, w.tags, w.output, w.output_type, \
-     w.completed_at, w.completed_via, w.created_at, w.kind, w.approval";
+     w.completed_at, w.completed_via, w.created_at, w.kind, w.approval, w.output_schema";
 
 /// Reads a waitpoint. The outer error is SQLite's; the inner one a record this version cannot read.
 pub(crate) fn waitpoint_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Waitpoint>> {
@@ -27,6 +27,7 @@ pub(crate) fn waitpoint_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Waitp
     let fields = (row.get(1)?, row.get(3)?, row.get(4)?, row.get::<_, i64>(12)?);
     let kind: String = row.get(13)?;
     let approval: Option<String> = row.get(14)?;
+    let output_schema: Option<String> = row.get(15)?;
     Ok((|| {
         let corrupt = |what: &str| StorageError::Corrupt(format!("waitpoint {id}: {what}"));
         let tags: Vec<String> = serde_json::from_str(&tags).map_err(|_| corrupt("tags are not a JSON array"))?;
@@ -73,6 +74,7 @@ pub(crate) fn waitpoint_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Waitp
             tags,
             created_at: Timestamp::from_millis(created_at),
             approval,
+            output_schema,
         })
     })())
 }

@@ -45,8 +45,8 @@ pub(crate) fn create(conn: &Connection, new: Waitpoint) -> Result<CreateOutcome>
     let approval = new.approval.as_ref().map(serde_json::to_string).transpose().map_err(StorageError::database)?;
     conn.prepare_cached(
         "INSERT INTO waitpoints (id, environment_id, status, idempotency_key, inactive_idempotency_key,
-             idempotency_key_expires_at, timeout_at, tags, created_at, kind, approval)
-         VALUES (?1, ?2, 'WAITING', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             idempotency_key_expires_at, timeout_at, tags, created_at, kind, approval, output_schema)
+         VALUES (?1, ?2, 'WAITING', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -60,6 +60,7 @@ pub(crate) fn create(conn: &Connection, new: Waitpoint) -> Result<CreateOutcome>
             new.created_at.as_millis(),
             new.kind.as_str(),
             approval,
+            new.output_schema,
         ])
     })
     .map_err(map_error)?;
@@ -79,6 +80,9 @@ pub(crate) fn finish(conn: &Connection, finish: Finish) -> Result<FinishOutcome>
     };
     if finish.environment_id.as_ref().is_some_and(|env| *env != current.environment_id) {
         return Ok(FinishOutcome::NotFound);
+    }
+    if let Some(reason) = transitions::completion_refused(&current, &finish.finishing) {
+        return Ok(FinishOutcome::Refused(current, reason));
     }
     let Some(state) = transitions::waitpoint_finished(&current, &finish.finishing) else {
         return Ok(FinishOutcome::Unchanged(current));

@@ -84,6 +84,7 @@ async fn finished_tokens(store: &SqliteStore, environment: &Environment, count: 
                 tags: vec!["retention".into()],
                 created_at: at,
                 approval: None,
+                output_schema: None,
             })
             .collect();
         let finishes = tokens.iter().map(|token| {

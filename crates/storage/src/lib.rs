@@ -20,6 +20,7 @@ pub mod conformance;
 pub mod ops;
 pub mod query;
 pub mod retention;
+pub mod schema;
 pub mod transitions;
 
 use std::fmt;

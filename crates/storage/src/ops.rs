@@ -382,6 +382,9 @@ pub enum FinishOutcome {
     Unchanged(Waitpoint),
     /// No such waitpoint (in that environment).
     NotFound,
+    /// The completion's output does not fit the waitpoint's output schema, for this reason;
+    /// nothing changed. The current record is returned.
+    Refused(Waitpoint, String),
 }
 
 /// What a run create did.

@@ -28,6 +28,18 @@ pub fn waitpoint_finished(current: &Waitpoint, finishing: &Finishing) -> Option<
     }
 }
 
+/// Why a completion may not apply to `current`, which still waits: its output does not fit the
+/// token's output schema (see [`crate::schema`]). `None` when it may, and for every other
+/// finishing, and once `current` has finished (then nothing applies anyway).
+pub fn completion_refused(current: &Waitpoint, finishing: &Finishing) -> Option<String> {
+    match (finishing, &current.output_schema, &current.state) {
+        (Finishing::Complete { output, .. }, Some(schema), WaitpointState::Waiting) => {
+            crate::schema::output_fits(schema, output.as_ref()).err()
+        }
+        _ => None,
+    }
+}
+
 /// Whether a worker's call made by session `incoming` may act for a worker whose newest session
 /// is `stored`: sessions sort as strings (a process makes a time-ordered one when it starts),
 /// and without a session on either side the worker id is the whole identity.
@@ -193,6 +205,7 @@ mod tests {
             tags: Vec::new(),
             created_at: Timestamp::from_millis(0),
             approval: None,
+            output_schema: None,
         }
     }
 

@@ -37,6 +37,12 @@ pub struct CreateTokenRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub approval: Option<Approval>,
+    /// A JSON Schema (draft 2020-12) every completion's output must fit (waitpoint's own
+    /// field): a completion that does not is refused (422) and the token keeps waiting. It must
+    /// stand alone: a `$ref` to a URL or a file is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, value_type = Object))]
+    pub output_schema: Option<serde_json::Value>,
 }
 
 impl CreateTokenRequest {
@@ -84,6 +90,12 @@ impl CreateTokenRequest {
     /// What the token's hosted approval page asks (its title, description and form fields).
     pub fn approval(mut self, approval: Approval) -> Self {
         self.approval = Some(approval);
+        self
+    }
+
+    /// Every completion's output must fit this JSON Schema (draft 2020-12).
+    pub fn output_schema(mut self, schema: serde_json::Value) -> Self {
+        self.output_schema = Some(schema);
         self
     }
 }
@@ -291,6 +303,11 @@ pub struct TokenDetail {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub completed_via: Option<String>,
+    /// The JSON Schema its completions' output must fit, as given at create (waitpoint's own
+    /// field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, value_type = Object))]
+    pub output_schema: Option<serde_json::Value>,
     /// When it was created.
     pub created_at: Timestamp,
     /// Tags in the order given.

@@ -313,6 +313,9 @@ pub struct Waitpoint {
     pub created_at: Timestamp,
     /// What its approval page asks, as given at create; `None` for the default page.
     pub approval: Option<Approval>,
+    /// The JSON Schema (draft 2020-12) every completion's output must fit, as JSON text, as
+    /// given at create; `None` takes any output.
+    pub output_schema: Option<String>,
 }
 
 impl Waitpoint {
@@ -429,6 +432,7 @@ mod tests {
             tags: vec![],
             created_at: Timestamp::from_millis(1_743_501_000_000),
             approval: None,
+            output_schema: None,
         }
     }
 

@@ -51,6 +51,9 @@ pub(crate) async fn answer(
     match engine.answer_approval(&page, &answer).await {
         Ok(_) => Redirect::to(uri.path()).into_response(),
         Err(EngineError::Invalid(problem)) => render(&page, Some((&answer, &problem)), StatusCode::BAD_REQUEST),
+        Err(EngineError::Unprocessable(problem)) => {
+            render(&page, Some((&answer, &problem)), StatusCode::UNPROCESSABLE_ENTITY)
+        }
         Err(error) => failure(error),
     }
 }

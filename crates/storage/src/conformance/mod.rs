@@ -52,6 +52,7 @@ macro_rules! conformance_tests {
             idempotency_keys_are_scoped_to_an_environment,
             first_completion_wins,
             a_rejection_applies_once_and_reads_back_with_its_error,
+            a_completion_must_fit_the_output_schema,
             timeout_applies_only_when_due_and_only_once,
             completion_from_another_environment_is_not_found,
             a_batch_sees_its_own_writes,
@@ -142,6 +143,7 @@ pub fn waitpoint(ids: &IdGenerator, env: &Environment, created_at: Timestamp) ->
         tags: Vec::new(),
         created_at,
         approval: None,
+        output_schema: None,
     }
 }
 
@@ -416,6 +418,58 @@ pub async fn a_rejection_applies_once_and_reads_back_with_its_error(db: &dyn Tes
     datetime.kind = WaitpointKind::Datetime;
     create(&*store, &datetime).await;
     assert_eq!(finish(&*store, &datetime.id, rejecting).await, FinishOutcome::Unchanged(datetime));
+}
+
+/// A completion whose output does not fit the token's output schema is refused, says where, and
+/// changes nothing, alone or in a batch; one that fits applies; a finished token answers as it
+/// is, whatever the output; deadlines and rejections are not checked.
+pub async fn a_completion_must_fit_the_output_schema(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let schema = r#"{"type":"object","properties":{"amount":{"type":"integer","minimum":10}},"required":["amount"]}"#;
+    let w = Waitpoint { output_schema: Some(schema.into()), ..waitpoint(&ids, &env, at(0)) };
+    assert_eq!(create(&*store, &w).await, w, "the schema reads back");
+    assert_eq!(store.waitpoint_get(&w.id).await.unwrap().output_schema.as_deref(), Some(schema));
+
+    let FinishOutcome::Refused(unchanged, reason) = finish(&*store, &w.id, completed(1, r#"{"amount":5}"#)).await
+    else {
+        panic!("an output below the minimum was applied");
+    };
+    assert_eq!(unchanged, w);
+    assert!(reason.starts_with("at /amount: "), "{reason}");
+    let batch = store
+        .write_batch(vec![
+            WriteOp::Finish(Finish {
+                id: w.id.clone(),
+                environment_id: None,
+                finishing: completed(2, "{}"),
+                workers_alive_since: None,
+            }),
+            WriteOp::Finish(Finish {
+                id: w.id.clone(),
+                environment_id: None,
+                finishing: completed(3, r#""text""#),
+                workers_alive_since: None,
+            }),
+        ])
+        .await
+        .unwrap();
+    assert!(batch.iter().all(|o| matches!(o, WriteOutcome::Finish(FinishOutcome::Refused(..)))), "{batch:?}");
+    assert_eq!(store.waitpoint_get(&w.id).await.unwrap().state, WaitpointState::Waiting, "nothing changed");
+
+    let FinishOutcome::Finished(done, _) = finish(&*store, &w.id, completed(4, r#"{"amount":12}"#)).await else {
+        panic!("a fitting output was not applied");
+    };
+    assert_eq!(finish(&*store, &w.id, completed(5, r#"{"amount":1}"#)).await, FinishOutcome::Unchanged(done));
+
+    let mut deadline = Waitpoint { output_schema: Some(schema.into()), ..waitpoint(&ids, &env, at(0)) };
+    deadline.timeout_at = Some(at(10));
+    create(&*store, &deadline).await;
+    assert!(matches!(
+        finish(&*store, &deadline.id, Finishing::Deadline { at: at(10) }).await,
+        FinishOutcome::Finished(..)
+    ));
 }
 
 /// A timeout applies only at or after `timeout_at`, and only to a waiting waitpoint.
