@@ -11,6 +11,9 @@
 //! - [`backup`]: a consistent copy of a live database.
 //! - `retention`: purges of what finished long ago, the pages they free returned to the file
 //!   system, and [`vacuum`] for databases made before that.
+//! - `waitpoints`: token writes and reads; a finish resumes the waiting runs through `resume`.
+//! - `runs`: run writes and reads, on top of both (a run's tokens are created through
+//!   `waitpoints`, its state is stored through `resume`).
 //! - `lists`: what the token and run lists share (filters, cursors, merged walks).
 //! - `rows`: mapping between rows and domain types.
 //! - `threads`: the connections' threads, which run the blocking SQLite calls.
@@ -19,6 +22,7 @@
 mod args;
 mod backup;
 mod lists;
+mod resume;
 mod retention;
 mod rows;
 mod runs;
@@ -307,7 +311,7 @@ impl Store for SqliteStore {
 
     async fn run_waits(&self, id: &RunId, seq: u32) -> Result<Vec<Waitpoint>> {
         let id = id.internal().to_owned();
-        self.read(move |conn| runs::waits(conn, &id, seq)).await
+        self.read(move |conn| resume::waits(conn, &id, seq)).await
     }
 
     async fn run_next_available(

@@ -5,19 +5,17 @@
 
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use waitpoint_storage::{
-    Claim, ClaimOutcome, CreateOutcome, JournalOutcome, LeaseRefusal, Result, Resumed, RunClaim, RunCreateOutcome,
+    Claim, ClaimOutcome, CreateOutcome, JournalOutcome, LeaseRefusal, Result, RunClaim, RunCreateOutcome,
     RunCreateToken, RunEndOutcome, RunFinish, RunListQuery, RunRecord, RunWait, RunsRelease, StorageError,
     WorkerOutcome, WorkerSeen, transitions,
 };
 use waitpoint_types::{
-    EnvironmentId, JournalEntry, JournalKind, Run, RunId, RunStatus, Timestamp, Waitpoint, WaitpointId, WorkerId,
+    EnvironmentId, JournalEntry, JournalKind, Run, RunId, RunStatus, Timestamp, WaitpointId, WorkerId,
 };
 
 use crate::args::Args;
-use crate::rows::{
-    RUN_COLUMNS, WAITPOINT_COLUMNS, journal_entry_at, journal_entry_from_row, run_from_row, run_state_columns,
-    waitpoint_from_row,
-};
+use crate::resume::update;
+use crate::rows::{RUN_COLUMNS, journal_entry_from_row, run_from_row, run_state_columns};
 use crate::waitpoints;
 use crate::{lists, map_error};
 
@@ -27,37 +25,6 @@ pub(crate) fn select(conn: &Connection, id: &str) -> Result<Option<Run>> {
         .and_then(|mut stmt| stmt.query_row([id], run_from_row).optional())
         .map_err(map_error)?
         .transpose()
-}
-
-/// Stores every column a transition can change.
-fn update(conn: &Connection, run: &Run) -> Result<()> {
-    let columns = run_state_columns(&run.state);
-    conn.prepare_cached(
-        "UPDATE runs SET status = ?2, available_at = ?3, worker_id = ?4, waiting_needed = ?5, waiting_seq = ?6,
-             output = ?7, error = ?8, finished_at = ?9, attempt = ?10, epoch = ?11, sticky_worker = ?12,
-             started_at = ?13, updated_at = ?14
-         WHERE id = ?1",
-    )
-    .and_then(|mut stmt| {
-        stmt.execute(params![
-            run.id.internal(),
-            columns.status,
-            columns.available_at,
-            columns.worker_id,
-            columns.waiting_needed,
-            columns.waiting_seq,
-            columns.output,
-            columns.error,
-            columns.finished_at,
-            run.attempt,
-            i64::try_from(run.epoch).unwrap_or(i64::MAX),
-            run.sticky_worker.as_ref().map(|w| w.internal()),
-            run.started_at.map(Timestamp::as_millis),
-            run.updated_at.as_millis(),
-        ])
-    })
-    .map_err(map_error)?;
-    Ok(())
 }
 
 pub(crate) fn create(conn: &Connection, new: Run) -> Result<RunCreateOutcome> {
@@ -324,91 +291,6 @@ fn insert_waits(conn: &Connection, run: &str, seq: u32, waitpoints: &[WaitpointI
         insert.execute(params![run, seq, position, waitpoint.internal()]).map_err(map_error)?;
     }
     Ok(())
-}
-
-/// The waitpoints of the run's wait at `seq`, in the wait's order.
-pub(crate) fn waits(conn: &Connection, run: &str, seq: u32) -> Result<Vec<Waitpoint>> {
-    let sql = format!(
-        "SELECT {WAITPOINT_COLUMNS} FROM run_waits x JOIN waitpoints w ON w.id = x.waitpoint_id
-         WHERE x.run_id = ?1 AND x.seq = ?2 ORDER BY x.position"
-    );
-    let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
-    let rows = stmt.query_map(params![run, seq], waitpoint_from_row).map_err(map_error)?;
-    rows.map(|row| row.map_err(map_error)?).collect()
-}
-
-/// Resumes every run whose wait `waitpoint`, which just finished, decides: fills in the result
-/// of each one's wait, then hands it to its sticky worker if that worker was seen at or after
-/// `workers_alive_since`, or queues it. A run waiting on a set whose wait is not decided yet
-/// stays waiting.
-pub(crate) fn resume_waiting(
-    conn: &Connection,
-    waitpoint: &Waitpoint,
-    workers_alive_since: Option<Timestamp>,
-) -> Result<Resumed> {
-    let Some(at) = waitpoint.completed_at() else {
-        return Ok(Resumed::default());
-    };
-    let sql = format!(
-        "SELECT {RUN_COLUMNS}, e.seq, e.kind, e.name, e.result FROM run_waits w
-         JOIN runs r ON r.id = w.run_id AND r.status = 'WAITING' AND r.waiting_seq = w.seq
-         JOIN run_journal e ON e.run_id = r.id AND e.seq = r.waiting_seq
-         WHERE w.waitpoint_id = ?1"
-    );
-    let waiting: Vec<(Run, JournalEntry)> = {
-        let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
-        let rows = stmt
-            .query_map([waitpoint.id.internal()], |row| Ok((run_from_row(row)?, journal_entry_at(row, 23)?)))
-            .map_err(map_error)?;
-        rows.map(|row| {
-            let (run, wait) = row.map_err(map_error)?;
-            Ok((run?, wait?))
-        })
-        .collect::<Result<_>>()?
-    };
-    let mut resumed = Resumed::default();
-    for (run, wait) in waiting {
-        let waitpoint_types::RunState::Waiting { seq, needed } = run.state else { continue };
-        let members = match wait.kind {
-            JournalKind::WaitSet => waits(conn, run.id.internal(), seq)?,
-            _ => vec![waitpoint.clone()],
-        };
-        let Some(result) = transitions::wait_decided(wait.kind, needed, &members) else { continue };
-        conn.prepare_cached("UPDATE run_journal SET result = ?3 WHERE run_id = ?1 AND seq = ?2")
-            .and_then(|mut stmt| stmt.execute(params![run.id.internal(), seq, result]))
-            .map_err(map_error)?;
-        let alive_worker = match (&run.sticky_worker, workers_alive_since) {
-            (Some(worker), Some(since)) if seen_since(conn, &run.environment_id, worker, since)? => {
-                Some(worker.clone())
-            }
-            _ => None,
-        };
-        match alive_worker {
-            Some(worker) => {
-                let claimed = transitions::run_claimed(&run, &worker, at);
-                update(conn, &claimed)?;
-                // The wait is the journal's last entry: a waiting run performs nothing after it.
-                let entry = JournalEntry { result: Some(result), ..wait };
-                resumed.handed.push(Claim { run: claimed, journal_length: seq + 1, resumed: Some(entry) });
-            }
-            None => {
-                update(conn, &transitions::run_resumed(&run, at))?;
-                resumed.queued.push(run.id);
-            }
-        }
-    }
-    Ok(resumed)
-}
-
-/// Whether `worker` of `environment` was seen at or after `since`.
-fn seen_since(conn: &Connection, environment: &EnvironmentId, worker: &WorkerId, since: Timestamp) -> Result<bool> {
-    conn.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM workers WHERE environment_id = ?1 AND id = ?2 AND last_seen_at >= ?3)",
-    )
-    .and_then(|mut stmt| {
-        stmt.query_row(params![environment.internal(), worker.internal(), since.as_millis()], |row| row.get(0))
-    })
-    .map_err(map_error)
 }
 
 pub(crate) fn finish(conn: &Connection, op: RunFinish) -> Result<RunEndOutcome> {

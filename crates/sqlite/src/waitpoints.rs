@@ -6,8 +6,8 @@ use waitpoint_storage::{CreateOutcome, Finish, FinishOutcome, ListQuery, Result,
 use waitpoint_types::{EnvironmentId, Timestamp, Waitpoint};
 
 use crate::args::Args;
+use crate::resume;
 use crate::rows::{WAITPOINT_COLUMNS, state_columns, waitpoint_from_row};
-use crate::runs;
 use crate::{lists, map_error};
 
 pub(crate) fn select_waitpoint(conn: &Connection, id: &str) -> Result<Option<Waitpoint>> {
@@ -119,7 +119,7 @@ pub(crate) fn finish(conn: &Connection, finish: Finish) -> Result<FinishOutcome>
         }
     }
     current.state = state;
-    let resumed = runs::resume_waiting(conn, &current, finish.workers_alive_since)?;
+    let resumed = resume::resume_waiting(conn, &current, finish.workers_alive_since)?;
     Ok(FinishOutcome::Finished(current, resumed))
 }
 
