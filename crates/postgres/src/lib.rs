@@ -27,9 +27,12 @@
 //!
 //! # Layout
 //! - [`PostgresStore`]: connecting, migrations and the [`Store`] implementation.
-//! - `batch`: the write path: a batch planned into sets and the statements that apply them.
+//! - `batch`: the write path: a batch planned into sets, and each step applied.
+//! - `run_sets`: run operations of a set, together.
+//! - `runs`: the run operations and queries.
+//! - `waitpoints`: the statements that create and finish waitpoints. Each of these four
+//!   builds only on those listed after it.
 //! - `lists`: what the token and run lists share (filters on keys, bounds and cursors).
-//! - `runs`: the run operations and queries; `run_sets`: run operations of a set, together.
 //! - `retention`: purges of what finished long ago.
 //! - `rows`: mapping between rows and domain types.
 //! - `testing` (feature `test-util`): a fresh schema per test, for this and other crates' tests,
@@ -44,6 +47,7 @@ mod run_sets;
 mod runs;
 #[cfg(feature = "test-util")]
 pub mod testing;
+mod waitpoints;
 
 use std::fmt;
 use std::str::FromStr;

@@ -2,9 +2,9 @@
 //! for any number of triggers, journal records, run tokens, waits and attempt ends, instead of
 //! a few statements each.
 //!
-//! [`batch::plan`](crate::batch) puts an operation here only when no other operation of its
-//! set touches its run or its waitpoints, and only when it has no idempotency key (those read
-//! and may change whichever row holds the key). Each operation gets the outcome it would get
+//! The batch's plan puts an operation here only when no other operation of its set touches
+//! its run or its waitpoints, and only when it has no idempotency key (those read and may
+//! change whichever row holds the key). Each operation gets the outcome it would get
 //! applied alone, deciding with the same `transitions` and `runs::position_in`; the
 //! statements are:
 //! 1. the new runs, one multi-row insert with their tags;
@@ -27,8 +27,8 @@ use waitpoint_storage::{
 use waitpoint_types::{JournalEntry, JournalKind, Run, RunState, Timestamp, Waitpoint, WaitpointId};
 
 use crate::rows::column;
-use crate::runs::{Position, position_in, run_columns, run_from_row, state_columns};
-use crate::{batch, failure, map_error, runs};
+use crate::runs::{Position, position_in, run_columns, run_from_row};
+use crate::{failure, map_error, runs, waitpoints};
 
 /// Inserts runs without idempotency key, and their tags: one array element per run, except
 /// the tags, all in `$13`, each run's the slice from its `$11` to its `$12` (1-based,
@@ -68,24 +68,6 @@ const LOCK_RUNS_AT: &str = concat!(
 
 const INSERT_ENTRIES: &str = "INSERT INTO run_journal (run_id, seq, kind, name, result)
      SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[])";
-
-/// Stores every column a transition can change, for each listed run. `LIMIT $15` keeps every
-/// element and makes the plan a probe of the primary key per element (see
-/// `batch::FINISH_WHERE_APPLIES`).
-const UPDATE_RUNS: &str = "
-    UPDATE runs r
-    SET status = u.status, available_at = u.available_at, worker_id = u.worker_id, waiting_needed = u.waiting_needed,
-        waiting_seq = u.waiting_seq, output = u.output, error = u.error, finished_at = u.finished_at,
-        attempt = u.attempt, epoch = u.epoch, sticky_worker = u.sticky_worker, started_at = u.started_at,
-        updated_at = u.updated_at
-    FROM (
-        SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::int[], $6::int[], $7::text[],
-            $8::text[], $9::bigint[], $10::int[], $11::bigint[], $12::text[], $13::bigint[], $14::bigint[])
-            AS u (id, status, available_at, worker_id, waiting_needed, waiting_seq, output, error, finished_at, attempt,
-                epoch, sticky_worker, started_at, updated_at)
-        LIMIT $15
-    ) AS u
-    WHERE r.id = u.id";
 
 /// Whether `op` can be applied in a set (see the module's documentation).
 pub(crate) fn in_sets(op: &WriteOp) -> bool {
@@ -184,7 +166,7 @@ pub(crate) async fn apply(tx: &Transaction<'_>, ops: &[(usize, &WriteOp)]) -> Re
 
     if !writes.waitpoints.is_empty() {
         let creates: Vec<(usize, &Waitpoint)> = writes.waitpoints.iter().enumerate().collect();
-        batch::create_all(tx, &creates).await?;
+        waitpoints::create_all(tx, &creates).await?;
     }
     if !writes.entries.is_empty() {
         insert_entries(tx, &writes.entries).await?;
@@ -193,7 +175,7 @@ pub(crate) async fn apply(tx: &Transaction<'_>, ops: &[(usize, &WriteOp)]) -> Re
         runs::insert_waits(tx, &writes.waits).await?;
     }
     if !writes.runs.is_empty() {
-        update_runs(tx, &writes.runs).await?;
+        runs::update_runs(tx, &writes.runs).await?;
     }
     Ok(outcomes)
 }
@@ -347,49 +329,5 @@ async fn insert_entries(tx: &Transaction<'_>, entries: &[(String, JournalEntry)]
     let results: Vec<Option<&str>> = entries.iter().map(|(_, entry)| entry.result.as_deref()).collect();
     let insert = tx.prepare_cached(INSERT_ENTRIES).await.map_err(map_error)?;
     tx.execute(&insert, &[&runs, &seqs, &kinds, &names, &results]).await.map_err(map_error)?;
-    Ok(())
-}
-
-/// Stores every column a transition can change, for each of `runs` (distinct), in one statement.
-pub(crate) async fn update_runs(tx: &Transaction<'_>, runs: &[Run]) -> Result<()> {
-    let columns = runs.iter().map(|run| state_columns(&run.state)).collect::<Result<Vec<_>>>()?;
-    let ids: Vec<&str> = runs.iter().map(|run| run.id.internal()).collect();
-    let statuses: Vec<&str> = columns.iter().map(|c| c.0).collect();
-    let available_at: Vec<Option<i64>> = columns.iter().map(|c| c.1).collect();
-    let workers: Vec<Option<&str>> = columns.iter().map(|c| c.2).collect();
-    let waiting_needed: Vec<Option<i32>> = columns.iter().map(|c| c.3).collect();
-    let waiting_seq: Vec<Option<i32>> = columns.iter().map(|c| c.4).collect();
-    let outputs: Vec<Option<&str>> = columns.iter().map(|c| c.5).collect();
-    let errors: Vec<Option<&str>> = columns.iter().map(|c| c.6.as_deref()).collect();
-    let finished_at: Vec<Option<i64>> = columns.iter().map(|c| c.7).collect();
-    let attempts: Vec<i32> = runs.iter().map(|run| i32::try_from(run.attempt).unwrap_or(i32::MAX)).collect();
-    let epochs: Vec<i64> = runs.iter().map(|run| i64::try_from(run.epoch).unwrap_or(i64::MAX)).collect();
-    let sticky: Vec<Option<&str>> = runs.iter().map(|run| run.sticky_worker.as_ref().map(|w| w.internal())).collect();
-    let started_at: Vec<Option<i64>> = runs.iter().map(|run| run.started_at.map(Timestamp::as_millis)).collect();
-    let updated_at: Vec<i64> = runs.iter().map(|run| run.updated_at.as_millis()).collect();
-    let count = i64::try_from(runs.len()).map_err(|error| failure(&error))?;
-    let update = tx.prepare_cached(UPDATE_RUNS).await.map_err(map_error)?;
-    tx.execute(
-        &update,
-        &[
-            &ids,
-            &statuses,
-            &available_at,
-            &workers,
-            &waiting_needed,
-            &waiting_seq,
-            &outputs,
-            &errors,
-            &finished_at,
-            &attempts,
-            &epochs,
-            &sticky,
-            &started_at,
-            &updated_at,
-            &count,
-        ],
-    )
-    .await
-    .map_err(map_error)?;
     Ok(())
 }

@@ -20,7 +20,7 @@ use waitpoint_types::{
 };
 
 use crate::rows::{WAITPOINT_COLUMNS, column, waitpoint_columns, waitpoint_from_row};
-use crate::{batch, bind, lists, map_error, run_sets};
+use crate::{bind, failure, lists, map_error, waitpoints};
 
 /// The columns [`run_from_row`] reads, in order, of the table aliased `r`.
 macro_rules! run_columns {
@@ -72,6 +72,23 @@ const UPDATE_RUN: &str = "UPDATE runs SET status = $2, available_at = $3, worker
      waiting_seq = $6, output = $7, error = $8, finished_at = $9, attempt = $10, epoch = $11, sticky_worker = $12,
      started_at = $13, updated_at = $14
      WHERE id = $1";
+/// Stores every column a transition can change, for each listed run. `LIMIT $15` keeps every
+/// element and makes the plan a probe of the primary key per element (see
+/// `waitpoints::FINISH_WHERE_APPLIES`).
+const UPDATE_RUNS: &str = "
+    UPDATE runs r
+    SET status = u.status, available_at = u.available_at, worker_id = u.worker_id, waiting_needed = u.waiting_needed,
+        waiting_seq = u.waiting_seq, output = u.output, error = u.error, finished_at = u.finished_at,
+        attempt = u.attempt, epoch = u.epoch, sticky_worker = u.sticky_worker, started_at = u.started_at,
+        updated_at = u.updated_at
+    FROM (
+        SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::int[], $6::int[], $7::text[],
+            $8::text[], $9::bigint[], $10::int[], $11::bigint[], $12::text[], $13::bigint[], $14::bigint[])
+            AS u (id, status, available_at, worker_id, waiting_needed, waiting_seq, output, error, finished_at, attempt,
+                epoch, sticky_worker, started_at, updated_at)
+        LIMIT $15
+    ) AS u
+    WHERE r.id = u.id";
 const HELD_BY: &str =
     "SELECT id FROM runs WHERE status = 'EXECUTING' AND environment_id = $1 AND worker_id = $2 ORDER BY id";
 /// Runs a worker may take, locked, each with its journal's last entry (if any).
@@ -90,7 +107,7 @@ const CLAIMABLE: &str = concat!(
 );
 const INSERT_ENTRY: &str = "INSERT INTO run_journal (run_id, seq, kind, name, result) VALUES ($1, $2, $3, $4, $5)";
 /// Fills in the result of each listed wait (`LIMIT $4` keeps every element and makes the plan
-/// a probe of the primary key per element, see `batch::FINISH_WHERE_APPLIES`).
+/// a probe of the primary key per element, see `waitpoints::FINISH_WHERE_APPLIES`).
 const SET_RESULTS: &str = "UPDATE run_journal j SET result = s.result
      FROM (SELECT * FROM unnest($1::text[], $2::int[], $3::text[]) AS s (run_id, seq, result) LIMIT $4) AS s
      WHERE j.run_id = s.run_id AND j.seq = s.seq";
@@ -251,8 +268,8 @@ async fn execute(tx: &impl GenericClient, sql: &str, params: &[&(dyn ToSql + Syn
     tx.execute(&statement, params).await.map_err(map_error)
 }
 
-/// Applies one run operation that cannot go in a set (see [`run_sets::in_sets`]), or a
-/// worker's record, in the batch's transaction.
+/// Applies one run operation that the batch cannot apply in a set, or a worker's record, in
+/// the batch's transaction.
 pub(crate) async fn apply(tx: &Transaction<'_>, op: &WriteOp) -> Result<WriteOutcome> {
     match op {
         WriteOp::RunCreate(new) => create(tx, new).await.map(WriteOutcome::RunCreate),
@@ -306,6 +323,50 @@ async fn update(tx: &Transaction<'_>, run: &Run) -> Result<()> {
     .map(drop)
 }
 
+/// Stores every column a transition can change, for each of `runs` (distinct), in one statement.
+pub(crate) async fn update_runs(tx: &Transaction<'_>, runs: &[Run]) -> Result<()> {
+    let columns = runs.iter().map(|run| state_columns(&run.state)).collect::<Result<Vec<_>>>()?;
+    let ids: Vec<&str> = runs.iter().map(|run| run.id.internal()).collect();
+    let statuses: Vec<&str> = columns.iter().map(|c| c.0).collect();
+    let available_at: Vec<Option<i64>> = columns.iter().map(|c| c.1).collect();
+    let workers: Vec<Option<&str>> = columns.iter().map(|c| c.2).collect();
+    let waiting_needed: Vec<Option<i32>> = columns.iter().map(|c| c.3).collect();
+    let waiting_seq: Vec<Option<i32>> = columns.iter().map(|c| c.4).collect();
+    let outputs: Vec<Option<&str>> = columns.iter().map(|c| c.5).collect();
+    let errors: Vec<Option<&str>> = columns.iter().map(|c| c.6.as_deref()).collect();
+    let finished_at: Vec<Option<i64>> = columns.iter().map(|c| c.7).collect();
+    let attempts: Vec<i32> = runs.iter().map(|run| i32::try_from(run.attempt).unwrap_or(i32::MAX)).collect();
+    let epochs: Vec<i64> = runs.iter().map(|run| i64::try_from(run.epoch).unwrap_or(i64::MAX)).collect();
+    let sticky: Vec<Option<&str>> = runs.iter().map(|run| run.sticky_worker.as_ref().map(|w| w.internal())).collect();
+    let started_at: Vec<Option<i64>> = runs.iter().map(|run| run.started_at.map(Timestamp::as_millis)).collect();
+    let updated_at: Vec<i64> = runs.iter().map(|run| run.updated_at.as_millis()).collect();
+    let count = i64::try_from(runs.len()).map_err(|error| failure(&error))?;
+    let update = tx.prepare_cached(UPDATE_RUNS).await.map_err(map_error)?;
+    tx.execute(
+        &update,
+        &[
+            &ids,
+            &statuses,
+            &available_at,
+            &workers,
+            &waiting_needed,
+            &waiting_seq,
+            &outputs,
+            &errors,
+            &finished_at,
+            &attempts,
+            &epochs,
+            &sticky,
+            &started_at,
+            &updated_at,
+            &count,
+        ],
+    )
+    .await
+    .map_err(map_error)?;
+    Ok(())
+}
+
 pub(crate) type StateColumns<'a> = (
     &'static str,
     Option<i64>,
@@ -347,7 +408,7 @@ async fn create(tx: &Transaction<'_>, new: &Run) -> Result<RunCreateOutcome> {
     let (attempt, max_attempts) =
         (i32::try_from(new.attempt).unwrap_or(0), i32::try_from(new.max_attempts).unwrap_or(1));
     let epoch = i64::try_from(new.epoch).unwrap_or(0);
-    for _ in 0..batch::CREATE_ATTEMPTS {
+    for _ in 0..waitpoints::CREATE_ATTEMPTS {
         let row = query_opt(
             tx,
             INSERT_RUN,
@@ -461,7 +522,7 @@ async fn claim(tx: &Transaction<'_>, claim: &RunClaim) -> Result<ClaimOutcome> {
     // The queries above lock each task's runs; one statement then moves them all.
     if !claims.is_empty() {
         let claimed: Vec<Run> = claims.iter().map(|claim| claim.run.clone()).collect();
-        run_sets::update_runs(tx, &claimed).await?;
+        update_runs(tx, &claimed).await?;
     }
     Ok(ClaimOutcome::Claimed { claims, released })
 }
@@ -528,7 +589,7 @@ async fn create_token(tx: &Transaction<'_>, op: &RunCreateToken) -> Result<Journ
         Err(outcome) => Ok(outcome),
         Ok((_, Some(existing))) => Ok(JournalOutcome::Recorded(existing)),
         Ok((run, None)) => {
-            let (token, is_cached) = match batch::create_one(tx, &op.waitpoint).await? {
+            let (token, is_cached) = match waitpoints::create_one(tx, &op.waitpoint).await? {
                 CreateOutcome::Created(token) => (token, false),
                 CreateOutcome::Existing(token) => (token, true),
             };
@@ -559,7 +620,7 @@ async fn wait(tx: &Transaction<'_>, op: &RunWait) -> Result<JournalOutcome> {
             return Ok(JournalOutcome::WaitpointNotFound);
         };
         for new in &op.create {
-            batch::create_one(tx, new).await?;
+            waitpoints::create_one(tx, new).await?;
         }
         let result = transitions::wait_decided(op.kind, op.needed, &members);
         let decided = result.is_some();
@@ -702,7 +763,7 @@ pub(crate) async fn resume_waiting(
         let values: Vec<&str> = results.iter().map(|(_, _, result)| result.as_str()).collect();
         let count = i64::try_from(results.len()).unwrap_or(i64::MAX);
         execute(tx, SET_RESULTS, &[&runs, &positions, &values, &count]).await?;
-        run_sets::update_runs(tx, &changed).await?;
+        update_runs(tx, &changed).await?;
     }
     Ok(resumed)
 }
