@@ -476,6 +476,27 @@ test("6c. a token with an outputSchema (waitpoint's own): the SDK's completions 
   assert.deepEqual(got.output, { status: "approved" });
 });
 
+test("6d. a token with a heartbeatTimeout (waitpoint's own) that misses its heartbeat reads as timed out", async () => {
+  const created = await raw("POST", "/api/v1/waitpoints/tokens", { body: { heartbeatTimeout: "1s" } });
+  assert.equal(created.status, 200, created.text);
+  const { id, heartbeatUrl } = created.json;
+  const beat = await raw("POST", heartbeatUrl, { auth: null });
+  assert.equal(beat.status, 200, beat.text);
+  assert.ok(beat.json.heartbeatDeadline, "the answer says until when");
+  const deadline = Date.now() + 5 * SECOND;
+  let got = await wait.retrieveToken(id);
+  while (got.status === "WAITING" && Date.now() < deadline) {
+    await sleep(100);
+    got = await wait.retrieveToken(id);
+  }
+  assert.equal(got.status, "TIMED_OUT");
+  assert.ok(got.error instanceof WaitpointTimeoutError, `error is the SDK's error: ${got.error}`);
+  assert.match(got.error.message, /no heartbeat for 1s/);
+  const stored = await wire(id);
+  assert.equal(stored.completedVia, "HEARTBEAT_TIMEOUT");
+  assert.equal(JSON.parse(stored.output).code, "WAITPOINT_HEARTBEAT_TIMEOUT");
+});
+
 test("7. listTokens: every filter, newest first, auto-pagination across pages", async () => {
   // A server of its own, so that counts are exact.
   const listServer = await startServer();

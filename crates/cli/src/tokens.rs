@@ -32,6 +32,9 @@ pub(crate) enum TokenCommand {
         /// A JSON Schema (draft 2020-12) every completion's output must fit, as JSON
         #[arg(long)]
         output_schema: Option<String>,
+        /// Time out unless a heartbeat comes at least this often ("30s"); prints a heartbeatUrl
+        #[arg(long)]
+        heartbeat_timeout: Option<String>,
     },
     /// Complete a token with a JSON output.
     Complete {
@@ -57,6 +60,19 @@ pub(crate) enum TokenCommand {
         /// Anything else, as JSON
         #[arg(long)]
         data: Option<String>,
+    },
+    /// Send a token a heartbeat: it stays alive for another heartbeat interval.
+    Heartbeat {
+        /// The token's id (waitpoint_…)
+        id: String,
+    },
+    /// Move a token's timeout later (logged for audit); heartbeats never do.
+    Extend {
+        /// The token's id (waitpoint_…)
+        id: String,
+        /// The new timeout: a duration from now ("1h") or an ISO 8601 date, later than the current one
+        #[arg(long)]
+        timeout: String,
     },
     /// Retrieve a token with its output (or timeout or rejection error).
     Get {
@@ -95,7 +111,15 @@ pub(crate) enum TokenCommand {
 pub(crate) async fn run(command: TokenCommand, api: &ApiArgs) -> anyhow::Result<()> {
     let client = api.client()?;
     match command {
-        TokenCommand::Create { timeout, idempotency_key, idempotency_key_ttl, tags, approval, output_schema } => {
+        TokenCommand::Create {
+            timeout,
+            idempotency_key,
+            idempotency_key_ttl,
+            tags,
+            approval,
+            output_schema,
+            heartbeat_timeout,
+        } => {
             let tags = (!tags.is_empty()).then_some(tags);
             let approval = approval
                 .map(|text| serde_json::from_str(&text))
@@ -105,8 +129,15 @@ pub(crate) async fn run(command: TokenCommand, api: &ApiArgs) -> anyhow::Result<
                 .map(|text| serde_json::from_str(&text))
                 .transpose()
                 .context("--output-schema must be a JSON Schema such as {\"type\": \"object\"}")?;
-            let request =
-                CreateTokenRequest { timeout, idempotency_key, idempotency_key_ttl, tags, approval, output_schema };
+            let request = CreateTokenRequest {
+                timeout,
+                idempotency_key,
+                idempotency_key_ttl,
+                tags,
+                approval,
+                output_schema,
+                heartbeat_timeout,
+            };
             print_pretty(&client.create_token(request).await?)?;
         }
         TokenCommand::Complete { id, data, data_file } => {
@@ -140,6 +171,8 @@ pub(crate) async fn run(command: TokenCommand, api: &ApiArgs) -> anyhow::Result<
             client.reject_token(&id, &rejection).await?;
             print_pretty(&serde_json::json!({ "success": true }))?;
         }
+        TokenCommand::Heartbeat { id } => print_pretty(&client.heartbeat_token(&id).await?)?,
+        TokenCommand::Extend { id, timeout } => print_pretty(&client.extend_token(&id, timeout).await?)?,
         TokenCommand::Get { id } => print_pretty(&client.retrieve_token(&id).await?.detail)?,
         TokenCommand::List { statuses, idempotency_key, tags, period, from, to, page_size, limit } => {
             let all: Vec<&str> = WaitpointStatus::ALL.iter().map(|s| s.as_str()).collect();

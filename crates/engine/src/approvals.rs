@@ -37,7 +37,7 @@ impl Engine {
         format!(
             "{}/approve/{id}/{}",
             self.inner.config.public_url,
-            auth::approval_signature(&environment.signing_secret, id)
+            auth::SignedUrl::Approval.signature(&environment.signing_secret, id)
         )
     }
 
@@ -55,7 +55,7 @@ impl Engine {
                 EngineError::NotFound(_) => no_such_page(),
                 other => other,
             })?;
-        if !auth::approval_signature_matches(&environment.signing_secret, &id, signature) {
+        if !auth::SignedUrl::Approval.matches(&environment.signing_secret, &id, signature) {
             return Err(no_such_page());
         }
         Ok(VerifiedApproval { waitpoint, environment })

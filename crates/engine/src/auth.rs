@@ -13,7 +13,9 @@ use aws_lc_rs::hmac;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use waitpoint_types::id::random_alphanumeric;
-use waitpoint_types::{Environment, Secret, Timestamp, WaitpointId};
+use waitpoint_types::{CompletedVia, Environment, Secret, Timestamp, WaitpointId};
+
+use crate::error::EngineError;
 
 /// `iss` of public access tokens, as Trigger.dev issues them.
 const ISSUER: &str = "https://id.trigger.dev";
@@ -45,6 +47,21 @@ impl Principal {
     pub fn environment(&self) -> &Environment {
         match self {
             Self::SecretKey(environment) | Self::PublicAccessToken { environment, .. } => environment,
+        }
+    }
+
+    /// Whether the caller may act on waitpoint `id` (complete, reject, heartbeat: `doing`
+    /// names it in the error): a secret key may, a public access token if its scopes allow
+    /// writing `id` (403 otherwise). The way the act is recorded as done.
+    pub(crate) fn may_write(&self, id: &WaitpointId, doing: &str) -> Result<CompletedVia, EngineError> {
+        match self {
+            Self::SecretKey(_) => Ok(CompletedVia::SecretKey),
+            Self::PublicAccessToken { scopes, .. } if scopes_allow_write(scopes, id) => {
+                Ok(CompletedVia::PublicAccessToken)
+            }
+            Self::PublicAccessToken { .. } => Err(EngineError::Forbidden(format!(
+                "Unauthorized: this Public Access Token does not grant {doing} {id}"
+            ))),
         }
     }
 }
@@ -171,10 +188,6 @@ pub(crate) fn scopes_allow_write(scopes: &[String], id: &WaitpointId) -> bool {
     })
 }
 
-/// The HMAC domain of approval page signatures.
-const APPROVAL_DOMAIN: &str = "waitpoint approval page\n";
-/// The HMAC domain of reject URL signatures.
-const REJECT_DOMAIN: &str = "waitpoint reject url\n";
 /// The HMAC domain of sessions.
 const SESSION_DOMAIN: &str = "waitpoint session\n";
 /// The HMAC domain of a secret key's fingerprint in a session.
@@ -196,26 +209,38 @@ fn verify(secret: &Secret, domain: &str, message: &str, hex_tag: &str) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(expected.as_ref(), &tag).is_ok()
 }
 
-/// The signature of token `id`'s approval page URL: lowercase hex HMAC-SHA256 of the internal
-/// id in the approval page domain (never equal to the callback hash).
-pub(crate) fn approval_signature(signing_secret: &Secret, id: &WaitpointId) -> String {
-    hex(sign(signing_secret, APPROVAL_DOMAIN, id.internal()).as_ref())
+/// What a signed token URL (other than the callback URL) lets anyone who holds it do. Each is
+/// signed in a domain of its own, so no URL can be turned into another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SignedUrl {
+    /// Open the token's approval page.
+    Approval,
+    /// Reject the token.
+    Reject,
+    /// Send the token a heartbeat.
+    Heartbeat,
 }
 
-/// Whether `signature` (hex) is the approval page signature of `id`; compared in constant time.
-pub(crate) fn approval_signature_matches(signing_secret: &Secret, id: &WaitpointId, signature: &str) -> bool {
-    verify(signing_secret, APPROVAL_DOMAIN, id.internal(), signature)
-}
+impl SignedUrl {
+    /// The HMAC domain of this URL's signatures.
+    const fn domain(self) -> &'static str {
+        match self {
+            Self::Approval => "waitpoint approval page\n",
+            Self::Reject => "waitpoint reject url\n",
+            Self::Heartbeat => "waitpoint heartbeat url\n",
+        }
+    }
 
-/// The signature in the reject URL of the token `id`: like an approval page's, in a domain of
-/// its own, so a callback URL or an approval page cannot be turned into a reject URL.
-pub(crate) fn reject_signature(signing_secret: &Secret, id: &WaitpointId) -> String {
-    hex(sign(signing_secret, REJECT_DOMAIN, id.internal()).as_ref())
-}
+    /// The signature in this URL of token `id`: lowercase hex HMAC-SHA256 of the internal id
+    /// in this URL's domain (never equal to the callback hash).
+    pub(crate) fn signature(self, signing_secret: &Secret, id: &WaitpointId) -> String {
+        hex(sign(signing_secret, self.domain(), id.internal()).as_ref())
+    }
 
-/// Whether `signature` (hex) is the reject URL signature of `id`; compared in constant time.
-pub(crate) fn reject_signature_matches(signing_secret: &Secret, id: &WaitpointId, signature: &str) -> bool {
-    verify(signing_secret, REJECT_DOMAIN, id.internal(), signature)
+    /// Whether `signature` (hex) is this URL's signature of `id`; compared in constant time.
+    pub(crate) fn matches(self, signing_secret: &Secret, id: &WaitpointId, signature: &str) -> bool {
+        verify(signing_secret, self.domain(), id.internal(), signature)
+    }
 }
 
 /// A session's claims, as its cookie carries them: `<env>.<expires ms>.<nonce>.<key fingerprint>`.
@@ -390,28 +415,31 @@ mod tests {
     fn approval_signatures_are_not_callback_hashes() {
         let env = environment();
         let id = WaitpointId::parse("waitpoint_cm8zq1x2y0000abcd1234efgh").unwrap();
-        let signature = approval_signature(&env.signing_secret, &id);
+        let signature = SignedUrl::Approval.signature(&env.signing_secret, &id);
         assert_eq!(signature.len(), 64);
         assert_ne!(signature, callback_hash(&env.signing_secret, &id));
-        assert!(approval_signature_matches(&env.signing_secret, &id, &signature));
-        assert!(!approval_signature_matches(&env.signing_secret, &id, &callback_hash(&env.signing_secret, &id)));
+        assert!(SignedUrl::Approval.matches(&env.signing_secret, &id, &signature));
+        assert!(!SignedUrl::Approval.matches(&env.signing_secret, &id, &callback_hash(&env.signing_secret, &id)));
         let other = WaitpointId::parse("waitpoint_c2").unwrap();
-        assert!(!approval_signature_matches(&env.signing_secret, &other, &signature), "one token only");
-        assert!(!approval_signature_matches(&Secret::new("other".into()), &id, &signature));
+        assert!(!SignedUrl::Approval.matches(&env.signing_secret, &other, &signature), "one token only");
+        assert!(!SignedUrl::Approval.matches(&Secret::new("other".into()), &id, &signature));
     }
 
     #[test]
-    fn reject_signatures_are_neither_callback_hashes_nor_approval_signatures() {
+    fn no_signed_url_can_be_turned_into_another() {
         let env = environment();
         let id = WaitpointId::parse("waitpoint_cm8zq1x2y0000abcd1234efgh").unwrap();
-        let signature = reject_signature(&env.signing_secret, &id);
-        assert!(reject_signature_matches(&env.signing_secret, &id, &signature));
-        for other in [callback_hash(&env.signing_secret, &id), approval_signature(&env.signing_secret, &id)] {
-            assert_ne!(signature, other);
-            assert!(!reject_signature_matches(&env.signing_secret, &id, &other));
+        let kinds = [SignedUrl::Approval, SignedUrl::Reject, SignedUrl::Heartbeat];
+        for kind in kinds {
+            let signature = kind.signature(&env.signing_secret, &id);
+            assert!(kind.matches(&env.signing_secret, &id, &signature));
+            assert!(!kind.matches(&env.signing_secret, &id, &callback_hash(&env.signing_secret, &id)));
+            for other in kinds.into_iter().filter(|other| *other != kind) {
+                assert!(!other.matches(&env.signing_secret, &id, &signature), "{kind:?} is not {other:?}");
+            }
+            let other = WaitpointId::parse("waitpoint_c2").unwrap();
+            assert!(!kind.matches(&env.signing_secret, &other, &signature), "one token only");
         }
-        let other = WaitpointId::parse("waitpoint_c2").unwrap();
-        assert!(!reject_signature_matches(&env.signing_secret, &other, &signature), "one token only");
     }
 
     #[test]

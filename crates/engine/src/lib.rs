@@ -37,6 +37,7 @@ pub mod auth;
 pub mod environments;
 pub mod error;
 mod events;
+mod heartbeats;
 pub mod metrics;
 mod operator;
 mod pages;

@@ -17,8 +17,11 @@ use crate::{Engine, EngineError};
 /// counted).
 pub const TOKENS_CREATED: &str = "waitpoint_tokens_created_total";
 /// Tokens finished, by `outcome` (`completed`, `timed_out`, `rejected`) and `channel` (`secret_key`,
-/// `public_token`, `callback_url`, `dashboard`, `approval_page`, `deadline`).
+/// `public_token`, `callback_url`, `dashboard`, `approval_page`, `deadline`,
+/// `missed_heartbeat`).
 pub const TOKENS_FINISHED: &str = "waitpoint_tokens_finished_total";
+/// Tokens kept alive, by `kind` (`heartbeat`, `extend`).
+pub const TOKENS_PROLONGED: &str = "waitpoint_tokens_prolonged_total";
 /// How late deadlines fired: the time from a waitpoint's deadline to its timeout or completion
 /// by the timeout loop.
 pub const TIMEOUT_LAG: &str = "waitpoint_timeout_lag_seconds";
@@ -52,6 +55,7 @@ const COUNT_CAP: usize = 10_000_000;
 pub fn describe() {
     metrics::describe_counter!(TOKENS_CREATED, "Waitpoint tokens created");
     metrics::describe_counter!(TOKENS_FINISHED, "Waitpoint tokens finished, by outcome and channel");
+    metrics::describe_counter!(TOKENS_PROLONGED, "Waitpoint tokens kept alive, by kind (heartbeat, extend)");
     metrics::describe_histogram!(TIMEOUT_LAG, metrics::Unit::Seconds, "How late deadlines fired");
     metrics::describe_counter!(RUN_TRANSITIONS, "Run state changes, by transition");
     metrics::describe_histogram!(
@@ -172,7 +176,14 @@ fn channel(via: CompletedVia) -> &'static str {
         CompletedVia::Datetime => "deadline",
         CompletedVia::Dashboard => "dashboard",
         CompletedVia::ApprovalPage => "approval_page",
+        CompletedVia::MissedHeartbeat => "missed_heartbeat",
     }
+}
+
+/// A token was kept alive: by a heartbeat, or by an extend.
+pub(crate) fn token_prolonged(heartbeat: bool) {
+    let kind = if heartbeat { "heartbeat" } else { "extend" };
+    metrics::counter!(TOKENS_PROLONGED, "kind" => kind).increment(1);
 }
 
 /// A resumed run reached its worker `after` its waitpoint finished, by the fast path or not.

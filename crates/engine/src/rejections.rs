@@ -2,12 +2,12 @@
 //! the token's reject URL, or from the dashboard ([`Resolution::Reject`](crate::Resolution)).
 //! A run waiting on it gets `{"ok": false, "error": {…}, "rejected": true}`.
 
-use waitpoint_storage::{Finish, Finishing, StorageError};
+use waitpoint_storage::{Finish, Finishing};
 use waitpoint_types::waitpoint::{REJECTED_ERROR_CODE, minify};
-use waitpoint_types::{CompletedVia, Environment, Rejection, Waitpoint, WaitpointId, WaitpointKind};
+use waitpoint_types::{CompletedVia, Environment, Rejection, Waitpoint, WaitpointId};
 
 use crate::Engine;
-use crate::auth::{self, Principal};
+use crate::auth::{Principal, SignedUrl};
 use crate::error::{EngineError, Result};
 use crate::tokens::{Finished, VerifiedCallback};
 
@@ -49,17 +49,7 @@ impl Engine {
     /// nothing and succeeds: the first outcome wins.
     pub async fn reject_token(&self, principal: &Principal, id: &str, error: Rejection) -> Result<Waitpoint> {
         let id = WaitpointId::parse(id).map_err(|error| EngineError::Invalid(error.to_string()))?;
-        let via = match principal {
-            Principal::SecretKey(_) => CompletedVia::SecretKey,
-            Principal::PublicAccessToken { scopes, .. } => {
-                if !auth::scopes_allow_write(scopes, &id) {
-                    return Err(EngineError::Forbidden(format!(
-                        "Unauthorized: this Public Access Token does not grant rejecting {id}"
-                    )));
-                }
-                CompletedVia::PublicAccessToken
-            }
-        };
+        let via = principal.may_write(&id, "rejecting")?;
         let environment = principal.environment().clone();
         self.reject(&environment, id, via, error).await
     }
@@ -71,28 +61,14 @@ impl Engine {
         format!(
             "{}/api/v1/waitpoints/tokens/{id}/reject/{}",
             self.inner.config.public_url,
-            auth::reject_signature(&environment.signing_secret, id)
+            SignedUrl::Reject.signature(&environment.signing_secret, id)
         )
     }
 
     /// Checks a reject URL: the token `id` exists, is a token, and `signature` is its reject
     /// signature. Nothing else about the request needs reading before this passes.
     pub async fn verify_reject_url(&self, id: &str, signature: &str) -> Result<VerifiedCallback> {
-        let id = WaitpointId::parse(id).map_err(|error| EngineError::Invalid(error.to_string()))?;
-        let waitpoint = match self.inner.store.waitpoint_get(&id).await {
-            Ok(waitpoint) if waitpoint.kind == WaitpointKind::Manual => waitpoint,
-            Ok(_) | Err(StorageError::NotFound) => return Err(not_found()),
-            Err(error) => return Err(error.into()),
-        };
-        let environment =
-            self.inner.environment_by_id(&waitpoint.environment_id).await.map_err(|error| match error {
-                EngineError::NotFound(_) => not_found(),
-                other => other,
-            })?;
-        if !auth::reject_signature_matches(&environment.signing_secret, &id, signature) {
-            return Err(EngineError::Unauthenticated("Invalid URL, signature doesn't match".into()));
-        }
-        Ok(VerifiedCallback { waitpoint, environment })
+        self.verify_signed_url(SignedUrl::Reject, id, signature).await
     }
 
     /// Rejects the token of a verified reject URL, with `data` (JSON text) as the error's data.

@@ -392,7 +392,7 @@ impl Engine {
             Ok(token) => token,
             Err(error) => return Err(error.into()),
         };
-        if let Some(deadline) = token.timeout_at {
+        if let Some(deadline) = token.due_at() {
             self.inner.deadline_added(deadline);
         }
         let is_cached = entry.result.as_deref().is_some_and(|r| r.contains("\"isCached\":true"));
@@ -427,6 +427,7 @@ impl Engine {
             inactive_idempotency_key: None,
             idempotency_key_expires_at: None,
             timeout_at: Some(until),
+            heartbeat: None,
             tags: Vec::new(),
             approval: None,
             output_schema: None,
@@ -503,7 +504,7 @@ impl Engine {
                 (kind, name, vec![waitpoint], 1, datetime.into_iter().collect())
             }
         };
-        let deadline = create.iter().filter_map(|w| w.timeout_at).min();
+        let deadline = create.iter().filter_map(Waitpoint::due_at).min();
         let op = RunWait {
             run: run.clone(),
             environment_id: environment.id.clone(),

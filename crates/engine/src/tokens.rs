@@ -4,11 +4,11 @@ use waitpoint_storage::{CreateOutcome, Finish, FinishOutcome, Finishing, ListQue
 use waitpoint_types::api::CreateTokenRequest;
 use waitpoint_types::time::parse_duration;
 use waitpoint_types::{
-    CompletedVia, Environment, Output, Timestamp, Waitpoint, WaitpointId, WaitpointKind, WaitpointState,
+    CompletedVia, Environment, Heartbeat, Output, Timestamp, Waitpoint, WaitpointId, WaitpointKind, WaitpointState,
     WaitpointStatus,
 };
 
-use crate::auth::{self, Principal};
+use crate::auth::{self, Principal, SignedUrl};
 use crate::error::{EngineError, Result};
 use crate::pages::ListPage;
 use crate::validate;
@@ -29,6 +29,8 @@ pub struct CreatedToken {
     pub approval_url: String,
     /// Its reject URL.
     pub reject_url: String,
+    /// Its heartbeat URL, for a token with a heartbeat.
+    pub heartbeat_url: Option<String>,
 }
 
 /// A callback or reject URL that checked out ([`Engine::verify_callback`],
@@ -70,6 +72,17 @@ pub(crate) fn parse_timeout(text: &str, now: Timestamp) -> Result<Option<Timesta
         return Ok(None);
     }
     parse_deadline("timeout", text, now, ", or \"none\" for no timeout").map(Some)
+}
+
+/// Parses a `heartbeatTimeout`: a duration only (`"30s"`); the first heartbeat is due that long
+/// after `now`.
+fn parse_heartbeat(text: &str, now: Timestamp) -> Result<Heartbeat> {
+    let every = parse_duration(text).map_err(|error| {
+        EngineError::Invalid(format!(
+            "heartbeatTimeout {text:?} is not valid ({error}): use a duration such as \"30s\", \"5m\" or \"1h\""
+        ))
+    })?;
+    Ok(Heartbeat { every, deadline: validate::end_of(every, now, "heartbeatTimeout", text)? })
 }
 
 /// Parses a deadline given as `field`: a duration from `now` (`"10m"`) or a future ISO 8601
@@ -116,7 +129,7 @@ impl Engine {
         let (waitpoint, is_cached) = match self.inner.writer.write(WriteOp::Create(waitpoint)).await? {
             CreateOutcome::Created(waitpoint) => {
                 crate::metrics::token_created();
-                if let Some(deadline) = waitpoint.timeout_at {
+                if let Some(deadline) = waitpoint.due_at() {
                     self.inner.deadline_added(deadline);
                 }
                 self.inner.emit(|| Event::TokenCreated(waitpoint.clone()));
@@ -161,6 +174,10 @@ impl Engine {
             Some(text) => parse_timeout(text, now)?,
             None => inner.config.default_timeout.map(|d| now.saturating_add(d)),
         };
+        let heartbeat = match &request.heartbeat_timeout {
+            Some(text) => Some(parse_heartbeat(text, now)?),
+            None => None,
+        };
         // The id carries the creation time, which the list's date filters rely on; it only
         // differs from `now` if the clock stepped back.
         let id = inner.ids.waitpoint(now);
@@ -174,11 +191,38 @@ impl Engine {
             inactive_idempotency_key: None,
             idempotency_key_expires_at,
             timeout_at,
+            heartbeat,
             tags,
             created_at,
             approval: request.approval.clone(),
             output_schema,
         })
+    }
+
+    /// Checks a signed token URL of `kind`: the token `id` exists, is a token (404 otherwise),
+    /// and `signature` is its signature for `kind` (401 otherwise). Nothing else about the
+    /// request needs reading before this passes.
+    pub(crate) async fn verify_signed_url(
+        &self,
+        kind: SignedUrl,
+        id: &str,
+        signature: &str,
+    ) -> Result<VerifiedCallback> {
+        let id = parse_id(id)?;
+        let waitpoint = match self.inner.store.waitpoint_get(&id).await {
+            Ok(waitpoint) if waitpoint.kind == WaitpointKind::Manual => waitpoint,
+            Ok(_) | Err(StorageError::NotFound) => return Err(not_found()),
+            Err(error) => return Err(error.into()),
+        };
+        let environment =
+            self.inner.environment_by_id(&waitpoint.environment_id).await.map_err(|error| match error {
+                EngineError::NotFound(_) => not_found(),
+                other => other,
+            })?;
+        if !kind.matches(&environment.signing_secret, &id, signature) {
+            return Err(EngineError::Unauthenticated("Invalid URL, signature doesn't match".into()));
+        }
+        Ok(VerifiedCallback { waitpoint, environment })
     }
 
     /// The answer to a create: the token with its URL and a fresh public access token.
@@ -192,6 +236,7 @@ impl Engine {
             url: self.callback_url(environment, &waitpoint.id),
             approval_url: self.approval_url(environment, &waitpoint.id),
             reject_url: self.reject_url(environment, &waitpoint.id),
+            heartbeat_url: waitpoint.heartbeat.map(|_| self.heartbeat_url(environment, &waitpoint.id)),
             public_access_token: auth::sign_public_token(environment, &waitpoint.id, self.inner.clock.now()),
             waitpoint,
             is_cached,
@@ -203,17 +248,7 @@ impl Engine {
     /// changes nothing and succeeds: the first completion wins.
     pub async fn complete_token(&self, principal: &Principal, id: &str, output: Option<Output>) -> Result<Waitpoint> {
         let id = parse_id(id)?;
-        let via = match principal {
-            Principal::SecretKey(_) => CompletedVia::SecretKey,
-            Principal::PublicAccessToken { scopes, .. } => {
-                if !auth::scopes_allow_write(scopes, &id) {
-                    return Err(EngineError::Forbidden(format!(
-                        "Unauthorized: this Public Access Token does not grant completing {id}"
-                    )));
-                }
-                CompletedVia::PublicAccessToken
-            }
-        };
+        let via = principal.may_write(&id, "completing")?;
         let environment_id = Some(principal.environment().id.clone());
         let finishing = self.completed(via, output);
         let workers_alive_since = Some(self.inner.workers_alive_since());

@@ -183,6 +183,7 @@ mod tests {
             inactive_idempotency_key: None,
             idempotency_key_expires_at: None,
             timeout_at: None,
+            heartbeat: None,
             tags: Vec::new(),
             created_at: now,
             approval: None,

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use deadpool_postgres::{Client, Transaction};
 use tokio_postgres::IsolationLevel;
-use waitpoint_storage::{CreateOutcome, Finish, FinishOutcome, Result, WriteOp, WriteOutcome, transitions};
+use waitpoint_storage::{CreateOutcome, Finish, FinishOutcome, Prolong, Result, WriteOp, WriteOutcome, transitions};
 use waitpoint_types::{Timestamp, Waitpoint};
 
 use crate::{map_error, run_sets, runs, waitpoints};
@@ -42,6 +42,7 @@ enum Step<'a> {
 struct Set<'a> {
     creates: Vec<(usize, &'a Waitpoint)>,
     finishes: Vec<(usize, &'a Finish)>,
+    prolongs: Vec<(usize, &'a Prolong)>,
     runs: Vec<(usize, &'a WriteOp)>,
 }
 
@@ -57,6 +58,7 @@ fn keys(op: &WriteOp) -> Option<Vec<Key<'_>>> {
     Some(match op {
         WriteOp::Create(new) if new.idempotency_key.is_none() => vec![Key::Waitpoint(new.id.internal())],
         WriteOp::Finish(finish) => vec![Key::Waitpoint(finish.id.internal())],
+        WriteOp::Prolong(prolong) => vec![Key::Waitpoint(prolong.id.internal())],
         op if !run_sets::in_sets(op) => return None,
         WriteOp::RunCreate(run) => vec![Key::Run(run.id.internal())],
         WriteOp::RunRecord(record) => vec![Key::Run(record.run.internal())],
@@ -104,6 +106,7 @@ fn plan(ops: &[WriteOp]) -> Vec<Step<'_>> {
         match op {
             WriteOp::Create(new) => set.creates.push((index, new)),
             WriteOp::Finish(finish) => set.finishes.push((index, finish)),
+            WriteOp::Prolong(prolong) => set.prolongs.push((index, prolong)),
             _ => set.runs.push((index, op)),
         }
         for key in keys {
@@ -118,7 +121,7 @@ fn plan(ops: &[WriteOp]) -> Vec<Step<'_>> {
 pub(crate) async fn apply_batch(client: &mut Client, ops: &[WriteOp]) -> Result<Vec<WriteOutcome>> {
     let tx =
         client.build_transaction().isolation_level(IsolationLevel::ReadCommitted).start().await.map_err(map_error)?;
-    if ops.iter().any(|op| !matches!(op, WriteOp::Create(_) | WriteOp::Finish(_))) {
+    if ops.iter().any(|op| !matches!(op, WriteOp::Create(_) | WriteOp::Finish(_) | WriteOp::Prolong(_))) {
         // Run operations lock runs and waitpoints in orders no plan can make global, so two
         // lanes can deadlock. PostgreSQL would notice only after `deadlock_timeout` (1 s); a
         // short lock wait fails the batch sooner, and the store runs it again.
@@ -141,6 +144,11 @@ pub(crate) async fn apply_batch(client: &mut Client, ops: &[WriteOp]) -> Result<
                 if !set.finishes.is_empty() {
                     for (index, outcome) in finish_all(&tx, set.finishes).await? {
                         outcomes[index] = Some(WriteOutcome::Finish(outcome));
+                    }
+                }
+                if !set.prolongs.is_empty() {
+                    for (index, outcome) in waitpoints::prolong_all(&tx, set.prolongs).await? {
+                        outcomes[index] = Some(WriteOutcome::Prolong(outcome));
                     }
                 }
                 if !set.runs.is_empty() {
@@ -234,6 +242,7 @@ mod tests {
             inactive_idempotency_key: None,
             idempotency_key_expires_at: None,
             timeout_at: None,
+            heartbeat: None,
             tags: Vec::new(),
             created_at: Timestamp::from_millis(0),
             approval: None,
@@ -278,12 +287,17 @@ mod tests {
         assert_eq!(
             plan(&ops),
             [
-                Step::Set(Set { creates: vec![(0, a), (3, c)], finishes: finishes(&[1]), runs: Vec::new() }),
-                Step::Set(Set { creates: Vec::new(), finishes: finishes(&[2]), runs: Vec::new() }),
-                Step::Set(Set { creates: Vec::new(), finishes: finishes(&[4]), runs: Vec::new() }),
+                Step::Set(Set {
+                    creates: vec![(0, a), (3, c)],
+                    finishes: finishes(&[1]),
+                    runs: Vec::new(),
+                    ..Set::default()
+                }),
+                Step::Set(Set { creates: Vec::new(), finishes: finishes(&[2]), runs: Vec::new(), ..Set::default() }),
+                Step::Set(Set { creates: Vec::new(), finishes: finishes(&[4]), runs: Vec::new(), ..Set::default() }),
                 Step::Keyed(5, k),
-                Step::Set(Set { creates: Vec::new(), finishes: finishes(&[6, 7]), runs: Vec::new() }),
-                Step::Set(Set { creates: Vec::new(), finishes: finishes(&[8]), runs: Vec::new() }),
+                Step::Set(Set { creates: Vec::new(), finishes: finishes(&[6, 7]), runs: Vec::new(), ..Set::default() }),
+                Step::Set(Set { creates: Vec::new(), finishes: finishes(&[8]), runs: Vec::new(), ..Set::default() }),
             ]
         );
         assert!(plan(&[]).is_empty());
@@ -339,10 +353,15 @@ mod tests {
         assert_eq!(
             plan(&ops),
             [
-                Step::Set(Set { creates: Vec::new(), finishes: Vec::new(), runs: runs(&[0, 1, 4]) }),
-                Step::Set(Set { creates: Vec::new(), finishes: vec![(2, finished)], runs: runs(&[3]) }),
+                Step::Set(Set { creates: Vec::new(), finishes: Vec::new(), runs: runs(&[0, 1, 4]), ..Set::default() }),
+                Step::Set(Set {
+                    creates: Vec::new(),
+                    finishes: vec![(2, finished)],
+                    runs: runs(&[3]),
+                    ..Set::default()
+                }),
                 Step::Alone(5, &ops[5]),
-                Step::Set(Set { creates: Vec::new(), finishes: Vec::new(), runs: runs(&[6]) }),
+                Step::Set(Set { creates: Vec::new(), finishes: Vec::new(), runs: runs(&[6]), ..Set::default() }),
             ]
         );
     }

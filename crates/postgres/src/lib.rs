@@ -77,6 +77,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/0007_rejected_tokens.sql")),
     (8, include_str!("../migrations/0008_retention.sql")),
     (9, include_str!("../migrations/0009_output_schemas.sql")),
+    (10, include_str!("../migrations/0010_heartbeats.sql")),
 ];
 
 /// The advisory lock that serializes migrations of servers starting at once ("waitpoin").
@@ -455,7 +456,14 @@ impl Store for PostgresStore {
 
     async fn waitpoint_timeouts_next(&self) -> Result<Option<Timestamp>> {
         let rows = self
-            .query("SELECT MIN(timeout_at) FROM waitpoints WHERE status = 'WAITING' AND timeout_at IS NOT NULL", &[])
+            .query(
+                "SELECT LEAST(
+                     (SELECT MIN(timeout_at) FROM waitpoints WHERE status = 'WAITING' AND timeout_at IS NOT NULL),
+                     (SELECT MIN(heartbeat_deadline) FROM waitpoints
+                      WHERE status = 'WAITING' AND heartbeat_deadline IS NOT NULL)
+                 )",
+                &[],
+            )
             .await?;
         let millis: Option<i64> = match rows.first() {
             Some(row) => column(row, 0)?,
@@ -468,8 +476,15 @@ impl Store for PostgresStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self
             .query(
-                "SELECT id FROM waitpoints WHERE status = 'WAITING' AND timeout_at IS NOT NULL AND timeout_at <= $1
-                 ORDER BY timeout_at, id LIMIT $2",
+                "SELECT id FROM (
+                     (SELECT id, timeout_at AS due FROM waitpoints
+                      WHERE status = 'WAITING' AND timeout_at IS NOT NULL AND timeout_at <= $1
+                      ORDER BY timeout_at, id LIMIT $2)
+                     UNION ALL
+                     (SELECT id, heartbeat_deadline FROM waitpoints
+                      WHERE status = 'WAITING' AND heartbeat_deadline IS NOT NULL AND heartbeat_deadline <= $1
+                      ORDER BY heartbeat_deadline, id LIMIT $2)
+                 ) AS due GROUP BY id ORDER BY MIN(due), id LIMIT $2",
                 &[&now.as_millis(), &limit],
             )
             .await?;

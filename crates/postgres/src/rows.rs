@@ -1,13 +1,14 @@
 //! Mapping between PostgreSQL rows and domain types.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use tokio_postgres::Row;
 use tokio_postgres::types::FromSql;
 use waitpoint_storage::{Result, StorageError};
 use waitpoint_types::waitpoint::APPLICATION_JSON;
 use waitpoint_types::{
-    CompletedVia, Environment, EnvironmentId, Output, Rejection, Secret, Timestamp, Waitpoint, WaitpointId,
+    CompletedVia, Environment, EnvironmentId, Heartbeat, Output, Rejection, Secret, Timestamp, Waitpoint, WaitpointId,
     WaitpointKind, WaitpointState,
 };
 
@@ -16,18 +17,19 @@ macro_rules! waitpoint_columns {
     () => {
         "id, environment_id, status, idempotency_key, inactive_idempotency_key, idempotency_key_expires_at, \
          timeout_at, tags, output, output_type, completed_at, completed_via, created_at, kind, approval, \
-         output_schema"
+         output_schema, heartbeat_every, heartbeat_deadline"
     };
     (w) => {
         "w.id, w.environment_id, w.status, w.idempotency_key, w.inactive_idempotency_key, \
          w.idempotency_key_expires_at, w.timeout_at, w.tags, w.output, w.output_type, w.completed_at, \
-         w.completed_via, w.created_at, w.kind, w.approval, w.output_schema"
+         w.completed_via, w.created_at, w.kind, w.approval, w.output_schema, w.heartbeat_every, \
+         w.heartbeat_deadline"
     };
 }
 pub(crate) use waitpoint_columns;
 
 /// How many columns [`waitpoint_columns!`] names; what a query selects after them starts here.
-pub(crate) const WAITPOINT_COLUMNS: usize = 16;
+pub(crate) const WAITPOINT_COLUMNS: usize = 18;
 
 /// The columns [`environment_from_row`] reads, in order, as a literal for `concat!`.
 macro_rules! environment_columns {
@@ -83,8 +85,17 @@ pub(crate) fn waitpoint_from_row(row: &Row) -> Result<Waitpoint> {
     let approval = column::<Option<String>>(row, 14)?
         .map(|text| serde_json::from_str(&text).map_err(|_| corrupt("unreadable approval")))
         .transpose()?;
+    let heartbeat = match (column::<Option<i64>>(row, 16)?, millis(17)?) {
+        (Some(every), Some(deadline)) => Some(Heartbeat {
+            every: Duration::from_millis(u64::try_from(every).map_err(|_| corrupt("negative heartbeat"))?),
+            deadline,
+        }),
+        (None, None) => None,
+        _ => return Err(corrupt("heartbeat interval without deadline")),
+    };
     Ok(Waitpoint {
         approval,
+        heartbeat,
         kind: WaitpointKind::parse(&kind).ok_or_else(|| corrupt("unknown kind"))?,
         environment_id: EnvironmentId::from_internal(column(row, 1)?),
         state,

@@ -284,7 +284,7 @@ pub(crate) async fn apply(tx: &Transaction<'_>, op: &WriteOp) -> Result<WriteOut
         WriteOp::WorkerLeft { environment_id, worker, session } => {
             worker_left(tx, environment_id, worker, session.as_deref()).await.map(WriteOutcome::Worker)
         }
-        WriteOp::Create(_) | WriteOp::Finish(_) => {
+        WriteOp::Create(_) | WriteOp::Finish(_) | WriteOp::Prolong(_) => {
             Err(StorageError::Corrupt("a waitpoint operation reached the run operations".into()))
         }
         WriteOp::RunRecord(_) | WriteOp::RunFinish(_) => {

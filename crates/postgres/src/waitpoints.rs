@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
-use waitpoint_storage::{CreateOutcome, Finish, Finishing, Result, StorageError};
-use waitpoint_types::{EnvironmentId, Timestamp, Waitpoint, WaitpointId, WaitpointState};
+use waitpoint_storage::{CreateOutcome, Finish, Finishing, Prolong, ProlongOutcome, Result, StorageError, transitions};
+use waitpoint_types::{EnvironmentId, Timestamp, Waitpoint, WaitpointId, WaitpointKind, WaitpointState};
 
 use crate::rows::{StateColumns, column, state_columns, waitpoint_columns, waitpoint_from_row};
 use crate::{failure, map_error};
@@ -25,8 +25,9 @@ const SELECT_ACTIVE_KEY: &str =
 const INSERT_WAITPOINT: &str = "
     WITH inserted AS (
         INSERT INTO waitpoints (id, environment_id, status, idempotency_key, inactive_idempotency_key,
-            idempotency_key_expires_at, timeout_at, tags, created_at, kind, approval, output_schema)
-        VALUES ($1, $2, 'WAITING', $3, $4, $5, $6, $7, $8, $9, $10, $11)
+            idempotency_key_expires_at, timeout_at, tags, created_at, kind, approval, output_schema, heartbeat_every,
+            heartbeat_deadline)
+        VALUES ($1, $2, 'WAITING', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
         ON CONFLICT (environment_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING id, environment_id
     ), tagged AS (
@@ -37,19 +38,20 @@ const INSERT_WAITPOINT: &str = "
     SELECT count(*) FROM inserted";
 
 /// Inserts waitpoints without idempotency key, and their tags. One array element per waitpoint
-/// (`$1`–`$6`, `$10`–`$12`), except the tags: all of them in `$7`, each waitpoint's being the slice
+/// (`$1`–`$6`, `$10`–`$14`), except the tags: all of them in `$7`, each waitpoint's being the slice
 /// from its `$8` to its `$9` (1-based, inclusive; empty when `$9 < $8`). A taken id fails the
 /// statement.
 const INSERT_WAITPOINTS: &str = "
     WITH inserted AS (
         INSERT INTO waitpoints (id, environment_id, status, inactive_idempotency_key, idempotency_key_expires_at,
-            timeout_at, tags, created_at, kind, approval, output_schema)
+            timeout_at, tags, created_at, kind, approval, output_schema, heartbeat_every, heartbeat_deadline)
         SELECT n.id, n.environment_id, 'WAITING', n.inactive_idempotency_key, n.idempotency_key_expires_at,
-            n.timeout_at, ($7::text[])[n.first_tag:n.last_tag], n.created_at, n.kind, n.approval, n.output_schema
+            n.timeout_at, ($7::text[])[n.first_tag:n.last_tag], n.created_at, n.kind, n.approval, n.output_schema,
+            n.heartbeat_every, n.heartbeat_deadline
         FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $8::int[], $9::int[],
-            $10::text[], $11::text[], $12::text[])
+            $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[])
             AS n (id, environment_id, inactive_idempotency_key, idempotency_key_expires_at, timeout_at, created_at,
-                first_tag, last_tag, kind, approval, output_schema)
+                first_tag, last_tag, kind, approval, output_schema, heartbeat_every, heartbeat_deadline)
         RETURNING id, environment_id, tags
     )
     INSERT INTO waitpoint_tags (environment_id, tag, waitpoint_id)
@@ -102,6 +104,58 @@ const SET_STATE: &str = "UPDATE waitpoints
      SET status = $2, completed_at = $3, completed_via = $4, output = $5, output_type = $6
      WHERE id = $1 AND status = 'WAITING'";
 
+/// Moves the listed waitpoints' deadlines: `$1` ids, `$2` their `timeout_at`, `$3` their
+/// heartbeat deadline.
+const SET_DEADLINES: &str =
+    "UPDATE waitpoints w SET timeout_at = d.timeout_at, heartbeat_deadline = d.heartbeat_deadline
+     FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS d (id, timeout_at, heartbeat_deadline)
+     WHERE w.id = d.id";
+
+/// A waitpoint's heartbeat interval as stored: whole milliseconds.
+fn heartbeat_every(waitpoint: &Waitpoint) -> Option<i64> {
+    waitpoint.heartbeat.map(|heartbeat| i64::try_from(heartbeat.every.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Applies heartbeats and extends on distinct tokens and returns each one's outcome with its
+/// position: the tokens are locked in id order (as [`LOCK_WAITPOINTS`] does for finishes), each
+/// is decided by [`transitions::waitpoint_prolonged`], and one statement stores the new
+/// deadlines.
+pub(crate) async fn prolong_all(
+    tx: &Transaction<'_>,
+    mut prolongs: Vec<(usize, &Prolong)>,
+) -> Result<Vec<(usize, ProlongOutcome)>> {
+    prolongs.sort_unstable_by(|(_, a), (_, b)| a.id.internal().cmp(b.id.internal()));
+    let ids: Vec<&str> = prolongs.iter().map(|(_, prolong)| prolong.id.internal()).collect();
+    let lock = tx.prepare_cached(LOCK_WAITPOINTS).await.map_err(map_error)?;
+    let mut current = by_id(&tx.query(&lock, &[&ids]).await.map_err(map_error)?)?;
+    let mut outcomes = Vec::with_capacity(prolongs.len());
+    let mut moved = Vec::new();
+    for (index, prolong) in prolongs {
+        let outcome = match current.remove(prolong.id.internal()) {
+            Some(token) if token.environment_id == prolong.environment_id && token.kind == WaitpointKind::Manual => {
+                match transitions::waitpoint_prolonged(&token, prolong.prolonging, prolong.at) {
+                    Ok(next) => {
+                        moved.push(next.clone());
+                        ProlongOutcome::Prolonged(next)
+                    }
+                    Err(refusal) => ProlongOutcome::Refused(token, refusal),
+                }
+            }
+            _ => ProlongOutcome::NotFound,
+        };
+        outcomes.push((index, outcome));
+    }
+    if !moved.is_empty() {
+        let ids: Vec<&str> = moved.iter().map(|token| token.id.internal()).collect();
+        let timeouts: Vec<Option<i64>> = moved.iter().map(|token| token.timeout_at.map(Timestamp::as_millis)).collect();
+        let heartbeats: Vec<Option<i64>> =
+            moved.iter().map(|token| token.heartbeat.map(|heartbeat| heartbeat.deadline.as_millis())).collect();
+        let update = tx.prepare_cached(SET_DEADLINES).await.map_err(map_error)?;
+        tx.execute(&update, &[&ids, &timeouts, &heartbeats]).await.map_err(map_error)?;
+    }
+    Ok(outcomes)
+}
+
 /// Creates one waitpoint (for a run's token or datetime wait), honouring its idempotency key.
 pub(crate) async fn create_one(tx: &Transaction<'_>, new: &Waitpoint) -> Result<CreateOutcome> {
     if new.idempotency_key.is_some() {
@@ -132,6 +186,8 @@ pub(crate) async fn create(tx: &Transaction<'_>, new: &Waitpoint) -> Result<Crea
                     &new.kind.as_str(),
                     &approval,
                     &new.output_schema,
+                    &heartbeat_every(new),
+                    &new.heartbeat.map(|heartbeat| heartbeat.deadline.as_millis()),
                 ],
             )
             .await
@@ -178,6 +234,9 @@ pub(crate) async fn create_all(tx: &Transaction<'_>, creates: &[(usize, &Waitpoi
     let kinds: Vec<&str> = creates.iter().map(|(_, new)| new.kind.as_str()).collect();
     let approvals: Vec<Option<String>> = creates.iter().map(|(_, new)| approval_text(new)).collect::<Result<_>>()?;
     let schemas: Vec<Option<&str>> = creates.iter().map(|(_, new)| new.output_schema.as_deref()).collect();
+    let heartbeats: Vec<Option<i64>> = creates.iter().map(|(_, new)| heartbeat_every(new)).collect();
+    let heartbeat_deadlines: Vec<Option<i64>> =
+        creates.iter().map(|(_, new)| new.heartbeat.map(|heartbeat| heartbeat.deadline.as_millis())).collect();
     let insert = tx.prepare_cached(INSERT_WAITPOINTS).await.map_err(map_error)?;
     tx.execute(
         &insert,
@@ -194,6 +253,8 @@ pub(crate) async fn create_all(tx: &Transaction<'_>, creates: &[(usize, &Waitpoi
             &kinds,
             &approvals,
             &schemas,
+            &heartbeats,
+            &heartbeat_deadlines,
         ],
     )
     .await

@@ -54,6 +54,7 @@ fn waitpoint(id: WaitpointId, env: &Environment, created_at: Timestamp) -> Waitp
         inactive_idempotency_key: None,
         idempotency_key_expires_at: None,
         timeout_at: None,
+        heartbeat: None,
         tags: Vec::new(),
         created_at,
         approval: None,

@@ -7,7 +7,8 @@ use reqwest::{Method, RequestBuilder, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use waitpoint_types::api::{
-    CreateTokenRequest, CreateTokenResponse, ErrorBody, Page, RejectTokenRequest, TokenDetail, TokenItem,
+    CreateTokenRequest, CreateTokenResponse, ErrorBody, ExtendTokenRequest, Page, ProlongResponse, RejectTokenRequest,
+    TimeText, TokenDetail, TokenItem,
 };
 use waitpoint_types::time::parse_duration;
 use waitpoint_types::{Timestamp, WaitpointStatus};
@@ -159,6 +160,22 @@ impl Client {
         Ok(())
     }
 
+    /// Sends `token` a heartbeat: for a token created with a heartbeat timeout, it stays alive
+    /// for another interval. The answer says until when. A token that finished, or whose time
+    /// came before the heartbeat arrived, is an error (409).
+    pub async fn heartbeat_token(&self, token: impl AsTokenId) -> Result<ProlongResponse> {
+        let path = format!("{TOKENS}/{}/heartbeat", segment(token.token_id())?);
+        self.send(self.request(Method::POST, &path)?.json(&serde_json::json!({}))).await
+    }
+
+    /// Moves `token`'s timeout later: to a duration from now (`"1h"`) or a date. The answer
+    /// says until when. An earlier time is an error (400); only a secret key may extend.
+    pub async fn extend_token(&self, token: impl AsTokenId, timeout: impl Into<TimeText>) -> Result<ProlongResponse> {
+        let path = format!("{TOKENS}/{}/extend", segment(token.token_id())?);
+        let body = ExtendTokenRequest { timeout: timeout.into().into_string() };
+        self.send(self.request(Method::POST, &path)?.json(&body)).await
+    }
+
     /// The token, with its output or timeout error.
     pub async fn retrieve_token(&self, token: impl AsTokenId) -> Result<Token> {
         let path = format!("{TOKENS}/{}", segment(token.token_id())?);
@@ -234,6 +251,11 @@ pub(crate) fn check_token_request(request: &CreateTokenRequest) -> Result<()> {
         && let Err(error) = parse_duration(ttl)
     {
         return Err(Error::Config(format!("idempotencyKeyTTL {error}, or \"none\" for a key that never expires")));
+    }
+    if let Some(every) = request.heartbeat_timeout.as_deref()
+        && let Err(error) = parse_duration(every)
+    {
+        return Err(Error::Config(format!("heartbeatTimeout {error}")));
     }
     Ok(())
 }

@@ -90,8 +90,8 @@ pub use crate::token::{AsTokenId, Token};
 pub use crate::worker::{Worker, WorkerConfig};
 pub use waitpoint_clock::{Clock, SystemClock};
 pub use waitpoint_types::api::{
-    CreateTokenRequest, CreateTokenResponse, Page, Pagination, RejectTokenError, RejectTokenRequest, RunDetail,
-    RunWorker, TimeText, TokenDetail, TokenItem, TriggerOptions, TriggerResponse,
+    CreateTokenRequest, CreateTokenResponse, ExtendTokenRequest, Page, Pagination, ProlongResponse, RejectTokenError,
+    RejectTokenRequest, RunDetail, RunWorker, TimeText, TokenDetail, TokenItem, TriggerOptions, TriggerResponse,
 };
 pub use waitpoint_types::approval::{Approval, ApprovalField, FieldKind};
 pub use waitpoint_types::{RunStatus, Timestamp, WaitpointStatus};

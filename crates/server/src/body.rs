@@ -21,7 +21,7 @@ pub(crate) const CREATE_LIMIT: usize = 10 * 1024;
 /// The largest completion body (and so output): 3 MiB, as Trigger.dev.
 pub(crate) const OUTPUT_LIMIT: usize = 3 * 1024 * 1024;
 
-const CREATE_SHAPE: &str = r#"{"timeout": "10m", "idempotencyKey": "...", "idempotencyKeyTTL": "1h", "tags": ["..."], "approval": {"title": "..."}, "outputSchema": {"type": "object"}} (every field optional)"#;
+const CREATE_SHAPE: &str = r#"{"timeout": "10m", "idempotencyKey": "...", "idempotencyKeyTTL": "1h", "tags": ["..."], "approval": {"title": "..."}, "outputSchema": {"type": "object"}, "heartbeatTimeout": "30s"} (every field optional)"#;
 const CALLBACK_SHAPE: &str =
     r#"{"status": "succeeded", ...} (any JSON becomes the output; other text is kept as text)"#;
 const COMPLETE_SHAPE: &str = r#"{"data": <output>} or {"output": <output>}, or {} to complete without output"#;
@@ -132,10 +132,13 @@ pub(crate) fn parse_create(bytes: &[u8]) -> Result<CreateTokenRequest, ApiError>
             "tags" => request.tags = Some(tags(value)?),
             "approval" => request.approval = Some(approval(value)?),
             "outputSchema" => request.output_schema = Some(output_schema(value)?),
+            "heartbeatTimeout" => {
+                request.heartbeat_timeout = Some(string_field(&name, value, "a duration such as \"30s\"")?)
+            }
             _ => {
                 return Err(ApiError::bad_request(format!(
                     "Unknown field {name:?}: a token takes timeout, idempotencyKey, idempotencyKeyTTL, tags, \
-                     approval and outputSchema, as in {CREATE_SHAPE}"
+                     approval, outputSchema and heartbeatTimeout, as in {CREATE_SHAPE}"
                 )));
             }
         }
@@ -302,6 +305,44 @@ pub(crate) fn parse_reject_url(bytes: &[u8]) -> Result<Option<String>, ApiError>
     }
 }
 
+/// The largest heartbeat or extend body.
+pub(crate) const PROLONG_LIMIT: usize = 1024;
+
+/// A heartbeat carries nothing: no body, or `{}`. Anything else is a 400, never ignored.
+pub(crate) fn parse_heartbeat(bytes: &[u8]) -> Result<(), ApiError> {
+    let shape = "no body, or {}";
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    strict(bytes, shape)?;
+    match serde_json::from_slice::<Value>(bytes).map_err(|error| invalid_json(&error, shape))? {
+        Value::Object(fields) if fields.is_empty() => Ok(()),
+        Value::Object(fields) => Err(ApiError::bad_request(format!(
+            "A heartbeat carries nothing, yet this one has {}: send {shape}",
+            fields.keys().map(|key| format!("{key:?}")).collect::<Vec<_>>().join(", ")
+        ))),
+        other => Err(not_an_object(&other, shape)),
+    }
+}
+
+const EXTEND_SHAPE: &str = r#"{"timeout": "1h"} (a duration from now, or an ISO 8601 date)"#;
+
+/// Parses an extend: `{"timeout": <duration or date>}`, nothing else.
+pub(crate) fn parse_extend(bytes: &[u8]) -> Result<String, ApiError> {
+    not_empty(bytes, EXTEND_SHAPE)?;
+    strict(bytes, EXTEND_SHAPE)?;
+    let value: Value = serde_json::from_slice(bytes).map_err(|error| invalid_json(&error, EXTEND_SHAPE))?;
+    let Value::Object(fields) = value else { return Err(not_an_object(&value, EXTEND_SHAPE)) };
+    let mut timeout = None;
+    for (name, value) in fields {
+        match name.as_str() {
+            "timeout" => timeout = Some(string_field(&name, value, "a duration such as \"1h\", or an ISO 8601 date")?),
+            _ => return Err(ApiError::bad_request(format!("Unknown field {name:?}: send {EXTEND_SHAPE}"))),
+        }
+    }
+    timeout.ok_or_else(|| ApiError::bad_request(format!("timeout is missing: send {EXTEND_SHAPE}")))
+}
+
 const TRIGGER_SHAPE: &str = r#"{"payload": <any JSON>, "options": {"idempotencyKey": "...", "idempotencyKeyTTL": "1h", "tags": ["..."], "maxAttempts": 3, "delay": "10m"}} (all optional)"#;
 
 /// Parses a trigger body: the payload (kept verbatim as JSON text; `null` when absent) and the
@@ -393,6 +434,20 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned, const LIMIT: usize> FromReq
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heartbeats_carry_nothing_and_extends_only_a_timeout() {
+        assert!(parse_heartbeat(b"").is_ok());
+        assert!(parse_heartbeat(b" {} ").is_ok());
+        assert!(parse_heartbeat(br#"{"progress":1}"#).unwrap_err().message().contains("\"progress\""));
+        assert!(parse_heartbeat(b"[]").is_err());
+        assert!(parse_heartbeat(b"{").is_err());
+        assert_eq!(parse_extend(br#"{"timeout":"1h"}"#).unwrap(), "1h");
+        assert!(parse_extend(b"{}").unwrap_err().message().contains("timeout is missing"));
+        assert!(parse_extend(br#"{"timeout":"1h","why":"x"}"#).is_err());
+        assert!(parse_extend(br#"{"timeout":3600}"#).is_err());
+        assert!(parse_extend(b"").is_err());
+    }
 
     #[test]
     fn create_bodies_are_parsed_strictly() {

@@ -40,8 +40,6 @@ pub(crate) async fn preflight(headers: HeaderMap) -> Response {
     response
 }
 
-/// Adds `Access-Control-Allow-Origin` (the request's origin) and the exposed headers to every
-/// response of the route, errors included, so browsers can read them.
 /// Answers the preflight of a rejection, as [`preflight`] does for a completion.
 #[utoipa::path(
     options,
@@ -63,6 +61,29 @@ pub(crate) async fn preflight_reject(headers: HeaderMap) -> Response {
     preflight(headers).await
 }
 
+/// Answers the preflight of a heartbeat, as [`preflight`] does for a completion.
+#[utoipa::path(
+    options,
+    path = "/api/v1/waitpoints/tokens/{id}/heartbeat",
+    operation_id = "heartbeatTokenPreflight",
+    tag = "tokens",
+    summary = "CORS preflight of a heartbeat",
+    description = "What a browser asks before it sends a token a heartbeat from another origin: the answer \
+                   allows the request's origin, the methods, and the headers the browser asks for.",
+    params(("id" = String, Path, description = "The token's id, `waitpoint_…`.")),
+    security(()),
+    responses((
+        status = 200,
+        description = "Allowed: `{}`, with the `Access-Control-Allow-*` headers.",
+        body = BTreeMap<String, serde_json::Value>,
+    )),
+)]
+pub(crate) async fn preflight_heartbeat(headers: HeaderMap) -> Response {
+    preflight(headers).await
+}
+
+/// Adds `Access-Control-Allow-Origin` (the request's origin) and the exposed headers to every
+/// response of the route, errors included, so browsers can read them.
 pub(crate) async fn allow_all(request: Request, next: Next) -> Response {
     let origin = request.headers().get(header::ORIGIN).cloned();
     let mut response = next.run(request).await;

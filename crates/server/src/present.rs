@@ -34,11 +34,6 @@ fn outcome(waitpoint: &Waitpoint) -> Option<WaitpointStatus> {
 /// how it finished.
 pub(crate) fn detail(engine: &Engine, environment: &Environment, waitpoint: &Waitpoint) -> TokenDetail {
     let output = waitpoint.output();
-    let completed_via = match &waitpoint.state {
-        WaitpointState::Waiting => None,
-        WaitpointState::TimedOut { via: None, .. } => Some("TIMEOUT".to_owned()),
-        _ => waitpoint.completed_via().map(|via| via.as_str().to_owned()),
-    };
     TokenDetail {
         id: waitpoint.id.public(),
         kind: "MANUAL".to_owned(),
@@ -56,8 +51,10 @@ pub(crate) fn detail(engine: &Engine, environment: &Environment, waitpoint: &Wai
         timeout_at: waitpoint.timeout_at,
         completed_after: waitpoint.timeout_at,
         completed_at: waitpoint.completed_at(),
-        completed_via,
+        completed_via: waitpoint.completed_via_name().map(str::to_owned),
         output_schema: waitpoint.output_schema.as_deref().map(json_value),
+        heartbeat_timeout: waitpoint.heartbeat.map(|heartbeat| format!("{}s", heartbeat.every.as_secs())),
+        heartbeat_deadline: waitpoint.heartbeat.map(|heartbeat| heartbeat.deadline),
         created_at: waitpoint.created_at,
         tags: waitpoint.tags.clone(),
     }

@@ -273,6 +273,7 @@ pub(crate) async fn create_token(
         public_access_token: created.public_access_token,
         approval_url: Some(created.approval_url),
         reject_url: Some(created.reject_url),
+        heartbeat_url: created.heartbeat_url,
     };
     Ok(Json(RunTokenResponse { entry: present::entry(&entry), token }))
 }

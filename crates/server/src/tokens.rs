@@ -8,16 +8,18 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use waitpoint_engine::Engine;
+use waitpoint_types::Waitpoint;
 use waitpoint_types::api::{
-    CompleteResponse, CreateTokenRequest, CreateTokenResponse, Page, Pagination, TokenDetail, TokenItem,
+    CompleteResponse, CreateTokenRequest, CreateTokenResponse, ExtendTokenRequest, Page, Pagination, ProlongResponse,
+    TokenDetail, TokenItem,
 };
 
 use crate::auth::{SecretKey, bearer};
-use crate::body::{self, CREATE_LIMIT, Length, OUTPUT_LIMIT};
+use crate::body::{self, CREATE_LIMIT, Length, OUTPUT_LIMIT, PROLONG_LIMIT};
 use crate::error::ApiError;
 use crate::openapi::{
-    BadRequest, CompleteTokenBody, Forbidden, LengthRequired, NotFound, PayloadTooLarge, RejectTokenBody, ServerError,
-    TokenListQuery, Unauthorized, Unprocessable,
+    BadRequest, CompleteTokenBody, Conflict, Forbidden, LengthRequired, NotFound, PayloadTooLarge, RejectTokenBody,
+    ServerError, TokenListQuery, Unauthorized, Unprocessable,
 };
 use crate::{present, query};
 
@@ -66,6 +68,7 @@ pub(crate) async fn create(
         public_access_token: created.public_access_token,
         approval_url: Some(created.approval_url),
         reject_url: Some(created.reject_url),
+        heartbeat_url: created.heartbeat_url,
     };
     let mut response = Json(body).into_response();
     response.headers_mut().insert("x-trigger-jwt", jwt);
@@ -296,4 +299,122 @@ pub(crate) async fn reject_url(
     let data = body::parse_reject_url(&bytes)?;
     engine.reject_via_url(verified, data).await?;
     Ok(Json(json!({ "success": true })))
+}
+
+/// `POST /api/v1/waitpoints/tokens/{id}/heartbeat`: keeps a token with a heartbeat alive
+/// (secret key, or the token's public access token).
+#[utoipa::path(
+    post,
+    path = "/api/v1/waitpoints/tokens/{id}/heartbeat",
+    operation_id = "heartbeatToken",
+    tag = "tokens",
+    summary = "Send a token a heartbeat",
+    description = "waitpoint's own: for a token created with `heartbeatTimeout`, moves its heartbeat deadline to \
+                   now plus that interval. A token that gets no heartbeat in time times out with \
+                   `WAITPOINT_HEARTBEAT_TIMEOUT`. Heartbeats never move `timeoutAt` (an extend does). The body is \
+                   empty or `{}`. Takes the secret key or the token's public access token; browsers may call it \
+                   from any origin (CORS).",
+    params(("id" = String, Path, description = "The token's id, `waitpoint_…`.")),
+    security(("secretKey" = []), ("publicAccessToken" = [])),
+    responses(
+        (status = 200, description = "The token still waits, until then.", body = ProlongResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = "5XX", response = ServerError),
+    ),
+)]
+pub(crate) async fn heartbeat(
+    State(engine): State<Engine>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<ProlongResponse>, ApiError> {
+    let principal = engine.authenticate(bearer(&headers)).await?;
+    body::parse_heartbeat(&body::read(&headers, body, PROLONG_LIMIT, Length::Optional).await?)?;
+    Ok(Json(prolonged(&engine.heartbeat_token(&principal, &id).await?)))
+}
+
+/// `POST /api/v1/waitpoints/tokens/{id}/heartbeat/{signature}`: a heartbeat through the token's
+/// heartbeat URL (no credentials). The URL is checked before the body is read.
+#[utoipa::path(
+    post,
+    path = "/api/v1/waitpoints/tokens/{id}/heartbeat/{signature}",
+    operation_id = "heartbeatTokenByUrl",
+    tag = "tokens",
+    summary = "Send a token a heartbeat through its heartbeat URL",
+    description = "waitpoint's own: the token's `heartbeatUrl` (given at create for a token with \
+                   `heartbeatTimeout`). A third party POSTs to it, with no credentials and an empty body or `{}`, \
+                   to keep the token alive. The URL is checked before the body is read.",
+    params(
+        ("id" = String, Path, description = "The token's id, `waitpoint_…`."),
+        ("signature" = String, Path, description = "The URL's signature, 64 hexadecimal digits."),
+    ),
+    security(()),
+    responses(
+        (status = 200, description = "The token still waits, until then.", body = ProlongResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = "5XX", response = ServerError),
+    ),
+)]
+pub(crate) async fn heartbeat_url(
+    State(engine): State<Engine>,
+    headers: HeaderMap,
+    Path((id, signature)): Path<(String, String)>,
+    body: Body,
+) -> Result<Json<ProlongResponse>, ApiError> {
+    let verified = engine.verify_heartbeat_url(&id, &signature).await?;
+    body::parse_heartbeat(&body::read(&headers, body, PROLONG_LIMIT, Length::Optional).await?)?;
+    Ok(Json(prolonged(&engine.heartbeat_via_url(verified).await?)))
+}
+
+/// `POST /api/v1/waitpoints/tokens/{id}/extend`: moves a token's timeout later (secret key
+/// only; every extend is logged for audit).
+#[utoipa::path(
+    post,
+    path = "/api/v1/waitpoints/tokens/{id}/extend",
+    operation_id = "extendToken",
+    tag = "tokens",
+    summary = "Extend a token's timeout",
+    description = "waitpoint's own: moves a waiting token's `timeoutAt` later, to a duration from now or a date. \
+                   An earlier or equal time is a 400 (an extend never shortens); a token that finished, or whose \
+                   time came before the extend arrived, is a 409. Its heartbeat, if any, stays as it is. Secret \
+                   key only; each extend is logged (target `waitpoint::audit`).",
+    params(("id" = String, Path, description = "The token's id, `waitpoint_…`.")),
+    request_body(content = ExtendTokenRequest, description = "The new timeout."),
+    responses(
+        (status = 200, description = "The token still waits, until then.", body = ProlongResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = "5XX", response = ServerError),
+    ),
+)]
+pub(crate) async fn extend(
+    State(engine): State<Engine>,
+    SecretKey(environment): SecretKey,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<ProlongResponse>, ApiError> {
+    let timeout = body::parse_extend(&body::read(&headers, body, PROLONG_LIMIT, Length::Optional).await?)?;
+    let token = engine.extend_token(&environment, &id, &timeout, waitpoint_types::CompletedVia::SecretKey).await?;
+    Ok(Json(prolonged(&token)))
+}
+
+fn prolonged(token: &Waitpoint) -> ProlongResponse {
+    ProlongResponse {
+        success: true,
+        timeout_at: token.timeout_at,
+        heartbeat_deadline: token.heartbeat.map(|heartbeat| heartbeat.deadline),
+    }
 }

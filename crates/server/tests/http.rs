@@ -625,3 +625,124 @@ async fn a_completion_must_fit_the_tokens_output_schema_on_every_route() {
         assert_error(&reply, StatusCode::BAD_REQUEST, hint);
     }
 }
+
+#[tokio::test]
+async fn heartbeats_keep_a_token_alive_and_a_missed_one_times_it_out() {
+    let api = Api::new().await;
+    let key = api.key();
+    let mut events = api.engine.subscribe();
+    let token = api.create(json!({ "timeout": "1h", "heartbeatTimeout": "30s" })).await;
+    let id = token["id"].as_str().unwrap();
+    let heartbeat_url = token["heartbeatUrl"].as_str().expect("a token with a heartbeat has a heartbeatUrl");
+    assert!(api.create(json!({})).await.get("heartbeatUrl").is_none(), "only tokens with a heartbeat have one");
+    let detail = api.retrieve(id).await;
+    assert_eq!(
+        (detail["heartbeatTimeout"].clone(), detail["heartbeatDeadline"].clone()),
+        (json!("30s"), json!("2025-11-24T16:00:30.000Z"))
+    );
+
+    let beat = |credential: String| {
+        let api = &api;
+        async move {
+            api.call(Method::POST, &format!("/api/v1/waitpoints/tokens/{id}/heartbeat"), Some(&credential), "").await
+        }
+    };
+    api.clock.advance(Duration::from_secs(20));
+    let reply = beat(key.clone()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        reply.body,
+        json!({ "success": true, "timeoutAt": "2025-11-24T17:00:00.000Z", "heartbeatDeadline": "2025-11-24T16:00:50.000Z" })
+    );
+    api.clock.advance(Duration::from_secs(20));
+    let public = token["publicAccessToken"].as_str().unwrap().to_owned();
+    assert_eq!(beat(public).await.body["heartbeatDeadline"], "2025-11-24T16:01:10.000Z", "its public token may beat");
+    api.clock.advance(Duration::from_secs(20));
+    let reply = api.call(Method::POST, &callback_path(heartbeat_url), None, "{}").await;
+    assert_eq!(reply.body["heartbeatDeadline"], "2025-11-24T16:01:30.000Z", "its heartbeat URL needs no credential");
+    assert_eq!(api.retrieve(id).await["timeoutAt"], "2025-11-24T17:00:00.000Z", "heartbeats never move the timeout");
+
+    let forged = format!("/api/v1/waitpoints/tokens/{id}/heartbeat/{}", "0".repeat(64));
+    assert_error(&api.call(Method::POST, &forged, None, "").await, StatusCode::UNAUTHORIZED, "signature");
+    let rejected_url = callback_path(token["rejectUrl"].as_str().unwrap()).replace("/reject/", "/heartbeat/");
+    assert_eq!(
+        api.call(Method::POST, &rejected_url, None, "").await.status,
+        StatusCode::UNAUTHORIZED,
+        "no URL becomes another"
+    );
+    let with_body = api
+        .call(Method::POST, &format!("/api/v1/waitpoints/tokens/{id}/heartbeat"), Some(&key), r#"{"progress":1}"#)
+        .await;
+    assert_error(&with_body, StatusCode::BAD_REQUEST, "\"progress\"");
+    let plain = api.create(json!({})).await;
+    let reply = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/waitpoints/tokens/{}/heartbeat", plain["id"].as_str().unwrap()),
+            Some(&key),
+            "",
+        )
+        .await;
+    assert_error(&reply, StatusCode::BAD_REQUEST, "heartbeatTimeout");
+
+    api.clock.advance(Duration::from_secs(30));
+    let id_parsed = WaitpointId::parse(id).unwrap();
+    while !matches!(events.recv().await.unwrap(), waitpoint_engine::Event::WaitpointFinished(w) if w.id == id_parsed) {}
+    let done = api.retrieve(id).await;
+    assert_eq!(
+        (done["status"].clone(), done["completedVia"].clone()),
+        (json!("TIMED_OUT"), json!("HEARTBEAT_TIMEOUT"))
+    );
+    let error: Value = serde_json::from_str(done["output"].as_str().unwrap()).unwrap();
+    assert_eq!(error["code"], "WAITPOINT_HEARTBEAT_TIMEOUT");
+    assert_eq!(error["message"], "Waitpoint timed out at 2025-11-24T16:01:30.000Z: no heartbeat for 30s");
+    assert_error(&beat(key.clone()).await, StatusCode::CONFLICT, "TIMED_OUT");
+
+    for (body, hint) in [
+        (json!({ "heartbeatTimeout": "0s" }), "heartbeatTimeout"),
+        (json!({ "heartbeatTimeout": "2030-01-01T00:00:00Z" }), "heartbeatTimeout"),
+        (json!({ "heartbeatTimeout": 30 }), "heartbeatTimeout"),
+    ] {
+        let reply = api.call(Method::POST, "/api/v1/waitpoints/tokens", Some(&key), &body.to_string()).await;
+        assert_error(&reply, StatusCode::BAD_REQUEST, hint);
+    }
+}
+
+#[tokio::test]
+async fn an_extend_moves_the_timeout_later_with_the_secret_key_only() {
+    let api = Api::new().await;
+    let key = api.key();
+    let token = api.create(json!({ "timeout": "10m" })).await;
+    let id = token["id"].as_str().unwrap();
+    let path = format!("/api/v1/waitpoints/tokens/{id}/extend");
+
+    let reply = api.call(Method::POST, &path, Some(&key), r#"{"timeout":"1h"}"#).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body, json!({ "success": true, "timeoutAt": "2025-11-24T17:00:00.000Z" }));
+    assert_eq!(api.retrieve(id).await["timeoutAt"], "2025-11-24T17:00:00.000Z");
+    assert_error(
+        &api.call(Method::POST, &path, Some(&key), r#"{"timeout":"30m"}"#).await,
+        StatusCode::BAD_REQUEST,
+        "not later",
+    );
+    let public = token["publicAccessToken"].as_str().unwrap();
+    assert_eq!(
+        api.call(Method::POST, &path, Some(public), r#"{"timeout":"2h"}"#).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_error(
+        &api.call(Method::POST, &path, Some(&key), r#"{"timeout":"2h","why":"x"}"#).await,
+        StatusCode::BAD_REQUEST,
+        "\"why\"",
+    );
+    assert_error(&api.call(Method::POST, &path, Some(&key), "{}").await, StatusCode::BAD_REQUEST, "timeout is missing");
+
+    api.complete(id, &key, "{}").await;
+    assert_error(
+        &api.call(Method::POST, &path, Some(&key), r#"{"timeout":"3h"}"#).await,
+        StatusCode::CONFLICT,
+        "COMPLETED",
+    );
+    let unknown = "/api/v1/waitpoints/tokens/waitpoint_c0mx3j3usm00007vbybnlp8r7/extend";
+    assert_eq!(api.call(Method::POST, unknown, Some(&key), r#"{"timeout":"3h"}"#).await.status, StatusCode::NOT_FOUND);
+}

@@ -333,6 +333,22 @@ async fn token_answers_fit_their_schemas() {
     let next = page.body["pagination"]["next"].as_str().unwrap();
     server.call(Method::GET, tokens, &format!("{tokens}?page[after]={next}&filter[status]=COMPLETED"), key, None).await;
 
+    let heartbeat = "/api/v1/waitpoints/tokens/{id}/heartbeat";
+    let beating = server.call(Method::POST, tokens, tokens, key, Some(r#"{"heartbeatTimeout": "30s"}"#)).await.body;
+    let beating_uri = format!("{tokens}/{}/heartbeat", beating["id"].as_str().unwrap());
+    let beat = server.call(Method::POST, heartbeat, &beating_uri, key, None).await;
+    assert!(beat.body["heartbeatDeadline"].is_string(), "{}", beat.body);
+    assert_eq!(server.call(Method::OPTIONS, heartbeat, &beating_uri, None, None).await.status, StatusCode::OK);
+    let heartbeat_url = beating["heartbeatUrl"].as_str().unwrap().strip_prefix("http://wp.test").unwrap();
+    let by_url = "/api/v1/waitpoints/tokens/{id}/heartbeat/{signature}";
+    assert_eq!(server.call(Method::POST, by_url, heartbeat_url, None, Some("{}")).await.status, StatusCode::OK);
+    let finished = server.call(Method::POST, heartbeat, &format!("{tokens}/{id}/heartbeat"), key, None).await;
+    assert_eq!(finished.status, StatusCode::CONFLICT, "a completed token: {}", finished.body);
+    let completed_uri = format!("{tokens}/{id}/extend");
+    let extend = "/api/v1/waitpoints/tokens/{id}/extend";
+    let conflict = server.call(Method::POST, extend, &completed_uri, key, Some(r#"{"timeout": "1h"}"#)).await;
+    assert_eq!(conflict.status, StatusCode::CONFLICT, "{}", conflict.body);
+
     // Each error the token routes document, as the server really sends it.
     let public = created["publicAccessToken"].as_str().unwrap();
     let other = format!("{tokens}/{}/complete", plain["id"].as_str().unwrap());
@@ -448,7 +464,9 @@ async fn hand_parsed_bodies_are_taken_exactly_when_they_fit_their_schemas() {
     let token = server.call(Method::POST, tokens, tokens, key, Some("{}")).await.body;
     let complete = format!("{tokens}/{}/complete", token["id"].as_str().unwrap());
     let reject = format!("{tokens}/{}/reject", token["id"].as_str().unwrap());
-    let cases: [(&str, &str, &[&str], &[&str]); 4] = [
+    let waiting = server.call(Method::POST, tokens, tokens, key, Some("{}")).await.body;
+    let extend = format!("{tokens}/{}/extend", waiting["id"].as_str().unwrap());
+    let cases: [(&str, &str, &[&str], &[&str]); 5] = [
         (
             tokens,
             tokens,
@@ -458,6 +476,7 @@ async fn hand_parsed_bodies_are_taken_exactly_when_they_fit_their_schemas() {
                 r#"{"tags": ["a", "b"], "timeout": "10m", "idempotencyKey": "k", "idempotencyKeyTTL": "1h"}"#,
                 r#"{"approval": {"title": "Publish?", "fields": [{"name": "n", "type": "number", "min": 0}]}}"#,
                 r#"{"outputSchema": {"type": "object", "required": ["status"]}}"#,
+                r#"{"heartbeatTimeout": "30s"}"#,
             ],
             &[
                 r#"{"extra": 1}"#,
@@ -467,6 +486,7 @@ async fn hand_parsed_bodies_are_taken_exactly_when_they_fit_their_schemas() {
                 r#"{"approval": null}"#,
                 r#"{"outputSchema": null}"#,
                 r#"{"outputSchema": true}"#,
+                r#"{"heartbeatTimeout": 30}"#,
                 r#"{"approval": {"fields": [{"name": "n", "type": "date"}]}}"#,
                 "[]",
             ],
@@ -494,6 +514,12 @@ async fn hand_parsed_bodies_are_taken_exactly_when_they_fit_their_schemas() {
                 r#"{"error": "no"}"#,
                 "[]",
             ],
+        ),
+        (
+            "/api/v1/waitpoints/tokens/{id}/extend",
+            &extend,
+            &[r#"{"timeout": "2h"}"#, r#"{"timeout": "2030-01-01T00:00:00Z"}"#],
+            &["{}", r#"{"timeout": 3600}"#, r#"{"timeout": "2031-01-01T00:00:00Z", "why": "x"}"#, "[]"],
         ),
         (
             "/api/v1/tasks/{taskId}/trigger",

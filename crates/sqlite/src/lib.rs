@@ -56,6 +56,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/0006_rejected_tokens.sql")),
     (7, include_str!("../migrations/0007_retention.sql")),
     (8, include_str!("../migrations/0008_output_schemas.sql")),
+    (9, include_str!("../migrations/0009_heartbeats.sql")),
 ];
 
 /// Read-only connections, so reads that run at once; more wait their turn.
@@ -227,6 +228,7 @@ impl Store for SqliteStore {
                 .map(|op| match op {
                     WriteOp::Create(new) => waitpoints::create(&tx, new).map(WriteOutcome::Create),
                     WriteOp::Finish(f) => waitpoints::finish(&tx, f).map(WriteOutcome::Finish),
+                    WriteOp::Prolong(p) => waitpoints::prolong(&tx, &p).map(WriteOutcome::Prolong),
                     WriteOp::RunCreate(new) => runs::create(&tx, new).map(WriteOutcome::RunCreate),
                     WriteOp::RunClaim(claim) => runs::claim(&tx, claim).map(WriteOutcome::Claim),
                     WriteOp::RunRecord(record) => runs::record(&tx, record).map(WriteOutcome::Journal),
@@ -337,7 +339,12 @@ impl Store for SqliteStore {
     async fn waitpoint_timeouts_next(&self) -> Result<Option<Timestamp>> {
         self.read(|conn| {
             conn.prepare_cached(
-                "SELECT MIN(timeout_at) FROM waitpoints WHERE status = 'WAITING' AND timeout_at IS NOT NULL",
+                "SELECT MIN(due) FROM (
+                     SELECT MIN(timeout_at) AS due FROM waitpoints WHERE status = 'WAITING' AND timeout_at IS NOT NULL
+                     UNION ALL
+                     SELECT MIN(heartbeat_deadline) FROM waitpoints
+                     WHERE status = 'WAITING' AND heartbeat_deadline IS NOT NULL
+                 )",
             )
             .and_then(|mut stmt| stmt.query_row([], |row| row.get::<_, Option<i64>>(0)))
             .map(|millis| millis.map(Timestamp::from_millis))
@@ -350,8 +357,19 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT id FROM waitpoints WHERE status = 'WAITING' AND timeout_at IS NOT NULL AND timeout_at <= ?1
-                     ORDER BY timeout_at, id LIMIT ?2",
+                    "SELECT id, MIN(due) AS first FROM (
+                         SELECT * FROM (
+                             SELECT id, timeout_at AS due FROM waitpoints
+                             WHERE status = 'WAITING' AND timeout_at IS NOT NULL AND timeout_at <= ?1
+                             ORDER BY timeout_at, id LIMIT ?2
+                         )
+                         UNION ALL
+                         SELECT * FROM (
+                             SELECT id, heartbeat_deadline FROM waitpoints
+                             WHERE status = 'WAITING' AND heartbeat_deadline IS NOT NULL AND heartbeat_deadline <= ?1
+                             ORDER BY heartbeat_deadline, id LIMIT ?2
+                         )
+                     ) GROUP BY id ORDER BY first, id LIMIT ?2",
                 )
                 .map_err(map_error)?;
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);

@@ -2,8 +2,10 @@
 //! token lists.
 
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
-use waitpoint_storage::{CreateOutcome, Finish, FinishOutcome, ListQuery, Result, StorageError, transitions};
-use waitpoint_types::{EnvironmentId, Timestamp, Waitpoint};
+use waitpoint_storage::{
+    CreateOutcome, Finish, FinishOutcome, ListQuery, Prolong, ProlongOutcome, Result, StorageError, transitions,
+};
+use waitpoint_types::{EnvironmentId, Timestamp, Waitpoint, WaitpointKind};
 
 use crate::args::Args;
 use crate::resume;
@@ -45,8 +47,9 @@ pub(crate) fn create(conn: &Connection, new: Waitpoint) -> Result<CreateOutcome>
     let approval = new.approval.as_ref().map(serde_json::to_string).transpose().map_err(StorageError::database)?;
     conn.prepare_cached(
         "INSERT INTO waitpoints (id, environment_id, status, idempotency_key, inactive_idempotency_key,
-             idempotency_key_expires_at, timeout_at, tags, created_at, kind, approval, output_schema)
-         VALUES (?1, ?2, 'WAITING', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             idempotency_key_expires_at, timeout_at, tags, created_at, kind, approval, output_schema, heartbeat_every,
+             heartbeat_deadline)
+         VALUES (?1, ?2, 'WAITING', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -61,6 +64,8 @@ pub(crate) fn create(conn: &Connection, new: Waitpoint) -> Result<CreateOutcome>
             new.kind.as_str(),
             approval,
             new.output_schema,
+            new.heartbeat.map(|heartbeat| millis_of(heartbeat.every)),
+            new.heartbeat.map(|heartbeat| heartbeat.deadline.as_millis()),
         ])
     })
     .map_err(map_error)?;
@@ -121,6 +126,35 @@ pub(crate) fn finish(conn: &Connection, finish: Finish) -> Result<FinishOutcome>
     current.state = state;
     let resumed = resume::resume_waiting(conn, &current, finish.workers_alive_since)?;
     Ok(FinishOutcome::Finished(current, resumed))
+}
+
+/// Keeps a waiting token alive (a heartbeat or an extend), in the caller's transaction.
+pub(crate) fn prolong(conn: &Connection, prolong: &Prolong) -> Result<ProlongOutcome> {
+    let Some(current) = select_waitpoint(conn, prolong.id.internal())? else {
+        return Ok(ProlongOutcome::NotFound);
+    };
+    if current.environment_id != prolong.environment_id || current.kind != WaitpointKind::Manual {
+        return Ok(ProlongOutcome::NotFound);
+    }
+    let next = match transitions::waitpoint_prolonged(&current, prolong.prolonging, prolong.at) {
+        Ok(next) => next,
+        Err(refusal) => return Ok(ProlongOutcome::Refused(current, refusal)),
+    };
+    conn.prepare_cached("UPDATE waitpoints SET timeout_at = ?2, heartbeat_deadline = ?3 WHERE id = ?1")
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                next.id.internal(),
+                next.timeout_at.map(Timestamp::as_millis),
+                next.heartbeat.map(|heartbeat| heartbeat.deadline.as_millis()),
+            ])
+        })
+        .map_err(map_error)?;
+    Ok(ProlongOutcome::Prolonged(next))
+}
+
+/// A heartbeat interval as stored: whole milliseconds.
+fn millis_of(every: std::time::Duration) -> i64 {
+    i64::try_from(every.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Lists tokens. Every shape of query walks an index in id order and stops after `limit`

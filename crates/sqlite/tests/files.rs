@@ -81,6 +81,7 @@ async fn finished_tokens(store: &SqliteStore, environment: &Environment, count: 
                 inactive_idempotency_key: None,
                 idempotency_key_expires_at: None,
                 timeout_at: None,
+                heartbeat: None,
                 tags: vec!["retention".into()],
                 created_at: at,
                 approval: None,

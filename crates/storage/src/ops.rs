@@ -19,6 +19,8 @@ pub enum WriteOp {
     Create(Waitpoint),
     /// Move a waiting waitpoint to a final state, resuming the runs that wait on it.
     Finish(Finish),
+    /// Keep a waiting token alive longer: a heartbeat, or an extend of its timeout.
+    Prolong(Prolong),
     /// Create a run, honouring its idempotency key: [`RunCreateOutcome::Created`] or
     /// [`RunCreateOutcome::Existing`], exactly as [`WriteOp::Create`] for waitpoints.
     RunCreate(Run),
@@ -113,6 +115,59 @@ pub enum Finishing {
         /// The error.
         error: Rejection,
     },
+}
+
+/// Keeps a waiting token alive longer ([`crate::transitions::waitpoint_prolonged`] decides):
+/// [`ProlongOutcome`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prolong {
+    /// The token.
+    pub id: WaitpointId,
+    /// Its environment: a token of another environment counts as not found.
+    pub environment_id: EnvironmentId,
+    /// When the request was accepted.
+    pub at: Timestamp,
+    /// How.
+    pub prolonging: Prolonging,
+}
+
+/// How a token is kept alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prolonging {
+    /// A heartbeat: its heartbeat deadline becomes `at` plus its interval. `timeout_at` stays.
+    Heartbeat,
+    /// An extend: its `timeout_at` becomes this later moment. The heartbeat stays as it is.
+    Extend {
+        /// The new `timeout_at`.
+        timeout_at: Timestamp,
+    },
+}
+
+/// What a [`Prolong`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProlongOutcome {
+    /// The token as it now is.
+    Prolonged(Waitpoint),
+    /// Nothing changed, for this reason. The token as it is.
+    Refused(Waitpoint, ProlongRefusal),
+    /// No such token (in that environment); datetime waitpoints count as not found.
+    NotFound,
+}
+
+/// Why a [`Prolong`] changed nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProlongRefusal {
+    /// The token is no longer waiting.
+    Finished,
+    /// A heartbeat for a token created without a heartbeat interval.
+    NoHeartbeat,
+    /// It came when the token was already due (its `timeout_at` or heartbeat deadline at or
+    /// before the request): the token times out as soon as the timeout loop sees it, and
+    /// nothing late revives it.
+    Missed,
+    /// An extend to a moment not later than the token's `timeout_at` (or of a token that
+    /// waits forever).
+    NotLater,
 }
 
 /// The runs a finished waitpoint resumed.
@@ -320,6 +375,8 @@ pub enum WriteOutcome {
     Create(CreateOutcome),
     /// Of [`WriteOp::Finish`].
     Finish(FinishOutcome),
+    /// Of [`WriteOp::Prolong`].
+    Prolong(ProlongOutcome),
     /// Of [`WriteOp::RunCreate`].
     RunCreate(RunCreateOutcome),
     /// Of [`WriteOp::RunClaim`].
@@ -354,6 +411,7 @@ macro_rules! outcome_family {
 outcome_family! {
     Create => CreateOutcome,
     Finish => FinishOutcome,
+    Prolong => ProlongOutcome,
     RunCreate => RunCreateOutcome,
     Claim => ClaimOutcome,
     Journal => JournalOutcome,

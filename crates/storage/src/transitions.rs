@@ -7,7 +7,7 @@ use waitpoint_types::{
     WaitpointState,
 };
 
-use crate::ops::{Finishing, LeaseRefusal, RunOutcome};
+use crate::ops::{Finishing, LeaseRefusal, ProlongRefusal, Prolonging, RunOutcome};
 
 /// The state `current` moves to when `finishing` arrives, or `None` when nothing changes: it
 /// already finished (the first completion wins), or its deadline is not due yet.
@@ -20,12 +20,47 @@ pub fn waitpoint_finished(current: &Waitpoint, finishing: &Finishing) -> Option<
             Some(WaitpointState::Completed { at: *at, via: *via, output: output.clone() })
         }
         Finishing::Deadline { at } => {
-            current.timeout_at.is_some_and(|deadline| deadline <= *at).then(|| current.deadline_state(*at, None))
+            if current.timeout_at.is_some_and(|deadline| deadline <= *at) {
+                Some(current.deadline_state(*at, None))
+            } else {
+                current.heartbeat.is_some_and(|heartbeat| heartbeat.deadline <= *at).then_some(
+                    WaitpointState::TimedOut { at: *at, via: Some(waitpoint_types::CompletedVia::MissedHeartbeat) },
+                )
+            }
         }
         Finishing::Force { at, via } => Some(current.deadline_state(*at, Some(*via))),
         Finishing::Reject { at, via, error } => (current.kind == WaitpointKind::Manual)
             .then(|| WaitpointState::Rejected { at: *at, via: *via, error: error.clone() }),
     }
+}
+
+/// What `current` becomes when `prolonging` arrives at `at`, or why nothing changes (see
+/// [`ProlongRefusal`]).
+pub fn waitpoint_prolonged(
+    current: &Waitpoint,
+    prolonging: Prolonging,
+    at: Timestamp,
+) -> Result<Waitpoint, ProlongRefusal> {
+    if current.state != WaitpointState::Waiting {
+        return Err(ProlongRefusal::Finished);
+    }
+    if current.due_at().is_some_and(|due| due <= at) {
+        return Err(ProlongRefusal::Missed);
+    }
+    let mut next = current.clone();
+    match prolonging {
+        Prolonging::Heartbeat => {
+            let heartbeat = next.heartbeat.as_mut().ok_or(ProlongRefusal::NoHeartbeat)?;
+            heartbeat.deadline = at.saturating_add(heartbeat.every);
+        }
+        Prolonging::Extend { timeout_at } => {
+            if current.timeout_at.is_none_or(|current| timeout_at <= current) {
+                return Err(ProlongRefusal::NotLater);
+            }
+            next.timeout_at = Some(timeout_at);
+        }
+    }
+    Ok(next)
 }
 
 /// Why a completion may not apply to `current`, which still waits: its output does not fit the
@@ -202,11 +237,60 @@ mod tests {
             inactive_idempotency_key: None,
             idempotency_key_expires_at: None,
             timeout_at: None,
+            heartbeat: None,
             tags: Vec::new(),
             created_at: Timestamp::from_millis(0),
             approval: None,
             output_schema: None,
         }
+    }
+
+    #[test]
+    fn a_heartbeat_moves_only_the_heartbeat_deadline_and_an_extend_only_the_timeout() {
+        let at = |millis| Timestamp::from_millis(millis);
+        let mut token = waitpoint(1, WaitpointState::Waiting);
+        token.timeout_at = Some(at(100_000));
+        let every = std::time::Duration::from_secs(10);
+        token.heartbeat = Some(waitpoint_types::Heartbeat { every, deadline: at(10_000) });
+
+        let beaten = waitpoint_prolonged(&token, Prolonging::Heartbeat, at(9_000)).unwrap();
+        assert_eq!(beaten.heartbeat.unwrap().deadline, at(19_000));
+        assert_eq!(beaten.timeout_at, token.timeout_at, "a heartbeat never moves the timeout");
+        let late = waitpoint_prolonged(&token, Prolonging::Heartbeat, at(10_000));
+        assert_eq!(late, Err(ProlongRefusal::Missed), "a heartbeat at the deadline is too late");
+
+        let extended = waitpoint_prolonged(&token, Prolonging::Extend { timeout_at: at(200_000) }, at(9_000)).unwrap();
+        assert_eq!((extended.timeout_at, extended.heartbeat), (Some(at(200_000)), token.heartbeat));
+        let shorter = waitpoint_prolonged(&token, Prolonging::Extend { timeout_at: at(100_000) }, at(9_000));
+        assert_eq!(shorter, Err(ProlongRefusal::NotLater));
+
+        let mut plain = waitpoint(2, WaitpointState::Waiting);
+        assert_eq!(waitpoint_prolonged(&plain, Prolonging::Heartbeat, at(1)), Err(ProlongRefusal::NoHeartbeat));
+        let forever = waitpoint_prolonged(&plain, Prolonging::Extend { timeout_at: at(5) }, at(1));
+        assert_eq!(forever, Err(ProlongRefusal::NotLater), "a token that waits forever has nothing to extend");
+        plain.state = WaitpointState::Completed { at: at(1), via: CompletedVia::SecretKey, output: None };
+        assert_eq!(waitpoint_prolonged(&plain, Prolonging::Heartbeat, at(2)), Err(ProlongRefusal::Finished));
+    }
+
+    #[test]
+    fn a_deadline_times_out_a_token_whose_heartbeat_was_missed_and_says_so() {
+        let at = |millis| Timestamp::from_millis(millis);
+        let mut token = waitpoint(1, WaitpointState::Waiting);
+        token.timeout_at = Some(at(100_000));
+        token.heartbeat =
+            Some(waitpoint_types::Heartbeat { every: std::time::Duration::from_secs(10), deadline: at(10_000) });
+        assert_eq!(waitpoint_finished(&token, &Finishing::Deadline { at: at(9_999) }), None);
+        assert_eq!(
+            waitpoint_finished(&token, &Finishing::Deadline { at: at(10_000) }),
+            Some(WaitpointState::TimedOut { at: at(10_000), via: Some(CompletedVia::MissedHeartbeat) })
+        );
+        token.heartbeat =
+            Some(waitpoint_types::Heartbeat { every: std::time::Duration::from_secs(10), deadline: at(200_000) });
+        assert_eq!(
+            waitpoint_finished(&token, &Finishing::Deadline { at: at(100_000) }),
+            Some(WaitpointState::TimedOut { at: at(100_000), via: None }),
+            "the hard timeout applies whatever the heartbeats"
+        );
     }
 
     /// A set of waitpoints in these states, `c` completed, `t` timed out, `w` waiting.

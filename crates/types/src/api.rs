@@ -43,6 +43,12 @@ pub struct CreateTokenRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false, value_type = Object))]
     pub output_schema: Option<serde_json::Value>,
+    /// Whoever works on the token must send a heartbeat at least this often (a duration,
+    /// `"30s"`), or it times out with `WAITPOINT_HEARTBEAT_TIMEOUT` (waitpoint's own field).
+    /// Heartbeats never move the `timeout`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, examples("30s", "5m")))]
+    pub heartbeat_timeout: Option<String>,
 }
 
 impl CreateTokenRequest {
@@ -98,6 +104,41 @@ impl CreateTokenRequest {
         self.output_schema = Some(schema);
         self
     }
+
+    /// Times out unless a heartbeat comes at least this often (`"30s"`, or a
+    /// [`std::time::Duration`]).
+    pub fn heartbeat_timeout(mut self, every: impl Into<TimeText>) -> Self {
+        self.heartbeat_timeout = Some(every.into().0);
+        self
+    }
+}
+
+/// `POST /api/v1/waitpoints/tokens/{id}/extend`: moves a waiting token's timeout later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ExtendTokenRequest {
+    /// The new timeout: a duration from now (`"1h"`) or an ISO 8601 date; it must be later
+    /// than the token's current `timeoutAt`.
+    #[cfg_attr(feature = "openapi", schema(examples("1h", "2030-01-01T00:00:00Z")))]
+    pub timeout: String,
+}
+
+/// The answer to a heartbeat or an extend: the token still waits, and until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ProlongResponse {
+    /// Always true on a 2xx.
+    pub success: bool,
+    /// When the token times out unless completed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub timeout_at: Option<Timestamp>,
+    /// When the token times out unless another heartbeat comes first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub heartbeat_deadline: Option<Timestamp>,
 }
 
 /// A time as the API writes it: a duration (`"30s"`), an ISO 8601 date or `"none"`. Made from
@@ -105,6 +146,13 @@ impl CreateTokenRequest {
 /// up: the API's durations count seconds at the finest) or from a [`Timestamp`] (its date).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimeText(String);
+
+impl TimeText {
+    /// The text as the API takes it.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
 
 impl From<&str> for TimeText {
     fn from(text: &str) -> Self {
@@ -201,6 +249,11 @@ pub struct CreateTokenResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub reject_url: Option<String>,
+    /// The token's heartbeat URL, for a token created with `heartbeatTimeout`: POST to it,
+    /// with no credentials, to send a heartbeat (waitpoint's own field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub heartbeat_url: Option<String>,
 }
 
 /// A token as listed.
@@ -299,7 +352,8 @@ pub struct TokenDetail {
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub completed_at: Option<Timestamp>,
     /// How it finished: `SECRET_KEY`, `PUBLIC_ACCESS_TOKEN`, `CALLBACK_URL` (its URL, or its
-    /// reject URL), `DASHBOARD`, `APPROVAL_PAGE`, or `TIMEOUT` (its deadline passed).
+    /// reject URL), `DASHBOARD`, `APPROVAL_PAGE`, `TIMEOUT` (its deadline passed), or
+    /// `HEARTBEAT_TIMEOUT` (no heartbeat came in time).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub completed_via: Option<String>,
@@ -308,6 +362,15 @@ pub struct TokenDetail {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false, value_type = Object))]
     pub output_schema: Option<serde_json::Value>,
+    /// The longest time allowed between heartbeats, as given at create (`"30s"`; waitpoint's
+    /// own field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub heartbeat_timeout: Option<String>,
+    /// When it times out unless a heartbeat comes first (waitpoint's own field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub heartbeat_deadline: Option<Timestamp>,
     /// When it was created.
     pub created_at: Timestamp,
     /// Tags in the order given.

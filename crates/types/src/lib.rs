@@ -34,4 +34,6 @@ pub use environment::{Environment, Secret};
 pub use id::{EnvironmentId, IdGenerator, InvalidId, RunId, WaitpointId, WorkerId};
 pub use run::{JournalEntry, JournalKind, Run, RunError, RunState, RunStatus};
 pub use time::{DurationError, Timestamp};
-pub use waitpoint::{CompletedVia, Output, Rejection, Waitpoint, WaitpointKind, WaitpointState, WaitpointStatus};
+pub use waitpoint::{
+    CompletedVia, Heartbeat, Output, Rejection, Waitpoint, WaitpointKind, WaitpointState, WaitpointStatus,
+};

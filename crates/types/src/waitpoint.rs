@@ -4,12 +4,13 @@
 //!             complete (secret key, public access token, callback URL, dashboard, approval page)
 //!   WAITING ───────────────────────────────────────────────────────────────────────────▶ COMPLETED
 //!      │ │
-//!      │ └────────── timeout_at reached, or forced from the dashboard ──────────────────▶ TIMED_OUT
+//!      │ └───── timeout_at reached, a heartbeat missed, or forced from the dashboard ───▶ TIMED_OUT
 //!      │
 //!      └──────────── reject (secret key, public access token, reject URL, dashboard) ───▶ REJECTED
 //! ```
 //! A waitpoint leaves `WAITING` at most once: whichever comes first wins and the others are
-//! no-ops. In Trigger.dev-shaped answers a rejected token reads as any error outcome does there
+//! no-ops. A token with a heartbeat also times out when no heartbeat came for its interval;
+//! heartbeats never move `timeout_at`, an extend does. In Trigger.dev-shaped answers a rejected token reads as any error outcome does there
 //! (`TIMED_OUT`, with its error as the output); waitpoint's own `outcome` field says `REJECTED`.
 
 use std::fmt;
@@ -28,6 +29,8 @@ pub const TEXT_PLAIN: &str = "text/plain";
 pub const APPLICATION_JSON: &str = "application/json";
 /// The error `code` a timed-out token reports, as Trigger.dev's SDK expects.
 pub const TIMEOUT_ERROR_CODE: &str = "TRIGGER_WAITPOINT_TIMEOUT";
+/// The error `code` a token that missed its heartbeat reports.
+pub const HEARTBEAT_TIMEOUT_ERROR_CODE: &str = "WAITPOINT_HEARTBEAT_TIMEOUT";
 /// The error `code` a rejected token reports when its rejection gave none.
 pub const REJECTED_ERROR_CODE: &str = "WAITPOINT_REJECTED";
 
@@ -96,21 +99,24 @@ pub enum CompletedVia {
     Dashboard,
     /// A person answered the token's hosted approval page.
     ApprovalPage,
+    /// No heartbeat came within the token's heartbeat interval (a timeout, never a completion).
+    MissedHeartbeat,
 }
 
 impl CompletedVia {
     /// All ways, for parsing.
-    pub const ALL: [CompletedVia; 6] = [
+    pub const ALL: [CompletedVia; 7] = [
         Self::SecretKey,
         Self::PublicAccessToken,
         Self::CallbackUrl,
         Self::Datetime,
         Self::Dashboard,
         Self::ApprovalPage,
+        Self::MissedHeartbeat,
     ];
 
-    /// `SECRET_KEY`, `PUBLIC_ACCESS_TOKEN`, `CALLBACK_URL`, `DATETIME`, `DASHBOARD` or
-    /// `APPROVAL_PAGE`.
+    /// `SECRET_KEY`, `PUBLIC_ACCESS_TOKEN`, `CALLBACK_URL`, `DATETIME`, `DASHBOARD`,
+    /// `APPROVAL_PAGE` or `HEARTBEAT_TIMEOUT`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::SecretKey => "SECRET_KEY",
@@ -119,6 +125,7 @@ impl CompletedVia {
             Self::Datetime => "DATETIME",
             Self::Dashboard => "DASHBOARD",
             Self::ApprovalPage => "APPROVAL_PAGE",
+            Self::MissedHeartbeat => "HEARTBEAT_TIMEOUT",
         }
     }
 
@@ -236,9 +243,11 @@ pub enum WaitpointState {
     },
     /// The timeout passed first, or someone timed it out.
     TimedOut {
-        /// When the timeout was applied (at or shortly after `timeout_at`, or when forced).
+        /// When the timeout was applied (at or shortly after `timeout_at` or the heartbeat
+        /// deadline, or when forced).
         at: Timestamp,
-        /// `None`: its deadline passed. `Some`: timed out before its deadline, this way (the
+        /// `None`: its deadline passed. [`CompletedVia::MissedHeartbeat`]: its heartbeat
+        /// deadline passed. Any other: timed out before its deadline, this way (the
         /// dashboard). As a requested state ([`Waitpoint::deadline_state`]), `None` applies
         /// only once the deadline is due, `Some` at once.
         via: Option<CompletedVia>,
@@ -288,6 +297,17 @@ impl Rejection {
     }
 }
 
+/// A token's heartbeat: whoever works on it must send one at least `every` so often, or the
+/// token times out ([`CompletedVia::MissedHeartbeat`]). Heartbeats never move `timeout_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// The longest time allowed between two heartbeats (and from create to the first).
+    pub every: std::time::Duration,
+    /// When the token times out unless a heartbeat comes first: the last heartbeat (or the
+    /// create) plus `every`.
+    pub deadline: Timestamp,
+}
+
 /// A waitpoint token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Waitpoint {
@@ -307,6 +327,8 @@ pub struct Waitpoint {
     pub idempotency_key_expires_at: Option<Timestamp>,
     /// When the token times out if nobody completes it; `None` waits forever.
     pub timeout_at: Option<Timestamp>,
+    /// Its heartbeat, when created with a `heartbeatTimeout` (tokens only).
+    pub heartbeat: Option<Heartbeat>,
     /// Tags exactly as given (order and duplicates kept).
     pub tags: Vec<String>,
     /// When it was created.
@@ -326,6 +348,16 @@ impl Waitpoint {
             WaitpointState::Completed { .. } => WaitpointStatus::Completed,
             WaitpointState::TimedOut { .. } => WaitpointStatus::TimedOut,
             WaitpointState::Rejected { .. } => WaitpointStatus::Rejected,
+        }
+    }
+
+    /// The earliest moment it times out unless something happens first: its `timeout_at` or
+    /// its heartbeat deadline, whichever comes first; `None` waits forever.
+    pub fn due_at(&self) -> Option<Timestamp> {
+        let heartbeat = self.heartbeat.map(|heartbeat| heartbeat.deadline);
+        match (self.timeout_at, heartbeat) {
+            (Some(timeout), Some(heartbeat)) => Some(timeout.min(heartbeat)),
+            (timeout, heartbeat) => timeout.or(heartbeat),
         }
     }
 
@@ -354,6 +386,16 @@ impl Waitpoint {
         }
     }
 
+    /// How it finished, as the API writes it (`completedVia`): a way's name
+    /// ([`CompletedVia::as_str`]), or `TIMEOUT` when its deadline passed; `None` while it waits.
+    pub fn completed_via_name(&self) -> Option<&'static str> {
+        match self.state {
+            WaitpointState::Waiting => None,
+            WaitpointState::TimedOut { via: None, .. } => Some("TIMEOUT"),
+            _ => self.completed_via().map(CompletedVia::as_str),
+        }
+    }
+
     /// The output as the API serves it: the completion's output; for a timed-out token the
     /// timeout error `{"code":"TRIGGER_WAITPOINT_TIMEOUT","message":"Waitpoint timed out at …"}`
     /// (its deadline, or the moment it was forced); for a rejected one its error.
@@ -361,6 +403,14 @@ impl Waitpoint {
         match &self.state {
             WaitpointState::Waiting => None,
             WaitpointState::Completed { output, .. } => output.clone(),
+            WaitpointState::TimedOut { at, via: Some(CompletedVia::MissedHeartbeat) } => {
+                let (deadline, every) = self.heartbeat.map_or((*at, 0), |h| (h.deadline, h.every.as_secs()));
+                let error = serde_json::json!({
+                    "code": HEARTBEAT_TIMEOUT_ERROR_CODE,
+                    "message": format!("Waitpoint timed out at {deadline}: no heartbeat for {every}s"),
+                });
+                Some(Output { data: error.to_string(), data_type: APPLICATION_JSON.to_owned() })
+            }
             WaitpointState::TimedOut { at, via } => {
                 let deadline = if via.is_some() { *at } else { self.timeout_at.unwrap_or(*at) };
                 let error = serde_json::json!({
@@ -429,6 +479,7 @@ mod tests {
             inactive_idempotency_key: Some("k".into()),
             idempotency_key_expires_at: None,
             timeout_at: Some(Timestamp::from_millis(1_743_501_600_000)),
+            heartbeat: None,
             tags: vec![],
             created_at: Timestamp::from_millis(1_743_501_000_000),
             approval: None,
@@ -484,6 +535,27 @@ mod tests {
         let w = waitpoint(WaitpointState::TimedOut { at: forced, via: Some(CompletedVia::Dashboard) });
         assert!(w.output().unwrap().data.contains("timed out at 2025-04-01T09:58:20.000Z"), "the forced moment");
         assert_eq!(w.completed_via(), Some(CompletedVia::Dashboard));
+    }
+
+    #[test]
+    fn a_token_that_missed_its_heartbeat_says_so_and_is_due_at_the_earlier_deadline() {
+        let mut w = waitpoint(WaitpointState::Waiting);
+        assert_eq!(w.due_at(), w.timeout_at);
+        let deadline = Timestamp::from_millis(1_743_501_030_000);
+        w.heartbeat = Some(Heartbeat { every: std::time::Duration::from_secs(30), deadline });
+        assert_eq!(w.due_at(), Some(deadline), "the heartbeat deadline comes first");
+        w.timeout_at = None;
+        assert_eq!(w.due_at(), Some(deadline));
+        w.state = WaitpointState::TimedOut {
+            at: deadline.saturating_add(std::time::Duration::from_millis(7)),
+            via: Some(CompletedVia::MissedHeartbeat),
+        };
+        assert_eq!(w.status(), WaitpointStatus::TimedOut);
+        assert_eq!(
+            w.output().unwrap().data,
+            r#"{"code":"WAITPOINT_HEARTBEAT_TIMEOUT","message":"Waitpoint timed out at 2025-04-01T09:50:30.000Z: no heartbeat for 30s"}"#
+        );
+        assert_eq!(w.completed_via().map(CompletedVia::as_str), Some("HEARTBEAT_TIMEOUT"));
     }
 
     #[test]

@@ -100,3 +100,22 @@ async fn token_requests_with_invalid_durations_are_refused_before_sending_naming
         server.client.create_token(fine).await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn heartbeats_keep_a_token_alive_and_an_extend_moves_its_timeout() {
+    let (server, clock) = crate::harness::manual_server().await;
+    let client = &server.client;
+    let token = client.create_token(CreateTokenRequest::new().timeout("1h").heartbeat_timeout("30s")).await.unwrap();
+    assert!(token.heartbeat_url.is_some());
+    clock.advance(Duration::from_secs(10));
+    let beat = client.heartbeat_token(&token).await.unwrap();
+    assert_eq!(beat.heartbeat_deadline.map(|at| at.to_string()).as_deref(), Some("2025-04-01T10:00:40.000Z"));
+    let extended = client.extend_token(&token, "2h").await.unwrap();
+    assert_eq!(extended.timeout_at.map(|at| at.to_string()).as_deref(), Some("2025-04-01T12:00:10.000Z"));
+    match client.extend_token(&token, "1h").await {
+        Err(Error::Api { status: 400, message, .. }) => assert!(message.contains("not later"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    let invalid = client.create_token(CreateTokenRequest::new().heartbeat_timeout("soon")).await;
+    assert!(matches!(invalid, Err(Error::Config(message)) if message.starts_with("heartbeatTimeout")));
+}

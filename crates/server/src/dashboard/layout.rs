@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use maud::{Markup, html};
 use waitpoint_engine::{EngineError, Session};
-use waitpoint_types::{Waitpoint, WaitpointState};
 
 use crate::error::ApiError;
 use crate::pages::document;
@@ -86,15 +85,6 @@ pub(crate) fn copyable(text: &str) -> Markup {
             code { (text) }
             button.copy type="button" data-copy=(text) aria-label={ "Copy " (text) } { "Copy" }
         }
-    }
-}
-
-/// How a token finished: the API's `completedVia` (`TIMEOUT` for a deadline that passed).
-pub(crate) fn completed_via(waitpoint: &Waitpoint) -> Option<&'static str> {
-    match waitpoint.state {
-        WaitpointState::Waiting => None,
-        WaitpointState::TimedOut { via: None, .. } => Some("TIMEOUT"),
-        _ => waitpoint.completed_via().map(|via| via.as_str()),
     }
 }
 

@@ -63,8 +63,15 @@ async fn render(
                 dt { "Status" } dd { (layout::status(token.status().as_str())) }
                 dt { "Created" } dd { (time(token.created_at)) }
                 dt { "Times out" } dd { @if let Some(at) = token.timeout_at { (time(at)) } @else { "never" } }
+                @if let Some(heartbeat) = token.heartbeat {
+                    dt { "Heartbeat" } dd {
+                        "every " (heartbeat.every.as_secs()) "s; "
+                        @if token.status() == WaitpointStatus::Waiting { "next due by " } @else { "last due by " }
+                        (time(heartbeat.deadline))
+                    }
+                }
                 dt { "Completed" } dd { @if let Some(at) = token.completed_at() { (time(at)) } @else { "—" } }
-                dt { "Completed via" } dd { (layout::completed_via(&token).unwrap_or("—")) }
+                dt { "Completed via" } dd { (token.completed_via_name().unwrap_or("—")) }
                 dt { "Idempotency key" } dd {
                     @if let Some(key) = token.user_idempotency_key() {
                         code { (key) }
@@ -143,6 +150,7 @@ fn how(via: CompletedVia) -> &'static str {
         CompletedVia::Datetime => "when its time came",
         CompletedVia::Dashboard => "from the dashboard",
         CompletedVia::ApprovalPage => "on its approval page",
+        CompletedVia::MissedHeartbeat => "when no heartbeat came in time",
     }
 }
 

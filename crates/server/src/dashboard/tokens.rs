@@ -147,7 +147,7 @@ fn row(token: &Waitpoint) -> Markup {
                  button.copy type="button" data-copy=(id) aria-label={ "Copy " (id) } { "Copy" } }
             td { (layout::status(token.status().as_str())) }
             td { @if let Some(at) = token.completed_at() { (time(at)) } }
-            td { @if let Some(via) = layout::completed_via(token) { (via) } }
+            td { @if let Some(via) = token.completed_via_name() { (via) } }
             td { @if let Some(key) = token.user_idempotency_key() {
                     code { (key) }
                     @if let Some(expires) = token.idempotency_key_expires_at { br; small { "expires " (time(expires)) } }

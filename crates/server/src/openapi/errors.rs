@@ -48,7 +48,8 @@ error_response!(
     Conflict,
     "The call is about a state that has moved on; `code` says which: `run_moved_on` (the run is no longer \
      this worker's at this epoch: drop it), `journal_mismatch` (another entry is recorded at this position, \
-     or the position is not the next one), or `worker_replaced` (a newer process took this worker id over)."
+     or the position is not the next one), or `worker_replaced` (a newer process took this worker id over); \
+     for a heartbeat or an extend, the token finished, or its time came before the request arrived."
 );
 error_response!(LengthRequired, "The request has no `Content-Length` header.");
 error_response!(
@@ -56,7 +57,7 @@ error_response!(
     "The body is larger than the route's limit: 10 KiB for a create, 64 KiB for worker protocol calls, \
      3 MiB for outputs, payloads and journal entries."
 );
-error_response!(Unprocessable, "More than 10 tags.");
+error_response!(Unprocessable, "More than 10 tags, or an output that does not fit the token's `outputSchema`.");
 error_response!(
     ServerError,
     "500: the storage failed (`Internal Server Error`); 503: the server is shutting down, retry."

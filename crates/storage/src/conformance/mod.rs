@@ -19,11 +19,13 @@ use crate::{
 };
 
 mod dashboard;
+mod heartbeats;
 mod retention;
 mod runs;
 mod wait_sets;
 
 pub use dashboard::*;
+pub use heartbeats::*;
 pub use retention::*;
 pub use runs::*;
 pub use wait_sets::*;
@@ -53,6 +55,11 @@ macro_rules! conformance_tests {
             first_completion_wins,
             a_rejection_applies_once_and_reads_back_with_its_error,
             a_completion_must_fit_the_output_schema,
+            a_heartbeat_moves_only_the_heartbeat_deadline,
+            a_missed_heartbeat_times_the_token_out,
+            timeouts_are_found_by_the_earlier_of_timeout_and_heartbeat,
+            an_extend_moves_the_timeout_only_later,
+            heartbeats_in_one_batch_apply_in_order,
             timeout_applies_only_when_due_and_only_once,
             completion_from_another_environment_is_not_found,
             a_batch_sees_its_own_writes,
@@ -140,6 +147,7 @@ pub fn waitpoint(ids: &IdGenerator, env: &Environment, created_at: Timestamp) ->
         inactive_idempotency_key: None,
         idempotency_key_expires_at: None,
         timeout_at: None,
+        heartbeat: None,
         tags: Vec::new(),
         created_at,
         approval: None,
