@@ -35,6 +35,10 @@ pub(crate) enum TokenCommand {
         /// Time out unless a heartbeat comes at least this often ("30s"); prints a heartbeatUrl
         #[arg(long)]
         heartbeat_timeout: Option<String>,
+        /// Check deliveries to the callback URL, as JSON: {"scheme": "github", "secret": …}
+        /// (schemes: standard-webhooks, stripe, github, hmac-sha256)
+        #[arg(long)]
+        callback_verifier: Option<String>,
     },
     /// Complete a token with a JSON output.
     Complete {
@@ -119,6 +123,7 @@ pub(crate) async fn run(command: TokenCommand, api: &ApiArgs) -> anyhow::Result<
             approval,
             output_schema,
             heartbeat_timeout,
+            callback_verifier,
         } => {
             let tags = (!tags.is_empty()).then_some(tags);
             let approval = approval
@@ -129,6 +134,10 @@ pub(crate) async fn run(command: TokenCommand, api: &ApiArgs) -> anyhow::Result<
                 .map(|text| serde_json::from_str(&text))
                 .transpose()
                 .context("--output-schema must be a JSON Schema such as {\"type\": \"object\"}")?;
+            let callback_verifier = callback_verifier
+                .map(|text| serde_json::from_str(&text))
+                .transpose()
+                .context("--callback-verifier must be JSON such as {\"scheme\": \"github\", \"secret\": \"…\"}")?;
             let request = CreateTokenRequest {
                 timeout,
                 idempotency_key,
@@ -137,6 +146,7 @@ pub(crate) async fn run(command: TokenCommand, api: &ApiArgs) -> anyhow::Result<
                 approval,
                 output_schema,
                 heartbeat_timeout,
+                callback_verifier,
             };
             print_pretty(&client.create_token(request).await?)?;
         }

@@ -15,6 +15,10 @@
 //! - [`environments`]: creating and re-keying environments.
 //! - `tokens`: the token operations and their validation.
 //! - `rejections`: rejecting a token with an error (by a caller, or through its reject URL).
+//! - `heartbeats`: keeping a token alive: heartbeats (by a caller, or through its heartbeat
+//!   URL) and audited extends of its timeout.
+//! - `verifiers`: checking the signatures of deliveries to a token's callback URL against its
+//!   `callbackVerifier` (Standard Webhooks, Stripe, GitHub, HMAC-SHA256).
 //! - `pages`: keyset pages of the token and run lists.
 //! - `runs`: task runs, and the worker protocol's calls about a run (journal, waits, attempts).
 //! - `workers`: workers' polls (claims, sessions, liveness, the tasks they serve), the runs
@@ -48,6 +52,7 @@ mod sessions;
 mod timeouts;
 mod tokens;
 mod validate;
+mod verifiers;
 mod workers;
 mod writer;
 

@@ -428,6 +428,7 @@ impl Engine {
             idempotency_key_expires_at: None,
             timeout_at: Some(until),
             heartbeat: None,
+            callback_verifier: None,
             tags: Vec::new(),
             approval: None,
             output_schema: None,

@@ -178,6 +178,8 @@ impl Engine {
             Some(text) => Some(parse_heartbeat(text, now)?),
             None => None,
         };
+        let callback_verifier =
+            request.callback_verifier.as_ref().map(crate::verifiers::checked_verifier).transpose()?;
         // The id carries the creation time, which the list's date filters rely on; it only
         // differs from `now` if the clock stepped back.
         let id = inner.ids.waitpoint(now);
@@ -192,6 +194,7 @@ impl Engine {
             idempotency_key_expires_at,
             timeout_at,
             heartbeat,
+            callback_verifier,
             tags,
             created_at,
             approval: request.approval.clone(),

@@ -184,6 +184,7 @@ mod tests {
             idempotency_key_expires_at: None,
             timeout_at: None,
             heartbeat: None,
+            callback_verifier: None,
             tags: Vec::new(),
             created_at: now,
             approval: None,

@@ -78,6 +78,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../migrations/0008_retention.sql")),
     (9, include_str!("../migrations/0009_output_schemas.sql")),
     (10, include_str!("../migrations/0010_heartbeats.sql")),
+    (11, include_str!("../migrations/0011_callback_verifiers.sql")),
 ];
 
 /// The advisory lock that serializes migrations of servers starting at once ("waitpoin").

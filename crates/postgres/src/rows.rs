@@ -8,8 +8,8 @@ use tokio_postgres::types::FromSql;
 use waitpoint_storage::{Result, StorageError};
 use waitpoint_types::waitpoint::APPLICATION_JSON;
 use waitpoint_types::{
-    CompletedVia, Environment, EnvironmentId, Heartbeat, Output, Rejection, Secret, Timestamp, Waitpoint, WaitpointId,
-    WaitpointKind, WaitpointState,
+    CallbackVerifier, CompletedVia, Environment, EnvironmentId, Heartbeat, Output, Rejection, Secret, Timestamp,
+    Waitpoint, WaitpointId, WaitpointKind, WaitpointState,
 };
 
 /// The columns [`waitpoint_from_row`] reads, in order, as a literal for `concat!`.
@@ -17,19 +17,19 @@ macro_rules! waitpoint_columns {
     () => {
         "id, environment_id, status, idempotency_key, inactive_idempotency_key, idempotency_key_expires_at, \
          timeout_at, tags, output, output_type, completed_at, completed_via, created_at, kind, approval, \
-         output_schema, heartbeat_every, heartbeat_deadline"
+         output_schema, heartbeat_every, heartbeat_deadline, callback_verifier"
     };
     (w) => {
         "w.id, w.environment_id, w.status, w.idempotency_key, w.inactive_idempotency_key, \
          w.idempotency_key_expires_at, w.timeout_at, w.tags, w.output, w.output_type, w.completed_at, \
          w.completed_via, w.created_at, w.kind, w.approval, w.output_schema, w.heartbeat_every, \
-         w.heartbeat_deadline"
+         w.heartbeat_deadline, w.callback_verifier"
     };
 }
 pub(crate) use waitpoint_columns;
 
 /// How many columns [`waitpoint_columns!`] names; what a query selects after them starts here.
-pub(crate) const WAITPOINT_COLUMNS: usize = 18;
+pub(crate) const WAITPOINT_COLUMNS: usize = 19;
 
 /// The columns [`environment_from_row`] reads, in order, as a literal for `concat!`.
 macro_rules! environment_columns {
@@ -93,9 +93,13 @@ pub(crate) fn waitpoint_from_row(row: &Row) -> Result<Waitpoint> {
         (None, None) => None,
         _ => return Err(corrupt("heartbeat interval without deadline")),
     };
+    let callback_verifier = column::<Option<String>>(row, 18)?
+        .map(|text| CallbackVerifier::from_stored(&text).ok_or_else(|| corrupt("unreadable callback verifier")))
+        .transpose()?;
     Ok(Waitpoint {
         approval,
         heartbeat,
+        callback_verifier,
         kind: WaitpointKind::parse(&kind).ok_or_else(|| corrupt("unknown kind"))?,
         environment_id: EnvironmentId::from_internal(column(row, 1)?),
         state,

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 use waitpoint_storage::{CreateOutcome, Finish, Finishing, Prolong, ProlongOutcome, Result, StorageError, transitions};
-use waitpoint_types::{EnvironmentId, Timestamp, Waitpoint, WaitpointId, WaitpointKind, WaitpointState};
+use waitpoint_types::{
+    CallbackVerifier, EnvironmentId, Timestamp, Waitpoint, WaitpointId, WaitpointKind, WaitpointState,
+};
 
 use crate::rows::{StateColumns, column, state_columns, waitpoint_columns, waitpoint_from_row};
 use crate::{failure, map_error};
@@ -26,8 +28,8 @@ const INSERT_WAITPOINT: &str = "
     WITH inserted AS (
         INSERT INTO waitpoints (id, environment_id, status, idempotency_key, inactive_idempotency_key,
             idempotency_key_expires_at, timeout_at, tags, created_at, kind, approval, output_schema, heartbeat_every,
-            heartbeat_deadline)
-        VALUES ($1, $2, 'WAITING', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+            heartbeat_deadline, callback_verifier)
+        VALUES ($1, $2, 'WAITING', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
         ON CONFLICT (environment_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING id, environment_id
     ), tagged AS (
@@ -38,20 +40,22 @@ const INSERT_WAITPOINT: &str = "
     SELECT count(*) FROM inserted";
 
 /// Inserts waitpoints without idempotency key, and their tags. One array element per waitpoint
-/// (`$1`–`$6`, `$10`–`$14`), except the tags: all of them in `$7`, each waitpoint's being the slice
+/// (`$1`–`$6`, `$10`–`$15`), except the tags: all of them in `$7`, each waitpoint's being the slice
 /// from its `$8` to its `$9` (1-based, inclusive; empty when `$9 < $8`). A taken id fails the
 /// statement.
 const INSERT_WAITPOINTS: &str = "
     WITH inserted AS (
         INSERT INTO waitpoints (id, environment_id, status, inactive_idempotency_key, idempotency_key_expires_at,
-            timeout_at, tags, created_at, kind, approval, output_schema, heartbeat_every, heartbeat_deadline)
+            timeout_at, tags, created_at, kind, approval, output_schema, heartbeat_every, heartbeat_deadline,
+            callback_verifier)
         SELECT n.id, n.environment_id, 'WAITING', n.inactive_idempotency_key, n.idempotency_key_expires_at,
             n.timeout_at, ($7::text[])[n.first_tag:n.last_tag], n.created_at, n.kind, n.approval, n.output_schema,
-            n.heartbeat_every, n.heartbeat_deadline
+            n.heartbeat_every, n.heartbeat_deadline, n.callback_verifier
         FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $8::int[], $9::int[],
-            $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[])
+            $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[], $15::text[])
             AS n (id, environment_id, inactive_idempotency_key, idempotency_key_expires_at, timeout_at, created_at,
-                first_tag, last_tag, kind, approval, output_schema, heartbeat_every, heartbeat_deadline)
+                first_tag, last_tag, kind, approval, output_schema, heartbeat_every, heartbeat_deadline,
+                callback_verifier)
         RETURNING id, environment_id, tags
     )
     INSERT INTO waitpoint_tags (environment_id, tag, waitpoint_id)
@@ -188,6 +192,7 @@ pub(crate) async fn create(tx: &Transaction<'_>, new: &Waitpoint) -> Result<Crea
                     &new.output_schema,
                     &heartbeat_every(new),
                     &new.heartbeat.map(|heartbeat| heartbeat.deadline.as_millis()),
+                    &new.callback_verifier.as_ref().map(CallbackVerifier::to_stored),
                 ],
             )
             .await
@@ -237,6 +242,8 @@ pub(crate) async fn create_all(tx: &Transaction<'_>, creates: &[(usize, &Waitpoi
     let heartbeats: Vec<Option<i64>> = creates.iter().map(|(_, new)| heartbeat_every(new)).collect();
     let heartbeat_deadlines: Vec<Option<i64>> =
         creates.iter().map(|(_, new)| new.heartbeat.map(|heartbeat| heartbeat.deadline.as_millis())).collect();
+    let verifiers: Vec<Option<String>> =
+        creates.iter().map(|(_, new)| new.callback_verifier.as_ref().map(CallbackVerifier::to_stored)).collect();
     let insert = tx.prepare_cached(INSERT_WAITPOINTS).await.map_err(map_error)?;
     tx.execute(
         &insert,
@@ -255,6 +262,7 @@ pub(crate) async fn create_all(tx: &Transaction<'_>, creates: &[(usize, &Waitpoi
             &schemas,
             &heartbeats,
             &heartbeat_deadlines,
+            &verifiers,
         ],
     )
     .await

@@ -55,6 +55,7 @@ fn waitpoint(id: WaitpointId, env: &Environment, created_at: Timestamp) -> Waitp
         idempotency_key_expires_at: None,
         timeout_at: None,
         heartbeat: None,
+        callback_verifier: None,
         tags: Vec::new(),
         created_at,
         approval: None,

@@ -90,11 +90,12 @@ pub use crate::token::{AsTokenId, Token};
 pub use crate::worker::{Worker, WorkerConfig};
 pub use waitpoint_clock::{Clock, SystemClock};
 pub use waitpoint_types::api::{
-    CreateTokenRequest, CreateTokenResponse, ExtendTokenRequest, Page, Pagination, ProlongResponse, RejectTokenError,
-    RejectTokenRequest, RunDetail, RunWorker, TimeText, TokenDetail, TokenItem, TriggerOptions, TriggerResponse,
+    CallbackVerifierRequest, CreateTokenRequest, CreateTokenResponse, ExtendTokenRequest, Page, Pagination,
+    ProlongResponse, RejectTokenError, RejectTokenRequest, RunDetail, RunWorker, TimeText, TokenDetail, TokenItem,
+    TriggerOptions, TriggerResponse,
 };
 pub use waitpoint_types::approval::{Approval, ApprovalField, FieldKind};
-pub use waitpoint_types::{RunStatus, Timestamp, WaitpointStatus};
+pub use waitpoint_types::{RunStatus, Timestamp, VerifierScheme, WaitpointStatus};
 
 /// The README's Rust examples, compiled as doc tests so they cannot go stale.
 #[cfg(doctest)]

@@ -115,6 +115,7 @@ async fn seed(store: &dyn Store, dev: &waitpoint_types::Environment, count: usiz
                     idempotency_key_expires_at: None,
                     timeout_at: Some(now.saturating_add(Duration::from_millis(i as u64))),
                     heartbeat: None,
+                    callback_verifier: None,
                     tags: vec![format!("user:{}", i % 5_000), format!("team:{}", i % 20)],
                     created_at: at,
                     approval: None,

@@ -21,7 +21,7 @@ pub(crate) const CREATE_LIMIT: usize = 10 * 1024;
 /// The largest completion body (and so output): 3 MiB, as Trigger.dev.
 pub(crate) const OUTPUT_LIMIT: usize = 3 * 1024 * 1024;
 
-const CREATE_SHAPE: &str = r#"{"timeout": "10m", "idempotencyKey": "...", "idempotencyKeyTTL": "1h", "tags": ["..."], "approval": {"title": "..."}, "outputSchema": {"type": "object"}, "heartbeatTimeout": "30s"} (every field optional)"#;
+const CREATE_SHAPE: &str = r#"{"timeout": "10m", "idempotencyKey": "...", "idempotencyKeyTTL": "1h", "tags": ["..."], "approval": {"title": "..."}, "outputSchema": {"type": "object"}, "heartbeatTimeout": "30s", "callbackVerifier": {"scheme": "github", "secret": "..."}} (every field optional)"#;
 const CALLBACK_SHAPE: &str =
     r#"{"status": "succeeded", ...} (any JSON becomes the output; other text is kept as text)"#;
 const COMPLETE_SHAPE: &str = r#"{"data": <output>} or {"output": <output>}, or {} to complete without output"#;
@@ -135,10 +135,11 @@ pub(crate) fn parse_create(bytes: &[u8]) -> Result<CreateTokenRequest, ApiError>
             "heartbeatTimeout" => {
                 request.heartbeat_timeout = Some(string_field(&name, value, "a duration such as \"30s\"")?)
             }
+            "callbackVerifier" => request.callback_verifier = Some(callback_verifier(value)?),
             _ => {
                 return Err(ApiError::bad_request(format!(
                     "Unknown field {name:?}: a token takes timeout, idempotencyKey, idempotencyKeyTTL, tags, \
-                     approval, outputSchema and heartbeatTimeout, as in {CREATE_SHAPE}"
+                     approval, outputSchema, heartbeatTimeout and callbackVerifier, as in {CREATE_SHAPE}"
                 )));
             }
         }
@@ -156,6 +157,20 @@ fn output_schema(value: Value) -> Result<Value, ApiError> {
             "outputSchema must be a JSON Schema (an object such as {{\"type\": \"object\"}}), not {other}"
         ))),
     }
+}
+
+const VERIFIER_SHAPE: &str = r#"{"scheme": "standard-webhooks" | "stripe" | "github" | "hmac-sha256", "secret": "...", "header": "X-Signature"} (header for hmac-sha256 only, optional)"#;
+
+/// A callback verifier, with its shape in the error when it does not fit.
+fn callback_verifier(value: Value) -> Result<waitpoint_types::api::CallbackVerifierRequest, ApiError> {
+    if value.is_null() {
+        return Err(ApiError::bad_request(
+            "callbackVerifier must be an object; null is not accepted (leave it out instead)",
+        ));
+    }
+    serde_json::from_value(value).map_err(|error| {
+        ApiError::bad_request(format!("callbackVerifier is not valid ({error}): send {VERIFIER_SHAPE}"))
+    })
 }
 
 /// The approval page's description, with its shape in the error when it does not fit.

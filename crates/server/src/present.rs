@@ -3,7 +3,9 @@
 use waitpoint_engine::{Engine, RunView};
 use waitpoint_storage::Claim;
 use waitpoint_types::api::worker::{ClaimedRun, JournalEntryBody};
-use waitpoint_types::api::{RunDetail, RunErrorBody, RunWorker, TokenDetail, TokenItem, WaitingOn};
+use waitpoint_types::api::{
+    CallbackVerifierInfo, RunDetail, RunErrorBody, RunWorker, TokenDetail, TokenItem, WaitingOn,
+};
 use waitpoint_types::{Environment, JournalEntry, RunState, Timestamp, Waitpoint, WaitpointState, WaitpointStatus};
 
 /// A waitpoint as the list shows it: tags sorted, no output.
@@ -55,6 +57,10 @@ pub(crate) fn detail(engine: &Engine, environment: &Environment, waitpoint: &Wai
         output_schema: waitpoint.output_schema.as_deref().map(json_value),
         heartbeat_timeout: waitpoint.heartbeat.map(|heartbeat| format!("{}s", heartbeat.every.as_secs())),
         heartbeat_deadline: waitpoint.heartbeat.map(|heartbeat| heartbeat.deadline),
+        callback_verifier: waitpoint
+            .callback_verifier
+            .as_ref()
+            .map(|verifier| CallbackVerifierInfo { scheme: verifier.scheme, header: verifier.header.clone() }),
         created_at: waitpoint.created_at,
         tags: waitpoint.tags.clone(),
     }

@@ -184,7 +184,10 @@ pub(crate) async fn complete(
     summary = "Complete a token through its URL",
     description = "The token's `url`: a third party POSTs to it, with no credentials, to complete the token. \
                    The whole body is the output: JSON as sent, other UTF-8 text as text, no body as `{}`. \
-                   The URL is checked before the body is read. The body must announce its length.",
+                   The URL is checked before the body is read. The body must announce its length. A token \
+                   created with a `callbackVerifier` also checks the delivery's signature (Standard Webhooks, \
+                   Stripe, GitHub, or a hex HMAC-SHA256 header) over the raw body: one that does not verify is \
+                   a 401 and changes nothing.",
     params(
         ("id" = String, Path, description = "The token's id, `waitpoint_…`."),
         ("hash" = String, Path, description = "The URL's signature, 64 hexadecimal digits."),
@@ -212,6 +215,7 @@ pub(crate) async fn callback(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let callback = engine.verify_callback(&id, &hash).await?;
     let bytes = body::read(&headers, body, OUTPUT_LIMIT, Length::Required).await?;
+    engine.verify_delivery(&callback, |name| headers.get(name).and_then(|value| value.to_str().ok()), &bytes)?;
     let output = body::parse_callback(&bytes)?;
     engine.complete_via_callback(callback, output).await?;
     Ok(Json(json!({ "success": true })))

@@ -746,3 +746,46 @@ async fn an_extend_moves_the_timeout_later_with_the_secret_key_only() {
     let unknown = "/api/v1/waitpoints/tokens/waitpoint_c0mx3j3usm00007vbybnlp8r7/extend";
     assert_eq!(api.call(Method::POST, unknown, Some(&key), r#"{"timeout":"3h"}"#).await.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_callback_verifier_refuses_deliveries_that_are_not_signed_by_the_sender() {
+    let api = Api::new().await;
+    let secret = "It's a Secret to Everybody";
+    let token = api.create(json!({ "callbackVerifier": { "scheme": "github", "secret": secret } })).await;
+    let id = token["id"].as_str().unwrap();
+    let detail = api.retrieve(id).await;
+    assert_eq!(detail["callbackVerifier"], json!({ "scheme": "github" }), "the secret is never shown");
+    assert!(!detail.to_string().contains(secret));
+
+    let url = callback_path(token["url"].as_str().unwrap());
+    let deliver = |signature: Option<&str>, body: &'static str| {
+        let mut request = Request::builder().method(Method::POST).uri(&url).header(header::CONTENT_LENGTH, body.len());
+        if let Some(signature) = signature {
+            request = request.header("X-Hub-Signature-256", signature);
+        }
+        api.send(request.body(Body::from(body)).unwrap())
+    };
+    let signed = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+    assert_error(&deliver(None, "Hello, World!").await, StatusCode::UNAUTHORIZED, "no X-Hub-Signature-256 header");
+    assert_error(&deliver(Some(signed), "Hello, World?").await, StatusCode::UNAUTHORIZED, "does not match");
+    assert_eq!(api.retrieve(id).await["status"], "WAITING", "refused deliveries change nothing");
+    let reply = deliver(Some(signed), "Hello, World!").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let done = api.retrieve(id).await;
+    assert_eq!((done["status"].clone(), done["output"].clone()), (json!("COMPLETED"), json!("Hello, World!")));
+    assert_eq!(deliver(Some(signed), "Hello, World!").await.status, StatusCode::OK, "a redelivery changes nothing");
+    assert_error(&deliver(None, "{}").await, StatusCode::UNAUTHORIZED, "signature");
+
+    for (verifier, hint) in [
+        (json!({ "scheme": "md5", "secret": "s" }), "callbackVerifier is not valid"),
+        (json!({ "scheme": "github" }), "callbackVerifier is not valid"),
+        (json!({ "scheme": "github", "secret": "s", "extra": 1 }), "callbackVerifier is not valid"),
+        (json!({ "scheme": "standard-webhooks", "secret": "whsec_???" }), "base64"),
+        (json!({ "scheme": "stripe", "secret": "s", "header": "X-Sig" }), "hmac-sha256 only"),
+        (json!(null), "null is not accepted"),
+    ] {
+        let body = json!({ "callbackVerifier": verifier }).to_string();
+        let reply = api.call(Method::POST, "/api/v1/waitpoints/tokens", Some(&api.key()), &body).await;
+        assert_error(&reply, StatusCode::BAD_REQUEST, hint);
+    }
+}

@@ -477,6 +477,7 @@ async fn hand_parsed_bodies_are_taken_exactly_when_they_fit_their_schemas() {
                 r#"{"approval": {"title": "Publish?", "fields": [{"name": "n", "type": "number", "min": 0}]}}"#,
                 r#"{"outputSchema": {"type": "object", "required": ["status"]}}"#,
                 r#"{"heartbeatTimeout": "30s"}"#,
+                r#"{"callbackVerifier": {"scheme": "hmac-sha256", "secret": "s", "header": "X-Sig"}}"#,
             ],
             &[
                 r#"{"extra": 1}"#,
@@ -487,6 +488,8 @@ async fn hand_parsed_bodies_are_taken_exactly_when_they_fit_their_schemas() {
                 r#"{"outputSchema": null}"#,
                 r#"{"outputSchema": true}"#,
                 r#"{"heartbeatTimeout": 30}"#,
+                r#"{"callbackVerifier": {"scheme": "md5", "secret": "s"}}"#,
+                r#"{"callbackVerifier": {"scheme": "github", "secret": "s", "extra": 1}}"#,
                 r#"{"approval": {"fields": [{"name": "n", "type": "date"}]}}"#,
                 "[]",
             ],

@@ -57,6 +57,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/0007_retention.sql")),
     (8, include_str!("../migrations/0008_output_schemas.sql")),
     (9, include_str!("../migrations/0009_heartbeats.sql")),
+    (10, include_str!("../migrations/0010_callback_verifiers.sql")),
 ];
 
 /// Read-only connections, so reads that run at once; more wait their turn.

@@ -6,15 +6,16 @@ use rusqlite::Row;
 use waitpoint_storage::{Result, StorageError};
 use waitpoint_types::waitpoint::APPLICATION_JSON;
 use waitpoint_types::{
-    CompletedVia, Environment, EnvironmentId, Heartbeat, JournalEntry, JournalKind, Output, Rejection, Run, RunId,
-    RunState, Secret, Timestamp, Waitpoint, WaitpointId, WaitpointKind, WaitpointState, WorkerId,
+    CallbackVerifier, CompletedVia, Environment, EnvironmentId, Heartbeat, JournalEntry, JournalKind, Output,
+    Rejection, Run, RunId, RunState, Secret, Timestamp, Waitpoint, WaitpointId, WaitpointKind, WaitpointState,
+    WorkerId,
 };
 
 /// The columns [`waitpoint_from_row`] reads, in order, of the table aliased `w`.
 pub(crate) const WAITPOINT_COLUMNS: &str = "w.id, w.environment_id, w.status, w.idempotency_key, \
      w.inactive_idempotency_key, w.idempotency_key_expires_at, w.timeout_at, w.tags, w.output, w.output_type, \
      w.completed_at, w.completed_via, w.created_at, w.kind, w.approval, w.output_schema, \
-     w.heartbeat_every, w.heartbeat_deadline";
+     w.heartbeat_every, w.heartbeat_deadline, w.callback_verifier";
 
 /// Reads a waitpoint. The outer error is SQLite's; the inner one a record this version cannot read.
 pub(crate) fn waitpoint_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Waitpoint>> {
@@ -32,6 +33,7 @@ pub(crate) fn waitpoint_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Waitp
     let approval: Option<String> = row.get(14)?;
     let output_schema: Option<String> = row.get(15)?;
     let heartbeat: (Option<i64>, Option<i64>) = (row.get(16)?, row.get(17)?);
+    let callback_verifier: Option<String> = row.get(18)?;
     Ok((|| {
         let corrupt = |what: &str| StorageError::Corrupt(format!("waitpoint {id}: {what}"));
         let tags: Vec<String> = serde_json::from_str(&tags).map_err(|_| corrupt("tags are not a JSON array"))?;
@@ -73,6 +75,9 @@ pub(crate) fn waitpoint_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Waitp
             (None, None) => None,
             _ => return Err(corrupt("heartbeat interval without deadline")),
         };
+        let callback_verifier = callback_verifier
+            .map(|text| CallbackVerifier::from_stored(&text).ok_or_else(|| corrupt("unreadable callback verifier")))
+            .transpose()?;
         let (environment_id, idempotency_key, inactive_idempotency_key, created_at): (String, _, _, _) = fields;
         Ok(Waitpoint {
             id: WaitpointId::from_internal(id.clone()),
@@ -84,6 +89,7 @@ pub(crate) fn waitpoint_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Waitp
             idempotency_key_expires_at,
             timeout_at,
             heartbeat,
+            callback_verifier,
             tags,
             created_at: Timestamp::from_millis(created_at),
             approval,

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use waitpoint_storage::{
     CreateOutcome, Finish, FinishOutcome, ListQuery, Prolong, ProlongOutcome, Result, StorageError, transitions,
 };
-use waitpoint_types::{EnvironmentId, Timestamp, Waitpoint, WaitpointKind};
+use waitpoint_types::{CallbackVerifier, EnvironmentId, Timestamp, Waitpoint, WaitpointKind};
 
 use crate::args::Args;
 use crate::resume;
@@ -48,8 +48,8 @@ pub(crate) fn create(conn: &Connection, new: Waitpoint) -> Result<CreateOutcome>
     conn.prepare_cached(
         "INSERT INTO waitpoints (id, environment_id, status, idempotency_key, inactive_idempotency_key,
              idempotency_key_expires_at, timeout_at, tags, created_at, kind, approval, output_schema, heartbeat_every,
-             heartbeat_deadline)
-         VALUES (?1, ?2, 'WAITING', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+             heartbeat_deadline, callback_verifier)
+         VALUES (?1, ?2, 'WAITING', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -66,6 +66,7 @@ pub(crate) fn create(conn: &Connection, new: Waitpoint) -> Result<CreateOutcome>
             new.output_schema,
             new.heartbeat.map(|heartbeat| millis_of(heartbeat.every)),
             new.heartbeat.map(|heartbeat| heartbeat.deadline.as_millis()),
+            new.callback_verifier.as_ref().map(CallbackVerifier::to_stored),
         ])
     })
     .map_err(map_error)?;

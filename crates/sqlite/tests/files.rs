@@ -82,6 +82,7 @@ async fn finished_tokens(store: &SqliteStore, environment: &Environment, count: 
                 idempotency_key_expires_at: None,
                 timeout_at: None,
                 heartbeat: None,
+                callback_verifier: None,
                 tags: vec!["retention".into()],
                 created_at: at,
                 approval: None,

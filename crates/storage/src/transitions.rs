@@ -238,6 +238,7 @@ mod tests {
             idempotency_key_expires_at: None,
             timeout_at: None,
             heartbeat: None,
+            callback_verifier: None,
             tags: Vec::new(),
             created_at: Timestamp::from_millis(0),
             approval: None,

@@ -49,6 +49,42 @@ pub struct CreateTokenRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false, examples("30s", "5m")))]
     pub heartbeat_timeout: Option<String>,
+    /// How the callback URL checks that a delivery comes from the service that holds the
+    /// secret (waitpoint's own field): a delivery whose signature does not verify is refused
+    /// (401) and changes nothing. The secret is never shown again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub callback_verifier: Option<CallbackVerifierRequest>,
+}
+
+/// A token's `callbackVerifier`, as given at create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CallbackVerifierRequest {
+    /// `standard-webhooks`, `stripe`, `github` or `hmac-sha256`.
+    pub scheme: crate::verifier::VerifierScheme,
+    /// The secret the sender signs with: a `whsec_…` base64 secret for Standard Webhooks, the
+    /// endpoint's signing secret for Stripe, the webhook's secret for GitHub (1 to 1,024
+    /// characters).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 1024))]
+    pub secret: String,
+    /// `hmac-sha256` only: the header carrying the hex signature (`X-Signature` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub header: Option<String>,
+}
+
+/// A token's callback verifier as retrieve shows it: never its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CallbackVerifierInfo {
+    /// The scheme deliveries are checked with.
+    pub scheme: crate::verifier::VerifierScheme,
+    /// The signature's header (`hmac-sha256` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub header: Option<String>,
 }
 
 impl CreateTokenRequest {
@@ -102,6 +138,12 @@ impl CreateTokenRequest {
     /// Every completion's output must fit this JSON Schema (draft 2020-12).
     pub fn output_schema(mut self, schema: serde_json::Value) -> Self {
         self.output_schema = Some(schema);
+        self
+    }
+
+    /// Deliveries to the callback URL must be signed with `secret` as `scheme` signs them.
+    pub fn callback_verifier(mut self, scheme: crate::verifier::VerifierScheme, secret: impl Into<String>) -> Self {
+        self.callback_verifier = Some(CallbackVerifierRequest { scheme, secret: secret.into(), header: None });
         self
     }
 
@@ -371,6 +413,10 @@ pub struct TokenDetail {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub heartbeat_deadline: Option<Timestamp>,
+    /// How its callback URL checks deliveries, without the secret (waitpoint's own field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub callback_verifier: Option<CallbackVerifierInfo>,
     /// When it was created.
     pub created_at: Timestamp,
     /// Tags in the order given.

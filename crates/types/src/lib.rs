@@ -24,6 +24,7 @@ pub mod environment;
 pub mod id;
 pub mod run;
 pub mod time;
+pub mod verifier;
 pub mod waitpoint;
 
 #[cfg(feature = "openapi")]
@@ -34,6 +35,7 @@ pub use environment::{Environment, Secret};
 pub use id::{EnvironmentId, IdGenerator, InvalidId, RunId, WaitpointId, WorkerId};
 pub use run::{JournalEntry, JournalKind, Run, RunError, RunState, RunStatus};
 pub use time::{DurationError, Timestamp};
+pub use verifier::{CallbackVerifier, VerifierScheme};
 pub use waitpoint::{
     CompletedVia, Heartbeat, Output, Rejection, Waitpoint, WaitpointKind, WaitpointState, WaitpointStatus,
 };

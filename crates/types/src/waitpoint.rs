@@ -19,6 +19,7 @@ use crate::approval::Approval;
 use crate::environment::Environment;
 use crate::id::{EnvironmentId, WaitpointId};
 use crate::time::Timestamp;
+use crate::verifier::CallbackVerifier;
 
 /// The `outputType` of outputs that came from JSON: superjson's envelope `{"json": …}`,
 /// byte-compatible with what Trigger.dev stores.
@@ -329,6 +330,9 @@ pub struct Waitpoint {
     pub timeout_at: Option<Timestamp>,
     /// Its heartbeat, when created with a `heartbeatTimeout` (tokens only).
     pub heartbeat: Option<Heartbeat>,
+    /// How its callback URL checks who sent a delivery, when created with a
+    /// `callbackVerifier`; `None` takes any POST to the URL.
+    pub callback_verifier: Option<CallbackVerifier>,
     /// Tags exactly as given (order and duplicates kept).
     pub tags: Vec<String>,
     /// When it was created.
@@ -480,6 +484,7 @@ mod tests {
             idempotency_key_expires_at: None,
             timeout_at: Some(Timestamp::from_millis(1_743_501_600_000)),
             heartbeat: None,
+            callback_verifier: None,
             tags: vec![],
             created_at: Timestamp::from_millis(1_743_501_000_000),
             approval: None,

@@ -36,7 +36,8 @@ error_response!(
 error_response!(
     Unauthorized,
     "No credential, one that is not valid here, or a public access token where a secret key is needed \
-     (on the callback route: a hash that does not match)."
+     (on the callback route: a hash that does not match, or a delivery whose signature does not verify \
+     against the token's `callbackVerifier`)."
 );
 error_response!(
     Forbidden,

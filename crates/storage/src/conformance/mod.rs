@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use waitpoint_types::id::internal_floor;
 use waitpoint_types::{
-    CompletedVia, Environment, EnvironmentId, IdGenerator, Output, Rejection, Secret, Timestamp, Waitpoint,
-    WaitpointId, WaitpointKind, WaitpointState, WaitpointStatus,
+    CallbackVerifier, CompletedVia, Environment, EnvironmentId, IdGenerator, Output, Rejection, Secret, Timestamp,
+    VerifierScheme, Waitpoint, WaitpointId, WaitpointKind, WaitpointState, WaitpointStatus,
 };
 
 use crate::{
@@ -55,6 +55,7 @@ macro_rules! conformance_tests {
             first_completion_wins,
             a_rejection_applies_once_and_reads_back_with_its_error,
             a_completion_must_fit_the_output_schema,
+            callback_verifiers_are_stored_with_their_token,
             a_heartbeat_moves_only_the_heartbeat_deadline,
             a_missed_heartbeat_times_the_token_out,
             timeouts_are_found_by_the_earlier_of_timeout_and_heartbeat,
@@ -148,6 +149,7 @@ pub fn waitpoint(ids: &IdGenerator, env: &Environment, created_at: Timestamp) ->
         idempotency_key_expires_at: None,
         timeout_at: None,
         heartbeat: None,
+        callback_verifier: None,
         tags: Vec::new(),
         created_at,
         approval: None,
@@ -426,6 +428,34 @@ pub async fn a_rejection_applies_once_and_reads_back_with_its_error(db: &dyn Tes
     datetime.kind = WaitpointKind::Datetime;
     create(&*store, &datetime).await;
     assert_eq!(finish(&*store, &datetime.id, rejecting).await, FinishOutcome::Unchanged(datetime));
+}
+
+/// A token's callback verifier, secret included, reads back as it was created, alone and in a
+/// batch of creates.
+pub async fn callback_verifiers_are_stored_with_their_token(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let verifier = |scheme, header: Option<&str>| CallbackVerifier {
+        scheme,
+        secret: Secret::new(format!("secret-{scheme}")),
+        header: header.map(Into::into),
+    };
+    let github =
+        Waitpoint { callback_verifier: Some(verifier(VerifierScheme::GitHub, None)), ..waitpoint(&ids, &env, at(0)) };
+    create(&*store, &github).await;
+    assert_eq!(store.waitpoint_get(&github.id).await.unwrap(), github);
+    let batch: Vec<Waitpoint> = [(VerifierScheme::Stripe, None), (VerifierScheme::HmacSha256, Some("x-acme"))]
+        .into_iter()
+        .map(|(scheme, header)| Waitpoint {
+            callback_verifier: Some(verifier(scheme, header)),
+            ..waitpoint(&ids, &env, at(1))
+        })
+        .collect();
+    store.write_batch(batch.iter().cloned().map(WriteOp::Create).collect()).await.unwrap();
+    for token in batch {
+        assert_eq!(store.waitpoint_get(&token.id).await.unwrap(), token);
+    }
 }
 
 /// A completion whose output does not fit the token's output schema is refused, says where, and
