@@ -29,6 +29,8 @@
 //!   in bulk by ids or by a filter up to a cutoff), skip a datetime wait, the overview.
 //! - `approvals`: the hosted approval pages: their URLs, and answering them.
 //! - `events`: [`Event`]s, what changes as it changes, for those who listen.
+//! - `event_log`: reading the durable event log by position, filtered ([`EventFilter`]), and
+//!   waiting for more.
 //! - `writer`: group commit of writes.
 //! - `timeouts`: the durable timeout loop.
 //! - `retention`: the loop that deletes what finished longer ago than the retention, and
@@ -40,6 +42,7 @@ mod approvals;
 pub mod auth;
 pub mod environments;
 pub mod error;
+mod event_log;
 mod events;
 mod heartbeats;
 pub mod metrics;
@@ -69,6 +72,7 @@ use waitpoint_types::{Environment, EnvironmentId, IdGenerator, Timestamp, Waitpo
 pub use crate::approvals::VerifiedApproval;
 pub use crate::auth::Principal;
 pub use crate::error::{EngineError, Result};
+pub use crate::event_log::{EventFilter, EventPage, RECHECK};
 pub use crate::events::Event;
 pub use crate::operator::{
     BulkItem, BulkOutcome, BulkPreview, BulkTarget, COUNT_CAP, MAX_BULK_IDS, Overview, Resolution,

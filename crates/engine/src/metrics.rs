@@ -45,7 +45,7 @@ pub const TOKENS_WAITING: &str = "waitpoint_tokens_waiting";
 /// Runs waiting on waitpoints, in every environment (as last counted, see [`count_waiting`]).
 pub const RUNS_WAITING: &str = "waitpoint_runs_waiting";
 /// Records retention deleted, by `kind` (`waitpoints`: tokens and the datetime waitpoints of
-/// runs' waits; `runs`, with their journals).
+/// runs' waits; `runs`, with their journals; `events`, of the event log).
 pub const RETENTION_DELETED: &str = "waitpoint_retention_deleted_total";
 
 /// Counts at most this many of a kind per environment: a bound on what one count costs.
@@ -196,6 +196,13 @@ pub(crate) fn resume_delivered(fast: bool, after: Duration) {
 pub(crate) fn committed(operations: usize, took: Duration) {
     metrics::histogram!(WRITE_BATCH_SIZE).record(operations as f64);
     metrics::histogram!(WRITE_COMMIT_DURATION).record(took.as_secs_f64());
+}
+
+/// Retention deleted `count` events of the log.
+pub(crate) fn events_deleted(count: u64) {
+    if count > 0 {
+        metrics::counter!(RETENTION_DELETED, "kind" => "events").increment(count);
+    }
 }
 
 /// Retention deleted these.

@@ -53,12 +53,16 @@ pub(crate) async fn run(inner: Arc<Inner>, retention: Duration, mut shutdown: wa
         let purge = Purge { finished_before: now.saturating_sub(retention), now, limit: BATCH };
         let started = Instant::now();
         let mut deleted = Purged::default();
-        let swept = sweep(&inner, &purge, &mut deleted, &mut shutdown).await;
+        let mut swept = sweep(&inner, &purge, &mut deleted, &mut shutdown).await;
+        if swept.is_ok() {
+            swept = sweep_events(&inner, &purge, &mut deleted.events).await;
+        }
         if !deleted.is_empty() {
             tracing::info!(
                 waitpoints = deleted.waitpoints,
                 runs = deleted.runs,
                 journal_entries = deleted.journal_entries,
+                events = deleted.events,
                 finished_before = %purge.finished_before,
                 took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                 "retention deleted what finished before the cutoff"
@@ -77,6 +81,19 @@ pub(crate) async fn run(inner: Arc<Inner>, retention: Duration, mut shutdown: wa
         tokio::select! {
             _ = inner.clock.sleep_until(now.saturating_add(SWEEP_EVERY)) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// Deletes the events appended before the purge's cutoff, batch by batch, adding how many to
+/// `deleted`.
+async fn sweep_events(inner: &Inner, purge: &Purge, deleted: &mut u64) -> Result<(), StorageError> {
+    loop {
+        let batch = inner.store.events_purge(purge.finished_before, purge.limit).await?;
+        metrics::events_deleted(batch);
+        *deleted += batch;
+        if batch < u64::try_from(purge.limit).unwrap_or(u64::MAX) {
+            return Ok(());
         }
     }
 }

@@ -56,7 +56,7 @@ async fn retention_deletes_what_finished_longer_ago_on_its_schedule() {
 
     clock.advance(SWEEP_EVERY);
     let swept = after_sweep(&mut report, 3).await;
-    assert_eq!(swept.deleted, Purged { waitpoints: 1, runs: 0, journal_entries: 0 });
+    assert_eq!(swept.deleted, Purged { waitpoints: 1, runs: 0, journal_entries: 0, events: 5 });
     assert!(matches!(engine.get_token(&dev, &done.id.public()).await, Err(EngineError::NotFound(_))));
     for kept in [&keyed, &waiting] {
         assert!(engine.get_token(&dev, &kept.id.public()).await.is_ok(), "{} is kept", kept.id);

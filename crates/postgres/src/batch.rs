@@ -16,7 +16,7 @@ use tokio_postgres::IsolationLevel;
 use waitpoint_storage::{CreateOutcome, Finish, FinishOutcome, Prolong, Result, WriteOp, WriteOutcome, transitions};
 use waitpoint_types::{Timestamp, Waitpoint};
 
-use crate::{map_error, run_sets, runs, waitpoints};
+use crate::{events, map_error, run_sets, runs, waitpoints};
 
 /// How long a statement of a batch with run operations waits for a row lock.
 const LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '100ms'";
@@ -159,8 +159,12 @@ pub(crate) async fn apply_batch(client: &mut Client, ops: &[WriteOp]) -> Result<
             }
         }
     }
+    let outcomes: Vec<WriteOutcome> =
+        outcomes.into_iter().map(|outcome| outcome.expect("the plan puts every operation in one step")).collect();
+    let appended: Vec<_> = outcomes.iter().filter_map(waitpoint_storage::events::of_outcome).collect();
+    events::append(&tx, &appended).await?;
     tx.commit().await.map_err(map_error)?;
-    Ok(outcomes.into_iter().map(|outcome| outcome.expect("the plan puts every operation in one step")).collect())
+    Ok(outcomes)
 }
 
 /// Applies finishes on distinct ids and returns each one's outcome with its position.

@@ -33,6 +33,8 @@
 //! - `waitpoints`: the statements that create and finish waitpoints. Each of these four
 //!   builds only on those listed after it.
 //! - `lists`: what the token and run lists share (filters on keys, bounds and cursors).
+//! - `events`: the event log, appended in each batch's transaction in commit order, and read
+//!   by position.
 //! - `retention`: purges of what finished long ago.
 //! - `rows`: mapping between rows and domain types.
 //! - `testing` (feature `test-util`): a fresh schema per test, for this and other crates' tests,
@@ -40,6 +42,7 @@
 //! - `migrations/`: the schema, one file per version, applied at connect.
 
 mod batch;
+mod events;
 mod lists;
 mod retention;
 mod rows;
@@ -60,6 +63,7 @@ use tokio_postgres::{IsolationLevel, NoTls, Row};
 use waitpoint_storage::{
     ListQuery, Purge, Purged, Result, RunListQuery, SchemaVersions, StorageError, Store, WriteOp, WriteOutcome,
 };
+use waitpoint_types::event::{Event, EventKind};
 use waitpoint_types::{
     Environment, EnvironmentId, JournalEntry, Run, RunId, Secret, Timestamp, Waitpoint, WaitpointId, WorkerId,
 };
@@ -79,6 +83,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../migrations/0009_output_schemas.sql")),
     (10, include_str!("../migrations/0010_heartbeats.sql")),
     (11, include_str!("../migrations/0011_callback_verifiers.sql")),
+    (12, include_str!("../migrations/0012_events.sql")),
 ];
 
 /// The advisory lock that serializes migrations of servers starting at once ("waitpoin").
@@ -355,6 +360,36 @@ impl Store for PostgresStore {
                 result => return result,
             }
         }
+    }
+
+    async fn events_after(
+        &self,
+        environment_id: &EnvironmentId,
+        after: u64,
+        kinds: &[EventKind],
+        limit: usize,
+    ) -> Result<Vec<Event>> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let kinds: Vec<&str> = kinds.iter().map(|kind| kind.as_str()).collect();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.query(events::AFTER, &[&environment_id.internal(), &after, &kinds, &limit]).await?;
+        events::from_rows(environment_id, &rows)
+    }
+
+    async fn events_head(&self) -> Result<u64> {
+        let rows = self.query("SELECT MAX(seq) FROM events", &[]).await?;
+        let seq: Option<i64> = match rows.first() {
+            Some(row) => column(row, 0)?,
+            None => None,
+        };
+        Ok(seq.and_then(|seq| u64::try_from(seq).ok()).unwrap_or(0))
+    }
+
+    async fn events_purge(&self, before: Timestamp, limit: usize) -> Result<u64> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        let statement = client.prepare_cached(events::PURGE).await.map_err(map_error)?;
+        client.execute(&statement, &[&before.as_millis(), &limit]).await.map_err(map_error)
     }
 
     async fn retention_purge(&self, purge: &Purge) -> Result<Purged> {

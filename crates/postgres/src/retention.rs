@@ -95,5 +95,6 @@ pub(crate) async fn purge(client: &mut Client, purge: &Purge) -> Result<Purged> 
         waitpoints,
         runs: u64::try_from(runs).unwrap_or_default(),
         journal_entries: u64::try_from(journal_entries).unwrap_or_default(),
+        events: 0,
     })
 }

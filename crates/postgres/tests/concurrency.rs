@@ -289,3 +289,39 @@ async fn finishes_racing_on_the_waitpoints_of_a_set_resume_its_run_once() {
         assert_eq!(result["ok"], true, "round {round}: {result}");
     }
 }
+
+/// Batches appending events at once, on several connections, commit them in position order: a
+/// reader that follows the log by position while they race misses none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reader_following_the_event_log_misses_nothing_while_batches_race() {
+    let Some((_db, store, ids, env)) = setup().await else { return };
+    let ids = Arc::new(ids);
+    let writers: Vec<_> = (0..RACERS)
+        .map(|_| {
+            let (store, ids, env) = (store.clone(), ids.clone(), env.clone());
+            tokio::spawn(async move {
+                for round in 0..25 {
+                    let ops = (0..4).map(|_| WriteOp::Create(waitpoint(&ids, &env, at(round)))).collect();
+                    store.write_batch(ops).await.expect("write_batch failed");
+                }
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    let mut after = 0;
+    let expected = RACERS * 25 * 4;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.len() < expected && Instant::now() < deadline {
+        let page = store.events_after(&env.id, after, &[], 50).await.expect("events_after failed");
+        if let Some(last) = page.last() {
+            after = last.seq;
+        }
+        seen.extend(page.into_iter().map(|event| event.event.subject));
+    }
+    for writer in writers {
+        writer.await.expect("writer panicked");
+    }
+    let all = store.events_after(&env.id, 0, &[], expected + 1).await.expect("events_after failed");
+    assert_eq!(all.len(), expected);
+    assert_eq!(seen, all.into_iter().map(|event| event.event.subject).collect::<Vec<_>>(), "the reader skipped some");
+}

@@ -14,7 +14,9 @@
 //! - `openapi/`: the API's OpenAPI document (`GET /api/openapi.json`), generated from the
 //!   routes' annotations: its title, security schemes, error responses and list parameters.
 //! - `health`: liveness and readiness (`/healthz`, `/readyz`).
-//! - `tokens`: the token routes (create, list, retrieve, complete, callback, reject, reject URL).
+//! - `tokens`: the token routes (create, list, retrieve, complete, callback, reject, reject URL,
+//!   heartbeat, heartbeat URL, extend).
+//! - `events`: the event log as a stream of server-sent events.
 //! - `runs`: the run routes (trigger, list, retrieve, cancel) and the worker protocol.
 //! - `body`: reading request bodies within their size limits and parsing them strictly.
 //! - `strict_json`: the JSON a stored body must be (bounded depth, numbers a double holds, no
@@ -45,6 +47,7 @@ mod body;
 mod connection;
 mod cors;
 mod dashboard;
+mod events;
 mod health;
 mod listener;
 mod openapi;
@@ -101,6 +104,7 @@ fn api() -> OpenApiRouter<Engine> {
         .routes(routes!(tokens::heartbeat, cors::preflight_heartbeat).layer(middleware::from_fn(cors::allow_all)))
         .routes(routes!(tokens::heartbeat_url))
         .routes(routes!(tokens::extend))
+        .routes(routes!(events::stream))
         .routes(routes!(runs::trigger))
         .routes(routes!(runs::list))
         .routes(routes!(runs::retrieve))

@@ -789,3 +789,83 @@ async fn a_callback_verifier_refuses_deliveries_that_are_not_signed_by_the_sende
         assert_error(&reply, StatusCode::BAD_REQUEST, hint);
     }
 }
+
+/// Reads `count` events of a server-sent event stream: each its `id`, `event` and `data`.
+async fn sse_events(api: &Api, uri: &str, last_event_id: Option<&str>, count: usize) -> Vec<(String, String, Value)> {
+    let mut request = Request::builder().uri(uri).header(header::AUTHORIZATION, format!("Bearer {}", api.key()));
+    if let Some(id) = last_event_id {
+        request = request.header("last-event-id", id);
+    }
+    let response = api.router.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let mut body = response.into_body().into_data_stream();
+    let (mut text, mut events) = (String::new(), Vec::new());
+    while events.len() < count {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next()).await.expect("no event came").unwrap();
+        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            let field = |name: &str| {
+                block.lines().find_map(|line| line.strip_prefix(name).map(|value| value.trim().to_owned()))
+            };
+            if let (Some(id), Some(kind), Some(data)) = (field("id:"), field("event:"), field("data:")) {
+                events.push((id, kind, serde_json::from_str(&data).unwrap()));
+            }
+        }
+    }
+    events
+}
+
+#[tokio::test]
+async fn the_event_stream_tells_what_happened_and_resumes_after_the_last_event_seen() {
+    let api = Api::new().await;
+    let a = api.create(json!({ "tags": ["x"] })).await;
+    api.complete(a["id"].as_str().unwrap(), &api.key(), r#"{"data":1}"#).await;
+    let b = api.create(json!({ "tags": ["y"] })).await;
+
+    let all = sse_events(&api, "/api/v1/events?after=0", None, 3).await;
+    let kinds: Vec<&str> = all.iter().map(|(_, kind, _)| kind.as_str()).collect();
+    assert_eq!(kinds, ["waitpoint.created", "waitpoint.completed", "waitpoint.created"]);
+    let (id, _, completed) = &all[1];
+    assert_eq!(completed["seq"].to_string(), *id);
+    assert_eq!(completed["type"], "waitpoint.completed");
+    assert_eq!(completed["subject"], a["id"]);
+    assert_eq!(completed["tags"], json!(["x"]));
+    assert_eq!(completed["data"]["status"], "COMPLETED");
+    assert_eq!(completed["data"]["completedVia"], "SECRET_KEY");
+
+    let resumed = sse_events(&api, "/api/v1/events", Some(id), 1).await;
+    assert_eq!(resumed[0].2["subject"], b["id"], "Last-Event-ID continues after that event");
+    let completions = sse_events(&api, "/api/v1/events?after=0&kinds=waitpoint.completed", None, 1).await;
+    assert_eq!(completions[0].0, *id);
+    let tagged = sse_events(&api, "/api/v1/events?after=0&tags=y", None, 1).await;
+    assert_eq!(tagged[0].2["subject"], b["id"]);
+
+    // The answer's head comes once the stream's start is fixed: what happens after it shows.
+    let request = Request::builder()
+        .uri("/api/v1/events?kinds=waitpoint.created")
+        .header(header::AUTHORIZATION, format!("Bearer {}", api.key()))
+        .body(Body::empty())
+        .unwrap();
+    let response = api.router.clone().oneshot(request).await.unwrap();
+    let c = api.create(json!({})).await;
+    let mut body = response.into_body().into_data_stream();
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next()).await.unwrap().unwrap().unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(text.contains(c["id"].as_str().unwrap()), "a stream from now on sees what happens next: {text}");
+    assert!(!text.contains(b["id"].as_str().unwrap()), "and not what happened before");
+
+    for (uri, hint) in [
+        ("/api/v1/events?kinds=waitpoint.done", "unknown kind"),
+        ("/api/v1/events?after=soon", "not a position"),
+        ("/api/v1/events?since=1", "unknown parameter"),
+        ("/api/v1/events?tags=a&tags=b", "more than once"),
+    ] {
+        assert_error(&api.call(Method::GET, uri, Some(&api.key()), "").await, StatusCode::BAD_REQUEST, hint);
+    }
+    assert_eq!(api.call(Method::GET, "/api/v1/events", None, "").await.status, StatusCode::UNAUTHORIZED);
+}

@@ -14,6 +14,7 @@
 //! - `waitpoints`: token writes and reads; a finish resumes the waiting runs through `resume`.
 //! - `runs`: run writes and reads, on top of both (a run's tokens are created through
 //!   `waitpoints`, its state is stored through `resume`).
+//! - `events`: the event log, appended in each batch's transaction, and read by position.
 //! - `lists`: what the token and run lists share (filters, cursors, merged walks).
 //! - `rows`: mapping between rows and domain types.
 //! - `threads`: the connections' threads, which run the blocking SQLite calls.
@@ -21,6 +22,7 @@
 
 mod args;
 mod backup;
+mod events;
 mod lists;
 mod resume;
 mod retention;
@@ -37,6 +39,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use waitpoint_storage::{
     ListQuery, Purge, Purged, Result, RunListQuery, SchemaVersions, StorageError, Store, WriteOp, WriteOutcome,
 };
+use waitpoint_types::event::{Event, EventKind};
 use waitpoint_types::{
     Environment, EnvironmentId, JournalEntry, Run, RunId, Secret, Timestamp, Waitpoint, WaitpointId, WorkerId,
 };
@@ -58,6 +61,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../migrations/0008_output_schemas.sql")),
     (9, include_str!("../migrations/0009_heartbeats.sql")),
     (10, include_str!("../migrations/0010_callback_verifiers.sql")),
+    (11, include_str!("../migrations/0011_events.sql")),
 ];
 
 /// Read-only connections, so reads that run at once; more wait their turn.
@@ -246,10 +250,31 @@ impl Store for SqliteStore {
                     }
                 })
                 .collect::<Result<Vec<_>>>()?;
+            let appended: Vec<_> = outcomes.iter().filter_map(waitpoint_storage::events::of_outcome).collect();
+            events::append(&tx, &appended)?;
             tx.commit().map_err(map_error)?;
             Ok(outcomes)
         })
         .await
+    }
+
+    async fn events_after(
+        &self,
+        environment_id: &EnvironmentId,
+        after: u64,
+        kinds: &[EventKind],
+        limit: usize,
+    ) -> Result<Vec<Event>> {
+        let (environment_id, kinds) = (environment_id.clone(), kinds.to_vec());
+        self.read(move |conn| events::after(conn, &environment_id, after, &kinds, limit)).await
+    }
+
+    async fn events_head(&self) -> Result<u64> {
+        self.read(events::head).await
+    }
+
+    async fn events_purge(&self, before: Timestamp, limit: usize) -> Result<u64> {
+        self.write(move |conn| events::purge(conn, before, limit)).await
     }
 
     async fn retention_purge(&self, purge: &Purge) -> Result<Purged> {

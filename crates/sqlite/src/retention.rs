@@ -101,13 +101,19 @@ pub(crate) fn purge(conn: &mut Connection, purge: &Purge) -> Result<Purged> {
     }
 
     if !purged.is_empty() {
-        // One row per page given back: the pages go as the rows are stepped through.
-        let mut vacuum = tx.prepare_cached(&format!("PRAGMA incremental_vacuum({VACUUM_PAGES})")).map_err(map_error)?;
-        let mut pages = vacuum.query([]).map_err(map_error)?;
-        while pages.next().map_err(map_error)?.is_some() {}
+        give_back_pages(&tx)?;
     }
     tx.commit().map_err(map_error)?;
     Ok(purged)
+}
+
+/// Gives free pages back to the file system (a few at a time), in a database made to.
+pub(crate) fn give_back_pages(conn: &Connection) -> Result<()> {
+    // One row per page given back: the pages go as the rows are stepped through.
+    let mut vacuum = conn.prepare_cached(&format!("PRAGMA incremental_vacuum({VACUUM_PAGES})")).map_err(map_error)?;
+    let mut pages = vacuum.query([]).map_err(map_error)?;
+    while pages.next().map_err(map_error)?.is_some() {}
+    Ok(())
 }
 
 /// The records `sql` selects with `params`, each with its distinct tags.

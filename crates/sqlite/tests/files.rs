@@ -98,7 +98,9 @@ async fn finished_tokens(store: &SqliteStore, environment: &Environment, count: 
     }
 }
 
-/// Purges everything that finished before `before`, 500 of a kind at a time.
+/// Purges everything that finished before `before`, and the events of the log appended
+/// before it, 500 of a kind at a time, as the retention loop does; returns the waitpoints
+/// deleted.
 async fn purge_all(store: &SqliteStore, before: Timestamp) -> u64 {
     let purge = Purge { finished_before: before, now: before, limit: 500 };
     let mut deleted = 0;
@@ -106,9 +108,11 @@ async fn purge_all(store: &SqliteStore, before: Timestamp) -> u64 {
         let purged = store.retention_purge(&purge).await.unwrap();
         deleted += purged.waitpoints;
         if !purged.was_full(purge.limit) {
-            return deleted;
+            break;
         }
     }
+    while store.events_purge(before, purge.limit).await.unwrap() == 500 {}
+    deleted
 }
 
 /// The database's pages, and how many of them are free.

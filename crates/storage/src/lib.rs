@@ -17,6 +17,7 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod events;
 pub mod ops;
 pub mod query;
 pub mod retention;
@@ -25,6 +26,7 @@ pub mod transitions;
 
 use std::fmt;
 
+use waitpoint_types::event::{Event, EventKind};
 use waitpoint_types::{
     Environment, EnvironmentId, JournalEntry, Run, RunId, Secret, Timestamp, Waitpoint, WaitpointId, WorkerId,
 };
@@ -109,7 +111,29 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// transaction, once, however many of its waitpoints finish in the batch.
     ///
     /// The run operations are documented on their types in [`ops`].
+    ///
+    /// Every operation's event ([`events::of_outcome`]) is appended to the event log in the
+    /// same transaction, in the order of the operations; positions grow in commit order, so a
+    /// reader that has seen position `n` never later finds an event before it.
     async fn write_batch(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>>;
+
+    /// The events of `environment_id` after position `after`, oldest first, at most `limit`,
+    /// only of `kinds` unless it is empty.
+    async fn events_after(
+        &self,
+        environment_id: &EnvironmentId,
+        after: u64,
+        kinds: &[EventKind],
+        limit: usize,
+    ) -> Result<Vec<Event>>;
+
+    /// The position of the newest event of any environment; 0 when the log is empty.
+    async fn events_head(&self) -> Result<u64>;
+
+    /// Deletes, among the `limit` oldest events of the log, those appended before `before`,
+    /// and says how many went. The log is appended in time order, so a call that deleted fewer
+    /// than `limit` found no more that old.
+    async fn events_purge(&self, before: Timestamp, limit: usize) -> Result<u64>;
 
     /// Deletes what retention no longer keeps (the rule is on [`Purge`]): up to `purge.limit`
     /// waitpoints and up to `purge.limit` runs, the earliest finished first, in one short

@@ -46,6 +46,9 @@ pub struct Purged {
     pub runs: u64,
     /// Journal entries of the runs deleted.
     pub journal_entries: u64,
+    /// Events of the log, deleted apart ([`Store::events_purge`](crate::Store::events_purge));
+    /// a retention purge leaves this at 0.
+    pub events: u64,
 }
 
 impl Purged {
@@ -58,7 +61,7 @@ impl Purged {
 
     /// Whether nothing was deleted.
     pub fn is_empty(&self) -> bool {
-        self.waitpoints == 0 && self.runs == 0
+        self.waitpoints == 0 && self.runs == 0 && self.events == 0
     }
 }
 
@@ -67,5 +70,6 @@ impl std::ops::AddAssign for Purged {
         self.waitpoints += other.waitpoints;
         self.runs += other.runs;
         self.journal_entries += other.journal_entries;
+        self.events += other.events;
     }
 }

@@ -21,6 +21,7 @@
 pub mod api;
 pub mod approval;
 pub mod environment;
+pub mod event;
 pub mod id;
 pub mod run;
 pub mod time;

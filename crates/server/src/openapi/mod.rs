@@ -45,6 +45,7 @@ pub(crate) use self::params::{RunListQuery, TokenListQuery};
     tags(
         (name = "tokens", description = "Waitpoint tokens, as Trigger.dev v4's API shapes them."),
         (name = "runs", description = "Task runs: trigger, list, retrieve, cancel."),
+        (name = "events", description = "The event log: what happened to tokens and runs, as a stream."),
         (name = "worker protocol", description = "How a worker takes runs and records what they do \
                                                  (docs/runs.md)."),
         (name = "health", description = "Liveness, readiness, and this document."),

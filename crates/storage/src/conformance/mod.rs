@@ -19,12 +19,14 @@ use crate::{
 };
 
 mod dashboard;
+mod events;
 mod heartbeats;
 mod retention;
 mod runs;
 mod wait_sets;
 
 pub use dashboard::*;
+pub use events::*;
 pub use heartbeats::*;
 pub use retention::*;
 pub use runs::*;
@@ -61,6 +63,9 @@ macro_rules! conformance_tests {
             timeouts_are_found_by_the_earlier_of_timeout_and_heartbeat,
             an_extend_moves_the_timeout_only_later,
             heartbeats_in_one_batch_apply_in_order,
+            changes_append_their_events_in_order,
+            a_failed_batch_appends_no_event,
+            old_events_are_purged_from_the_head_of_the_log,
             timeout_applies_only_when_due_and_only_once,
             completion_from_another_environment_is_not_found,
             a_batch_sees_its_own_writes,

@@ -27,7 +27,7 @@ async fn purge(store: &dyn Store, limit: usize) -> Purged {
 }
 
 fn purged(waitpoints: u64, runs: u64, journal_entries: u64) -> Purged {
-    Purged { waitpoints, runs, journal_entries }
+    Purged { waitpoints, runs, journal_entries, events: 0 }
 }
 
 /// Creates `w` and completes it at `at(finished_ms)`; returns it as stored.
