@@ -13,7 +13,7 @@ use clap::Args;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use waitpoint_engine::environments::{DEV_ENVIRONMENT, ensure_environment};
-use waitpoint_engine::{Engine, EngineConfig, SIGN_IN_LINK_LIFETIME, SystemClock};
+use waitpoint_engine::{Engine, EngineConfig, SIGN_IN_LINK_LIFETIME, SystemClock, WebhookPolicy};
 use waitpoint_server::{ServeConfig, descriptors};
 use waitpoint_types::Secret;
 use waitpoint_types::time::parse_duration;
@@ -66,6 +66,12 @@ pub(crate) struct ServeArgs {
     /// Serve Prometheus metrics (GET /metrics, no key) on this address, such as 127.0.0.1:9464; keep it private [default: off]
     #[arg(long, env = "WAITPOINT_METRICS_LISTEN")]
     metrics_listen: Option<String>,
+    /// Let webhooks deliver to loopback, private and link-local addresses (receivers on this machine or network)
+    #[arg(long, env = "WAITPOINT_WEBHOOKS_ALLOW_PRIVATE")]
+    webhooks_allow_private: bool,
+    /// Let webhooks deliver only to these hosts (comma-separated) [default: any public host]
+    #[arg(long, env = "WAITPOINT_WEBHOOKS_ALLOWED_HOSTS", value_delimiter = ',')]
+    webhooks_allowed_hosts: Vec<String>,
     /// Log format: text or json (level from WAITPOINT_LOG or RUST_LOG, default info)
     #[arg(long, env = "WAITPOINT_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
@@ -126,6 +132,10 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         default_max_attempts: args.default_max_attempts,
         worker_timeout,
         retention,
+        webhooks: WebhookPolicy {
+            allow_private: args.webhooks_allow_private,
+            allowed_hosts: args.webhooks_allowed_hosts.iter().map(|host| host.trim().to_ascii_lowercase()).collect(),
+        },
         ..EngineConfig::default()
     };
     let engine = Engine::start(opened.store, Arc::new(SystemClock), config);

@@ -31,6 +31,8 @@
 //! - `events`: [`Event`]s, what changes as it changes, for those who listen.
 //! - `event_log`: reading the durable event log by position, filtered ([`EventFilter`]), and
 //!   waiting for more.
+//! - `webhooks`: outbound webhook subscriptions, and the loop that delivers the event log to
+//!   them (signed, in order, at least once, never to internal addresses unless allowed).
 //! - `writer`: group commit of writes.
 //! - `timeouts`: the durable timeout loop.
 //! - `retention`: the loop that deletes what finished longer ago than the retention, and
@@ -56,6 +58,7 @@ mod timeouts;
 mod tokens;
 mod validate;
 mod verifiers;
+mod webhooks;
 mod workers;
 mod writer;
 
@@ -83,6 +86,7 @@ pub use crate::retention::RetentionReport;
 pub use crate::runs::{ListRuns, RunPage, RunView, TriggeredRun, WaitAnswer};
 pub use crate::sessions::{SESSION_LIFETIME, SIGN_IN_LINK_LIFETIME, Session, SignedIn};
 pub use crate::tokens::{CreatedToken, ListTokens, TokenPage, VerifiedCallback};
+pub use crate::webhooks::{MAX_WEBHOOKS, NewWebhook, WebhookPolicy};
 pub use waitpoint_clock::{Clock, SystemClock};
 
 /// How long an environment looked up by key stays cached. A rotated key keeps working on a
@@ -112,6 +116,8 @@ pub struct EngineConfig {
     /// ago, unless still needed (the rule is `waitpoint_storage::Purge`'s); `None` keeps
     /// everything, the default here. The server's default is 30 days.
     pub retention: Option<Duration>,
+    /// Where outbound webhooks may deliver.
+    pub webhooks: WebhookPolicy,
 }
 
 impl Default for EngineConfig {
@@ -125,6 +131,7 @@ impl Default for EngineConfig {
             worker_timeout: Duration::from_secs(30),
             sticky_for: Duration::from_secs(2),
             retention: None,
+            webhooks: WebhookPolicy::default(),
         }
     }
 }
@@ -147,6 +154,8 @@ pub(crate) struct Inner {
     pub(crate) runs_ready: Notify,
     /// Woken when a token gets a deadline earlier than the timeout loop's next wake-up.
     pub(crate) timer_wake: Notify,
+    /// Woken when a webhook subscription is made, so that delivery starts at once.
+    pub(crate) webhooks_changed: Notify,
     /// The timeout loop's next wake-up (ms); `i64::MAX` while it is being worked out.
     pub(crate) next_timer_wake: AtomicI64,
     events: broadcast::Sender<Event>,
@@ -177,6 +186,7 @@ impl Engine {
             environments: EnvironmentCache::default(),
             runs_ready: Notify::new(),
             timer_wake: Notify::new(),
+            webhooks_changed: Notify::new(),
             next_timer_wake: AtomicI64::new(i64::MAX),
             events: broadcast::channel(events::EVENT_BUFFER).0,
             sign_in_links: Mutex::new(HashMap::new()),
@@ -189,6 +199,7 @@ impl Engine {
         if let Some(retention) = inner.config.retention {
             tasks.push(tokio::spawn(retention::run(inner.clone(), retention, stop.clone())));
         }
+        tasks.push(tokio::spawn(webhooks::run(inner.clone(), stop.clone())));
         tasks.push(tokio::spawn(workers::release_loop(inner.clone(), stop)));
         *inner.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
         Self { inner }

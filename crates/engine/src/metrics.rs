@@ -20,6 +20,8 @@ pub const TOKENS_CREATED: &str = "waitpoint_tokens_created_total";
 /// `public_token`, `callback_url`, `dashboard`, `approval_page`, `deadline`,
 /// `missed_heartbeat`).
 pub const TOKENS_FINISHED: &str = "waitpoint_tokens_finished_total";
+/// Webhook deliveries, by `outcome` (`delivered`, `failed`).
+pub const WEBHOOK_DELIVERIES: &str = "waitpoint_webhook_deliveries_total";
 /// Tokens kept alive, by `kind` (`heartbeat`, `extend`).
 pub const TOKENS_PROLONGED: &str = "waitpoint_tokens_prolonged_total";
 /// How late deadlines fired: the time from a waitpoint's deadline to its timeout or completion
@@ -55,6 +57,7 @@ const COUNT_CAP: usize = 10_000_000;
 pub fn describe() {
     metrics::describe_counter!(TOKENS_CREATED, "Waitpoint tokens created");
     metrics::describe_counter!(TOKENS_FINISHED, "Waitpoint tokens finished, by outcome and channel");
+    metrics::describe_counter!(WEBHOOK_DELIVERIES, "Webhook deliveries, by outcome (delivered, failed)");
     metrics::describe_counter!(TOKENS_PROLONGED, "Waitpoint tokens kept alive, by kind (heartbeat, extend)");
     metrics::describe_histogram!(TIMEOUT_LAG, metrics::Unit::Seconds, "How late deadlines fired");
     metrics::describe_counter!(RUN_TRANSITIONS, "Run state changes, by transition");
@@ -196,6 +199,12 @@ pub(crate) fn resume_delivered(fast: bool, after: Duration) {
 pub(crate) fn committed(operations: usize, took: Duration) {
     metrics::histogram!(WRITE_BATCH_SIZE).record(operations as f64);
     metrics::histogram!(WRITE_COMMIT_DURATION).record(took.as_secs_f64());
+}
+
+/// A webhook delivery succeeded, or failed.
+pub(crate) fn webhook_delivered(success: bool) {
+    let outcome = if success { "delivered" } else { "failed" };
+    metrics::counter!(WEBHOOK_DELIVERIES, "outcome" => outcome).increment(1);
 }
 
 /// Retention deleted `count` events of the log.

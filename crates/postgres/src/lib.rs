@@ -35,6 +35,7 @@
 //! - `lists`: what the token and run lists share (filters on keys, bounds and cursors).
 //! - `events`: the event log, appended in each batch's transaction in commit order, and read
 //!   by position.
+//! - `webhooks`: outbound webhook subscriptions and how far their delivery got.
 //! - `retention`: purges of what finished long ago.
 //! - `rows`: mapping between rows and domain types.
 //! - `testing` (feature `test-util`): a fresh schema per test, for this and other crates' tests,
@@ -51,6 +52,7 @@ mod runs;
 #[cfg(feature = "test-util")]
 pub mod testing;
 mod waitpoints;
+mod webhooks;
 
 use std::fmt;
 use std::str::FromStr;
@@ -63,7 +65,9 @@ use tokio_postgres::{IsolationLevel, NoTls, Row};
 use waitpoint_storage::{
     ListQuery, Purge, Purged, Result, RunListQuery, SchemaVersions, StorageError, Store, WriteOp, WriteOutcome,
 };
+use waitpoint_types::WebhookId;
 use waitpoint_types::event::{Event, EventKind};
+use waitpoint_types::webhook::{Delivery, Webhook};
 use waitpoint_types::{
     Environment, EnvironmentId, JournalEntry, Run, RunId, Secret, Timestamp, Waitpoint, WaitpointId, WorkerId,
 };
@@ -84,6 +88,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("../migrations/0010_heartbeats.sql")),
     (11, include_str!("../migrations/0011_callback_verifiers.sql")),
     (12, include_str!("../migrations/0012_events.sql")),
+    (13, include_str!("../migrations/0013_webhooks.sql")),
 ];
 
 /// The advisory lock that serializes migrations of servers starting at once ("waitpoin").
@@ -390,6 +395,59 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let statement = client.prepare_cached(events::PURGE).await.map_err(map_error)?;
         client.execute(&statement, &[&before.as_millis(), &limit]).await.map_err(map_error)
+    }
+
+    async fn webhook_create(&self, webhook: &Webhook) -> Result<()> {
+        let (kinds, tags) = webhooks::filters(webhook)?;
+        let attempts = i32::try_from(webhook.delivery.attempts).unwrap_or(i32::MAX);
+        self.query(
+            webhooks::INSERT,
+            &[
+                &webhook.id.internal(),
+                &webhook.environment_id.internal(),
+                &webhook.url,
+                &webhook.secret.expose(),
+                &kinds,
+                &tags,
+                &webhook.created_at.as_millis(),
+                &i64::try_from(webhook.delivery.through).unwrap_or(i64::MAX),
+                &attempts,
+                &webhook.delivery.retry_at.map(Timestamp::as_millis),
+                &webhook.delivery.last_error,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn webhook_list(&self, environment_id: Option<&EnvironmentId>) -> Result<Vec<Webhook>> {
+        let rows = self.query(webhooks::LIST, &[&environment_id.map(EnvironmentId::internal)]).await?;
+        rows.iter().map(webhooks::from_row).collect()
+    }
+
+    async fn webhook_delete(&self, environment_id: &EnvironmentId, id: &WebhookId) -> Result<()> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(webhooks::DELETE).await.map_err(map_error)?;
+        match client.execute(&statement, &[&id.internal(), &environment_id.internal()]).await.map_err(map_error)? {
+            0 => Err(StorageError::NotFound),
+            _ => Ok(()),
+        }
+    }
+
+    async fn webhook_delivered(&self, id: &WebhookId, delivery: &Delivery) -> Result<()> {
+        let attempts = i32::try_from(delivery.attempts).unwrap_or(i32::MAX);
+        self.query(
+            webhooks::DELIVERED,
+            &[
+                &id.internal(),
+                &i64::try_from(delivery.through).unwrap_or(i64::MAX),
+                &attempts,
+                &delivery.retry_at.map(Timestamp::as_millis),
+                &delivery.last_error,
+            ],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn retention_purge(&self, purge: &Purge) -> Result<Purged> {

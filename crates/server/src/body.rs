@@ -358,6 +358,17 @@ pub(crate) fn parse_extend(bytes: &[u8]) -> Result<String, ApiError> {
     timeout.ok_or_else(|| ApiError::bad_request(format!("timeout is missing: send {EXTEND_SHAPE}")))
 }
 
+const WEBHOOK_SHAPE: &str = r#"{"url": "https://example.com/hooks", "kinds": ["waitpoint.completed"], "tags": ["..."]} (kinds and tags optional)"#;
+
+/// Parses a webhook subscription: `url`, and optional `kinds` and `tags` arrays; nothing else.
+pub(crate) fn parse_webhook(bytes: &[u8]) -> Result<waitpoint_types::api::CreateWebhookRequest, ApiError> {
+    not_empty(bytes, WEBHOOK_SHAPE)?;
+    strict(bytes, WEBHOOK_SHAPE)?;
+    serde_json::from_slice(bytes).map_err(|error| {
+        ApiError::bad_request(format!("The subscription does not fit ({error}): send {WEBHOOK_SHAPE}"))
+    })
+}
+
 const TRIGGER_SHAPE: &str = r#"{"payload": <any JSON>, "options": {"idempotencyKey": "...", "idempotencyKeyTTL": "1h", "tags": ["..."], "maxAttempts": 3, "delay": "10m"}} (all optional)"#;
 
 /// Parses a trigger body: the payload (kept verbatim as JSON text; `null` when absent) and the

@@ -17,6 +17,7 @@
 //! - `tokens`: the token routes (create, list, retrieve, complete, callback, reject, reject URL,
 //!   heartbeat, heartbeat URL, extend).
 //! - `events`: the event log as a stream of server-sent events.
+//! - `webhooks`: subscriptions that deliver the event log to URLs.
 //! - `runs`: the run routes (trigger, list, retrieve, cancel) and the worker protocol.
 //! - `body`: reading request bodies within their size limits and parsing them strictly.
 //! - `strict_json`: the JSON a stored body must be (bounded depth, numbers a double holds, no
@@ -57,6 +58,7 @@ mod query;
 mod runs;
 mod strict_json;
 mod tokens;
+mod webhooks;
 
 use std::future::Future;
 use std::time::Instant;
@@ -105,6 +107,8 @@ fn api() -> OpenApiRouter<Engine> {
         .routes(routes!(tokens::heartbeat_url))
         .routes(routes!(tokens::extend))
         .routes(routes!(events::stream))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::delete))
         .routes(routes!(runs::trigger))
         .routes(routes!(runs::list))
         .routes(routes!(runs::retrieve))

@@ -869,3 +869,29 @@ async fn the_event_stream_tells_what_happened_and_resumes_after_the_last_event_s
     }
     assert_eq!(api.call(Method::GET, "/api/v1/events", None, "").await.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn webhook_subscriptions_refuse_what_they_cannot_deliver_to() {
+    let api = Api::new().await;
+    let key = api.key();
+    for (body, hint) in [
+        (json!({ "url": "http://127.0.0.1:9000/hook" }), "internal address"),
+        (json!({ "url": "http://169.254.169.254/latest" }), "internal address"),
+        (json!({ "url": "ftp://example.com/hook" }), "http or https"),
+        (json!({ "url": "https://example.com/hook", "kinds": ["token.done"] }), "Unknown event kind"),
+        (json!({ "url": "https://example.com/hook", "secret": "mine" }), "does not fit"),
+        (json!({ "kinds": [] }), "does not fit"),
+    ] {
+        let reply = api.call(Method::POST, "/api/v1/webhooks", Some(&key), &body.to_string()).await;
+        assert_error(&reply, StatusCode::BAD_REQUEST, hint);
+    }
+    let body = json!({ "url": "https://example.com/hook", "kinds": ["run.failed"] }).to_string();
+    let created = api.call(Method::POST, "/api/v1/webhooks", Some(&key), &body).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["kinds"], json!(["run.failed"]));
+    let listed = api.call(Method::GET, "/api/v1/webhooks", Some(&key), "").await;
+    assert_eq!(listed.body[0]["id"], created.body["id"]);
+    let unknown = "/api/v1/webhooks/webhook_c0mx3j3usm00007vbybnlp8r7";
+    assert_eq!(api.call(Method::DELETE, unknown, Some(&key), "").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(api.call(Method::GET, "/api/v1/webhooks", None, "").await.status, StatusCode::UNAUTHORIZED);
+}

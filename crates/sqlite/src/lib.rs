@@ -15,6 +15,7 @@
 //! - `runs`: run writes and reads, on top of both (a run's tokens are created through
 //!   `waitpoints`, its state is stored through `resume`).
 //! - `events`: the event log, appended in each batch's transaction, and read by position.
+//! - `webhooks`: outbound webhook subscriptions and how far their delivery got.
 //! - `lists`: what the token and run lists share (filters, cursors, merged walks).
 //! - `rows`: mapping between rows and domain types.
 //! - `threads`: the connections' threads, which run the blocking SQLite calls.
@@ -30,6 +31,7 @@ mod rows;
 mod runs;
 mod threads;
 mod waitpoints;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,7 +41,9 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use waitpoint_storage::{
     ListQuery, Purge, Purged, Result, RunListQuery, SchemaVersions, StorageError, Store, WriteOp, WriteOutcome,
 };
+use waitpoint_types::WebhookId;
 use waitpoint_types::event::{Event, EventKind};
+use waitpoint_types::webhook::{Delivery, Webhook};
 use waitpoint_types::{
     Environment, EnvironmentId, JournalEntry, Run, RunId, Secret, Timestamp, Waitpoint, WaitpointId, WorkerId,
 };
@@ -62,6 +66,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../migrations/0009_heartbeats.sql")),
     (10, include_str!("../migrations/0010_callback_verifiers.sql")),
     (11, include_str!("../migrations/0011_events.sql")),
+    (12, include_str!("../migrations/0012_webhooks.sql")),
 ];
 
 /// Read-only connections, so reads that run at once; more wait their turn.
@@ -275,6 +280,26 @@ impl Store for SqliteStore {
 
     async fn events_purge(&self, before: Timestamp, limit: usize) -> Result<u64> {
         self.write(move |conn| events::purge(conn, before, limit)).await
+    }
+
+    async fn webhook_create(&self, webhook: &Webhook) -> Result<()> {
+        let webhook = webhook.clone();
+        self.write(move |conn| webhooks::create(conn, &webhook)).await
+    }
+
+    async fn webhook_list(&self, environment_id: Option<&EnvironmentId>) -> Result<Vec<Webhook>> {
+        let environment_id = environment_id.cloned();
+        self.read(move |conn| webhooks::list(conn, environment_id.as_ref())).await
+    }
+
+    async fn webhook_delete(&self, environment_id: &EnvironmentId, id: &WebhookId) -> Result<()> {
+        let (environment_id, id) = (environment_id.clone(), id.clone());
+        self.write(move |conn| webhooks::delete(conn, &environment_id, &id)).await
+    }
+
+    async fn webhook_delivered(&self, id: &WebhookId, delivery: &Delivery) -> Result<()> {
+        let (id, delivery) = (id.clone(), delivery.clone());
+        self.write(move |conn| webhooks::delivered(conn, &id, &delivery)).await
     }
 
     async fn retention_purge(&self, purge: &Purge) -> Result<Purged> {

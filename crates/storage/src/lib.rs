@@ -26,7 +26,9 @@ pub mod transitions;
 
 use std::fmt;
 
+use waitpoint_types::WebhookId;
 use waitpoint_types::event::{Event, EventKind};
+use waitpoint_types::webhook::{Delivery, Webhook};
 use waitpoint_types::{
     Environment, EnvironmentId, JournalEntry, Run, RunId, Secret, Timestamp, Waitpoint, WaitpointId, WorkerId,
 };
@@ -134,6 +136,18 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// and says how many went. The log is appended in time order, so a call that deleted fewer
     /// than `limit` found no more that old.
     async fn events_purge(&self, before: Timestamp, limit: usize) -> Result<u64>;
+
+    /// Stores a new webhook subscription.
+    async fn webhook_create(&self, webhook: &Webhook) -> Result<()>;
+
+    /// The webhooks of `environment_id`, oldest first; of every environment when `None`.
+    async fn webhook_list(&self, environment_id: Option<&EnvironmentId>) -> Result<Vec<Webhook>>;
+
+    /// Deletes webhook `id` of `environment_id`: [`StorageError::NotFound`] when there is none.
+    async fn webhook_delete(&self, environment_id: &EnvironmentId, id: &WebhookId) -> Result<()>;
+
+    /// Records how far delivery of webhook `id` got (nothing happens if it was deleted).
+    async fn webhook_delivered(&self, id: &WebhookId, delivery: &Delivery) -> Result<()>;
 
     /// Deletes what retention no longer keeps (the rule is on [`Purge`]): up to `purge.limit`
     /// waitpoints and up to `purge.limit` runs, the earliest finished first, in one short

@@ -166,6 +166,56 @@ pub struct ExtendTokenRequest {
     pub timeout: String,
 }
 
+/// `POST /api/v1/webhooks`: subscribe a URL to the environment's events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhookRequest {
+    /// Where to deliver: an `http` or `https` URL.
+    #[cfg_attr(feature = "openapi", schema(examples("https://example.com/hooks/waitpoint"), max_length = 2048))]
+    pub url: String,
+    /// Only these event kinds (`waitpoint.completed`, …); all when absent or empty.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// Only events whose subject has any of these tags; all when absent or empty.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// A webhook subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookDetail {
+    /// `webhook_…`.
+    pub id: String,
+    /// Where events go.
+    pub url: String,
+    /// The kinds delivered (all when empty).
+    pub kinds: Vec<String>,
+    /// The tags filtered on (all when empty).
+    pub tags: Vec<String>,
+    /// The Standard Webhooks secret deliveries are signed with: in the answer to the create
+    /// only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub secret: Option<String>,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// Every event up to this position of the log is delivered (or filtered out).
+    pub delivered_through: u64,
+    /// Failed attempts at the next event since the last success.
+    pub attempts: u32,
+    /// When the next attempt is due, after a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub retry_at: Option<Timestamp>,
+    /// Why the last attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub last_error: Option<String>,
+}
+
 /// The answer to a heartbeat or an extend: the token still waits, and until when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -121,6 +121,13 @@ prefixed_id!(
     ", '-'"
 );
 
+prefixed_id!(
+    /// Identifies an outbound webhook subscription. Public form `webhook_<internal id>`.
+    WebhookId,
+    "webhook_",
+    "webhook"
+);
+
 /// Makes time-ordered internal ids.
 ///
 /// The caller passes the time (from the injected clock). Ids from one generator are strictly
@@ -176,6 +183,11 @@ impl IdGenerator {
     /// A new worker id.
     pub fn worker(&self, now: Timestamp) -> WorkerId {
         WorkerId(self.next_internal(now))
+    }
+
+    /// A new webhook id.
+    pub fn webhook(&self, now: Timestamp) -> WebhookId {
+        WebhookId(self.next_internal(now))
     }
 }
 

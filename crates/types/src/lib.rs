@@ -27,13 +27,14 @@ pub mod run;
 pub mod time;
 pub mod verifier;
 pub mod waitpoint;
+pub mod webhook;
 
 #[cfg(feature = "openapi")]
 mod openapi;
 
 pub use approval::{Approval, ApprovalAnswer, ApprovalField, FieldKind};
 pub use environment::{Environment, Secret};
-pub use id::{EnvironmentId, IdGenerator, InvalidId, RunId, WaitpointId, WorkerId};
+pub use id::{EnvironmentId, IdGenerator, InvalidId, RunId, WaitpointId, WebhookId, WorkerId};
 pub use run::{JournalEntry, JournalKind, Run, RunError, RunState, RunStatus};
 pub use time::{DurationError, Timestamp};
 pub use verifier::{CallbackVerifier, VerifierScheme};

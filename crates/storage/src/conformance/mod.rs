@@ -24,6 +24,7 @@ mod heartbeats;
 mod retention;
 mod runs;
 mod wait_sets;
+mod webhooks;
 
 pub use dashboard::*;
 pub use events::*;
@@ -31,6 +32,7 @@ pub use heartbeats::*;
 pub use retention::*;
 pub use runs::*;
 pub use wait_sets::*;
+pub use webhooks::*;
 
 /// A database for one test.
 #[async_trait::async_trait]
@@ -66,6 +68,7 @@ macro_rules! conformance_tests {
             changes_append_their_events_in_order,
             a_failed_batch_appends_no_event,
             old_events_are_purged_from_the_head_of_the_log,
+            webhooks_are_stored_listed_advanced_and_deleted,
             timeout_applies_only_when_due_and_only_once,
             completion_from_another_environment_is_not_found,
             a_batch_sees_its_own_writes,
