@@ -219,7 +219,13 @@ async fn finish_all(tx: &Transaction<'_>, mut finishes: Vec<(usize, &Finish)>) -
     }
     if !done.is_empty() {
         waitpoints::retag(tx, done.iter().map(|(_, waitpoint, _)| waitpoint)).await?;
-        let finished: Vec<(&Waitpoint, Option<Timestamp>)> = done.iter().map(|(_, w, since)| (w, *since)).collect();
+        // In the batch's order, so that a set several of them finish is decided as one finish
+        // at a time would decide it.
+        let mut finished: Vec<(usize, &Waitpoint, Option<Timestamp>)> =
+            done.iter().map(|(index, w, since)| (*index, w, *since)).collect();
+        finished.sort_unstable_by_key(|(index, _, _)| *index);
+        let finished: Vec<(&Waitpoint, Option<Timestamp>)> =
+            finished.into_iter().map(|(_, w, since)| (w, since)).collect();
         let mut resumed = runs::resume_waiting(tx, &finished).await?;
         for (index, waitpoint, _) in done {
             let runs = resumed.remove(waitpoint.id.internal()).unwrap_or_default();

@@ -691,7 +691,8 @@ pub(crate) async fn insert_waits(tx: &Transaction<'_>, waits: &[(&str, u32, &[Wa
 }
 
 /// Resumes every run whose wait one of `finished`, the waitpoints that just finished in this
-/// transaction (each with its finish's `workers_alive_since`), decides: fills in the result of
+/// transaction in the batch's order (each with its finish's `workers_alive_since`), decides
+/// (a set as the finishes would one at a time, [`transitions::wait_decided_in_order`]): fills in the result of
 /// each one's wait, then hands it to its sticky worker if that worker was seen recently
 /// enough, or queues it. A run waiting on a set that is not decided yet stays waiting; one
 /// whose set several of them finish resumes once. Returns what was resumed, by the internal id
@@ -727,19 +728,28 @@ pub(crate) async fn resume_waiting(
         let run = run_from_row(row)?;
         let RunState::Waiting { seq, needed } = run.state else { continue };
         let Some(wait) = entry_from_row(row, RUN_COLUMNS + 1)? else { continue };
-        let by: String = column(row, RUN_COLUMNS + 5)?;
-        let Some((waitpoint, alive_since)) = finished.iter().find(|(w, _)| w.id.internal() == by) else { continue };
-        let Some(at) = waitpoint.completed_at() else { continue };
-        let members = match wait.kind {
-            JournalKind::WaitSet => sets.remove(run.id.internal()).unwrap_or_default(),
-            _ => vec![(*waitpoint).clone()],
+        let decided = match wait.kind {
+            JournalKind::WaitSet => {
+                let members = sets.remove(run.id.internal()).unwrap_or_default();
+                let order: Vec<&WaitpointId> = finished.iter().map(|(waitpoint, _)| &waitpoint.id).collect();
+                transitions::wait_decided_in_order(wait.kind, needed, &members, &order)
+                    .map(|(result, position)| (result, finished[position]))
+            }
+            _ => {
+                let by: String = column(row, RUN_COLUMNS + 5)?;
+                let Some(decider) = finished.iter().find(|(w, _)| w.id.internal() == by) else { continue };
+                transitions::wait_decided(wait.kind, needed, std::slice::from_ref(decider.0))
+                    .map(|result| (result, *decider))
+            }
         };
-        let Some(result) = transitions::wait_decided(wait.kind, needed, &members) else { continue };
+        let Some((result, (waitpoint, alive_since))) = decided else { continue };
+        let Some(at) = waitpoint.completed_at() else { continue };
+        let by = waitpoint.id.internal().to_owned();
         let position = i32::try_from(seq).map_err(|_| StorageError::Corrupt("journal position too large".into()))?;
         results.push((run.id.internal().to_owned(), position, result.clone()));
         let last_seen = column::<Option<i64>>(row, RUN_COLUMNS)?.map(Timestamp::from_millis);
         let alive_worker = match (&run.sticky_worker, alive_since, last_seen) {
-            (Some(worker), Some(since), Some(seen)) if seen >= *since => Some(worker.clone()),
+            (Some(worker), Some(since), Some(seen)) if seen >= since => Some(worker.clone()),
             _ => None,
         };
         let entry = resumed.entry(by).or_default();

@@ -221,6 +221,34 @@ pub fn wait_decided(kind: JournalKind, needed: u32, waitpoints: &[Waitpoint]) ->
     Some(serde_json::json!({ "ok": ok, "waitpoints": each }).to_string())
 }
 
+/// [`wait_decided`] for a wait some of whose `waitpoints` (as they are now) finished in one
+/// batch, by the finishes of `finished` (waitpoint ids, in the batch's order): decided as those
+/// finishes, applied one at a time, would decide it. Each is judged with the later ones still
+/// waiting, so the result records what the deciding finish saw, the same whether a backend
+/// decides after each finish or after all of them. The result, and the position in `finished`
+/// of the finish that decided it; `None` when none did.
+pub fn wait_decided_in_order(
+    kind: JournalKind,
+    needed: u32,
+    waitpoints: &[Waitpoint],
+    finished: &[&WaitpointId],
+) -> Option<(String, usize)> {
+    let mut seen: Vec<Waitpoint> = waitpoints.to_vec();
+    for waitpoint in &mut seen {
+        if finished.contains(&&waitpoint.id) {
+            waitpoint.state = WaitpointState::Waiting;
+        }
+    }
+    for (position, id) in finished.iter().enumerate() {
+        let Some(member) = waitpoints.iter().position(|waitpoint| waitpoint.id == **id) else { continue };
+        seen[member].state = waitpoints[member].state.clone();
+        if let Some(result) = wait_decided(kind, needed, &seen) {
+            return Some((result, position));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use waitpoint_types::{CompletedVia, EnvironmentId};
@@ -344,5 +372,19 @@ mod tests {
         );
         let single = wait_decided(JournalKind::WaitToken, 1, &set("c")).unwrap();
         assert_eq!(single, r#"{"ok":true,"output":null}"#, "a wait on one keeps its own shape");
+    }
+
+    #[test]
+    fn finishes_of_one_batch_decide_a_set_as_they_would_one_at_a_time() {
+        let now = set("ccc");
+        let ids: Vec<&WaitpointId> = [2, 0, 1].iter().map(|n| &now[*n].id).collect();
+        let (result, position) = wait_decided_in_order(JournalKind::WaitSet, 2, &now, &ids).unwrap();
+        assert_eq!(position, 1, "the second finish decides 2 of 3");
+        let one_at_a_time = wait_decided(JournalKind::WaitSet, 2, &set("cwc")).unwrap();
+        assert_eq!(result, one_at_a_time, "the third stays pending, as it was when the set was decided");
+        let other = WaitpointId::from_internal("elsewhere".into());
+        let (_, position) = wait_decided_in_order(JournalKind::WaitSet, 1, &now, &[&other, &now[1].id]).unwrap();
+        assert_eq!(position, 1, "finishes of other waitpoints decide nothing");
+        assert_eq!(wait_decided_in_order(JournalKind::WaitSet, 3, &set("ccw"), &[&now[0].id]), None);
     }
 }

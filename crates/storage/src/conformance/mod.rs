@@ -109,6 +109,7 @@ macro_rules! conformance_tests {
             a_set_wait_fails_once_it_no_longer_can_succeed,
             a_set_wait_decided_when_made_records_its_result,
             waitpoints_finishing_together_resume_their_run_once,
+            finishes_in_one_batch_decide_a_set_in_the_batchs_order,
             a_set_wait_on_a_token_or_a_deadline_resumes_at_the_deadline,
             retention_deletes_old_finished_tokens_and_keeps_the_rest,
             retention_keeps_tokens_that_live_runs_refer_to,

@@ -239,3 +239,36 @@ pub async fn a_set_wait_on_a_token_or_a_deadline_resumes_at_the_deadline(db: &dy
     assert_eq!(resumed.queued, std::slice::from_ref(&held.id));
     assert_eq!(decided(&wait_result(&*store, &held, 0).await.unwrap()), (true, vec![None, Some(true)]));
 }
+
+/// Finishes in one batch decide a set as they would one at a time: 2 of 3 all completed
+/// together resumes at the second, which reports the resume, and the third is recorded as
+/// still pending, whatever order the tokens' ids are in.
+pub async fn finishes_in_one_batch_decide_a_set_in_the_batchs_order(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let (held, tokens) = held_run_and_tokens(&*store, &ids, 3).await;
+    let wait = set_wait(&held, 0, 2, &[&tokens[0], &tokens[1], &tokens[2]], Vec::new());
+    assert!(matches!(write_one(&*store, WriteOp::RunWait(wait)).await, JournalOutcome::Suspended(_)));
+    let finishes = [2, 0, 1]
+        .into_iter()
+        .map(|n| {
+            WriteOp::Finish(crate::Finish {
+                id: tokens[n].id.clone(),
+                environment_id: None,
+                finishing: completed(20, "1"),
+                workers_alive_since: None,
+            })
+        })
+        .collect();
+    let outcomes = store.write_batch(finishes).await.unwrap();
+    let resumed: Vec<Vec<_>> = outcomes
+        .iter()
+        .map(|o| match o {
+            WriteOutcome::Finish(FinishOutcome::Finished(_, resumed)) => resumed.runs(),
+            other => panic!("not finished: {other:?}"),
+        })
+        .collect();
+    assert_eq!(resumed, [vec![], vec![held.id.clone()], vec![]], "the second finish decides");
+    let result = decided(&wait_result(&*store, &held, 0).await.unwrap());
+    assert_eq!(result, (true, vec![Some(true), None, Some(true)]), "token 1 finished after the set was decided");
+}
