@@ -4,9 +4,10 @@
 //! `--set K-of-M` each run creates M tokens and waits for K of them; every token is completed.
 //!
 //! `waitpoint bench worker` is that worker, started by `bench runs` as a separate process so
-//! its memory and CPU are measured apart from the driver's. It also runs the crash tests' task
-//! that reads the time and waits ([`CLOCK_TASK`]); the crash tests (`crates/cli/tests/crash.rs`)
-//! start it, and kill it, as a real process.
+//! its memory and CPU are measured apart from the driver's. It also runs the crash tests' tasks:
+//! one that reads the time and waits ([`CLOCK_TASK`]), and one that waits for two of three
+//! tokens ([`SET_CRASH_TASK`]); the crash tests (`crates/cli/tests/crash.rs`) start it, and kill
+//! it, as a real process.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,11 @@ const SET_TASK: &str = "bench-wait-set";
 const CLOCK_TASK: &str = "crash-clock";
 /// How long [`CLOCK_TASK`] waits.
 const CLOCK_TASK_WAIT: Duration = Duration::from_secs(3);
+/// The crash tests' task whose set wait races its completions: creates three tokens, hands
+/// their ids and URLs to the driver (a step, `POST {driver}/id`), waits for two of them, says
+/// which fired (a step, `POST {driver}/done`) and returns
+/// `{"i": payload.i, "fired": [ids], "outputs": [their outputs], "said": <the /done step's value>}`.
+const SET_CRASH_TASK: &str = "crash-set";
 
 #[derive(Debug, Args)]
 pub(crate) struct RunsArgs {
@@ -132,6 +138,40 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         http.post(format!("{driver}/done")).json(&json!({ "i": i, "resumedAt": resumed_at })).send().await?;
         Ok::<_, TaskError>(json!({ "i": i, "resumedAt": resumed_at }))
     });
+    let set_crash_task = Task::new(SET_CRASH_TASK, |ctx: Context, payload: Value| async move {
+        let driver = payload["driver"].as_str().unwrap_or_default().to_owned();
+        let i = payload["i"].clone();
+        let mut tokens = Vec::new();
+        for _ in 0..3 {
+            tokens.push(ctx.create_token(CreateTokenRequest::new().timeout("1h")).await?);
+        }
+        let http = http_client();
+        let ids: Vec<&str> = tokens.iter().map(|token| token.id.as_str()).collect();
+        let urls: Vec<&str> = tokens.iter().map(|token| token.url.as_str()).collect();
+        let announce = json!({ "i": i, "tokenIds": ids, "urls": urls });
+        ctx.try_step("hand the tokens to the driver", || async {
+            http.post(format!("{driver}/id")).json(&announce).send().await?.error_for_status().map(drop)
+        })
+        .await?;
+        let set = ctx.wait_for_at_least(2, tokens.iter().map(|token| Wait::token(&token.id))).await?;
+        let fired: Vec<&str> =
+            set.waitpoints().iter().filter(|member| member.is_completed()).map(|member| member.id.as_str()).collect();
+        let mut outputs = Vec::new();
+        for member in set.waitpoints().iter().filter(|member| member.is_completed()) {
+            outputs.push(member.output::<Value>()?);
+        }
+        // Each execution of the step says who it is, so the driver can tell a step that ran
+        // again after it was recorded from one interrupted before.
+        let execution = format!("{}-{}", std::process::id(), next_execution());
+        let said = json!({ "i": i, "fired": fired, "execution": execution });
+        let said = ctx
+            .try_step("say which tokens fired", || async {
+                http.post(format!("{driver}/done")).json(&said).send().await?.error_for_status()?;
+                Ok::<_, reqwest::Error>(said.clone())
+            })
+            .await?;
+        Ok::<_, TaskError>(json!({ "i": i, "fired": fired, "outputs": outputs, "said": said }))
+    });
     let clock_task = Task::new(CLOCK_TASK, |ctx: Context, payload: Value| async move {
         let at = ctx.now().await?;
         ctx.wait_until(at + CLOCK_TASK_WAIT).await?;
@@ -139,9 +179,15 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     });
     let config =
         WorkerConfig { concurrency: args.concurrency, max_suspended: args.max_suspended, ..WorkerConfig::from_env() };
-    let worker = Worker::new(args.api.client()?, [task, set_task, clock_task], config)?;
+    let worker = Worker::new(args.api.client()?, [task, set_task, clock_task, set_crash_task], config)?;
     worker.run_until_signal().await?;
     Ok(())
+}
+
+/// A number no other execution of this process drew.
+fn next_execution() -> usize {
+    static EXECUTIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    EXECUTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 pub(crate) fn http_client() -> reqwest::Client {
@@ -266,7 +312,7 @@ impl Driver {
 }
 
 /// CPU seconds (user + system) a process has used.
-fn cpu_seconds(pid: u32) -> Option<f64> {
+pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     // After the command: state is field 3, utime 14 and stime 15 (1-based, in clock ticks of 1/100 s).

@@ -5,21 +5,23 @@
 //! The runs execute the benchmark workload's task (`waitpoint bench worker`): create a token,
 //! a step that POSTs it to the driver (this test), wait on the token, POST `/done`, return.
 //! One test runs that worker's `crash-clock` task instead: read the time, wait until three
-//! seconds after it.
+//! seconds after it. Another runs its `crash-set` task: create three tokens, a step that POSTs
+//! them to the driver, wait for two of the three, a step that POSTs `/done` with which fired.
 
 mod processes;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use futures_util::future::join_all;
-use processes::{Database, KEY, Server, WorkerProcess, eventually};
+use processes::{Armed, Database, KEY, Server, WorkerProcess, eventually};
 use serde_json::{Value, json};
-use waitpoint_sdk::{Client, RunFilter, RunStatus, Timestamp};
+use waitpoint_sdk::{Client, RunFilter, RunStatus, Timestamp, WaitpointStatus};
 
 /// What the runs told the test: token URLs, and how often each run's step and `/done` ran.
 #[derive(Default)]
@@ -27,17 +29,29 @@ struct Driver {
     urls: Mutex<HashMap<String, String>>,
     steps: Mutex<HashMap<String, usize>>,
     done: Mutex<HashMap<String, usize>>,
+    /// A `crash-set` run's tokens, in order: (id, callback URL).
+    sets: Mutex<HashMap<String, Vec<(String, String)>>>,
+    /// Every `/done` of a `crash-set` run, in the order they came.
+    said: Mutex<HashMap<String, Vec<Value>>>,
 }
 
 async fn announce(State(driver): State<Arc<Driver>>, Json(body): Json<Value>) -> Json<Value> {
     let i = body["i"].as_str().unwrap_or_default().to_owned();
     *driver.steps.lock().unwrap().entry(i.clone()).or_default() += 1;
+    if let (Some(ids), Some(urls)) = (body["tokenIds"].as_array(), body["urls"].as_array()) {
+        let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+        driver.sets.lock().unwrap().insert(i.clone(), ids.iter().map(text).zip(urls.iter().map(text)).collect());
+    }
     driver.urls.lock().unwrap().insert(i, body["url"].as_str().unwrap_or_default().to_owned());
     Json(json!({ "ok": true }))
 }
 
 async fn done(State(driver): State<Arc<Driver>>, Json(body): Json<Value>) -> Json<Value> {
-    *driver.done.lock().unwrap().entry(body["i"].as_str().unwrap_or_default().to_owned()).or_default() += 1;
+    let i = body["i"].as_str().unwrap_or_default().to_owned();
+    *driver.done.lock().unwrap().entry(i.clone()).or_default() += 1;
+    if body.get("fired").is_some() {
+        driver.said.lock().unwrap().entry(i).or_default().push(body);
+    }
     Json(json!({ "ok": true }))
 }
 
@@ -63,9 +77,14 @@ async fn count(client: &Client, status: RunStatus) -> usize {
 
 /// POSTs the run's completion to its token URL until a server answers 200.
 async fn complete(url: &str, i: &str) {
+    complete_with(url, &json!({ "ok": true, "i": i })).await;
+}
+
+/// POSTs `output` to a token URL until a server answers 200.
+async fn complete_with(url: &str, output: &Value) {
     let http = reqwest::Client::new();
-    eventually(&format!("the completion of {i} to be accepted"), Duration::from_secs(30), || async {
-        let sent = http.post(url).json(&json!({ "ok": true, "i": i })).send().await;
+    eventually(&format!("the completion {output} to be accepted"), Duration::from_secs(30), || async {
+        let sent = http.post(url).json(output).send().await;
         sent.ok().filter(|response| response.status() == 200).map(drop)
     })
     .await;
@@ -259,4 +278,205 @@ async fn a_run_waiting_on_the_time_it_read_survives_a_worker_crash_on_sqlite() {
 async fn a_run_waiting_on_the_time_it_read_survives_a_worker_crash_on_postgres() {
     let Some(database) = Database::postgres().await else { return };
     worker_killed_mid_wait_on_the_clock(database).await;
+}
+
+/// The output the test completes token `k` of run `i` with.
+fn token_output(i: usize, k: usize) -> Value {
+    json!({ "ok": true, "i": i.to_string(), "k": k })
+}
+
+/// The journal of run `id`, as the worker protocol reads it.
+async fn journal(api_url: &str, id: &str) -> Vec<Value> {
+    let response = reqwest::Client::new()
+        .get(format!("{api_url}/api/v1/runs/{id}/journal"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    body["entries"].as_array().unwrap().clone()
+}
+
+/// The result of the entry of `kind` named `name` in a journal.
+fn entry<'a>(journal: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    let found = journal.iter().find(|entry| entry["kind"] == kind && entry["name"] == name);
+    &found.unwrap_or_else(|| panic!("no {kind} {name:?} in {journal:#?}"))["result"]
+}
+
+/// Kill -9 while k-of-n completions race: runs of `crash-set` wait for 2 of their 3 tokens,
+/// every token of every run is completed at once, and the server and one of two workers are
+/// killed in the middle of that burst; the other worker lives on through the server's restart
+/// and is killed right after the rest of the completions. Every acknowledged completion
+/// survives; every run resumes once and completes once, with the tokens that decided its set
+/// as the journal recorded them: two, the third still pending then, or all three when the
+/// server finished the last two in one transaction (its batches do that: they resume the run
+/// once, with both); no recorded step runs again.
+async fn kill_while_set_completions_race(database: Database) {
+    let started = Instant::now();
+    let (driver, driver_url) = driver().await;
+    let first = server(&database, "127.0.0.1:0");
+    let listen = first.api_url.trim_start_matches("http://").to_owned();
+    let client = Client::new(&first.api_url, KEY).unwrap();
+    let doomed = WorkerProcess::start(&first.api_url);
+    let survivor = WorkerProcess::start(&first.api_url);
+
+    let runs = 40;
+    let mut ids = Vec::new();
+    for i in 0..runs {
+        let payload = json!({ "i": i.to_string(), "driver": driver_url });
+        ids.push(client.trigger("crash-set", &payload, None).await.unwrap().id);
+    }
+    eventually("every run to wait on its set", Duration::from_secs(30), || async {
+        (count(&client, RunStatus::Waiting).await == runs).then_some(())
+    })
+    .await;
+    let sets = driver.sets.lock().unwrap().clone();
+    assert_eq!(sets.len(), runs, "every run announced its tokens");
+    assert!(sets.values().all(|tokens| tokens.len() == 3));
+
+    // Every token of every run at once; the server and a worker die together the moment a
+    // quarter of the completions are acknowledged (the rest in flight or not yet decided, the
+    // runs it resumed on their way to the workers, or in their `/done` step).
+    let http = reqwest::Client::new();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let armed = Arc::new(Armed::new(&[first.pid(), doomed.pid()]));
+    let kill_at = runs * 3 / 4;
+    let burst: Vec<_> = (0..runs)
+        .flat_map(|i| (0..3).map(move |k| (i, k)))
+        .map(|(i, k)| {
+            let (http, accepted, armed) = (http.clone(), accepted.clone(), armed.clone());
+            let url = sets[&i.to_string()][k].1.clone();
+            tokio::spawn(async move {
+                let sent = http.post(&url).json(&token_output(i, k)).send().await;
+                let ok = sent.is_ok_and(|response| response.status() == 200);
+                if ok && accepted.fetch_add(1, Ordering::SeqCst) + 1 == kill_at {
+                    armed.fire();
+                }
+                ok
+            })
+        })
+        .collect();
+    let acknowledged: Vec<bool> = join_all(burst).await.into_iter().map(|r| r.unwrap_or(false)).collect();
+    Arc::into_inner(armed).unwrap().wait();
+    first.kill();
+    doomed.kill();
+    let acknowledged_count = acknowledged.iter().filter(|a| **a).count();
+
+    let second = server(&database, &listen);
+    // A new client: the old one's pooled connections went with the server.
+    let client = second.client();
+    let _replacement = WorkerProcess::start(&second.api_url);
+    // No acknowledged completion was lost with the server.
+    for (n, accepted) in acknowledged.iter().enumerate() {
+        let (i, k) = (n / 3, n % 3);
+        if *accepted {
+            let token = client.retrieve_token(sets[&i.to_string()][k].0.as_str()).await.unwrap();
+            assert_eq!(token.detail.status, WaitpointStatus::Completed, "an acknowledged completion was lost");
+            assert_eq!(token.output::<Value>().unwrap(), Some(token_output(i, k)));
+        }
+    }
+    // The rest, all at once again; then the worker that lived through the crash dies too.
+    let rest: Vec<_> = acknowledged
+        .iter()
+        .enumerate()
+        .filter(|(_, accepted)| !**accepted)
+        .map(|(n, _)| {
+            let (i, k) = (n / 3, n % 3);
+            let url = sets[&i.to_string()][k].1.clone();
+            tokio::spawn(async move { complete_with(&url, &token_output(i, k)).await })
+        })
+        .collect();
+    for sent in join_all(rest).await {
+        sent.unwrap();
+    }
+    survivor.kill();
+    let _last = WorkerProcess::start(&second.api_url);
+    eventually("every run to complete", Duration::from_secs(60), || async {
+        (count(&client, RunStatus::Completed).await == runs).then_some(())
+    })
+    .await;
+
+    let said = driver.said.lock().unwrap().clone();
+    let (mut repeated, mut most) = (0, 0);
+    let mut fired_counts: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, id) in ids.iter().enumerate() {
+        let key = i.to_string();
+        let tokens: Vec<&str> = sets[&key].iter().map(|(id, _)| id.as_str()).collect();
+        let run = client.retrieve_run(id).await.unwrap();
+        assert_eq!(run.status, RunStatus::Completed, "{run:?}");
+        assert_eq!(run.attempt, 1, "run {i} failed an attempt: {run:?}");
+        let output = run.output.clone().unwrap();
+        assert_eq!(output["i"], key, "{run:?}");
+
+        // Exactly two of the three fired (the set is decided by the second completion, even
+        // when all three commit in one transaction), in the order given, with the outputs they
+        // were completed with.
+        let fired: Vec<&str> = output["fired"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+        assert_eq!(fired.len(), 2, "run {i} resumed with {fired:?} fired: {output}");
+        let indexes: Vec<usize> = fired
+            .iter()
+            .map(|f| tokens.iter().position(|t| t == f).unwrap_or_else(|| panic!("run {i}: {f} is not its token")))
+            .collect();
+        assert!(indexes.windows(2).all(|w| w[0] < w[1]), "run {i}: {fired:?} not in the order given");
+        *fired_counts.entry(format!("{indexes:?}")).or_default() += 1;
+        let outputs: Vec<Value> = indexes.iter().map(|k| token_output(i, *k)).collect();
+        assert_eq!(output["outputs"], json!(outputs), "run {i}");
+
+        // The journal recorded that decision, and the step that said it, once.
+        let journal = journal(&second.api_url, id).await;
+        let set = entry(&journal, "WAIT_SET", "2 of 3");
+        assert_eq!(set["ok"], true, "run {i}: {set}");
+        let members = set["waitpoints"].as_array().unwrap();
+        let recorded: Vec<(&str, bool)> =
+            members.iter().map(|m| (m["id"].as_str().unwrap(), m["ok"] == true)).collect();
+        assert_eq!(recorded.len(), 3, "run {i}: {set}");
+        for (k, (member, completed)) in recorded.iter().enumerate() {
+            assert_eq!(*member, tokens[k], "run {i}: {set}");
+            assert_eq!(*completed, indexes.contains(&k), "run {i}: the journal's set {set} is not its output's");
+            if !completed {
+                assert_eq!(members[k]["pending"], true, "run {i}: {set}");
+            }
+        }
+        assert_eq!(entry(&journal, "STEP", "say which tokens fired"), &output["said"], "run {i}");
+        assert_eq!(journal.iter().filter(|e| e["kind"] == "STEP").count(), 2, "run {i}: {journal:#?}");
+
+        // The tokens announced once; `/done` said the same every time it ran, and the one
+        // execution the journal recorded was the last (a recorded step never runs again).
+        assert_eq!(driver.steps.lock().unwrap()[&key], 1, "the recorded announce step of run {i} ran again");
+        let times = &said[&key];
+        assert!(times.len() <= 3, "run {i}'s /done ran {} times: {times:?}", times.len());
+        for time in times {
+            assert_eq!(time["fired"], output["fired"], "run {i}'s /done said otherwise: {times:?}");
+        }
+        assert_eq!(times.last(), Some(&output["said"]), "run {i}'s recorded /done step ran again: {times:?}");
+        repeated += usize::from(times.len() > 1);
+        most = most.max(times.len());
+
+        // The token that did not decide the set was completed afterwards all the same.
+        for (k, token) in tokens.iter().enumerate() {
+            let token = client.retrieve_token(*token).await.unwrap();
+            assert_eq!(token.detail.status, WaitpointStatus::Completed, "run {i}'s token {k}");
+        }
+    }
+    assert_eq!(count(&client, RunStatus::Executing).await + count(&client, RunStatus::Waiting).await, 0);
+    eprintln!(
+        "crash-set on {}: {acknowledged_count} of {} completions acknowledged before the kill; tokens fired, by run: \
+         {fired_counts:?}; /done ran again (interrupted before it was recorded) in {repeated} runs, at most {most} times; {:.1} s",
+        database.name(),
+        runs * 3,
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test]
+async fn a_set_wait_resumes_once_when_the_server_and_workers_die_while_its_completions_race_on_sqlite() {
+    kill_while_set_completions_race(Database::sqlite()).await;
+}
+
+#[tokio::test]
+async fn a_set_wait_resumes_once_when_the_server_and_workers_die_while_its_completions_race_on_postgres() {
+    let Some(database) = Database::postgres().await else { return };
+    kill_while_set_completions_race(database).await;
 }

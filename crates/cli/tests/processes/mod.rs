@@ -30,6 +30,14 @@ impl Database {
         PostgresSchema::fresh().await.map(Self::Postgres)
     }
 
+    /// `sqlite` or `postgres`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
     pub fn args(&self) -> Vec<String> {
         match self {
             Self::Sqlite(dir) => vec!["--data-dir".into(), dir.path().display().to_string()],
@@ -130,6 +138,45 @@ impl Drop for Server {
     }
 }
 
+/// A SIGKILL made ready ahead: a shell waits for a line on its standard input, then kills the
+/// processes with its built-in `kill` (no process to start then, so they die within a fraction
+/// of a millisecond of [`Armed::fire`], from wherever the test is). The processes' own handles
+/// still reap them (their `kill` then finds them dead).
+pub struct Armed {
+    child: Child,
+    trigger: std::sync::Mutex<Option<std::process::ChildStdin>>,
+}
+
+impl Armed {
+    pub fn new(pids: &[u32]) -> Self {
+        let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+        let script = format!("read _ && kill -KILL {}", pids.join(" "));
+        let mut child = Command::new("sh").args(["-c", &script]).stdin(Stdio::piped()).spawn().unwrap();
+        let trigger = std::sync::Mutex::new(child.stdin.take());
+        Self { child, trigger }
+    }
+
+    /// Kills the processes (the first call; later ones do nothing).
+    pub fn fire(&self) {
+        if let Some(mut trigger) = self.trigger.lock().unwrap().take() {
+            std::io::Write::write_all(&mut trigger, b"\n").unwrap();
+        }
+    }
+
+    /// Fires if nothing did, and waits until the processes were sent their SIGKILL.
+    pub fn wait(mut self) {
+        self.fire();
+        assert!(self.child.wait().unwrap().success(), "the armed kill failed");
+    }
+}
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub fn stdout_json(output: &Output) -> Value {
     assert!(output.status.success(), "failed: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout)
@@ -137,7 +184,7 @@ pub fn stdout_json(output: &Output) -> Value {
 }
 
 /// A running `waitpoint bench worker` (it runs the benchmark workload's task and the crash
-/// tests' `crash-clock`).
+/// tests' `crash-clock` and `crash-set`).
 pub struct WorkerProcess {
     child: Child,
 }
@@ -158,6 +205,11 @@ impl WorkerProcess {
         let mut command = Command::new(BIN);
         command.args(["bench", "worker", "--api-url", api_url, "--secret-key", KEY]).env("WAITPOINT_LOG", "warn");
         command
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Kills the process outright (SIGKILL).
