@@ -4,7 +4,8 @@
 //!   call's latency, and `GET /healthz` as the ceiling the HTTP stack allows on the machine.
 //! - `list`: list-page latency for each filter with many tokens stored.
 //! - `runs` (in `bench_runs`): the standard workload; `recovery` (in `bench_recovery`): a run's
-//!   wait after its worker is killed and restarted.
+//!   wait after its worker is killed and restarted; `heartbeats` (in `bench_heartbeats`):
+//!   heartbeats per second to tokens that have a heartbeat.
 //!
 //! Each prints a table, then one JSON line with every figure.
 
@@ -35,6 +36,8 @@ pub(crate) enum BenchCommand {
     Runs(crate::bench_runs::RunsArgs),
     /// Recovery after kill -9 of a named worker and its restart: completion to continuation
     Recovery(crate::bench_recovery::RecoveryArgs),
+    /// Heartbeats per second to tokens with a heartbeatTimeout, their latency and server CPU
+    Heartbeats(crate::bench_heartbeats::HeartbeatsArgs),
     /// The worker `bench runs` starts (runs the workload's task, and the crash tests')
     #[command(hide = true)]
     Worker(crate::bench_runs::WorkerArgs),
@@ -83,16 +86,17 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::List(args) => list(args).await,
         BenchCommand::Runs(args) => crate::bench_runs::runs(args).await,
         BenchCommand::Recovery(args) => crate::bench_recovery::recovery(args).await,
+        BenchCommand::Heartbeats(args) => crate::bench_heartbeats::heartbeats(args).await,
         BenchCommand::Worker(args) => crate::bench_runs::worker(args).await,
     }
 }
 
 /// Where to send requests.
 #[derive(Debug, Clone)]
-struct Target {
+pub(crate) struct Target {
     address: String,
     authority: String,
-    prefix: String,
+    pub(crate) prefix: String,
     authorization: String,
 }
 
@@ -427,7 +431,7 @@ async fn pair(
     Ok((created, started.elapsed()))
 }
 
-async fn call(
+pub(crate) async fn call(
     sender: &mut SendRequest<Full<Bytes>>,
     target: &Target,
     method: Method,
@@ -451,7 +455,7 @@ async fn call(
     Ok(body)
 }
 
-async fn connect(target: &Target) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+pub(crate) async fn connect(target: &Target) -> anyhow::Result<SendRequest<Full<Bytes>>> {
     let stream = TcpStream::connect(&target.address)
         .await
         .with_context(|| format!("could not connect to {}", target.address))?;
@@ -465,7 +469,7 @@ async fn connect(target: &Target) -> anyhow::Result<SendRequest<Full<Bytes>>> {
     Ok(sender)
 }
 
-fn target(api_url: &str, secret_key: &str) -> anyhow::Result<Target> {
+pub(crate) fn target(api_url: &str, secret_key: &str) -> anyhow::Result<Target> {
     let uri: Uri = api_url.parse().with_context(|| format!("invalid --api-url {api_url:?}"))?;
     if uri.scheme_str() != Some("http") {
         bail!("the benchmark speaks plain http:// to a server on this machine; got {api_url:?}");
@@ -480,12 +484,12 @@ fn target(api_url: &str, secret_key: &str) -> anyhow::Result<Target> {
     })
 }
 
-fn micros(duration: Duration) -> u32 {
+pub(crate) fn micros(duration: Duration) -> u32 {
     u32::try_from(duration.as_micros()).unwrap_or(u32::MAX)
 }
 
 /// The `p` quantile (nearest rank) of sorted latencies, in microseconds.
-fn percentile(sorted: &[u32], p: f64) -> u32 {
+pub(crate) fn percentile(sorted: &[u32], p: f64) -> u32 {
     if sorted.is_empty() {
         return 0;
     }
@@ -493,11 +497,11 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
     sorted[rank - 1]
 }
 
-fn ms(micros: u32) -> f64 {
+pub(crate) fn ms(micros: u32) -> f64 {
     f64::from(micros) / 1000.0
 }
 
-fn round(value: f64) -> f64 {
+pub(crate) fn round(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
 

@@ -22,6 +22,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod backup;
 mod bench;
+mod bench_heartbeats;
 mod bench_recovery;
 mod bench_runs;
 mod database;
