@@ -14,7 +14,7 @@ use waitpoint_storage::{
 };
 use waitpoint_types::api::worker::{MAX_SET_WAITS, WaitFor};
 use waitpoint_types::api::{CreateTokenRequest, TriggerOptions};
-use waitpoint_types::run::wait_set_name;
+use waitpoint_types::run::{TokenCreated, wait_set_name};
 use waitpoint_types::{
     Environment, JournalEntry, JournalKind, Run, RunError, RunId, RunState, RunStatus, Timestamp, Waitpoint,
     WaitpointId, WaitpointKind, WaitpointState, WorkerId,
@@ -382,11 +382,11 @@ impl Engine {
             JournalOutcome::Recorded(entry) => entry,
             other => return Err(journal_error(&run, other)),
         };
-        let token_id = entry
+        let (token_id, is_cached) = entry
             .result
             .as_deref()
-            .and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok())
-            .and_then(|r| r["id"].as_str().and_then(|id| WaitpointId::parse(id).ok()))
+            .and_then(TokenCreated::from_json)
+            .and_then(|recorded| Some((recorded.token()?, recorded.is_cached)))
             .ok_or_else(|| EngineError::Internal(format!("unreadable CREATE_TOKEN entry of {run}")))?;
         let token = match self.inner.store.waitpoint_get(&token_id).await {
             Ok(token) => token,
@@ -395,7 +395,6 @@ impl Engine {
         if let Some(deadline) = token.due_at() {
             self.inner.deadline_added(deadline);
         }
-        let is_cached = entry.result.as_deref().is_some_and(|r| r.contains("\"isCached\":true"));
         if !is_cached {
             self.inner.emit(|| Event::TokenCreated(token.clone()));
         }

@@ -105,8 +105,8 @@ pub fn lease_refusal(run: &Run, environment_id: &EnvironmentId, epoch: u64) -> O
 /// The journal entry at `seq` of a run that created (or, with an active idempotency key,
 /// found: `is_cached`) the token `token`.
 pub fn token_created(seq: u32, token: &WaitpointId, is_cached: bool) -> JournalEntry {
-    let result = serde_json::json!({ "id": token.public(), "isCached": is_cached });
-    JournalEntry { seq, kind: JournalKind::CreateToken, name: String::new(), result: Some(result.to_string()) }
+    let result = waitpoint_types::run::TokenCreated::new(token, is_cached).to_json();
+    JournalEntry { seq, kind: JournalKind::CreateToken, name: String::new(), result: Some(result) }
 }
 
 /// `run`, taken by `worker` at `now`.

@@ -21,7 +21,7 @@
 
 use std::fmt;
 
-use crate::id::{EnvironmentId, RunId, WorkerId};
+use crate::id::{EnvironmentId, RunId, WaitpointId, WorkerId};
 use crate::time::Timestamp;
 
 /// A run's status as the API reports it (`QUEUED`, … on the wire).
@@ -139,6 +139,40 @@ pub enum RunState {
         /// When.
         at: Timestamp,
     },
+}
+
+/// What a `CREATE_TOKEN` journal entry records: the token, and whether an active idempotency
+/// key found it rather than a new one being made. Serialized only where the journal is stored
+/// and sent (`{"id": "waitpoint_…", "isCached": false}`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenCreated {
+    /// The token's public id.
+    pub id: String,
+    /// True when an active idempotency key found an existing token.
+    pub is_cached: bool,
+}
+
+impl TokenCreated {
+    /// The entry's result for `token`.
+    pub fn new(token: &WaitpointId, is_cached: bool) -> Self {
+        Self { id: token.public(), is_cached }
+    }
+
+    /// The result as the journal stores it.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The inverse of [`to_json`](Self::to_json); `None` for text that is not such a result.
+    pub fn from_json(text: &str) -> Option<Self> {
+        serde_json::from_str(text).ok()
+    }
+
+    /// The token's id; `None` if the recorded id is not one.
+    pub fn token(&self) -> Option<WaitpointId> {
+        WaitpointId::parse(&self.id).ok()
+    }
 }
 
 /// A task run.
