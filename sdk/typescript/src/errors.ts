@@ -20,13 +20,22 @@ export class ApiError extends Error {
 
 /**
  * A token timed out before anyone completed it: what `wait.forToken(...).unwrap()` throws, and
- * the `error` of a result whose `ok` is false. The message is `Waitpoint timed out at <date>`.
- * A run that fails with it is not retried: every replay would see the same timeout.
+ * the `error` of a result whose `ok` is false. The message is `Waitpoint timed out at <date>`
+ * (`…: no heartbeat for 30s` when a heartbeat did not come in time). A run that fails with it is
+ * not retried: every replay would see the same timeout.
  */
 export class WaitpointTimeoutError extends Error {
-  constructor(message: string) {
+  /**
+   * The server's code, when it gave one: `TRIGGER_WAITPOINT_TIMEOUT` (its timeout came),
+   * `WAITPOINT_HEARTBEAT_TIMEOUT` (no heartbeat came in time; waitpoint's own), or a rejection's
+   * code ({@link WaitpointRejectedError}).
+   */
+  readonly code: string | undefined;
+
+  constructor(message: string, code?: string) {
     super(message);
     this.name = "WaitpointTimeoutError";
+    this.code = code;
   }
 }
 
@@ -39,14 +48,13 @@ export class WaitpointTimeoutError extends Error {
  */
 export class WaitpointRejectedError extends WaitpointTimeoutError {
   /** For programs, such as `PAYMENT_DECLINED` (`WAITPOINT_REJECTED` when the rejection gave none). */
-  readonly code: string;
+  declare readonly code: string;
   /** Anything else the rejection gave. */
   readonly data: unknown;
 
   constructor(message: string, code: string, data?: unknown) {
-    super(message);
+    super(message, code);
     this.name = "WaitpointRejectedError";
-    this.code = code;
     this.data = data;
   }
 }

@@ -64,11 +64,19 @@ export {
 export {
   CursorPage,
   CursorPagePromise,
+  type CallbackVerifier,
+  type CallbackVerifierInfo,
+  type CallbackVerifierScheme,
   type CreateWaitpointTokenRequestBody,
   type CreateWaitpointTokenResponse,
+  type JsonSchema,
   type ListWaitpointTokensQueryParams,
+  type TokenRef,
   type WaitpointListTokenItem,
   type WaitpointRetrievedToken,
+  type WaitpointTokenDeadlines,
+  type WaitpointTokenOutcome,
+  type WaitpointTokenRejection,
   type WaitpointTokenStatus,
 } from "./tokens.js";
 export {

@@ -19,6 +19,8 @@ import type {
   JournalEntry,
   JournalKind,
   PageWire,
+  ProlongWire,
+  RejectTokenBody,
   RunTokenResponse,
   TokenDetailWire,
   TokenItemWire,
@@ -36,6 +38,12 @@ export interface RunProtocol {
   wait(runId: string, epoch: number, seq: number, waitFor: WaitFor): Promise<WaitResponse>;
   /** Completes a token. */
   completeToken(id: string, data: unknown): Promise<{ success: true }>;
+  /** Rejects a token. */
+  rejectToken(id: string, body: RejectTokenBody): Promise<{ success: true }>;
+  /** Sends a token a heartbeat. */
+  heartbeatToken(id: string): Promise<ProlongWire>;
+  /** Moves a token's timeout later. */
+  extendToken(id: string, body: { timeout: string }): Promise<ProlongWire>;
   /** Retrieves a token. */
   retrieveToken(id: string): Promise<TokenDetailWire>;
   /** One page of tokens. */
@@ -284,6 +292,21 @@ export class RunExecution {
   /** Completes a token (the caller records it). */
   completeToken(id: string, data: unknown): Promise<{ success: true }> {
     return this.#host.protocol.completeToken(id, data);
+  }
+
+  /** Rejects a token (the caller records it). */
+  rejectToken(id: string, body: RejectTokenBody): Promise<{ success: true }> {
+    return this.#host.protocol.rejectToken(id, body);
+  }
+
+  /** Sends a token a heartbeat (the caller records it). */
+  heartbeatToken(id: string): Promise<ProlongWire> {
+    return this.#host.protocol.heartbeatToken(id);
+  }
+
+  /** Moves a token's timeout later (the caller records it). */
+  extendToken(id: string, body: { timeout: string }): Promise<ProlongWire> {
+    return this.#host.protocol.extendToken(id, body);
   }
 
   /** Retrieves a token (the caller records it). */

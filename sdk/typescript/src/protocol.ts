@@ -56,6 +56,9 @@ export function workerProtocol(client: ApiClient): WorkerProtocol {
       await client.call("POST", run(runId, "attempt/fail"), { body, retry: true });
     },
     completeToken: (id, data) => tokenApi.complete(client, id, data),
+    rejectToken: (id, body) => tokenApi.reject(client, id, body),
+    heartbeatToken: (id) => tokenApi.heartbeat(client, id),
+    extendToken: (id, body) => tokenApi.extend(client, id, body),
     retrieveToken: (id) => tokenApi.retrieve(client, id),
     listTokens: (params, cursor) => tokenApi.page(client, params, cursor),
   };

@@ -5,21 +5,50 @@
  */
 
 import { type ApiClient, segment } from "./client.js";
-import { WaitpointTimeoutError, refuseUnsupported } from "./errors.js";
+import { WaitpointRejectedError, WaitpointTimeoutError, refuseUnsupported } from "./errors.js";
 import type {
+  CallbackVerifierInfo,
+  CallbackVerifierScheme,
   CreateTokenBody,
   CreateWaitpointTokenResponse,
   PageWire,
+  ProlongWire,
+  RejectTokenBody,
   TokenDetailWire,
   TokenItemWire,
+  WaitpointTokenOutcome,
   WaitpointTokenStatus,
 } from "./wire.js";
 
-export type { CreateWaitpointTokenResponse, WaitpointTokenStatus } from "./wire.js";
+export type {
+  CallbackVerifierInfo,
+  CallbackVerifierScheme,
+  CreateWaitpointTokenResponse,
+  WaitpointTokenOutcome,
+  WaitpointTokenStatus,
+} from "./wire.js";
 
 const TOKENS = "api/v1/waitpoints/tokens";
 
-/** The options of `wait.createToken`, as in Trigger.dev. */
+/** A JSON Schema (draft 2020-12) object, standing alone (no `$ref` to a URL or a file). */
+export type JsonSchema = Record<string, unknown>;
+
+/**
+ * How a token's callback URL checks that a delivery comes from the service holding `secret`
+ * (waitpoint's own): a delivery whose signature does not verify over its raw body is refused
+ * (401) and changes nothing. `standard-webhooks` (a `whsec_…` secret), `stripe`
+ * (`Stripe-Signature`), `github` (`X-Hub-Signature-256`), or `hmac-sha256`: the hex HMAC-SHA256 of
+ * the body in `X-Signature`, or in the `header` named. The secret is never shown again.
+ */
+export type CallbackVerifier =
+  | { scheme: Exclude<CallbackVerifierScheme, "hmac-sha256">; secret: string }
+  | { scheme: "hmac-sha256"; secret: string; header?: string };
+
+/**
+ * The options of `wait.createToken`: Trigger.dev's (`timeout`, `idempotencyKey`,
+ * `idempotencyKeyTTL`, `tags`) and waitpoint's own (`outputSchema`, `heartbeatTimeout`,
+ * `callbackVerifier`).
+ */
 export interface CreateWaitpointTokenRequestBody {
   /** A duration (`"10m"`), a date, or `"none"`; the server's default (`"10m"`) when absent. */
   timeout?: string | Date;
@@ -29,6 +58,42 @@ export interface CreateWaitpointTokenRequestBody {
   idempotencyKeyTTL?: string;
   /** Up to 10 tags, each shorter than 128 characters. */
   tags?: string | string[];
+  /**
+   * A JSON Schema every completion's output must fit (waitpoint's own): a completion that does
+   * not is refused (an `ApiError` with status 422 naming the first place that does not fit)
+   * and the token keeps waiting. Rejections and timeouts are not checked.
+   */
+  outputSchema?: JsonSchema;
+  /**
+   * Whoever works on the token must send a heartbeat (`wait.heartbeatToken`, or a POST to the
+   * `heartbeatUrl` create answers with) at least this often (a duration, `"30s"`), or it times
+   * out with the code `WAITPOINT_HEARTBEAT_TIMEOUT` (waitpoint's own). Heartbeats never move the
+   * `timeout`.
+   */
+  heartbeatTimeout?: string;
+  /** How the callback URL checks that deliveries are signed by the sender (waitpoint's own). */
+  callbackVerifier?: CallbackVerifier;
+}
+
+/**
+ * Why a token is rejected (`wait.rejectToken`): a run waiting on it gets a
+ * {@link WaitpointRejectedError} with these.
+ */
+export interface WaitpointTokenRejection {
+  /** Why (1 to 10,000 characters). */
+  message: string;
+  /** For programs, such as `PAYMENT_DECLINED` (`WAITPOINT_REJECTED` when absent). */
+  code?: string;
+  /** Anything else, as JSON. */
+  data?: unknown;
+}
+
+/** Until when a token waits, as a heartbeat or an extend answers. */
+export interface WaitpointTokenDeadlines {
+  /** When it times out unless completed. */
+  timeoutAt?: Date;
+  /** When it times out unless another heartbeat comes first (a token with a `heartbeatTimeout`). */
+  heartbeatDeadline?: Date;
 }
 
 /** A token as listed. */
@@ -36,7 +101,10 @@ export interface WaitpointListTokenItem {
   id: string;
   /** A URL that a POST of JSON completes the token through. */
   url: string;
+  /** As Trigger.dev reports it: a rejected token reads `TIMED_OUT`; `outcome` tells. */
   status: WaitpointTokenStatus;
+  /** How it finished, once it did: `COMPLETED`, `TIMED_OUT` or `REJECTED` (waitpoint's own). */
+  outcome?: WaitpointTokenOutcome;
   completedAt?: Date;
   timeoutAt?: Date;
   idempotencyKey?: string;
@@ -47,16 +115,31 @@ export interface WaitpointListTokenItem {
 
 /**
  * A token as retrieved: for `COMPLETED` the `output` is what it was completed with; for
- * `TIMED_OUT` the `error` is a {@link WaitpointTimeoutError}.
+ * `TIMED_OUT` the `error` is a {@link WaitpointTimeoutError}, a {@link WaitpointRejectedError}
+ * (with the rejection's `code` and `data`) when it was rejected (`outcome` is `REJECTED`).
  */
 export interface WaitpointRetrievedToken<T> extends WaitpointListTokenItem {
   output?: T;
   error?: Error;
+  /**
+   * How it finished: `SECRET_KEY`, `PUBLIC_ACCESS_TOKEN`, `CALLBACK_URL`, `DASHBOARD`,
+   * `APPROVAL_PAGE`, `TIMEOUT` or `HEARTBEAT_TIMEOUT`.
+   */
+  completedVia?: string;
+  /** The JSON Schema its completions must fit, as given at create. */
+  outputSchema?: JsonSchema;
+  /** The longest time allowed between heartbeats, as given at create (`"30s"`). */
+  heartbeatTimeout?: string;
+  /** When it times out unless a heartbeat comes first. */
+  heartbeatDeadline?: Date;
+  /** How its callback URL checks deliveries (never the secret). */
+  callbackVerifier?: CallbackVerifierInfo;
 }
 
 /** The filters and page of `wait.listTokens`, as in Trigger.dev. */
 export interface ListWaitpointTokensQueryParams {
-  status?: WaitpointTokenStatus | WaitpointTokenStatus[];
+  /** `REJECTED` finds only rejected tokens; `TIMED_OUT` finds those and timed-out ones. */
+  status?: WaitpointTokenOutcome | WaitpointTokenStatus | (WaitpointTokenOutcome | WaitpointTokenStatus)[];
   idempotencyKey?: string;
   tags?: string | string[];
   /** Created within this period before now: `"1h"`, `"1d"`, `"7d"`, …. */
@@ -71,7 +154,7 @@ export interface ListWaitpointTokensQueryParams {
   before?: string;
 }
 
-/** A token as `wait.forToken`, `wait.completeToken` and `wait.retrieveToken` take it. */
+/** A token as `wait.forToken`, `wait.completeToken`, `wait.rejectToken` and the others take it: its id, or `{ id }`. */
 export type TokenRef = string | { id: string };
 
 /** The id of `token`. */
@@ -81,7 +164,15 @@ export function tokenId(token: TokenRef): string {
 
 /** The create body for `options`, refusing options waitpoint does not have. */
 export function createTokenBody(options: CreateWaitpointTokenRequestBody = {}): CreateTokenBody {
-  refuseUnsupported("wait.createToken()", options, ["timeout", "idempotencyKey", "idempotencyKeyTTL", "tags"]);
+  refuseUnsupported("wait.createToken()", options, [
+    "timeout",
+    "idempotencyKey",
+    "idempotencyKeyTTL",
+    "tags",
+    "outputSchema",
+    "heartbeatTimeout",
+    "callbackVerifier",
+  ]);
   const body: CreateTokenBody = {};
   if (options.timeout !== undefined) {
     body.timeout = options.timeout instanceof Date ? options.timeout.toISOString() : options.timeout;
@@ -89,7 +180,45 @@ export function createTokenBody(options: CreateWaitpointTokenRequestBody = {}): 
   if (options.idempotencyKey !== undefined) body.idempotencyKey = options.idempotencyKey;
   if (options.idempotencyKeyTTL !== undefined) body.idempotencyKeyTTL = options.idempotencyKeyTTL;
   if (options.tags !== undefined) body.tags = typeof options.tags === "string" ? [options.tags] : options.tags;
+  if (options.outputSchema !== undefined) body.outputSchema = options.outputSchema;
+  if (options.heartbeatTimeout !== undefined) body.heartbeatTimeout = options.heartbeatTimeout;
+  if (options.callbackVerifier !== undefined) {
+    const verifier = options.callbackVerifier;
+    refuseUnsupported("wait.createToken() callbackVerifier", verifier, ["scheme", "secret", "header"]);
+    body.callbackVerifier = { ...verifier };
+  }
   return body;
+}
+
+/** The reject body for `rejection`, refusing fields the server does not take. */
+export function rejectTokenBody(rejection: WaitpointTokenRejection): RejectTokenBody {
+  refuseUnsupported("wait.rejectToken()", rejection, ["message", "code", "data"]);
+  const error: RejectTokenBody["error"] = { message: rejection.message };
+  if (rejection.code !== undefined) error.code = rejection.code;
+  if (rejection.data !== undefined) error.data = rejection.data;
+  return { error };
+}
+
+/** The extend body for `timeout` (a duration from now, or a date). */
+export function extendTokenBody(timeout: string | Date): { timeout: string } {
+  if (timeout instanceof Date) {
+    if (Number.isNaN(timeout.getTime())) throw new RangeError("wait.extendToken(): `timeout` must be a valid Date");
+    return { timeout: timeout.toISOString() };
+  }
+  if (typeof (timeout as unknown) !== "string") {
+    throw new TypeError(`wait.extendToken(): \`timeout\` must be a duration ("1h") or a Date, got ${JSON.stringify(timeout)}`);
+  }
+  return { timeout };
+}
+
+/** A heartbeat's or an extend's answer with its dates as `Date`s. */
+export function tokenDeadlines(wire: ProlongWire): WaitpointTokenDeadlines {
+  const deadlines: WaitpointTokenDeadlines = {};
+  const timeoutAt = date(wire.timeoutAt);
+  if (timeoutAt) deadlines.timeoutAt = timeoutAt;
+  const heartbeatDeadline = date(wire.heartbeatDeadline);
+  if (heartbeatDeadline) deadlines.heartbeatDeadline = heartbeatDeadline;
+  return deadlines;
 }
 
 function date(text: string | undefined): Date | undefined {
@@ -105,6 +234,7 @@ export function listItem(wire: TokenItemWire): WaitpointListTokenItem {
     tags: wire.tags,
     createdAt: new Date(wire.createdAt),
   };
+  if (wire.outcome !== undefined) item.outcome = wire.outcome;
   const completedAt = date(wire.completedAt);
   if (completedAt) item.completedAt = completedAt;
   const timeoutAt = date(wire.timeoutAt);
@@ -129,14 +259,30 @@ function decodeOutput(data: string, dataType: string | undefined): unknown {
   return data;
 }
 
-/** A retrieved token with its output decoded, or its timeout as an error. */
+/** The error a token that did not complete finished with: its rejection, or its timeout. */
+function tokenError(decoded: unknown, outcome: WaitpointTokenOutcome | undefined): WaitpointTimeoutError {
+  const error = (typeof decoded === "object" ? decoded : null) as { message?: unknown; code?: unknown; data?: unknown } | null;
+  const text = typeof error?.message === "string" ? error.message : undefined;
+  const code = typeof error?.code === "string" ? error.code : undefined;
+  if (outcome === "REJECTED") {
+    return new WaitpointRejectedError(text ?? "Waitpoint rejected", code ?? "WAITPOINT_REJECTED", error?.data);
+  }
+  return new WaitpointTimeoutError(text ?? JSON.stringify(decoded), code);
+}
+
+/** A retrieved token with its output decoded, or its timeout (or rejection) as an error. */
 export function retrievedToken<T>(wire: TokenDetailWire): WaitpointRetrievedToken<T> {
   const token: WaitpointRetrievedToken<T> = listItem(wire);
+  if (wire.completedVia !== undefined) token.completedVia = wire.completedVia;
+  if (wire.outputSchema !== undefined) token.outputSchema = wire.outputSchema;
+  if (wire.heartbeatTimeout !== undefined) token.heartbeatTimeout = wire.heartbeatTimeout;
+  const heartbeatDeadline = date(wire.heartbeatDeadline);
+  if (heartbeatDeadline) token.heartbeatDeadline = heartbeatDeadline;
+  if (wire.callbackVerifier !== undefined) token.callbackVerifier = wire.callbackVerifier;
   if (wire.output === undefined) return token;
   const decoded = decodeOutput(wire.output, wire.outputType);
   if (wire.outputIsError === true) {
-    const message = (decoded as { message?: unknown } | null)?.message;
-    token.error = new WaitpointTimeoutError(typeof message === "string" ? message : JSON.stringify(decoded));
+    token.error = tokenError(decoded, wire.outcome);
   } else {
     token.output = decoded as T;
   }
@@ -281,6 +427,15 @@ export const tokenApi = {
   },
   complete(client: ApiClient, id: string, data: unknown): Promise<{ success: true }> {
     return client.call("POST", `${TOKENS}/${segment(id)}/complete`, { body: { data } });
+  },
+  reject(client: ApiClient, id: string, body: RejectTokenBody): Promise<{ success: true }> {
+    return client.call("POST", `${TOKENS}/${segment(id)}/reject`, { body });
+  },
+  heartbeat(client: ApiClient, id: string): Promise<ProlongWire> {
+    return client.call("POST", `${TOKENS}/${segment(id)}/heartbeat`);
+  },
+  extend(client: ApiClient, id: string, body: { timeout: string }): Promise<ProlongWire> {
+    return client.call("POST", `${TOKENS}/${segment(id)}/extend`, { body });
   },
   retrieve(client: ApiClient, id: string): Promise<TokenDetailWire> {
     return client.call("GET", `${TOKENS}/${segment(id)}`);

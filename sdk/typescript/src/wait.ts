@@ -9,8 +9,14 @@
 import { randomBytes, randomUUID } from "node:crypto";
 
 import { defaultClient } from "./client.js";
-import { UnsupportedOptionError, WaitpointRejectedError, WaitpointTimeoutError, refuseUnsupported } from "./errors.js";
-import { currentRun, runScope } from "./journal.js";
+import {
+  ApiError,
+  UnsupportedOptionError,
+  WaitpointRejectedError,
+  WaitpointTimeoutError,
+  refuseUnsupported,
+} from "./errors.js";
+import { type RunExecution, currentRun, runScope } from "./journal.js";
 import {
   type CreateWaitpointTokenRequestBody,
   type CreateWaitpointTokenResponse,
@@ -20,13 +26,25 @@ import {
   type TokenRef,
   type WaitpointListTokenItem,
   type WaitpointRetrievedToken,
+  type WaitpointTokenDeadlines,
+  type WaitpointTokenRejection,
   createTokenBody,
+  extendTokenBody,
+  rejectTokenBody,
   retrievedToken,
   tokenApi,
+  tokenDeadlines,
   tokenId,
   tokenPages,
 } from "./tokens.js";
-import { MAX_SET_WAITS, type PageWire, type TokenDetailWire, type TokenItemWire, type WaitForOne } from "./wire.js";
+import {
+  MAX_SET_WAITS,
+  type PageWire,
+  type ProlongWire,
+  type TokenDetailWire,
+  type TokenItemWire,
+  type WaitForOne,
+} from "./wire.js";
 
 /** The result of waiting on a token: its output, or the timeout error (as in Trigger.dev). */
 export type WaitpointTokenTypedResult<T> = { ok: true; output: T } | { ok: false; error: Error };
@@ -62,11 +80,11 @@ type RecordedOutcome = {
 /** The error of a waitpoint that did not complete: its rejection's, or its timeout's. */
 function failure(recorded: RecordedOutcome): WaitpointTimeoutError {
   const message = typeof recorded.error?.message === "string" ? recorded.error.message : undefined;
+  const code = typeof recorded.error?.code === "string" ? recorded.error.code : undefined;
   if (recorded.rejected === true) {
-    const code = typeof recorded.error?.code === "string" ? recorded.error.code : "WAITPOINT_REJECTED";
-    return new WaitpointRejectedError(message ?? "Waitpoint rejected", code, recorded.error?.data);
+    return new WaitpointRejectedError(message ?? "Waitpoint rejected", code ?? "WAITPOINT_REJECTED", recorded.error?.data);
   }
-  return new WaitpointTimeoutError(message ?? "Waitpoint timed out");
+  return new WaitpointTimeoutError(message ?? "Waitpoint timed out", code);
 }
 
 /** How long `wait.for` waits: exactly one unit (months are 30 days, years 365, as in Trigger.dev). */
@@ -172,6 +190,80 @@ async function completeToken<T>(token: TokenRef, data: T): Promise<{ success: tr
     });
   }
   return await tokenApi.complete(defaultClient(), id, data);
+}
+
+/**
+ * The statuses of a token call's refusal that a run records with the call: the same call would
+ * be refused the same way again (a bad request, no such token, a token that finished, an output
+ * that does not fit). Other failures (no server, a 5xx, a refused key) are not recorded: the
+ * attempt fails, and a retry performs the call again.
+ */
+const RECORDED_REFUSALS: ReadonlySet<number> = new Set([400, 404, 409, 422]);
+
+/** A token call's refusal, as a run records it in place of the answer. */
+interface RecordedRefusal {
+  refused: { status: number; message: string; code?: string };
+}
+
+function isRefusal(result: unknown): result is RecordedRefusal {
+  return typeof result === "object" && result !== null && "refused" in result;
+}
+
+/**
+ * A token call made inside a run, recorded as a `STEP` named `name` (`wait.rejectToken
+ * waitpoint_…`): on replay the recorded answer is returned, and the call is not sent again. A
+ * refusal that would come again (see {@link RECORDED_REFUSALS}) is recorded too, and thrown
+ * again on replay as the same {@link ApiError}: a run that catches it replays as it ran.
+ */
+async function recordedTokenCall<T extends object>(run: RunExecution, name: string, perform: () => Promise<T>): Promise<T> {
+  const result = await run.recorded<T | RecordedRefusal>("STEP", name, async () => {
+    try {
+      return await perform();
+    } catch (error) {
+      if (!(error instanceof ApiError) || !RECORDED_REFUSALS.has(error.status)) throw error;
+      const prefix = `${error.status}: `;
+      const message = error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
+      const refused: RecordedRefusal["refused"] = { status: error.status, message };
+      if (error.code !== undefined) refused.code = error.code;
+      return { refused };
+    }
+  });
+  if (isRefusal(result)) throw new ApiError(result.refused.status, result.refused.message, result.refused.code);
+  return result;
+}
+
+async function rejectToken(token: TokenRef, rejection: WaitpointTokenRejection): Promise<{ success: true }> {
+  const id = tokenId(token);
+  const body = rejectTokenBody(rejection);
+  const run = runScope.getStore();
+  if (run) {
+    return recordedTokenCall(run, `wait.rejectToken ${id}`, async () => {
+      await run.rejectToken(id, body);
+      return { success: true as const };
+    });
+  }
+  return await tokenApi.reject(defaultClient(), id, body);
+}
+
+async function heartbeatToken(token: TokenRef): Promise<WaitpointTokenDeadlines> {
+  const id = tokenId(token);
+  const run = runScope.getStore();
+  const wire: ProlongWire = run
+    ? await recordedTokenCall(run, `wait.heartbeatToken ${id}`, () => run.heartbeatToken(id))
+    : await tokenApi.heartbeat(defaultClient(), id);
+  return tokenDeadlines(wire);
+}
+
+async function extendToken(token: TokenRef, timeout: string | Date): Promise<WaitpointTokenDeadlines> {
+  const id = tokenId(token);
+  const body = extendTokenBody(timeout);
+  const run = runScope.getStore();
+  // The name leaves the timeout out: a date computed from the clock differs on replay, and the
+  // recorded extend is the truth (as a datetime wait's deadline is).
+  const wire: ProlongWire = run
+    ? await recordedTokenCall(run, `wait.extendToken ${id}`, () => run.extendToken(id, body))
+    : await tokenApi.extend(defaultClient(), id, body);
+  return tokenDeadlines(wire);
 }
 
 async function retrieveToken<T>(token: TokenRef): Promise<WaitpointRetrievedToken<T>> {
@@ -393,9 +485,34 @@ export const wait = {
    * gets the same token.
    */
   createToken,
-  /** Completes a token with `data` (anywhere; the first completion wins). */
+  /**
+   * Completes a token with `data` (anywhere; the first completion wins). A token created with an
+   * `outputSchema` refuses data that does not fit it: an {@link ApiError} with status 422.
+   */
   completeToken,
-  /** Retrieves a token with its output or timeout error (inside a run: as it was when first retrieved). */
+  /**
+   * Rejects a token with an error (anywhere; waitpoint's own): a run waiting on it gets a
+   * {@link WaitpointRejectedError} (a {@link WaitpointTimeoutError}) with its `message`, `code`
+   * (`WAITPOINT_REJECTED` when absent) and `data`. The first outcome wins: rejecting a token that
+   * finished changes nothing. Inside a run it is recorded: a replay does not reject again.
+   */
+  rejectToken,
+  /**
+   * Sends a heartbeat to a token created with `heartbeatTimeout` (anywhere; waitpoint's own): it
+   * waits another `heartbeatTimeout` from now. Answers until when. A token that finished, or
+   * whose time came, is an {@link ApiError} with status 409; one without `heartbeatTimeout`, 400.
+   * Inside a run it is recorded: a replay gets the recorded answer (or refusal) and sends nothing.
+   */
+  heartbeatToken,
+  /**
+   * Moves a token's `timeoutAt` later (anywhere; waitpoint's own): to a duration from now
+   * (`"1h"`) or a date. Answers until when. A time not later than the current one is an
+   * {@link ApiError} with status 400; a token that finished, 409. Inside a run it is recorded: a
+   * replay gets the recorded answer and sends nothing (so a duration counts from the first
+   * execution, not from the replay).
+   */
+  extendToken,
+  /** Retrieves a token with its output or timeout (or rejection) error (inside a run: as it was when first retrieved). */
   retrieveToken,
   /**
    * Lists tokens, newest first: `await` it for the first page, or `for await` over every token.

@@ -3,8 +3,28 @@
  * (`crates/types/src/api.rs`): dates are ISO 8601 strings, optional fields are absent.
  */
 
-/** A token's status. */
+/** A token's status, as Trigger.dev reports it: a rejected token reads `TIMED_OUT` (see its `outcome`). */
 export type WaitpointTokenStatus = "WAITING" | "COMPLETED" | "TIMED_OUT";
+
+/** How a token finished (waitpoint's own field): a rejection is `REJECTED`. */
+export type WaitpointTokenOutcome = "COMPLETED" | "TIMED_OUT" | "REJECTED";
+
+/** The signature schemes a token's callback URL can check deliveries with. */
+export type CallbackVerifierScheme = "standard-webhooks" | "stripe" | "github" | "hmac-sha256";
+
+/** A token's `callbackVerifier` as create takes it. */
+export interface CallbackVerifierWire {
+  scheme: CallbackVerifierScheme;
+  secret: string;
+  header?: string;
+}
+
+/** A token's callback verifier as retrieve shows it: never its secret. */
+export interface CallbackVerifierInfo {
+  scheme: CallbackVerifierScheme;
+  /** The signature's header (`hmac-sha256` only). */
+  header?: string;
+}
 
 /** `POST /api/v1/waitpoints/tokens`. */
 export interface CreateTokenBody {
@@ -12,6 +32,9 @@ export interface CreateTokenBody {
   idempotencyKey?: string;
   idempotencyKeyTTL?: string;
   tags?: string[];
+  outputSchema?: Record<string, unknown>;
+  heartbeatTimeout?: string;
+  callbackVerifier?: CallbackVerifierWire;
 }
 
 /** The answer to a create. */
@@ -24,6 +47,12 @@ export interface CreateWaitpointTokenResponse {
   url: string;
   /** A JWT that may complete this one token. */
   publicAccessToken: string;
+  /** The token's hosted approval page: a person opens it, with no sign-in, to approve or reject (waitpoint's own). */
+  approvalUrl?: string;
+  /** A POST to it, with no credentials, rejects the token; its body becomes the error's `data` (waitpoint's own). */
+  rejectUrl?: string;
+  /** For a token created with `heartbeatTimeout`: a POST to it, with no credentials, is a heartbeat (waitpoint's own). */
+  heartbeatUrl?: string;
 }
 
 /** A token as listed. */
@@ -31,6 +60,7 @@ export interface TokenItemWire {
   id: string;
   url: string;
   status: WaitpointTokenStatus;
+  outcome?: WaitpointTokenOutcome;
   completedAt?: string;
   timeoutAt?: string;
   completedAfter?: string;
@@ -47,6 +77,22 @@ export interface TokenDetailWire extends TokenItemWire {
   outputType?: string;
   outputIsError?: boolean;
   completedVia?: string;
+  outputSchema?: Record<string, unknown>;
+  heartbeatTimeout?: string;
+  heartbeatDeadline?: string;
+  callbackVerifier?: CallbackVerifierInfo;
+}
+
+/** `POST /api/v1/waitpoints/tokens/{id}/reject`. */
+export interface RejectTokenBody {
+  error: { message: string; code?: string; data?: unknown };
+}
+
+/** The answer to a heartbeat or an extend: the token still waits, until then. */
+export interface ProlongWire {
+  success: true;
+  timeoutAt?: string;
+  heartbeatDeadline?: string;
 }
 
 /** One page of a list. */

@@ -9,6 +9,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 
 import {
   AbortTaskRunError,
+  ApiError,
   KeyRefusedError,
   type TaskOutput,
   UnsupportedOptionError,
@@ -108,12 +109,8 @@ test("a rejected token: the result's error is a WaitpointRejectedError, and unwr
   });
   const reject = async (runId: string) => {
     const token = await waitingToken(runId);
-    const reply = await fetch(`${server.baseURL}/api/v1/waitpoints/tokens/${token}/reject`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${SECRET_KEY}`, "content-type": "application/json" },
-      body: JSON.stringify({ error: { message: "not this one", code: "NOPE", data: { why: [1] } } }),
-    });
-    assert.equal(reply.status, 200, await reply.text());
+    const rejected = await wait.rejectToken(token, { message: "not this one", code: "NOPE", data: { why: [1] } });
+    assert.deepEqual(rejected, { success: true });
   };
   await withWorker({ tasks: [reviewed] }, async () => {
     const caught = await reviewed.trigger(false);
@@ -126,6 +123,119 @@ test("a rejected token: the result's error is a WaitpointRejectedError, and unwr
     assert.equal(failed.error?.name, "WaitpointRejectedError");
     assert.equal(failed.error.message, "not this one");
     assert.equal(failed.attempt, 1, "a rejection is not retried: every replay would see it again");
+  });
+});
+
+test("inside a run, rejectToken, heartbeatToken and extendToken are recorded: a replay sends none again and gets the same answers", async () => {
+  // Every reject, heartbeat and extend this process sends.
+  const sent: string[] = [];
+  const realFetch = globalThis.fetch;
+  globalThis.fetch = (input: string | URL | Request, init?: RequestInit) => {
+    const url = input instanceof Request ? input.url : input.toString();
+    const call = /\/api\/v1\/waitpoints\/tokens\/[^/]+\/(reject|heartbeat|extend)$/.exec(url)?.[1];
+    if (call !== undefined) sent.push(call);
+    return realFetch(input, init);
+  };
+  type Answers = { rejected: unknown; beat: string | undefined; extended: string | undefined; refused: string };
+  const seen: Answers[] = [];
+  const waiter = task({
+    id: "flow-waits-on-work",
+    run: async () => {
+      const token = await wait.createToken({
+        timeout: "10m",
+        heartbeatTimeout: "1m",
+        outputSchema: { type: "object" },
+      });
+      const result = await wait.forToken<ApprovalToken>(token);
+      if (result.ok || !(result.error instanceof WaitpointRejectedError)) return { unexpected: String(result.ok) };
+      const { message, code, data } = result.error;
+      return { heartbeatUrl: token.heartbeatUrl !== undefined, message, code, data };
+    },
+  });
+  const worker = task({
+    id: "flow-works",
+    run: async (payload: { target: string; beating: string }) => {
+      const rejected = await wait.rejectToken(payload.target, { message: "not today", code: "NOT_TODAY", data: { by: 1 } });
+      const beat = await wait.heartbeatToken(payload.beating);
+      const extended = await wait.extendToken(payload.beating, "2h"); // a duration: recorded, so not counted again on replay
+      let refused = "no";
+      try {
+        await wait.heartbeatToken(payload.target); // rejected: a 409, recorded too
+      } catch (error) {
+        refused = error instanceof ApiError ? error.message : String(error);
+      }
+      const answers = { rejected, beat: beat.heartbeatDeadline?.toISOString(), extended: extended.timeoutAt?.toISOString(), refused };
+      seen.push(answers);
+      await wait.forToken(await wait.createToken({ timeout: "10m" })).unwrap();
+      return answers;
+    },
+  });
+  try {
+    const beating = await wait.createToken({ timeout: "10m", heartbeatTimeout: "1m" });
+    const { target, working } = await withWorker({ tasks: [waiter, worker] }, async () => {
+      const waiting = await waiter.trigger();
+      const target = await waitingToken(waiting.id);
+      const working = await worker.trigger({ target, beating: beating.id });
+      assert.deepEqual((await waitForRun(waiting.id)).output, {
+        heartbeatUrl: true,
+        message: "not today",
+        code: "NOT_TODAY",
+        data: { by: 1 },
+      });
+      await waitForRun(working.id, (run) => run.status === "WAITING");
+      return { target, working };
+    });
+    assert.deepEqual(sent.sort(), ["extend", "heartbeat", "heartbeat", "reject"]);
+    const reply = await realFetch(`${server.baseURL}/api/v1/runs/${working.id}/journal`, {
+      headers: { authorization: `Bearer ${SECRET_KEY}` },
+    });
+    const { entries } = (await reply.json()) as { entries: { kind: string; name: string }[] };
+    assert.deepEqual(
+      entries.slice(0, 4).map((entry) => `${entry.kind} ${entry.name}`),
+      [
+        `STEP wait.rejectToken ${target}`,
+        `STEP wait.heartbeatToken ${beating.id}`,
+        `STEP wait.extendToken ${beating.id}`,
+        `STEP wait.heartbeatToken ${target}`,
+      ],
+    );
+    // That worker left: the run resumes on this one, which replays it.
+    await withWorker({ tasks: [waiter, worker] }, async () => {
+      await wait.completeToken(await waitingToken(working.id), {});
+      const done = await waitForRun<Answers>(working.id);
+      assert.equal(done.status, "COMPLETED", JSON.stringify(done.error));
+      assert.equal(seen.length, 2, "the code ran again");
+      assert.deepEqual(seen[1], seen[0], "the same answers, and the same refusal, on replay");
+      assert.deepEqual(done.output, seen[0]);
+    });
+    assert.deepEqual(sent.sort(), ["extend", "heartbeat", "heartbeat", "reject"], "nothing sent again on replay");
+    const first = seen[0];
+    assert.ok(first);
+    assert.deepEqual(first.rejected, { success: true });
+    assert.match(first.refused, /^409: .*a heartbeat keeps only a waiting token alive/);
+    assert.equal((await wait.retrieveToken(beating)).timeoutAt?.toISOString(), first.extended);
+  } finally {
+    globalThis.fetch = realFetch;
+  }
+});
+
+test("a missed heartbeat inside a run: the wait's error is a WaitpointTimeoutError with the heartbeat's code", async () => {
+  const silent = task({
+    id: "flow-no-heartbeat",
+    run: async () => {
+      const token = await wait.createToken({ timeout: "10m", heartbeatTimeout: "1s" });
+      const result = await wait.forToken(token);
+      if (result.ok || !(result.error instanceof WaitpointTimeoutError)) return { unexpected: String(result.ok) };
+      const rejected = result.error instanceof WaitpointRejectedError;
+      return { rejected, code: result.error.code, message: result.error.message };
+    },
+  });
+  await withWorker({ tasks: [silent] }, async () => {
+    const run = await silent.trigger();
+    const done = await waitForRun<{ rejected: boolean; code: string; message: string }>(run.id);
+    assert.equal(done.output?.rejected, false);
+    assert.equal(done.output.code, "WAITPOINT_HEARTBEAT_TIMEOUT");
+    assert.match(done.output.message, /^Waitpoint timed out at .*: no heartbeat for 1s$/);
   });
 });
 

@@ -8,6 +8,7 @@ import path from "node:path";
 import { test } from "node:test";
 
 import {
+  ApiError,
   NonDeterminismError,
   type WaitSetItem,
   type WaitSetPromise,
@@ -43,6 +44,9 @@ function replayOnly(): RunHost {
       createToken: live,
       wait: live,
       completeToken: live,
+      rejectToken: live,
+      heartbeatToken: live,
+      extendToken: live,
       retrieveToken: live,
       listTokens: live,
     },
@@ -209,3 +213,53 @@ for (const name of names) {
     await replay(fixture);
   });
 }
+
+// Not a shared fixture (the Rust SDK's run context has no reject, heartbeat or extend): the
+// TypeScript SDK records them as steps named after the call and the token, refusals included.
+test("a replay of rejectToken, heartbeatToken and extendToken returns what was recorded, refusals included, and sends nothing", async () => {
+  const token = "waitpoint_cjournal00000000000000000";
+  const journal: JournalEntry[] = [
+    { seq: 0, kind: "STEP", name: `wait.rejectToken ${token}`, result: { success: true } },
+    {
+      seq: 1,
+      kind: "STEP",
+      name: `wait.heartbeatToken ${token}`,
+      result: { success: true, timeoutAt: "2030-01-01T00:00:00.000Z", heartbeatDeadline: "2029-01-01T00:00:30.000Z" },
+    },
+    { seq: 2, kind: "STEP", name: `wait.extendToken ${token}`, result: { success: true, timeoutAt: "2031-01-01T00:00:00.000Z" } },
+    {
+      seq: 3,
+      kind: "STEP",
+      name: `wait.heartbeatToken ${token}`,
+      result: { refused: { status: 409, message: "The token is REJECTED (SECRET_KEY): a heartbeat keeps only a waiting token alive" } },
+    },
+  ];
+  const start = { runId: "run_cjournal000000000000000000", taskId: "fixture", attempt: 1, epoch: 1, journal };
+  const run = new RunExecution(start, replayOnly());
+  await runScope.run(run, async () => {
+    assert.deepEqual(await wait.rejectToken(token, { message: "no" }), { success: true });
+    assert.deepEqual(await wait.heartbeatToken(token), {
+      timeoutAt: new Date("2030-01-01T00:00:00.000Z"),
+      heartbeatDeadline: new Date("2029-01-01T00:00:30.000Z"),
+    });
+    // A date computed now differs from the one the first execution computed: the recorded extend is the truth.
+    assert.deepEqual(await wait.extendToken({ id: token }, new Date()), { timeoutAt: new Date("2031-01-01T00:00:00.000Z") });
+    await assert.rejects(wait.heartbeatToken(token), (error) => {
+      assert.ok(error instanceof ApiError);
+      assert.equal(error.status, 409);
+      assert.equal(error.message, "409: The token is REJECTED (SECRET_KEY): a heartbeat keeps only a waiting token alive");
+      return true;
+    });
+  });
+  assert.equal(run.unreplayed, false);
+
+  const diverged = new RunExecution(start, replayOnly());
+  await runScope.run(diverged, async () => {
+    await assert.rejects(wait.completeToken(token, {}), (error) => {
+      assert.ok(error instanceof NonDeterminismError);
+      assert.ok(error.message.includes(`STEP "wait.rejectToken ${token}"`), error.message);
+      assert.ok(error.message.includes(`COMPLETE_TOKEN "${token}"`), error.message);
+      return true;
+    });
+  });
+});
