@@ -5,11 +5,12 @@
 //! the receiver answered 2xx, so a crash or a restart delivers again from there (at least
 //! once; receivers dedupe on `webhook-id`, the event's position). A failure is retried with
 //! exponential backoff (1 s doubling to 1 h), and a failing subscription never holds up the
-//! others. Only `http` and `https` URLs are taken, redirects are not followed, and unless the
+//! others (each subscription is delivered by a task of its own). Only `http` and `https` URLs are taken, redirects are not followed, and unless the
 //! deployment allows it ([`WebhookPolicy`]), no delivery connects to a loopback, private,
 //! link-local or otherwise internal address: hosts are resolved by a resolver that drops
 //! those, so a name that resolves to one cannot be used to reach inside.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::task::JoinHandle;
 use waitpoint_types::event::{Event, EventKind};
 use waitpoint_types::id::random_alphanumeric;
 use waitpoint_types::webhook::{Delivery, Webhook};
@@ -311,25 +312,25 @@ async fn record(inner: &Inner, webhook: &Webhook) {
     }
 }
 
-/// Runs until `shutdown` turns true: every round delivers what is due of every subscription,
-/// each on its own task; a round starts when something changed on this node, or after
-/// [`RECHECK`].
+/// Runs until `shutdown` turns true: every round starts a delivery task for each subscription
+/// that is due and has none running, so a slow or failing receiver holds up no other; a round
+/// starts when something changed on this node, or after [`RECHECK`]. At shutdown the tasks
+/// stop where they are (what they delivered but did not record is delivered again).
 pub(crate) async fn run(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
     let client = client(&inner.config.webhooks);
     let mut changes = inner.events.subscribe();
+    let mut running: HashMap<WebhookId, JoinHandle<()>> = HashMap::new();
     loop {
         let now = inner.clock.now();
+        running.retain(|_, task| !task.is_finished());
         match inner.store.webhook_list(None).await {
             Ok(webhooks) => {
-                let mut round = JoinSet::new();
-                for webhook in
-                    webhooks.into_iter().filter(|webhook| webhook.delivery.retry_at.is_none_or(|at| at <= now))
-                {
-                    round.spawn(deliver_due(inner.clone(), client.clone(), webhook));
-                }
-                tokio::select! {
-                    _ = async { while round.join_next().await.is_some() {} } => {}
-                    _ = shutdown.wait_for(|stop| *stop) => return,
+                for webhook in webhooks {
+                    let due = webhook.delivery.retry_at.is_none_or(|at| at <= now);
+                    if due && !running.contains_key(&webhook.id) {
+                        let id = webhook.id.clone();
+                        running.insert(id, tokio::spawn(deliver_due(inner.clone(), client.clone(), webhook)));
+                    }
                 }
             }
             Err(error) => tracing::warn!(%error, "could not list webhooks"),
@@ -338,7 +339,10 @@ pub(crate) async fn run(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) 
             _ = changes.recv() => {}
             () = inner.webhooks_changed.notified() => {}
             () = inner.clock.sleep_until(now.saturating_add(RECHECK)) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = shutdown.wait_for(|stop| *stop) => {
+                running.values().for_each(JoinHandle::abort);
+                return;
+            }
         }
     }
 }

@@ -30,6 +30,13 @@ async fn receiver() -> (Received, String) {
     let app = Router::new()
         .route("/hook", post(receive))
         .route("/fail", post(|| async { StatusCode::SERVICE_UNAVAILABLE }))
+        .route(
+            "/slow",
+            post(|| async {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                StatusCode::NO_CONTENT
+            }),
+        )
         .with_state(received.clone());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
@@ -149,4 +156,22 @@ async fn a_receiver_gets_the_events_it_subscribed_to_signed_and_a_failing_one_is
     let deleted = server.http.delete(&path).bearer_auth(&server.key).send().await.unwrap();
     assert_eq!(deleted.status().as_u16(), 200);
     assert_eq!(server.get("/api/v1/webhooks").await.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_receiver_holds_up_no_other() {
+    let server = Server::start().await;
+    let (received, receiver_origin) = receiver().await;
+    for path in ["slow", "hook"] {
+        let (status, _) = server.post("/api/v1/webhooks", json!({ "url": format!("{receiver_origin}/{path}") })).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    // The slow receiver takes 3 s an event. Each event reaches the fast one while the slow one
+    // is still busy with an earlier event: had the fast one waited behind it, it would not.
+    for count in 1..=3 {
+        let started = Instant::now();
+        server.post("/api/v1/waitpoints/tokens", json!({})).await;
+        eventually("the fast receiver's event", async || (received.lock().unwrap().len() >= count).then_some(())).await;
+        assert!(started.elapsed() < Duration::from_secs(2), "event {count} took {:?}", started.elapsed());
+    }
 }
