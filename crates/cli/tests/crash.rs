@@ -7,15 +7,18 @@
 //! One test runs that worker's `crash-clock` task instead: read the time, wait until three
 //! seconds after it. Another runs its `crash-set` task: create three tokens, a step that POSTs
 //! them to the driver, wait for two of the three, a step that POSTs `/done` with which fired.
+//! Another has no runs: it completes tokens while a webhook delivers their events to the test,
+//! and kills the server in the middle.
 
 mod processes;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use futures_util::future::join_all;
@@ -479,4 +482,316 @@ async fn a_set_wait_resumes_once_when_the_server_and_workers_die_while_its_compl
 async fn a_set_wait_resumes_once_when_the_server_and_workers_die_while_its_completions_race_on_postgres() {
     let Some(database) = Database::postgres().await else { return };
     kill_while_set_completions_race(database).await;
+}
+
+/// One delivery the webhook receiver got.
+#[derive(Debug, Clone)]
+struct Delivery {
+    /// The server's lifetime it came in: 0 for the first server, 1 after the first kill, …
+    life: usize,
+    seq: u64,
+    subject: String,
+    webhook_id: String,
+    timestamp: String,
+    signature: String,
+    body: Value,
+}
+
+/// The webhook receiver: every delivery, in the order they came.
+#[derive(Default)]
+struct Receiver {
+    life: AtomicUsize,
+    got: Mutex<Vec<Delivery>>,
+}
+
+/// Records a delivery as it comes, then takes 0–20 ms to answer 204, so that deliveries are in
+/// flight when the server dies.
+async fn receive(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, Json(body): Json<Value>) -> StatusCode {
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned();
+    receiver.got.lock().unwrap().push(Delivery {
+        life: receiver.life.load(Ordering::SeqCst),
+        seq: body["data"]["seq"].as_u64().unwrap_or_default(),
+        subject: body["data"]["subject"].as_str().unwrap_or_default().to_owned(),
+        webhook_id: header("webhook-id"),
+        timestamp: header("webhook-timestamp"),
+        signature: header("webhook-signature"),
+        body,
+    });
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
+    tokio::time::sleep(Duration::from_millis(u64::from(nanos % 21))).await;
+    StatusCode::NO_CONTENT
+}
+
+async fn receiver() -> (Arc<Receiver>, String) {
+    let receiver = Arc::new(Receiver::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let app = Router::new().route("/hook", post(receive)).with_state(receiver.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (receiver, url)
+}
+
+/// Starts a server that may deliver webhooks to this machine, on `listen`.
+fn webhook_server(database: &Database, listen: &str) -> Server {
+    Server::start_with(database, &["--listen", listen, "--webhooks-allow-private"])
+}
+
+/// Completes token `id` (the `i`-th) through the API; whether the server answered 200.
+async fn complete_token(http: &reqwest::Client, api_url: &str, id: &str, i: usize) -> bool {
+    let url = format!("{api_url}/api/v1/waitpoints/tokens/{id}/complete");
+    let sent = http.post(url).bearer_auth(KEY).json(&json!({ "data": { "i": i } })).send().await;
+    sent.is_ok_and(|response| response.status() == 200)
+}
+
+/// Completes the tokens at `todo` from eight tasks at once; a task stops at its first failure.
+/// `armed` fires when the `kill_after`-th completion is acknowledged. Says which were.
+async fn completion_burst(
+    api_url: &str,
+    tokens: &Arc<Vec<String>>,
+    todo: Vec<usize>,
+    kill_after: usize,
+    armed: &Arc<Armed>,
+) -> HashSet<usize> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let queue = Arc::new(Mutex::new(todo.into_iter()));
+    let acknowledged = Arc::new(Mutex::new(HashSet::new()));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (http, api_url, tokens) = (http.clone(), api_url.to_owned(), tokens.clone());
+            let (queue, acknowledged, armed) = (queue.clone(), acknowledged.clone(), armed.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Some(i) = queue.lock().unwrap().next() else { return };
+                    if !complete_token(&http, &api_url, &tokens[i], i).await {
+                        return;
+                    }
+                    let count = {
+                        let mut acknowledged = acknowledged.lock().unwrap();
+                        acknowledged.insert(i);
+                        acknowledged.len()
+                    };
+                    if count == kill_after {
+                        armed.fire();
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in join_all(tasks).await {
+        task.unwrap();
+    }
+    Arc::into_inner(acknowledged).unwrap().into_inner().unwrap()
+}
+
+/// After a kill: waits until whatever the dead server had sent has reached the receiver, reads
+/// the position the server recorded for the webhook, and starts the receiver's next lifetime.
+async fn after_the_kill(database: &Database, receiver: &Receiver) -> u64 {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let webhooks = database.store().await.webhook_list(None).await.unwrap();
+    assert_eq!(webhooks.len(), 1, "{webhooks:?}");
+    receiver.life.fetch_add(1, Ordering::SeqCst);
+    webhooks[0].delivery.through
+}
+
+/// The one webhook, as `GET /api/v1/webhooks` shows it.
+async fn the_webhook(api_url: &str) -> Option<Value> {
+    let response = reqwest::Client::new().get(format!("{api_url}/api/v1/webhooks")).bearer_auth(KEY).send().await;
+    let listed: Value = response.ok()?.error_for_status().ok()?.json().await.ok()?;
+    listed.as_array()?.first().cloned()
+}
+
+/// Kill -9 while a webhook delivers: tokens are completed from concurrent tasks and the server
+/// is killed in the middle of the burst, twice, while `waitpoint.completed` events are on their
+/// way to a receiver that answers slowly. Every completed token's event arrives, none of a token
+/// not completed; each server delivers in log order from the position recorded before it
+/// started; an event arrives again only right after a restart, and only one the dead server
+/// had sent after the position it recorded (at least once, no more than that).
+async fn webhooks_survive_server_crashes(database: Database) {
+    let started = Instant::now();
+    let (receiver, receiver_url) = receiver().await;
+    let first = webhook_server(&database, "127.0.0.1:0");
+    let listen = first.api_url.trim_start_matches("http://").to_owned();
+    let http = reqwest::Client::new();
+    let created = http
+        .post(format!("{}/api/v1/webhooks", first.api_url))
+        .bearer_auth(KEY)
+        .json(&json!({ "url": receiver_url, "kinds": ["waitpoint.completed"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    assert!(created["secret"].as_str().unwrap().starts_with("whsec_"), "{created}");
+    let subscribed_at = created["deliveredThrough"].as_u64().unwrap();
+
+    // 300 tokens; every tenth is never completed.
+    let n = 300;
+    let created: Vec<_> = (0..n)
+        .map(|_| {
+            let (http, api_url) = (http.clone(), first.api_url.clone());
+            tokio::spawn(async move {
+                let response = http
+                    .post(format!("{api_url}/api/v1/waitpoints/tokens"))
+                    .bearer_auth(KEY)
+                    .json(&json!({ "timeout": "1h" }))
+                    .send()
+                    .await
+                    .unwrap()
+                    .error_for_status()
+                    .unwrap();
+                let token: Value = response.json().await.unwrap();
+                token["id"].as_str().unwrap().to_owned()
+            })
+        })
+        .collect();
+    let tokens: Arc<Vec<String>> = Arc::new(join_all(created).await.into_iter().map(Result::unwrap).collect());
+    let to_complete: Vec<usize> = (0..n).filter(|i| i % 10 != 9).collect();
+
+    // A burst of completions; the server dies when a third of them are acknowledged.
+    let armed = Arc::new(Armed::new(&[first.pid()]));
+    let first_acknowledged =
+        completion_burst(&first.api_url, &tokens, to_complete.clone(), to_complete.len() / 3, &armed).await;
+    Arc::into_inner(armed).unwrap().wait();
+    first.kill();
+    let first_crash = after_the_kill(&database, &receiver).await;
+
+    // Again on the same address: once it delivered again for a while, the completions not
+    // acknowledged, and the server killed half-way through them.
+    let second = webhook_server(&database, &listen);
+    eventually("the second server to deliver", Duration::from_secs(10), || async {
+        (receiver.got.lock().unwrap().iter().filter(|delivery| delivery.life == 1).count() >= 20).then_some(())
+    })
+    .await;
+    let pending: Vec<usize> = to_complete.iter().copied().filter(|i| !first_acknowledged.contains(i)).collect();
+    let armed = Arc::new(Armed::new(&[second.pid()]));
+    let second_acknowledged =
+        completion_burst(&second.api_url, &tokens, pending.clone(), pending.len() / 2, &armed).await;
+    Arc::into_inner(armed).unwrap().wait();
+    second.kill();
+    let second_crash = after_the_kill(&database, &receiver).await;
+
+    // The rest, each until acknowledged.
+    let third = webhook_server(&database, &listen);
+    let http = reqwest::Client::new();
+    let rest: Vec<_> = pending
+        .iter()
+        .copied()
+        .filter(|i| !second_acknowledged.contains(i))
+        .map(|i| {
+            let (http, api_url, tokens) = (http.clone(), third.api_url.clone(), tokens.clone());
+            tokio::spawn(async move {
+                eventually(&format!("token {i}'s completion to be acknowledged"), Duration::from_secs(10), || async {
+                    complete_token(&http, &api_url, &tokens[i], i).await.then_some(())
+                })
+                .await;
+            })
+        })
+        .collect();
+    let rest_count = rest.len();
+    for sent in join_all(rest).await {
+        sent.unwrap();
+    }
+    let client = third.client();
+    let mut completed = HashSet::new();
+    for (i, id) in tokens.iter().enumerate() {
+        let status = client.retrieve_token(id.as_str()).await.unwrap().detail.status;
+        let expected = if i % 10 == 9 { WaitpointStatus::Waiting } else { WaitpointStatus::Completed };
+        assert_eq!(status, expected, "token {i}");
+        if status == WaitpointStatus::Completed {
+            completed.insert(id.clone());
+        }
+    }
+
+    // Until the webhook's recorded position reaches the head of the log.
+    let store = database.store().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let webhook = loop {
+        let head = store.events_head().await.unwrap();
+        let webhook = the_webhook(&third.api_url).await;
+        if let Some(webhook) = webhook.as_ref().filter(|webhook| webhook["deliveredThrough"] == head) {
+            break webhook.clone();
+        }
+        assert!(Instant::now() < deadline, "delivery did not reach the log's head {head}: {webhook:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(webhook["attempts"], 0, "{webhook}");
+    assert!(webhook["lastError"].is_null(), "{webhook}");
+    let got = receiver.got.lock().unwrap().clone();
+
+    // Each delivery is a completed token's `waitpoint.completed`, its id the event's position.
+    let mut seq_of: HashMap<&str, u64> = HashMap::new();
+    let mut subject_of: HashMap<u64, &str> = HashMap::new();
+    for delivery in &got {
+        let (seq, subject, body) = (delivery.seq, delivery.subject.as_str(), &delivery.body);
+        assert_eq!(delivery.webhook_id, format!("evt_{seq}"), "{delivery:?}");
+        let timestamp: u64 = delivery.timestamp.parse().unwrap_or_else(|_| panic!("{delivery:?}"));
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        assert!(now - 120 < timestamp && timestamp <= now, "{delivery:?}");
+        assert!(delivery.signature.starts_with("v1,"), "{delivery:?}");
+        assert_eq!(body["type"], "waitpoint.completed", "{delivery:?}");
+        assert_eq!(body["data"]["type"], "waitpoint.completed", "{delivery:?}");
+        assert_eq!(body["data"]["data"]["id"], subject, "{delivery:?}");
+        assert_eq!(body["data"]["data"]["status"], "COMPLETED", "{delivery:?}");
+        assert!(
+            completed.contains(subject),
+            "an event was delivered of {subject}, which is not completed: {delivery:?}"
+        );
+        assert_eq!(*seq_of.entry(subject).or_insert(seq), seq, "two completion events of {subject}");
+        assert_eq!(*subject_of.entry(seq).or_insert(subject), subject, "event {seq} told of two tokens");
+    }
+    // None lost.
+    let lost: Vec<&String> = completed.iter().filter(|id| !seq_of.contains_key(id.as_str())).collect();
+    assert!(lost.is_empty(), "{} completed tokens' events were never delivered: {lost:?}", lost.len());
+
+    // In log order within each lifetime, from the position recorded before it; again only what
+    // the dead server sent after the position it recorded, right after the restart.
+    let starts = [subscribed_at, first_crash, second_crash];
+    let mut seen: HashSet<u64> = HashSet::new();
+    let mut furthest = subscribed_at;
+    let mut lives = Vec::new();
+    let mut duplicates = Vec::new();
+    for (life, &start) in starts.iter().enumerate() {
+        let seqs: Vec<u64> = got.iter().filter(|delivery| delivery.life == life).map(|delivery| delivery.seq).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "lifetime {life} delivered out of order: {seqs:?}");
+        assert!(seqs.iter().all(|seq| *seq > start), "lifetime {life} delivered at or before {start}: {seqs:?}");
+        if life > 0 {
+            let before: Vec<u64> = got.iter().filter(|d| d.life == life - 1).map(|d| d.seq).collect();
+            assert!(start >= starts[life - 1], "the recorded position went back: {starts:?}");
+            assert!(start <= furthest, "position {start} recorded past every delivery ({furthest}): events skipped");
+            // A delivery is recorded before the next is sent: only the last one may be missing.
+            if let [.., penultimate, _] = before[..] {
+                assert!(start >= penultimate, "position {start} recorded at the crash, before {before:?}");
+            }
+        }
+        let again = seqs.iter().take_while(|seq| seen.contains(seq)).count();
+        let later: Vec<&u64> = seqs[again..].iter().filter(|seq| seen.contains(seq)).collect();
+        assert!(later.is_empty(), "lifetime {life} delivered {later:?} again, not right after its start: {seqs:?}");
+        furthest = furthest.max(seqs.last().copied().unwrap_or_default());
+        seen.extend(&seqs);
+        lives.push(seqs.len());
+        duplicates.push(again);
+    }
+    assert_eq!(seen.len(), completed.len());
+    eprintln!(
+        "webhooks on {}: {n} tokens, {} completed ({} + {} acknowledged before the kills, {rest_count} after); \
+         deliveries by lifetime {lives:?}, {} in all; positions recorded: subscribed at {subscribed_at}, at the \
+         kills {first_crash} and {second_crash}; delivered again after each start {duplicates:?}; {:.1} s",
+        database.name(),
+        completed.len(),
+        first_acknowledged.len(),
+        second_acknowledged.len(),
+        got.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test]
+async fn webhook_deliveries_survive_server_crashes_on_sqlite() {
+    webhooks_survive_server_crashes(Database::sqlite()).await;
+}
+
+#[tokio::test]
+async fn webhook_deliveries_survive_server_crashes_on_postgres() {
+    let Some(database) = Database::postgres().await else { return };
+    webhooks_survive_server_crashes(database).await;
 }

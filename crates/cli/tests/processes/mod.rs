@@ -4,12 +4,15 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
 use waitpoint_postgres::testing::PostgresSchema;
 use waitpoint_sdk::Client;
+use waitpoint_sqlite::SqliteStore;
+use waitpoint_storage::Store;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_waitpoint");
 pub const KEY: &str = "tr_dev_cliTestKey0123456789abcde";
@@ -42,6 +45,16 @@ impl Database {
         match self {
             Self::Sqlite(dir) => vec!["--data-dir".into(), dir.path().display().to_string()],
             Self::Postgres(schema) => vec!["--database".into(), schema.url()],
+        }
+    }
+
+    /// Opens the database as a server does, to read what servers recorded in it (best while
+    /// none runs).
+    pub async fn store(&self) -> Arc<dyn Store> {
+        match self {
+            // The file `waitpoint serve --data-dir` keeps its data in.
+            Self::Sqlite(dir) => Arc::new(SqliteStore::open(dir.path().join("waitpoint.db")).await.unwrap()),
+            Self::Postgres(schema) => Arc::new(schema.store().await),
         }
     }
 }
