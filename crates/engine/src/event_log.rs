@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::broadcast;
+use tokio::sync::watch;
 
 use waitpoint_types::event::{Event, EventKind};
 use waitpoint_types::{Environment, EnvironmentId};
@@ -74,24 +74,23 @@ impl Engine {
         Ok(EventPage { events: read.into_iter().filter(|event| filter.admits(event)).collect(), through })
     }
 
-    /// Waits until something may have been appended to `environment_id`'s log: a change on
-    /// this node that `changes` (subscribed with [`Engine::subscribe`] before the log was last
-    /// read, so that nothing slips between) tells of, or [`RECHECK`] passing.
-    pub async fn events_may_follow(
-        &self,
-        changes: &mut broadcast::Receiver<crate::Event>,
-        environment_id: &EnvironmentId,
-    ) {
+    /// Counts the commits that appended to the log: a follower takes it before reading the
+    /// log, then waits with [`events_may_follow`](Self::events_may_follow).
+    pub fn event_appends(&self) -> watch::Receiver<u64> {
+        self.inner.writer.appended()
+    }
+
+    /// Waits until something may have been appended to the log since `appends` last saw it (a
+    /// commit on this node), or [`RECHECK`] passed (other nodes append too).
+    pub async fn events_may_follow(&self, appends: &mut watch::Receiver<u64>) {
         let recheck = self.inner.clock.sleep_until(self.inner.clock.now().saturating_add(RECHECK));
-        tokio::pin!(recheck);
-        loop {
-            tokio::select! {
-                () = &mut recheck => return,
-                change = changes.recv() => match change {
-                    Ok(change) if change.environment_id() == environment_id => return,
-                    Ok(_) => {}
-                    Err(_) => return,
-                },
+        tokio::select! {
+            () = recheck => {}
+            changed = appends.changed() => {
+                if changed.is_err() {
+                    // The writer is gone (the engine stops): nothing more will be appended here.
+                    std::future::pending::<()>().await;
+                }
             }
         }
     }

@@ -37,6 +37,8 @@ pub const MAX_WEBHOOKS: usize = 20;
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Events read per subscription per round.
 const PAGE: usize = 100;
+/// The shortest time between two rounds of the delivery loop.
+const ROUND_EVERY: Duration = Duration::from_millis(20);
 /// The longest wait between two attempts at a failing delivery.
 const MAX_BACKOFF: Duration = Duration::from_secs(60 * 60);
 
@@ -314,11 +316,12 @@ async fn record(inner: &Inner, webhook: &Webhook) {
 
 /// Runs until `shutdown` turns true: every round starts a delivery task for each subscription
 /// that is due and has none running, so a slow or failing receiver holds up no other; a round
-/// starts when something changed on this node, or after [`RECHECK`]. At shutdown the tasks
+/// starts when a commit on this node appended events (at most one every [`ROUND_EVERY`]), or
+/// after [`RECHECK`]. At shutdown the tasks
 /// stop where they are (what they delivered but did not record is delivered again).
 pub(crate) async fn run(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
     let client = client(&inner.config.webhooks);
-    let mut changes = inner.events.subscribe();
+    let mut appends = inner.writer.appended();
     let mut running: HashMap<WebhookId, JoinHandle<()>> = HashMap::new();
     loop {
         let now = inner.clock.now();
@@ -335,8 +338,11 @@ pub(crate) async fn run(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) 
             }
             Err(error) => tracing::warn!(%error, "could not list webhooks"),
         }
+        // At most one round per ROUND_EVERY however fast events come: a round lists the
+        // subscriptions, and a running delivery task takes what came meanwhile anyway.
+        tokio::time::sleep(ROUND_EVERY).await;
         tokio::select! {
-            _ = changes.recv() => {}
+            _ = appends.changed() => {}
             () = inner.webhooks_changed.notified() => {}
             () = inner.clock.sleep_until(now.saturating_add(RECHECK)) => {}
             _ = shutdown.wait_for(|stop| *stop) => {

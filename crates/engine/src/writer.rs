@@ -27,6 +27,7 @@ struct Pending {
 #[derive(Debug, Clone)]
 pub(crate) struct Writer {
     queue: mpsc::Sender<Pending>,
+    appended: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Pending {
@@ -45,10 +46,20 @@ impl Writer {
     ) -> (Self, Vec<JoinHandle<()>>) {
         let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let receiver = Arc::new(Mutex::new(receiver));
+        let appended = watch::Sender::new(0);
         let lanes = (0..store.write_concurrency().max(1))
-            .map(|_| tokio::spawn(lane(store.clone(), receiver.clone(), max_batch.max(1), shutdown.clone())))
+            .map(|_| {
+                let lane = Lane { store: store.clone(), appended: appended.clone() };
+                tokio::spawn(lane.run(receiver.clone(), max_batch.max(1), shutdown.clone()))
+            })
             .collect();
-        (Self { queue }, lanes)
+        (Self { queue, appended }, lanes)
+    }
+
+    /// Counts the commits that appended events to the log: it changes after each one, so a
+    /// follower of the log knows when to read it again without listening to every change.
+    pub(crate) fn appended(&self) -> watch::Receiver<u64> {
+        self.appended.subscribe()
     }
 
     /// Applies `op` durably (in some batch) and returns what it did, as the outcome type of
@@ -63,40 +74,57 @@ impl Writer {
     }
 }
 
-async fn lane(
+/// One write lane: its store, and where it tells that a commit appended events.
+struct Lane {
     store: Arc<dyn Store>,
-    receiver: Arc<Mutex<mpsc::Receiver<Pending>>>,
-    max_batch: usize,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut batch = Vec::with_capacity(max_batch);
-    loop {
-        let stopping = {
-            let mut receiver = receiver.lock().await;
-            tokio::select! {
-                received = receiver.recv_many(&mut batch, max_batch) => received == 0,
-                _ = shutdown.wait_for(|stop| *stop) => {
-                    receiver.close();
-                    while batch.len() < max_batch {
-                        match receiver.try_recv() {
-                            Ok(pending) => batch.push(pending),
-                            Err(_) => break,
+    appended: watch::Sender<u64>,
+}
+
+impl Lane {
+    /// Applies batches of what is queued until `shutdown` turns true and the queue is empty.
+    async fn run(
+        self,
+        receiver: Arc<Mutex<mpsc::Receiver<Pending>>>,
+        max_batch: usize,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut batch = Vec::with_capacity(max_batch);
+        loop {
+            let stopping = {
+                let mut receiver = receiver.lock().await;
+                tokio::select! {
+                    received = receiver.recv_many(&mut batch, max_batch) => received == 0,
+                    _ = shutdown.wait_for(|stop| *stop) => {
+                        receiver.close();
+                        while batch.len() < max_batch {
+                            match receiver.try_recv() {
+                                Ok(pending) => batch.push(pending),
+                                Err(_) => break,
+                            }
                         }
+                        batch.is_empty()
                     }
-                    batch.is_empty()
                 }
+            };
+            if stopping {
+                return;
             }
-        };
-        if stopping {
-            return;
+            apply(&self, &mut batch).await;
         }
-        apply(&*store, &mut batch).await;
+    }
+
+    /// Tells followers of the event log when `outcomes`, just committed, appended to it.
+    fn committed(&self, outcomes: &[WriteOutcome]) {
+        if outcomes.iter().any(waitpoint_storage::events::tells) {
+            self.appended.send_modify(|count| *count = count.wrapping_add(1));
+        }
     }
 }
 
 /// Applies a batch. If it fails as a whole, each operation is tried on its own, so one
 /// operation the database refuses fails alone instead of taking its batch-mates with it.
-async fn apply(store: &dyn Store, batch: &mut Vec<Pending>) {
+async fn apply(lane: &Lane, batch: &mut Vec<Pending>) {
+    let store = &*lane.store;
     let size = batch.len();
     let (ops, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|p| (p.op, p.reply)).unzip();
     if size > 1 {
@@ -105,6 +133,7 @@ async fn apply(store: &dyn Store, batch: &mut Vec<Pending>) {
         crate::metrics::committed(size, started.elapsed());
         match written {
             Ok(outcomes) if outcomes.len() == size => {
+                lane.committed(&outcomes);
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     // The caller may have gone away; its write is applied all the same.
                     let _ = reply.send(Ok(outcome));
@@ -127,16 +156,19 @@ async fn apply(store: &dyn Store, batch: &mut Vec<Pending>) {
         }
     }
     for (op, reply) in ops.into_iter().zip(replies) {
-        apply_one(store, op, reply).await;
+        apply_one(lane, op, reply).await;
     }
 }
 
-async fn apply_one(store: &dyn Store, op: WriteOp, reply: oneshot::Sender<Result<WriteOutcome>>) {
+async fn apply_one(lane: &Lane, op: WriteOp, reply: oneshot::Sender<Result<WriteOutcome>>) {
     let started = Instant::now();
-    let written = store.write_batch(vec![op]).await;
+    let written = lane.store.write_batch(vec![op]).await;
     crate::metrics::committed(1, started.elapsed());
     let outcome = match written {
-        Ok(mut outcomes) if outcomes.len() == 1 => Ok(outcomes.remove(0)),
+        Ok(mut outcomes) if outcomes.len() == 1 => {
+            lane.committed(&outcomes);
+            Ok(outcomes.remove(0))
+        }
         Ok(outcomes) => {
             tracing::error!(
                 outcomes = outcomes.len(),

@@ -142,7 +142,7 @@ fn events(
     filter: EventFilter,
 ) -> impl Stream<Item = Result<Sse, Infallible>> {
     let deadline = tokio::time::Instant::now() + LIFETIME;
-    let state = (engine.subscribe(), engine, after, VecDeque::new());
+    let state = (engine.event_appends(), engine, after, VecDeque::new());
     stream::unfold(state, move |(mut changes, engine, mut after, mut pending)| {
         let (environment, filter) = (environment.clone(), filter.clone());
         async move {
@@ -163,7 +163,7 @@ fn events(
                     continue;
                 }
                 tokio::select! {
-                    () = engine.events_may_follow(&mut changes, &environment.id) => {}
+                    () = engine.events_may_follow(&mut changes) => {}
                     () = tokio::time::sleep_until(deadline) => return None,
                     () = engine.stopping() => return None,
                 }
