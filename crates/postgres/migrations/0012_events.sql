@@ -1,8 +1,11 @@
 -- The event log (an outbox): what happened to tokens and runs, appended in the transaction of
--- the change. Writers take a transaction advisory lock before appending, so seq grows in
--- commit order; readers follow it per environment.
+-- the change (`id` in insert order). Readers follow `seq`, a position given to committed events
+-- in order by whoever reads the log next, one sequencer at a time: every event sequenced later
+-- comes after every one sequenced before, whatever order the writers committed in, and writers
+-- never wait for each other.
 CREATE TABLE events (
-    seq            BIGSERIAL PRIMARY KEY,
+    id             BIGSERIAL PRIMARY KEY,
+    seq            BIGINT UNIQUE,   -- NULL until sequenced
     environment_id TEXT   NOT NULL,
     kind           TEXT   NOT NULL,
     subject        TEXT   NOT NULL,
@@ -12,3 +15,4 @@ CREATE TABLE events (
 );
 
 CREATE INDEX events_environment ON events (environment_id, seq);
+CREATE INDEX events_unsequenced ON events (id) WHERE seq IS NULL;

@@ -33,8 +33,8 @@
 //! - `waitpoints`: the statements that create and finish waitpoints. Each of these four
 //!   builds only on those listed after it.
 //! - `lists`: what the token and run lists share (filters on keys, bounds and cursors).
-//! - `events`: the event log, appended in each batch's transaction in commit order, and read
-//!   by position.
+//! - `events`: the event log, appended in each batch's transaction, sequenced in commit order
+//!   by its readers, and read by position.
 //! - `webhooks`: outbound webhook subscriptions and how far their delivery got.
 //! - `retention`: purges of what finished long ago.
 //! - `rows`: mapping between rows and domain types.
@@ -377,11 +377,13 @@ impl Store for PostgresStore {
         let after = i64::try_from(after).unwrap_or(i64::MAX);
         let kinds: Vec<&str> = kinds.iter().map(|kind| kind.as_str()).collect();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        events::sequence(&mut self.client().await?).await?;
         let rows = self.query(events::AFTER, &[&environment_id.internal(), &after, &kinds, &limit]).await?;
         events::from_rows(environment_id, &rows)
     }
 
     async fn events_head(&self) -> Result<u64> {
+        events::sequence(&mut self.client().await?).await?;
         let rows = self.query("SELECT MAX(seq) FROM events", &[]).await?;
         let seq: Option<i64> = match rows.first() {
             Some(row) => column(row, 0)?,
@@ -392,7 +394,8 @@ impl Store for PostgresStore {
 
     async fn events_purge(&self, before: Timestamp, limit: usize) -> Result<u64> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let client = self.client().await?;
+        let mut client = self.client().await?;
+        events::sequence(&mut client).await?;
         let statement = client.prepare_cached(events::PURGE).await.map_err(map_error)?;
         client.execute(&statement, &[&before.as_millis(), &limit]).await.map_err(map_error)
     }
