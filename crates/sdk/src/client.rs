@@ -220,8 +220,20 @@ impl Client {
         request.bearer_auth(&self.credential)
     }
 
+    /// Sends `request` and decodes its answer. An idempotent request (`GET`, `HEAD`, `PUT`,
+    /// `DELETE`) whose connection failed before an answer came is sent once more: a pooled
+    /// connection to a server that has since restarted fails that way, and nothing was done.
     pub(crate) async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
-        let response = request.send().await?;
+        let request = request.build()?;
+        let idempotent = matches!(*request.method(), Method::GET | Method::HEAD | Method::PUT | Method::DELETE);
+        let again = if idempotent { request.try_clone() } else { None };
+        let response = match (self.http.execute(request).await, again) {
+            (Err(error), Some(again)) if !error.is_timeout() && !error.is_status() => {
+                tracing::debug!(%error, "the connection failed before an answer; sending once more");
+                self.http.execute(again).await?
+            }
+            (sent, _) => sent?,
+        };
         let status = response.status();
         let bytes = response.bytes().await?;
         if !status.is_success() {

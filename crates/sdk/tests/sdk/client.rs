@@ -119,3 +119,44 @@ async fn heartbeats_keep_a_token_alive_and_an_extend_moves_its_timeout() {
     let invalid = client.create_token(CreateTokenRequest::new().heartbeat_timeout("soon")).await;
     assert!(matches!(invalid, Err(Error::Config(message)) if message.starts_with("heartbeatTimeout")));
 }
+
+/// A server that answers one request on a connection, then reads the next one on it and closes
+/// it without an answer (as a server killed after it went idle), then answers on a new one.
+async fn server_that_drops_its_idle_connection() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let page = r#"{"data":[],"pagination":{}}"#;
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{page}",
+            page.len()
+        );
+        let read_request = async |stream: &mut tokio::net::TcpStream| {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).await.unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+        };
+        let (mut first, _) = listener.accept().await.unwrap();
+        read_request(&mut first).await;
+        first.write_all(answer.as_bytes()).await.unwrap();
+        read_request(&mut first).await;
+        drop(first);
+        let (mut second, _) = listener.accept().await.unwrap();
+        read_request(&mut second).await;
+        second.write_all(answer.as_bytes()).await.unwrap();
+    });
+    origin
+}
+
+#[tokio::test]
+async fn a_read_whose_pooled_connection_died_is_sent_once_more() {
+    let origin = server_that_drops_its_idle_connection().await;
+    let client = Client::new(&origin, "tr_dev_key").unwrap();
+    for _ in 0..2 {
+        let page: Vec<_> = client.list_tokens(ListFilter::default()).try_collect().await.unwrap();
+        assert!(page.is_empty());
+    }
+}
