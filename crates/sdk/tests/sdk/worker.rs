@@ -239,3 +239,46 @@ async fn a_run_resumed_while_every_slot_is_taken_continues_in_memory_once_one_fr
     assert_eq!(done.output.unwrap()["decision"], "approved");
     assert_eq!(step_runs.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn rejects_heartbeats_and_extends_in_a_run_are_recorded_and_not_sent_again_on_replay() {
+    let server = server().await;
+    let task = Task::new("keeper", |ctx: Context, _: Value| async move {
+        let kept = ctx.create_token(CreateTokenRequest::new().timeout("1h").heartbeat_timeout("10m")).await?;
+        let other = ctx.create_token(CreateTokenRequest::new()).await?;
+        let beat = ctx.heartbeat_token(&kept.id).await?;
+        let extended = ctx.extend_token(&kept.id, "2h").await?;
+        ctx.reject_token(&other.id, &RejectTokenRequest::new("not needed")).await?;
+        let refused = match ctx.heartbeat_token(&other.id).await {
+            Err(waitpoint_sdk::Error::Api { status, .. }) => status,
+            other => return Ok::<_, TaskError>(json!({ "unexpected": format!("{other:?}") })),
+        };
+        let wait = ctx.create_token(CreateTokenRequest::new().timeout("1h")).await?;
+        ctx.wait_for_token::<Value>(wait.id).await?;
+        Ok(json!({
+            "kept": kept.id,
+            "deadline": beat.heartbeat_deadline,
+            "timeoutAt": extended.timeout_at,
+            "refused": refused,
+        }))
+    });
+    let config = WorkerConfig { max_suspended: 1, ..server.config() };
+    let _worker = server.start(vec![task], config);
+    let runs: Vec<_> = [1, 2].iter().map(|_| server.client.trigger("keeper", &json!(null), None)).collect();
+    let mut ids = Vec::new();
+    for run in runs {
+        ids.push(run.await.unwrap().id);
+    }
+    for id in &ids {
+        let token = server.waiting_token(id).await;
+        server.client.complete_token(token, &json!("go")).await.unwrap();
+    }
+    for id in &ids {
+        let output = server.finished(id).await.output.unwrap();
+        assert_eq!(output["refused"], 409, "{output}");
+        let kept = server.client.retrieve_token(output["kept"].as_str().unwrap()).await.unwrap().detail;
+        let deadline = kept.heartbeat_deadline.map(|at| at.to_string());
+        assert_eq!(output["deadline"].as_str(), deadline.as_deref(), "the heartbeat was sent once, not on replay");
+        assert_eq!(output["timeoutAt"].as_str(), kept.timeout_at.map(|at| at.to_string()).as_deref());
+    }
+}
