@@ -126,18 +126,13 @@ pub(crate) async fn run(command: TokenCommand, api: &ApiArgs) -> anyhow::Result<
             callback_verifier,
         } => {
             let tags = (!tags.is_empty()).then_some(tags);
-            let approval = approval
-                .map(|text| serde_json::from_str(&text))
-                .transpose()
-                .context("--approval must be a JSON object such as {\"title\": \"Publish?\"}")?;
-            let output_schema = output_schema
-                .map(|text| serde_json::from_str(&text))
-                .transpose()
-                .context("--output-schema must be a JSON Schema such as {\"type\": \"object\"}")?;
-            let callback_verifier = callback_verifier
-                .map(|text| serde_json::from_str(&text))
-                .transpose()
-                .context("--callback-verifier must be JSON such as {\"scheme\": \"github\", \"secret\": \"…\"}")?;
+            let approval = json_flag(approval, "--approval must be a JSON object such as {\"title\": \"Publish?\"}")?;
+            let output_schema =
+                json_flag(output_schema, "--output-schema must be a JSON Schema such as {\"type\": \"object\"}")?;
+            let callback_verifier = json_flag(
+                callback_verifier,
+                "--callback-verifier must be JSON such as {\"scheme\": \"github\", \"secret\": \"…\"}",
+            )?;
             let request = CreateTokenRequest {
                 timeout,
                 idempotency_key,
@@ -174,10 +169,7 @@ pub(crate) async fn run(command: TokenCommand, api: &ApiArgs) -> anyhow::Result<
         TokenCommand::Reject { id, message, code, data } => {
             let mut rejection = RejectTokenRequest::new(message);
             rejection.error.code = code;
-            rejection.error.data = data
-                .map(|text| serde_json::from_str(&text))
-                .transpose()
-                .context("--data must be JSON (quote a string: '\"declined\"')")?;
+            rejection.error.data = json_flag(data, "--data must be JSON (quote a string: '\"declined\"')")?;
             client.reject_token(&id, &rejection).await?;
             print_pretty(&serde_json::json!({ "success": true }))?;
         }
@@ -199,6 +191,11 @@ pub(crate) async fn run(command: TokenCommand, api: &ApiArgs) -> anyhow::Result<
         }
     }
     Ok(())
+}
+
+/// A flag given as JSON, read as `T`; `hint` says what the flag takes when it does not fit.
+fn json_flag<T: serde::de::DeserializeOwned>(text: Option<String>, hint: &'static str) -> anyhow::Result<Option<T>> {
+    text.map(|text| serde_json::from_str(&text)).transpose().context(hint)
 }
 
 pub(crate) fn date(text: &str) -> anyhow::Result<Timestamp> {

@@ -3,13 +3,11 @@
 //! opens it). The URL is the only credential: it opens that one token's page and nothing else.
 //! The first answer wins, as any completion.
 
-use waitpoint_storage::{Finish, Finishing, StorageError};
-use waitpoint_types::{
-    Approval, ApprovalAnswer, CompletedVia, Environment, Output, Waitpoint, WaitpointId, WaitpointKind,
-};
+use waitpoint_storage::{Finish, Finishing};
+use waitpoint_types::{Approval, ApprovalAnswer, CompletedVia, Environment, Output, Waitpoint, WaitpointId};
 
 use crate::error::{EngineError, Result};
-use crate::tokens::Finished;
+use crate::tokens::{Finished, VerifiedCallback};
 use crate::{Engine, auth};
 
 /// An approval page URL that checked out: its token as read then.
@@ -44,21 +42,13 @@ impl Engine {
     /// Checks an approval page's URL: `signature` must be the one of token `id`. Any mismatch,
     /// or an unknown token, is the same `NotFound`.
     pub async fn verify_approval(&self, id: &str, signature: &str) -> Result<VerifiedApproval> {
-        let id = WaitpointId::parse(id).map_err(|_| no_such_page())?;
-        let waitpoint = match self.inner.store.waitpoint_get(&id).await {
-            Ok(waitpoint) if waitpoint.kind == WaitpointKind::Manual => waitpoint,
-            Ok(_) | Err(StorageError::NotFound) => return Err(no_such_page()),
-            Err(error) => return Err(error.into()),
-        };
-        let environment =
-            self.inner.environment_by_id(&waitpoint.environment_id).await.map_err(|error| match error {
-                EngineError::NotFound(_) => no_such_page(),
-                other => other,
-            })?;
-        if !auth::SignedUrl::Approval.matches(&environment.signing_secret, &id, signature) {
-            return Err(no_such_page());
+        match self.verify_signed_url(auth::SignedUrl::Approval, id, signature).await {
+            Ok(VerifiedCallback { waitpoint, environment }) => Ok(VerifiedApproval { waitpoint, environment }),
+            Err(EngineError::Invalid(_) | EngineError::NotFound(_) | EngineError::Unauthenticated(_)) => {
+                Err(no_such_page())
+            }
+            Err(other) => Err(other),
         }
-        Ok(VerifiedApproval { waitpoint, environment })
     }
 
     /// Answers a verified approval page: completes its token with the answer's output
