@@ -1,14 +1,17 @@
 //! The event log: appending a batch's events in its transaction, and reading them back.
 //!
-//! Concurrent transactions commit in another order than they insert, so an insert-time
-//! position would let a reader see position 8 while 7 is still to come, and move past it.
-//! Events are appended without a position, and sequenced before they are read: [`sequence`]
-//! gives the committed events that have none the next positions, in insert order, one
-//! sequencer at a time (a transaction advisory lock taken with `try`: a reader that finds
-//! another sequencing reads what is sequenced). An event sequenced later always comes after
-//! every event sequenced before it, and writers never wait for each other.
+//! A batch's events are one row of `event_batches` (a JSON array), so the log costs a write
+//! one row, however many operations it holds. Concurrent transactions commit in another
+//! order than they insert, so an insert-time position would let a reader see position 8 while
+//! 7 is still to come, and move past it. Rows are appended without a position, and sequenced
+//! before they are read: [`sequence`] gives the committed rows that have none the next
+//! positions, in insert order, one sequencer at a time (a transaction advisory lock taken with
+//! `try`: a reader that finds another sequencing reads what is sequenced). A row's events take
+//! consecutive positions, the last one recorded as `last`. An event sequenced later always
+//! comes after every event sequenced before it, and writers never wait for each other.
 
-use deadpool_postgres::Transaction;
+use deadpool_postgres::{Client, Transaction};
+use serde_json::value::RawValue;
 use waitpoint_storage::{Result, StorageError};
 use waitpoint_types::event::{Event, EventKind, NewEvent};
 use waitpoint_types::{EnvironmentId, Timestamp};
@@ -18,51 +21,95 @@ use crate::rows::column;
 
 /// The advisory lock key of the sequencer ("waitpoint events", as bytes).
 const SEQUENCER_LOCK: i64 = 0x7761_6974_6576_7473;
-/// Events sequenced per statement.
+/// Rows sequenced per statement.
 const SEQUENCE_BATCH: i64 = 10_000;
+/// Rows read per statement while looking for an environment's events.
+const READ_BATCH: i64 = 200;
 
-/// Gives the next positions to up to `$2` committed events without one, in insert order,
-/// after `$1` (the highest position given so far).
-const SEQUENCE: &str = "UPDATE events e SET seq = $1 + p.n
-     FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM events WHERE seq IS NULL ORDER BY id LIMIT $2) AS p
-     WHERE e.id = p.id";
+/// Gives the next positions to up to `$2` committed rows without one, in insert order, after
+/// `$1` (the highest position given so far): each row's `last` is `$1` plus the events of the
+/// rows up to and including it.
+const SEQUENCE: &str = "UPDATE event_batches b SET last = $1 + p.through
+     FROM (SELECT id, sum(count) OVER (ORDER BY id) AS through
+           FROM (SELECT id, count FROM event_batches WHERE last IS NULL ORDER BY id LIMIT $2) AS next) AS p
+     WHERE b.last IS NULL AND b.id = p.id";
 
-const APPEND: &str = "INSERT INTO events (environment_id, kind, subject, tags, data, created_at)
-     SELECT e.environment_id, e.kind, e.subject, ARRAY(SELECT jsonb_array_elements_text(e.tags::jsonb)), e.data,
-         e.created_at
-     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
-         WITH ORDINALITY AS e (environment_id, kind, subject, tags, data, created_at, n)
-     ORDER BY e.n";
+const APPEND: &str = "INSERT INTO event_batches (count, environments, events, created_at) VALUES ($1, $2, $3, $4)";
 
-/// Appends `events`, in order, in the batch's transaction, without positions (see the
-/// module's note on order).
+/// The rows holding events of `$1` after position `$2`, oldest first, at most `$3`.
+const AFTER: &str = "SELECT last, count, events FROM event_batches
+     WHERE last > $2 AND $1 = ANY(environments) ORDER BY last LIMIT $3";
+
+/// Deletes those of the `$2` oldest sequenced (read) rows that were appended before `$1`, and
+/// returns how many events each held.
+const PURGE: &str = "DELETE FROM event_batches
+     WHERE last IN (SELECT last FROM event_batches WHERE last IS NOT NULL ORDER BY last LIMIT $2) AND created_at < $1
+     RETURNING count";
+
+/// The position of the newest sequenced event; 0 when there is none.
+const HEAD: &str = "SELECT coalesce(max(last), 0) FROM event_batches";
+
+/// An event as a row's array holds it.
+#[derive(serde::Serialize)]
+struct Stored<'a> {
+    environment: &'a str,
+    kind: &'a str,
+    subject: &'a str,
+    tags: &'a [String],
+    data: &'a RawValue,
+    at: i64,
+}
+
+/// An event read back from a row's array.
+#[derive(serde::Deserialize)]
+struct Read {
+    environment: String,
+    kind: String,
+    subject: String,
+    tags: Vec<String>,
+    data: Box<RawValue>,
+    at: i64,
+}
+
+/// Appends `events`, in order, as one row without a position (see the module's note on
+/// order), in the batch's transaction.
 pub(crate) async fn append(tx: &Transaction<'_>, events: &[NewEvent]) -> Result<()> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let environments: Vec<&str> = events.iter().map(|event| event.environment_id.internal()).collect();
-    let kinds: Vec<&str> = events.iter().map(|event| event.kind.as_str()).collect();
-    let subjects: Vec<&str> = events.iter().map(|event| event.subject.as_str()).collect();
-    let tags: Vec<String> = events
+    let Some(first) = events.first() else { return Ok(()) };
+    let stored = events
         .iter()
-        .map(|event| serde_json::to_string(&event.tags))
-        .collect::<serde_json::Result<_>>()
+        .map(|event| {
+            Ok(Stored {
+                environment: event.environment_id.internal(),
+                kind: event.kind.as_str(),
+                subject: &event.subject,
+                tags: &event.tags,
+                data: serde_json::from_str(&event.data)?,
+                at: event.at.as_millis(),
+            })
+        })
+        .collect::<serde_json::Result<Vec<_>>>()
         .map_err(StorageError::database)?;
-    let data: Vec<&str> = events.iter().map(|event| event.data.as_str()).collect();
-    let at: Vec<i64> = events.iter().map(|event| event.at.as_millis()).collect();
+    let array = serde_json::to_string(&stored).map_err(StorageError::database)?;
+    let mut environments: Vec<&str> = Vec::new();
+    for event in events {
+        if !environments.contains(&event.environment_id.internal()) {
+            environments.push(event.environment_id.internal());
+        }
+    }
+    let count = i32::try_from(events.len()).map_err(StorageError::database)?;
     let append = tx.prepare_cached(APPEND).await.map_err(map_error)?;
-    tx.execute(&append, &[&environments, &kinds, &subjects, &tags, &data, &at]).await.map_err(map_error)?;
+    tx.execute(&append, &[&count, &environments, &array, &first.at.as_millis()]).await.map_err(map_error)?;
     Ok(())
 }
 
-/// Sequences the committed events that have no position yet (see the module's note), unless
+/// Sequences the committed rows that have no position yet (see the module's note), unless
 /// another connection is doing it right now.
-pub(crate) async fn sequence(client: &mut deadpool_postgres::Client) -> Result<()> {
+pub(crate) async fn sequence(client: &mut Client) -> Result<()> {
     let tx = client.transaction().await.map_err(map_error)?;
     let locked = tx.prepare_cached("SELECT pg_try_advisory_xact_lock($1)").await.map_err(map_error)?;
     let got: bool = column(&tx.query_one(&locked, &[&SEQUENCER_LOCK]).await.map_err(map_error)?, 0)?;
     if got {
-        let head = tx.prepare_cached("SELECT coalesce(max(seq), 0) FROM events").await.map_err(map_error)?;
+        let head = tx.prepare_cached(HEAD).await.map_err(map_error)?;
         let sequence = tx.prepare_cached(SEQUENCE).await.map_err(map_error)?;
         loop {
             let after: i64 = column(&tx.query_one(&head, &[]).await.map_err(map_error)?, 0)?;
@@ -75,34 +122,80 @@ pub(crate) async fn sequence(client: &mut deadpool_postgres::Client) -> Result<(
     tx.commit().await.map_err(map_error)
 }
 
-/// Reads events from rows of `seq, kind, subject, tags, data, created_at`.
-pub(crate) fn from_rows(environment_id: &EnvironmentId, rows: &[tokio_postgres::Row]) -> Result<Vec<Event>> {
-    rows.iter()
-        .map(|row| {
-            let seq: i64 = column(row, 0)?;
-            let corrupt = |what: &str| StorageError::Corrupt(format!("event {seq}: {what}"));
-            let kind: String = column(row, 1)?;
-            Ok(Event {
-                seq: u64::try_from(seq).map_err(|_| corrupt("negative position"))?,
-                event: NewEvent {
-                    environment_id: environment_id.clone(),
-                    kind: EventKind::parse(&kind).ok_or_else(|| corrupt("unknown kind"))?,
-                    subject: column(row, 2)?,
-                    tags: column(row, 3)?,
-                    data: column(row, 4)?,
-                    at: Timestamp::from_millis(column(row, 5)?),
-                },
-            })
-        })
-        .collect()
+/// The position of the newest sequenced event; 0 when there is none.
+pub(crate) async fn head(client: &Client) -> Result<u64> {
+    let head = client.prepare_cached(HEAD).await.map_err(map_error)?;
+    let last: i64 = column(&client.query_one(&head, &[]).await.map_err(map_error)?, 0)?;
+    Ok(u64::try_from(last).unwrap_or(0))
 }
 
-/// Deletes those of the `$2` oldest events appended before `$1` that were sequenced (read).
-pub(crate) const PURGE: &str = "DELETE FROM events
-     WHERE id IN (SELECT id FROM events ORDER BY id LIMIT $2) AND created_at < $1 AND seq IS NOT NULL";
+/// The sequenced events of `environment_id` after position `after`, oldest first, at most
+/// `limit`, only of `kinds` unless it is empty. Reads rows until it has `limit` events or
+/// there are no more rows, so a page comes back short only at the end of the log.
+pub(crate) async fn after(
+    client: &Client,
+    environment_id: &EnvironmentId,
+    after: u64,
+    kinds: &[EventKind],
+    limit: usize,
+) -> Result<Vec<Event>> {
+    let statement = client.prepare_cached(AFTER).await.map_err(map_error)?;
+    let mut events = Vec::new();
+    let mut cursor = i64::try_from(after).unwrap_or(i64::MAX);
+    while events.len() < limit {
+        let rows =
+            client.query(&statement, &[&environment_id.internal(), &cursor, &READ_BATCH]).await.map_err(map_error)?;
+        for row in &rows {
+            let last: i64 = column(row, 0)?;
+            let count: i32 = column(row, 1)?;
+            let array: String = column(row, 2)?;
+            cursor = last;
+            let corrupt = |what: String| StorageError::Corrupt(format!("events through {last}: {what}"));
+            let read: Vec<Read> = serde_json::from_str(&array).map_err(|error| corrupt(error.to_string()))?;
+            if read.len() != usize::try_from(count).unwrap_or(0) {
+                return Err(corrupt(format!("{} events where {count} were appended", read.len())));
+            }
+            let first = last - i64::from(count) + 1;
+            for (seq, event) in (first..).zip(read) {
+                let seq = u64::try_from(seq).map_err(|_| corrupt("a negative position".into()))?;
+                if seq <= after || event.environment != environment_id.internal() {
+                    continue;
+                }
+                let kind = EventKind::parse(&event.kind).ok_or_else(|| corrupt(format!("kind {}", event.kind)))?;
+                if !kinds.is_empty() && !kinds.contains(&kind) {
+                    continue;
+                }
+                events.push(Event {
+                    seq,
+                    event: NewEvent {
+                        environment_id: environment_id.clone(),
+                        kind,
+                        subject: event.subject,
+                        tags: event.tags,
+                        data: event.data.get().to_owned(),
+                        at: Timestamp::from_millis(event.at),
+                    },
+                });
+                if events.len() == limit {
+                    return Ok(events);
+                }
+            }
+        }
+        if rows.len() < usize::try_from(READ_BATCH).unwrap_or(usize::MAX) {
+            break;
+        }
+    }
+    Ok(events)
+}
 
-/// The events after a position: `$1` environment, `$2` position, `$3` kinds (all when empty),
-/// `$4` limit.
-pub(crate) const AFTER: &str = "SELECT seq, kind, subject, tags, data, created_at FROM events
-     WHERE environment_id = $1 AND seq > $2 AND (cardinality($3::text[]) = 0 OR kind = ANY($3))
-     ORDER BY seq LIMIT $4";
+/// Deletes those of the `limit` oldest sequenced rows that were appended before `before`, and
+/// says how many events went.
+pub(crate) async fn purge(client: &Client, before: Timestamp, limit: usize) -> Result<u64> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let statement = client.prepare_cached(PURGE).await.map_err(map_error)?;
+    let rows = client.query(&statement, &[&before.as_millis(), &limit]).await.map_err(map_error)?;
+    rows.iter().try_fold(0, |deleted, row| {
+        let count: i32 = column(row, 0)?;
+        Ok(deleted + u64::try_from(count).unwrap_or(0))
+    })
+}

@@ -33,8 +33,8 @@
 //! - `waitpoints`: the statements that create and finish waitpoints. Each of these four
 //!   builds only on those listed after it.
 //! - `lists`: what the token and run lists share (filters on keys, bounds and cursors).
-//! - `events`: the event log, appended in each batch's transaction, sequenced in commit order
-//!   by its readers, and read by position.
+//! - `events`: the event log, a row per batch appended in the batch's transaction, sequenced in
+//!   commit order by its readers, and read by position.
 //! - `webhooks`: outbound webhook subscriptions and how far their delivery got.
 //! - `retention`: purges of what finished long ago.
 //! - `rows`: mapping between rows and domain types.
@@ -89,6 +89,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("../migrations/0011_callback_verifiers.sql")),
     (12, include_str!("../migrations/0012_events.sql")),
     (13, include_str!("../migrations/0013_webhooks.sql")),
+    (14, include_str!("../migrations/0014_event_batches.sql")),
 ];
 
 /// The advisory lock that serializes migrations of servers starting at once ("waitpoin").
@@ -374,30 +375,21 @@ impl Store for PostgresStore {
         kinds: &[EventKind],
         limit: usize,
     ) -> Result<Vec<Event>> {
-        let after = i64::try_from(after).unwrap_or(i64::MAX);
-        let kinds: Vec<&str> = kinds.iter().map(|kind| kind.as_str()).collect();
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        events::sequence(&mut self.client().await?).await?;
-        let rows = self.query(events::AFTER, &[&environment_id.internal(), &after, &kinds, &limit]).await?;
-        events::from_rows(environment_id, &rows)
+        let mut client = self.client().await?;
+        events::sequence(&mut client).await?;
+        events::after(&client, environment_id, after, kinds, limit).await
     }
 
     async fn events_head(&self) -> Result<u64> {
-        events::sequence(&mut self.client().await?).await?;
-        let rows = self.query("SELECT MAX(seq) FROM events", &[]).await?;
-        let seq: Option<i64> = match rows.first() {
-            Some(row) => column(row, 0)?,
-            None => None,
-        };
-        Ok(seq.and_then(|seq| u64::try_from(seq).ok()).unwrap_or(0))
+        let mut client = self.client().await?;
+        events::sequence(&mut client).await?;
+        events::head(&client).await
     }
 
     async fn events_purge(&self, before: Timestamp, limit: usize) -> Result<u64> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut client = self.client().await?;
         events::sequence(&mut client).await?;
-        let statement = client.prepare_cached(events::PURGE).await.map_err(map_error)?;
-        client.execute(&statement, &[&before.as_millis(), &limit]).await.map_err(map_error)
+        events::purge(&client, before, limit).await
     }
 
     async fn webhook_create(&self, webhook: &Webhook) -> Result<()> {

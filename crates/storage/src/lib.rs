@@ -132,9 +132,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// The position of the newest event of any environment; 0 when the log is empty.
     async fn events_head(&self) -> Result<u64>;
 
-    /// Deletes, among the `limit` oldest events of the log, those appended before `before`,
-    /// and says how many went. The log is appended in time order, so a call that deleted fewer
-    /// than `limit` found no more that old.
+    /// Deletes, among the `limit` oldest entries of the log, those appended before `before`,
+    /// and says how many events went. An entry is an event, or a batch's events where a backend
+    /// stores them together (so a call may delete more than `limit` events). The log is appended
+    /// in time order, so a call that deleted fewer than `limit` events found no more that old.
     async fn events_purge(&self, before: Timestamp, limit: usize) -> Result<u64>;
 
     /// Stores a new webhook subscription.
