@@ -229,7 +229,7 @@ fn wait<'a>(
                 return Ok(JournalOutcome::WaitpointNotFound);
             };
             writes.waitpoints.extend(op.create.iter().cloned());
-            let result = transitions::wait_decided(op.kind, op.needed, &members);
+            let result = transitions::wait_decided(op.kind, op.needed, &members).map(|decided| decided.to_json());
             let decided = result.is_some();
             let entry = JournalEntry { seq: op.seq, kind: op.kind, name: op.name.clone(), result };
             writes.entries.push((run.id.internal().to_owned(), entry.clone()));

@@ -622,7 +622,7 @@ async fn wait(tx: &Transaction<'_>, op: &RunWait) -> Result<JournalOutcome> {
         for new in &op.create {
             waitpoints::create_one(tx, new).await?;
         }
-        let result = transitions::wait_decided(op.kind, op.needed, &members);
+        let result = transitions::wait_decided(op.kind, op.needed, &members).map(|decided| decided.to_json());
         let decided = result.is_some();
         let entry = JournalEntry { seq: op.seq, kind: op.kind, name: op.name.clone(), result };
         insert_entry(tx, run.id.internal(), &entry).await?;
@@ -733,13 +733,13 @@ pub(crate) async fn resume_waiting(
                 let members = sets.remove(run.id.internal()).unwrap_or_default();
                 let order: Vec<&WaitpointId> = finished.iter().map(|(waitpoint, _)| &waitpoint.id).collect();
                 transitions::wait_decided_in_order(wait.kind, needed, &members, &order)
-                    .map(|(result, position)| (result, finished[position]))
+                    .map(|(result, position)| (result.to_json(), finished[position]))
             }
             _ => {
                 let by: String = column(row, RUN_COLUMNS + 5)?;
                 let Some(decider) = finished.iter().find(|(w, _)| w.id.internal() == by) else { continue };
                 transitions::wait_decided(wait.kind, needed, std::slice::from_ref(decider.0))
-                    .map(|result| (result, *decider))
+                    .map(|result| (result.to_json(), *decider))
             }
         };
         let Some((result, (waitpoint, alive_since))) = decided else { continue };

@@ -91,7 +91,10 @@ pub(crate) fn resume_waiting(
             JournalKind::WaitSet => waits(conn, run.id.internal(), seq)?,
             _ => vec![waitpoint.clone()],
         };
-        let Some(result) = transitions::wait_decided(wait.kind, needed, &members) else { continue };
+        let Some(result) = transitions::wait_decided(wait.kind, needed, &members).map(|decided| decided.to_json())
+        else {
+            continue;
+        };
         conn.prepare_cached("UPDATE run_journal SET result = ?3 WHERE run_id = ?1 AND seq = ?2")
             .and_then(|mut stmt| stmt.execute(params![run.id.internal(), seq, result]))
             .map_err(map_error)?;

@@ -272,7 +272,7 @@ pub(crate) fn wait(conn: &Connection, op: RunWait) -> Result<JournalOutcome> {
             for new in &op.create {
                 waitpoints::create(conn, new.clone())?;
             }
-            let result = transitions::wait_decided(op.kind, op.needed, &members);
+            let result = transitions::wait_decided(op.kind, op.needed, &members).map(|decided| decided.to_json());
             let decided = result.is_some();
             let entry = JournalEntry { seq: op.seq, kind: op.kind, name: op.name.clone(), result };
             insert_entry(conn, run.id.internal(), &entry)?;

@@ -2,6 +2,7 @@
 //! record (locked, inside its transaction), asks here what it becomes, and stores the answer:
 //! both backends decide alike because neither decides.
 
+use waitpoint_types::wait::{SetMember, SetResult, WaitDecided};
 use waitpoint_types::{
     EnvironmentId, JournalEntry, JournalKind, Run, RunState, Timestamp, Waitpoint, WaitpointId, WaitpointKind,
     WaitpointState,
@@ -180,18 +181,16 @@ pub fn resumed_from(last: Option<JournalEntry>) -> Option<JournalEntry> {
 }
 
 /// The result of a wait of `kind` for `needed` of `waitpoints` (in the wait's order, as they
-/// are now) once it is decided, as JSON text; `None` while it is not.
+/// are now) once it is decided; `None` while it is not.
 ///
 /// A token or datetime wait has one waitpoint and is decided when it finishes, with its
 /// [`Waitpoint::wait_result`]. A set wait is decided once `needed` of its waitpoints completed
-/// (`"ok": true`) or once so many timed out or were rejected that `needed` no longer can
-/// (`"ok": false`), and
-/// records where each one stood then, in order: its result with its id, or `"pending": true`:
-/// `{"ok": true, "waitpoints": [{"id": "waitpoint_…", "ok": true, "output": …}, {"id": …,
-/// "pending": true}]}`. What finishes later does not change a decided wait.
-pub fn wait_decided(kind: JournalKind, needed: u32, waitpoints: &[Waitpoint]) -> Option<String> {
+/// (`ok`) or once so many timed out or were rejected that `needed` no longer can (not `ok`),
+/// and records where each one stood then, in order: its result, or pending. What finishes
+/// later does not change a decided wait.
+pub fn wait_decided(kind: JournalKind, needed: u32, waitpoints: &[Waitpoint]) -> Option<WaitDecided> {
     if kind != JournalKind::WaitSet {
-        return waitpoints.first().and_then(Waitpoint::wait_result).map(|result| result.to_string());
+        return waitpoints.first().and_then(Waitpoint::wait_result).map(WaitDecided::One);
     }
     let count = |finished: fn(&WaitpointState) -> bool| waitpoints.iter().filter(|w| finished(&w.state)).count();
     let completed = count(|state| matches!(state, WaitpointState::Completed { .. }));
@@ -204,21 +203,11 @@ pub fn wait_decided(kind: JournalKind, needed: u32, waitpoints: &[Waitpoint]) ->
     } else {
         return None;
     };
-    let each: Vec<serde_json::Value> = waitpoints
+    let waitpoints = waitpoints
         .iter()
-        .map(|waitpoint| {
-            let mut each = serde_json::Map::new();
-            each.insert("id".into(), waitpoint.id.public().into());
-            match waitpoint.wait_result() {
-                Some(serde_json::Value::Object(result)) => each.extend(result),
-                _ => {
-                    each.insert("pending".into(), true.into());
-                }
-            }
-            serde_json::Value::Object(each)
-        })
+        .map(|waitpoint| SetMember { id: waitpoint.id.public(), result: waitpoint.wait_result() })
         .collect();
-    Some(serde_json::json!({ "ok": ok, "waitpoints": each }).to_string())
+    Some(WaitDecided::Set(SetResult { ok, waitpoints }))
 }
 
 /// [`wait_decided`] for a wait some of whose `waitpoints` (as they are now) finished in one
@@ -232,7 +221,7 @@ pub fn wait_decided_in_order(
     needed: u32,
     waitpoints: &[Waitpoint],
     finished: &[&WaitpointId],
-) -> Option<(String, usize)> {
+) -> Option<(WaitDecided, usize)> {
     let mut seen: Vec<Waitpoint> = waitpoints.to_vec();
     for waitpoint in &mut seen {
         if finished.contains(&&waitpoint.id) {
@@ -341,8 +330,10 @@ mod tests {
     }
 
     fn ok(needed: u32, states: &str) -> Option<bool> {
-        let result = wait_decided(JournalKind::WaitSet, needed, &set(states))?;
-        serde_json::from_str::<serde_json::Value>(&result).unwrap()["ok"].as_bool()
+        match wait_decided(JournalKind::WaitSet, needed, &set(states))? {
+            WaitDecided::Set(set) => Some(set.ok),
+            WaitDecided::One(_) => panic!("a set wait decided as a wait on one"),
+        }
     }
 
     #[test]
@@ -363,7 +354,7 @@ mod tests {
     fn a_decided_set_says_where_each_waitpoint_stood() {
         let result = wait_decided(JournalKind::WaitSet, 1, &set("tcw")).unwrap();
         assert_eq!(
-            result,
+            result.to_json(),
             concat!(
                 r#"{"ok":true,"waitpoints":[{"id":"waitpoint_w0","ok":false,"error":{"code":"TRIGGER_WAITPOINT_TIMEOUT","#,
                 r#""message":"Waitpoint timed out at 1970-01-01T00:00:00.001Z"}},"#,
@@ -371,7 +362,7 @@ mod tests {
             )
         );
         let single = wait_decided(JournalKind::WaitToken, 1, &set("c")).unwrap();
-        assert_eq!(single, r#"{"ok":true,"output":null}"#, "a wait on one keeps its own shape");
+        assert_eq!(single.to_json(), r#"{"ok":true,"output":null}"#, "a wait on one keeps its own shape");
     }
 
     #[test]

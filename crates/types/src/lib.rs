@@ -26,6 +26,7 @@ pub mod id;
 pub mod run;
 pub mod time;
 pub mod verifier;
+pub mod wait;
 pub mod waitpoint;
 pub mod webhook;
 

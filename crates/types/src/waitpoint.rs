@@ -20,6 +20,7 @@ use crate::environment::Environment;
 use crate::id::{EnvironmentId, WaitpointId};
 use crate::time::Timestamp;
 use crate::verifier::CallbackVerifier;
+use crate::wait::WaitpointResult;
 
 /// The `outputType` of outputs that came from JSON: superjson's envelope `{"json": …}`,
 /// byte-compatible with what Trigger.dev stores.
@@ -441,25 +442,17 @@ impl Waitpoint {
         }
     }
 
-    /// What a run waiting on this finished waitpoint gets: `{"ok": true, "output": <value>}`
-    /// (`null` without output), `{"ok": false, "error": {"code", "message"}}` after a timeout,
-    /// or `{"ok": false, "error": {"code", "message", "data"?}, "rejected": true}` after a
-    /// rejection. `None` while it waits.
-    pub fn wait_result(&self) -> Option<serde_json::Value> {
+    /// What a run waiting on this finished waitpoint gets (its output, or the error of a
+    /// timeout or a rejection); `None` while it waits.
+    pub fn wait_result(&self) -> Option<WaitpointResult> {
+        let error = || self.output().map_or(serde_json::Value::Null, |o| o.decode());
         match &self.state {
             WaitpointState::Waiting => None,
-            WaitpointState::Completed { output, .. } => Some(serde_json::json!({
-                "ok": true,
-                "output": output.as_ref().map_or(serde_json::Value::Null, Output::decode),
-            })),
-            WaitpointState::TimedOut { .. } => {
-                let error = self.output().map_or(serde_json::Value::Null, |o| o.decode());
-                Some(serde_json::json!({ "ok": false, "error": error }))
-            }
-            WaitpointState::Rejected { .. } => {
-                let error = self.output().map_or(serde_json::Value::Null, |o| o.decode());
-                Some(serde_json::json!({ "ok": false, "error": error, "rejected": true }))
-            }
+            WaitpointState::Completed { output, .. } => Some(WaitpointResult::Completed {
+                output: output.as_ref().map_or(serde_json::Value::Null, Output::decode),
+            }),
+            WaitpointState::TimedOut { .. } => Some(WaitpointResult::TimedOut { error: error() }),
+            WaitpointState::Rejected { .. } => Some(WaitpointResult::Rejected { error: error() }),
         }
     }
 
@@ -514,8 +507,10 @@ mod tests {
             (WaitpointStatus::Rejected, WaitpointStatus::TimedOut)
         );
         assert_eq!(
-            token.wait_result().unwrap().to_string(),
-            r#"{"ok":false,"error":{"code":"WAITPOINT_REJECTED","message":"no"},"rejected":true}"#
+            token.wait_result(),
+            Some(WaitpointResult::Rejected {
+                error: serde_json::json!({ "code": "WAITPOINT_REJECTED", "message": "no" })
+            })
         );
         assert_eq!(Rejection::from_json(r#"{"message":"no"}"#), None, "not such an error");
     }
@@ -531,9 +526,8 @@ mod tests {
             r#"{"code":"TRIGGER_WAITPOINT_TIMEOUT","message":"Waitpoint timed out at 2025-04-01T10:00:00.000Z"}"#
         );
         assert_eq!(w.user_idempotency_key(), Some("k"));
-        let result = w.wait_result().unwrap();
-        assert_eq!(result["ok"], false);
-        assert_eq!(result["error"]["code"], "TRIGGER_WAITPOINT_TIMEOUT");
+        let Some(WaitpointResult::TimedOut { error }) = w.wait_result() else { panic!("not a timeout") };
+        assert_eq!(error["code"], "TRIGGER_WAITPOINT_TIMEOUT");
         assert_eq!(w.completed_via(), None);
 
         let forced = Timestamp::from_millis(1_743_501_500_000);
@@ -571,7 +565,7 @@ mod tests {
         let at = Timestamp::from_millis(1_743_501_600_001);
         w.state = w.deadline_state(at, None);
         assert_eq!(w.state, WaitpointState::Completed { at, via: CompletedVia::Datetime, output: None });
-        assert_eq!(w.wait_result(), Some(serde_json::json!({ "ok": true, "output": null })));
+        assert_eq!(w.wait_result(), Some(WaitpointResult::Completed { output: serde_json::Value::Null }));
         let skipped = w.deadline_state(at, Some(CompletedVia::Dashboard));
         assert_eq!(skipped, WaitpointState::Completed { at, via: CompletedVia::Dashboard, output: None });
     }

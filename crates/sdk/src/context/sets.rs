@@ -4,11 +4,11 @@
 
 use std::collections::HashSet;
 
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use waitpoint_types::JournalKind;
 use waitpoint_types::api::worker::{MAX_SET_WAITS, WaitFor};
 use waitpoint_types::run::wait_set_name;
+use waitpoint_types::wait::{SetResult, WaitpointResult};
 
 use super::journal::Begin;
 use super::waits::{Wait, WaitpointRejectedError, WaitpointTimeoutError};
@@ -118,31 +118,9 @@ impl WaitSetResult {
         Err(WaitpointTimeoutError { message })
     }
 
-    /// Reads a set wait's result as the server records it:
-    /// `{"ok", "waitpoints": [{"id", "ok": true, "output"} | {"id", "ok": false, "error"} | {"id", "pending": true}]}`.
+    /// Reads a set wait's result as the server records it ([`SetResult`]).
     fn from_recorded(condition: String, result: serde_json::Value) -> Result<Self> {
-        #[derive(Deserialize)]
-        struct Recorded {
-            ok: bool,
-            waitpoints: Vec<RecordedMember>,
-        }
-        #[derive(Deserialize)]
-        struct RecordedMember {
-            id: String,
-            ok: Option<bool>,
-            #[serde(default)]
-            output: serde_json::Value,
-            error: Option<RecordedError>,
-            #[serde(default)]
-            rejected: bool,
-        }
-        #[derive(Deserialize)]
-        struct RecordedError {
-            message: String,
-            code: Option<String>,
-            data: Option<serde_json::Value>,
-        }
-        let recorded: Recorded = serde_json::from_value(result).map_err(|error| {
+        let recorded: SetResult = serde_json::from_value(result).map_err(|error| {
             Error::Decode(format!(
                 "the result of {} {condition:?} is not a set wait's result: {error}",
                 JournalKind::WaitSet
@@ -152,23 +130,14 @@ impl WaitSetResult {
             .waitpoints
             .into_iter()
             .map(|member| {
-                let state = match member.ok {
-                    Some(true) => MemberState::Completed(member.output),
-                    Some(false) if member.rejected => {
-                        let error = member.error.unwrap_or(RecordedError {
-                            message: "Waitpoint rejected".into(),
-                            code: None,
-                            data: None,
-                        });
-                        MemberState::Rejected(WaitpointRejectedError {
-                            message: error.message,
-                            code: error.code.unwrap_or_else(|| "WAITPOINT_REJECTED".into()),
-                            data: error.data,
-                        })
+                let state = match member.result {
+                    Some(WaitpointResult::Completed { output }) => MemberState::Completed(output),
+                    Some(WaitpointResult::TimedOut { error }) => {
+                        MemberState::TimedOut(WaitpointTimeoutError::from_recorded(&error))
                     }
-                    Some(false) => MemberState::TimedOut(WaitpointTimeoutError {
-                        message: member.error.map_or_else(|| "Waitpoint timed out".into(), |error| error.message),
-                    }),
+                    Some(WaitpointResult::Rejected { error }) => {
+                        MemberState::Rejected(WaitpointRejectedError::from_recorded(&error))
+                    }
                     None => MemberState::Pending,
                 };
                 WaitSetMember { id: member.id, state }

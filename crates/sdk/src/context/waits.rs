@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 use waitpoint_types::api::worker::WaitFor;
+use waitpoint_types::wait::WaitpointResult;
 use waitpoint_types::{JournalKind, Timestamp};
 
 use super::journal::{Begin, Cursor};
@@ -127,6 +128,13 @@ impl fmt::Display for WaitpointTimeoutError {
 
 impl std::error::Error for WaitpointTimeoutError {}
 
+impl WaitpointTimeoutError {
+    /// The error a timed-out waitpoint's recorded result gives (`{"code", "message"}`).
+    pub(super) fn from_recorded(error: &serde_json::Value) -> Self {
+        Self { message: error["message"].as_str().unwrap_or("Waitpoint timed out").to_owned() }
+    }
+}
+
 /// A token was rejected: the error its rejection gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WaitpointRejectedError {
@@ -145,6 +153,17 @@ impl fmt::Display for WaitpointRejectedError {
 }
 
 impl std::error::Error for WaitpointRejectedError {}
+
+impl WaitpointRejectedError {
+    /// The error a rejected waitpoint's recorded result gives (`{"code", "message", "data"?}`).
+    pub(super) fn from_recorded(error: &serde_json::Value) -> Self {
+        Self {
+            message: error["message"].as_str().unwrap_or("Waitpoint rejected").to_owned(),
+            code: error["code"].as_str().unwrap_or("WAITPOINT_REJECTED").to_owned(),
+            data: error.get("data").cloned(),
+        }
+    }
+}
 
 /// Why a wait on a token gave no output: what [`WaitResult::into_result`] fails with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -166,20 +185,24 @@ impl Context {
     pub async fn wait_for_token<T: DeserializeOwned>(&self, token: impl AsTokenId) -> Result<WaitResult<T>> {
         let wait = Wait::token(token);
         let id = wait.journal().1.to_owned();
-        let result = self.wait_alone(wait).await?;
-        if result["ok"].as_bool() == Some(true) {
-            return decode(result["output"].clone(), || format!("the output of token {id}")).map(WaitResult::Completed);
+        let recorded = self.wait_alone(wait).await?;
+        let result: WaitpointResult = serde_json::from_value(recorded).map_err(|error| {
+            Error::Decode(format!(
+                "the result of {} {id:?} is not a token wait's result: {error}",
+                JournalKind::WaitToken
+            ))
+        })?;
+        match result {
+            WaitpointResult::Completed { output } => {
+                decode(output, || format!("the output of token {id}")).map(WaitResult::Completed)
+            }
+            WaitpointResult::TimedOut { error } => {
+                Ok(WaitResult::TimedOut(WaitpointTimeoutError::from_recorded(&error)))
+            }
+            WaitpointResult::Rejected { error } => {
+                Ok(WaitResult::Rejected(WaitpointRejectedError::from_recorded(&error)))
+            }
         }
-        let error = &result["error"];
-        if result["rejected"].as_bool() == Some(true) {
-            return Ok(WaitResult::Rejected(WaitpointRejectedError {
-                message: error["message"].as_str().unwrap_or("Waitpoint rejected").to_owned(),
-                code: error["code"].as_str().unwrap_or("WAITPOINT_REJECTED").to_owned(),
-                data: error.get("data").cloned(),
-            }));
-        }
-        let message = error["message"].as_str().unwrap_or("Waitpoint timed out").to_owned();
-        Ok(WaitResult::TimedOut(WaitpointTimeoutError { message }))
     }
 
     /// Waits for `duration`, counted from when the server records the wait (a durable datetime
