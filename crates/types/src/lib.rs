@@ -11,6 +11,7 @@
 //!   (waiting → completed | timed out).
 //! - [`approval`]: what a token's hosted approval page asks, and the output an answer becomes.
 //! - [`run`]: a task run, its state machine and its journal.
+//! - [`wait`]: what a decided wait records in the journal (one waitpoint's result, or a set's).
 //! - [`environment`]: an isolated environment with its secret key and signing secret.
 //! - [`api`]: request and response bodies exactly as they travel over HTTP.
 //! - `openapi` (feature `openapi`): the OpenAPI schemas the derives on the wire types cannot
