@@ -357,6 +357,9 @@ fn disk_mib(dir: &Path) -> (f64, f64) {
     (apparent as f64 / 1_048_576.0, allocated as f64 / 1_048_576.0)
 }
 
+/// CPU seconds the server (when its pid is known), the worker and the driver have used.
+type Cpu = [Option<f64>; 3];
+
 struct Processes {
     server: Option<u32>,
     worker: u32,
@@ -364,17 +367,34 @@ struct Processes {
 }
 
 impl Processes {
-    fn cpu(&self) -> [Option<f64>; 3] {
+    fn cpu(&self) -> Cpu {
         [self.server.and_then(cpu_seconds), cpu_seconds(self.worker), cpu_seconds(self.driver)]
     }
 }
 
-fn cpu_delta(before: [Option<f64>; 3], after: [Option<f64>; 3]) -> Value {
+fn cpu_delta(before: Cpu, after: Cpu) -> Value {
     let delta = |i: usize| match (before[i], after[i]) {
         (Some(a), Some(b)) => json!(((b - a) * 100.0).round() / 100.0),
         _ => Value::Null,
     };
     json!({ "server": delta(0), "worker": delta(1), "driver": delta(2) })
+}
+
+/// CPU milliseconds each process spent per run cycle (a run created, suspended, resumed and
+/// completed): both phases' CPU over the `n` runs they measured.
+fn cpu_ms_per_run(phases: [(Cpu, Cpu); 2], n: usize) -> Value {
+    let spent = |i: usize| -> Option<f64> {
+        phases.iter().map(|(before, after)| Some(after[i]? - before[i]?)).sum::<Option<f64>>()
+    };
+    let per_run = |seconds: f64| json!((seconds * 1000.0 / n.max(1) as f64 * 1000.0).round() / 1000.0);
+    let [server, worker, driver] = [spent(0), spent(1), spent(2)];
+    let total = server.zip(worker).zip(driver).map(|((s, w), d)| s + w + d);
+    json!({
+        "server": server.map(per_run),
+        "worker": worker.map(per_run),
+        "driver": driver.map(per_run),
+        "total": total.map(per_run),
+    })
 }
 
 pub(crate) fn percentiles(mut latencies: Vec<f64>) -> Value {
@@ -507,6 +527,7 @@ pub(crate) async fn runs(args: RunsArgs) -> anyhow::Result<()> {
             "at_end": disk_end.map(|d| json!({ "apparent": round2(d.0), "allocated": round2(d.1) })),
         },
         "cpu_seconds": { "create": cpu_delta(cpu_a, cpu_a_end), "complete": cpu_delta(cpu_b, cpu_b_end) },
+        "cpu_ms_per_run_cycle": cpu_ms_per_run([(cpu_a, cpu_a_end), (cpu_b, cpu_b_end)], args.n),
     });
     println!();
     println!("{:<36} {}", "waits/s (create phase)", summary["waits_per_s"]);
@@ -517,6 +538,7 @@ pub(crate) async fn runs(args: RunsArgs) -> anyhow::Result<()> {
     println!("{:<36} {}", "memory while waiting (MiB)", summary["memory_mib_while_waiting"]);
     println!("{:<36} {}", "disk (MiB)", summary["disk_mib"]);
     println!("{:<36} {}", "CPU seconds", summary["cpu_seconds"]);
+    println!("{:<36} {}", "CPU ms per run cycle", summary["cpu_ms_per_run_cycle"]);
     println!("{summary}");
     Ok(())
 }
@@ -608,5 +630,27 @@ async fn wait_for_status(
             bail!("only {count} of {n} runs reached {status}");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_per_run_cycle_adds_both_phases_and_divides_by_the_runs() {
+        let phases = [
+            ([Some(1.0), Some(2.0), Some(3.0)], [Some(2.0), Some(4.0), Some(6.0)]),
+            ([Some(10.0), Some(10.0), Some(10.0)], [Some(11.0), Some(12.0), Some(13.0)]),
+        ];
+        assert_eq!(
+            cpu_ms_per_run(phases, 1_000),
+            json!({ "server": 2.0, "worker": 4.0, "driver": 6.0, "total": 12.0 })
+        );
+        let no_server = [([None, Some(0.0), Some(0.0)], [None, Some(0.5), Some(0.25)]); 2];
+        assert_eq!(
+            cpu_ms_per_run(no_server, 1_000),
+            json!({ "server": null, "worker": 1.0, "driver": 0.5, "total": null })
+        );
     }
 }
