@@ -209,18 +209,10 @@ impl Engine {
 /// The body of a delivery: Standard Webhooks' `{type, timestamp, data}`, `data` being the event
 /// as the event stream shows it.
 fn body(event: &Event) -> String {
-    let data: serde_json::Value = serde_json::from_str(&event.event.data).unwrap_or(serde_json::Value::Null);
     serde_json::json!({
         "type": event.event.kind.as_str(),
         "timestamp": event.event.at.to_string(),
-        "data": {
-            "seq": event.seq,
-            "type": event.event.kind.as_str(),
-            "subject": event.event.subject,
-            "tags": event.event.tags,
-            "createdAt": event.event.at.to_string(),
-            "data": data,
-        },
+        "data": event,
     })
     .to_string()
 }

@@ -11,7 +11,6 @@
 //! comes after every event sequenced before it, and writers never wait for each other.
 
 use deadpool_postgres::{Client, Transaction};
-use serde_json::value::RawValue;
 use waitpoint_storage::{Result, StorageError};
 use waitpoint_types::event::{Event, EventKind, NewEvent};
 use waitpoint_types::{EnvironmentId, Timestamp};
@@ -56,7 +55,7 @@ struct Stored<'a> {
     kind: &'a str,
     subject: &'a str,
     tags: &'a [String],
-    data: &'a RawValue,
+    data: &'a serde_json::Value,
     at: i64,
 }
 
@@ -67,7 +66,7 @@ struct Read {
     kind: String,
     subject: String,
     tags: Vec<String>,
-    data: Box<RawValue>,
+    data: serde_json::Value,
     at: i64,
 }
 
@@ -75,20 +74,17 @@ struct Read {
 /// order), in the batch's transaction.
 pub(crate) async fn append(tx: &Transaction<'_>, events: &[NewEvent]) -> Result<()> {
     let Some(first) = events.first() else { return Ok(()) };
-    let stored = events
+    let stored: Vec<Stored<'_>> = events
         .iter()
-        .map(|event| {
-            Ok(Stored {
-                environment: event.environment_id.internal(),
-                kind: event.kind.as_str(),
-                subject: &event.subject,
-                tags: &event.tags,
-                data: serde_json::from_str(&event.data)?,
-                at: event.at.as_millis(),
-            })
+        .map(|event| Stored {
+            environment: event.environment_id.internal(),
+            kind: event.kind.as_str(),
+            subject: &event.subject,
+            tags: &event.tags,
+            data: &event.data,
+            at: event.at.as_millis(),
         })
-        .collect::<serde_json::Result<Vec<_>>>()
-        .map_err(StorageError::database)?;
+        .collect();
     let array = serde_json::to_string(&stored).map_err(StorageError::database)?;
     let mut environments: Vec<&str> = Vec::new();
     for event in events {
@@ -172,7 +168,7 @@ pub(crate) async fn after(
                         kind,
                         subject: event.subject,
                         tags: event.tags,
-                        data: event.data.get().to_owned(),
+                        data: event.data,
                         at: Timestamp::from_millis(event.at),
                     },
                 });

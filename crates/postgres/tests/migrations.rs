@@ -62,7 +62,7 @@ async fn events_keep_their_positions_when_the_log_becomes_a_row_per_batch() {
     let read: Vec<_> = events
         .iter()
         .map(|e| {
-            (e.seq, e.event.kind, e.event.subject.as_str(), e.event.tags.clone(), e.event.data.as_str(), e.event.at)
+            (e.seq, e.event.kind, e.event.subject.as_str(), e.event.tags.clone(), e.event.data.to_string(), e.event.at)
         })
         .collect();
     assert_eq!(
@@ -73,7 +73,7 @@ async fn events_keep_their_positions_when_the_log_becomes_a_row_per_batch() {
                 EventKind::WaitpointCreated,
                 "waitpoint_one",
                 vec!["x".to_owned(), "y".to_owned()],
-                r#"{"id":"waitpoint_one","n":1.5}"#,
+                r#"{"id":"waitpoint_one","n":1.5}"#.to_owned(),
                 Timestamp::from_millis(1_000)
             ),
             (
@@ -81,7 +81,7 @@ async fn events_keep_their_positions_when_the_log_becomes_a_row_per_batch() {
                 EventKind::WaitpointTimedOut,
                 "waitpoint_three",
                 vec!["x".to_owned()],
-                r#"{"id":"waitpoint_three"}"#,
+                r#"{"id":"waitpoint_three"}"#.to_owned(),
                 Timestamp::from_millis(3_000)
             ),
         ]

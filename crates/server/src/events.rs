@@ -12,7 +12,6 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event as Sse, KeepAlive};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
-use serde_json::value::RawValue;
 use waitpoint_engine::{Engine, EventFilter};
 use waitpoint_types::Environment;
 use waitpoint_types::event::{Event, EventKind};
@@ -174,27 +173,8 @@ fn events(
 
 /// An event as the stream sends it.
 fn describe(event: &Event) -> Sse {
-    #[derive(serde::Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Data<'a> {
-        seq: u64,
-        #[serde(rename = "type")]
-        kind: &'a str,
-        subject: &'a str,
-        tags: &'a [String],
-        created_at: waitpoint_types::Timestamp,
-        data: Option<&'a RawValue>,
-    }
-    let data = Data {
-        seq: event.seq,
-        kind: event.event.kind.as_str(),
-        subject: &event.event.subject,
-        tags: &event.event.tags,
-        created_at: event.event.at,
-        data: serde_json::from_str(&event.event.data).ok(),
-    };
     Sse::default()
         .id(event.seq.to_string())
         .event(event.event.kind.as_str())
-        .data(serde_json::to_string(&data).unwrap_or_default())
+        .data(serde_json::to_string(event).unwrap_or_default())
 }

@@ -25,7 +25,7 @@ pub(crate) fn append(conn: &Connection, events: &[NewEvent]) -> Result<()> {
                 event.kind.as_str(),
                 event.subject,
                 tags,
-                event.data,
+                event.data.to_string(),
                 event.at.as_millis(),
             ])
             .map_err(map_error)?;
@@ -78,7 +78,7 @@ pub(crate) fn after(
                 kind: EventKind::parse(&kind).ok_or_else(|| corrupt("unknown kind"))?,
                 subject,
                 tags: serde_json::from_str(&tags).map_err(|_| corrupt("tags are not a JSON array"))?,
-                data,
+                data: serde_json::from_str(&data).map_err(|_| corrupt("data is not JSON"))?,
                 at: Timestamp::from_millis(created_at),
             },
         })

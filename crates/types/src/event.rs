@@ -78,9 +78,9 @@ pub struct NewEvent {
     pub subject: String,
     /// The subject's tags, for filtering.
     pub tags: Vec<String>,
-    /// What a reader needs without another call, as JSON text: the subject's id and status,
+    /// What a reader needs without another call, a JSON object: the subject's id and status,
     /// and how and when it finished.
-    pub data: String,
+    pub data: serde_json::Value,
     /// When it happened.
     pub at: Timestamp,
 }
@@ -113,7 +113,7 @@ impl NewEvent {
             kind,
             subject: waitpoint.id.public(),
             tags: waitpoint.tags.clone(),
-            data: data.to_string(),
+            data,
             at: waitpoint.completed_at().unwrap_or(waitpoint.created_at),
         })
     }
@@ -138,17 +138,43 @@ impl NewEvent {
             kind,
             subject: run.id.public(),
             tags: run.tags.clone(),
-            data: data.to_string(),
+            data,
             at,
         })
     }
 }
 
-/// An event as the log holds it.
+/// An event as the log holds it. Serialized as the event stream sends it and a webhook
+/// delivery carries it: `{"seq", "type", "subject", "tags", "createdAt", "data"}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     /// Its position in the log: increasing in commit order, across environments.
     pub seq: u64,
     /// What was appended.
     pub event: NewEvent,
+}
+
+impl serde::Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Wire<'a> {
+            seq: u64,
+            #[serde(rename = "type")]
+            kind: &'a str,
+            subject: &'a str,
+            tags: &'a [String],
+            created_at: Timestamp,
+            data: &'a serde_json::Value,
+        }
+        Wire {
+            seq: self.seq,
+            kind: self.event.kind.as_str(),
+            subject: &self.event.subject,
+            tags: &self.event.tags,
+            created_at: self.event.at,
+            data: &self.event.data,
+        }
+        .serialize(serializer)
+    }
 }
