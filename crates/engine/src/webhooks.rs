@@ -332,7 +332,7 @@ pub(crate) async fn run(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) 
         }
         // At most one round per ROUND_EVERY however fast events come: a round lists the
         // subscriptions, and a running delivery task takes what came meanwhile anyway.
-        tokio::time::sleep(ROUND_EVERY).await;
+        inner.clock.sleep_until(now.saturating_add(ROUND_EVERY)).await;
         tokio::select! {
             _ = appends.changed() => {}
             () = inner.webhooks_changed.notified() => {}
