@@ -32,11 +32,7 @@ fn no_such_page() -> EngineError {
 impl Engine {
     /// The URL of the approval page of token `id`.
     pub fn approval_url(&self, environment: &Environment, id: &WaitpointId) -> String {
-        format!(
-            "{}/approve/{id}/{}",
-            self.inner.config.public_url,
-            auth::SignedUrl::Approval.signature(&environment.signing_secret, id)
-        )
+        self.signed_url(auth::SignedUrl::Approval, environment, id)
     }
 
     /// Checks an approval page's URL: `signature` must be the one of token `id`. Any mismatch,

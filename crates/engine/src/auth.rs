@@ -231,6 +231,15 @@ impl SignedUrl {
         }
     }
 
+    /// Where this URL of token `id` points below the public URL, before its signature.
+    pub(crate) fn path(self, id: &WaitpointId) -> String {
+        match self {
+            Self::Approval => format!("/approve/{id}"),
+            Self::Reject => format!("/api/v1/waitpoints/tokens/{id}/reject"),
+            Self::Heartbeat => format!("/api/v1/waitpoints/tokens/{id}/heartbeat"),
+        }
+    }
+
     /// The signature in this URL of token `id`: lowercase hex HMAC-SHA256 of the internal id
     /// in this URL's domain (never equal to the callback hash).
     pub(crate) fn signature(self, signing_secret: &Secret, id: &WaitpointId) -> String {

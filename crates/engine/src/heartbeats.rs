@@ -28,11 +28,7 @@ impl Engine {
 
     /// The heartbeat URL of token `id`: POST to it, with no credentials, to send a heartbeat.
     pub fn heartbeat_url(&self, environment: &Environment, id: &WaitpointId) -> String {
-        format!(
-            "{}/api/v1/waitpoints/tokens/{id}/heartbeat/{}",
-            self.inner.config.public_url,
-            SignedUrl::Heartbeat.signature(&environment.signing_secret, id)
-        )
+        self.signed_url(SignedUrl::Heartbeat, environment, id)
     }
 
     /// Checks a heartbeat URL: the token `id` exists, is a token, and `signature` is its

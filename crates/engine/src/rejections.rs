@@ -58,11 +58,7 @@ impl Engine {
     /// the token. Signed in a domain of its own: neither the callback URL nor the approval page
     /// can be turned into it.
     pub fn reject_url(&self, environment: &Environment, id: &WaitpointId) -> String {
-        format!(
-            "{}/api/v1/waitpoints/tokens/{id}/reject/{}",
-            self.inner.config.public_url,
-            SignedUrl::Reject.signature(&environment.signing_secret, id)
-        )
+        self.signed_url(SignedUrl::Reject, environment, id)
     }
 
     /// Checks a reject URL: the token `id` exists, is a token, and `signature` is its reject

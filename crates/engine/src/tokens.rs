@@ -202,6 +202,11 @@ impl Engine {
         })
     }
 
+    /// The signed URL of `kind` of token `id`: `<public URL><path>/<signature>`.
+    pub(crate) fn signed_url(&self, kind: SignedUrl, environment: &Environment, id: &WaitpointId) -> String {
+        format!("{}{}/{}", self.inner.config.public_url, kind.path(id), kind.signature(&environment.signing_secret, id))
+    }
+
     /// Checks a signed token URL of `kind`: the token `id` exists, is a token (404 otherwise),
     /// and `signature` is its signature for `kind` (401 otherwise). Nothing else about the
     /// request needs reading before this passes.
