@@ -332,16 +332,26 @@ pub(crate) async fn run(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) 
         }
         // At most one round per ROUND_EVERY however fast events come: a round lists the
         // subscriptions, and a running delivery task takes what came meanwhile anyway.
-        inner.clock.sleep_until(now.saturating_add(ROUND_EVERY)).await;
-        tokio::select! {
-            _ = appends.changed() => {}
-            () = inner.webhooks_changed.notified() => {}
-            () = inner.clock.sleep_until(now.saturating_add(RECHECK)) => {}
-            _ = shutdown.wait_for(|stop| *stop) => {
-                running.values().for_each(JoinHandle::abort);
-                return;
+        let pause = inner.clock.sleep_until(now.saturating_add(ROUND_EVERY));
+        let wake = async {
+            tokio::select! {
+                _ = appends.changed() => {}
+                () = inner.webhooks_changed.notified() => {}
+                () = inner.clock.sleep_until(now.saturating_add(RECHECK)) => {}
             }
+        };
+        if !unless_stopped(&mut shutdown, pause).await || !unless_stopped(&mut shutdown, wake).await {
+            running.values().for_each(JoinHandle::abort);
+            return;
         }
+    }
+}
+
+/// Waits for `wake`; false instead when `shutdown` turns true first.
+async fn unless_stopped(shutdown: &mut watch::Receiver<bool>, wake: impl Future<Output = ()>) -> bool {
+    tokio::select! {
+        () = wake => true,
+        _ = shutdown.wait_for(|stop| *stop) => false,
     }
 }
 
