@@ -53,7 +53,8 @@
 //!
 //! # Layout
 //! - [`Client`] (`client`, `runs`): the HTTP calls of the token and run API; `protocol`: the
-//!   worker protocol's calls.
+//!   worker protocol's requests; `channel`: the worker channel, which batches the operations
+//!   of all a worker's runs.
 //! - [`Token`], [`AsTokenId`] (`token`): a retrieved token, and the ways to name one.
 //! - [`Task`], [`TaskError`], [`RetryPolicy`] (`task`): tasks, and which failures are retried.
 //! - [`Context`] (`context`): the API inside a run, journaled; [`Wait`], [`WaitSetResult`]:
@@ -65,6 +66,7 @@
 //! - [`Error`], [`OutputTypeError`] (`error`): everything a call can fail with.
 #![warn(missing_docs)]
 
+mod channel;
 mod client;
 mod context;
 pub mod env;

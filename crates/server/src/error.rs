@@ -59,6 +59,13 @@ impl ApiError {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// The body: `{"error": message, ...extra}`.
+    pub fn body(&self) -> Value {
+        let mut body = self.extra.clone();
+        body.insert("error".into(), Value::String(self.message.clone()));
+        Value::Object(body)
+    }
 }
 
 impl From<EngineError> for ApiError {
@@ -96,9 +103,7 @@ impl From<EngineError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = self.extra;
-        body.insert("error".into(), Value::String(self.message));
-        let mut response = (self.status, Json(Value::Object(body))).into_response();
+        let mut response = (self.status, Json(self.body())).into_response();
         if self.status == StatusCode::METHOD_NOT_ALLOWED && !response.headers().contains_key(header::ALLOW) {
             response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
         }

@@ -18,7 +18,9 @@
 //!   heartbeat, heartbeat URL, extend).
 //! - `events`: the event log as a stream of server-sent events.
 //! - `webhooks`: subscriptions that deliver the event log to URLs.
-//! - `runs`: the run routes (trigger, list, retrieve, cancel) and the worker protocol.
+//! - `runs`: the run routes (trigger, list, retrieve, cancel).
+//! - `worker`: the worker protocol, one route per operation; `batch`: the worker channel, many
+//!   runs' operations in one request.
 //! - `body`: reading request bodies within their size limits and parsing them strictly.
 //! - `strict_json`: the JSON a stored body must be (bounded depth, numbers a double holds, no
 //!   repeated keys), so that what is stored comes back as sent.
@@ -44,6 +46,7 @@ pub mod metrics;
 
 mod approval;
 mod auth;
+mod batch;
 mod body;
 mod connection;
 mod cors;
@@ -59,6 +62,7 @@ mod runs;
 mod strict_json;
 mod tokens;
 mod webhooks;
+mod worker;
 
 use std::future::Future;
 use std::time::Instant;
@@ -113,12 +117,13 @@ fn api() -> OpenApiRouter<Engine> {
         .routes(routes!(runs::list))
         .routes(routes!(runs::retrieve))
         .routes(routes!(runs::cancel))
-        .routes(routes!(runs::journal, runs::record))
-        .routes(routes!(runs::create_token))
-        .routes(routes!(runs::wait))
-        .routes(routes!(runs::complete_attempt))
-        .routes(routes!(runs::fail_attempt))
-        .routes(routes!(runs::poll))
+        .routes(routes!(worker::journal, worker::record))
+        .routes(routes!(worker::create_token))
+        .routes(routes!(worker::wait))
+        .routes(routes!(worker::complete_attempt))
+        .routes(routes!(worker::fail_attempt))
+        .routes(routes!(worker::poll))
+        .routes(routes!(batch::batch))
 }
 
 /// [`serve_with`] with the default [`ServeConfig`].

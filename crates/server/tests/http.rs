@@ -895,3 +895,69 @@ async fn webhook_subscriptions_refuse_what_they_cannot_deliver_to() {
     assert_eq!(api.call(Method::DELETE, unknown, Some(&key), "").await.status, StatusCode::NOT_FOUND);
     assert_eq!(api.call(Method::GET, "/api/v1/webhooks", None, "").await.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn a_batch_applies_the_operations_of_many_runs_and_answers_each_as_its_route_would() {
+    let api = Api::new().await;
+    let key = api.key();
+    let post = |uri: &'static str, body: Value| {
+        let key = key.clone();
+        let api = &api;
+        async move { api.call(Method::POST, uri, Some(&key), &body.to_string()).await }
+    };
+    for _ in 0..2 {
+        assert_eq!(post("/api/v1/tasks/t/trigger", json!({ "payload": 1 })).await.status, StatusCode::OK);
+    }
+    let poll = json!({ "tasks": [{ "id": "t", "slots": 2 }], "waitMs": 0, "holding": [] });
+    let claimed = post("/api/v1/workers/worker_batch/poll", poll).await.body;
+    let (a, b) = (&claimed["runs"][0], &claimed["runs"][1]);
+    let (run_a, run_b) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+    let (epoch_a, epoch_b) = (a["epoch"].as_u64().unwrap(), b["epoch"].as_u64().unwrap());
+    let step =
+        |seq: u32, result: i64| json!({ "seq": seq, "kind": "STEP", "name": format!("s{seq}"), "result": result });
+    let operations = json!([
+        { "op": "record", "run": run_a, "epoch": epoch_a, "entry": step(0, 10) },
+        { "op": "createToken", "run": run_b, "epoch": epoch_b, "seq": 0, "options": { "timeout": "1h" } },
+        { "op": "record", "run": run_a, "epoch": epoch_a, "entry": step(1, 11) },
+        { "op": "wait", "run": run_b, "epoch": epoch_b, "seq": 1, "for": { "type": "DURATION", "ms": 60_000, "name": "for 60000ms" } },
+        { "op": "record", "run": run_a, "epoch": epoch_a, "entry": step(5, 15) },
+        { "op": "journal", "run": run_a },
+        { "op": "record", "run": run_a, "epoch": epoch_a + 1, "entry": step(2, 12) },
+        { "op": "complete", "run": "run_nosuchrun", "epoch": 1, "output": null },
+    ]);
+    let reply = post("/api/v1/workers/batch", json!({ "operations": operations })).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let answers = reply.body["answers"].as_array().unwrap();
+    let statuses: Vec<u64> = answers.iter().map(|answer| answer["status"].as_u64().unwrap()).collect();
+    assert_eq!(statuses, [200, 200, 200, 200, 409, 200, 409, 404], "{}", reply.body);
+    assert_eq!(answers[0]["body"]["entry"]["result"], 10, "a record answers with the entry, as its route does");
+    assert!(answers[1]["body"]["token"]["id"].as_str().unwrap().starts_with("waitpoint_"));
+    assert_eq!(answers[3]["body"]["suspended"], true);
+    let journal = &answers[5]["body"]["entries"];
+    assert_eq!(journal.as_array().unwrap().len(), 2, "one run's operations apply in order: {journal}");
+    assert_eq!(answers[6]["body"]["code"], "run_moved_on", "an error body is the route's");
+    assert_eq!(answers[7]["body"]["error"], "Run not found");
+
+    let done = json!([{ "op": "complete", "run": run_a, "epoch": epoch_a, "output": { "ok": true } }]);
+    let reply = post("/api/v1/workers/batch", json!({ "operations": done })).await;
+    assert_eq!(reply.body["answers"][0]["body"]["status"], "COMPLETED", "{}", reply.body);
+    let run = api.call(Method::GET, &format!("/api/v1/runs/{run_a}"), Some(&key), "").await.body;
+    assert_eq!((&run["status"], &run["output"]), (&json!("COMPLETED"), &json!({ "ok": true })));
+    let run = api.call(Method::GET, &format!("/api/v1/runs/{run_b}"), Some(&key), "").await.body;
+    assert_eq!(run["status"], "WAITING");
+
+    // A batch that cannot be read is refused whole, and changes nothing.
+    let unknown = json!({ "operations": [{ "op": "erase", "run": run_b }] });
+    assert_error(&post("/api/v1/workers/batch", unknown).await, StatusCode::BAD_REQUEST, "erase");
+    let extra = json!({ "operations": [{ "op": "journal", "run": run_b, "epoch": 1 }] });
+    assert_error(&post("/api/v1/workers/batch", extra).await, StatusCode::BAD_REQUEST, "epoch");
+    let many: Vec<Value> = (0..1_001).map(|_| json!({ "op": "journal", "run": run_b })).collect();
+    assert_error(&post("/api/v1/workers/batch", json!({ "operations": many })).await, StatusCode::BAD_REQUEST, "1000");
+    let huge = json!([{ "op": "complete", "run": run_b, "epoch": epoch_b, "output": "x".repeat(3 * 1024 * 1024) }]);
+    let reply = post("/api/v1/workers/batch", json!({ "operations": huge })).await;
+    assert_eq!(reply.body["answers"][0]["status"], 413, "an output is bounded inside a batch too");
+    let unauthenticated = api.call(Method::POST, "/api/v1/workers/batch", None, r#"{"operations":[]}"#).await;
+    assert_eq!(unauthenticated.status, StatusCode::UNAUTHORIZED);
+    let run = api.call(Method::GET, &format!("/api/v1/runs/{run_b}"), Some(&key), "").await.body;
+    assert_eq!(run["status"], "WAITING");
+}

@@ -804,6 +804,14 @@ pub mod worker {
         pub entry: JournalEntryBody,
     }
 
+    /// The answer to a recorded entry.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub struct RecordResponse {
+        /// The entry as recorded.
+        pub entry: JournalEntryBody,
+    }
+
     /// `POST /api/v1/runs/{id}/tokens`: create a token for the run.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -919,6 +927,126 @@ pub mod worker {
         #[serde(skip_serializing_if = "Option::is_none")]
         #[cfg_attr(feature = "openapi", schema(nullable = false))]
         pub retry_after_ms: Option<u64>,
+    }
+
+    /// The most operations one batch may carry.
+    pub const MAX_BATCH_OPERATIONS: usize = 1_000;
+
+    /// `POST /api/v1/workers/batch`: the operations of many runs in one request.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    #[serde(deny_unknown_fields)]
+    pub struct BatchRequest {
+        /// At most [`MAX_BATCH_OPERATIONS`]. Operations on one run are applied in this order,
+        /// one after the other; operations on different runs are applied concurrently.
+        pub operations: Vec<Operation>,
+    }
+
+    /// One operation of a batch: what the route of the same name takes, with the run it is
+    /// about (the route's path) beside its body's fields.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    #[serde(deny_unknown_fields, tag = "op", rename_all_fields = "camelCase")]
+    pub enum Operation {
+        /// `GET /api/v1/runs/{id}/journal`: the journal, to replay.
+        #[serde(rename = "journal")]
+        Journal {
+            /// `run_…`.
+            run: String,
+        },
+        /// `POST /api/v1/runs/{id}/journal`: record an operation's result.
+        #[serde(rename = "record")]
+        Record {
+            /// `run_…`.
+            run: String,
+            /// The lease.
+            epoch: u64,
+            /// The entry.
+            entry: JournalEntryBody,
+        },
+        /// `POST /api/v1/runs/{id}/tokens`: create a token for the run.
+        #[serde(rename = "createToken")]
+        CreateToken {
+            /// `run_…`.
+            run: String,
+            /// The lease.
+            epoch: u64,
+            /// The journal position.
+            seq: u32,
+            /// The token's options.
+            options: CreateTokenRequest,
+        },
+        /// `POST /api/v1/runs/{id}/wait`: wait.
+        #[serde(rename = "wait")]
+        Wait {
+            /// `run_…`.
+            run: String,
+            /// The lease.
+            epoch: u64,
+            /// The journal position.
+            seq: u32,
+            /// What to wait for.
+            #[serde(rename = "for")]
+            wait_for: WaitFor,
+        },
+        /// `POST /api/v1/runs/{id}/attempt/complete`: the task returned its output.
+        #[serde(rename = "complete")]
+        Complete {
+            /// `run_…`.
+            run: String,
+            /// The lease.
+            epoch: u64,
+            /// The output: any JSON value.
+            output: serde_json::Value,
+        },
+        /// `POST /api/v1/runs/{id}/attempt/fail`: the attempt failed.
+        #[serde(rename = "fail")]
+        Fail {
+            /// `run_…`.
+            run: String,
+            /// The lease.
+            epoch: u64,
+            /// Why.
+            error: RunErrorBody,
+            /// Retry after this long if attempts remain; absent for an error retrying cannot fix.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            #[cfg_attr(feature = "openapi", schema(nullable = false))]
+            retry_after_ms: Option<u64>,
+        },
+    }
+
+    impl Operation {
+        /// The run the operation is about.
+        pub fn run(&self) -> &str {
+            match self {
+                Self::Journal { run }
+                | Self::Record { run, .. }
+                | Self::CreateToken { run, .. }
+                | Self::Wait { run, .. }
+                | Self::Complete { run, .. }
+                | Self::Fail { run, .. } => run,
+            }
+        }
+    }
+
+    /// The answer to a batch: one per operation, in the operations' order.
+    #[derive(Debug, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub struct BatchResponse {
+        /// The answers.
+        pub answers: Vec<Answer>,
+    }
+
+    /// What the operation's own route would have answered: its status and its body (the
+    /// route's answer, or `{"error", "code"?}`).
+    #[derive(Debug, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub struct Answer {
+        /// The HTTP status the route would have answered with.
+        pub status: u16,
+        /// The body it would have answered with.
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+        pub body: Box<serde_json::value::RawValue>,
     }
 }
 

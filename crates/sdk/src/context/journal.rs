@@ -11,6 +11,7 @@ use waitpoint_clock::Clock;
 use waitpoint_types::JournalKind;
 use waitpoint_types::api::worker::JournalEntryBody;
 
+use crate::channel::Channel;
 use crate::error::decode;
 use crate::parking::{Parking, Permits};
 use crate::{Client, Context, Error, Result};
@@ -47,6 +48,8 @@ impl Cursor {
 #[derive(Debug)]
 pub(crate) struct RunShared {
     pub(crate) client: Client,
+    /// Where the run's protocol operations go.
+    pub(crate) channel: Channel,
     /// Where `ctx.now()` reads the time.
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) run_id: String,
@@ -140,7 +143,7 @@ impl Context {
         let result = serde_json::to_value(&value)
             .map_err(|e| Error::Decode(format!("{} does not encode as JSON: {e}", recorded_result(kind, name))))?;
         let entry = JournalEntryBody { seq, kind: kind.as_str().into(), name: name.into(), result: Some(result) };
-        let recorded = self.guard(self.run.client.record(&self.run.run_id, cursor.epoch, entry).await)?;
+        let recorded = self.guard(self.run.channel.record(&self.run.run_id, cursor.epoch, entry).await)?;
         cursor.next_seq += 1;
         Ok(decode(recorded.result.unwrap_or(serde_json::Value::Null), || recorded_result(kind, name))?)
     }

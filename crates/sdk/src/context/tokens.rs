@@ -43,7 +43,7 @@ impl Context {
         match self.begin(JournalKind::CreateToken, "").await? {
             Begin::Replayed(result) => decode(result, || "the recorded result of CREATE_TOKEN".into()),
             Begin::Live { mut cursor, seq } => {
-                let response = self.run.client.run_token(&self.run.run_id, cursor.epoch, seq, request).await;
+                let response = self.run.channel.run_token(&self.run.run_id, cursor.epoch, seq, request).await;
                 let response = self.guard(response)?;
                 cursor.next_seq += 1;
                 Ok(response.token)

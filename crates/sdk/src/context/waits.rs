@@ -239,7 +239,7 @@ impl Context {
         // Register before asking, so a resume that arrives before the answer is not missed.
         let (sender, receiver) = oneshot::channel::<Resume>();
         let ticket = self.run.parking.expect(&self.run.run_id, seq, sender);
-        let answer = self.guard(self.run.client.wait(&self.run.run_id, cursor.epoch, seq, wait_for).await)?;
+        let answer = self.guard(self.run.channel.wait(&self.run.run_id, cursor.epoch, seq, wait_for).await)?;
         if !answer.suspended {
             drop(ticket);
             cursor.next_seq += 1;

@@ -64,7 +64,7 @@ fn start(shared: &Arc<Shared>, claimed: ClaimedRun, permits: Permits) {
 async fn execute(shared: Arc<Shared>, claimed: ClaimedRun, permits: Permits, generation: u64) {
     let run_id = claimed.id.clone();
     let journal = if claimed.journal_length > 0 {
-        match shared.client.journal(&run_id).await {
+        match shared.channel.journal(&run_id).await {
             Ok(entries) => entries,
             Err(error) => {
                 tracing::warn!(%error, run = %run_id, "could not read the journal; the run resumes elsewhere");
@@ -78,6 +78,7 @@ async fn execute(shared: Arc<Shared>, claimed: ClaimedRun, permits: Permits, gen
     let replayed = journal.len();
     let run = Arc::new(RunShared {
         client: shared.client.clone(),
+        channel: shared.channel.clone(),
         clock: shared.config.clock.clone(),
         run_id: run_id.clone(),
         task_id: claimed.task_id.clone(),
@@ -108,21 +109,21 @@ async fn execute(shared: Arc<Shared>, claimed: ClaimedRun, permits: Permits, gen
         }
         (Some(Poison::NonDeterminism(message)), _) => {
             let error = RunErrorBody { name: "NonDeterminism".into(), message };
-            shared.client.fail_attempt(&run_id, epoch, error, None).await
+            shared.channel.fail_attempt(&run_id, epoch, error, None).await
         }
         (None, Ok(_)) if unreplayed => {
             let message = format!("the run's code returned before replaying its journal ({replayed} entries)");
             let error = RunErrorBody { name: "NonDeterminism".into(), message };
-            shared.client.fail_attempt(&run_id, epoch, error, None).await
+            shared.channel.fail_attempt(&run_id, epoch, error, None).await
         }
-        (None, Ok(output)) => shared.client.complete_attempt(&run_id, epoch, output).await,
+        (None, Ok(output)) => shared.channel.complete_attempt(&run_id, epoch, output).await,
         (None, Err(error)) => {
             let task = shared.tasks.get(&claimed.task_id);
             let retry_after = (error.is_retryable() && claimed.attempt < claimed.max_attempts)
                 .then(|| task.map(|t| t.retry.delay(claimed.attempt)))
                 .flatten();
             let body = RunErrorBody { name: error.name().into(), message: error.message().into() };
-            shared.client.fail_attempt(&run_id, epoch, body, retry_after).await
+            shared.channel.fail_attempt(&run_id, epoch, body, retry_after).await
         }
     };
     match report {

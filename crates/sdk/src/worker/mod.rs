@@ -25,6 +25,7 @@ use waitpoint_types::api::worker::{PollRequest, TaskSlots};
 
 use self::config::Identity;
 pub use self::config::WorkerConfig;
+use crate::channel::Channel;
 use crate::parking::Parking;
 use crate::{Client, Error, Result, Task};
 
@@ -45,6 +46,7 @@ pub struct Worker {
 #[derive(Debug)]
 struct Shared {
     client: Client,
+    channel: Channel,
     identity: Identity,
     tasks: HashMap<String, Task>,
     slots: Arc<Semaphore>,
@@ -73,7 +75,10 @@ impl Worker {
             .collect();
         let parking = Parking::new(config.max_suspended.max(1));
         let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
-        Ok(Self { shared: Arc::new(Shared { client, identity, tasks: by_id, slots, task_slots, parking, config }) })
+        let channel = Channel::new(client.clone());
+        Ok(Self {
+            shared: Arc::new(Shared { client, channel, identity, tasks: by_id, slots, task_slots, parking, config }),
+        })
     }
 
     /// A worker configured from the environment: [`Client::from_env`] and

@@ -3,9 +3,8 @@
 //! route's answer, which it writes as JSON.
 
 use utoipa::openapi::RefOr;
-use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Ref, Schema, SchemaType};
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, SchemaType};
 use utoipa::{PartialSchema, ToSchema};
-use waitpoint_types::api::worker::JournalEntryBody;
 
 /// The body of `POST /api/v1/waitpoints/tokens/{id}/complete`: `{"data": <output>}` as the
 /// official SDK sends it, `{"output": <output>}` as the spec's curl example does, or `{}` to
@@ -72,24 +71,3 @@ impl PartialSchema for RejectTokenBody {
 }
 
 impl ToSchema for RejectTokenBody {}
-
-/// The answer of `POST /api/v1/runs/{id}/journal`: `{"entry": <the recorded entry>}`.
-#[derive(Debug)]
-pub(crate) enum RecordResponse {}
-
-impl PartialSchema for RecordResponse {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .description(Some("The entry as recorded."))
-            .property("entry", Ref::from_schema_name(JournalEntryBody::name()))
-            .required("entry")
-            .into()
-    }
-}
-
-impl ToSchema for RecordResponse {
-    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
-        schemas.push((JournalEntryBody::name().into_owned(), JournalEntryBody::schema()));
-        JournalEntryBody::schemas(schemas);
-    }
-}

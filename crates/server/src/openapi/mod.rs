@@ -23,7 +23,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use waitpoint_types::api::ErrorBody;
 
-pub(crate) use self::bodies::{CompleteTokenBody, RecordResponse, RejectTokenBody};
+pub(crate) use self::bodies::{CompleteTokenBody, RejectTokenBody};
 pub(crate) use self::errors::{
     BadRequest, Conflict, Forbidden, LengthRequired, NotFound, PayloadTooLarge, ServerError, Unauthorized,
     Unprocessable,

@@ -1,0 +1,119 @@
+//! The worker channel: `POST /api/v1/workers/batch` carries the protocol operations of many
+//! runs in one request, authenticated once. The operations enter the write queue together, so
+//! they commit in the same group; each is answered with what its own route would have answered.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::State;
+use futures_util::future::join_all;
+use serde::Serialize;
+use serde_json::value::{RawValue, to_raw_value};
+use waitpoint_engine::Engine;
+use waitpoint_types::Environment;
+use waitpoint_types::api::worker::{Answer, BatchRequest, BatchResponse, MAX_BATCH_OPERATIONS, Operation};
+
+use crate::auth::SecretKey;
+use crate::body::Protocol;
+use crate::error::ApiError;
+use crate::openapi::{BadRequest, PayloadTooLarge, ServerError, Unauthorized};
+use crate::worker;
+
+/// A batch holds many outputs; each is bounded on its own as a route's body is.
+const BATCH_LIMIT: usize = 16 * 1024 * 1024;
+
+/// `POST /api/v1/workers/batch`: many runs' operations in one request.
+#[utoipa::path(
+    post,
+    path = "/api/v1/workers/batch",
+    operation_id = "batchOperations",
+    tag = "worker protocol",
+    summary = "Apply a batch of operations",
+    description = "The worker channel: the operations of many runs (read a journal, record, create a token, wait, complete or fail an attempt) in one request. Operations on one run are applied in the order given; operations on different runs concurrently, committed together. Each answer is the status and body the operation's own route would have answered with; the batch itself answers 200 unless it cannot be read at all.",
+    request_body(content = BatchRequest, description = "At most 1,000 operations and 16 MiB; an output or recorded result at most 3 MiB."),
+    responses(
+        (status = 200, description = "One answer per operation, in the operations' order.", body = BatchResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = PayloadTooLarge),
+        (status = "5XX", response = ServerError),
+    ),
+)]
+pub(crate) async fn batch(
+    State(engine): State<Engine>,
+    SecretKey(environment): SecretKey,
+    Protocol(request): Protocol<BatchRequest, BATCH_LIMIT>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    let count = request.operations.len();
+    if count > MAX_BATCH_OPERATIONS {
+        return Err(ApiError::bad_request(format!(
+            "a batch holds at most {MAX_BATCH_OPERATIONS} operations, got {count}: send the rest in another"
+        )));
+    }
+    let lanes = join_all(by_run(request.operations).into_iter().map(|lane| {
+        let (engine, environment) = (&engine, &environment);
+        async move {
+            let mut answers = Vec::with_capacity(lane.len());
+            for (index, operation) in lane {
+                answers.push(answer(apply(engine, environment, operation).await).map(|answer| (index, answer)));
+            }
+            answers
+        }
+    }))
+    .await;
+    let mut answered: Vec<(usize, Answer)> = lanes.into_iter().flatten().collect::<Result<_, _>>()?;
+    answered.sort_unstable_by_key(|(index, _)| *index);
+    let answers = answered.into_iter().map(|(_, answer)| answer).collect();
+    Ok(Json(BatchResponse { answers }))
+}
+
+/// The operations grouped by run, each group in the order given, with each one's index.
+fn by_run(operations: Vec<Operation>) -> Vec<Vec<(usize, Operation)>> {
+    let mut lanes: Vec<Vec<(usize, Operation)>> = Vec::new();
+    let mut lane_of: HashMap<String, usize> = HashMap::new();
+    for (index, operation) in operations.into_iter().enumerate() {
+        let lane = *lane_of.entry(operation.run().to_owned()).or_insert_with(|| {
+            lanes.push(Vec::new());
+            lanes.len() - 1
+        });
+        lanes[lane].push((index, operation));
+    }
+    lanes
+}
+
+/// Applies one operation as its route does; its answer is the route's body.
+async fn apply(engine: &Engine, environment: &Environment, operation: Operation) -> Result<Box<RawValue>, ApiError> {
+    match operation {
+        Operation::Journal { run } => raw(&worker::read_journal(engine, environment, &run).await?),
+        Operation::Record { run, epoch, entry } => {
+            raw(&worker::record_entry(engine, environment, &run, epoch, entry).await?)
+        }
+        Operation::CreateToken { run, epoch, seq, options } => {
+            raw(&worker::create_token_for(engine, environment, &run, epoch, seq, &options).await?)
+        }
+        Operation::Wait { run, epoch, seq, wait_for } => {
+            raw(&worker::wait_on(engine, environment, &run, epoch, seq, &wait_for).await?)
+        }
+        Operation::Complete { run, epoch, output } => {
+            raw(&worker::complete(engine, environment, &run, epoch, &output).await?)
+        }
+        Operation::Fail { run, epoch, error, retry_after_ms } => {
+            raw(&worker::fail(engine, environment, &run, epoch, error, retry_after_ms).await?)
+        }
+    }
+}
+
+fn raw(body: &impl Serialize) -> Result<Box<RawValue>, ApiError> {
+    to_raw_value(body).map_err(|error| {
+        tracing::error!(%error, "an answer did not serialize");
+        ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+    })
+}
+
+/// An operation's outcome as its route's status and body.
+fn answer(outcome: Result<Box<RawValue>, ApiError>) -> Result<Answer, ApiError> {
+    Ok(match outcome {
+        Ok(body) => Answer { status: 200, body },
+        Err(error) => Answer { status: error.status().as_u16(), body: raw(&error.body())? },
+    })
+}
