@@ -16,8 +16,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
+use waitpoint_types::RawJson;
 use waitpoint_types::api::worker::{
     Answer, JournalEntryBody, JournalResponse, MAX_BATCH_OPERATIONS, Operation, RecordResponse, RunTokenResponse,
     WaitFor, WaitResponse,
@@ -47,8 +47,8 @@ struct Shared {
 /// An operation waiting to be sent, as JSON, and where its answer goes.
 #[derive(Debug)]
 struct Pending {
-    operation: Box<RawValue>,
-    reply: oneshot::Sender<Result<Box<RawValue>>>,
+    operation: RawJson,
+    reply: oneshot::Sender<Result<RawJson>>,
 }
 
 impl Channel {
@@ -77,7 +77,7 @@ impl Channel {
         seq: u32,
         options: CreateTokenRequest,
     ) -> Result<RunTokenResponse> {
-        self.call(&Operation::CreateToken { run: run.into(), epoch, seq, options }).await
+        self.call(&Operation::CreateToken { run: run.into(), epoch, seq, options: Box::new(options) }).await
     }
 
     /// Records a wait at journal position `seq`.
@@ -86,7 +86,7 @@ impl Channel {
     }
 
     /// Ends the attempt with the task's output.
-    pub(crate) async fn complete_attempt(&self, run: &str, epoch: u64, output: serde_json::Value) -> Result<()> {
+    pub(crate) async fn complete_attempt(&self, run: &str, epoch: u64, output: RawJson) -> Result<()> {
         let _: serde::de::IgnoredAny = self.call(&Operation::Complete { run: run.into(), epoch, output }).await?;
         Ok(())
     }
@@ -107,7 +107,7 @@ impl Channel {
 
     /// Queues `operation` for the next batch and decodes its answer.
     async fn call<T: DeserializeOwned>(&self, operation: &Operation) -> Result<T> {
-        let operation = serde_json::value::to_raw_value(operation)
+        let operation = RawJson::encode(operation)
             .map_err(|e| Error::Config(format!("an operation does not encode as JSON: {e}")))?;
         let (reply, answer) = oneshot::channel();
         let queue = self.shared.queue.get_or_init(|| {
@@ -117,7 +117,7 @@ impl Channel {
         });
         queue.send(Pending { operation, reply }).map_err(|_| stopped())?;
         let body = answer.await.map_err(|_| stopped())??;
-        serde_json::from_str(body.get()).map_err(|e| Error::Decode(format!("{e} in {}", body.get())))
+        body.decode().map_err(|e| Error::Decode(format!("{e} in {}", body.get())))
     }
 }
 
@@ -213,7 +213,7 @@ fn encode(batch: &[Pending]) -> String {
 }
 
 /// An answer as its route's call would have turned out.
-fn outcome(answer: Answer) -> Result<Box<RawValue>> {
+fn outcome(answer: Answer) -> Result<RawJson> {
     if (200..300).contains(&answer.status) {
         return Ok(answer.body);
     }
@@ -240,7 +240,7 @@ mod tests {
 
     fn pending(json: &str) -> Pending {
         let (reply, _) = oneshot::channel();
-        Pending { operation: RawValue::from_string(json.to_owned()).unwrap(), reply }
+        Pending { operation: RawJson::parse(json.to_owned()).unwrap(), reply }
     }
 
     #[test]
@@ -268,7 +268,7 @@ mod tests {
 
     #[test]
     fn an_answer_is_the_body_on_success_and_the_routes_error_otherwise() {
-        let answer = |status, body: &str| Answer { status, body: RawValue::from_string(body.to_owned()).unwrap() };
+        let answer = |status, body: &str| Answer { status, body: RawJson::parse(body.to_owned()).unwrap() };
         assert_eq!(outcome(answer(200, r#"{"entry":1}"#)).unwrap().get(), r#"{"entry":1}"#);
         let moved = outcome(answer(409, r#"{"error":"moved on","code":"run_moved_on"}"#)).unwrap_err();
         assert!(

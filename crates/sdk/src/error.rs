@@ -1,5 +1,7 @@
 //! What SDK calls fail with.
 
+use waitpoint_types::RawJson;
+
 /// What can go wrong calling the API, running a worker, or inside a run.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -89,11 +91,18 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     value: serde_json::Value,
     what: impl FnOnce() -> String,
 ) -> Result<T> {
-    serde_json::from_value(value).map_err(|error| {
-        Error::OutputType(OutputTypeError {
-            what: what(),
-            type_name: std::any::type_name::<T>(),
-            message: error.to_string(),
-        })
+    serde_json::from_value(value).map_err(|error| output_type::<T>(error, what))
+}
+
+/// [`decode`] for JSON text.
+pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(json: &RawJson, what: impl FnOnce() -> String) -> Result<T> {
+    json.decode().map_err(|error| output_type::<T>(error, what))
+}
+
+fn output_type<T>(error: serde_json::Error, what: impl FnOnce() -> String) -> Error {
+    Error::OutputType(OutputTypeError {
+        what: what(),
+        type_name: std::any::type_name::<T>(),
+        message: error.to_string(),
     })
 }

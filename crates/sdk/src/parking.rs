@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, oneshot};
 use tokio::task::AbortHandle;
+use waitpoint_types::RawJson;
 use waitpoint_types::api::worker::ClaimedRun;
 
 /// The slots a running run holds: one of the worker's and, if the task has a limit, one of
@@ -24,7 +25,7 @@ pub(crate) struct Permits {
 #[derive(Debug)]
 pub(crate) struct Resume {
     /// The wait's result.
-    pub(crate) result: serde_json::Value,
+    pub(crate) result: RawJson,
     /// The run's new epoch.
     pub(crate) epoch: u64,
     /// Its slots again.

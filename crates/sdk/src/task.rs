@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use waitpoint_types::RawJson;
 
 use crate::{Context, Error, OutputTypeError, WaitpointRejectedError, WaitpointTimeoutError};
 
@@ -158,8 +159,8 @@ impl RetryPolicy {
 }
 
 /// The output of an erased task body: JSON, or why the attempt failed.
-pub(crate) type TaskFuture = Pin<Box<dyn Future<Output = Result<serde_json::Value, TaskError>> + Send>>;
-type Handler = dyn Fn(Context, serde_json::Value) -> TaskFuture + Send + Sync;
+pub(crate) type TaskFuture = Pin<Box<dyn Future<Output = Result<RawJson, TaskError>> + Send>>;
+type Handler = dyn Fn(Context, RawJson) -> TaskFuture + Send + Sync;
 
 /// A task: an id, the async function a run executes, and its settings.
 #[derive(Clone)]
@@ -187,14 +188,14 @@ impl Task {
         Fut: Future<Output = Result<O, TaskError>> + Send + 'static,
     {
         let handler = Arc::new(handler);
-        let erased = move |ctx: Context, payload: serde_json::Value| -> TaskFuture {
+        let erased = move |ctx: Context, payload: RawJson| -> TaskFuture {
             let handler = handler.clone();
             Box::pin(async move {
-                let payload: P = serde_json::from_value(payload).map_err(|e| {
+                let payload: P = payload.decode().map_err(|e| {
                     TaskError::named("InvalidPayload", format!("the payload does not decode: {e}"), false)
                 })?;
                 let output = handler(ctx, payload).await?;
-                serde_json::to_value(output)
+                RawJson::encode(&output)
                     .map_err(|e| TaskError::named("InvalidOutput", format!("the output does not encode: {e}"), false))
             })
         };

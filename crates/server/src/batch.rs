@@ -8,10 +8,9 @@ use axum::Json;
 use axum::extract::State;
 use futures_util::future::join_all;
 use serde::Serialize;
-use serde_json::value::{RawValue, to_raw_value};
 use waitpoint_engine::Engine;
-use waitpoint_types::Environment;
 use waitpoint_types::api::worker::{Answer, BatchRequest, BatchResponse, MAX_BATCH_OPERATIONS, Operation};
+use waitpoint_types::{Environment, RawJson};
 
 use crate::auth::SecretKey;
 use crate::body::Protocol;
@@ -82,7 +81,7 @@ fn by_run(operations: Vec<Operation>) -> Vec<Vec<(usize, Operation)>> {
 }
 
 /// Applies one operation as its route does; its answer is the route's body.
-async fn apply(engine: &Engine, environment: &Environment, operation: Operation) -> Result<Box<RawValue>, ApiError> {
+async fn apply(engine: &Engine, environment: &Environment, operation: Operation) -> Result<RawJson, ApiError> {
     match operation {
         Operation::Journal { run } => raw(&worker::read_journal(engine, environment, &run).await?),
         Operation::Record { run, epoch, entry } => {
@@ -95,7 +94,7 @@ async fn apply(engine: &Engine, environment: &Environment, operation: Operation)
             raw(&worker::wait_on(engine, environment, &run, epoch, seq, &wait_for).await?)
         }
         Operation::Complete { run, epoch, output } => {
-            raw(&worker::complete(engine, environment, &run, epoch, &output).await?)
+            raw(&worker::complete(engine, environment, &run, epoch, output).await?)
         }
         Operation::Fail { run, epoch, error, retry_after_ms } => {
             raw(&worker::fail(engine, environment, &run, epoch, error, retry_after_ms).await?)
@@ -103,15 +102,15 @@ async fn apply(engine: &Engine, environment: &Environment, operation: Operation)
     }
 }
 
-fn raw(body: &impl Serialize) -> Result<Box<RawValue>, ApiError> {
-    to_raw_value(body).map_err(|error| {
+fn raw(body: &impl Serialize) -> Result<RawJson, ApiError> {
+    RawJson::encode(body).map_err(|error| {
         tracing::error!(%error, "an answer did not serialize");
         ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
     })
 }
 
 /// An operation's outcome as its route's status and body.
-fn answer(outcome: Result<Box<RawValue>, ApiError>) -> Result<Answer, ApiError> {
+fn answer(outcome: Result<RawJson, ApiError>) -> Result<Answer, ApiError> {
     Ok(match outcome {
         Ok(body) => Answer { status: 200, body },
         Err(error) => Answer { status: error.status().as_u16(), body: raw(&error.body())? },

@@ -6,7 +6,9 @@ use waitpoint_types::api::worker::{ClaimedRun, JournalEntryBody};
 use waitpoint_types::api::{
     CallbackVerifierInfo, RunDetail, RunErrorBody, RunWorker, TokenDetail, TokenItem, WaitingOn,
 };
-use waitpoint_types::{Environment, JournalEntry, RunState, Timestamp, Waitpoint, WaitpointState, WaitpointStatus};
+use waitpoint_types::{
+    Environment, JournalEntry, RawJson, RunState, Timestamp, Waitpoint, WaitpointState, WaitpointStatus,
+};
 
 /// A waitpoint as the list shows it: tags sorted, no output.
 pub(crate) fn item(engine: &Engine, environment: &Environment, waitpoint: &Waitpoint) -> TokenItem {
@@ -130,7 +132,7 @@ pub(crate) fn entry(entry: &JournalEntry) -> JournalEntryBody {
         seq: entry.seq,
         kind: entry.kind.as_str().to_owned(),
         name: entry.name.clone(),
-        result: entry.result.as_deref().map(json_value),
+        result: entry.result.as_deref().map(RawJson::from_stored),
     }
 }
 
@@ -139,7 +141,7 @@ pub(crate) fn claim(claim: &Claim) -> ClaimedRun {
     ClaimedRun {
         id: claim.run.id.public(),
         task_id: claim.run.task_id.clone(),
-        payload: json_value(&claim.run.payload),
+        payload: RawJson::from_stored(&claim.run.payload),
         epoch: claim.run.epoch,
         attempt: claim.run.attempt,
         max_attempts: claim.run.max_attempts,

@@ -11,7 +11,7 @@ use waitpoint_types::api::worker::{
     RecordRequest, RecordResponse, RunTokenRequest, RunTokenResponse, WaitFor, WaitRequest, WaitResponse,
 };
 use waitpoint_types::api::{CreateTokenRequest, CreateTokenResponse, RunDetail, RunErrorBody};
-use waitpoint_types::{Environment, JournalEntry, JournalKind, RunError};
+use waitpoint_types::{Environment, JournalEntry, JournalKind, RawJson, RunError};
 
 use crate::auth::SecretKey;
 use crate::body::{OUTPUT_LIMIT, Protocol};
@@ -192,7 +192,7 @@ pub(crate) async fn complete_attempt(
     Path(id): Path<String>,
     Protocol(request): Protocol<CompleteAttemptRequest, OUTPUT_LIMIT>,
 ) -> Result<Json<RunDetail>, ApiError> {
-    Ok(Json(complete(&engine, &environment, &id, request.epoch, &request.output).await?))
+    Ok(Json(complete(&engine, &environment, &id, request.epoch, request.output).await?))
 }
 
 /// `POST /api/v1/runs/{id}/attempt/fail`: the attempt failed; retry or fail the run.
@@ -249,7 +249,7 @@ pub(crate) async fn record_entry(
     if entry.name.contains('\0') {
         return Err(ApiError::bad_request("entry names cannot hold NUL characters"));
     }
-    let result = entry.result.as_ref().map(|result| within_output_limit(result, "the entry's result")).transpose()?;
+    let result = entry.result.map(|result| within_output_limit(result, "the entry's result")).transpose()?;
     let entry = JournalEntry { seq: entry.seq, kind, name: entry.name, result };
     let recorded = engine.record(environment, run, epoch, entry).await?;
     Ok(RecordResponse { entry: present::entry(&recorded) })
@@ -296,7 +296,7 @@ pub(crate) async fn complete(
     environment: &Environment,
     run: &str,
     epoch: u64,
-    output: &serde_json::Value,
+    output: RawJson,
 ) -> Result<RunDetail, ApiError> {
     let output = within_output_limit(output, "the output")?;
     let run = engine.complete_attempt(environment, run, epoch, output).await?;
@@ -318,10 +318,10 @@ pub(crate) async fn fail(
     Ok(summary(engine, run))
 }
 
-/// `value` as JSON text, refused (413) when longer than an output may be: a route's body limit
+/// `value`'s text, refused (413) when longer than an output may be: a route's body limit
 /// bounds it already, a batch's (which holds many) does not.
-fn within_output_limit(value: &serde_json::Value, what: &str) -> Result<String, ApiError> {
-    let text = value.to_string();
+fn within_output_limit(value: RawJson, what: &str) -> Result<String, ApiError> {
+    let text = value.into_string();
     if text.len() > OUTPUT_LIMIT {
         return Err(ApiError::new(
             axum::http::StatusCode::PAYLOAD_TOO_LARGE,

@@ -689,6 +689,7 @@ pub mod worker {
     use serde::{Deserialize, Serialize};
 
     use super::{CreateTokenRequest, CreateTokenResponse, RunErrorBody};
+    use crate::json::RawJson;
     use crate::time::Timestamp;
 
     /// A task a worker runs, and how many more runs of it it takes now.
@@ -743,13 +744,13 @@ pub mod worker {
         /// The result (`null` is a result); absent for a wait that has not finished.
         #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
         #[cfg_attr(feature = "openapi", schema(nullable = false))]
-        pub result: Option<serde_json::Value>,
+        pub result: Option<RawJson>,
     }
 
     /// A field that is present is `Some`, even when it is `null`; an absent one is `None`
     /// (through `#[serde(default)]`).
-    fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<serde_json::Value>, D::Error> {
-        serde_json::Value::deserialize(deserializer).map(Some)
+    fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<RawJson>, D::Error> {
+        RawJson::deserialize(deserializer).map(Some)
     }
 
     /// A run handed to a worker.
@@ -762,7 +763,7 @@ pub mod worker {
         /// The task.
         pub task_id: String,
         /// The input.
-        pub payload: serde_json::Value,
+        pub payload: RawJson,
         /// The lease: every call about the run carries it.
         pub epoch: u64,
         /// The attempt.
@@ -911,7 +912,7 @@ pub mod worker {
         /// The lease.
         pub epoch: u64,
         /// The output: any JSON value.
-        pub output: serde_json::Value,
+        pub output: RawJson,
     }
 
     /// `POST /api/v1/runs/{id}/attempt/fail`.
@@ -944,9 +945,12 @@ pub mod worker {
 
     /// One operation of a batch: what the route of the same name takes, with the run it is
     /// about (the route's path) beside its body's fields.
-    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    ///
+    /// Read with [`OperationFields`] rather than serde's tagged enums, which cannot hold the
+    /// [`RawJson`] of an output or a recorded result.
+    #[derive(Debug, Clone, PartialEq, Serialize)]
     #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-    #[serde(deny_unknown_fields, tag = "op", rename_all_fields = "camelCase")]
+    #[serde(tag = "op", rename_all_fields = "camelCase")]
     pub enum Operation {
         /// `GET /api/v1/runs/{id}/journal`: the journal, to replay.
         #[serde(rename = "journal")]
@@ -974,7 +978,7 @@ pub mod worker {
             /// The journal position.
             seq: u32,
             /// The token's options.
-            options: CreateTokenRequest,
+            options: Box<CreateTokenRequest>,
         },
         /// `POST /api/v1/runs/{id}/wait`: wait.
         #[serde(rename = "wait")]
@@ -997,7 +1001,7 @@ pub mod worker {
             /// The lease.
             epoch: u64,
             /// The output: any JSON value.
-            output: serde_json::Value,
+            output: RawJson,
         },
         /// `POST /api/v1/runs/{id}/attempt/fail`: the attempt failed.
         #[serde(rename = "fail")]
@@ -1013,6 +1017,94 @@ pub mod worker {
             #[cfg_attr(feature = "openapi", schema(nullable = false))]
             retry_after_ms: Option<u64>,
         },
+    }
+
+    /// Every field any operation has: what a batch's operation is read as before it is checked
+    /// against its `op`.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct OperationFields {
+        op: String,
+        run: String,
+        epoch: Option<u64>,
+        entry: Option<JournalEntryBody>,
+        seq: Option<u32>,
+        options: Option<CreateTokenRequest>,
+        #[serde(rename = "for")]
+        wait_for: Option<WaitFor>,
+        #[serde(default, deserialize_with = "present")]
+        output: Option<RawJson>,
+        error: Option<RunErrorBody>,
+        retry_after_ms: Option<u64>,
+    }
+
+    /// The names of the `op`s, in the order the documentation lists them.
+    const OPS: [&str; 6] = ["journal", "record", "createToken", "wait", "complete", "fail"];
+
+    impl OperationFields {
+        /// The operation its `op` names, refusing a field it lacks or one it does not take.
+        fn into_operation(self) -> Result<Operation, String> {
+            let op = self.op.as_str();
+            let takes: &[&str] = match op {
+                "journal" => &[],
+                "record" => &["epoch", "entry"],
+                "createToken" => &["epoch", "seq", "options"],
+                "wait" => &["epoch", "seq", "for"],
+                "complete" => &["epoch", "output"],
+                "fail" => &["epoch", "error", "retryAfterMs"],
+                other => return Err(format!("unknown op `{other}`: use one of {}", OPS.join(", "))),
+            };
+            let given = [
+                ("epoch", self.epoch.is_some()),
+                ("entry", self.entry.is_some()),
+                ("seq", self.seq.is_some()),
+                ("options", self.options.is_some()),
+                ("for", self.wait_for.is_some()),
+                ("output", self.output.is_some()),
+                ("error", self.error.is_some()),
+                ("retryAfterMs", self.retry_after_ms.is_some()),
+            ];
+            if let Some((field, _)) = given.iter().find(|(field, present)| *present && !takes.contains(field)) {
+                return Err(format!("a `{op}` operation takes no field `{field}`"));
+            }
+            let needs = |field: &str| format!("a `{op}` operation needs the field `{field}`");
+            let run = self.run;
+            let epoch = || self.epoch.ok_or_else(|| needs("epoch"));
+            let seq = || self.seq.ok_or_else(|| needs("seq"));
+            Ok(match op {
+                "journal" => Operation::Journal { run },
+                "record" => {
+                    Operation::Record { run, epoch: epoch()?, entry: self.entry.ok_or_else(|| needs("entry"))? }
+                }
+                "createToken" => Operation::CreateToken {
+                    run,
+                    epoch: epoch()?,
+                    seq: seq()?,
+                    options: Box::new(self.options.ok_or_else(|| needs("options"))?),
+                },
+                "wait" => Operation::Wait {
+                    run,
+                    epoch: epoch()?,
+                    seq: seq()?,
+                    wait_for: self.wait_for.ok_or_else(|| needs("for"))?,
+                },
+                "complete" => {
+                    Operation::Complete { run, epoch: epoch()?, output: self.output.ok_or_else(|| needs("output"))? }
+                }
+                _ => Operation::Fail {
+                    run,
+                    epoch: epoch()?,
+                    error: self.error.ok_or_else(|| needs("error"))?,
+                    retry_after_ms: self.retry_after_ms,
+                },
+            })
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Operation {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            OperationFields::deserialize(deserializer)?.into_operation().map_err(serde::de::Error::custom)
+        }
     }
 
     impl Operation {
@@ -1045,8 +1137,7 @@ pub mod worker {
         /// The HTTP status the route would have answered with.
         pub status: u16,
         /// The body it would have answered with.
-        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
-        pub body: Box<serde_json::value::RawValue>,
+        pub body: RawJson,
     }
 }
 
@@ -1059,7 +1150,7 @@ mod tests {
     fn a_null_result_is_a_result_and_an_absent_one_is_not() {
         let null: JournalEntryBody =
             serde_json::from_str(r#"{"seq":0,"kind":"STEP","name":"s","result":null}"#).unwrap();
-        assert_eq!(null.result, Some(serde_json::Value::Null));
+        assert_eq!(null.result, Some(crate::RawJson::null()));
         assert_eq!(serde_json::to_string(&null).unwrap(), r#"{"seq":0,"kind":"STEP","name":"s","result":null}"#);
         let pending: JournalEntryBody = serde_json::from_str(r#"{"seq":1,"kind":"WAIT_TOKEN","name":"w"}"#).unwrap();
         assert_eq!(pending.result, None);
@@ -1082,6 +1173,33 @@ mod tests {
         assert!(serde_json::from_str::<WaitRequest>(wait).unwrap_err().to_string().contains("unknown field `until`"));
         let fine = r#"{"epoch":1,"seq":0,"for":{"type":"DURATION","ms":5,"name":"for 5ms"}}"#;
         serde_json::from_str::<WaitRequest>(fine).unwrap();
+    }
+
+    #[test]
+    fn a_batch_operation_takes_exactly_the_fields_of_its_op() {
+        use super::worker::Operation;
+        let read = |json: &str| serde_json::from_str::<Operation>(json).map_err(|e| e.to_string());
+        let complete = read(r#"{"op":"complete","run":"run_a","epoch":2,"output":{"b":1,"a":[1.50]}}"#).unwrap();
+        let Operation::Complete { output, .. } = &complete else { panic!("{complete:?}") };
+        assert_eq!(output.get(), r#"{"b":1,"a":[1.50]}"#, "an output is kept as sent");
+        let null = read(r#"{"op":"complete","run":"run_a","epoch":2,"output":null}"#).unwrap();
+        assert!(matches!(null, Operation::Complete { output, .. } if output.get() == "null"), "null is an output");
+        let record =
+            r#"{"op":"record","run":"run_a","epoch":1,"entry":{"seq":0,"kind":"STEP","name":"s","result":[1]}}"#;
+        let Operation::Record { entry, .. } = read(record).unwrap() else { panic!() };
+        assert_eq!(entry.result.unwrap().get(), "[1]");
+        let fail = read(r#"{"op":"fail","run":"run_a","epoch":1,"error":{"name":"E","message":"m"}}"#).unwrap();
+        assert!(matches!(fail, Operation::Fail { retry_after_ms: None, .. }));
+        assert_eq!(
+            serde_json::to_string(&complete).unwrap(),
+            r#"{"op":"complete","run":"run_a","epoch":2,"output":{"b":1,"a":[1.50]}}"#
+        );
+
+        assert!(read(r#"{"op":"complete","run":"run_a","epoch":2}"#).unwrap_err().contains("needs the field `output`"));
+        assert!(read(r#"{"op":"journal","run":"run_a","epoch":2}"#).unwrap_err().contains("takes no field `epoch`"));
+        assert!(read(r#"{"op":"erase","run":"run_a"}"#).unwrap_err().contains("unknown op `erase`"));
+        assert!(read(r#"{"op":"journal","run":"run_a","extra":1}"#).unwrap_err().contains("unknown field `extra`"));
+        assert!(read(r#"{"op":"journal"}"#).unwrap_err().contains("missing field `run`"));
     }
 
     #[test]

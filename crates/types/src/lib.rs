@@ -9,6 +9,7 @@
 //! - [`time`]: [`Timestamp`] and the parsers for `"1h30m"` durations and ISO 8601 dates.
 //! - [`waitpoint`]: a waitpoint (a token, or a point in time) and its state machine
 //!   (waiting → completed | timed out).
+//! - [`json`]: [`RawJson`], JSON text carried as written between the database and the wire.
 //! - [`approval`]: what a token's hosted approval page asks, and the output an answer becomes.
 //! - [`run`]: a task run, its state machine and its journal.
 //! - [`wait`]: what a decided wait records in the journal (one waitpoint's result, or a set's).
@@ -24,6 +25,7 @@ pub mod approval;
 pub mod environment;
 pub mod event;
 pub mod id;
+pub mod json;
 pub mod run;
 pub mod time;
 pub mod verifier;
@@ -37,6 +39,7 @@ mod openapi;
 pub use approval::{Approval, ApprovalAnswer, ApprovalField, FieldKind};
 pub use environment::{Environment, Secret};
 pub use id::{EnvironmentId, IdGenerator, InvalidId, RunId, WaitpointId, WebhookId, WorkerId};
+pub use json::RawJson;
 pub use run::{JournalEntry, JournalKind, Run, RunError, RunState, RunStatus};
 pub use time::{DurationError, Timestamp};
 pub use verifier::{CallbackVerifier, VerifierScheme};

@@ -1,12 +1,13 @@
 //! OpenAPI schemas (`utoipa`) for the wire values whose JSON the derive cannot read off their
 //! Rust type: [`Timestamp`], which travels as an ISO 8601 string; [`JournalKind`], which
-//! travels as its name; and the tag lists of the bodies the server parses by hand, which take
+//! travels as its name; [`RawJson`], which is any JSON value; and the tag lists of the bodies the server parses by hand, which take
 //! one string as well as an array. Only with the `openapi` feature.
 
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type};
 use utoipa::{PartialSchema, ToSchema};
 
+use crate::json::RawJson;
 use crate::run::JournalKind;
 use crate::time::Timestamp;
 
@@ -36,6 +37,15 @@ impl PartialSchema for JournalKind {
 }
 
 impl ToSchema for JournalKind {}
+
+/// Any JSON value.
+impl PartialSchema for RawJson {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new().schema_type(utoipa::openapi::schema::SchemaType::AnyValue).into()
+    }
+}
+
+impl ToSchema for RawJson {}
 
 /// The `tags` of a create or a trigger: one tag, or up to 10, each shorter than 128 characters.
 pub(crate) fn tags() -> Schema {

@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use waitpoint_clock::Clock;
-use waitpoint_types::JournalKind;
 use waitpoint_types::api::worker::JournalEntryBody;
+use waitpoint_types::{JournalKind, RawJson};
 
 use crate::channel::Channel;
-use crate::error::decode;
+use crate::error::decode_json;
 use crate::parking::{Parking, Permits};
 use crate::{Client, Context, Error, Result};
 
@@ -74,7 +74,7 @@ impl RunShared {
 /// What the journal says about the next operation.
 pub(super) enum Begin<'a> {
     /// Recorded before: its result.
-    Replayed(serde_json::Value),
+    Replayed(RawJson),
     /// Not recorded: perform it at `seq`, holding the cursor.
     Live { cursor: tokio::sync::MutexGuard<'a, Cursor>, seq: u32 },
 }
@@ -136,16 +136,16 @@ impl Context {
         Fut: Future<Output = Result<T, E>>,
     {
         let (mut cursor, seq) = match self.begin(kind, name).await? {
-            Begin::Replayed(result) => return Ok(decode(result, || recorded_result(kind, name))?),
+            Begin::Replayed(result) => return Ok(decode_json(&result, || recorded_result(kind, name))?),
             Begin::Live { cursor, seq } => (cursor, seq),
         };
         let value = perform().await?;
-        let result = serde_json::to_value(&value)
+        let result = RawJson::encode(&value)
             .map_err(|e| Error::Decode(format!("{} does not encode as JSON: {e}", recorded_result(kind, name))))?;
         let entry = JournalEntryBody { seq, kind: kind.as_str().into(), name: name.into(), result: Some(result) };
         let recorded = self.guard(self.run.channel.record(&self.run.run_id, cursor.epoch, entry).await)?;
         cursor.next_seq += 1;
-        Ok(decode(recorded.result.unwrap_or(serde_json::Value::Null), || recorded_result(kind, name))?)
+        Ok(decode_json(&recorded.result.unwrap_or_else(RawJson::null), || recorded_result(kind, name))?)
     }
 
     /// Turns the server's refusals into poison: a lost run stops, a mismatch fails the run.

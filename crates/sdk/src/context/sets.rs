@@ -5,10 +5,10 @@
 use std::collections::HashSet;
 
 use serde::de::DeserializeOwned;
-use waitpoint_types::JournalKind;
 use waitpoint_types::api::worker::{MAX_SET_WAITS, WaitFor};
 use waitpoint_types::run::wait_set_name;
 use waitpoint_types::wait::{SetResult, WaitpointResult};
+use waitpoint_types::{JournalKind, RawJson};
 
 use super::journal::Begin;
 use super::waits::{Wait, WaitpointRejectedError, WaitpointTimeoutError};
@@ -119,8 +119,8 @@ impl WaitSetResult {
     }
 
     /// Reads a set wait's result as the server records it ([`SetResult`]).
-    fn from_recorded(condition: String, result: serde_json::Value) -> Result<Self> {
-        let recorded: SetResult = serde_json::from_value(result).map_err(|error| {
+    fn from_recorded(condition: String, result: RawJson) -> Result<Self> {
+        let recorded: SetResult = result.decode().map_err(|error| {
             Error::Decode(format!(
                 "the result of {} {condition:?} is not a set wait's result: {error}",
                 JournalKind::WaitSet
@@ -287,7 +287,7 @@ mod tests {
             { "id": "waitpoint_c", "ok": false, "error": { "code": "TRIGGER_WAITPOINT_TIMEOUT", "message": "Waitpoint timed out at 2030-01-02T00:00:00.000Z" } },
             { "id": "waitpoint_d", "pending": true },
         ]});
-        let set = WaitSetResult::from_recorded("3 of 4".into(), result).unwrap();
+        let set = WaitSetResult::from_recorded("3 of 4".into(), result.into()).unwrap();
         assert!(!set.is_ok());
         assert_eq!(set.output::<serde_json::Value>(1).unwrap(), Some(json!({ "approved": true })));
         assert_eq!(set.output::<serde_json::Value>(0).unwrap(), None);
@@ -301,7 +301,7 @@ mod tests {
             "the wait for 3 of 4 waitpoints cannot be met: 2 timed out (waitpoint_a: Waitpoint timed out at \
              2030-01-01T00:00:00.000Z; waitpoint_c: Waitpoint timed out at 2030-01-02T00:00:00.000Z)"
         );
-        let garbled = WaitSetResult::from_recorded("any of 2".into(), json!({ "ok": true }));
+        let garbled = WaitSetResult::from_recorded("any of 2".into(), json!({ "ok": true }).into());
         assert!(matches!(garbled, Err(Error::Decode(message)) if message.contains("WAIT_SET \"any of 2\"")));
     }
 }

@@ -32,7 +32,7 @@ struct Refusal {
     code: Option<String>,
 }
 use crate::client::{check_token_request, paginate};
-use crate::error::decode;
+use crate::error::decode_json;
 use crate::{AsTokenId, Context, Error, ListFilter, Result, Token};
 
 impl Context {
@@ -41,7 +41,7 @@ impl Context {
     pub async fn create_token(&self, request: CreateTokenRequest) -> Result<CreateTokenResponse> {
         check_token_request(&request)?;
         match self.begin(JournalKind::CreateToken, "").await? {
-            Begin::Replayed(result) => decode(result, || "the recorded result of CREATE_TOKEN".into()),
+            Begin::Replayed(result) => decode_json(&result, || "the recorded result of CREATE_TOKEN".into()),
             Begin::Live { mut cursor, seq } => {
                 let response = self.run.channel.run_token(&self.run.run_id, cursor.epoch, seq, request).await;
                 let response = self.guard(response)?;

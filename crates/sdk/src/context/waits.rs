@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 use waitpoint_types::api::worker::WaitFor;
 use waitpoint_types::wait::WaitpointResult;
-use waitpoint_types::{JournalKind, Timestamp};
+use waitpoint_types::{JournalKind, RawJson, Timestamp};
 
 use super::journal::{Begin, Cursor};
 use crate::error::decode;
@@ -186,7 +186,7 @@ impl Context {
         let wait = Wait::token(token);
         let id = wait.journal().1.to_owned();
         let recorded = self.wait_alone(wait).await?;
-        let result: WaitpointResult = serde_json::from_value(recorded).map_err(|error| {
+        let result: WaitpointResult = recorded.decode().map_err(|error| {
             Error::Decode(format!(
                 "the result of {} {id:?} is not a token wait's result: {error}",
                 JournalKind::WaitToken
@@ -220,7 +220,7 @@ impl Context {
     }
 
     /// Waits on one waitpoint: its recorded result on replay, else the result live.
-    async fn wait_alone(&self, wait: Wait) -> Result<serde_json::Value> {
+    async fn wait_alone(&self, wait: Wait) -> Result<RawJson> {
         let (kind, name) = wait.journal();
         match self.begin(kind, name).await? {
             Begin::Replayed(result) => Ok(result),
@@ -235,7 +235,7 @@ impl Context {
         mut cursor: tokio::sync::MutexGuard<'_, Cursor>,
         seq: u32,
         wait_for: WaitFor,
-    ) -> Result<serde_json::Value> {
+    ) -> Result<RawJson> {
         // Register before asking, so a resume that arrives before the answer is not missed.
         let (sender, receiver) = oneshot::channel::<Resume>();
         let ticket = self.run.parking.expect(&self.run.run_id, seq, sender);
@@ -243,7 +243,7 @@ impl Context {
         if !answer.suspended {
             drop(ticket);
             cursor.next_seq += 1;
-            return Ok(answer.entry.result.unwrap_or(serde_json::Value::Null));
+            return Ok(answer.entry.result.unwrap_or_else(RawJson::null));
         }
         // Suspended: the slots go back to the worker until the run resumes.
         self.run.permits.lock().unwrap_or_else(|p| p.into_inner()).take();

@@ -6,6 +6,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
 use futures_util::FutureExt;
+use waitpoint_types::RawJson;
 use waitpoint_types::api::RunErrorBody;
 use waitpoint_types::api::worker::ClaimedRun;
 
@@ -35,7 +36,8 @@ pub(super) fn dispatch(shared: &Arc<Shared>, claimed: ClaimedRun) {
     if let Some(resumed) = &claimed.resumed
         && let Some(sender) = shared.parking.take_resume(&claimed.id, resumed.seq, claimed.epoch)
     {
-        let resume = Resume { result: resumed.result.clone().unwrap_or_default(), epoch: claimed.epoch, permits };
+        let resume =
+            Resume { result: resumed.result.clone().unwrap_or_else(RawJson::null), epoch: claimed.epoch, permits };
         match sender.send(resume) {
             Ok(()) => return,
             Err(resume) => return start(shared, claimed, resume.permits),
