@@ -104,6 +104,31 @@ async fn the_probe_gets_clear_answers(database: Database) {
     api.refused(api.post(&format!("/api/v1/runs/{run}/journal"), repeated).await, bad, "appears twice").await;
     let output = format!(r#"{{"epoch":{epoch},"output":[1e400]}}"#);
     api.refused(api.post(&format!("/api/v1/runs/{run}/attempt/complete"), output).await, bad, "out of range").await;
+    // The same through the worker channel: each operation answered as its route, the batch
+    // refused whole when it cannot be read.
+    let operations = json!([
+        { "op": "record", "run": run, "epoch": epoch, "entry": { "seq": far, "kind": "STEP", "name": "s", "result": 1 } },
+        { "op": "createToken", "run": run, "epoch": epoch, "seq": far, "options": {} },
+        { "op": "wait", "run": run, "epoch": epoch, "seq": far, "for": { "type": "TOKEN", "id": id } },
+    ]);
+    let (status, answered) = api.post("/api/v1/workers/batch", json!({ "operations": operations }).to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{answered}");
+    for answer in answered["answers"].as_array().unwrap() {
+        assert_eq!(answer["status"], 409, "{answer}");
+        assert!(answer["body"]["error"].as_str().unwrap().contains("past the end"), "{answer}");
+    }
+    let repeated = format!(r#"{{"op":"complete","run":"{run}","epoch":{epoch},"output":{{"a":1,"a":2}}}}"#);
+    let deep = format!(r#"{{"op":"complete","run":"{run}","epoch":{epoch},"output":{}}}"#, nested(100));
+    let huge = format!(r#"{{"op":"complete","run":"{run}","epoch":{epoch},"output":[1e400]}}"#);
+    let batch = format!(r#"{{"operations":[{repeated},{deep},{huge}]}}"#);
+    let (status, answered) = api.post("/api/v1/workers/batch", batch).await;
+    assert_eq!(status, StatusCode::OK, "{answered}");
+    for (answer, hint) in
+        answered["answers"].as_array().unwrap().iter().zip(["appears twice", "deeper than 100", "out of range"])
+    {
+        assert_eq!(answer["status"], 400, "{answer}");
+        assert!(answer["body"]["error"].as_str().unwrap().contains(hint), "{answer} does not mention {hint:?}");
+    }
     let (_, journal) = api.get(&format!("/api/v1/runs/{run}/journal")).await;
     assert_eq!(journal["entries"], json!([]), "nothing was recorded");
     assert_eq!(api.get(&format!("/api/v1/runs/{run}")).await.1["status"], "EXECUTING");

@@ -5,18 +5,20 @@
 use std::collections::HashMap;
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use futures_util::future::join_all;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use waitpoint_engine::Engine;
 use waitpoint_types::api::worker::{Answer, BatchRequest, BatchResponse, MAX_BATCH_OPERATIONS, Operation};
 use waitpoint_types::{Environment, RawJson};
 
 use crate::auth::SecretKey;
-use crate::body::Protocol;
+use crate::body::{self, Length};
 use crate::error::ApiError;
 use crate::openapi::{BadRequest, PayloadTooLarge, ServerError, Unauthorized};
-use crate::worker;
+use crate::{strict_json, worker};
 
 /// A batch holds many outputs; each is bounded on its own as a route's body is.
 const BATCH_LIMIT: usize = 16 * 1024 * 1024;
@@ -28,7 +30,7 @@ const BATCH_LIMIT: usize = 16 * 1024 * 1024;
     operation_id = "batchOperations",
     tag = "worker protocol",
     summary = "Apply a batch of operations",
-    description = "The worker channel: the operations of many runs (read a journal, record, create a token, wait, complete or fail an attempt) in one request. Operations on one run are applied in the order given; operations on different runs concurrently, committed together. Each answer is the status and body the operation's own route would have answered with; the batch itself answers 200 unless it cannot be read at all.",
+    description = "The worker channel: the operations of many runs (read a journal, record, create a token, wait, complete or fail an attempt) in one request. Operations on one run are applied in the order given; operations on different runs concurrently, committed together. Each answer is the status and body the operation's own route would have answered with (an operation that is not valid: 400 in its answer, the others unaffected); the batch itself answers 200 unless it cannot be read at all.",
     request_body(content = BatchRequest, description = "At most 1,000 operations and 16 MiB; an output or recorded result at most 3 MiB."),
     responses(
         (status = 200, description = "One answer per operation, in the operations' order.", body = BatchResponse),
@@ -41,15 +43,27 @@ const BATCH_LIMIT: usize = 16 * 1024 * 1024;
 pub(crate) async fn batch(
     State(engine): State<Engine>,
     SecretKey(environment): SecretKey,
-    Protocol(request): Protocol<BatchRequest, BATCH_LIMIT>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Json<BatchResponse>, ApiError> {
-    let count = request.operations.len();
+    let bytes = body::read(&headers, body, BATCH_LIMIT, Length::Optional).await?;
+    let envelope: Envelope =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("Invalid batch: {e}")))?;
+    let count = envelope.operations.len();
     if count > MAX_BATCH_OPERATIONS {
         return Err(ApiError::bad_request(format!(
             "a batch holds at most {MAX_BATCH_OPERATIONS} operations, got {count}: send the rest in another"
         )));
     }
-    let lanes = join_all(by_run(request.operations).into_iter().map(|lane| {
+    let mut answered = Vec::with_capacity(count);
+    let mut valid = Vec::with_capacity(count);
+    for (index, text) in envelope.operations.iter().enumerate() {
+        match read_operation(text) {
+            Ok(operation) => valid.push((index, operation)),
+            Err(error) => answered.push((index, answer(Err(error))?)),
+        }
+    }
+    let lanes = join_all(by_run(valid).into_iter().map(|lane| {
         let (engine, environment) = (&engine, &environment);
         async move {
             let mut answers = Vec::with_capacity(lane.len());
@@ -60,17 +74,35 @@ pub(crate) async fn batch(
         }
     }))
     .await;
-    let mut answered: Vec<(usize, Answer)> = lanes.into_iter().flatten().collect::<Result<_, _>>()?;
+    for answer in lanes.into_iter().flatten() {
+        answered.push(answer?);
+    }
     answered.sort_unstable_by_key(|(index, _)| *index);
     let answers = answered.into_iter().map(|(_, answer)| answer).collect();
     Ok(Json(BatchResponse { answers }))
 }
 
+/// A batch as read before its operations, each kept as its text: one that is not valid is
+/// refused alone (400 in its answer), not with the others.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope {
+    operations: Vec<RawJson>,
+}
+
+/// One operation, held to the rules of its route's body (the JSON a stored value must be, no
+/// unknown or missing field).
+fn read_operation(text: &RawJson) -> Result<Operation, ApiError> {
+    let invalid = |error: serde_json::Error| ApiError::bad_request(format!("Invalid operation: {error}"));
+    strict_json::check(text.get().as_bytes()).map_err(invalid)?;
+    serde_json::from_str(text.get()).map_err(invalid)
+}
+
 /// The operations grouped by run, each group in the order given, with each one's index.
-fn by_run(operations: Vec<Operation>) -> Vec<Vec<(usize, Operation)>> {
+fn by_run(operations: Vec<(usize, Operation)>) -> Vec<Vec<(usize, Operation)>> {
     let mut lanes: Vec<Vec<(usize, Operation)>> = Vec::new();
     let mut lane_of: HashMap<String, usize> = HashMap::new();
-    for (index, operation) in operations.into_iter().enumerate() {
+    for (index, operation) in operations {
         let lane = *lane_of.entry(operation.run().to_owned()).or_insert_with(|| {
             lanes.push(Vec::new());
             lanes.len() - 1

@@ -946,11 +946,32 @@ async fn a_batch_applies_the_operations_of_many_runs_and_answers_each_as_its_rou
     let run = api.call(Method::GET, &format!("/api/v1/runs/{run_b}"), Some(&key), "").await.body;
     assert_eq!(run["status"], "WAITING");
 
+    // An operation that is not valid is refused alone; the others are applied.
+    let repeated = format!(r#"{{"op":"complete","run":"{run_b}","epoch":{epoch_b},"output":{{"a":1,"a":2}}}}"#);
+    let mixed = format!(
+        r#"{{"operations":[{{"op":"erase","run":"{run_b}"}},{{"op":"journal","run":"{run_b}","epoch":1}},{repeated},{{"op":"journal","run":"{run_b}"}}]}}"#
+    );
+    let reply = api.call(Method::POST, "/api/v1/workers/batch", Some(&key), &mixed).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let answers = reply.body["answers"].as_array().unwrap();
+    let refused = |index: usize, hint: &str| {
+        assert_eq!(answers[index]["status"], 400, "{}", answers[index]);
+        let message = answers[index]["body"]["error"].as_str().unwrap();
+        assert!(message.contains(hint), "{message:?} does not mention {hint:?}");
+    };
+    refused(0, "unknown op `erase`");
+    refused(1, "takes no field `epoch`");
+    refused(2, "appears twice");
+    assert_eq!(answers[3]["status"], 200, "{}", answers[3]);
+    assert_eq!(answers[3]["body"]["entries"].as_array().unwrap().len(), 2);
+
     // A batch that cannot be read is refused whole, and changes nothing.
-    let unknown = json!({ "operations": [{ "op": "erase", "run": run_b }] });
-    assert_error(&post("/api/v1/workers/batch", unknown).await, StatusCode::BAD_REQUEST, "erase");
-    let extra = json!({ "operations": [{ "op": "journal", "run": run_b, "epoch": 1 }] });
-    assert_error(&post("/api/v1/workers/batch", extra).await, StatusCode::BAD_REQUEST, "epoch");
+    assert_error(
+        &post("/api/v1/workers/batch", json!({ "operation": [] })).await,
+        StatusCode::BAD_REQUEST,
+        "operation",
+    );
+    assert_error(&post("/api/v1/workers/batch", json!([])).await, StatusCode::BAD_REQUEST, "Invalid batch");
     let many: Vec<Value> = (0..1_001).map(|_| json!({ "op": "journal", "run": run_b })).collect();
     assert_error(&post("/api/v1/workers/batch", json!({ "operations": many })).await, StatusCode::BAD_REQUEST, "1000");
     let huge = json!([{ "op": "complete", "run": run_b, "epoch": epoch_b, "output": "x".repeat(3 * 1024 * 1024) }]);
