@@ -75,6 +75,11 @@ pub(crate) struct RunsArgs {
     /// Each run waits for K of M tokens ("2-of-3") instead of one; every token is completed
     #[arg(long, value_name = "K-of-M", value_parser = parse_set)]
     set: Option<(usize, usize)>,
+    /// The worker polls this server (another node on the same PostgreSQL database) while runs
+    /// are triggered and tokens completed through --api-url: runs made ready on one node reach
+    /// a worker on another
+    #[arg(long)]
+    worker_api_url: Option<String>,
 }
 
 /// `K-of-M`, with 1 ≤ K ≤ M ≤ 100.
@@ -428,7 +433,13 @@ pub(crate) async fn runs(args: RunsArgs) -> anyhow::Result<()> {
     let (needed, of) = args.set.unwrap_or((1, 1));
     let workload = Workload { needed, of };
     let (driver, driver_url) = Driver::start().await?;
-    let mut worker = spawn_worker(&args.api, &["--max-suspended", &args.max_suspended.to_string()], None)?;
+    let worker_api = ApiArgs {
+        api_url: Some(args.worker_api_url.clone().unwrap_or_else(|| args.api.api_url())),
+        secret_key: Some(args.api.secret_key()?),
+    };
+    let mut worker = spawn_worker(&worker_api, &["--max-suspended", &args.max_suspended.to_string()], None)?;
+    // Token URLs name the node that created them (the worker's); completions go through ours.
+    let origin = reqwest::Url::parse(&args.api.api_url()).context("--api-url is not a URL")?;
     let processes =
         Processes { server: args.server_pid, worker: worker.id().unwrap_or_default(), driver: std::process::id() };
     eprintln!(
@@ -445,7 +456,7 @@ pub(crate) async fn runs(args: RunsArgs) -> anyhow::Result<()> {
     // Warm-up: the whole cycle, not measured.
     let warm = round("warm");
     create_phase(&client, &driver, &driver_url, &warm, args.warmup, args.concurrency, workload).await?;
-    complete_phase(&driver, &warm, args.warmup, args.concurrency, workload).await?;
+    complete_phase(&driver, &origin, &warm, args.warmup, args.concurrency, workload).await?;
     driver.until(args.warmup, |d| d.done_of(&warm)).await;
 
     // Phase A: create.
@@ -465,7 +476,7 @@ pub(crate) async fn runs(args: RunsArgs) -> anyhow::Result<()> {
     // Phase B: complete every token through its URL.
     let cpu_b = processes.cpu();
     let started = Instant::now();
-    let sent = complete_phase(&driver, &main, args.n, args.concurrency, workload).await?;
+    let sent = complete_phase(&driver, &origin, &main, args.n, args.concurrency, workload).await?;
     let accepted_secs = started.elapsed().as_secs_f64();
     driver.until(args.n, |d| d.done_of(&main)).await;
     let first_sent = sent.values().copied().fold(f64::INFINITY, f64::min);
@@ -491,7 +502,7 @@ pub(crate) async fn runs(args: RunsArgs) -> anyhow::Result<()> {
         // The completions that decide the run's wait, one after the other: timed from the last.
         for url in urls.iter().take(workload.needed) {
             sent_at = epoch_ms();
-            http.post(url).json(&json!({ "ok": true, "i": i })).send().await?.error_for_status()?;
+            http.post(through(url, &origin)?).json(&json!({ "ok": true, "i": i })).send().await?.error_for_status()?;
         }
         driver.until(i + 1, |d| d.done_of(&probe)).await;
         if let Some(resumed) = driver.resumed_at(&id) {
@@ -507,6 +518,7 @@ pub(crate) async fn runs(args: RunsArgs) -> anyhow::Result<()> {
     let summary = json!({
         "benchmark": "runs",
         "api_url": args.api.api_url(),
+        "worker_api_url": worker_api.api_url(),
         "n": args.n,
         "concurrency": args.concurrency,
         "max_suspended": args.max_suspended,
@@ -577,8 +589,18 @@ async fn create_phase(
 /// POSTs `{"ok":true,"i":index}` to every token URL of the round with at most `concurrency` in
 /// flight: the first token of every run, then the second of every run, and so on. Returns when
 /// the completion that decides each run's wait (its `needed`-th) was sent (epoch ms), by run.
+/// `url` with the scheme, host and port of `origin`.
+fn through(url: &str, origin: &reqwest::Url) -> anyhow::Result<reqwest::Url> {
+    let mut url = reqwest::Url::parse(url).with_context(|| format!("a token URL that is not a URL: {url}"))?;
+    url.set_scheme(origin.scheme()).map_err(|()| anyhow::anyhow!("cannot use the scheme of {origin}"))?;
+    url.set_host(origin.host_str()).context("cannot use the host of --api-url")?;
+    url.set_port(origin.port()).map_err(|()| anyhow::anyhow!("cannot use the port of {origin}"))?;
+    Ok(url)
+}
+
 async fn complete_phase(
     driver: &Arc<Driver>,
+    origin: &reqwest::Url,
     round: &str,
     n: usize,
     concurrency: usize,
@@ -590,9 +612,9 @@ async fn complete_phase(
             let (http, id) = (http.clone(), format!("{round}:{i}"));
             let url = driver.urls(&id).and_then(|urls| urls.get(token).cloned());
             async move {
-                let url = url.context("a run never announced its tokens")?;
+                let url = through(&url.context("a run never announced its tokens")?, origin)?;
                 let sent_at = epoch_ms();
-                http.post(&url).json(&json!({ "ok": true, "i": i })).send().await?.error_for_status()?;
+                http.post(url).json(&json!({ "ok": true, "i": i })).send().await?.error_for_status()?;
                 anyhow::Ok((token + 1 == workload.needed).then_some((id, sent_at)))
             }
         })
