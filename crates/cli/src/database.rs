@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use waitpoint_postgres::PostgresStore;
+use waitpoint_postgres::{PostgresStore, WakeupMode};
 use waitpoint_sqlite::SqliteStore;
 use waitpoint_storage::Store;
 
@@ -63,10 +63,18 @@ impl DatabaseArgs {
 
     /// Opens the store, applying migrations.
     pub(crate) async fn open(&self) -> anyhow::Result<Opened> {
+        self.open_with(WakeupMode::Listen).await
+    }
+
+    /// Opens the store, applying migrations; nodes on a PostgreSQL database wake each other as
+    /// `wakeups` says.
+    pub(crate) async fn open_with(&self, wakeups: WakeupMode) -> anyhow::Result<Opened> {
         match self.location()? {
             Location::Sqlite(path) => self.open_sqlite(path).await,
             Location::Postgres(url) => {
-                let store = PostgresStore::connect(&url).await.context("could not open the PostgreSQL database")?;
+                let store = PostgresStore::connect_with(&url, wakeups)
+                    .await
+                    .context("could not open the PostgreSQL database")?;
                 let description = format!("postgres: {}", redact(&url));
                 Ok(Opened { store: Arc::new(store), description, warnings: Vec::new() })
             }

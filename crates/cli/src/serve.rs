@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use waitpoint_engine::environments::{DEV_ENVIRONMENT, ensure_environment};
 use waitpoint_engine::{Engine, EngineConfig, SIGN_IN_LINK_LIFETIME, SystemClock, WebhookPolicy};
+use waitpoint_postgres::WakeupMode;
 use waitpoint_server::{ServeConfig, descriptors};
 use waitpoint_types::Secret;
 use waitpoint_types::time::parse_duration;
@@ -27,6 +28,9 @@ pub(crate) struct ServeArgs {
     listen: String,
     #[command(flatten)]
     database: DatabaseArgs,
+    /// How nodes on one PostgreSQL database wake each other: listen (LISTEN/NOTIFY, at once) or poll (each looks every second; for a transaction-pooling proxy such as PgBouncer in transaction mode)
+    #[arg(long, env = "WAITPOINT_POSTGRES_WAKEUPS", default_value = "listen")]
+    postgres_wakeups: PostgresWakeups,
     /// Origin used in token URLs, such as https://waitpoint.example.com [default: http://<listen address>]
     #[arg(long, env = "WAITPOINT_PUBLIC_URL")]
     public_url: Option<String>,
@@ -83,6 +87,12 @@ enum LogFormat {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum PostgresWakeups {
+    Listen,
+    Poll,
+}
+
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
     let default_timeout = optional_duration("--default-timeout", &args.default_timeout)?;
@@ -102,7 +112,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     raise_descriptor_limit();
 
-    let opened = args.database.open().await?;
+    let wakeups = match args.postgres_wakeups {
+        PostgresWakeups::Listen => WakeupMode::Listen,
+        PostgresWakeups::Poll => WakeupMode::Poll,
+    };
+    let opened = args.database.open_with(wakeups).await?;
     for warning in &opened.warnings {
         tracing::warn!("{warning}");
     }

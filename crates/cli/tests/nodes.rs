@@ -1,6 +1,8 @@
 //! Two server nodes on one PostgreSQL database: nothing a run needs lives in one node's memory.
 //! Runs are triggered on either node, their workers poll either node, their tokens are
-//! completed through the other node's URL, and a node and its worker die while runs wait.
+//! completed through the other node's URL, and a node and its worker die while runs wait. Nodes
+//! wake each other: a run triggered through one reaches a worker polling the other at once, also
+//! after their listening connections were lost.
 
 mod processes;
 
@@ -108,4 +110,85 @@ async fn two_nodes_on_one_postgres_share_runs_tokens_and_workers() {
         assert_eq!(run.output.as_ref().unwrap()["i"], i.to_string(), "{run:?}");
         assert_eq!(driver.steps.lock().unwrap()[&i.to_string()], 1, "the recorded step of run {i} ran again");
     }
+}
+
+/// Runs the runs numbered `runs` one after another, each triggered through `trigger_on` and its
+/// token completed through `worker_on`, the node the worker polls; returns how long, in all, the
+/// runs took from their trigger to their first step (the worker's claim through the other node).
+async fn one_after_another(
+    runs: std::ops::Range<usize>,
+    driver: &Driver,
+    driver_url: &str,
+    trigger_on: &Server,
+    worker_on: &Server,
+) -> Duration {
+    let client = trigger_on.client();
+    let mut to_first_step = Duration::ZERO;
+    for i in runs.map(|i| i.to_string()) {
+        let payload = json!({ "i": i, "driver": driver_url });
+        let triggered = std::time::Instant::now();
+        let id = client.trigger("bench-wait", &payload, None).await.unwrap().id;
+        let url = eventually("the run's first step", Duration::from_secs(30), || async {
+            driver.urls.lock().unwrap().get(&i).cloned()
+        })
+        .await;
+        to_first_step += triggered.elapsed();
+        complete(&through(&url, &worker_on.api_url), &i).await;
+        eventually("the run to complete", Duration::from_secs(30), || async {
+            (client.retrieve_run(&id).await.unwrap().status == RunStatus::Completed).then_some(())
+        })
+        .await;
+    }
+    to_first_step
+}
+
+#[tokio::test]
+async fn runs_made_ready_through_one_node_reach_a_worker_polling_another_at_once() {
+    let Some(database) = Database::postgres().await else { return };
+    let Database::Postgres(schema) = &database else { unreachable!("a PostgreSQL database") };
+    let driver = Arc::new(Driver::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let driver_url = format!("http://{}", listener.local_addr().unwrap());
+    let app = Router::new().route("/id", post(announce)).route("/done", post(done)).with_state(driver.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    // Runs are triggered through the first node; the worker polls the second. Woken only by the
+    // once-a-second re-check, each run would wait half a second for its claim on average: 20 runs
+    // about 10 s in all.
+    let nodes = [Server::start(&database), Server::start(&database)];
+    let _worker = WorkerProcess::start(&nodes[1].api_url);
+    let runs = 20;
+    let took = one_after_another(0..runs, &driver, &driver_url, &nodes[0], &nodes[1]).await;
+    assert!(took < Duration::from_secs(5), "{runs} runs waited {took:?} in all for their claim");
+
+    // The listening connections are lost while a run waits: it completes, a run triggered
+    // meanwhile reaches the worker too, the connections come back, and wake-ups arrive again.
+    let client = nodes[0].client();
+    let payload = json!({ "i": "waiting", "driver": driver_url });
+    let waiting = client.trigger("bench-wait", &payload, None).await.unwrap().id;
+    let url = eventually("the run's first step", Duration::from_secs(30), || async {
+        driver.urls.lock().unwrap().get("waiting").cloned()
+    })
+    .await;
+    assert_eq!(schema.end_listeners().await, 2, "one listening connection per node");
+    let payload = json!({ "i": "meanwhile", "driver": driver_url });
+    let meanwhile = client.trigger("bench-wait", &payload, None).await.unwrap().id;
+    complete(&through(&url, &nodes[1].api_url), "waiting").await;
+    let url = eventually("the run's first step", Duration::from_secs(30), || async {
+        driver.urls.lock().unwrap().get("meanwhile").cloned()
+    })
+    .await;
+    complete(&through(&url, &nodes[1].api_url), "meanwhile").await;
+    for id in [waiting, meanwhile] {
+        eventually("the run to complete", Duration::from_secs(30), || async {
+            (client.retrieve_run(&id).await.unwrap().status == RunStatus::Completed).then_some(())
+        })
+        .await;
+    }
+    eventually("both nodes to listen again", Duration::from_secs(30), || async {
+        (schema.listeners().await == 2).then_some(())
+    })
+    .await;
+    let took = one_after_another(runs..2 * runs, &driver, &driver_url, &nodes[0], &nodes[1]).await;
+    assert!(took < Duration::from_secs(5), "{runs} runs waited {took:?} in all for their claim after the reconnect");
 }

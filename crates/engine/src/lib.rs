@@ -35,6 +35,8 @@
 //!   them (signed, in order, at least once, never to internal addresses unless allowed).
 //! - `writer`: group commit of writes.
 //! - `timeouts`: the durable timeout loop.
+//! - `wakeups`: the loop that wakes this node's polls and timeout loop for writes through other
+//!   nodes sharing the database.
 //! - `retention`: the loop that deletes what finished longer ago than the retention, and
 //!   [`RetentionReport`], what it deleted.
 //! - [`error`]: [`EngineError`], one variant per kind of failure.
@@ -58,6 +60,7 @@ mod timeouts;
 mod tokens;
 mod validate;
 mod verifiers;
+mod wakeups;
 mod webhooks;
 mod workers;
 mod writer;
@@ -173,7 +176,8 @@ pub(crate) struct Inner {
 impl Engine {
     /// Starts an engine on `store`: the write lanes, the timeout loop (which first fires every
     /// deadline that passed while nothing was running), the release of stopped workers' runs,
-    /// and with a retention, the loop that deletes what finished before it (first at once).
+    /// with a retention, the loop that deletes what finished before it (first at once), and
+    /// when the store has wake-ups from other nodes, the loop that acts on them.
     pub fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: EngineConfig) -> Self {
         let (shutdown, stop) = watch::channel(false);
         let (writer, mut tasks) = writer::Writer::start(store.clone(), config.max_batch, stop.clone());
@@ -200,6 +204,9 @@ impl Engine {
             tasks.push(tokio::spawn(retention::run(inner.clone(), retention, stop.clone())));
         }
         tasks.push(tokio::spawn(webhooks::run(inner.clone(), stop.clone())));
+        if let Some(wakeups) = inner.store.wakeups() {
+            tasks.push(tokio::spawn(wakeups::run(inner.clone(), wakeups, stop.clone())));
+        }
         tasks.push(tokio::spawn(workers::release_loop(inner.clone(), stop)));
         *inner.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
         Self { inner }

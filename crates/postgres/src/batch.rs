@@ -7,16 +7,19 @@
 //! idempotency key runs on its own, as a single-row insert that re-reads the key's holder when
 //! it loses a race. Every statement runs in the batch's `READ COMMITTED` transaction, so later
 //! steps see earlier ones. The statements on waitpoints are in [`waitpoints`]; run operations
-//! are applied by [`runs`], alone, or by [`run_sets`], in a set.
+//! are applied by [`runs`], alone, or by [`run_sets`], in a set. The batch's events are appended,
+//! and what it wakes on other nodes is notified ([`wakeups`]), in the same transaction.
 
 use std::collections::HashMap;
 
 use deadpool_postgres::{Client, Transaction};
 use tokio_postgres::IsolationLevel;
-use waitpoint_storage::{CreateOutcome, Finish, FinishOutcome, Prolong, Result, WriteOp, WriteOutcome, transitions};
+use waitpoint_storage::{
+    BatchWake, CreateOutcome, Finish, FinishOutcome, Prolong, Result, WriteOp, WriteOutcome, transitions,
+};
 use waitpoint_types::{Timestamp, Waitpoint};
 
-use crate::{events, map_error, run_sets, runs, waitpoints};
+use crate::{events, map_error, run_sets, runs, waitpoints, wakeups};
 
 /// How long a statement of a batch with run operations waits for a row lock.
 const LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '100ms'";
@@ -117,8 +120,13 @@ fn plan(ops: &[WriteOp]) -> Vec<Step<'_>> {
     steps
 }
 
-/// Runs the whole batch in one transaction, step by step.
-pub(crate) async fn apply_batch(client: &mut Client, ops: &[WriteOp]) -> Result<Vec<WriteOutcome>> {
+/// Runs the whole batch in one transaction, step by step; with a `channel`, ends it with the
+/// batch's wake-ups on that channel, if any.
+pub(crate) async fn apply_batch(
+    client: &mut Client,
+    ops: &[WriteOp],
+    channel: Option<&str>,
+) -> Result<Vec<WriteOutcome>> {
     let tx =
         client.build_transaction().isolation_level(IsolationLevel::ReadCommitted).start().await.map_err(map_error)?;
     if ops.iter().any(|op| !matches!(op, WriteOp::Create(_) | WriteOp::Finish(_) | WriteOp::Prolong(_))) {
@@ -162,7 +170,15 @@ pub(crate) async fn apply_batch(client: &mut Client, ops: &[WriteOp]) -> Result<
     let outcomes: Vec<WriteOutcome> =
         outcomes.into_iter().map(|outcome| outcome.expect("the plan puts every operation in one step")).collect();
     let appended: Vec<_> = outcomes.iter().filter_map(waitpoint_storage::events::of_outcome).collect();
-    events::append(&tx, &appended).await?;
+    let append = events::append(&tx, &appended);
+    match channel {
+        // Sent together: the connection pipelines them, one round trip for both.
+        Some(channel) => {
+            let wake = BatchWake::of_batch(ops, &outcomes);
+            futures_util::future::try_join(append, wakeups::notify(&tx, channel, &wake)).await?;
+        }
+        None => append.await?,
+    }
     tx.commit().await.map_err(map_error)?;
     Ok(outcomes)
 }

@@ -16,6 +16,11 @@
 //! first and everything after it later. Each operation thus has the outcome it would have with
 //! the batch applied one operation at a time, in order.
 //!
+//! Nodes sharing the database wake each other ([`WakeupMode::Listen`], the default): a batch that
+//! makes runs ready or gives a waitpoint a deadline sends one `NOTIFY` in its transaction, and
+//! [`Store::wakeups`] listens on a connection of its own. [`WakeupMode::Poll`] does neither, for a
+//! transaction-pooling proxy, which cannot hold a `LISTEN`.
+//!
 //! Several batches run at once ([`Store::write_concurrency`]), so every write is safe against
 //! the others: a create with an idempotency key inserts with `ON CONFLICT DO NOTHING` on the
 //! active key and re-reads the winner when it loses; a finish updates only a row that is still
@@ -36,6 +41,7 @@
 //! - `events`: the event log, a row per batch appended in the batch's transaction, sequenced in
 //!   commit order by its readers, and read by position.
 //! - `webhooks`: outbound webhook subscriptions and how far their delivery got.
+//! - `wakeups`: the `NOTIFY` of a batch, and the listening connection of a subscription.
 //! - `retention`: purges of what finished long ago.
 //! - `rows`: mapping between rows and domain types.
 //! - `testing` (feature `test-util`): a fresh schema per test, for this and other crates' tests,
@@ -52,10 +58,12 @@ mod runs;
 #[cfg(feature = "test-util")]
 pub mod testing;
 mod waitpoints;
+mod wakeups;
 mod webhooks;
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Client, Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -63,7 +71,8 @@ use tokio_postgres::error::{DbError, SqlState};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, NoTls, Row};
 use waitpoint_storage::{
-    ListQuery, Purge, Purged, Result, RunListQuery, SchemaVersions, StorageError, Store, WriteOp, WriteOutcome,
+    ListQuery, Purge, Purged, Result, RunListQuery, SchemaVersions, StorageError, Store, WakeupStream, WriteOp,
+    WriteOutcome,
 };
 use waitpoint_types::WebhookId;
 use waitpoint_types::event::{Event, EventKind};
@@ -73,6 +82,7 @@ use waitpoint_types::{
 };
 
 use crate::rows::{column, environment_columns, environment_from_row, waitpoint_columns, waitpoint_from_row};
+pub use crate::wakeups::LISTENER_APPLICATION_NAME;
 
 /// Schema versions, applied in order; released files are never edited.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -108,10 +118,30 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// waits.
 const BATCH_ATTEMPTS: usize = 8;
 
+/// How the nodes sharing a database learn of each other's writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WakeupMode {
+    /// Batches that wake something send a `NOTIFY`; [`Store::wakeups`] listens on a connection
+    /// of its own (named [`LISTENER_APPLICATION_NAME`]).
+    Listen,
+    /// Neither: [`Store::wakeups`] is `None`, and nodes find each other's changes only by
+    /// looking from time to time. For a proxy that pools connections per transaction (such as
+    /// PgBouncer in transaction mode), which cannot hold a `LISTEN`.
+    Poll,
+}
+
 /// A waitpoint store in a PostgreSQL database.
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// Where batches notify and subscriptions listen; `None` in [`WakeupMode::Poll`].
+    wakeups: Option<Arc<WakeChannel>>,
+}
+
+/// The channel of the store's schema, and how a subscription connects to listen on it.
+struct WakeChannel {
+    name: String,
+    config: tokio_postgres::Config,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -120,14 +150,21 @@ impl fmt::Debug for PostgresStore {
         f.debug_struct("PostgresStore")
             .field("connections", &status.size)
             .field("max_connections", &status.max_size)
+            .field("wakeups", &self.wakeups.as_ref().map(|wakeups| &wakeups.name))
             .finish()
     }
 }
 
 impl PostgresStore {
     /// Connects to the database at `url` (`postgres://user:password@host:port/db?…`, as
-    /// libpq's URIs, without TLS) and applies pending migrations.
+    /// libpq's URIs, without TLS) and applies pending migrations; nodes wake each other
+    /// ([`WakeupMode::Listen`]).
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, WakeupMode::Listen).await
+    }
+
+    /// As [`connect`](Self::connect), with nodes learning of each other's writes as `mode` says.
+    pub async fn connect_with(url: &str, mode: WakeupMode) -> Result<Self> {
         let mut config = tokio_postgres::Config::from_str(url).map_err(|error| failure(&error))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
@@ -135,10 +172,16 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("waitpoint");
         }
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager =
+            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager).max_size(POOL_SIZE).build().map_err(|error| failure(&error))?;
-        let store = Self { pool };
+        let mut store = Self { pool, wakeups: None };
         store.migrate().await?;
+        if mode == WakeupMode::Listen {
+            let no_schema = || StorageError::database(Failure("no schema of the search_path exists".into()));
+            let row = store.query_opt(wakeups::CHANNEL, &[]).await?.ok_or_else(no_schema)?;
+            store.wakeups = Some(Arc::new(WakeChannel { name: column(&row, 0)?, config }));
+        }
         Ok(store)
     }
 
@@ -359,13 +402,18 @@ impl Store for PostgresStore {
             return Ok(Vec::new());
         }
         let mut client = self.client().await?;
+        let channel = self.wakeups.as_ref().map(|wakeups| wakeups.name.as_str());
         let mut attempt = 1;
         loop {
-            match batch::apply_batch(&mut client, &ops).await {
+            match batch::apply_batch(&mut client, &ops, channel).await {
                 Err(error) if attempt < BATCH_ATTEMPTS && is_transient(&error) => attempt += 1,
                 result => return result,
             }
         }
+    }
+
+    fn wakeups(&self) -> Option<WakeupStream> {
+        self.wakeups.as_ref().map(|wakeups| wakeups::subscribe(&wakeups.config, &wakeups.name))
     }
 
     async fn events_after(

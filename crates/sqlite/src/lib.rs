@@ -39,7 +39,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use waitpoint_storage::{
-    ListQuery, Purge, Purged, Result, RunListQuery, SchemaVersions, StorageError, Store, WriteOp, WriteOutcome,
+    ListQuery, Purge, Purged, Result, RunListQuery, SchemaVersions, StorageError, Store, WakeupStream, WriteOp,
+    WriteOutcome,
 };
 use waitpoint_types::WebhookId;
 use waitpoint_types::event::{Event, EventKind};
@@ -215,6 +216,11 @@ impl Store for SqliteStore {
 
     fn write_concurrency(&self) -> usize {
         1
+    }
+
+    /// One process owns the file: no other node writes to it.
+    fn wakeups(&self) -> Option<WakeupStream> {
+        None
     }
 
     async fn schema_versions(&self) -> Result<SchemaVersions> {

@@ -11,6 +11,7 @@
 //! - [`query`]: filters and keyset cursors of lists.
 //! - [`transitions`]: what a waitpoint or run becomes, as pure functions both backends use.
 //! - [`retention`]: which finished records a purge deletes ([`Purge`] states the rule).
+//! - [`wakeups`]: what a committed batch wakes on the nodes sharing the database ([`Wakeup`]).
 //! - [`StorageError`]: the one error type; backends map "no row" to `NotFound` and unique
 //!   violations to `Conflict`.
 //! - `conformance` (feature `conformance`): the test suite every backend runs.
@@ -23,6 +24,7 @@ pub mod query;
 pub mod retention;
 pub mod schema;
 pub mod transitions;
+pub mod wakeups;
 
 use std::fmt;
 
@@ -40,6 +42,7 @@ pub use crate::ops::{
 };
 pub use crate::query::{Cursor, ListQuery, RunListQuery, Window};
 pub use crate::retention::{Purge, Purged};
+pub use crate::wakeups::{BatchWake, Wakeup, WakeupStream};
 
 /// Result of a storage call.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
@@ -118,6 +121,17 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// same transaction, in the order of the operations; positions grow in commit order, so a
     /// reader that has seen position `n` never later finds an event before it.
     async fn write_batch(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>>;
+
+    /// Subscribes to the wake-ups of batches committed through every node that shares the
+    /// database, this one included: for each batch that wakes something ([`BatchWake`]), its
+    /// wake-ups, in commit order; first, and again after a lost subscription is restored,
+    /// [`Wakeup::Reconcile`]. `None` when the backend has no other nodes to hear from (a database
+    /// one process owns) or is set to let nodes find each other's changes by polling.
+    ///
+    /// Each call subscribes anew; the subscription ends when the stream is dropped. A wake-up may
+    /// be one too many, and while the subscription is lost some are missed: callers keep looking
+    /// on their own from time to time.
+    fn wakeups(&self) -> Option<WakeupStream>;
 
     /// The events of `environment_id` after position `after`, oldest first, at most `limit`,
     /// only of `kinds` unless it is empty.

@@ -63,6 +63,29 @@ impl PostgresSchema {
     pub async fn store(&self) -> PostgresStore {
         PostgresStore::connect(&self.url()).await.expect("connect to the test schema")
     }
+
+    /// How many connections listen for this schema's wake-ups (one per subscription).
+    pub async fn listeners(&self) -> i64 {
+        self.on_listeners("count(*)").await
+    }
+
+    /// Ends the connections that listen for this schema's wake-ups, as a lost connection would
+    /// end them, and says how many it ended.
+    pub async fn end_listeners(&self) -> i64 {
+        self.on_listeners("count(*) FILTER (WHERE pg_terminate_backend(pid))").await
+    }
+
+    /// Evaluates `aggregate` over this schema's listening connections (their last statement is
+    /// the `LISTEN` on the schema's channel).
+    async fn on_listeners(&self, aggregate: &str) -> i64 {
+        let client = admin(&self.url()).await.expect("connect to the test schema");
+        let sql = format!(
+            "SELECT {aggregate} FROM pg_stat_activity WHERE application_name = $1 AND query = 'LISTEN ' || ({})",
+            crate::wakeups::CHANNEL
+        );
+        let row = client.query_one(&sql, &[&crate::LISTENER_APPLICATION_NAME]).await.expect("read pg_stat_activity");
+        row.get(0)
+    }
 }
 
 #[async_trait::async_trait]
