@@ -17,8 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
-use waitpoint_storage::{Claim, ClaimOutcome, Resumed, RunClaim, RunsRelease, WorkerOutcome, WorkerSeen, WriteOp};
-use waitpoint_types::api::worker::PollRequest;
+use waitpoint_storage::{
+    Claim, ClaimOutcome, HeldRun, Resumed, RunClaim, RunsRelease, WorkerOutcome, WorkerSeen, WriteOp,
+};
+use waitpoint_types::api::worker::{self, PollRequest};
 use waitpoint_types::{Environment, EnvironmentId, RunId, Timestamp, WorkerId};
 
 use crate::error::{EngineError, Result};
@@ -203,7 +205,7 @@ impl Engine {
                 "session must be 1 to {MAX_SESSION_LEN} letters, digits, '-' or '_'"
             )));
         }
-        let holding = poll.holding.iter().map(|id| parse_run_id(id)).collect::<Result<Vec<RunId>>>()?;
+        let holding = poll.holding.iter().map(held_run).collect::<Result<Vec<HeldRun>>>()?;
         let key: WorkerKey = (environment.id.clone(), worker);
         if poll.leaving {
             return inner.worker_left(&key, session, holding).await.map(|()| Vec::new());
@@ -235,7 +237,8 @@ impl Engine {
                 first = false;
                 // Runs handed to the worker since its last poll count as held: it is about to
                 // get them.
-                let holding = holding.iter().cloned().chain(claims.iter().map(|c| c.run.id.clone())).collect();
+                let handed = claims.iter().map(|c| HeldRun { run: c.run.id.clone(), epoch: Some(c.run.epoch) });
+                let holding = holding.iter().cloned().chain(handed).collect();
                 let claim = RunClaim {
                     environment_id: environment.id.clone(),
                     worker: key.1.clone(),
@@ -350,11 +353,19 @@ fn replaced(worker: &WorkerId) -> EngineError {
     ))
 }
 
+/// A run a poll lists as held, with its epoch when the poll names one.
+fn held_run(held: &worker::HeldRun) -> Result<HeldRun> {
+    Ok(match held {
+        worker::HeldRun::Id(id) => HeldRun::any_epoch(parse_run_id(id)?),
+        worker::HeldRun::Leased(lease) => HeldRun { run: parse_run_id(&lease.id)?, epoch: Some(lease.epoch) },
+    })
+}
+
 impl Inner {
     /// `worker` stops: gives back what it holds (beyond `holding`), forgets it, and drops what
     /// was handed to it here (those runs are released with the rest). A session that another
     /// took over changes nothing.
-    async fn worker_left(&self, worker: &WorkerKey, session: Option<&str>, holding: Vec<RunId>) -> Result<()> {
+    async fn worker_left(&self, worker: &WorkerKey, session: Option<&str>, holding: Vec<HeldRun>) -> Result<()> {
         let now = self.clock.now();
         let (environment_id, id) = worker.clone();
         let left = WriteOp::WorkerLeft {

@@ -8,7 +8,7 @@ use tempfile::TempDir;
 use waitpoint_clock::ManualClock;
 use waitpoint_engine::environments::create_environment;
 use waitpoint_engine::{Engine, EngineConfig, EngineError, Event, ListRuns, Principal};
-use waitpoint_types::api::worker::{PollRequest, TaskSlots, WaitFor};
+use waitpoint_types::api::worker::{HeldRun, PollRequest, TaskSlots, WaitFor};
 use waitpoint_types::api::{CreateTokenRequest, TriggerOptions};
 use waitpoint_types::{
     Environment, IdGenerator, JournalEntry, JournalKind, Output, RunError, RunState, RunStatus, Timestamp, WorkerId,
@@ -78,7 +78,7 @@ fn poll(tasks: &[(&str, u32)], holding: &[String], wait_ms: u64) -> PollRequest 
     PollRequest {
         tasks: tasks.iter().map(|(id, slots)| TaskSlots { id: (*id).to_owned(), slots: *slots }).collect(),
         wait_ms,
-        holding: holding.to_vec(),
+        holding: holding.iter().cloned().map(HeldRun::Id).collect(),
         leaving: false,
         session: None,
     }

@@ -90,7 +90,7 @@ const UPDATE_RUNS: &str = "
     ) AS u
     WHERE r.id = u.id";
 const HELD_BY: &str =
-    "SELECT id FROM runs WHERE status = 'EXECUTING' AND environment_id = $1 AND worker_id = $2 ORDER BY id";
+    "SELECT id, epoch FROM runs WHERE status = 'EXECUTING' AND environment_id = $1 AND worker_id = $2 ORDER BY id";
 /// Runs a worker may take, locked, each with its journal's last entry (if any).
 const CLAIMABLE: &str = concat!(
     "SELECT ",
@@ -474,13 +474,16 @@ async fn claim(tx: &Transaction<'_>, claim: &RunClaim) -> Result<ClaimOutcome> {
     if !take_session(tx, claim).await? {
         return Ok(ClaimOutcome::WorkerReplaced);
     }
-    let held: Vec<String> = query(tx, HELD_BY, &[&claim.environment_id.internal(), &claim.worker.internal()])
+    let held: Vec<(String, i64)> = query(tx, HELD_BY, &[&claim.environment_id.internal(), &claim.worker.internal()])
         .await?
         .iter()
-        .map(|row| column(row, 0))
+        .map(|row| Ok((column(row, 0)?, column(row, 1)?)))
         .collect::<Result<_>>()?;
     let mut released = Vec::new();
-    for id in held.iter().filter(|id| !claim.holding.iter().any(|held| held.internal() == id.as_str())) {
+    for (id, epoch) in &held {
+        if transitions::still_held(&claim.holding, &RunId::from_internal(id.clone()), epoch.unsigned_abs()) {
+            continue;
+        }
         // Locked and read again: it may have moved on since.
         if let Some(row) = query_opt(tx, LOCK_RUN, &[id]).await? {
             let run = run_from_row(&row)?;

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{Notify, OwnedSemaphorePermit, oneshot};
 use tokio::task::AbortHandle;
 use waitpoint_types::RawJson;
-use waitpoint_types::api::worker::ClaimedRun;
+use waitpoint_types::api::worker::{ClaimedRun, HeldRun, Lease};
 
 /// The slots a running run holds: one of the worker's and, if the task has a limit, one of
 /// the task's. A suspended run gives them back.
@@ -234,17 +234,17 @@ impl Parking {
         Some(expecting.sender)
     }
 
-    /// The runs executing here (not suspended) or deferred: what the server should count as
-    /// held.
-    pub(crate) fn holding(&self) -> Vec<String> {
+    /// The runs executing here (not suspended) or deferred, with their epochs: what the server
+    /// should count as held.
+    pub(crate) fn holding(&self) -> Vec<HeldRun> {
         let registry = self.lock();
         let executing = registry
             .runs
             .iter()
             .filter(|(_, slot)| slot.expecting.as_ref().is_none_or(|e| e.suspended.is_none()))
-            .map(|(id, _)| id.clone());
-        let deferred = registry.deferred.iter().map(|claimed| claimed.id.clone());
-        executing.chain(deferred).collect()
+            .map(|(id, slot)| (id.clone(), slot.epoch));
+        let deferred = registry.deferred.iter().map(|claimed| (claimed.id.clone(), claimed.epoch));
+        executing.chain(deferred).map(|(id, epoch)| HeldRun::Leased(Lease { id, epoch })).collect()
     }
 
     /// Holds `claimed` until a slot frees, unless `limit` runs already wait: then it is given

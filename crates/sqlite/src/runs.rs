@@ -90,17 +90,24 @@ pub(crate) fn claim(conn: &Connection, claim: RunClaim) -> Result<ClaimOutcome> 
     if !take_session(conn, &claim)? {
         return Ok(ClaimOutcome::WorkerReplaced);
     }
-    let held: Vec<String> = {
+    let held: Vec<(String, i64)> = {
         let mut stmt = conn
-            .prepare_cached("SELECT id FROM runs WHERE status = 'EXECUTING' AND environment_id = ?1 AND worker_id = ?2")
+            .prepare_cached(
+                "SELECT id, epoch FROM runs WHERE status = 'EXECUTING' AND environment_id = ?1 AND worker_id = ?2",
+            )
             .map_err(map_error)?;
         let rows = stmt
-            .query_map(params![claim.environment_id.internal(), claim.worker.internal()], |row| row.get::<_, String>(0))
+            .query_map(params![claim.environment_id.internal(), claim.worker.internal()], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })
             .map_err(map_error)?;
         rows.collect::<rusqlite::Result<_>>().map_err(map_error)?
     };
     let mut released = Vec::new();
-    for id in held.iter().filter(|id| !claim.holding.iter().any(|held| held.internal() == id.as_str())) {
+    for (id, epoch) in &held {
+        if transitions::still_held(&claim.holding, &RunId::from_internal(id.clone()), epoch.unsigned_abs()) {
+            continue;
+        }
         if let Some(run) = select(conn, id)? {
             update(conn, &transitions::run_released(&run, claim.now))?;
             released.push(run.id);

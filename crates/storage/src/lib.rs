@@ -36,9 +36,10 @@ use waitpoint_types::{
 };
 
 pub use crate::ops::{
-    Claim, ClaimOutcome, CreateOutcome, Finish, FinishOutcome, Finishing, JournalOutcome, LeaseRefusal, Prolong,
-    ProlongOutcome, ProlongRefusal, Prolonging, Resumed, RunClaim, RunCreateOutcome, RunCreateToken, RunEndOutcome,
-    RunFinish, RunOutcome, RunRecord, RunWait, RunsRelease, WorkerOutcome, WorkerSeen, WriteOp, WriteOutcome,
+    Claim, ClaimOutcome, CreateOutcome, Finish, FinishOutcome, Finishing, HeldRun, JournalOutcome, LeaseRefusal,
+    Prolong, ProlongOutcome, ProlongRefusal, Prolonging, Resumed, RunClaim, RunCreateOutcome, RunCreateToken,
+    RunEndOutcome, RunFinish, RunOutcome, RunRecord, RunWait, RunsRelease, WorkerOutcome, WorkerSeen, WriteOp,
+    WriteOutcome,
 };
 pub use crate::query::{Cursor, ListQuery, RunListQuery, Window};
 pub use crate::retention::{Purge, Purged};

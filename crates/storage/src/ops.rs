@@ -196,9 +196,10 @@ impl Resumed {
 /// becomes the worker's, and its claim (whose `holding` lists nothing of the older session's)
 /// gives back at once what the older session held.
 ///
-/// First, every run `EXECUTING` for this worker that is not in `holding` is queued again at
-/// `now` (the worker does not know it has it: a claim whose answer was lost, a run it gave
-/// up). Then, for each task, up to its count of `QUEUED` runs with `available_at <= now` are taken,
+/// First, every run `EXECUTING` for this worker that `holding` does not hold
+/// ([`transitions::still_held`]) is queued again at `now`: the worker does not know it has it (a
+/// claim whose answer was lost, a run it gave up, a run handed to it again through another node
+/// after it listed what it holds). Then, for each task, up to its count of `QUEUED` runs with `available_at <= now` are taken,
 /// earliest `available_at` first, and become `EXECUTING` for this worker with `epoch + 1`,
 /// `attempt` at least 1 and `started_at` set if unset. A run whose `sticky_worker` is another
 /// worker is skipped while that worker is alive (seen at or after `alive_since`) and the run
@@ -218,12 +219,28 @@ pub struct RunClaim {
     /// How long a resumed run stays reserved for the worker that suspended it.
     pub sticky_for: Duration,
     /// The runs the worker is executing.
-    pub holding: Vec<RunId>,
+    pub holding: Vec<HeldRun>,
     /// The worker process's session, ordered by [`transitions::session_current`]; `None` for a
     /// worker whose id is its whole identity.
     ///
     /// [`transitions::session_current`]: crate::transitions::session_current
     pub session: Option<String>,
+}
+
+/// A run a worker says it executes, and the epoch it holds it under, when it says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldRun {
+    /// The run.
+    pub run: RunId,
+    /// The epoch; `None`: whatever epoch the run has.
+    pub epoch: Option<u64>,
+}
+
+impl HeldRun {
+    /// `run`, under whatever epoch it has.
+    pub fn any_epoch(run: RunId) -> Self {
+        Self { run, epoch: None }
+    }
 }
 
 /// A run handed to a worker.

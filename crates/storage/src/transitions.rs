@@ -4,11 +4,11 @@
 
 use waitpoint_types::wait::{SetMember, SetResult, WaitDecided};
 use waitpoint_types::{
-    EnvironmentId, JournalEntry, JournalKind, Run, RunState, Timestamp, Waitpoint, WaitpointId, WaitpointKind,
+    EnvironmentId, JournalEntry, JournalKind, Run, RunId, RunState, Timestamp, Waitpoint, WaitpointId, WaitpointKind,
     WaitpointState,
 };
 
-use crate::ops::{Finishing, LeaseRefusal, ProlongRefusal, Prolonging, RunOutcome};
+use crate::ops::{Finishing, HeldRun, LeaseRefusal, ProlongRefusal, Prolonging, RunOutcome};
 
 /// The state `current` moves to when `finishing` arrives, or `None` when nothing changes: it
 /// already finished (the first completion wins), or its deadline is not due yet.
@@ -135,6 +135,14 @@ pub fn run_suspended(run: &Run, seq: u32, needed: u32, now: Timestamp) -> Run {
 /// `run`, queued again at `now` because its wait finished.
 pub fn run_resumed(run: &Run, now: Timestamp) -> Run {
     Run { state: RunState::Queued { available_at: now }, updated_at: now, ..run.clone() }
+}
+
+/// Whether a worker whose claim lists `holding` still holds the run `id` it executes under
+/// `epoch`: listed, under that epoch or none named. Listed under another epoch, the run was
+/// handed to the worker again (a resume through another node) after it made the list: it is
+/// given back, and the same claim can take it again.
+pub fn still_held(holding: &[HeldRun], id: &RunId, epoch: u64) -> bool {
+    holding.iter().any(|held| held.run == *id && held.epoch.is_none_or(|listed| listed == epoch))
 }
 
 /// `run`, queued again at `now` because its worker stopped: it replays on whichever worker

@@ -712,9 +712,12 @@ pub mod worker {
         pub tasks: Vec<TaskSlots>,
         /// How long the server may hold the request when there is nothing to take (at most 30 s).
         pub wait_ms: u64,
-        /// The runs the worker is executing now. Any other run the server counts as held by this
-        /// worker (a claim whose answer was lost, a run the worker gave up) is given back.
-        pub holding: Vec<String>,
+        /// The runs the worker is executing now, each as its id or, better, as its id and the
+        /// epoch it executes it under. Any other run the server counts as held by this worker (a
+        /// claim whose answer was lost, a run the worker gave up) is given back; so is one listed
+        /// under an older epoch than it now has (it was handed to the worker again, through
+        /// another node, after the worker made this list), which the same poll can take again.
+        pub holding: Vec<HeldRun>,
         /// The worker is stopping: this is its last poll. It takes nothing, and runs it
         /// suspended resume on other workers from now on.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -727,6 +730,28 @@ pub mod worker {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[cfg_attr(feature = "openapi", schema(nullable = false))]
         pub session: Option<String>,
+    }
+
+    /// A run a poll says the worker executes.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    #[serde(untagged)]
+    pub enum HeldRun {
+        /// `run_…`, under whatever epoch it has.
+        Id(String),
+        /// `{"id": "run_…", "epoch": 3}`.
+        Leased(Lease),
+    }
+
+    /// A run and the epoch a worker executes it under.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    #[serde(deny_unknown_fields)]
+    pub struct Lease {
+        /// `run_…`.
+        pub id: String,
+        /// The epoch of the claim the worker executes it under.
+        pub epoch: u64,
     }
 
     /// One journal entry on the wire.

@@ -93,6 +93,7 @@ macro_rules! conformance_tests {
             cancel_stops_a_run_that_has_not_finished,
             runs_of_stopped_workers_are_released,
             claims_give_back_runs_the_worker_does_not_know_it_holds,
+            claims_take_again_a_run_listed_under_an_older_epoch,
             a_worker_is_known_by_its_environment_and_id,
             a_newer_session_takes_the_worker_over,
             workers_say_which_tasks_they_serve,

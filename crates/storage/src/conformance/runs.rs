@@ -10,7 +10,7 @@ use waitpoint_types::{
 
 use super::{TestDatabase, at, completed, create, finish, new_env, waitpoint, write_one};
 use crate::{
-    Claim, ClaimOutcome, Cursor, Finish, FinishOutcome, Finishing, JournalOutcome, LeaseRefusal, RunClaim,
+    Claim, ClaimOutcome, Cursor, Finish, FinishOutcome, Finishing, HeldRun, JournalOutcome, LeaseRefusal, RunClaim,
     RunCreateOutcome, RunCreateToken, RunEndOutcome, RunFinish, RunListQuery, RunOutcome, RunRecord, RunWait,
     RunsRelease, Store, Window, WorkerOutcome, WorkerSeen, WriteOp, WriteOutcome,
 };
@@ -97,6 +97,7 @@ async fn claim_holding(
                 .collect()
         }
     };
+    let holding = holding.into_iter().map(HeldRun::any_epoch).collect();
     match write_one(store, claim_op(env, worker, tasks, now, holding, None)).await {
         ClaimOutcome::Claimed { claims, .. } => claims,
         other => panic!("expected Claimed, got {other:?}"),
@@ -110,7 +111,7 @@ fn claim_op(
     worker: &WorkerId,
     tasks: &[(&str, usize)],
     now: Timestamp,
-    holding: Vec<RunId>,
+    holding: Vec<HeldRun>,
     session: Option<&str>,
 ) -> WriteOp {
     WriteOp::RunClaim(RunClaim {
@@ -876,7 +877,7 @@ pub async fn claims_give_back_runs_the_worker_does_not_know_it_holds(db: &dyn Te
             now: at(6),
             alive_since: at(0),
             sticky_for: STICKY,
-            holding: vec![known.id.clone()],
+            holding: vec![HeldRun::any_epoch(known.id.clone())],
             session: None,
         }),
     )
@@ -888,6 +889,29 @@ pub async fn claims_give_back_runs_the_worker_does_not_know_it_holds(db: &dyn Te
     let retaken = claim_holding(&*store, &env, &me, &[("t", 1)], at(7), Some(vec![known.id.clone()])).await;
     assert_eq!(retaken[0].run.id, lost.id);
     assert_eq!(retaken[0].run.epoch, lost.epoch + 1);
+}
+
+/// A claim whose worker lists a run under an older epoch than the run now has (handed to the
+/// worker again, through another node, after the worker made its list) gives the run back and
+/// takes it again, with a newer epoch; listed under the epoch it has, the run stays as it is.
+pub async fn claims_take_again_a_run_listed_under_an_older_epoch(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let me = worker(&ids);
+    create_run(&*store, &run(&ids, &env, "t", at(0))).await;
+    let run = claim(&*store, &env, &me, &[("t", 1)], at(1)).await[0].run.clone();
+    let listed = |epoch| vec![HeldRun { run: run.id.clone(), epoch: Some(epoch) }];
+    let current: ClaimOutcome =
+        write_one(&*store, claim_op(&env, &me, &[("t", 1)], at(2), listed(run.epoch), None)).await;
+    assert_eq!(current, ClaimOutcome::Claimed { claims: Vec::new(), released: Vec::new() });
+    assert_eq!(get(&*store, &run.id).await, run, "held under its epoch, it stays");
+    let older: ClaimOutcome =
+        write_one(&*store, claim_op(&env, &me, &[("t", 1)], at(3), listed(run.epoch - 1), None)).await;
+    let ClaimOutcome::Claimed { claims, released } = older else { panic!("expected Claimed, got {older:?}") };
+    assert_eq!(released, vec![run.id.clone()], "listed under an older epoch, it is given back");
+    assert_eq!(claims.len(), 1, "{claims:?}");
+    assert_eq!((&claims[0].run.id, claims[0].run.epoch), (&run.id, run.epoch + 1), "and taken again");
 }
 
 /// Run lists filter by status (QUEUED and DELAYED told apart at `now`), task, tag, idempotency
