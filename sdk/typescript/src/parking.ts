@@ -8,7 +8,7 @@
  */
 
 import type { Parked, Resume, RunExecution } from "./journal.js";
-import type { ClaimedRun } from "./wire.js";
+import type { ClaimedRun, Lease } from "./wire.js";
 
 /** A count of free slots. */
 export class Slots {
@@ -163,12 +163,15 @@ export class Parking {
     return expecting.deliver;
   }
 
-  /** The runs executing here (not suspended) or deferred: what the server should count as held. */
-  holding(): string[] {
+  /**
+   * The runs executing here (not suspended) or deferred, with their epochs: what the server should count as held
+   * (a run it now has under a newer epoch was handed over again since, and the poll takes it again).
+   */
+  holding(): Lease[] {
     const executing = [...this.#held]
       .filter(([, held]) => held.expecting?.suspendedOrder === undefined)
-      .map(([runId]) => runId);
-    return [...executing, ...this.#deferred.map((claimed) => claimed.id)];
+      .map(([id, held]) => ({ id, epoch: held.epoch }));
+    return [...executing, ...this.#deferred.map((claimed) => ({ id: claimed.id, epoch: claimed.epoch }))];
   }
 
   /** Holds `claimed` until a slot frees, unless `limit` runs wait already: then it is left for the server to give back. */

@@ -177,11 +177,17 @@ export interface TaskSlots {
   slots: number;
 }
 
+/** A run a worker executes, and the epoch of the claim it executes it under. */
+export interface Lease {
+  id: string;
+  epoch: number;
+}
+
 /** `POST /api/v1/workers/{workerId}/poll`. */
 export interface PollRequest {
   tasks: TaskSlots[];
   waitMs: number;
-  holding: string[];
+  holding: Lease[];
   leaving?: boolean;
   session: string;
 }
