@@ -18,7 +18,7 @@ use crate::auth::SecretKey;
 use crate::body::{self, Length};
 use crate::error::ApiError;
 use crate::openapi::{BadRequest, PayloadTooLarge, ServerError, Unauthorized};
-use crate::{strict_json, worker};
+use crate::worker;
 
 /// A batch holds many outputs; each is bounded on its own as a route's body is.
 const BATCH_LIMIT: usize = 16 * 1024 * 1024;
@@ -58,7 +58,9 @@ pub(crate) async fn batch(
     let mut answered = Vec::with_capacity(count);
     let mut valid = Vec::with_capacity(count);
     for (index, text) in envelope.operations.iter().enumerate() {
-        match read_operation(text) {
+        // Each held to its route's rules (the JSON a stored value must be, no unknown or missing
+        // field), counted from the operation as from a route's body.
+        match body::parse_json::<Operation>(text.get().as_bytes()) {
             Ok(operation) => valid.push((index, operation)),
             Err(error) => answered.push((index, answer(Err(error))?)),
         }
@@ -88,14 +90,6 @@ pub(crate) async fn batch(
 #[serde(deny_unknown_fields)]
 struct Envelope {
     operations: Vec<RawJson>,
-}
-
-/// One operation, held to the rules of its route's body (the JSON a stored value must be, no
-/// unknown or missing field).
-fn read_operation(text: &RawJson) -> Result<Operation, ApiError> {
-    let invalid = |error: serde_json::Error| ApiError::bad_request(format!("Invalid operation: {error}"));
-    strict_json::check(text.get().as_bytes()).map_err(invalid)?;
-    serde_json::from_str(text.get()).map_err(invalid)
 }
 
 /// The operations grouped by run, each group in the order given, with each one's index.

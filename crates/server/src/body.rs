@@ -433,7 +433,7 @@ pub(crate) fn parse_trigger(bytes: &[u8]) -> Result<(String, TriggerOptions), Ap
 
 /// Parses a worker protocol body into `T` (whose type refuses unknown fields); the SDK writes
 /// these, so serde's own message (which names the field and position) is detailed enough.
-fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(
             "Request body is empty: this route takes a JSON object (see the worker protocol)",

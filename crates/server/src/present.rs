@@ -1,10 +1,10 @@
 //! Waitpoints in the API's JSON shapes.
 
-use waitpoint_engine::{Engine, RunView};
+use waitpoint_engine::{CreatedToken, Engine, RunView};
 use waitpoint_storage::Claim;
 use waitpoint_types::api::worker::{ClaimedRun, JournalEntryBody};
 use waitpoint_types::api::{
-    CallbackVerifierInfo, RunDetail, RunErrorBody, RunWorker, TokenDetail, TokenItem, WaitingOn,
+    CallbackVerifierInfo, CreateTokenResponse, RunDetail, RunErrorBody, RunWorker, TokenDetail, TokenItem, WaitingOn,
 };
 use waitpoint_types::{
     Environment, JournalEntry, RawJson, RunState, Timestamp, Waitpoint, WaitpointState, WaitpointStatus,
@@ -133,6 +133,19 @@ pub(crate) fn entry(entry: &JournalEntry) -> JournalEntryBody {
         kind: entry.kind.as_str().to_owned(),
         name: entry.name.clone(),
         result: entry.result.as_deref().map(RawJson::from_stored),
+    }
+}
+
+/// A created token as the create routes answer with it (the API's and a run's).
+pub(crate) fn created_token(created: CreatedToken) -> CreateTokenResponse {
+    CreateTokenResponse {
+        id: created.waitpoint.id.public(),
+        is_cached: created.is_cached,
+        url: created.url,
+        public_access_token: created.public_access_token,
+        approval_url: Some(created.approval_url),
+        reject_url: Some(created.reject_url),
+        heartbeat_url: created.heartbeat_url,
     }
 }
 

@@ -61,16 +61,7 @@ pub(crate) async fn create(
     let jwt = HeaderValue::from_str(&created.public_access_token).map_err(|_| {
         ApiError::from(waitpoint_engine::EngineError::Internal("unprintable public access token".into()))
     })?;
-    let body = CreateTokenResponse {
-        id: created.waitpoint.id.public(),
-        is_cached: created.is_cached,
-        url: created.url,
-        public_access_token: created.public_access_token,
-        approval_url: Some(created.approval_url),
-        reject_url: Some(created.reject_url),
-        heartbeat_url: created.heartbeat_url,
-    };
-    let mut response = Json(body).into_response();
+    let mut response = Json(present::created_token(created)).into_response();
     response.headers_mut().insert("x-trigger-jwt", jwt);
     if let Ok(claims) = HeaderValue::from_str(&claims) {
         response.headers_mut().insert("x-trigger-jwt-claims", claims);

@@ -10,7 +10,7 @@ use waitpoint_types::api::worker::{
     CompleteAttemptRequest, FailAttemptRequest, JournalEntryBody, JournalResponse, PollRequest, PollResponse,
     RecordRequest, RecordResponse, RunTokenRequest, RunTokenResponse, WaitFor, WaitRequest, WaitResponse,
 };
-use waitpoint_types::api::{CreateTokenRequest, CreateTokenResponse, RunDetail, RunErrorBody};
+use waitpoint_types::api::{CreateTokenRequest, RunDetail, RunErrorBody};
 use waitpoint_types::{Environment, JournalEntry, JournalKind, RawJson, RunError};
 
 use crate::auth::SecretKey;
@@ -265,16 +265,7 @@ pub(crate) async fn create_token_for(
     options: &CreateTokenRequest,
 ) -> Result<RunTokenResponse, ApiError> {
     let (entry, created) = engine.create_run_token(environment, run, epoch, seq, options).await?;
-    let token = CreateTokenResponse {
-        id: created.waitpoint.id.public(),
-        is_cached: created.is_cached,
-        url: created.url,
-        public_access_token: created.public_access_token,
-        approval_url: Some(created.approval_url),
-        reject_url: Some(created.reject_url),
-        heartbeat_url: created.heartbeat_url,
-    };
-    Ok(RunTokenResponse { entry: present::entry(&entry), token })
+    Ok(RunTokenResponse { entry: present::entry(&entry), token: present::created_token(created) })
 }
 
 /// Records a wait at a journal position; the run may suspend.
