@@ -7,13 +7,15 @@
 //! bound of its own: each run has at most one operation outstanding, and the worker's slots
 //! bound the runs.
 //!
-//! Every operation is idempotent (journal positions and epochs), so a batch that reached no
-//! server is sent again, and an operation answered with a passing failure (a 5xx, 408 or 429)
-//! goes again in a later batch, after a backoff.
+//! Every operation is idempotent (journal positions and epochs), so what did not get through
+//! goes again in a later batch, after a backoff on the worker's clock: a whole batch that reached
+//! no working server (no answer, a 5xx, 408 or 429), or one operation answered so.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use waitpoint_clock::Clock;
 
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
@@ -22,10 +24,16 @@ use waitpoint_types::api::worker::{
     Answer, JournalEntryBody, JournalResponse, MAX_BATCH_OPERATIONS, Operation, RecordResponse, RunTokenResponse,
     WaitFor, WaitResponse,
 };
-use waitpoint_types::api::{CreateTokenRequest, ErrorBody, RunErrorBody};
+use waitpoint_types::api::{CreateTokenRequest, RunErrorBody};
 
-use crate::protocol::{FIRST_RETRY, MAX_RETRY, is_transient};
+use crate::client::api_error;
+use crate::protocol::is_transient;
 use crate::{Client, Error, Result};
+
+/// The first pause before sending again what did not get through.
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+/// The longest pause.
+const MAX_RETRY: Duration = Duration::from_secs(2);
 
 /// A batch stops growing at this many bytes of operations (the server takes 16 MiB); an
 /// operation larger than that goes alone.
@@ -41,6 +49,7 @@ pub(crate) struct Channel {
 #[derive(Debug)]
 struct Shared {
     client: Client,
+    clock: Arc<dyn Clock>,
     queue: OnceLock<mpsc::UnboundedSender<Pending>>,
 }
 
@@ -52,9 +61,9 @@ struct Pending {
 }
 
 impl Channel {
-    /// A channel to the server `client` talks to.
-    pub(crate) fn new(client: Client) -> Self {
-        Self { shared: Arc::new(Shared { client, queue: OnceLock::new() }) }
+    /// A channel to the server `client` talks to, pausing before retries on `clock`.
+    pub(crate) fn new(client: Client, clock: Arc<dyn Clock>) -> Self {
+        Self { shared: Arc::new(Shared { client, clock, queue: OnceLock::new() }) }
     }
 
     /// Every entry of a run's journal, to replay.
@@ -112,7 +121,7 @@ impl Channel {
         let (reply, answer) = oneshot::channel();
         let queue = self.shared.queue.get_or_init(|| {
             let (queue, receiver) = mpsc::unbounded_channel();
-            tokio::spawn(drive(self.shared.client.clone(), receiver));
+            tokio::spawn(drive(self.shared.client.clone(), self.shared.clock.clone(), receiver));
             queue
         });
         queue.send(Pending { operation, reply }).map_err(|_| stopped())?;
@@ -126,7 +135,7 @@ fn stopped() -> Error {
 }
 
 /// Sends batches until every clone of the channel is gone.
-async fn drive(client: Client, mut queue: mpsc::UnboundedReceiver<Pending>) {
+async fn drive(client: Client, clock: Arc<dyn Clock>, mut queue: mpsc::UnboundedReceiver<Pending>) {
     let mut ready: VecDeque<Pending> = VecDeque::new();
     let mut backoff = FIRST_RETRY;
     loop {
@@ -166,6 +175,11 @@ async fn drive(client: Client, mut queue: mpsc::UnboundedReceiver<Pending>) {
                     let _ = pending.reply.send(Err(Error::Decode(message.clone())));
                 }
             }
+            Err(error) if is_transient(&error) => {
+                tracing::debug!(%error, "a batch did not get through; sending it again");
+                passing = true;
+                ready.extend(batch);
+            }
             Err(error) => {
                 for pending in batch {
                     let _ = pending.reply.send(Err(copy_of(&error)));
@@ -173,7 +187,7 @@ async fn drive(client: Client, mut queue: mpsc::UnboundedReceiver<Pending>) {
             }
         }
         if passing {
-            tokio::time::sleep(backoff).await;
+            clock.sleep_until(clock.now().saturating_add(backoff)).await;
             backoff = (backoff * 2).min(MAX_RETRY);
         } else {
             backoff = FIRST_RETRY;
@@ -217,11 +231,7 @@ fn outcome(answer: Answer) -> Result<RawJson> {
     if (200..300).contains(&answer.status) {
         return Ok(answer.body);
     }
-    let (message, code) = match serde_json::from_str::<ErrorBody>(answer.body.get()) {
-        Ok(body) => (body.error, body.code),
-        Err(_) => (answer.body.get().to_owned(), None),
-    };
-    Err(Error::Api { status: answer.status, message, code })
+    Err(api_error(answer.status, answer.body.get().as_bytes()))
 }
 
 /// The failure of a whole batch, for each of its operations.

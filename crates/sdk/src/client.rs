@@ -237,11 +237,7 @@ impl Client {
         let status = response.status();
         let bytes = response.bytes().await?;
         if !status.is_success() {
-            let (message, code) = match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(body) => (body.error, body.code),
-                Err(_) => (String::from_utf8_lossy(&bytes).into_owned(), None),
-            };
-            return Err(Error::Api { status: status.as_u16(), message, code });
+            return Err(api_error(status.as_u16(), &bytes));
         }
         serde_json::from_slice(&bytes).map_err(|e| Error::Decode(format!("{e} in {}", String::from_utf8_lossy(&bytes))))
     }
@@ -250,6 +246,16 @@ impl Client {
 /// Checks the durations of a token request as the server would, so a mistake is reported
 /// before anything is sent: `timeout` is a duration, an ISO 8601 date or `"none"`;
 /// `idempotencyKeyTTL` a duration or `"none"`.
+/// The error an answer of `status` (not a success) with `body` stands for: the server's
+/// `{"error", "code"?}`, or the body as text when it is not that.
+pub(crate) fn api_error(status: u16, body: &[u8]) -> Error {
+    let (message, code) = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(body) => (body.error, body.code),
+        Err(_) => (String::from_utf8_lossy(body).into_owned(), None),
+    };
+    Error::Api { status, message, code }
+}
+
 pub(crate) fn check_token_request(request: &CreateTokenRequest) -> Result<()> {
     if let Some(timeout) = request.timeout.as_deref()
         && timeout != "none"

@@ -1,7 +1,5 @@
-//! The worker protocol's requests: the poll, and the batch of the worker channel (`channel`).
-//! A batch that reaches no server (network errors, 5xx, 503 while a server restarts) is sent
-//! again with backoff until it gets an answer: every operation is safe to repeat (journal
-//! positions and epochs make them idempotent).
+//! The worker protocol's requests: the poll, and the batch of the worker channel (`channel`,
+//! which retries what did not get through), and which failures may pass.
 
 use std::time::Duration;
 
@@ -10,11 +8,6 @@ use waitpoint_types::api::worker::{BatchResponse, PollRequest, PollResponse};
 
 use crate::client::segment;
 use crate::{Client, Error, Result};
-
-/// The first delay between tries of a call that reached no server.
-pub(crate) const FIRST_RETRY: Duration = Duration::from_millis(50);
-/// The longest delay between tries.
-pub(crate) const MAX_RETRY: Duration = Duration::from_secs(2);
 
 /// Whether the error means the call may not have reached a working server (no answer, a 5xx,
 /// 408 or 429), so the same call may succeed later.
@@ -35,23 +28,12 @@ impl Client {
         self.send(self.request(Method::POST, &path)?.json(request).timeout(timeout)).await
     }
 
-    /// Sends a batch (its JSON body) until the server answers (anything but a transient
-    /// failure).
+    /// Sends a batch (its JSON body) once; the channel retries what did not get through.
     pub(crate) async fn batch(&self, body: String) -> Result<BatchResponse> {
-        let mut delay = FIRST_RETRY;
-        loop {
-            let request = self
-                .request(Method::POST, "api/v1/workers/batch")?
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.clone());
-            match self.send(request).await {
-                Err(error) if is_transient(&error) => {
-                    tracing::debug!(%error, "a batch failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(MAX_RETRY);
-                }
-                result => return result,
-            }
-        }
+        let request = self
+            .request(Method::POST, "api/v1/workers/batch")?
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        self.send(request).await
     }
 }

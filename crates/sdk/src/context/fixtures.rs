@@ -53,7 +53,7 @@ async fn refusing_server() -> (String, Arc<AtomicUsize>) {
 
 fn context(client: Client, journal: Vec<JournalEntryBody>) -> Context {
     let run = RunShared {
-        channel: crate::channel::Channel::new(client.clone()),
+        channel: crate::channel::Channel::new(client.clone(), Arc::new(crate::SystemClock)),
         client,
         clock: Arc::new(crate::SystemClock),
         run_id: "run_cfixture".into(),

@@ -75,7 +75,7 @@ impl Worker {
             .collect();
         let parking = Parking::new(config.max_suspended.max(1));
         let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
-        let channel = Channel::new(client.clone());
+        let channel = Channel::new(client.clone(), config.clock.clone());
         Ok(Self {
             shared: Arc::new(Shared { client, channel, identity, tasks: by_id, slots, task_slots, parking, config }),
         })
