@@ -474,18 +474,23 @@ async fn claim(tx: &Transaction<'_>, claim: &RunClaim) -> Result<ClaimOutcome> {
     if !take_session(tx, claim).await? {
         return Ok(ClaimOutcome::WorkerReplaced);
     }
-    let held: Vec<(String, i64)> = query(tx, HELD_BY, &[&claim.environment_id.internal(), &claim.worker.internal()])
+    let held: Vec<(RunId, u64)> = query(tx, HELD_BY, &[&claim.environment_id.internal(), &claim.worker.internal()])
         .await?
         .iter()
-        .map(|row| Ok((column(row, 0)?, column(row, 1)?)))
+        .map(|row| {
+            let id = RunId::from_internal(column(row, 0)?);
+            let epoch = u64::try_from(column::<i64>(row, 1)?)
+                .map_err(|_| StorageError::Corrupt(format!("run {id}: negative epoch")))?;
+            Ok((id, epoch))
+        })
         .collect::<Result<_>>()?;
     let mut released = Vec::new();
     for (id, epoch) in &held {
-        if transitions::still_held(&claim.holding, &RunId::from_internal(id.clone()), epoch.unsigned_abs()) {
+        if transitions::still_held(&claim.holding, id, *epoch) {
             continue;
         }
         // Locked and read again: it may have moved on since.
-        if let Some(row) = query_opt(tx, LOCK_RUN, &[id]).await? {
+        if let Some(row) = query_opt(tx, LOCK_RUN, &[&id.internal()]).await? {
             let run = run_from_row(&row)?;
             let held = matches!(&run.state, RunState::Executing { worker } if *worker == claim.worker);
             if held && run.environment_id == claim.environment_id {

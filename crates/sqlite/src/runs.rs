@@ -90,7 +90,7 @@ pub(crate) fn claim(conn: &Connection, claim: RunClaim) -> Result<ClaimOutcome> 
     if !take_session(conn, &claim)? {
         return Ok(ClaimOutcome::WorkerReplaced);
     }
-    let held: Vec<(String, i64)> = {
+    let held: Vec<(RunId, u64)> = {
         let mut stmt = conn
             .prepare_cached(
                 "SELECT id, epoch FROM runs WHERE status = 'EXECUTING' AND environment_id = ?1 AND worker_id = ?2",
@@ -98,17 +98,17 @@ pub(crate) fn claim(conn: &Connection, claim: RunClaim) -> Result<ClaimOutcome> 
             .map_err(map_error)?;
         let rows = stmt
             .query_map(params![claim.environment_id.internal(), claim.worker.internal()], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                Ok((RunId::from_internal(row.get(0)?), row.get::<_, i64>(1)?.try_into().unwrap_or_default()))
             })
             .map_err(map_error)?;
         rows.collect::<rusqlite::Result<_>>().map_err(map_error)?
     };
     let mut released = Vec::new();
     for (id, epoch) in &held {
-        if transitions::still_held(&claim.holding, &RunId::from_internal(id.clone()), epoch.unsigned_abs()) {
+        if transitions::still_held(&claim.holding, id, *epoch) {
             continue;
         }
-        if let Some(run) = select(conn, id)? {
+        if let Some(run) = select(conn, id.internal())? {
             update(conn, &transitions::run_released(&run, claim.now))?;
             released.push(run.id);
         }
