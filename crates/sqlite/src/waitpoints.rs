@@ -193,7 +193,8 @@ fn list_sql(query: &ListQuery, columns: &str) -> (String, Args) {
     }
     let (window, order, limit) = lists::window_filters(&mut args, &query.window, id_column);
     filters += &window;
-    let statuses: Vec<String> = query.statuses.iter().map(|s| args.push(s.as_str().to_owned())).collect();
+    // Literals, as the planner sees them (see `configure`).
+    let statuses: Vec<String> = query.statuses.iter().map(|s| format!("'{}'", s.as_str())).collect();
     let walks: Vec<String> = if !query.tags.is_empty() {
         let conditions: Vec<String> = if statuses.is_empty() {
             vec![String::new()]
