@@ -62,7 +62,7 @@ impl Engine {
             id: page.waitpoint.id.clone(),
             environment_id: Some(page.environment.id.clone()),
             finishing,
-            workers_alive_since: Some(self.inner.workers_alive_since()),
+            hand_to: self.inner.hand_to(),
         };
         match self.finish_waitpoint(finish).await? {
             Finished::Now(waitpoint) | Finished::Before(waitpoint) => Ok(waitpoint),

@@ -23,6 +23,8 @@
 //! - `runs`: task runs, and the worker protocol's calls about a run (journal, waits, attempts).
 //! - `workers`: workers' polls (claims, sessions, liveness, the tasks they serve), the runs
 //!   handed to them, and the release of stopped workers' runs.
+//! - `handoffs`: which workers take resumed runs handed straight to them (a poll waiting on this
+//!   node, a slot to spare).
 //! - `validate`: checks shared by tokens and runs (tags, idempotency keys).
 //! - `sessions`: signing in to the dashboard (a secret key, or a one-time link) and sessions.
 //! - `operator`: what a person does from the dashboard: complete or time out tokens (one, or
@@ -48,6 +50,7 @@ pub mod environments;
 pub mod error;
 mod event_log;
 mod events;
+mod handoffs;
 mod heartbeats;
 pub mod metrics;
 mod operator;
@@ -72,7 +75,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinHandle;
-use waitpoint_storage::{Resumed, StorageError, Store};
+use waitpoint_storage::{Resumed, StorageError, Store, Takers};
 use waitpoint_types::{Environment, EnvironmentId, IdGenerator, Timestamp, Waitpoint};
 
 pub use crate::approvals::VerifiedApproval;
@@ -309,13 +312,18 @@ impl Inner {
         for claim in resumed.handed {
             if let waitpoint_types::RunState::Executing { worker } = &claim.run.state {
                 let key = (claim.run.environment_id.clone(), worker.clone());
-                self.workers.hand(key, claim);
+                self.workers.hand(key, claim, self.clock.now());
             }
         }
         self.emit(|| Event::WaitpointFinished(waitpoint));
     }
 
-    /// When a worker must have been seen for a resumed run to be handed to it.
+    /// The workers that runs resumed now are handed to (see [`Takers`]).
+    pub(crate) fn hand_to(&self) -> Takers {
+        self.workers.takers(self.clock.now())
+    }
+
+    /// When a worker must have been seen to count as alive.
     pub(crate) fn workers_alive_since(&self) -> Timestamp {
         self.clock.now().saturating_sub(self.config.worker_timeout)
     }

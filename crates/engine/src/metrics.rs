@@ -189,9 +189,10 @@ pub(crate) fn token_prolonged(heartbeat: bool) {
     metrics::counter!(TOKENS_PROLONGED, "kind" => kind).increment(1);
 }
 
-/// A resumed run reached its worker `after` its waitpoint finished, by the fast path or not.
-pub(crate) fn resume_delivered(fast: bool, after: Duration) {
-    let path = if fast { "fast" } else { "replay" };
+/// A resumed run reached its worker `after` its waitpoint finished: handed to the worker's
+/// waiting poll, or claimed from the queue.
+pub(crate) fn resume_delivered(handed: bool, after: Duration) {
+    let path = if handed { "handed" } else { "queued" };
     metrics::histogram!(RESUME_LATENCY, "path" => path).record(after.as_secs_f64());
 }
 

@@ -134,12 +134,7 @@ impl Engine {
             Resolution::TimeOut => Finishing::Force { at, via: CompletedVia::Dashboard },
             Resolution::Reject(error) => Finishing::Reject { at, via: CompletedVia::Dashboard, error: error.clone() },
         };
-        Finish {
-            id,
-            environment_id: Some(environment.id.clone()),
-            finishing,
-            workers_alive_since: Some(self.inner.workers_alive_since()),
-        }
+        Finish { id, environment_id: Some(environment.id.clone()), finishing, hand_to: self.inner.hand_to() }
     }
 
     /// The query of the waiting tokens a bulk filter matches, newest first, in pages of `limit`.

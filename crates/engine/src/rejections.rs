@@ -86,7 +86,7 @@ impl Engine {
             id,
             environment_id: Some(environment.id.clone()),
             finishing: Finishing::Reject { at: self.inner.clock.now(), via, error },
-            workers_alive_since: Some(self.inner.workers_alive_since()),
+            hand_to: self.inner.hand_to(),
         };
         match self.finish_waitpoint(finish).await? {
             Finished::Now(waitpoint) | Finished::Before(waitpoint) => Ok(waitpoint),

@@ -62,12 +62,12 @@ async fn fire_due(inner: &Inner, now: Timestamp) -> Result<bool, StorageError> {
         return Ok(false);
     }
     let full = due.len() == BATCH;
-    let alive_since = inner.workers_alive_since();
+    let hand_to = inner.hand_to();
     let ops = due
         .into_iter()
         .map(|id| {
             let finishing = Finishing::Deadline { at: now };
-            WriteOp::Finish(Finish { id, environment_id: None, finishing, workers_alive_since: Some(alive_since) })
+            WriteOp::Finish(Finish { id, environment_id: None, finishing, hand_to: hand_to.clone() })
         })
         .collect();
     let mut timed_out = 0;

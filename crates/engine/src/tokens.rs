@@ -259,8 +259,7 @@ impl Engine {
         let via = principal.may_write(&id, "completing")?;
         let environment_id = Some(principal.environment().id.clone());
         let finishing = self.completed(via, output);
-        let workers_alive_since = Some(self.inner.workers_alive_since());
-        self.finish(Finish { id, environment_id, finishing, workers_alive_since }).await
+        self.finish(Finish { id, environment_id, finishing, hand_to: self.inner.hand_to() }).await
     }
 
     /// Checks a callback URL: the token `id` exists and `hash` proves the caller was handed
@@ -290,8 +289,8 @@ impl Engine {
             return Ok(waitpoint);
         }
         let finishing = self.completed(CompletedVia::CallbackUrl, Some(output));
-        let workers_alive_since = Some(self.inner.workers_alive_since());
-        let finish = Finish { id: waitpoint.id, environment_id: Some(environment.id), finishing, workers_alive_since };
+        let finish =
+            Finish { id: waitpoint.id, environment_id: Some(environment.id), finishing, hand_to: self.inner.hand_to() };
         self.finish(finish).await
     }
 

@@ -4,9 +4,11 @@
 //! comes with a newer session and takes the worker over (the storage decides, see
 //! `RunClaim::session`). A poll records that the worker is alive and which tasks it runs (at
 //! most every quarter of the worker timeout, or when that changes), gives back what the worker
-//! holds without knowing, then takes runs, waiting for some when there are none. Runs resumed
-//! while their worker is alive are handed straight to it through its mailbox on this node. The
-//! release loop gives the runs of workers that stopped polling to others.
+//! holds without knowing (at most every [`RECONCILE_EVERY`]), then takes runs, waiting for some
+//! when there are none. A run resumed while its worker waits here with a free slot is handed
+//! straight to it through its mailbox on this node; any other is queued, reserved a while for
+//! its worker, which claims it when it has room. The release loop gives the runs of workers that
+//! stopped polling to others.
 //!
 //! Whether anyone serves a task is answered from what polls said, cached briefly: a run whose
 //! task no worker runs gets a hint saying so, and the server logs it once per task.
@@ -18,12 +20,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 use waitpoint_storage::{
-    Claim, ClaimOutcome, HeldRun, Resumed, RunClaim, RunsRelease, WorkerOutcome, WorkerSeen, WriteOp,
+    Claim, ClaimOutcome, HeldRun, Resumed, RunClaim, RunsRelease, Takers, WorkerOutcome, WorkerSeen, WriteOp,
 };
 use waitpoint_types::api::worker::{self, PollRequest};
 use waitpoint_types::{Environment, EnvironmentId, RunId, Timestamp, WorkerId};
 
 use crate::error::{EngineError, Result};
+use crate::handoffs::Handoffs;
 use crate::metrics::{self, Transition};
 use crate::runs::{parse_run_id, validate_task_id};
 use crate::{Engine, Inner};
@@ -38,6 +41,10 @@ const MAX_SLOTS: u32 = 10_000;
 const MAX_SESSION_LEN: usize = 64;
 /// How long an answer of storage to "does anyone serve this task?" is reused.
 const SERVED_CACHE_TTL: Duration = Duration::from_secs(1);
+/// How often, at most, a worker's poll on this node gives back the runs the worker holds
+/// without knowing (a claim whose answer was lost, a run it could not take): reading all it
+/// holds costs as much as it holds, thousands of runs for a busy worker.
+pub(crate) const RECONCILE_EVERY: Duration = Duration::from_secs(1);
 
 /// A worker as the engine knows it: its environment and its id. The same id in another
 /// environment is another worker.
@@ -58,8 +65,13 @@ pub(crate) struct Workers {
     /// True once polls are no longer held (the server is stopping).
     released: watch::Sender<bool>,
     /// When each run this node resumed was resumed, and whether it was handed to its worker
-    /// (the fast path): for the resume latency, measured when a poll delivers the run.
+    /// (or queued): for the resume latency, measured when a poll delivers the run.
     resumed_at: Mutex<HashMap<RunId, (Instant, bool)>>,
+    /// Which workers take resumed runs handed straight to them.
+    handoffs: Handoffs,
+    /// When a poll of each worker on this node last gave back what the worker does not hold,
+    /// and for which session.
+    reconciled: Mutex<HashMap<WorkerKey, (Timestamp, Option<String>)>>,
 }
 
 /// What this node last recorded of a worker.
@@ -80,6 +92,8 @@ struct Served {
 #[derive(Debug, Default)]
 struct Mailbox {
     claims: Vec<Claim>,
+    /// The number of the worker's newest poll on this node: only that one takes the claims.
+    poll: u64,
     notify: Arc<Notify>,
 }
 
@@ -99,30 +113,66 @@ impl Workers {
     fn delivered(&self, claims: &[Claim]) {
         let mut resumed_at = self.resumed_at.lock().unwrap_or_else(|p| p.into_inner());
         for claim in claims.iter().filter(|claim| claim.resumed.is_some()) {
-            if let Some((at, fast)) = resumed_at.remove(&claim.run.id) {
-                metrics::resume_delivered(fast, at.elapsed());
+            if let Some((at, handed)) = resumed_at.remove(&claim.run.id) {
+                metrics::resume_delivered(handed, at.elapsed());
             }
         }
     }
 
-    /// Puts a run resumed for its live worker in that worker's mailbox and wakes its poll.
-    pub(crate) fn hand(&self, worker: WorkerKey, claim: Claim) {
+    /// The workers that take resumed runs at `now` (see [`Takers`]).
+    pub(crate) fn takers(&self, now: Timestamp) -> Takers {
+        self.handoffs.takers(now)
+    }
+
+    /// Whether a poll of `worker` (of `session`) at `now` is to give back what the worker does
+    /// not hold: when this node has not had it do so for [`RECONCILE_EVERY`], or for this
+    /// session. Notes it.
+    fn reconcile_due(&self, worker: &WorkerKey, session: Option<&str>, now: Timestamp) -> bool {
+        let mut reconciled = self.reconciled.lock().unwrap_or_else(|p| p.into_inner());
+        match reconciled.get(worker) {
+            Some((at, last))
+                if now.duration_since(*at) < RECONCILE_EVERY && *at <= now && last.as_deref() == session =>
+            {
+                false
+            }
+            _ => {
+                reconciled.insert(worker.clone(), (now, session.map(str::to_owned)));
+                true
+            }
+        }
+    }
+
+    /// Puts a run resumed for its waiting worker in that worker's mailbox and wakes its poll.
+    pub(crate) fn hand(&self, worker: WorkerKey, claim: Claim, now: Timestamp) {
+        self.handoffs.given(&worker, 1, now);
         let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
         let mailbox = mailboxes.entry(worker).or_default();
         mailbox.claims.push(claim);
         mailbox.notify.notify_one();
     }
 
-    /// The wake-up of `worker`'s mailbox on this node.
-    fn mailbox(&self, worker: &WorkerKey) -> Arc<Notify> {
+    /// Makes a poll of `worker` its newest on this node, and answers its number and the wake-up
+    /// of the worker's mailbox. A worker polls once at a time: an older poll still held here is
+    /// one its client gave up on (as a worker does when a slot frees, to ask again with it),
+    /// which is woken to answer nothing, so that what is handed to the worker goes to this one
+    /// instead of to a connection no one reads.
+    fn begin_poll(&self, worker: &WorkerKey) -> (u64, Arc<Notify>) {
         let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
-        mailboxes.entry(worker.clone()).or_default().notify.clone()
+        let mailbox = mailboxes.entry(worker.clone()).or_default();
+        mailbox.poll += 1;
+        mailbox.notify.notify_waiters();
+        (mailbox.poll, mailbox.notify.clone())
     }
 
-    /// The runs handed to `worker` that it has not picked up.
-    fn take_mail(&self, worker: &WorkerKey) -> Vec<Claim> {
+    /// The runs handed to `worker` that it has not picked up, for its poll numbered `poll`;
+    /// `None` once a newer poll replaced that one.
+    fn take_mail(&self, worker: &WorkerKey, poll: u64) -> Option<Vec<Claim>> {
         let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
-        mailboxes.get_mut(worker).map(|mailbox| std::mem::take(&mut mailbox.claims)).unwrap_or_default()
+        match mailboxes.get_mut(worker) {
+            Some(mailbox) if mailbox.poll != poll => None,
+            Some(mailbox) => Some(std::mem::take(&mut mailbox.claims)),
+            None => Some(Vec::new()),
+        }
     }
 
     /// Puts back runs taken from `worker`'s mailbox by a poll that could not deliver them.
@@ -134,10 +184,12 @@ impl Workers {
         mailboxes.entry(worker.clone()).or_default().claims.extend(claims);
     }
 
-    /// Forgets `worker` on this node (its throttle entry and mailbox).
-    fn forget(&self, worker: &WorkerKey) {
+    /// Forgets `worker` on this node (its throttle entries and mailbox; it takes no hand-offs).
+    fn forget(&self, worker: &WorkerKey, now: Timestamp) {
+        self.handoffs.forget(worker, now);
         self.seen.lock().unwrap_or_else(|p| p.into_inner()).remove(worker);
         self.mailboxes.lock().unwrap_or_else(|p| p.into_inner()).remove(worker);
+        self.reconciled.lock().unwrap_or_else(|p| p.into_inner()).remove(worker);
     }
 
     /// Whether `worker` must be recorded as seen at `now` serving `tasks`: when this node has
@@ -176,15 +228,18 @@ impl Workers {
         drop(resumed_at);
         let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
         mailboxes.retain(|worker, _| seen.contains_key(worker));
+        drop(mailboxes);
+        self.reconciled.lock().unwrap_or_else(|p| p.into_inner()).retain(|worker, _| seen.contains_key(worker));
         self.served.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, served| served.checked_at >= horizon);
     }
 }
 
 impl Engine {
     /// A worker's poll (`worker` is its id): records that it is alive and what it runs, gives
-    /// back the runs it holds without knowing (those not in `holding`), then hands it up to its
-    /// free slots of queued runs per task, waiting up to `wait_ms` for some to become
-    /// available. A poll of a session that another one took over is refused
+    /// back the runs it holds without knowing (those not in `holding`; at most every
+    /// [`RECONCILE_EVERY`] per worker and node), then hands it up to its free slots of queued
+    /// runs per task, waiting up to `wait_ms` for some to become available (meanwhile, runs
+    /// resumed for it are handed to it straight). A poll of a session that another one took over is refused
     /// ([`EngineError::WorkerReplaced`]).
     pub async fn poll_runs(&self, environment: &Environment, worker: &str, poll: &PollRequest) -> Result<Vec<Claim>> {
         let inner = &self.inner;
@@ -212,6 +267,9 @@ impl Engine {
         }
         let tasks: Vec<String> = poll.tasks.iter().map(|task| task.id.clone()).collect();
         inner.worker_seen(&key, &tasks).await?;
+        // Each task's slots are at most the worker's: the most of them is what it has free.
+        let free = poll.tasks.iter().map(|task| task.slots as usize).max().unwrap_or(0);
+        inner.workers.handoffs.polled(&key, free, inner.clock.now());
         let wanted: Vec<(String, usize)> = poll
             .tasks
             .iter()
@@ -220,25 +278,29 @@ impl Engine {
             .collect();
         let task_ids: Vec<String> = wanted.iter().map(|(task, _)| task.clone()).collect();
         let deadline = inner.clock.now().saturating_add(Duration::from_millis(poll.wait_ms).min(MAX_POLL_WAIT));
-        let mail = inner.workers.mailbox(&key);
+        let (number, mail) = inner.workers.begin_poll(&key);
         let mut released = inner.workers.released.subscribe();
-        // Every claim also gives back what the worker does not hold (such as a run handed to it
-        // through another node, which the same claim then hands over again); the first is made
-        // even when the worker has no free slot.
-        let mut first = true;
         loop {
             let mut ready = pin!(inner.runs_ready.notified());
             ready.as_mut().enable();
             let mut delivered = pin!(mail.notified());
             delivered.as_mut().enable();
             let now = inner.clock.now();
-            let mut claims = inner.workers.take_mail(&key);
-            if first || (claims.is_empty() && !wanted.is_empty()) {
-                first = false;
+            let Some(mut claims) = inner.workers.take_mail(&key, number) else {
+                metrics::polled();
+                return Ok(Vec::new());
+            };
+            // A claim may give back what the worker does not hold (a claim whose answer was lost,
+            // a run handed to a poll that has just ended, which the same claim then takes again);
+            // it is made for that even when the worker has no free slot.
+            let reconcile = inner.workers.reconcile_due(&key, session, now);
+            if reconcile || (claims.is_empty() && !wanted.is_empty()) {
                 // Runs handed to the worker since its last poll count as held: it is about to
                 // get them.
-                let handed = claims.iter().map(|c| HeldRun { run: c.run.id.clone(), epoch: Some(c.run.epoch) });
-                let holding = holding.iter().cloned().chain(handed).collect();
+                let holding = reconcile.then(|| {
+                    let handed = claims.iter().map(|c| HeldRun { run: c.run.id.clone(), epoch: Some(c.run.epoch) });
+                    holding.iter().cloned().chain(handed).collect()
+                });
                 let claim = RunClaim {
                     environment_id: environment.id.clone(),
                     worker: key.1.clone(),
@@ -251,6 +313,7 @@ impl Engine {
                 };
                 match inner.writer.write(WriteOp::RunClaim(claim)).await? {
                     ClaimOutcome::Claimed { claims: claimed, released } => {
+                        inner.workers.handoffs.given(&key, claimed.len(), now);
                         metrics::runs(Transition::Claimed, claimed.len());
                         metrics::runs(Transition::Released, released.len());
                         inner.runs_changed(&environment.id, claimed.iter().map(|c| &c.run.id).chain(&released));
@@ -281,6 +344,7 @@ impl Engine {
             };
             // Sticky runs become free to others after a while, and other nodes do not wake us.
             let wake = deadline.min(now.saturating_add(POLL_RECHECK)).min(next.unwrap_or(deadline));
+            let _waiting = inner.workers.handoffs.waiting(&key, inner.clock.as_ref());
             tokio::select! {
                 _ = ready => {}
                 _ = delivered => {}
@@ -385,13 +449,13 @@ impl Inner {
             now,
             alive_since: now,
             sticky_for: self.config.sticky_for,
-            holding,
+            holding: Some(holding),
             session: None,
         };
         if let ClaimOutcome::Claimed { released, .. } = self.writer.write(WriteOp::RunClaim(release)).await? {
             self.runs_changed(&worker.0, &released);
         }
-        self.workers.forget(worker);
+        self.workers.forget(worker, now);
         self.runs_ready.notify_waiters();
         Ok(())
     }

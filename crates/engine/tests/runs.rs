@@ -435,21 +435,26 @@ async fn another_environments_poll_with_the_same_worker_id_sees_and_changes_noth
     assert!(foreign_poll(false).await.is_empty());
     assert_eq!(h.status(&executing).await, RunStatus::Executing, "the other environment's poll released the run");
 
-    // The completion hands the parked run to its worker; the other environment's poll gets none of it.
+    // The completion resumes the parked run for its worker, whose poll waits for it; the other
+    // environment's polls with the same id get none of it.
+    let waiting = {
+        let (engine, dev, worker) = (h.engine.clone(), h.dev.clone(), worker.clone());
+        let request = poll(&[("t", 1)], std::slice::from_ref(&executing), 30_000);
+        tokio::spawn(async move { engine.poll_runs(&dev, &worker, &request).await.unwrap() })
+    };
+    tokio::task::yield_now().await;
     let principal = Principal::SecretKey(h.dev.clone());
     h.engine
         .complete_token(&principal, &token.waitpoint.id.public(), Some(Output::from_text("secret".into())))
         .await
         .unwrap();
-    assert!(foreign_poll(false).await.is_empty(), "the other environment received the hand-off");
+    let claims = waiting.await.unwrap();
+    assert_eq!(claims.iter().map(|c| c.run.id.public()).collect::<Vec<_>>(), std::slice::from_ref(&parked));
+    assert_eq!(claims[0].resumed.as_ref().and_then(|e| e.result.as_deref()), Some(r#"{"ok":true,"output":"secret"}"#));
+    assert!(foreign_poll(false).await.is_empty(), "the other environment received the run");
     assert!(foreign_poll(true).await.is_empty());
     assert_eq!(h.status(&executing).await, RunStatus::Executing);
     assert_eq!(h.status(&parked).await, RunStatus::Executing);
-
-    let holding = [executing.clone()];
-    let claims = h.engine.poll_runs(&h.dev, &worker, &poll(&[], &holding, 0)).await.unwrap();
-    assert_eq!(claims.iter().map(|c| c.run.id.public()).collect::<Vec<_>>(), [parked]);
-    assert_eq!(claims[0].resumed.as_ref().and_then(|e| e.result.as_deref()), Some(r#"{"ok":true,"output":"secret"}"#));
 }
 
 /// Regression: a wait of `u64::MAX` ms or a retry after `u64::MAX` ms was clamped to the latest

@@ -15,9 +15,9 @@ use std::collections::HashMap;
 use deadpool_postgres::{Client, Transaction};
 use tokio_postgres::IsolationLevel;
 use waitpoint_storage::{
-    BatchWake, CreateOutcome, Finish, FinishOutcome, Prolong, Result, WriteOp, WriteOutcome, transitions,
+    BatchWake, CreateOutcome, Finish, FinishOutcome, Prolong, Result, Takers, WriteOp, WriteOutcome, transitions,
 };
-use waitpoint_types::{Timestamp, Waitpoint};
+use waitpoint_types::Waitpoint;
 
 use crate::{events, map_error, run_sets, runs, waitpoints, wakeups};
 
@@ -195,12 +195,12 @@ async fn finish_all(tx: &Transaction<'_>, mut finishes: Vec<(usize, &Finish)>) -
     finishes.sort_unstable_by(|(_, a), (_, b)| a.id.internal().cmp(b.id.internal()));
     let mut finished = waitpoints::by_id(&waitpoints::update_where_applies(tx, &finishes).await?)?;
 
-    let mut done: Vec<(usize, Waitpoint, Option<Timestamp>)> = Vec::with_capacity(finishes.len());
+    let mut done: Vec<(usize, Waitpoint, &Takers)> = Vec::with_capacity(finishes.len());
     let mut outcomes = Vec::with_capacity(finishes.len());
     let mut rest = Vec::new();
     for (index, finish) in finishes {
         match finished.remove(finish.id.internal()) {
-            Some(waitpoint) => done.push((index, waitpoint, finish.workers_alive_since)),
+            Some(waitpoint) => done.push((index, waitpoint, &finish.hand_to)),
             None => rest.push((index, finish)),
         }
     }
@@ -226,7 +226,7 @@ async fn finish_all(tx: &Transaction<'_>, mut finishes: Vec<(usize, &Finish)>) -
                         Some(state) => {
                             waitpoints::set_state(tx, &finish.id, &state).await?;
                             waitpoint.state = state;
-                            done.push((index, waitpoint, finish.workers_alive_since));
+                            done.push((index, waitpoint, &finish.hand_to));
                         }
                     }
                 }
@@ -237,11 +237,10 @@ async fn finish_all(tx: &Transaction<'_>, mut finishes: Vec<(usize, &Finish)>) -
         waitpoints::retag(tx, done.iter().map(|(_, waitpoint, _)| waitpoint)).await?;
         // In the batch's order, so that a set several of them finish is decided as one finish
         // at a time would decide it.
-        let mut finished: Vec<(usize, &Waitpoint, Option<Timestamp>)> =
-            done.iter().map(|(index, w, since)| (*index, w, *since)).collect();
+        let mut finished: Vec<(usize, &Waitpoint, &Takers)> =
+            done.iter().map(|(index, w, hand_to)| (*index, w, *hand_to)).collect();
         finished.sort_unstable_by_key(|(index, _, _)| *index);
-        let finished: Vec<(&Waitpoint, Option<Timestamp>)> =
-            finished.into_iter().map(|(_, w, since)| (w, since)).collect();
+        let finished: Vec<(&Waitpoint, &Takers)> = finished.into_iter().map(|(_, w, hand_to)| (w, hand_to)).collect();
         let mut resumed = runs::resume_waiting(tx, &finished).await?;
         for (index, waitpoint, _) in done {
             let runs = resumed.remove(waitpoint.id.internal()).unwrap_or_default();
@@ -254,7 +253,7 @@ async fn finish_all(tx: &Transaction<'_>, mut finishes: Vec<(usize, &Finish)>) -
 #[cfg(test)]
 mod tests {
     use waitpoint_storage::Finishing;
-    use waitpoint_types::{EnvironmentId, WaitpointId, WaitpointState};
+    use waitpoint_types::{EnvironmentId, Timestamp, WaitpointId, WaitpointState};
 
     use super::*;
 
@@ -282,7 +281,7 @@ mod tests {
             id: WaitpointId::from_internal(id.into()),
             environment_id: None,
             finishing: Finishing::Deadline { at: Timestamp::from_millis(0) },
-            workers_alive_since: None,
+            hand_to: Takers::default(),
         }
     }
 

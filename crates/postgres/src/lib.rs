@@ -100,6 +100,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (12, include_str!("../migrations/0012_events.sql")),
     (13, include_str!("../migrations/0013_webhooks.sql")),
     (14, include_str!("../migrations/0014_event_batches.sql")),
+    (15, include_str!("../migrations/0015_run_waits_statistics.sql")),
 ];
 
 /// The advisory lock that serializes migrations of servers starting at once ("waitpoin").

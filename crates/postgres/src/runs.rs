@@ -10,9 +10,9 @@ use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use waitpoint_storage::{
-    Claim, ClaimOutcome, CreateOutcome, JournalOutcome, LeaseRefusal, Result, Resumed, RunClaim, RunCreateOutcome,
-    RunCreateToken, RunEndOutcome, RunListQuery, RunWait, RunsRelease, StorageError, WorkerOutcome, WorkerSeen,
-    WriteOp, WriteOutcome, transitions,
+    Claim, ClaimOutcome, CreateOutcome, HeldRun, JournalOutcome, LeaseRefusal, Result, Resumed, RunClaim,
+    RunCreateOutcome, RunCreateToken, RunEndOutcome, RunListQuery, RunWait, RunsRelease, StorageError, Takers,
+    WorkerOutcome, WorkerSeen, WriteOp, WriteOutcome, transitions,
 };
 use waitpoint_types::{
     EnvironmentId, JournalEntry, JournalKind, Run, RunError, RunId, RunState, RunStatus, Timestamp, Waitpoint,
@@ -38,6 +38,8 @@ const RUN_COLUMNS: usize = 23;
 
 const SELECT_RUN: &str = concat!("SELECT ", run_columns!(), " FROM runs r WHERE r.id = $1");
 const LOCK_RUN: &str = concat!("SELECT ", run_columns!(), " FROM runs r WHERE r.id = $1 FOR UPDATE");
+/// The run, locked, unless another transaction has it locked.
+const LOCK_RUN_NOWAIT: &str = concat!("SELECT ", run_columns!(), " FROM runs r WHERE r.id = $1 FOR UPDATE SKIP LOCKED");
 /// The run, locked, then its journal's length and the entry at position `$2` (if any): what
 /// an operation at that position needs, in one round trip.
 const LOCK_RUN_AT: &str = concat!(
@@ -111,8 +113,8 @@ const INSERT_ENTRY: &str = "INSERT INTO run_journal (run_id, seq, kind, name, re
 const SET_RESULTS: &str = "UPDATE run_journal j SET result = s.result
      FROM (SELECT * FROM unnest($1::text[], $2::int[], $3::text[]) AS s (run_id, seq, result) LIMIT $4) AS s
      WHERE j.run_id = s.run_id AND j.seq = s.seq";
-/// Runs whose current wait includes any of `$1`, locked in id order, each with when its sticky
-/// worker was last seen, the journal entry of its wait, and one of `$1` it waits on. Driven by
+/// Runs whose current wait includes any of `$1`, locked in id order, each with the journal
+/// entry of its wait and one of `$1` it waits on. Driven by
 /// `run_waits` (the few waits on these waitpoints), each run a lateral probe of its primary key
 /// that is checked again once locked (a finish that resumed it first leaves it out); the `LIMIT`s
 /// keep the planner from flattening the probes into joins, which it may run as a scan of every
@@ -120,13 +122,11 @@ const SET_RESULTS: &str = "UPDATE run_journal j SET result = s.result
 const WAITING_ON_ANY: &str = concat!(
     "SELECT ",
     run_columns!(),
-    ", w.last_seen_at, e.seq, e.kind, e.name, e.result, x.waitpoint_id
+    ", e.seq, e.kind, e.name, e.result, x.waitpoint_id
      FROM (SELECT DISTINCT ON (x.run_id) x.run_id, x.seq, x.waitpoint_id FROM run_waits x
            WHERE x.waitpoint_id = ANY($1::text[]) ORDER BY x.run_id) AS x
      CROSS JOIN LATERAL (SELECT * FROM runs WHERE id = x.run_id AND status = 'WAITING' AND waiting_seq = x.seq
                          FOR UPDATE) AS r
-     LEFT JOIN LATERAL (SELECT w.last_seen_at FROM workers w
-                        WHERE w.environment_id = r.environment_id AND w.id = r.sticky_worker LIMIT 1) AS w ON true
      LEFT JOIN LATERAL (SELECT j.seq, j.kind, j.name, j.result FROM run_journal j
                         WHERE j.run_id = r.id AND j.seq = r.waiting_seq LIMIT 1) AS e ON true
      ORDER BY x.run_id"
@@ -470,10 +470,9 @@ async fn take_session(tx: &Transaction<'_>, claim: &RunClaim) -> Result<bool> {
     Ok(now_stored.as_deref() == Some(session))
 }
 
-async fn claim(tx: &Transaction<'_>, claim: &RunClaim) -> Result<ClaimOutcome> {
-    if !take_session(tx, claim).await? {
-        return Ok(ClaimOutcome::WorkerReplaced);
-    }
+/// Queues again, at the claim's time, the runs `EXECUTING` for the claim's worker that
+/// `holding` does not hold (see [`RunClaim`]).
+async fn give_back(tx: &Transaction<'_>, claim: &RunClaim, holding: &[HeldRun]) -> Result<Vec<RunId>> {
     let held: Vec<(RunId, u64)> = query(tx, HELD_BY, &[&claim.environment_id.internal(), &claim.worker.internal()])
         .await?
         .iter()
@@ -485,12 +484,10 @@ async fn claim(tx: &Transaction<'_>, claim: &RunClaim) -> Result<ClaimOutcome> {
         })
         .collect::<Result<_>>()?;
     let mut released = Vec::new();
-    for (id, epoch) in &held {
-        if transitions::still_held(&claim.holding, id, *epoch) {
-            continue;
-        }
-        // Locked and read again: it may have moved on since.
-        if let Some(row) = query_opt(tx, LOCK_RUN, &[&id.internal()]).await? {
+    for id in transitions::given_back(holding, &held) {
+        // Locked and read again: it may have moved on since. One that another transaction
+        // holds is moving on (an operation of its own, a resume): it is left to that one.
+        if let Some(row) = query_opt(tx, LOCK_RUN_NOWAIT, &[&id.internal()]).await? {
             let run = run_from_row(&row)?;
             let held = matches!(&run.state, RunState::Executing { worker } if *worker == claim.worker);
             if held && run.environment_id == claim.environment_id {
@@ -499,6 +496,17 @@ async fn claim(tx: &Transaction<'_>, claim: &RunClaim) -> Result<ClaimOutcome> {
             }
         }
     }
+    Ok(released)
+}
+
+async fn claim(tx: &Transaction<'_>, claim: &RunClaim) -> Result<ClaimOutcome> {
+    if !take_session(tx, claim).await? {
+        return Ok(ClaimOutcome::WorkerReplaced);
+    }
+    let released = match &claim.holding {
+        Some(holding) => give_back(tx, claim, holding).await?,
+        None => Vec::new(),
+    };
     let now = claim.now.as_millis();
     let sticky_cutoff = claim.now.saturating_sub(claim.sticky_for).as_millis();
     let alive_since = claim.alive_since.as_millis();
@@ -699,23 +707,23 @@ pub(crate) async fn insert_waits(tx: &Transaction<'_>, waits: &[(&str, u32, &[Wa
 }
 
 /// Resumes every run whose wait one of `finished`, the waitpoints that just finished in this
-/// transaction in the batch's order (each with its finish's `workers_alive_since`), decides
-/// (a set as the finishes would one at a time, [`transitions::wait_decided_in_order`]): fills in the result of
-/// each one's wait, then hands it to its sticky worker if that worker was seen recently
-/// enough, or queues it. A run waiting on a set that is not decided yet stays waiting; one
+/// transaction in the batch's order (each with its finish's `hand_to`), decides (a set as the
+/// finishes would one at a time, [`transitions::wait_decided_in_order`]): fills in the result of
+/// each one's wait, then hands it to its sticky worker if the finish's `hand_to` takes it, or
+/// queues it ([`transitions::hand_off`]). A run waiting on a set that is not decided yet stays waiting; one
 /// whose set several of them finish resumes once. Returns what was resumed, by the internal id
 /// of the waitpoint that resumed it. One query finds them all, one more reads the sets; only
 /// runs that resume cost writes.
 pub(crate) async fn resume_waiting(
     tx: &Transaction<'_>,
-    finished: &[(&Waitpoint, Option<Timestamp>)],
+    finished: &[(&Waitpoint, &Takers)],
 ) -> Result<HashMap<String, Resumed>> {
     let ids: Vec<&str> = finished.iter().map(|(waitpoint, _)| waitpoint.id.internal()).collect();
     let waiting = query(tx, WAITING_ON_ANY, &[&ids]).await?;
     let mut sets: HashMap<String, Vec<Waitpoint>> = {
         let (mut runs, mut seqs) = (Vec::new(), Vec::new());
         for row in &waiting {
-            if entry_from_row(row, RUN_COLUMNS + 1)?.is_some_and(|wait| wait.kind == JournalKind::WaitSet) {
+            if entry_from_row(row, RUN_COLUMNS)?.is_some_and(|wait| wait.kind == JournalKind::WaitSet) {
                 runs.push(column::<String>(row, 0)?);
                 seqs.push(column::<i32>(row, 8)?);
             }
@@ -735,7 +743,7 @@ pub(crate) async fn resume_waiting(
     for row in &waiting {
         let run = run_from_row(row)?;
         let RunState::Waiting { seq, needed } = run.state else { continue };
-        let Some(wait) = entry_from_row(row, RUN_COLUMNS + 1)? else { continue };
+        let Some(wait) = entry_from_row(row, RUN_COLUMNS)? else { continue };
         let decided = match wait.kind {
             JournalKind::WaitSet => {
                 let members = sets.remove(run.id.internal()).unwrap_or_default();
@@ -744,24 +752,19 @@ pub(crate) async fn resume_waiting(
                     .map(|(result, position)| (result.to_json(), finished[position]))
             }
             _ => {
-                let by: String = column(row, RUN_COLUMNS + 5)?;
+                let by: String = column(row, RUN_COLUMNS + 4)?;
                 let Some(decider) = finished.iter().find(|(w, _)| w.id.internal() == by) else { continue };
                 transitions::wait_decided(wait.kind, needed, std::slice::from_ref(decider.0))
                     .map(|result| (result.to_json(), *decider))
             }
         };
-        let Some((result, (waitpoint, alive_since))) = decided else { continue };
+        let Some((result, (waitpoint, hand_to))) = decided else { continue };
         let Some(at) = waitpoint.completed_at() else { continue };
         let by = waitpoint.id.internal().to_owned();
         let position = i32::try_from(seq).map_err(|_| StorageError::Corrupt("journal position too large".into()))?;
         results.push((run.id.internal().to_owned(), position, result.clone()));
-        let last_seen = column::<Option<i64>>(row, RUN_COLUMNS)?.map(Timestamp::from_millis);
-        let alive_worker = match (&run.sticky_worker, alive_since, last_seen) {
-            (Some(worker), Some(since), Some(seen)) if seen >= since => Some(worker.clone()),
-            _ => None,
-        };
         let entry = resumed.entry(by).or_default();
-        match alive_worker {
+        match transitions::hand_off(&run, hand_to) {
             Some(worker) => {
                 let claimed = transitions::run_claimed(&run, &worker, at);
                 // The wait is the journal's last entry: a waiting run performs nothing after it.

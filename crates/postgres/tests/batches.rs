@@ -10,7 +10,8 @@ use waitpoint_postgres::PostgresStore;
 use waitpoint_postgres::testing::{PostgresSchema, admin};
 use waitpoint_storage::conformance::{at, completed, environment};
 use waitpoint_storage::{
-    CreateOutcome, Finish, FinishOutcome, Finishing, ListQuery, StorageError, Store, Window, WriteOp, WriteOutcome,
+    CreateOutcome, Finish, FinishOutcome, Finishing, ListQuery, StorageError, Store, Takers, Window, WriteOp,
+    WriteOutcome,
 };
 use waitpoint_types::{
     CompletedVia, Environment, EnvironmentId, IdGenerator, Output, Rejection, Timestamp, Waitpoint, WaitpointId,
@@ -64,7 +65,7 @@ fn waitpoint(id: WaitpointId, env: &Environment, created_at: Timestamp) -> Waitp
 }
 
 fn finish(id: &WaitpointId, finishing: Finishing) -> WriteOp {
-    WriteOp::Finish(Finish { id: id.clone(), environment_id: None, finishing, workers_alive_since: None })
+    WriteOp::Finish(Finish { id: id.clone(), environment_id: None, finishing, hand_to: Takers::default() })
 }
 
 fn query(env: &EnvironmentId) -> ListQuery {
@@ -184,7 +185,7 @@ impl Workload {
             },
         };
         self.named.insert(id.clone());
-        WriteOp::Finish(Finish { id, environment_id, finishing, workers_alive_since: None })
+        WriteOp::Finish(Finish { id, environment_id, finishing, hand_to: Takers::default() })
     }
 }
 

@@ -9,7 +9,7 @@ use waitpoint_postgres::testing::PostgresSchema;
 use waitpoint_storage::conformance::{self, at};
 use waitpoint_storage::{
     ClaimOutcome, CreateOutcome, Finish, FinishOutcome, Finishing, JournalOutcome, ListQuery, RunClaim, RunWait,
-    StorageError, Store, WriteOp, WriteOutcome,
+    StorageError, Store, Takers, WriteOp, WriteOutcome,
 };
 use waitpoint_types::run::wait_set_name;
 use waitpoint_types::{Environment, IdGenerator, JournalKind, Timestamp, Waitpoint};
@@ -32,7 +32,7 @@ fn waitpoint(ids: &IdGenerator, env: &Environment, created_at: Timestamp) -> Wai
 }
 
 fn finish(w: &Waitpoint, finishing: Finishing) -> WriteOp {
-    WriteOp::Finish(Finish { id: w.id.clone(), environment_id: None, finishing, workers_alive_since: None })
+    WriteOp::Finish(Finish { id: w.id.clone(), environment_id: None, finishing, hand_to: Takers::default() })
 }
 
 fn completed(at_ms: i64) -> Finishing {
@@ -246,7 +246,7 @@ async fn finishes_racing_on_the_waitpoints_of_a_set_resume_its_run_once() {
             now: at(round),
             alive_since: at(round),
             sticky_for: Duration::ZERO,
-            holding: Vec::new(),
+            holding: Some(Vec::new()),
             session: None,
         };
         let outcome = store.write_batch(vec![WriteOp::RunClaim(claim)]).await.unwrap().remove(0);

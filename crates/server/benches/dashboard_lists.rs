@@ -18,7 +18,7 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 use waitpoint_engine::environments::create_environment;
 use waitpoint_engine::{Clock, Engine, EngineConfig, SystemClock};
-use waitpoint_storage::{Finish, Finishing, Store, WriteOp};
+use waitpoint_storage::{Finish, Finishing, Store, Takers, WriteOp};
 use waitpoint_types::{CompletedVia, IdGenerator, Output, Timestamp, Waitpoint, WaitpointKind, WaitpointState};
 
 const BATCH: usize = 10_000;
@@ -136,7 +136,7 @@ async fn seed(store: &dyn Store, dev: &waitpoint_types::Environment, count: usiz
                         via: CompletedVia::SecretKey,
                         output: Some(Output::from_json_text(r#"{"status":"approved"}"#)),
                     },
-                    workers_alive_since: None,
+                    hand_to: Takers::default(),
                 })
             })
             .collect();

@@ -5,8 +5,8 @@
 //! (every run operation stores its own with it), and [`waits`], the waitpoints of a wait.
 
 use rusqlite::{Connection, params};
-use waitpoint_storage::{Claim, Result, Resumed, transitions};
-use waitpoint_types::{EnvironmentId, JournalEntry, JournalKind, Run, Timestamp, Waitpoint, WorkerId};
+use waitpoint_storage::{Claim, Result, Resumed, Takers, transitions};
+use waitpoint_types::{JournalEntry, JournalKind, Run, Timestamp, Waitpoint};
 
 use crate::map_error;
 use crate::rows::{
@@ -56,14 +56,10 @@ pub(crate) fn waits(conn: &Connection, run: &str, seq: u32) -> Result<Vec<Waitpo
 }
 
 /// Resumes every run whose wait `waitpoint`, which just finished, decides: fills in the result
-/// of each one's wait, then hands it to its sticky worker if that worker was seen at or after
-/// `workers_alive_since`, or queues it. A run waiting on a set whose wait is not decided yet
-/// stays waiting.
-pub(crate) fn resume_waiting(
-    conn: &Connection,
-    waitpoint: &Waitpoint,
-    workers_alive_since: Option<Timestamp>,
-) -> Result<Resumed> {
+/// of each one's wait, then hands it to its sticky worker if `hand_to` takes it, or queues it
+/// ([`transitions::hand_off`]). A run waiting on a set whose wait is not decided yet stays
+/// waiting.
+pub(crate) fn resume_waiting(conn: &Connection, waitpoint: &Waitpoint, hand_to: &Takers) -> Result<Resumed> {
     let Some(at) = waitpoint.completed_at() else {
         return Ok(Resumed::default());
     };
@@ -98,13 +94,7 @@ pub(crate) fn resume_waiting(
         conn.prepare_cached("UPDATE run_journal SET result = ?3 WHERE run_id = ?1 AND seq = ?2")
             .and_then(|mut stmt| stmt.execute(params![run.id.internal(), seq, result]))
             .map_err(map_error)?;
-        let alive_worker = match (&run.sticky_worker, workers_alive_since) {
-            (Some(worker), Some(since)) if seen_since(conn, &run.environment_id, worker, since)? => {
-                Some(worker.clone())
-            }
-            _ => None,
-        };
-        match alive_worker {
+        match transitions::hand_off(&run, hand_to) {
             Some(worker) => {
                 let claimed = transitions::run_claimed(&run, &worker, at);
                 update(conn, &claimed)?;
@@ -119,15 +109,4 @@ pub(crate) fn resume_waiting(
         }
     }
     Ok(resumed)
-}
-
-/// Whether `worker` of `environment` was seen at or after `since`.
-fn seen_since(conn: &Connection, environment: &EnvironmentId, worker: &WorkerId, since: Timestamp) -> Result<bool> {
-    conn.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM workers WHERE environment_id = ?1 AND id = ?2 AND last_seen_at >= ?3)",
-    )
-    .and_then(|mut stmt| {
-        stmt.query_row(params![environment.internal(), worker.internal(), since.as_millis()], |row| row.get(0))
-    })
-    .map_err(map_error)
 }

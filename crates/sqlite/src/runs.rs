@@ -5,7 +5,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use waitpoint_storage::{
-    Claim, ClaimOutcome, CreateOutcome, JournalOutcome, LeaseRefusal, Result, RunClaim, RunCreateOutcome,
+    Claim, ClaimOutcome, CreateOutcome, HeldRun, JournalOutcome, LeaseRefusal, Result, RunClaim, RunCreateOutcome,
     RunCreateToken, RunEndOutcome, RunFinish, RunListQuery, RunRecord, RunWait, RunsRelease, StorageError,
     WorkerOutcome, WorkerSeen, transitions,
 };
@@ -90,29 +90,10 @@ pub(crate) fn claim(conn: &Connection, claim: RunClaim) -> Result<ClaimOutcome> 
     if !take_session(conn, &claim)? {
         return Ok(ClaimOutcome::WorkerReplaced);
     }
-    let held: Vec<(RunId, u64)> = {
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT id, epoch FROM runs WHERE status = 'EXECUTING' AND environment_id = ?1 AND worker_id = ?2",
-            )
-            .map_err(map_error)?;
-        let rows = stmt
-            .query_map(params![claim.environment_id.internal(), claim.worker.internal()], |row| {
-                Ok((RunId::from_internal(row.get(0)?), row.get::<_, i64>(1)?.try_into().unwrap_or_default()))
-            })
-            .map_err(map_error)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(map_error)?
+    let released = match &claim.holding {
+        Some(holding) => give_back(conn, &claim, holding)?,
+        None => Vec::new(),
     };
-    let mut released = Vec::new();
-    for (id, epoch) in &held {
-        if transitions::still_held(&claim.holding, id, *epoch) {
-            continue;
-        }
-        if let Some(run) = select(conn, id.internal())? {
-            update(conn, &transitions::run_released(&run, claim.now))?;
-            released.push(run.id);
-        }
-    }
     let sticky_cutoff = claim.now.saturating_sub(claim.sticky_for);
     let sql = format!(
         "SELECT {RUN_COLUMNS} FROM runs r
@@ -151,6 +132,32 @@ pub(crate) fn claim(conn: &Connection, claim: RunClaim) -> Result<ClaimOutcome> 
         }
     }
     Ok(ClaimOutcome::Claimed { claims, released })
+}
+
+/// Queues again, at the claim's time, the runs `EXECUTING` for the claim's worker that
+/// `holding` does not hold (see [`RunClaim`]).
+fn give_back(conn: &Connection, claim: &RunClaim, holding: &[HeldRun]) -> Result<Vec<RunId>> {
+    let held: Vec<(RunId, u64)> = {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, epoch FROM runs WHERE status = 'EXECUTING' AND environment_id = ?1 AND worker_id = ?2",
+            )
+            .map_err(map_error)?;
+        let rows = stmt
+            .query_map(params![claim.environment_id.internal(), claim.worker.internal()], |row| {
+                Ok((RunId::from_internal(row.get(0)?), row.get::<_, i64>(1)?.try_into().unwrap_or_default()))
+            })
+            .map_err(map_error)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(map_error)?
+    };
+    let mut released = Vec::new();
+    for id in transitions::given_back(holding, &held) {
+        if let Some(run) = select(conn, id.internal())? {
+            update(conn, &transitions::run_released(&run, claim.now))?;
+            released.push(run.id);
+        }
+    }
+    Ok(released)
 }
 
 fn last_entry(conn: &Connection, run: &str) -> Result<Option<JournalEntry>> {

@@ -125,7 +125,7 @@ pub(crate) fn finish(conn: &Connection, finish: Finish) -> Result<FinishOutcome>
         }
     }
     current.state = state;
-    let resumed = resume::resume_waiting(conn, &current, finish.workers_alive_since)?;
+    let resumed = resume::resume_waiting(conn, &current, &finish.hand_to)?;
     Ok(FinishOutcome::Finished(current, resumed))
 }
 

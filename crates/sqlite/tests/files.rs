@@ -7,7 +7,7 @@ use std::path::Path;
 
 use tempfile::TempDir;
 use waitpoint_sqlite::SqliteStore;
-use waitpoint_storage::{Finish, Finishing, Purge, Store, WriteOp};
+use waitpoint_storage::{Finish, Finishing, Purge, Store, Takers, WriteOp};
 use waitpoint_types::{
     CompletedVia, Environment, IdGenerator, Output, Secret, Timestamp, Waitpoint, WaitpointKind, WaitpointState,
 };
@@ -91,7 +91,12 @@ async fn finished_tokens(store: &SqliteStore, environment: &Environment, count: 
             .collect();
         let finishes = tokens.iter().map(|token| {
             let finishing = Finishing::Complete { at, via: CompletedVia::SecretKey, output: Some(output.clone()) };
-            WriteOp::Finish(Finish { id: token.id.clone(), environment_id: None, finishing, workers_alive_since: None })
+            WriteOp::Finish(Finish {
+                id: token.id.clone(),
+                environment_id: None,
+                finishing,
+                hand_to: Takers::default(),
+            })
         });
         let ops = tokens.iter().cloned().map(WriteOp::Create).chain(finishes).collect();
         store.write_batch(ops).await.unwrap();

@@ -2,7 +2,7 @@
 
 use tempfile::TempDir;
 use waitpoint_sqlite::SqliteStore;
-use waitpoint_storage::{Finish, FinishOutcome, Finishing, Store, WriteOp, WriteOutcome};
+use waitpoint_storage::{Finish, FinishOutcome, Finishing, Store, Takers, WriteOp, WriteOutcome};
 use waitpoint_types::{CompletedVia, RunId, RunState, Timestamp, WaitpointId};
 
 /// A database made before runs waited on sets keeps what its runs wait on: a run waiting on a
@@ -53,7 +53,7 @@ async fn runs_waiting_before_wait_sets_resume_after_the_upgrade() {
         id: WaitpointId::from_internal("tok1".into()),
         environment_id: None,
         finishing: Finishing::Complete { at: Timestamp::from_millis(10), via: CompletedVia::SecretKey, output: None },
-        workers_alive_since: None,
+        hand_to: Takers::default(),
     };
     let outcomes = store.write_batch(vec![WriteOp::Finish(finish)]).await.unwrap();
     let [WriteOutcome::Finish(FinishOutcome::Finished(_, resumed))] = outcomes.as_slice() else {

@@ -38,7 +38,7 @@ use waitpoint_types::{
 pub use crate::ops::{
     Claim, ClaimOutcome, CreateOutcome, Finish, FinishOutcome, Finishing, HeldRun, JournalOutcome, LeaseRefusal,
     Prolong, ProlongOutcome, ProlongRefusal, Prolonging, Resumed, RunClaim, RunCreateOutcome, RunCreateToken,
-    RunEndOutcome, RunFinish, RunOutcome, RunRecord, RunWait, RunsRelease, WorkerOutcome, WorkerSeen, WriteOp,
+    RunEndOutcome, RunFinish, RunOutcome, RunRecord, RunWait, RunsRelease, Takers, WorkerOutcome, WorkerSeen, WriteOp,
     WriteOutcome,
 };
 pub use crate::query::{Cursor, ListQuery, RunListQuery, Window};

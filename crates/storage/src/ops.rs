@@ -5,6 +5,8 @@
 //! outcome is a [`LeaseRefusal::Stale`] and nothing changes. That fences out a worker presumed
 //! dead that is in fact still running.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use waitpoint_types::{
@@ -72,10 +74,34 @@ pub struct Finish {
     pub environment_id: Option<EnvironmentId>,
     /// How it is to finish.
     pub finishing: Finishing,
-    /// When set, a resumed run whose sticky worker was seen at or after this time is handed
-    /// straight to that worker (`EXECUTING` with `epoch + 1`, as a claim would) instead of being
-    /// queued: it continues in that worker's memory without waiting for another claim.
-    pub workers_alive_since: Option<Timestamp>,
+    /// A resumed run whose sticky worker is one of these is handed straight to that worker
+    /// (`EXECUTING` with `epoch + 1`, as a claim would) instead of being queued: it continues in
+    /// that worker's memory without waiting for another claim. Any other is queued, still
+    /// reserved a while for its sticky worker (see [`RunClaim`]).
+    pub hand_to: Takers,
+}
+
+/// The workers that take resumed runs handed straight to them: on the node that applies the
+/// write, each waits for runs now, with a free slot. A run handed to a worker that is busy, or
+/// that polls another node, would sit undelivered; such a run is queued instead, and its worker
+/// claims it when it has room, through whichever node it polls.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Takers(Arc<HashMap<EnvironmentId, HashSet<WorkerId>>>);
+
+impl Takers {
+    /// These workers, each of its environment.
+    pub fn new(workers: impl IntoIterator<Item = (EnvironmentId, WorkerId)>) -> Self {
+        let mut takers: HashMap<EnvironmentId, HashSet<WorkerId>> = HashMap::new();
+        for (environment, worker) in workers {
+            takers.entry(environment).or_default().insert(worker);
+        }
+        Self(Arc::new(takers))
+    }
+
+    /// Whether `worker` of `environment` is one of them.
+    pub fn takes(&self, environment: &EnvironmentId, worker: &WorkerId) -> bool {
+        self.0.get(environment).is_some_and(|workers| workers.contains(worker))
+    }
 }
 
 /// How a waiting waitpoint is to finish ([`crate::transitions::waitpoint_finished`] decides
@@ -175,7 +201,7 @@ pub enum ProlongRefusal {
 pub struct Resumed {
     /// Queued again, for any worker to claim.
     pub queued: Vec<RunId>,
-    /// Handed to the live worker that suspended them (see [`Finish::workers_alive_since`]).
+    /// Handed to the worker that suspended them (see [`Finish::hand_to`]).
     pub handed: Vec<Claim>,
 }
 
@@ -196,10 +222,10 @@ impl Resumed {
 /// becomes the worker's, and its claim (whose `holding` lists nothing of the older session's)
 /// gives back at once what the older session held.
 ///
-/// First, every run `EXECUTING` for this worker that `holding` does not hold
-/// ([`transitions::still_held`]) is queued again at `now`: the worker does not know it has it (a
-/// claim whose answer was lost, a run it gave up, a run handed to it again through another node
-/// after it listed what it holds). Then, for each task, up to its count of `QUEUED` runs with `available_at <= now` are taken,
+/// First, when the claim lists `holding`, every run `EXECUTING` for this worker that it does
+/// not hold ([`transitions::given_back`]) is queued again at `now`: the worker does not know it
+/// has it (a claim whose answer was lost, a run it gave up, a run handed to it again after it
+/// listed what it holds). Then, for each task, up to its count of `QUEUED` runs with `available_at <= now` are taken,
 /// earliest `available_at` first, and become `EXECUTING` for this worker with `epoch + 1`,
 /// `attempt` at least 1 and `started_at` set if unset. A run whose `sticky_worker` is another
 /// worker is skipped while that worker is alive (seen at or after `alive_since`) and the run
@@ -218,8 +244,9 @@ pub struct RunClaim {
     pub alive_since: Timestamp,
     /// How long a resumed run stays reserved for the worker that suspended it.
     pub sticky_for: Duration,
-    /// The runs the worker is executing.
-    pub holding: Vec<HeldRun>,
+    /// The runs the worker is executing, when the claim is to give back the others; `None`
+    /// gives nothing back.
+    pub holding: Option<Vec<HeldRun>>,
     /// The worker process's session, ordered by [`transitions::session_current`]; `None` for a
     /// worker whose id is its whole identity.
     ///

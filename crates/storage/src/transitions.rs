@@ -2,13 +2,15 @@
 //! record (locked, inside its transaction), asks here what it becomes, and stores the answer:
 //! both backends decide alike because neither decides.
 
+use std::collections::HashSet;
+
 use waitpoint_types::wait::{SetMember, SetResult, WaitDecided};
 use waitpoint_types::{
     EnvironmentId, JournalEntry, JournalKind, Run, RunId, RunState, Timestamp, Waitpoint, WaitpointId, WaitpointKind,
-    WaitpointState,
+    WaitpointState, WorkerId,
 };
 
-use crate::ops::{Finishing, HeldRun, LeaseRefusal, ProlongRefusal, Prolonging, RunOutcome};
+use crate::ops::{Finishing, HeldRun, LeaseRefusal, ProlongRefusal, Prolonging, RunOutcome, Takers};
 
 /// The state `current` moves to when `finishing` arrives, or `None` when nothing changes: it
 /// already finished (the first completion wins), or its deadline is not due yet.
@@ -137,12 +139,24 @@ pub fn run_resumed(run: &Run, now: Timestamp) -> Run {
     Run { state: RunState::Queued { available_at: now }, updated_at: now, ..run.clone() }
 }
 
-/// Whether a worker whose claim lists `holding` still holds the run `id` it executes under
-/// `epoch`: listed, under that epoch or none named. Listed under another epoch, the run was
-/// handed to the worker again (a resume through another node) after it made the list: it is
-/// given back, and the same claim can take it again.
-pub fn still_held(holding: &[HeldRun], id: &RunId, epoch: u64) -> bool {
-    holding.iter().any(|held| held.run == *id && held.epoch.is_none_or(|listed| listed == epoch))
+/// Which of `held` (the runs `EXECUTING` for a worker, each with its epoch) a worker whose
+/// claim lists `holding` does not hold, in `held`'s order: those not listed, and those listed
+/// under another epoch than theirs (handed to the worker again, by a resume through another
+/// node, after it made the list: given back, the same claim can take them again). A run listed
+/// without an epoch is held under whatever epoch it has. Linear in both lists: a worker may
+/// hold thousands of runs.
+pub fn given_back<'a>(holding: &[HeldRun], held: &'a [(RunId, u64)]) -> Vec<&'a RunId> {
+    let listed: HashSet<(&RunId, Option<u64>)> = holding.iter().map(|held| (&held.run, held.epoch)).collect();
+    held.iter()
+        .filter(|(id, epoch)| !listed.contains(&(id, None)) && !listed.contains(&(id, Some(*epoch))))
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// The worker that a run a finish resumes is handed to: its sticky worker, if `hand_to` takes
+/// it; `None`: the run is queued.
+pub fn hand_off(run: &Run, hand_to: &Takers) -> Option<WorkerId> {
+    run.sticky_worker.as_ref().filter(|worker| hand_to.takes(&run.environment_id, worker)).cloned()
 }
 
 /// `run`, queued again at `now` because its worker stopped: it replays on whichever worker
@@ -269,6 +283,20 @@ mod tests {
             approval: None,
             output_schema: None,
         }
+    }
+
+    #[test]
+    fn a_claim_gives_back_what_its_worker_does_not_list_or_lists_under_another_epoch() {
+        let run = |n: u32| RunId::from_internal(format!("run{n}"));
+        let held: Vec<(RunId, u64)> = (0..4).map(|n| (run(n), 2)).collect();
+        let holding = vec![
+            HeldRun::any_epoch(run(0)),
+            HeldRun { run: run(1), epoch: Some(2) },
+            HeldRun { run: run(2), epoch: Some(1) },
+            HeldRun { run: run(9), epoch: None },
+        ];
+        assert_eq!(given_back(&holding, &held), vec![&run(2), &run(3)]);
+        assert_eq!(given_back(&[], &held).len(), 4);
     }
 
     #[test]

@@ -104,7 +104,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::{Finish, Finishing, Resumed, RunCreateOutcome};
+    use crate::{Finish, Finishing, Resumed, RunCreateOutcome, Takers};
 
     fn at(millis: i64) -> Timestamp {
         Timestamp::from_millis(millis)
@@ -171,7 +171,7 @@ mod tests {
             id: WaitpointId::from_internal(id.into()),
             environment_id: None,
             finishing,
-            workers_alive_since: None,
+            hand_to: Takers::default(),
         })
     }
 

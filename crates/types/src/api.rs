@@ -715,8 +715,9 @@ pub mod worker {
         /// The runs the worker is executing now, each as its id or, better, as its id and the
         /// epoch it executes it under. Any other run the server counts as held by this worker (a
         /// claim whose answer was lost, a run the worker gave up) is given back; so is one listed
-        /// under an older epoch than it now has (it was handed to the worker again, through
-        /// another node, after the worker made this list), which the same poll can take again.
+        /// under an older epoch than it now has (it was handed to the worker again after the
+        /// worker made this list), which the same poll can take again. The server compares at
+        /// most once a second per worker and node.
         pub holding: Vec<HeldRun>,
         /// The worker is stopping: this is its last poll. It takes nothing, and runs it
         /// suspended resume on other workers from now on.

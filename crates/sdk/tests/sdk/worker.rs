@@ -231,7 +231,7 @@ async fn a_run_resumed_while_every_slot_is_taken_continues_in_memory_once_one_fr
     server.client.complete_token(&token, &json!({ "status": "approved" })).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let held = server.client.retrieve_run(&waiting).await.unwrap();
-    assert_eq!(held.status, RunStatus::Executing, "handed back to its worker, which has no free slot yet");
+    assert_eq!(held.status, RunStatus::Queued, "queued for its worker, which has no free slot yet");
 
     gate.notify_one();
     assert_eq!(server.finished(&busy).await.status, RunStatus::Completed);

@@ -14,8 +14,8 @@ use waitpoint_types::{
 };
 
 use crate::{
-    CreateOutcome, Cursor, Finish, FinishOutcome, Finishing, ListQuery, Resumed, StorageError, Store, Window, WriteOp,
-    WriteOutcome,
+    CreateOutcome, Cursor, Finish, FinishOutcome, Finishing, ListQuery, Resumed, StorageError, Store, Takers, Window,
+    WriteOp, WriteOutcome,
 };
 
 mod dashboard;
@@ -86,7 +86,7 @@ macro_rules! conformance_tests {
             a_wait_on_a_finished_waitpoint_records_its_result_at_once,
             one_waitpoint_resumes_every_run_waiting_on_it_once,
             resumed_runs_stay_with_their_live_worker_for_a_while,
-            a_resumed_run_goes_straight_to_its_live_worker,
+            a_resumed_run_goes_straight_to_its_worker_when_that_one_takes_runs,
             datetime_waits_complete_at_their_deadline,
             a_token_created_by_a_run_is_created_once,
             failed_attempts_retry_until_attempts_run_out,
@@ -94,6 +94,7 @@ macro_rules! conformance_tests {
             runs_of_stopped_workers_are_released,
             claims_give_back_runs_the_worker_does_not_know_it_holds,
             claims_take_again_a_run_listed_under_an_older_epoch,
+            a_claim_without_a_holding_list_gives_nothing_back,
             a_worker_is_known_by_its_environment_and_id,
             a_newer_session_takes_the_worker_over,
             workers_say_which_tasks_they_serve,
@@ -187,7 +188,7 @@ pub(crate) async fn create(store: &dyn Store, w: &Waitpoint) -> Waitpoint {
 }
 
 pub(crate) async fn finish(store: &dyn Store, id: &WaitpointId, finishing: Finishing) -> FinishOutcome {
-    let finish = Finish { id: id.clone(), environment_id: None, finishing, workers_alive_since: None };
+    let finish = Finish { id: id.clone(), environment_id: None, finishing, hand_to: Takers::default() };
     write_one(store, WriteOp::Finish(finish)).await
 }
 
@@ -492,13 +493,13 @@ pub async fn a_completion_must_fit_the_output_schema(db: &dyn TestDatabase) {
                 id: w.id.clone(),
                 environment_id: None,
                 finishing: completed(2, "{}"),
-                workers_alive_since: None,
+                hand_to: Takers::default(),
             }),
             WriteOp::Finish(Finish {
                 id: w.id.clone(),
                 environment_id: None,
                 finishing: completed(3, r#""text""#),
-                workers_alive_since: None,
+                hand_to: Takers::default(),
             }),
         ])
         .await
@@ -561,7 +562,7 @@ pub async fn completion_from_another_environment_is_not_found(db: &dyn TestDatab
         id: w.id.clone(),
         environment_id: Some(prod.id.clone()),
         finishing: completed(1, "1"),
-        workers_alive_since: None,
+        hand_to: Takers::default(),
     };
     assert_eq!(write_one::<FinishOutcome>(&*store, WriteOp::Finish(foreign)).await, FinishOutcome::NotFound);
     assert_eq!(store.waitpoint_get(&w.id).await.unwrap(), w);
@@ -569,7 +570,7 @@ pub async fn completion_from_another_environment_is_not_found(db: &dyn TestDatab
         id: w.id.clone(),
         environment_id: Some(dev.id.clone()),
         finishing: completed(1, "1"),
-        workers_alive_since: None,
+        hand_to: Takers::default(),
     };
     assert!(matches!(write_one(&*store, WriteOp::Finish(own)).await, FinishOutcome::Finished(_, _)));
 }
@@ -594,20 +595,20 @@ pub async fn a_batch_sees_its_own_writes(db: &dyn TestDatabase) {
                 id: unknown,
                 environment_id: None,
                 finishing: completed(3, "0"),
-                workers_alive_since: None,
+                hand_to: Takers::default(),
             }),
             WriteOp::Create(c.clone()),
             WriteOp::Finish(Finish {
                 id: a.id.clone(),
                 environment_id: None,
                 finishing: completed(4, "1"),
-                workers_alive_since: None,
+                hand_to: Takers::default(),
             }),
             WriteOp::Finish(Finish {
                 id: a.id.clone(),
                 environment_id: None,
                 finishing: completed(5, "2"),
-                workers_alive_since: None,
+                hand_to: Takers::default(),
             }),
         ])
         .await

@@ -12,7 +12,7 @@ use super::{TestDatabase, at, completed, create, finish, new_env, waitpoint, wri
 use crate::{
     Claim, ClaimOutcome, Cursor, Finish, FinishOutcome, Finishing, HeldRun, JournalOutcome, LeaseRefusal, RunClaim,
     RunCreateOutcome, RunCreateToken, RunEndOutcome, RunFinish, RunListQuery, RunOutcome, RunRecord, RunWait,
-    RunsRelease, Store, Window, WorkerOutcome, WorkerSeen, WriteOp, WriteOutcome,
+    RunsRelease, Store, Takers, Window, WorkerOutcome, WorkerSeen, WriteOp, WriteOutcome,
 };
 
 const STICKY: Duration = Duration::from_secs(2);
@@ -98,7 +98,7 @@ async fn claim_holding(
         }
     };
     let holding = holding.into_iter().map(HeldRun::any_epoch).collect();
-    match write_one(store, claim_op(env, worker, tasks, now, holding, None)).await {
+    match write_one(store, claim_op(env, worker, tasks, now, Some(holding), None)).await {
         ClaimOutcome::Claimed { claims, .. } => claims,
         other => panic!("expected Claimed, got {other:?}"),
     }
@@ -111,7 +111,7 @@ fn claim_op(
     worker: &WorkerId,
     tasks: &[(&str, usize)],
     now: Timestamp,
-    holding: Vec<HeldRun>,
+    holding: Option<Vec<HeldRun>>,
     session: Option<&str>,
 ) -> WriteOp {
     WriteOp::RunClaim(RunClaim {
@@ -406,10 +406,10 @@ pub async fn one_waitpoint_resumes_every_run_waiting_on_it_once(db: &dyn TestDat
     assert_eq!(claim(&*store, &env, &me, &[("t", 10)], at(9)).await.len(), 3);
 }
 
-/// A finish that names `workers_alive_since` hands a resumed run straight back to its sticky
-/// worker when that worker is alive: `EXECUTING` with the next epoch and the wait's entry, as a
-/// claim would; otherwise the run is queued.
-pub async fn a_resumed_run_goes_straight_to_its_live_worker(db: &dyn TestDatabase) {
+/// A finish hands a resumed run straight back to its sticky worker when its `hand_to` takes
+/// that worker: `EXECUTING` with the next epoch and the wait's entry, as a claim would;
+/// otherwise the run is queued.
+pub async fn a_resumed_run_goes_straight_to_its_worker_when_that_one_takes_runs(db: &dyn TestDatabase) {
     let store = db.open().await;
     let ids = IdGenerator::new();
     let env = new_env(&*store, &ids, "dev").await;
@@ -424,15 +424,16 @@ pub async fn a_resumed_run_goes_straight_to_its_live_worker(db: &dyn TestDatabas
         wait(&*store, &claimed, 0, &token.id, at(11)).await;
         held.push(claimed);
     }
-    let finish_with = |token: &waitpoint_types::WaitpointId, since: i64| {
+    let finish_with = |token: &waitpoint_types::WaitpointId, hand_to: Takers| {
         WriteOp::Finish(crate::Finish {
             id: token.clone(),
             environment_id: None,
             finishing: completed(20, r#""yes""#),
-            workers_alive_since: Some(at(since)),
+            hand_to,
         })
     };
-    let FinishOutcome::Finished(_, resumed) = write_one(&*store, finish_with(&tokens[0].id, 10)).await else {
+    let takers = Takers::new([(env.id.clone(), me.clone())]);
+    let FinishOutcome::Finished(_, resumed) = write_one(&*store, finish_with(&tokens[0].id, takers)).await else {
         panic!()
     };
     assert!(resumed.queued.is_empty());
@@ -443,15 +444,16 @@ pub async fn a_resumed_run_goes_straight_to_its_live_worker(db: &dyn TestDatabas
     assert_eq!(handed.resumed.as_ref(), Some(&entry_));
     assert_eq!(get(&*store, &held[0].id).await, handed.run);
 
-    // A worker that left, or was last seen before `workers_alive_since`, gets nothing: the run
-    // is queued.
-    let left = WriteOp::WorkerLeft { environment_id: env.id.clone(), worker: me.clone(), session: None };
-    assert_eq!(write_one::<WorkerOutcome>(&*store, left).await, WorkerOutcome::Done);
-    let FinishOutcome::Finished(_, resumed) = write_one(&*store, finish_with(&tokens[1].id, 10)).await else {
+    // Takers that are other workers, or the same id in another environment, get nothing: the
+    // run is queued, still reserved for its worker.
+    let other_env = new_env(&*store, &ids, "prod").await;
+    let others = Takers::new([(env.id.clone(), worker(&ids)), (other_env.id.clone(), me.clone())]);
+    let FinishOutcome::Finished(_, resumed) = write_one(&*store, finish_with(&tokens[1].id, others)).await else {
         panic!()
     };
     assert_eq!(resumed.queued, std::slice::from_ref(&held[1].id));
     assert!(resumed.handed.is_empty());
+    assert_eq!(get(&*store, &held[1].id).await.sticky_worker.as_ref(), Some(&me));
 }
 
 /// A resumed run is held for the worker that suspended it while that worker is alive, for
@@ -730,16 +732,25 @@ pub async fn a_worker_is_known_by_its_environment_and_id(db: &dyn TestDatabase) 
     assert!(claim_holding(&*store, &other_env, &shared, &[], at(20), Some(Vec::new())).await.is_empty());
     assert_eq!(get(&*store, &executing.id).await, *executing, "another environment's claim released the run");
 
-    // Forgetting the other environment's worker does not forget this one: a resumed run is still
-    // handed to it.
+    // The same id taking runs in the other environment takes none of this one's: a resumed run
+    // is handed to this environment's worker only.
+    let finish_taken_in = |token: &Waitpoint, environment: &Environment| {
+        WriteOp::Finish(Finish {
+            id: token.id.clone(),
+            environment_id: None,
+            finishing: completed(21, "1"),
+            hand_to: Takers::new([(environment.id.clone(), shared.clone())]),
+        })
+    };
+    let finish_op = finish_taken_in(&tokens[0], &other_env);
+    let FinishOutcome::Finished(_, queued) = write_one(&*store, finish_op).await else { panic!("not finished") };
+    assert_eq!(queued.queued, std::slice::from_ref(&parked.id));
+
+    // Forgetting the other environment's worker does not forget this one, which still takes the
+    // run it parked.
     let left = WriteOp::WorkerLeft { environment_id: other_env.id.clone(), worker: shared.clone(), session: None };
     assert_eq!(write_one::<WorkerOutcome>(&*store, left).await, WorkerOutcome::Done);
-    let finish_op = WriteOp::Finish(Finish {
-        id: tokens[1].id.clone(),
-        environment_id: None,
-        finishing: completed(21, "1"),
-        workers_alive_since: Some(at(10)),
-    });
+    let finish_op = finish_taken_in(&tokens[1], &env);
     let FinishOutcome::Finished(_, handed) = write_one(&*store, finish_op).await else { panic!("not finished") };
     assert_eq!(handed.runs(), std::slice::from_ref(&resumed.id));
     assert_eq!(handed.handed[0].run.state, RunState::Executing { worker: shared.clone() });
@@ -768,7 +779,7 @@ async fn session_claim(
     tasks: &[(&str, usize)],
     now: Timestamp,
 ) -> ClaimOutcome {
-    write_one(store, claim_op(env, worker, tasks, now, Vec::new(), session)).await
+    write_one(store, claim_op(env, worker, tasks, now, Some(Vec::new()), session)).await
 }
 
 /// A worker restarted under the same id with a newer session takes the worker over: its first
@@ -815,7 +826,7 @@ pub async fn a_newer_session_takes_the_worker_over(db: &dyn TestDatabase) {
         id: token.id.clone(),
         environment_id: None,
         finishing: completed(31, "1"),
-        workers_alive_since: Some(at(30)),
+        hand_to: Takers::new([(env.id.clone(), me.clone())]),
     });
     let FinishOutcome::Finished(_, resumed) = write_one(&*store, finish_op).await else { panic!("not finished") };
     let handed: Vec<RunId> = resumed.handed.iter().map(|c| c.run.id.clone()).collect();
@@ -877,7 +888,7 @@ pub async fn claims_give_back_runs_the_worker_does_not_know_it_holds(db: &dyn Te
             now: at(6),
             alive_since: at(0),
             sticky_for: STICKY,
-            holding: vec![HeldRun::any_epoch(known.id.clone())],
+            holding: Some(vec![HeldRun::any_epoch(known.id.clone())]),
             session: None,
         }),
     )
@@ -901,7 +912,7 @@ pub async fn claims_take_again_a_run_listed_under_an_older_epoch(db: &dyn TestDa
     let me = worker(&ids);
     create_run(&*store, &run(&ids, &env, "t", at(0))).await;
     let run = claim(&*store, &env, &me, &[("t", 1)], at(1)).await[0].run.clone();
-    let listed = |epoch| vec![HeldRun { run: run.id.clone(), epoch: Some(epoch) }];
+    let listed = |epoch| Some(vec![HeldRun { run: run.id.clone(), epoch: Some(epoch) }]);
     let current: ClaimOutcome =
         write_one(&*store, claim_op(&env, &me, &[("t", 1)], at(2), listed(run.epoch), None)).await;
     assert_eq!(current, ClaimOutcome::Claimed { claims: Vec::new(), released: Vec::new() });
@@ -912,6 +923,25 @@ pub async fn claims_take_again_a_run_listed_under_an_older_epoch(db: &dyn TestDa
     assert_eq!(released, vec![run.id.clone()], "listed under an older epoch, it is given back");
     assert_eq!(claims.len(), 1, "{claims:?}");
     assert_eq!((&claims[0].run.id, claims[0].run.epoch), (&run.id, run.epoch + 1), "and taken again");
+}
+
+/// A claim that lists nothing of what its worker holds (`holding: None`) gives nothing back:
+/// it only takes runs.
+pub async fn a_claim_without_a_holding_list_gives_nothing_back(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let me = worker(&ids);
+    for i in 0..2 {
+        create_run(&*store, &run(&ids, &env, "t", at(i))).await;
+    }
+    let first = claim(&*store, &env, &me, &[("t", 1)], at(2)).await[0].run.clone();
+    let outcome: ClaimOutcome = write_one(&*store, claim_op(&env, &me, &[("t", 1)], at(3), None, None)).await;
+    let ClaimOutcome::Claimed { claims, released } = outcome else { panic!("expected Claimed, got {outcome:?}") };
+    assert!(released.is_empty(), "{released:?}");
+    assert_eq!(claims.len(), 1, "{claims:?}");
+    assert_ne!(claims[0].run.id, first.id);
+    assert_eq!(get(&*store, &first.id).await, first, "the run it did not list stays with it");
 }
 
 /// Run lists filter by status (QUEUED and DELAYED told apart at `now`), task, tag, idempotency
@@ -1065,7 +1095,7 @@ pub async fn a_batch_of_run_operations_does_what_they_do_one_at_a_time(db: &dyn 
             id: pending.id.clone(),
             environment_id: Some(env.id.clone()),
             finishing: completed(4, r#"{"done":true}"#),
-            workers_alive_since: Some(at(0)),
+            hand_to: Takers::new([(env.id.clone(), me.clone())]),
         }),
         wait_on(c, 0, &pending.id),
         WriteOp::RunFinish(RunFinish {

@@ -8,7 +8,7 @@ use waitpoint_types::{
 
 use super::runs::{claim_one, create_run, run, worker};
 use super::{TestDatabase, at, completed, create, finish, new_env, waitpoint, write_one};
-use crate::{FinishOutcome, Finishing, JournalOutcome, Resumed, RunWait, Store, WriteOp, WriteOutcome};
+use crate::{FinishOutcome, Finishing, JournalOutcome, Resumed, RunWait, Store, Takers, WriteOp, WriteOutcome};
 
 /// A wait of `run` at position `seq` for `needed` of `waitpoints`, creating `create` first.
 fn set_wait(run: &Run, seq: u32, needed: u32, waitpoints: &[&Waitpoint], create: Vec<Waitpoint>) -> RunWait {
@@ -199,7 +199,7 @@ pub async fn waitpoints_finishing_together_resume_their_run_once(db: &dyn TestDa
                 id: t.id.clone(),
                 environment_id: None,
                 finishing: completed(20, "1"),
-                workers_alive_since: None,
+                hand_to: Takers::default(),
             })
         })
         .collect();
@@ -256,7 +256,7 @@ pub async fn finishes_in_one_batch_decide_a_set_in_the_batchs_order(db: &dyn Tes
                 id: tokens[n].id.clone(),
                 environment_id: None,
                 finishing: completed(20, "1"),
-                workers_alive_since: None,
+                hand_to: Takers::default(),
             })
         })
         .collect();
