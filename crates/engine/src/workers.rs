@@ -43,8 +43,8 @@ const MAX_SESSION_LEN: usize = 64;
 const SERVED_CACHE_TTL: Duration = Duration::from_secs(1);
 /// How often, at most, a worker's poll on this node gives back the runs the worker holds
 /// without knowing (a claim whose answer was lost, a run it could not take): reading all it
-/// holds costs as much as it holds, thousands of runs for a busy worker.
-pub(crate) const RECONCILE_EVERY: Duration = Duration::from_secs(1);
+/// holds costs as much as it holds, up to its slots.
+pub(crate) const RECONCILE_EVERY: Duration = Duration::from_millis(250);
 
 /// A worker as the engine knows it: its environment and its id. The same id in another
 /// environment is another worker.
@@ -140,6 +140,18 @@ impl Workers {
                 true
             }
         }
+    }
+
+    /// A poll of `worker` at `now` asks for up to `free` runs: it may be handed as many, less
+    /// those already handed to it that it has not picked up.
+    fn polled(&self, worker: &WorkerKey, free: usize, now: Timestamp) {
+        let pending = self
+            .mailboxes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(worker)
+            .map_or(0, |mailbox| mailbox.claims.len());
+        self.handoffs.polled(worker, free.saturating_sub(pending), now);
     }
 
     /// Puts a run resumed for its waiting worker in that worker's mailbox and wakes its poll.
@@ -269,7 +281,7 @@ impl Engine {
         inner.worker_seen(&key, &tasks).await?;
         // Each task's slots are at most the worker's: the most of them is what it has free.
         let free = poll.tasks.iter().map(|task| task.slots as usize).max().unwrap_or(0);
-        inner.workers.handoffs.polled(&key, free, inner.clock.now());
+        inner.workers.polled(&key, free, inner.clock.now());
         let wanted: Vec<(String, usize)> = poll
             .tasks
             .iter()
