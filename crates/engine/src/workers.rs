@@ -94,6 +94,8 @@ struct Mailbox {
     claims: Vec<Claim>,
     /// The number of the worker's newest poll on this node: only that one takes the claims.
     poll: u64,
+    /// Whether runs were handed to the worker since a poll of it last compared what it holds.
+    handed: bool,
     notify: Arc<Notify>,
 }
 
@@ -160,7 +162,10 @@ impl Workers {
         let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
         let mailbox = mailboxes.entry(worker).or_default();
         mailbox.claims.push(claim);
-        mailbox.notify.notify_one();
+        mailbox.handed = true;
+        // Every poll of the worker waiting here wakes: an older one its client gave up on
+        // answers nothing and leaves the claim to the newest.
+        mailbox.notify.notify_waiters();
     }
 
     /// Makes a poll of `worker` its newest on this node, and answers its number and the wake-up
@@ -184,6 +189,27 @@ impl Workers {
             Some(mailbox) if mailbox.poll != poll => None,
             Some(mailbox) => Some(std::mem::take(&mut mailbox.claims)),
             None => Some(Vec::new()),
+        }
+    }
+
+    /// Whether runs were handed to `worker` since a poll of it last compared what it holds;
+    /// `compared`: one does now.
+    fn handed_since_compared(&self, worker: &WorkerKey, compared: bool) -> bool {
+        let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(mailbox) = mailboxes.get_mut(worker) else { return false };
+        let handed = mailbox.handed;
+        if compared {
+            mailbox.handed = false;
+        }
+        handed
+    }
+
+    /// Drops from `worker`'s mailbox the runs among `given_back`: they were handed to it, then
+    /// given back before it picked them up, and run under a newer epoch from now on.
+    fn drop_mail(&self, worker: &WorkerKey, given_back: &[RunId]) {
+        let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(mailbox) = mailboxes.get_mut(worker) {
+            mailbox.claims.retain(|claim| !given_back.contains(&claim.run.id));
         }
     }
 
@@ -306,6 +332,9 @@ impl Engine {
             // a run handed to a poll that has just ended, which the same claim then takes again);
             // it is made for that even when the worker has no free slot.
             let reconcile = inner.workers.reconcile_due(&key, session, now);
+            if reconcile {
+                inner.workers.handed_since_compared(&key, true);
+            }
             if reconcile || (claims.is_empty() && !wanted.is_empty()) {
                 // Runs handed to the worker since its last poll count as held: it is about to
                 // get them.
@@ -331,6 +360,9 @@ impl Engine {
                         inner.runs_changed(&environment.id, claimed.iter().map(|c| &c.run.id).chain(&released));
                         claims.extend(claimed);
                         if !released.is_empty() {
+                            // A run handed to the worker after this poll took its mail was not
+                            // in the list, and was given back: the copy in the mailbox is stale.
+                            inner.workers.drop_mail(&key, &released);
                             inner.runs_ready.notify_waiters();
                         }
                     }
@@ -354,8 +386,11 @@ impl Engine {
             } else {
                 inner.store.run_next_available(&environment.id, &task_ids, now).await?
             };
-            // Sticky runs become free to others after a while, and other nodes do not wake us.
-            let wake = deadline.min(now.saturating_add(POLL_RECHECK)).min(next.unwrap_or(deadline));
+            // Sticky runs become free to others after a while, and other nodes do not wake us. A
+            // run handed to the worker may have gone to a poll its client gave up on: the next
+            // comparison of what it holds gives it back, as soon as one is due.
+            let recheck = if inner.workers.handed_since_compared(&key, false) { RECONCILE_EVERY } else { POLL_RECHECK };
+            let wake = deadline.min(now.saturating_add(recheck)).min(next.unwrap_or(deadline));
             let _waiting = inner.workers.handoffs.waiting(&key, inner.clock.as_ref());
             tokio::select! {
                 _ = ready => {}
