@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 use waitpoint_storage::{
     Claim, ClaimOutcome, HeldRun, Resumed, RunClaim, RunsRelease, Takers, WorkerOutcome, WorkerSeen, WriteOp,
+    transitions,
 };
 use waitpoint_types::api::worker::{self, PollRequest};
 use waitpoint_types::{Environment, EnvironmentId, RunId, Timestamp, WorkerId};
@@ -72,6 +73,9 @@ pub(crate) struct Workers {
     /// When a poll of each worker on this node last gave back what the worker does not hold,
     /// and for which session.
     reconciled: Mutex<HashMap<WorkerKey, (Timestamp, Option<String>)>>,
+    /// The runs the last answer to each worker's poll on this node carried, with their epochs:
+    /// until a poll lists them, the worker may not have read that answer.
+    answered: Mutex<HashMap<WorkerKey, Vec<(RunId, u64)>>>,
 }
 
 /// What this node last recorded of a worker.
@@ -142,6 +146,22 @@ impl Workers {
                 true
             }
         }
+    }
+
+    /// Notes the runs an answer to `worker`'s poll carries.
+    fn answered(&self, worker: &WorkerKey, claims: &[Claim]) {
+        let runs = claims.iter().map(|claim| (claim.run.id.clone(), claim.run.epoch)).collect();
+        self.answered.lock().unwrap_or_else(|p| p.into_inner()).insert(worker.clone(), runs);
+    }
+
+    /// Whether the last answer to `worker`'s poll carried a run that `holding`, the list of its
+    /// next poll, does not hold: that answer may have been lost (the worker gave up on the poll
+    /// as it was answered), or the run ended since. Forgets that answer.
+    fn answer_unconfirmed(&self, worker: &WorkerKey, holding: &[HeldRun]) -> bool {
+        let Some(answered) = self.answered.lock().unwrap_or_else(|p| p.into_inner()).remove(worker) else {
+            return false;
+        };
+        !transitions::given_back(holding, &answered).is_empty()
     }
 
     /// A poll of `worker` at `now` asks for up to `free` runs: it may be handed as many, less
@@ -228,6 +248,7 @@ impl Workers {
         self.seen.lock().unwrap_or_else(|p| p.into_inner()).remove(worker);
         self.mailboxes.lock().unwrap_or_else(|p| p.into_inner()).remove(worker);
         self.reconciled.lock().unwrap_or_else(|p| p.into_inner()).remove(worker);
+        self.answered.lock().unwrap_or_else(|p| p.into_inner()).remove(worker);
     }
 
     /// Whether `worker` must be recorded as seen at `now` serving `tasks`: when this node has
@@ -268,6 +289,7 @@ impl Workers {
         mailboxes.retain(|worker, _| seen.contains_key(worker));
         drop(mailboxes);
         self.reconciled.lock().unwrap_or_else(|p| p.into_inner()).retain(|worker, _| seen.contains_key(worker));
+        self.answered.lock().unwrap_or_else(|p| p.into_inner()).retain(|worker, _| seen.contains_key(worker));
         self.served.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, served| served.checked_at >= horizon);
     }
 }
@@ -317,6 +339,8 @@ impl Engine {
         let task_ids: Vec<String> = wanted.iter().map(|(task, _)| task.clone()).collect();
         let deadline = inner.clock.now().saturating_add(Duration::from_millis(poll.wait_ms).min(MAX_POLL_WAIT));
         let (number, mail) = inner.workers.begin_poll(&key);
+        // What the last answer carried and this poll does not list is compared at once.
+        let mut unconfirmed = inner.workers.answer_unconfirmed(&key, &holding);
         let mut released = inner.workers.released.subscribe();
         loop {
             let mut ready = pin!(inner.runs_ready.notified());
@@ -331,7 +355,7 @@ impl Engine {
             // A claim may give back what the worker does not hold (a claim whose answer was lost,
             // a run handed to a poll that has just ended, which the same claim then takes again);
             // it is made for that even when the worker has no free slot.
-            let reconcile = inner.workers.reconcile_due(&key, session, now);
+            let reconcile = inner.workers.reconcile_due(&key, session, now) || std::mem::take(&mut unconfirmed);
             if reconcile {
                 inner.workers.handed_since_compared(&key, true);
             }
@@ -375,6 +399,7 @@ impl Engine {
             if !claims.is_empty() {
                 metrics::polled();
                 inner.workers.delivered(&claims);
+                inner.workers.answered(&key, &claims);
                 return Ok(claims);
             }
             if now >= deadline || *released.borrow_and_update() {

@@ -408,6 +408,21 @@ async fn the_runs_of_a_worker_that_stops_polling_go_to_another_worker() {
     panic!("the run of the stopped worker was never released");
 }
 
+/// A poll that does not list a run the previous answer carried gets it again at once: the
+/// worker gave up on that poll as it was answered (as it does when a slot frees) and never read
+/// the answer.
+#[tokio::test]
+async fn a_run_in_an_answer_the_worker_did_not_read_is_handed_out_again_at_its_next_poll() {
+    let h = Harness::new().await;
+    let worker = h.worker();
+    let id = h.trigger("t", TriggerOptions::default()).await;
+    let unread = h.poll(&worker, "t", 1).await;
+    assert_eq!(unread[0].run.id.public(), id);
+    let again = h.poll(&worker, "t", 1).await;
+    assert_eq!(again.iter().map(|c| c.run.id.public()).collect::<Vec<_>>(), std::slice::from_ref(&id));
+    assert_eq!(again[0].run.epoch, unread[0].run.epoch + 1, "the unread claim is fenced out");
+}
+
 /// Regression: worker ids were not scoped to an environment, so polling with another
 /// environment's key as a known worker id released that environment's run, received a run
 /// handed to that worker, and (leaving) made its runs wait for a worker that had gone.

@@ -717,7 +717,8 @@ pub mod worker {
         /// claim whose answer was lost, a run the worker gave up) is given back; so is one listed
         /// under an older epoch than it now has (it was handed to the worker again after the
         /// worker made this list), which the same poll can take again. The server compares at
-        /// most every 250 ms per worker and node.
+        /// most every 250 ms per worker and node, and at once when the list leaves out a run the
+        /// previous answer carried.
         pub holding: Vec<HeldRun>,
         /// The worker is stopping: this is its last poll. It takes nothing, and runs it
         /// suspended resume on other workers from now on.
