@@ -17,7 +17,7 @@ use crate::workers::WorkerKey;
 
 /// How long after its poll here ended a worker still takes hand-offs: about the time it takes
 /// to poll again.
-pub(crate) const GRACE: Duration = Duration::from_millis(250);
+const GRACE: Duration = Duration::from_millis(250);
 
 /// What this node knows of the workers polling it, for hand-offs.
 #[derive(Debug, Default)]
@@ -45,21 +45,24 @@ struct Taker {
     active_at: Timestamp,
 }
 
-impl State {
-    fn takes(taker: &Taker, now: Timestamp) -> bool {
-        taker.free > 0 && (taker.waiting > 0 || now < taker.active_at.saturating_add(GRACE))
+impl Taker {
+    /// Whether it takes hand-offs at `now`: a slot to spare, and a poll waiting here or within
+    /// its grace.
+    fn takes(&self, now: Timestamp) -> bool {
+        self.free > 0 && (self.waiting > 0 || now < self.active_at.saturating_add(GRACE))
     }
+}
 
+impl State {
     /// Makes the takers again, as of `now`, and forgets workers whose grace ended.
     fn remake(&mut self, now: Timestamp) {
         self.workers.retain(|_, taker| taker.waiting > 0 || now < taker.active_at.saturating_add(GRACE));
-        self.takers = Takers::new(
-            self.workers.iter().filter(|(_, taker)| Self::takes(taker, now)).map(|(worker, _)| worker.clone()),
-        );
+        self.takers =
+            Takers::new(self.workers.iter().filter(|(_, taker)| taker.takes(now)).map(|(worker, _)| worker.clone()));
         self.stale_at = self
             .workers
             .values()
-            .filter(|taker| taker.waiting == 0 && Self::takes(taker, now))
+            .filter(|taker| taker.waiting == 0 && taker.takes(now))
             .map(|taker| taker.active_at.saturating_add(GRACE))
             .min();
     }

@@ -25,6 +25,8 @@
 //!   handed to them, and the release of stopped workers' runs.
 //! - `handoffs`: which workers take resumed runs handed straight to them (a poll waiting on this
 //!   node, a slot to spare).
+//! - `mailboxes`: what this node keeps of each worker between its polls: runs handed to it,
+//!   its newest poll, when what it holds was last compared, what the last answer carried.
 //! - `validate`: checks shared by tokens and runs (tags, idempotency keys).
 //! - `sessions`: signing in to the dashboard (a secret key, or a one-time link) and sessions.
 //! - `operator`: what a person does from the dashboard: complete or time out tokens (one, or
@@ -52,6 +54,7 @@ mod event_log;
 mod events;
 mod handoffs;
 mod heartbeats;
+mod mailboxes;
 pub mod metrics;
 mod operator;
 mod pages;

@@ -18,16 +18,16 @@ use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use waitpoint_storage::{
     Claim, ClaimOutcome, HeldRun, Resumed, RunClaim, RunsRelease, Takers, WorkerOutcome, WorkerSeen, WriteOp,
-    transitions,
 };
 use waitpoint_types::api::worker::{self, PollRequest};
 use waitpoint_types::{Environment, EnvironmentId, RunId, Timestamp, WorkerId};
 
 use crate::error::{EngineError, Result};
 use crate::handoffs::Handoffs;
+use crate::mailboxes::{Mailboxes, RECONCILE_EVERY};
 use crate::metrics::{self, Transition};
 use crate::runs::{parse_run_id, validate_task_id};
 use crate::{Engine, Inner};
@@ -42,11 +42,6 @@ const MAX_SLOTS: u32 = 10_000;
 const MAX_SESSION_LEN: usize = 64;
 /// How long an answer of storage to "does anyone serve this task?" is reused.
 const SERVED_CACHE_TTL: Duration = Duration::from_secs(1);
-/// How often, at most, a worker's poll on this node gives back the runs the worker holds
-/// without knowing (a claim whose answer was lost, a run it could not take): reading all it
-/// holds costs as much as it holds, up to its slots.
-pub(crate) const RECONCILE_EVERY: Duration = Duration::from_millis(250);
-
 /// A worker as the engine knows it: its environment and its id. The same id in another
 /// environment is another worker.
 pub(crate) type WorkerKey = (EnvironmentId, WorkerId);
@@ -57,8 +52,8 @@ pub(crate) struct Workers {
     /// What this node last recorded of each worker, so it records again only when that is
     /// stale or changed.
     seen: Mutex<HashMap<WorkerKey, Seen>>,
-    /// Resumed runs handed to workers, waiting for the workers' next poll on this node.
-    mailboxes: Mutex<HashMap<WorkerKey, Mailbox>>,
+    /// What this node keeps of each worker between its polls (the runs handed to it).
+    mailboxes: Mailboxes,
     /// Whether each task of an environment is served, as last found out.
     served: Mutex<HashMap<(EnvironmentId, String), Served>>,
     /// The tasks already reported (in the log) as served by no worker, until they are served.
@@ -70,12 +65,6 @@ pub(crate) struct Workers {
     resumed_at: Mutex<HashMap<RunId, (Instant, bool)>>,
     /// Which workers take resumed runs handed straight to them.
     handoffs: Handoffs,
-    /// When a poll of each worker on this node last gave back what the worker does not hold,
-    /// and for which session.
-    reconciled: Mutex<HashMap<WorkerKey, (Timestamp, Option<String>)>>,
-    /// The runs the last answer to each worker's poll on this node carried, with their epochs:
-    /// until a poll lists them, the worker may not have read that answer.
-    answered: Mutex<HashMap<WorkerKey, Vec<(RunId, u64)>>>,
 }
 
 /// What this node last recorded of a worker.
@@ -90,17 +79,6 @@ struct Seen {
 struct Served {
     served: bool,
     checked_at: Timestamp,
-}
-
-/// The runs handed to one worker that its polls have not picked up yet.
-#[derive(Debug, Default)]
-struct Mailbox {
-    claims: Vec<Claim>,
-    /// The number of the worker's newest poll on this node: only that one takes the claims.
-    poll: u64,
-    /// Whether runs were handed to the worker since a poll of it last compared what it holds.
-    handed: bool,
-    notify: Arc<Notify>,
 }
 
 impl Workers {
@@ -130,125 +108,23 @@ impl Workers {
         self.handoffs.takers(now)
     }
 
-    /// Whether a poll of `worker` (of `session`) at `now` is to give back what the worker does
-    /// not hold: when this node has not had it do so for [`RECONCILE_EVERY`], or for this
-    /// session. Notes it.
-    fn reconcile_due(&self, worker: &WorkerKey, session: Option<&str>, now: Timestamp) -> bool {
-        let mut reconciled = self.reconciled.lock().unwrap_or_else(|p| p.into_inner());
-        match reconciled.get(worker) {
-            Some((at, last))
-                if now.duration_since(*at) < RECONCILE_EVERY && *at <= now && last.as_deref() == session =>
-            {
-                false
-            }
-            _ => {
-                reconciled.insert(worker.clone(), (now, session.map(str::to_owned)));
-                true
-            }
-        }
-    }
-
-    /// Notes the runs an answer to `worker`'s poll carries.
-    fn answered(&self, worker: &WorkerKey, claims: &[Claim]) {
-        let runs = claims.iter().map(|claim| (claim.run.id.clone(), claim.run.epoch)).collect();
-        self.answered.lock().unwrap_or_else(|p| p.into_inner()).insert(worker.clone(), runs);
-    }
-
-    /// Whether the last answer to `worker`'s poll carried a run that `holding`, the list of its
-    /// next poll, does not hold: that answer may have been lost (the worker gave up on the poll
-    /// as it was answered), or the run ended since. Forgets that answer.
-    fn answer_unconfirmed(&self, worker: &WorkerKey, holding: &[HeldRun]) -> bool {
-        let Some(answered) = self.answered.lock().unwrap_or_else(|p| p.into_inner()).remove(worker) else {
-            return false;
-        };
-        !transitions::given_back(holding, &answered).is_empty()
-    }
-
     /// A poll of `worker` at `now` asks for up to `free` runs: it may be handed as many, less
     /// those already handed to it that it has not picked up.
     fn polled(&self, worker: &WorkerKey, free: usize, now: Timestamp) {
-        let pending = self
-            .mailboxes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(worker)
-            .map_or(0, |mailbox| mailbox.claims.len());
-        self.handoffs.polled(worker, free.saturating_sub(pending), now);
+        self.handoffs.polled(worker, free.saturating_sub(self.mailboxes.pending(worker)), now);
     }
 
     /// Puts a run resumed for its waiting worker in that worker's mailbox and wakes its poll.
     pub(crate) fn hand(&self, worker: WorkerKey, claim: Claim, now: Timestamp) {
         self.handoffs.given(&worker, 1, now);
-        let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
-        let mailbox = mailboxes.entry(worker).or_default();
-        mailbox.claims.push(claim);
-        mailbox.handed = true;
-        // Every poll of the worker waiting here wakes: an older one its client gave up on
-        // answers nothing and leaves the claim to the newest.
-        mailbox.notify.notify_waiters();
-    }
-
-    /// Makes a poll of `worker` its newest on this node, and answers its number and the wake-up
-    /// of the worker's mailbox. A worker polls once at a time: an older poll still held here is
-    /// one its client gave up on (as a worker does when a slot frees, to ask again with it),
-    /// which is woken to answer nothing, so that what is handed to the worker goes to this one
-    /// instead of to a connection no one reads.
-    fn begin_poll(&self, worker: &WorkerKey) -> (u64, Arc<Notify>) {
-        let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
-        let mailbox = mailboxes.entry(worker.clone()).or_default();
-        mailbox.poll += 1;
-        mailbox.notify.notify_waiters();
-        (mailbox.poll, mailbox.notify.clone())
-    }
-
-    /// The runs handed to `worker` that it has not picked up, for its poll numbered `poll`;
-    /// `None` once a newer poll replaced that one.
-    fn take_mail(&self, worker: &WorkerKey, poll: u64) -> Option<Vec<Claim>> {
-        let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
-        match mailboxes.get_mut(worker) {
-            Some(mailbox) if mailbox.poll != poll => None,
-            Some(mailbox) => Some(std::mem::take(&mut mailbox.claims)),
-            None => Some(Vec::new()),
-        }
-    }
-
-    /// Whether runs were handed to `worker` since a poll of it last compared what it holds;
-    /// `compared`: one does now.
-    fn handed_since_compared(&self, worker: &WorkerKey, compared: bool) -> bool {
-        let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(mailbox) = mailboxes.get_mut(worker) else { return false };
-        let handed = mailbox.handed;
-        if compared {
-            mailbox.handed = false;
-        }
-        handed
-    }
-
-    /// Drops from `worker`'s mailbox the runs among `given_back`: they were handed to it, then
-    /// given back before it picked them up, and run under a newer epoch from now on.
-    fn drop_mail(&self, worker: &WorkerKey, given_back: &[RunId]) {
-        let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(mailbox) = mailboxes.get_mut(worker) {
-            mailbox.claims.retain(|claim| !given_back.contains(&claim.run.id));
-        }
-    }
-
-    /// Puts back runs taken from `worker`'s mailbox by a poll that could not deliver them.
-    fn return_mail(&self, worker: &WorkerKey, claims: Vec<Claim>) {
-        if claims.is_empty() {
-            return;
-        }
-        let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
-        mailboxes.entry(worker.clone()).or_default().claims.extend(claims);
+        self.mailboxes.hand(worker, claim);
     }
 
     /// Forgets `worker` on this node (its throttle entries and mailbox; it takes no hand-offs).
     fn forget(&self, worker: &WorkerKey, now: Timestamp) {
         self.handoffs.forget(worker, now);
         self.seen.lock().unwrap_or_else(|p| p.into_inner()).remove(worker);
-        self.mailboxes.lock().unwrap_or_else(|p| p.into_inner()).remove(worker);
-        self.reconciled.lock().unwrap_or_else(|p| p.into_inner()).remove(worker);
-        self.answered.lock().unwrap_or_else(|p| p.into_inner()).remove(worker);
+        self.mailboxes.forget(worker);
     }
 
     /// Whether `worker` must be recorded as seen at `now` serving `tasks`: when this node has
@@ -285,11 +161,7 @@ impl Workers {
         let mut resumed_at = self.resumed_at.lock().unwrap_or_else(|p| p.into_inner());
         resumed_at.retain(|_, (at, _)| *at >= resumed_horizon);
         drop(resumed_at);
-        let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
-        mailboxes.retain(|worker, _| seen.contains_key(worker));
-        drop(mailboxes);
-        self.reconciled.lock().unwrap_or_else(|p| p.into_inner()).retain(|worker, _| seen.contains_key(worker));
-        self.answered.lock().unwrap_or_else(|p| p.into_inner()).retain(|worker, _| seen.contains_key(worker));
+        self.mailboxes.retain(|worker| seen.contains_key(worker));
         self.served.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, served| served.checked_at >= horizon);
     }
 }
@@ -338,9 +210,10 @@ impl Engine {
             .collect();
         let task_ids: Vec<String> = wanted.iter().map(|(task, _)| task.clone()).collect();
         let deadline = inner.clock.now().saturating_add(Duration::from_millis(poll.wait_ms).min(MAX_POLL_WAIT));
-        let (number, mail) = inner.workers.begin_poll(&key);
+        let mailboxes = &inner.workers.mailboxes;
+        let (number, mail) = mailboxes.begin_poll(&key);
         // What the last answer carried and this poll does not list is compared at once.
-        let mut unconfirmed = inner.workers.answer_unconfirmed(&key, &holding);
+        let mut unconfirmed = mailboxes.answer_unconfirmed(&key, &holding);
         let mut released = inner.workers.released.subscribe();
         loop {
             let mut ready = pin!(inner.runs_ready.notified());
@@ -348,17 +221,14 @@ impl Engine {
             let mut delivered = pin!(mail.notified());
             delivered.as_mut().enable();
             let now = inner.clock.now();
-            let Some(mut claims) = inner.workers.take_mail(&key, number) else {
+            let Some(mut claims) = mailboxes.take(&key, number) else {
                 metrics::polled();
                 return Ok(Vec::new());
             };
             // A claim may give back what the worker does not hold (a claim whose answer was lost,
             // a run handed to a poll that has just ended, which the same claim then takes again);
             // it is made for that even when the worker has no free slot.
-            let reconcile = inner.workers.reconcile_due(&key, session, now) || std::mem::take(&mut unconfirmed);
-            if reconcile {
-                inner.workers.handed_since_compared(&key, true);
-            }
+            let reconcile = mailboxes.compare_due(&key, session, now, std::mem::take(&mut unconfirmed));
             if reconcile || (claims.is_empty() && !wanted.is_empty()) {
                 // Runs handed to the worker since its last poll count as held: it is about to
                 // get them.
@@ -386,12 +256,12 @@ impl Engine {
                         if !released.is_empty() {
                             // A run handed to the worker after this poll took its mail was not
                             // in the list, and was given back: the copy in the mailbox is stale.
-                            inner.workers.drop_mail(&key, &released);
+                            mailboxes.drop_given_back(&key, &released);
                             inner.runs_ready.notify_waiters();
                         }
                     }
                     ClaimOutcome::WorkerReplaced => {
-                        inner.workers.return_mail(&key, claims);
+                        mailboxes.put_back(&key, claims);
                         return Err(replaced(&key.1));
                     }
                 }
@@ -399,7 +269,7 @@ impl Engine {
             if !claims.is_empty() {
                 metrics::polled();
                 inner.workers.delivered(&claims);
-                inner.workers.answered(&key, &claims);
+                mailboxes.answered(&key, &claims);
                 return Ok(claims);
             }
             if now >= deadline || *released.borrow_and_update() {
@@ -414,7 +284,7 @@ impl Engine {
             // Sticky runs become free to others after a while, and other nodes do not wake us. A
             // run handed to the worker may have gone to a poll its client gave up on: the next
             // comparison of what it holds gives it back, as soon as one is due.
-            let recheck = if inner.workers.handed_since_compared(&key, false) { RECONCILE_EVERY } else { POLL_RECHECK };
+            let recheck = if mailboxes.handed_since_compared(&key) { RECONCILE_EVERY } else { POLL_RECHECK };
             let wake = deadline.min(now.saturating_add(recheck)).min(next.unwrap_or(deadline));
             let _waiting = inner.workers.handoffs.waiting(&key, inner.clock.as_ref());
             tokio::select! {
