@@ -148,7 +148,7 @@ fn journal_error(run: &RunId, outcome: JournalOutcome) -> EngineError {
             EngineError::JournalMismatch(format!("the journal of {run} has {len} entries; record position {len} next"))
         }
         JournalOutcome::WaitpointNotFound => EngineError::NotFound("Run or waitpoint not found".into()),
-        JournalOutcome::Recorded(_) | JournalOutcome::Suspended(_) => {
+        JournalOutcome::Recorded(_) | JournalOutcome::TokenCreated(..) | JournalOutcome::Suspended(_) => {
             EngineError::Internal(format!("{run}: a journal call answered with an outcome it cannot have"))
         }
     }
@@ -378,8 +378,9 @@ impl Engine {
         let now = self.inner.clock.now();
         let waitpoint = self.prepare_token(environment, request, now)?;
         let op = RunCreateToken { run: run.clone(), environment_id: environment.id.clone(), epoch, seq, waitpoint };
-        let entry = match self.inner.writer.write(WriteOp::RunCreateToken(op)).await? {
-            JournalOutcome::Recorded(entry) => entry,
+        let (entry, created) = match self.inner.writer.write(WriteOp::RunCreateToken(op)).await? {
+            JournalOutcome::TokenCreated(entry, token) => (entry, Some(*token)),
+            JournalOutcome::Recorded(entry) => (entry, None),
             other => return Err(journal_error(&run, other)),
         };
         let (token_id, is_cached) = entry
@@ -388,16 +389,19 @@ impl Engine {
             .and_then(TokenCreated::from_json)
             .and_then(|recorded| Some((recorded.token()?, recorded.is_cached)))
             .ok_or_else(|| EngineError::Internal(format!("unreadable CREATE_TOKEN entry of {run}")))?;
-        let token = match self.inner.store.waitpoint_get(&token_id).await {
-            Ok(token) => token,
-            Err(error) => return Err(error.into()),
+        let token = match created {
+            Some(token) => {
+                if let Some(deadline) = token.due_at() {
+                    self.inner.deadline_added(deadline);
+                }
+                if !is_cached {
+                    self.inner.emit(|| Event::TokenCreated(token.clone()));
+                }
+                token
+            }
+            // Recorded before (a retried call, a replay): read as it is now.
+            None => self.inner.store.waitpoint_get(&token_id).await?,
         };
-        if let Some(deadline) = token.due_at() {
-            self.inner.deadline_added(deadline);
-        }
-        if !is_cached {
-            self.inner.emit(|| Event::TokenCreated(token.clone()));
-        }
         self.inner.runs_changed(&environment.id, [&run]);
         let created = self.created_token(environment, token, is_cached);
         Ok((self.enriched(environment, entry), created))

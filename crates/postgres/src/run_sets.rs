@@ -204,7 +204,7 @@ fn create_token(row: Option<Row>, op: &RunCreateToken, writes: &mut Writes) -> R
             let entry = transitions::token_created(op.seq, &op.waitpoint.id, false);
             writes.waitpoints.push(op.waitpoint.clone());
             writes.entries.push((run.id.internal().to_owned(), entry.clone()));
-            JournalOutcome::Recorded(entry)
+            JournalOutcome::TokenCreated(entry, Box::new(op.waitpoint.clone()))
         }
     })
 }

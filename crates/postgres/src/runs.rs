@@ -611,7 +611,7 @@ async fn create_token(tx: &Transaction<'_>, op: &RunCreateToken) -> Result<Journ
             };
             let entry = transitions::token_created(op.seq, &token.id, is_cached);
             insert_entry(tx, run.id.internal(), &entry).await?;
-            Ok(JournalOutcome::Recorded(entry))
+            Ok(JournalOutcome::TokenCreated(entry, Box::new(token)))
         }
     }
 }

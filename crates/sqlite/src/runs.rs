@@ -251,7 +251,7 @@ pub(crate) fn create_token(conn: &Connection, op: RunCreateToken) -> Result<Jour
             };
             let entry = transitions::token_created(op.seq, &token.id, is_cached);
             insert_entry(conn, run.id.internal(), &entry)?;
-            Ok(JournalOutcome::Recorded(entry))
+            Ok(JournalOutcome::TokenCreated(entry, Box::new(token)))
         }
     }
 }

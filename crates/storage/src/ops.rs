@@ -301,10 +301,11 @@ pub struct RunRecord {
     pub entry: JournalEntry,
 }
 
-/// Creates a token for a run and records it at `seq` in one step: [`JournalOutcome::Recorded`]
-/// with a `CREATE_TOKEN` entry whose result is `{"id": "waitpoint_…", "isCached": bool}`. On
-/// a retried call, or on replay, the recorded token is returned and nothing is created. The
-/// token honours its idempotency key as [`WriteOp::Create`] does.
+/// Creates a token for a run and records it at `seq` in one step:
+/// [`JournalOutcome::TokenCreated`] with the token and a `CREATE_TOKEN` entry whose result is
+/// `{"id": "waitpoint_…", "isCached": bool}`. On a retried call, or on replay, the recorded
+/// entry is returned ([`JournalOutcome::Recorded`]) and nothing is created. The token honours
+/// its idempotency key as [`WriteOp::Create`] does (the token of the key's holder, cached).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunCreateToken {
     /// The run.
@@ -518,6 +519,9 @@ pub enum ClaimOutcome {
 pub enum JournalOutcome {
     /// This entry is in the journal (just recorded, or recorded before).
     Recorded(JournalEntry),
+    /// The run's token was created, or found by its idempotency key, and recorded now at this
+    /// `CREATE_TOKEN` entry ([`RunCreateToken`] only): the token as stored.
+    TokenCreated(JournalEntry, Box<Waitpoint>),
     /// The run waits (a wait only); it holds no worker.
     Suspended(Box<Run>),
     /// The journal holds another operation at that position: the run's code no longer matches.

@@ -45,7 +45,7 @@ impl BatchWake {
     /// Runs are ready when one was created (available now or later: polls work out when), a
     /// finish resumed some, a claim gave some back, an attempt's end queued its run for a retry,
     /// or a release gave runs back. Deadlines come from created waitpoints: tokens, tokens a run
-    /// created (also when the recorded one was created before: a wake-up too many is harmless),
+    /// created (or found by its idempotency key: a wake-up too many is harmless),
     /// and the datetime waitpoints of a wait that suspended its run. Heartbeats and extends only
     /// move deadlines later, which wakes nothing.
     pub fn of_batch(ops: &[WriteOp], outcomes: &[WriteOutcome]) -> Self {
@@ -54,8 +54,8 @@ impl BatchWake {
             wake.runs_ready |= makes_runs_ready(outcome);
             let deadline = match (op, outcome) {
                 (WriteOp::Create(_), WriteOutcome::Create(CreateOutcome::Created(waitpoint))) => waitpoint.due_at(),
-                (WriteOp::RunCreateToken(create), WriteOutcome::Journal(JournalOutcome::Recorded(_))) => {
-                    create.waitpoint.due_at()
+                (WriteOp::RunCreateToken(_), WriteOutcome::Journal(JournalOutcome::TokenCreated(_, token))) => {
+                    token.due_at()
                 }
                 (WriteOp::RunWait(RunWait { create, .. }), WriteOutcome::Journal(JournalOutcome::Suspended(_))) => {
                     create.iter().filter_map(Waitpoint::due_at).min()
@@ -178,7 +178,21 @@ mod tests {
     #[test]
     fn a_batch_wakes_for_ready_runs_and_its_earliest_new_deadline_only() {
         let token = waitpoint("a", Some(500));
+        let create_token = |waitpoint: Waitpoint| {
+            WriteOp::RunCreateToken(crate::RunCreateToken {
+                run: RunId::from_internal("r".into()),
+                environment_id: EnvironmentId::from_internal("env".into()),
+                epoch: 1,
+                seq: 0,
+                waitpoint,
+            })
+        };
+        let token_entry = JournalEntry { seq: 0, kind: JournalKind::CreateToken, name: String::new(), result: None };
         let quiet = [
+            (
+                create_token(waitpoint("f", Some(50))),
+                WriteOutcome::Journal(JournalOutcome::Recorded(token_entry.clone())),
+            ),
             (WriteOp::Create(waitpoint("b", None)), WriteOutcome::Create(CreateOutcome::Created(waitpoint("b", None)))),
             (WriteOp::Create(token.clone()), WriteOutcome::Create(CreateOutcome::Existing(token.clone()))),
             (finish("a"), WriteOutcome::Finish(FinishOutcome::Finished(token.clone(), Resumed::default()))),
@@ -214,15 +228,19 @@ mod tests {
             (WriteOp::Create(token.clone()), WriteOutcome::Create(CreateOutcome::Created(token.clone()))),
             (wait(vec![waitpoint("c", Some(300)), waitpoint("d", Some(200))]), suspended),
             (wait(vec![waitpoint("e", Some(100))]), recorded),
+            (
+                create_token(waitpoint("g", Some(150))),
+                WriteOutcome::Journal(JournalOutcome::TokenCreated(token_entry, Box::new(waitpoint("g", Some(150))))),
+            ),
         ];
         let (ops, outcomes): (Vec<_>, Vec<_>) = deadlines.into_iter().unzip();
         let wake = BatchWake::of_batch(&ops, &outcomes);
         assert_eq!(
             wake,
-            BatchWake { runs_ready: false, earliest_deadline: Some(at(200)) },
+            BatchWake { runs_ready: false, earliest_deadline: Some(at(150)) },
             "a decided wait creates none"
         );
-        assert_eq!(wake.wakeups().collect::<Vec<_>>(), [Wakeup::DeadlineMoved(at(200))]);
+        assert_eq!(wake.wakeups().collect::<Vec<_>>(), [Wakeup::DeadlineMoved(at(150))]);
 
         let queued = run("r", RunState::Queued { available_at: at(9) });
         let retry = WriteOp::RunFinish(crate::RunFinish {

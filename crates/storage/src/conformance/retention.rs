@@ -164,7 +164,7 @@ pub async fn retention_keeps_tokens_that_live_runs_refer_to(db: &dyn TestDatabas
     create_run(&*store, &run(&ids, &env, "creator", at(0))).await;
     let creator = claim_one(&*store, &env, &me, "creator", at(1)).await.run;
     let created = waitpoint(&ids, &env, at(2));
-    assert!(matches!(write_one(&*store, create_token(&creator, &created)).await, JournalOutcome::Recorded(_)));
+    assert!(matches!(write_one(&*store, create_token(&creator, &created)).await, JournalOutcome::TokenCreated(..)));
     finish(&*store, &created.id, completed(DAY, "1")).await;
 
     let waited_on = waitpoint(&ids, &env, at(0));
@@ -177,7 +177,7 @@ pub async fn retention_keeps_tokens_that_live_runs_refer_to(db: &dyn TestDatabas
     create_run(&*store, &run(&ids, &env, "done", at(0))).await;
     let done = claim_one(&*store, &env, &me, "done", at(1)).await.run;
     let done_token = waitpoint(&ids, &env, at(2));
-    assert!(matches!(write_one(&*store, create_token(&done, &done_token)).await, JournalOutcome::Recorded(_)));
+    assert!(matches!(write_one(&*store, create_token(&done, &done_token)).await, JournalOutcome::TokenCreated(..)));
     finish(&*store, &done_token.id, completed(DAY, "1")).await;
     end(&*store, &done, RunOutcome::Completed { output: "1".into() }, at(DAY + 1)).await;
 

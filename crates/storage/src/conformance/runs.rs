@@ -561,8 +561,8 @@ pub(crate) fn datetime_wait(
     (datetime, op)
 }
 
-/// Creating a token for a run records it; the same position again returns the same token and
-/// creates nothing.
+/// Creating a token for a run records it and answers the token as stored; the same position
+/// again returns the recorded entry and creates nothing.
 pub async fn a_token_created_by_a_run_is_created_once(db: &dyn TestDatabase) {
     let store = db.open().await;
     let ids = IdGenerator::new();
@@ -578,14 +578,30 @@ pub async fn a_token_created_by_a_run_is_created_once(db: &dyn TestDatabase) {
         seq: 0,
         waitpoint,
     };
-    let JournalOutcome::Recorded(first) = write_one(&*store, WriteOp::RunCreateToken(op(token.clone()))).await else {
-        panic!("the token was not recorded");
+    let JournalOutcome::TokenCreated(first, created) =
+        write_one(&*store, WriteOp::RunCreateToken(op(token.clone()))).await
+    else {
+        panic!("the token was not created");
     };
     let result = format!(r#"{{"id":"{}","isCached":false}}"#, token.id);
     assert_eq!(first, entry(0, JournalKind::CreateToken, "", Some(&result)));
+    assert_eq!(*created, token);
+    assert_eq!(store.waitpoint_get(&token.id).await.unwrap(), token, "answered as stored");
     let again: JournalOutcome = write_one(&*store, WriteOp::RunCreateToken(op(waitpoint(&ids, &env, at(3))))).await;
     assert_eq!(again, JournalOutcome::Recorded(first));
-    assert_eq!(super::list_ids(&*store, &super::query(&env)).await, [token.id]);
+    assert_eq!(super::list_ids(&*store, &super::query(&env)).await, std::slice::from_ref(&token.id));
+
+    // A token whose idempotency key another one holds is that one, cached.
+    let holder =
+        super::create(&*store, &Waitpoint { idempotency_key: Some("k".into()), ..waitpoint(&ids, &env, at(4)) }).await;
+    let keyed = Waitpoint { idempotency_key: Some("k".into()), ..waitpoint(&ids, &env, at(5)) };
+    let op = RunCreateToken { seq: 1, ..op(keyed) };
+    let JournalOutcome::TokenCreated(cached, answered) = write_one(&*store, WriteOp::RunCreateToken(op)).await else {
+        panic!("the keyed token was not recorded");
+    };
+    let result = format!(r#"{{"id":"{}","isCached":true}}"#, holder.id);
+    assert_eq!(cached, entry(1, JournalKind::CreateToken, "", Some(&result)));
+    assert_eq!(*answered, holder);
 }
 
 /// A failed attempt with attempts left queues the run again at `retry_at` with the next attempt
@@ -1134,7 +1150,7 @@ pub async fn a_batch_of_run_operations_does_what_they_do_one_at_a_time(db: &dyn 
         "",
         Some(&serde_json::json!({ "id": token.id.public(), "isCached": false }).to_string()),
     );
-    assert_eq!(outcomes[4], WriteOutcome::Journal(JournalOutcome::Recorded(token_entry)));
+    assert_eq!(outcomes[4], WriteOutcome::Journal(JournalOutcome::TokenCreated(token_entry, Box::new(token.clone()))));
     let WriteOutcome::Journal(JournalOutcome::Suspended(suspended)) = &outcomes[5] else {
         panic!("not suspended: {:?}", outcomes[5])
     };
