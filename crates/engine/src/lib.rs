@@ -43,6 +43,8 @@
 //!   nodes sharing the database.
 //! - `retention`: the loop that deletes what finished longer ago than the retention, and
 //!   [`RetentionReport`], what it deleted.
+//! - `upkeep`: the loop that has the store tidy what its database does not (vacuums where
+//!   PostgreSQL's autovacuum is off).
 //! - [`error`]: [`EngineError`], one variant per kind of failure.
 //! - [`metrics`]: what the engine counts and times (recorded only when a recorder is installed).
 
@@ -64,6 +66,7 @@ mod runs;
 mod sessions;
 mod timeouts;
 mod tokens;
+mod upkeep;
 mod validate;
 mod verifiers;
 mod wakeups;
@@ -182,8 +185,9 @@ pub(crate) struct Inner {
 impl Engine {
     /// Starts an engine on `store`: the write lanes, the timeout loop (which first fires every
     /// deadline that passed while nothing was running), the release of stopped workers' runs,
-    /// with a retention, the loop that deletes what finished before it (first at once), and
-    /// when the store has wake-ups from other nodes, the loop that acts on them.
+    /// with a retention, the loop that deletes what finished before it (first at once), the
+    /// store's upkeep, and when the store has wake-ups from other nodes, the loop that acts on
+    /// them.
     pub fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: EngineConfig) -> Self {
         let (shutdown, stop) = watch::channel(false);
         let (writer, mut tasks) = writer::Writer::start(store.clone(), config.max_batch, stop.clone());
@@ -210,6 +214,7 @@ impl Engine {
             tasks.push(tokio::spawn(retention::run(inner.clone(), retention, stop.clone())));
         }
         tasks.push(tokio::spawn(webhooks::run(inner.clone(), stop.clone())));
+        tasks.push(tokio::spawn(upkeep::run(inner.clone(), stop.clone())));
         if let Some(wakeups) = inner.store.wakeups() {
             tasks.push(tokio::spawn(wakeups::run(inner.clone(), wakeups, stop.clone())));
         }

@@ -49,6 +49,8 @@ pub const RUNS_WAITING: &str = "waitpoint_runs_waiting";
 /// Records retention deleted, by `kind` (`waitpoints`: tokens and the datetime waitpoints of
 /// runs' waits; `runs`, with their journals; `events`, of the event log).
 pub const RETENTION_DELETED: &str = "waitpoint_retention_deleted_total";
+/// Tables the store vacuumed because autovacuum leaves them alone (PostgreSQL only).
+pub const TABLES_VACUUMED: &str = "waitpoint_tables_vacuumed_total";
 
 /// Counts at most this many of a kind per environment: a bound on what one count costs.
 const COUNT_CAP: usize = 10_000_000;
@@ -73,6 +75,7 @@ pub fn describe() {
     metrics::describe_gauge!(TOKENS_WAITING, "Tokens waiting, in every environment, as last counted");
     metrics::describe_gauge!(RUNS_WAITING, "Runs waiting on waitpoints, in every environment, as last counted");
     metrics::describe_counter!(RETENTION_DELETED, "Finished records deleted by retention, by kind");
+    metrics::describe_counter!(TABLES_VACUUMED, "Tables vacuumed by waitpoint because autovacuum leaves them alone");
 }
 
 /// Counts the waiting tokens and runs of every environment (index-served counts, at most
@@ -221,6 +224,13 @@ pub(crate) fn retention_deleted(deleted: &Purged) {
         if count > 0 {
             metrics::counter!(RETENTION_DELETED, "kind" => kind).increment(count);
         }
+    }
+}
+
+/// The store vacuumed this many tables.
+pub(crate) fn tables_vacuumed(count: usize) {
+    if count > 0 {
+        metrics::counter!(TABLES_VACUUMED).increment(u64::try_from(count).unwrap_or(u64::MAX));
     }
 }
 

@@ -43,6 +43,7 @@
 //! - `webhooks`: outbound webhook subscriptions and how far their delivery got.
 //! - `wakeups`: the `NOTIFY` of a batch, and the listening connection of a subscription.
 //! - `retention`: purges of what finished long ago.
+//! - `upkeep`: vacuuming the store's tables where autovacuum does not.
 //! - `rows`: mapping between rows and domain types.
 //! - `testing` (feature `test-util`): a fresh schema per test, for this and other crates' tests,
 //!   in the test server, a throwaway cluster when none runs, or skipped without PostgreSQL.
@@ -57,6 +58,7 @@ mod run_sets;
 mod runs;
 #[cfg(feature = "test-util")]
 pub mod testing;
+mod upkeep;
 mod waitpoints;
 mod wakeups;
 mod webhooks;
@@ -71,7 +73,7 @@ use tokio_postgres::error::{DbError, SqlState};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, NoTls, Row};
 use waitpoint_storage::{
-    ListQuery, Purge, Purged, Result, RunListQuery, SchemaVersions, StorageError, Store, WakeupStream, WriteOp,
+    ListQuery, Purge, Purged, Result, RunListQuery, SchemaVersions, StorageError, Store, Upkeep, WakeupStream, WriteOp,
     WriteOutcome,
 };
 use waitpoint_types::WebhookId;
@@ -496,6 +498,10 @@ impl Store for PostgresStore {
 
     async fn retention_purge(&self, purge: &Purge) -> Result<Purged> {
         retention::purge(&mut self.client().await?, purge).await
+    }
+
+    async fn upkeep(&self) -> Result<Upkeep> {
+        upkeep::run(&self.client().await?).await
     }
 
     async fn waitpoint_get(&self, id: &WaitpointId) -> Result<Waitpoint> {

@@ -40,7 +40,7 @@ use std::time::Duration;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use waitpoint_storage::{
-    ListQuery, Purge, Purged, Result, RunListQuery, SchemaVersions, StorageError, Store, WakeupStream, WriteOp,
+    ListQuery, Purge, Purged, Result, RunListQuery, SchemaVersions, StorageError, Store, Upkeep, WakeupStream, WriteOp,
     WriteOutcome,
 };
 use waitpoint_types::WebhookId;
@@ -325,6 +325,10 @@ impl Store for SqliteStore {
     async fn retention_purge(&self, purge: &Purge) -> Result<Purged> {
         let purge = *purge;
         self.write(move |conn| retention::purge(conn, &purge)).await
+    }
+
+    async fn upkeep(&self) -> Result<Upkeep> {
+        Ok(Upkeep::default())
     }
 
     async fn waitpoint_get(&self, id: &WaitpointId) -> Result<Waitpoint> {

@@ -11,6 +11,7 @@
 //! - [`query`]: filters and keyset cursors of lists.
 //! - [`transitions`]: what a waitpoint or run becomes, as pure functions both backends use.
 //! - [`retention`]: which finished records a purge deletes ([`Purge`] states the rule).
+//! - [`upkeep`]: what a backend tidies that its database does not ([`Upkeep`]).
 //! - [`wakeups`]: what a committed batch wakes on the nodes sharing the database ([`Wakeup`]).
 //! - [`StorageError`]: the one error type; backends map "no row" to `NotFound` and unique
 //!   violations to `Conflict`.
@@ -24,6 +25,7 @@ pub mod query;
 pub mod retention;
 pub mod schema;
 pub mod transitions;
+pub mod upkeep;
 pub mod wakeups;
 
 use std::fmt;
@@ -43,6 +45,7 @@ pub use crate::ops::{
 };
 pub use crate::query::{Cursor, ListQuery, RunListQuery, Window};
 pub use crate::retention::{Purge, Purged};
+pub use crate::upkeep::Upkeep;
 pub use crate::wakeups::{BatchWake, Wakeup, WakeupStream};
 
 /// Result of a storage call.
@@ -173,6 +176,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// ([`Purged::was_full`]). A backend with concurrent writers may pass over a record another
     /// transaction holds at that moment; a later call takes it.
     async fn retention_purge(&self, purge: &Purge) -> Result<Purged>;
+
+    /// Tidies what the database keeps of changed and deleted rows where the database does not
+    /// do so itself, and says what it did; cheap when there is nothing to do (the engine calls
+    /// it every few seconds). PostgreSQL vacuums and analyzes this store's tables that
+    /// autovacuum does not cover once enough of their rows changed: without it, the dead
+    /// versions of queued runs pile up in the queue's index and every claim walks them. SQLite
+    /// changes rows in place and has nothing to do.
+    async fn upkeep(&self) -> Result<Upkeep>;
 
     /// Reads one waitpoint by id, whatever its environment.
     async fn waitpoint_get(&self, id: &WaitpointId) -> Result<Waitpoint>;

@@ -1,0 +1,51 @@
+//! Upkeep vacuums the store's tables that autovacuum leaves alone once enough of their rows
+//! changed, and then has nothing more to do.
+
+use waitpoint_postgres::testing::{self, PostgresSchema};
+use waitpoint_storage::conformance::{self, at};
+use waitpoint_storage::{Store, WriteOp};
+use waitpoint_types::IdGenerator;
+
+/// Dead rows and changes of `runs` as the statistics count them.
+async fn runs_statistics(client: &tokio_postgres::Client) -> (i64, i64) {
+    let row = client
+        .query_one(
+            "SELECT n_dead_tup, n_mod_since_analyze FROM pg_stat_user_tables
+             WHERE schemaname = current_schema() AND relname = 'runs'",
+            &[],
+        )
+        .await
+        .expect("read the statistics of runs");
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test]
+async fn upkeep_vacuums_a_table_autovacuum_leaves_alone_once_enough_of_it_changed() {
+    let Some(db) = PostgresSchema::fresh().await else { return };
+    let store = db.store().await;
+    let client = testing::admin(&db.url()).await.expect("connect to the test schema");
+    // Off for this table whatever the server says, so that only this table is due.
+    client.batch_execute("ALTER TABLE runs SET (autovacuum_enabled = false)").await.expect("turn autovacuum off");
+    let ids = IdGenerator::new();
+    let env = conformance::environment(&ids, "dev");
+    store.environment_create(&env).await.expect("environment_create failed");
+    store.write_batch(vec![WriteOp::RunCreate(conformance::run(&ids, &env, "t", at(0)))]).await.expect("create a run");
+    // Copies of it, and a change of each, on this connection, whose statistics are flushed
+    // below (the store's connections flush theirs when they like).
+    client
+        .batch_execute(
+            "INSERT INTO runs SELECT (jsonb_populate_record(r, jsonb_build_object('id', r.id || g))).*
+             FROM runs r, generate_series(1, 1200) AS g;
+             UPDATE runs SET updated_at = updated_at + 1",
+        )
+        .await
+        .expect("add and change runs");
+    client.batch_execute("SELECT pg_stat_force_next_flush()").await.expect("flush the statistics");
+    assert!(runs_statistics(&client).await.0 >= 1_200, "every change left a dead row");
+
+    let upkeep = store.upkeep().await.expect("upkeep failed");
+    assert_eq!(upkeep.vacuumed.len(), 1, "{upkeep:?}");
+    assert!(upkeep.vacuumed[0].ends_with(".runs"), "{upkeep:?}");
+    assert_eq!(runs_statistics(&client).await, (0, 0), "vacuumed and analyzed");
+    assert_eq!(store.upkeep().await.expect("upkeep failed").vacuumed, Vec::<String>::new(), "nothing left to do");
+}
