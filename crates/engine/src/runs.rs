@@ -310,9 +310,32 @@ impl Engine {
 
     /// The journal of a run of `environment`, with the URL of every token it created.
     pub async fn run_journal(&self, environment: &Environment, id: &str) -> Result<Vec<JournalEntry>> {
-        let run = self.owned_run(environment, &parse_run_id(id)?).await?;
-        let entries = self.inner.store.run_journal(&run.id).await?;
-        Ok(entries.into_iter().map(|entry| self.enriched(environment, entry)).collect())
+        self.run_journals(environment, &[id]).await?.pop().unwrap_or_else(|| Err(run_not_found()))
+    }
+
+    /// The journals of the runs `ids` of `environment`, in one read of the store: each answered
+    /// as [`run_journal`](Self::run_journal) answers it alone. Fails whole only when the store
+    /// does.
+    pub async fn run_journals(
+        &self,
+        environment: &Environment,
+        ids: &[&str],
+    ) -> Result<Vec<Result<Vec<JournalEntry>>>> {
+        let parsed: Vec<Result<RunId>> = ids.iter().map(|id| parse_run_id(id)).collect();
+        let valid: Vec<RunId> = parsed.iter().filter_map(|id| id.as_ref().ok().cloned()).collect();
+        let mut read = self.inner.store.run_journals(&valid).await?.into_iter();
+        Ok(parsed
+            .into_iter()
+            .map(|id| {
+                id?;
+                match read.next().flatten() {
+                    Some(journal) if journal.environment_id == environment.id => {
+                        Ok(journal.entries.into_iter().map(|entry| self.enriched(environment, entry)).collect())
+                    }
+                    _ => Err(run_not_found()),
+                }
+            })
+            .collect())
     }
 
     /// Adds the URL and a public access token to a `CREATE_TOKEN` entry's result, which stores

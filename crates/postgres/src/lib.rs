@@ -73,15 +73,13 @@ use tokio_postgres::error::{DbError, SqlState};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, NoTls, Row};
 use waitpoint_storage::{
-    ListQuery, Purge, Purged, Result, RunListQuery, SchemaVersions, StorageError, Store, Upkeep, WakeupStream, WriteOp,
-    WriteOutcome,
+    ListQuery, Purge, Purged, Result, RunJournal, RunListQuery, SchemaVersions, StorageError, Store, Upkeep,
+    WakeupStream, WriteOp, WriteOutcome,
 };
 use waitpoint_types::WebhookId;
 use waitpoint_types::event::{Event, EventKind};
 use waitpoint_types::webhook::{Delivery, Webhook};
-use waitpoint_types::{
-    Environment, EnvironmentId, JournalEntry, Run, RunId, Secret, Timestamp, Waitpoint, WaitpointId, WorkerId,
-};
+use waitpoint_types::{Environment, EnvironmentId, Run, RunId, Secret, Timestamp, Waitpoint, WaitpointId, WorkerId};
 
 use crate::rows::{column, environment_columns, environment_from_row, waitpoint_columns, waitpoint_from_row};
 pub use crate::wakeups::LISTENER_APPLICATION_NAME;
@@ -573,8 +571,8 @@ impl Store for PostgresStore {
         runs::waiting_longest(&self.client().await?, environment_id, limit).await
     }
 
-    async fn run_journal(&self, id: &RunId) -> Result<Vec<JournalEntry>> {
-        runs::journal(&self.client().await?, id).await
+    async fn run_journals(&self, ids: &[RunId]) -> Result<Vec<Option<RunJournal>>> {
+        runs::journals(&self.client().await?, ids).await
     }
 
     async fn run_waits(&self, id: &RunId, seq: u32) -> Result<Vec<Waitpoint>> {

@@ -11,8 +11,8 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use waitpoint_storage::{
     Claim, ClaimOutcome, CreateOutcome, HeldRun, JournalOutcome, LeaseRefusal, Result, Resumed, RunClaim,
-    RunCreateOutcome, RunCreateToken, RunEndOutcome, RunListQuery, RunWait, RunsRelease, StorageError, Takers,
-    WorkerOutcome, WorkerSeen, WriteOp, WriteOutcome, transitions,
+    RunCreateOutcome, RunCreateToken, RunEndOutcome, RunJournal, RunListQuery, RunWait, RunsRelease, StorageError,
+    Takers, WorkerOutcome, WorkerSeen, WriteOp, WriteOutcome, transitions,
 };
 use waitpoint_types::{
     EnvironmentId, JournalEntry, JournalKind, Run, RunError, RunId, RunState, RunStatus, Timestamp, Waitpoint,
@@ -181,7 +181,14 @@ const TAKE_SESSION: &str = "INSERT INTO workers (environment_id, id, last_seen_a
 const WORKER_LAST_SEEN: &str = "SELECT last_seen_at FROM workers WHERE environment_id = $1 AND id = $2";
 const TASK_SERVED: &str = "SELECT EXISTS (SELECT 1 FROM workers
      WHERE environment_id = $1 AND last_seen_at >= $3 AND $2 = ANY (tasks))";
-const JOURNAL: &str = "SELECT seq, kind, name, result FROM run_journal WHERE run_id = $1 ORDER BY seq";
+/// Each listed run's environment (by its 1-based place in the list) with its journal entries
+/// in order, one row per entry (one without entry for an empty journal); none for a run that
+/// does not exist.
+const JOURNALS: &str = "SELECT q.n, r.environment_id, j.seq, j.kind, j.name, j.result
+     FROM unnest($1::text[]) WITH ORDINALITY AS q (id, n)
+     JOIN runs r ON r.id = q.id
+     LEFT JOIN run_journal j ON j.run_id = r.id
+     ORDER BY q.n, j.seq";
 const NEXT_AVAILABLE: &str = "SELECT MIN(available_at) FROM runs
      WHERE environment_id = $1 AND status = 'QUEUED' AND available_at > $2 AND task_id = ANY($3)";
 
@@ -872,13 +879,22 @@ pub(crate) async fn get(client: &impl GenericClient, id: &RunId) -> Result<Run> 
 }
 
 /// A run's journal, in order.
-pub(crate) async fn journal(client: &impl GenericClient, id: &RunId) -> Result<Vec<JournalEntry>> {
-    get(client, id).await?;
-    query(client, JOURNAL, &[&id.internal()])
-        .await?
-        .iter()
-        .filter_map(|row| entry_from_row(row, 0).transpose())
-        .collect()
+/// The journals of the runs `ids`, in one statement (see [`Store::run_journals`]).
+///
+/// [`Store::run_journals`]: waitpoint_storage::Store::run_journals
+pub(crate) async fn journals(client: &impl GenericClient, ids: &[RunId]) -> Result<Vec<Option<RunJournal>>> {
+    let internal: Vec<&str> = ids.iter().map(RunId::internal).collect();
+    let mut journals: Vec<Option<RunJournal>> = vec![None; ids.len()];
+    for row in query(client, JOURNALS, &[&internal]).await? {
+        let place = usize::try_from(column::<i64>(&row, 0)? - 1)
+            .ok()
+            .filter(|place| *place < ids.len())
+            .ok_or_else(|| StorageError::Corrupt("a journal of a run not asked for".into()))?;
+        let environment_id = EnvironmentId::from_internal(column(&row, 1)?);
+        let journal = journals[place].get_or_insert_with(|| RunJournal { environment_id, entries: Vec::new() });
+        journal.entries.extend(entry_from_row(&row, 2)?);
+    }
+    Ok(journals)
 }
 
 /// The earliest future `available_at` among queued runs of these tasks.

@@ -65,11 +65,23 @@ pub(crate) async fn batch(
             Err(error) => answered.push((index, answer(Err(error))?)),
         }
     }
-    let lanes = join_all(by_run(valid).into_iter().map(|lane| {
+    let lanes = by_run(valid);
+    let mut journals = read_opening_journals(&engine, &environment, &lanes).await?.into_iter();
+    let lanes = join_all(lanes.into_iter().map(|lane| {
         let (engine, environment) = (&engine, &environment);
+        let opening_journal = match lane.first() {
+            Some((_, Operation::Journal { .. })) => journals.next(),
+            _ => None,
+        };
         async move {
             let mut answers = Vec::with_capacity(lane.len());
-            for (index, operation) in lane {
+            let mut operations = lane.into_iter();
+            if let Some(journal) = opening_journal
+                && let Some((index, _)) = operations.next()
+            {
+                answers.push(Ok((index, journal)));
+            }
+            for (index, operation) in operations {
                 answers.push(answer(apply(engine, environment, operation).await).map(|answer| (index, answer)));
             }
             answers
@@ -104,6 +116,33 @@ fn by_run(operations: Vec<(usize, Operation)>) -> Vec<Vec<(usize, Operation)>> {
         lanes[lane].push((index, operation));
     }
     lanes
+}
+
+/// The answers of the journal reads that open their run's lane (the replays of runs a worker
+/// took again), in the order of the lanes, read together in one read of the store. A read that
+/// comes after another operation on its run waits for that one, in its lane.
+async fn read_opening_journals(
+    engine: &Engine,
+    environment: &Environment,
+    lanes: &[Vec<(usize, Operation)>],
+) -> Result<Vec<Answer>, ApiError> {
+    let runs: Vec<&str> = lanes
+        .iter()
+        .filter_map(|lane| match lane.first() {
+            Some((_, Operation::Journal { run })) => Some(run.as_str()),
+            _ => None,
+        })
+        .collect();
+    if runs.is_empty() {
+        return Ok(Vec::new());
+    }
+    match worker::read_journals(engine, environment, &runs).await {
+        Ok(journals) => journals.into_iter().map(|journal| answer(journal.and_then(|body| raw(&body)))).collect(),
+        Err(error) => {
+            let failed = answer(Err(error))?;
+            Ok(runs.iter().map(|_| Answer { status: failed.status, body: failed.body.clone() }).collect())
+        }
+    }
 }
 
 /// Applies one operation as its route does; its answer is the route's body.

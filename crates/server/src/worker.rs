@@ -231,7 +231,21 @@ pub(crate) async fn read_journal(
     run: &str,
 ) -> Result<JournalResponse, ApiError> {
     let entries = engine.run_journal(environment, run).await?;
-    Ok(JournalResponse { entries: entries.iter().map(present::entry).collect() })
+    Ok(journal_response(&entries))
+}
+
+/// Every entry of the journals of `runs`, read together: each as [`read_journal`] answers it.
+pub(crate) async fn read_journals(
+    engine: &Engine,
+    environment: &Environment,
+    runs: &[&str],
+) -> Result<Vec<Result<JournalResponse, ApiError>>, ApiError> {
+    let journals = engine.run_journals(environment, runs).await?;
+    Ok(journals.into_iter().map(|entries| Ok(journal_response(&entries?))).collect())
+}
+
+fn journal_response(entries: &[JournalEntry]) -> JournalResponse {
+    JournalResponse { entries: entries.iter().map(present::entry).collect() }
 }
 
 /// Records a live operation's result.

@@ -965,6 +965,25 @@ async fn a_batch_applies_the_operations_of_many_runs_and_answers_each_as_its_rou
     assert_eq!(answers[3]["status"], 200, "{}", answers[3]);
     assert_eq!(answers[3]["body"]["entries"].as_array().unwrap().len(), 2);
 
+    // The journal reads that open their runs' operations are read together; each is answered
+    // as its route answers, and one after another operation on its run sees that one.
+    let runs = [run_a, "run_nosuchrun", "not-a-run", run_b];
+    let mut reads: Vec<Value> = runs.iter().map(|run| json!({ "op": "journal", "run": run })).collect();
+    let late = json!({ "op": "record", "run": run_b, "epoch": epoch_b, "entry": step(2, 12) });
+    reads.extend([late, json!({ "op": "journal", "run": run_b })]);
+    let reply = post("/api/v1/workers/batch", json!({ "operations": reads })).await;
+    let answers = reply.body["answers"].as_array().unwrap();
+    for (answer, run) in answers.iter().zip(runs) {
+        let route = api.call(Method::GET, &format!("/api/v1/runs/{run}/journal"), Some(&key), "").await;
+        assert_eq!(answer["status"], route.status.as_u16(), "{run}: {answer}");
+        assert_eq!(answer["body"], route.body, "{run}");
+    }
+    let statuses: Vec<u64> = answers.iter().map(|answer| answer["status"].as_u64().unwrap()).collect();
+    assert_eq!(statuses[..4], [200, 404, 400, 200], "{}", reply.body);
+    assert_eq!(answers[0]["body"]["entries"].as_array().unwrap().len(), 2);
+    assert_eq!(answers[4]["status"], 409, "the run waits: {}", answers[4]);
+    assert_eq!(answers[5], answers[3], "the record was refused");
+
     // A batch that cannot be read is refused whole, and changes nothing.
     assert_error(
         &post("/api/v1/workers/batch", json!({ "operation": [] })).await,

@@ -40,15 +40,13 @@ use std::time::Duration;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use waitpoint_storage::{
-    ListQuery, Purge, Purged, Result, RunListQuery, SchemaVersions, StorageError, Store, Upkeep, WakeupStream, WriteOp,
-    WriteOutcome,
+    ListQuery, Purge, Purged, Result, RunJournal, RunListQuery, SchemaVersions, StorageError, Store, Upkeep,
+    WakeupStream, WriteOp, WriteOutcome,
 };
 use waitpoint_types::WebhookId;
 use waitpoint_types::event::{Event, EventKind};
 use waitpoint_types::webhook::{Delivery, Webhook};
-use waitpoint_types::{
-    Environment, EnvironmentId, JournalEntry, Run, RunId, Secret, Timestamp, Waitpoint, WaitpointId, WorkerId,
-};
+use waitpoint_types::{Environment, EnvironmentId, Run, RunId, Secret, Timestamp, Waitpoint, WaitpointId, WorkerId};
 
 pub use crate::backup::backup;
 pub use crate::retention::vacuum;
@@ -381,9 +379,9 @@ impl Store for SqliteStore {
         self.read(move |conn| runs::waiting_longest(conn, &environment_id, limit)).await
     }
 
-    async fn run_journal(&self, id: &RunId) -> Result<Vec<JournalEntry>> {
-        let id = id.internal().to_owned();
-        self.read(move |conn| runs::journal(conn, &id)).await
+    async fn run_journals(&self, ids: &[RunId]) -> Result<Vec<Option<RunJournal>>> {
+        let ids: Vec<String> = ids.iter().map(|id| id.internal().to_owned()).collect();
+        self.read(move |conn| runs::journals(conn, &ids)).await
     }
 
     async fn run_waits(&self, id: &RunId, seq: u32) -> Result<Vec<Waitpoint>> {

@@ -6,7 +6,7 @@
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use waitpoint_storage::{
     Claim, ClaimOutcome, CreateOutcome, HeldRun, JournalOutcome, LeaseRefusal, Result, RunClaim, RunCreateOutcome,
-    RunCreateToken, RunEndOutcome, RunFinish, RunListQuery, RunRecord, RunWait, RunsRelease, StorageError,
+    RunCreateToken, RunEndOutcome, RunFinish, RunJournal, RunListQuery, RunRecord, RunWait, RunsRelease, StorageError,
     WorkerOutcome, WorkerSeen, transitions,
 };
 use waitpoint_types::{
@@ -446,15 +446,27 @@ pub(crate) fn task_served(
     .map_err(map_error)
 }
 
-pub(crate) fn journal(conn: &Connection, id: &str) -> Result<Vec<JournalEntry>> {
-    if select(conn, id)?.is_none() {
-        return Err(StorageError::NotFound);
-    }
-    let mut stmt = conn
+/// The journals of the runs `ids` (see [`Store::run_journals`]), in one read transaction.
+///
+/// [`Store::run_journals`]: waitpoint_storage::Store::run_journals
+pub(crate) fn journals(conn: &Connection, ids: &[String]) -> Result<Vec<Option<RunJournal>>> {
+    let mut environment_of = conn.prepare_cached("SELECT environment_id FROM runs WHERE id = ?1").map_err(map_error)?;
+    let mut entries_of = conn
         .prepare_cached("SELECT seq, kind, name, result FROM run_journal WHERE run_id = ?1 ORDER BY seq")
         .map_err(map_error)?;
-    let rows = stmt.query_map([id], journal_entry_from_row).map_err(map_error)?;
-    rows.map(|row| row.map_err(map_error)?).collect()
+    let mut journals = Vec::with_capacity(ids.len());
+    for id in ids {
+        let environment: Option<String> =
+            environment_of.query_row([id], |row| row.get(0)).optional().map_err(map_error)?;
+        let Some(environment) = environment else {
+            journals.push(None);
+            continue;
+        };
+        let rows = entries_of.query_map([id], journal_entry_from_row).map_err(map_error)?;
+        let entries = rows.map(|row| row.map_err(map_error)?).collect::<Result<Vec<_>>>()?;
+        journals.push(Some(RunJournal { environment_id: EnvironmentId::from_internal(environment), entries }));
+    }
+    Ok(journals)
 }
 
 pub(crate) fn next_available(

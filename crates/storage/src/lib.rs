@@ -33,9 +33,7 @@ use std::fmt;
 use waitpoint_types::WebhookId;
 use waitpoint_types::event::{Event, EventKind};
 use waitpoint_types::webhook::{Delivery, Webhook};
-use waitpoint_types::{
-    Environment, EnvironmentId, JournalEntry, Run, RunId, Secret, Timestamp, Waitpoint, WaitpointId, WorkerId,
-};
+use waitpoint_types::{Environment, EnvironmentId, Run, RunId, Secret, Timestamp, Waitpoint, WaitpointId, WorkerId};
 
 pub use crate::ops::{
     Claim, ClaimOutcome, CreateOutcome, Finish, FinishOutcome, Finishing, HeldRun, JournalOutcome, LeaseRefusal,
@@ -43,7 +41,7 @@ pub use crate::ops::{
     RunEndOutcome, RunFinish, RunOutcome, RunRecord, RunWait, RunsRelease, Takers, WorkerOutcome, WorkerSeen, WriteOp,
     WriteOutcome,
 };
-pub use crate::query::{Cursor, ListQuery, RunListQuery, Window};
+pub use crate::query::{Cursor, ListQuery, RunJournal, RunListQuery, Window};
 pub use crate::retention::{Purge, Purged};
 pub use crate::upkeep::Upkeep;
 pub use crate::wakeups::{BatchWake, Wakeup, WakeupStream};
@@ -230,8 +228,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// `updated_at`) first.
     async fn run_waiting_longest(&self, environment_id: &EnvironmentId, limit: usize) -> Result<Vec<Run>>;
 
-    /// A run's journal, in order (`seq` 0, 1, …). `NotFound` if the run does not exist.
-    async fn run_journal(&self, id: &RunId) -> Result<Vec<JournalEntry>>;
+    /// The journals of the runs `ids`, in one read, answered in the order of `ids`: each run's
+    /// environment and entries, or `None` for a run that does not exist.
+    async fn run_journals(&self, ids: &[RunId]) -> Result<Vec<Option<RunJournal>>>;
 
     /// The waitpoints of the run's wait at journal position `seq`, in the wait's order (as
     /// they are now); empty when there is no wait there.

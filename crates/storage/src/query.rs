@@ -1,6 +1,6 @@
 //! Filters and keyset cursors of lists.
 
-use waitpoint_types::{EnvironmentId, RunStatus, Timestamp, WaitpointStatus};
+use waitpoint_types::{EnvironmentId, JournalEntry, RunStatus, Timestamp, WaitpointStatus};
 
 /// Where a list page starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,4 +67,13 @@ pub struct RunListQuery {
     pub window: Window,
     /// The time that tells `QUEUED` from `DELAYED`.
     pub now: Timestamp,
+}
+
+/// A run's journal as [`Store::run_journals`](crate::Store::run_journals) reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunJournal {
+    /// The run's environment: a caller of another one sees no such run.
+    pub environment_id: EnvironmentId,
+    /// Its entries in order (`seq` 0, 1, …).
+    pub entries: Vec<JournalEntry>,
 }

@@ -262,6 +262,6 @@ pub async fn a_token_finds_the_runs_that_waited_on_it(db: &dyn TestDatabase) {
     assert_eq!(released.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), [runs[2].clone(), runs[0].clone()]);
     assert!(released.iter().all(|r| r.status(at(30)) == RunStatus::Queued), "released by the token");
     assert_eq!(store.waitpoint_waiters(&token.id, 1).await.unwrap().len(), 1);
-    let journal = store.run_journal(&runs[0]).await.unwrap();
+    let journal = super::journal(&*store, &runs[0]).await.unwrap();
     assert_eq!(journal[0].kind, JournalKind::WaitToken);
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use waitpoint_types::id::internal_floor;
 use waitpoint_types::{
-    CallbackVerifier, CompletedVia, Environment, EnvironmentId, IdGenerator, Output, Rejection, Secret, Timestamp,
-    VerifierScheme, Waitpoint, WaitpointId, WaitpointKind, WaitpointState, WaitpointStatus,
+    CallbackVerifier, CompletedVia, Environment, EnvironmentId, IdGenerator, JournalEntry, Output, Rejection, RunId,
+    Secret, Timestamp, VerifierScheme, Waitpoint, WaitpointId, WaitpointKind, WaitpointState, WaitpointStatus,
 };
 
 use crate::{
@@ -82,6 +82,7 @@ macro_rules! conformance_tests {
             runs_are_created_read_back_and_honour_idempotency_keys,
             claims_take_available_runs_of_the_workers_tasks_in_order,
             the_journal_records_in_order_and_only_once,
+            journals_are_read_together_in_the_order_asked,
             a_wait_on_a_pending_waitpoint_suspends_until_it_finishes,
             a_wait_on_a_finished_waitpoint_records_its_result_at_once,
             one_waitpoint_resumes_every_run_waiting_on_it_once,
@@ -178,6 +179,13 @@ pub(crate) async fn write_one<T: TryFrom<WriteOutcome, Error = WriteOutcome>>(st
     let mut outcomes = store.write_batch(vec![op]).await.expect("write_batch failed");
     assert_eq!(outcomes.len(), 1, "one outcome per operation");
     T::try_from(outcomes.remove(0)).unwrap_or_else(|other| panic!("an outcome of another operation: {other:?}"))
+}
+
+/// The journal of run `id`, or `None` when the run does not exist.
+pub async fn journal(store: &dyn Store, id: &RunId) -> Option<Vec<JournalEntry>> {
+    let mut journals = store.run_journals(std::slice::from_ref(id)).await.expect("run_journals failed");
+    assert_eq!(journals.len(), 1, "one journal per run asked for");
+    journals.pop().flatten().map(|journal| journal.entries)
 }
 
 pub(crate) async fn create(store: &dyn Store, w: &Waitpoint) -> Waitpoint {

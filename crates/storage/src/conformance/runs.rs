@@ -11,8 +11,8 @@ use waitpoint_types::{
 use super::{TestDatabase, at, completed, create, finish, new_env, waitpoint, write_one};
 use crate::{
     Claim, ClaimOutcome, Cursor, Finish, FinishOutcome, Finishing, HeldRun, JournalOutcome, LeaseRefusal, RunClaim,
-    RunCreateOutcome, RunCreateToken, RunEndOutcome, RunFinish, RunListQuery, RunOutcome, RunRecord, RunWait,
-    RunsRelease, Store, Takers, Window, WorkerOutcome, WorkerSeen, WriteOp, WriteOutcome,
+    RunCreateOutcome, RunCreateToken, RunEndOutcome, RunFinish, RunJournal, RunListQuery, RunOutcome, RunRecord,
+    RunWait, RunsRelease, Store, Takers, Window, WorkerOutcome, WorkerSeen, WriteOp, WriteOutcome,
 };
 
 const STICKY: Duration = Duration::from_secs(2);
@@ -292,13 +292,13 @@ pub async fn the_journal_records_in_order_and_only_once(db: &dyn TestDatabase) {
     );
     let second = entry(1, JournalKind::Step, "send mail", Some("\"sent\""));
     assert_eq!(record(&*store, &held, second.clone()).await, JournalOutcome::Recorded(second.clone()));
-    assert_eq!(store.run_journal(&held.id).await.unwrap(), [first, second]);
+    assert_eq!(super::journal(&*store, &held.id).await.unwrap(), [first, second]);
 
     let mut stale = held.clone();
     stale.epoch -= 1;
     let refused = record(&*store, &stale, entry(2, JournalKind::Step, "y", Some("1"))).await;
     assert_eq!(refused, JournalOutcome::Refused(LeaseRefusal::Stale(Box::new(held.clone()))));
-    assert!(matches!(store.run_journal(&ids.run(at(0))).await, Err(crate::StorageError::NotFound)));
+    assert!(super::journal(&*store, &ids.run(at(0))).await.is_none());
     let mut foreign = held.clone();
     foreign.environment_id = new_env(&*store, &ids, "prod").await.id;
     assert_eq!(
@@ -328,7 +328,7 @@ pub async fn a_wait_on_a_pending_waitpoint_suspends_until_it_finishes(db: &dyn T
     assert_eq!(suspended.status(at(2)), RunStatus::Waiting);
     assert_eq!(get(&*store, &held.id).await, *suspended);
     let pending = entry(0, JournalKind::WaitToken, &token.id.public(), None);
-    assert_eq!(store.run_journal(&held.id).await.unwrap(), [pending]);
+    assert_eq!(super::journal(&*store, &held.id).await.unwrap(), [pending]);
     assert!(claim(&*store, &env, &me, &[("t", 5)], at(3)).await.is_empty(), "a waiting run is not claimable");
     assert!(matches!(
         record(&*store, &held, entry(1, JournalKind::Step, "s", Some("1"))).await,
@@ -344,7 +344,7 @@ pub async fn a_wait_on_a_pending_waitpoint_suspends_until_it_finishes(db: &dyn T
     assert_eq!(queued.state, RunState::Queued { available_at: at(10) });
     let result = r#"{"ok":true,"output":{"approved":true}}"#;
     let done = entry(0, JournalKind::WaitToken, &token.id.public(), Some(result));
-    assert_eq!(store.run_journal(&held.id).await.unwrap(), std::slice::from_ref(&done));
+    assert_eq!(super::journal(&*store, &held.id).await.unwrap(), std::slice::from_ref(&done));
     let resumed_claim = claim_one(&*store, &env, &me, "t", at(11)).await;
     assert_eq!((resumed_claim.resumed, resumed_claim.journal_length), (Some(done), 1));
     assert_eq!((resumed_claim.run.epoch, resumed_claim.run.attempt), (2, 1));
@@ -400,7 +400,7 @@ pub async fn one_waitpoint_resumes_every_run_waiting_on_it_once(db: &dyn TestDat
     assert_eq!(resumed, waiting);
     assert!(matches!(finish(&*store, &token.id, completed(8, "\"again\"")).await, FinishOutcome::Unchanged(_)));
     for id in &waiting {
-        let journal = store.run_journal(id).await.unwrap();
+        let journal = super::journal(&*store, id).await.unwrap();
         assert_eq!(journal[0].result.as_deref(), Some(r#"{"ok":true,"output":"go"}"#));
     }
     assert_eq!(claim(&*store, &env, &me, &[("t", 10)], at(9)).await.len(), 3);
@@ -511,7 +511,7 @@ pub async fn datetime_waits_complete_at_their_deadline(db: &dyn TestDatabase) {
     };
     assert_eq!(done.state, WaitpointState::Completed { at: at(60_001), via: CompletedVia::Datetime, output: None });
     assert_eq!(resumed.queued, std::slice::from_ref(&held.id));
-    let journal = store.run_journal(&held.id).await.unwrap();
+    let journal = super::journal(&*store, &held.id).await.unwrap();
     let recorded = entry(0, JournalKind::WaitDatetime, "for 60s", Some(r#"{"ok":true,"output":null}"#));
     assert_eq!(journal, std::slice::from_ref(&recorded));
 
@@ -602,6 +602,30 @@ pub async fn a_token_created_by_a_run_is_created_once(db: &dyn TestDatabase) {
     let result = format!(r#"{{"id":"{}","isCached":true}}"#, holder.id);
     assert_eq!(cached, entry(1, JournalKind::CreateToken, "", Some(&result)));
     assert_eq!(*answered, holder);
+}
+
+/// Journals of many runs come from one read, in the order asked, each with its run's
+/// environment; a run that does not exist has none, and an empty journal is empty.
+pub async fn journals_are_read_together_in_the_order_asked(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let (dev, prod) = (new_env(&*store, &ids, "dev").await, new_env(&*store, &ids, "prod").await);
+    let me = worker(&ids);
+    create_run(&*store, &run(&ids, &dev, "t", at(0))).await;
+    let recorded = claim_one(&*store, &dev, &me, "t", at(1)).await.run;
+    let steps = [entry(0, JournalKind::Step, "a", Some("1")), entry(1, JournalKind::Step, "b", Some("2"))];
+    for step in &steps {
+        assert_eq!(record(&*store, &recorded, step.clone()).await, JournalOutcome::Recorded(step.clone()));
+    }
+    let empty = create_run(&*store, &run(&ids, &prod, "t", at(2))).await;
+    let missing = ids.run(at(3));
+
+    let asked = [empty.id.clone(), missing, recorded.id.clone(), empty.id.clone()];
+    let journals = store.run_journals(&asked).await.expect("run_journals failed");
+    let with_steps = RunJournal { environment_id: dev.id.clone(), entries: steps.to_vec() };
+    let without = RunJournal { environment_id: prod.id.clone(), entries: Vec::new() };
+    assert_eq!(journals, [Some(without.clone()), None, Some(with_steps), Some(without)]);
+    assert_eq!(store.run_journals(&[]).await.expect("run_journals failed"), []);
 }
 
 /// A failed attempt with attempts left queues the run again at `retry_at` with the next attempt
@@ -1176,12 +1200,12 @@ pub async fn a_batch_of_run_operations_does_what_they_do_one_at_a_time(db: &dyn 
     );
     assert_eq!(outcomes[11], WriteOutcome::RunCreate(RunCreateOutcome::Created(fresh.clone())));
 
-    assert_eq!(store.run_journal(&a.id).await.unwrap().len(), 2);
+    assert_eq!(super::journal(&*store, &a.id).await.unwrap().len(), 2);
     assert_eq!(get(&*store, &b.id).await, **suspended);
-    assert_eq!(store.run_journal(&b.id).await.unwrap().len(), 2);
+    assert_eq!(super::journal(&*store, &b.id).await.unwrap().len(), 2);
     assert!(matches!(store.waitpoint_get(&token.id).await.unwrap().state, WaitpointState::Waiting));
-    assert_eq!(store.run_journal(&c.id).await.unwrap(), vec![waited.clone()]);
+    assert_eq!(super::journal(&*store, &c.id).await.unwrap(), vec![waited.clone()]);
     assert_eq!(get(&*store, &d.id).await, *ended);
-    assert!(store.run_journal(&d.id).await.unwrap().is_empty());
+    assert!(super::journal(&*store, &d.id).await.unwrap().is_empty());
     assert_eq!(get(&*store, &fresh.id).await, fresh);
 }

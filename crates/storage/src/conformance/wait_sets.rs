@@ -52,7 +52,7 @@ fn decided(entry_result: &str) -> (bool, Vec<Option<bool>>) {
 }
 
 async fn wait_result(store: &dyn Store, run: &Run, seq: u32) -> Option<String> {
-    store.run_journal(&run.id).await.unwrap().into_iter().find(|e| e.seq == seq).and_then(|e| e.result)
+    super::journal(store, &run.id).await.unwrap().into_iter().find(|e| e.seq == seq).and_then(|e| e.result)
 }
 
 /// 2 of 3: the first completion leaves the run waiting, the second resumes it with every
@@ -166,7 +166,7 @@ pub async fn a_set_wait_decided_when_made_records_its_result(db: &dyn TestDataba
             JournalOutcome::WaitpointNotFound
         );
     }
-    assert!(store.run_journal(&held.id).await.unwrap().is_empty(), "nothing is written");
+    assert!(super::journal(&*store, &held.id).await.unwrap().is_empty(), "nothing is written");
     assert!(store.run_waits(&held.id, 0).await.unwrap().is_empty());
 
     let any = set_wait(&held, 0, 1, &[&tokens[0], &tokens[1]], Vec::new());
