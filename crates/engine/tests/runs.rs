@@ -113,6 +113,17 @@ async fn a_run_is_triggered_claimed_journaled_and_completed() {
     assert_eq!(done.state, RunState::Completed { at: Timestamp::from_millis(START), output: r#"{"ok":true}"#.into() });
     assert!(h.poll(&worker, "email", 5).await.is_empty());
     assert_eq!(h.engine.run_journal(&h.dev, &id).await.unwrap(), [step(0, "send", r#""sent""#)]);
+
+    // Journals read together are each answered as alone; another environment's run is unknown.
+    let journals = h.engine.run_journals(&h.dev, &[&id, "run_nosuchrun", "not-a-run", &id]).await.unwrap();
+    assert!(
+        matches!(&journals[..], [Ok(a), Err(EngineError::NotFound(_)), Err(EngineError::Invalid(_)), Ok(b)]
+            if a == b && *a == [step(0, "send", r#""sent""#)]),
+        "{journals:?}"
+    );
+    let prod = create_environment(&**h.engine.store(), &h.clock, "prod").await.unwrap();
+    let foreign = h.engine.run_journal(&prod, &id).await;
+    assert!(matches!(foreign, Err(EngineError::NotFound(_))), "{foreign:?}");
 }
 
 #[tokio::test]
