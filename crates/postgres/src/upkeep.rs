@@ -5,9 +5,9 @@
 //! migrations tune it for the busy tables). Where it is off, for the server or for a table,
 //! the dead versions pile up: after a burst of 100,000 runs every claim walked some 2,500 index
 //! pages of them, and a resume one at a time took three times as long. So [`run`] reads the
-//! statistics of the tables in the store's schema and vacuums and analyzes those that
-//! autovacuum leaves alone once enough of their rows changed ([`due`]); where autovacuum is on,
-//! it only reads.
+//! statistics of the store's tables ([`TABLES`]; not others that share its schema) and vacuums
+//! and analyzes those that autovacuum leaves alone once enough of their rows changed ([`due`]);
+//! where autovacuum is on, it only reads.
 
 use deadpool_postgres::Client;
 use waitpoint_storage::{Result, Upkeep};
@@ -20,14 +20,29 @@ const MIN_CHANGED: i64 = 1_000;
 /// The share of its live rows a table's changed rows must also reach (a tenth).
 const CHANGED_SHARE: i64 = 10;
 
-/// Each table of the store's schema (quoted, with its schema), its live rows, its dead rows,
-/// the rows changed since it was last analyzed, whether autovacuum is on for the server, and
-/// the table's storage options (where `autovacuum_enabled` may turn it off for the table).
+/// The store's tables, as the migrations make them.
+pub const TABLES: [&str; 10] = [
+    "environments",
+    "event_batches",
+    "run_journal",
+    "run_tags",
+    "run_waits",
+    "runs",
+    "waitpoint_tags",
+    "waitpoints",
+    "webhooks",
+    "workers",
+];
+
+/// Each of the tables `$1` in the store's schema (quoted, with its schema), its live rows, its
+/// dead rows, the rows changed since it was last analyzed, whether autovacuum is on for the
+/// server, and the table's storage options (where `autovacuum_enabled` may turn it off for the
+/// table).
 const TABLE_STATISTICS: &str = "
     SELECT format('%I.%I', s.schemaname, s.relname), s.n_live_tup, s.n_dead_tup, s.n_mod_since_analyze,
            current_setting('autovacuum') = 'on', COALESCE(c.reloptions, '{}')
     FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
-    WHERE s.schemaname = current_schema()
+    WHERE s.schemaname = current_schema() AND s.relname = ANY ($1)
     ORDER BY s.relname";
 
 /// What the statistics say of one table.
@@ -58,13 +73,13 @@ fn due(table: &TableStatistics) -> bool {
     table.dead >= threshold || table.changed_since_analyze >= threshold
 }
 
-/// Vacuums and analyzes the tables of the store's schema that are [`due`], one after the
+/// Vacuums and analyzes the store's tables that are [`due`], one after the
 /// other, on `client` (outside any transaction, as `VACUUM` must be), skipping one another
 /// node is vacuuming.
 pub(crate) async fn run(client: &Client) -> Result<Upkeep> {
     let statement = client.prepare_cached(TABLE_STATISTICS).await.map_err(map_error)?;
     let mut upkeep = Upkeep::default();
-    for row in client.query(&statement, &[]).await.map_err(map_error)? {
+    for row in client.query(&statement, &[&&TABLES[..]]).await.map_err(map_error)? {
         let name: String = column(&row, 0)?;
         let table = TableStatistics {
             live: column(&row, 1)?,

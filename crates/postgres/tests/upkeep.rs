@@ -1,7 +1,7 @@
 //! Upkeep vacuums the store's tables that autovacuum leaves alone once enough of their rows
 //! changed, and then has nothing more to do.
 
-use waitpoint_postgres::testing::{self, PostgresSchema};
+use waitpoint_postgres::testing::{self, PostgresSchema, STORE_TABLES};
 use waitpoint_storage::conformance::{self, at};
 use waitpoint_storage::{Store, WriteOp};
 use waitpoint_types::IdGenerator;
@@ -40,6 +40,15 @@ async fn upkeep_vacuums_a_table_autovacuum_leaves_alone_once_enough_of_it_change
         )
         .await
         .expect("add and change runs");
+    // Another application's table in the same schema, as changed and as neglected: not ours.
+    client
+        .batch_execute(
+            "CREATE TABLE other_app (n INTEGER) WITH (autovacuum_enabled = false);
+             INSERT INTO other_app SELECT generate_series(1, 1200);
+             UPDATE other_app SET n = n + 1",
+        )
+        .await
+        .expect("make another application's table");
     client.batch_execute("SELECT pg_stat_force_next_flush()").await.expect("flush the statistics");
     assert!(runs_statistics(&client).await.0 >= 1_200, "every change left a dead row");
 
@@ -48,4 +57,23 @@ async fn upkeep_vacuums_a_table_autovacuum_leaves_alone_once_enough_of_it_change
     assert!(upkeep.vacuumed[0].ends_with(".runs"), "{upkeep:?}");
     assert_eq!(runs_statistics(&client).await, (0, 0), "vacuumed and analyzed");
     assert_eq!(store.upkeep().await.expect("upkeep failed").vacuumed, Vec::<String>::new(), "nothing left to do");
+}
+
+#[tokio::test]
+async fn upkeep_covers_every_table_the_migrations_make() {
+    let Some(db) = PostgresSchema::fresh().await else { return };
+    let _store = db.store().await;
+    let client = testing::admin(&db.url()).await.expect("connect to the test schema");
+    let tables: Vec<String> = client
+        .query(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename <> 'schema_migrations'
+             ORDER BY tablename",
+            &[],
+        )
+        .await
+        .expect("list the tables")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(tables, STORE_TABLES, "a table the migrations make is missing from upkeep's list, or the reverse");
 }

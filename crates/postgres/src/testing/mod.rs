@@ -12,6 +12,7 @@
 //!
 //! # Layout
 //! - [`PostgresSchema`]: a test's schema, and [`admin`] connections.
+//! - [`STORE_TABLES`]: the tables the store keeps up, which its migrations must match.
 //! - `server`: which server the tests of this process use.
 //! - `cluster`: the throwaway cluster.
 
@@ -21,6 +22,7 @@ mod server;
 use std::sync::Arc;
 
 use crate::PostgresStore;
+pub use crate::upkeep::TABLES as STORE_TABLES;
 use tokio_postgres::NoTls;
 use waitpoint_storage::Store;
 use waitpoint_storage::conformance::TestDatabase;
