@@ -31,7 +31,10 @@ pub(crate) async fn run(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) 
             Ok(upkeep) => {
                 metrics::tables_vacuumed(upkeep.vacuumed.len());
                 let took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                if !upkeep.vacuumed.is_empty() && !warned {
+                if upkeep.vacuumed.is_empty() {
+                } else if warned {
+                    tracing::debug!(tables = ?upkeep.vacuumed, took_ms, "vacuumed");
+                } else {
                     warned = true;
                     tracing::warn!(
                         tables = ?upkeep.vacuumed,
@@ -39,8 +42,6 @@ pub(crate) async fn run(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) 
                         "autovacuum is off for these tables: waitpoint vacuums them itself once a tenth of their \
                          rows changed; turn autovacuum on to leave it to the database"
                     );
-                } else if !upkeep.vacuumed.is_empty() {
-                    tracing::debug!(tables = ?upkeep.vacuumed, took_ms, "vacuumed");
                 }
                 UPKEEP_EVERY
             }

@@ -42,6 +42,7 @@ const MAX_SLOTS: u32 = 10_000;
 const MAX_SESSION_LEN: usize = 64;
 /// How long an answer of storage to "does anyone serve this task?" is reused.
 const SERVED_CACHE_TTL: Duration = Duration::from_secs(1);
+
 /// A worker as the engine knows it: its environment and its id. The same id in another
 /// environment is another worker.
 pub(crate) type WorkerKey = (EnvironmentId, WorkerId);
@@ -171,8 +172,8 @@ impl Engine {
     /// back the runs it holds without knowing (those not in `holding`; at most every
     /// [`RECONCILE_EVERY`] per worker and node), then hands it up to its free slots of queued
     /// runs per task, waiting up to `wait_ms` for some to become available (meanwhile, runs
-    /// resumed for it are handed to it straight). A poll of a session that another one took over is refused
-    /// ([`EngineError::WorkerReplaced`]).
+    /// resumed for it are handed to it straight). A poll of a session that another one took
+    /// over is refused ([`EngineError::WorkerReplaced`]).
     pub async fn poll_runs(&self, environment: &Environment, worker: &str, poll: &PollRequest) -> Result<Vec<Claim>> {
         let inner = &self.inner;
         let worker = WorkerId::parse(worker).map_err(|error| EngineError::Invalid(error.to_string()))?;

@@ -114,11 +114,11 @@ const SET_RESULTS: &str = "UPDATE run_journal j SET result = s.result
      FROM (SELECT * FROM unnest($1::text[], $2::int[], $3::text[]) AS s (run_id, seq, result) LIMIT $4) AS s
      WHERE j.run_id = s.run_id AND j.seq = s.seq";
 /// Runs whose current wait includes any of `$1`, locked in id order, each with the journal
-/// entry of its wait and one of `$1` it waits on. Driven by
-/// `run_waits` (the few waits on these waitpoints), each run a lateral probe of its primary key
-/// that is checked again once locked (a finish that resumed it first leaves it out); the `LIMIT`s
-/// keep the planner from flattening the probes into joins, which it may run as a scan of every
-/// waiting run when its statistics lag behind a burst.
+/// entry of its wait and one of `$1` it waits on. Driven by `run_waits` (the few waits on these
+/// waitpoints), each run a lateral probe of its primary key that is checked again once locked
+/// (a finish that resumed it first leaves it out); the `LIMIT`s keep the planner from
+/// flattening the probes into joins, which it may run as a scan of every waiting run when its
+/// statistics lag behind a burst.
 const WAITING_ON_ANY: &str = concat!(
     "SELECT ",
     run_columns!(),
@@ -717,10 +717,10 @@ pub(crate) async fn insert_waits(tx: &Transaction<'_>, waits: &[(&str, u32, &[Wa
 /// transaction in the batch's order (each with its finish's `hand_to`), decides (a set as the
 /// finishes would one at a time, [`transitions::wait_decided_in_order`]): fills in the result of
 /// each one's wait, then hands it to its sticky worker if the finish's `hand_to` takes it, or
-/// queues it ([`transitions::hand_off`]). A run waiting on a set that is not decided yet stays waiting; one
-/// whose set several of them finish resumes once. Returns what was resumed, by the internal id
-/// of the waitpoint that resumed it. One query finds them all, one more reads the sets; only
-/// runs that resume cost writes.
+/// queues it ([`transitions::hand_off`]). A run waiting on a set that is not decided yet stays
+/// waiting; one whose set several of them finish resumes once. Returns what was resumed, by the
+/// internal id of the waitpoint that resumed it. One query finds them all, one more reads the
+/// sets; only runs that resume cost writes.
 pub(crate) async fn resume_waiting(
     tx: &Transaction<'_>,
     finished: &[(&Waitpoint, &Takers)],
@@ -878,7 +878,6 @@ pub(crate) async fn get(client: &impl GenericClient, id: &RunId) -> Result<Run> 
     run_from_row(&row)
 }
 
-/// A run's journal, in order.
 /// The journals of the runs `ids`, in one statement (see [`Store::run_journals`]).
 ///
 /// [`Store::run_journals`]: waitpoint_storage::Store::run_journals

@@ -78,8 +78,9 @@ fn due(table: &TableStatistics) -> bool {
 /// node is vacuuming.
 pub(crate) async fn run(client: &Client) -> Result<Upkeep> {
     let statement = client.prepare_cached(TABLE_STATISTICS).await.map_err(map_error)?;
+    let tables: &[&str] = &TABLES;
     let mut upkeep = Upkeep::default();
-    for row in client.query(&statement, &[&&TABLES[..]]).await.map_err(map_error)? {
+    for row in client.query(&statement, &[&tables]).await.map_err(map_error)? {
         let name: String = column(&row, 0)?;
         let table = TableStatistics {
             live: column(&row, 1)?,

@@ -66,13 +66,9 @@ pub(crate) async fn batch(
         }
     }
     let lanes = by_run(valid);
-    let mut journals = read_opening_journals(&engine, &environment, &lanes).await?.into_iter();
-    let lanes = join_all(lanes.into_iter().map(|lane| {
+    let journals = read_opening_journals(&engine, &environment, &lanes).await?;
+    let lanes = join_all(lanes.into_iter().zip(journals).map(|(lane, opening_journal)| {
         let (engine, environment) = (&engine, &environment);
-        let opening_journal = match lane.first() {
-            Some((_, Operation::Journal { .. })) => journals.next(),
-            _ => None,
-        };
         async move {
             let mut answers = Vec::with_capacity(lane.len());
             let mut operations = lane.into_iter();
@@ -118,31 +114,33 @@ fn by_run(operations: Vec<(usize, Operation)>) -> Vec<Vec<(usize, Operation)>> {
     lanes
 }
 
-/// The answers of the journal reads that open their run's lane (the replays of runs a worker
-/// took again), in the order of the lanes, read together in one read of the store. A read that
-/// comes after another operation on its run waits for that one, in its lane.
+/// For each lane, the answer of the journal read that opens it (the replay of a run a worker
+/// took again), if one does: those reads are read together, in one read of the store. A read
+/// that comes after another operation on its run waits for that one, in its lane.
 async fn read_opening_journals(
     engine: &Engine,
     environment: &Environment,
     lanes: &[Vec<(usize, Operation)>],
-) -> Result<Vec<Answer>, ApiError> {
-    let runs: Vec<&str> = lanes
+) -> Result<Vec<Option<Answer>>, ApiError> {
+    let opening: Vec<Option<&str>> = lanes
         .iter()
-        .filter_map(|lane| match lane.first() {
+        .map(|lane| match lane.first() {
             Some((_, Operation::Journal { run })) => Some(run.as_str()),
             _ => None,
         })
         .collect();
+    let runs: Vec<&str> = opening.iter().flatten().copied().collect();
     if runs.is_empty() {
-        return Ok(Vec::new());
+        return Ok(vec![None; lanes.len()]);
     }
-    match worker::read_journals(engine, environment, &runs).await {
-        Ok(journals) => journals.into_iter().map(|journal| answer(journal.and_then(|body| raw(&body)))).collect(),
-        Err(error) => {
-            let failed = answer(Err(error))?;
-            Ok(runs.iter().map(|_| Answer { status: failed.status, body: failed.body.clone() }).collect())
+    let mut answers = match worker::read_journals(engine, environment, &runs).await {
+        Ok(journals) => {
+            journals.into_iter().map(|journal| answer(journal.and_then(|body| raw(&body)))).collect::<Result<_, _>>()?
         }
+        Err(error) => vec![answer(Err(error))?; runs.len()],
     }
+    .into_iter();
+    Ok(opening.into_iter().map(|run| run.and_then(|_| answers.next())).collect())
 }
 
 /// Applies one operation as its route does; its answer is the route's body.

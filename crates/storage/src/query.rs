@@ -1,4 +1,4 @@
-//! Filters and keyset cursors of lists.
+//! What reads ask for and answer: filters and keyset cursors of lists, and a run's journal.
 
 use waitpoint_types::{EnvironmentId, JournalEntry, RunStatus, Timestamp, WaitpointStatus};
 

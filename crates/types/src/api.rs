@@ -1158,7 +1158,7 @@ pub mod worker {
 
     /// What the operation's own route would have answered: its status and its body (the
     /// route's answer, or `{"error", "code"?}`).
-    #[derive(Debug, Serialize, Deserialize)]
+    #[derive(Debug, Clone, Serialize, Deserialize)]
     #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct Answer {
         /// The HTTP status the route would have answered with.

@@ -919,20 +919,8 @@ pub async fn claims_give_back_runs_the_worker_does_not_know_it_holds(db: &dyn Te
     }
     let claimed = claim(&*store, &env, &me, &[("t", 2)], at(5)).await;
     let (known, lost) = (claimed[0].run.clone(), claimed[1].run.clone());
-    let again: ClaimOutcome = write_one(
-        &*store,
-        WriteOp::RunClaim(RunClaim {
-            environment_id: env.id.clone(),
-            worker: me.clone(),
-            tasks: vec![("t".into(), 0)],
-            now: at(6),
-            alive_since: at(0),
-            sticky_for: STICKY,
-            holding: Some(vec![HeldRun::any_epoch(known.id.clone())]),
-            session: None,
-        }),
-    )
-    .await;
+    let holding = Some(vec![HeldRun::any_epoch(known.id.clone())]);
+    let again: ClaimOutcome = write_one(&*store, claim_op(&env, &me, &[("t", 0)], at(6), holding, None)).await;
     assert_eq!(again, ClaimOutcome::Claimed { claims: Vec::new(), released: vec![lost.id.clone()] });
     assert_eq!(get(&*store, &known.id).await, known, "a run the worker knows stays");
     let released = get(&*store, &lost.id).await;
