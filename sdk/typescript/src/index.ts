@@ -23,7 +23,8 @@
  * # Layout
  * - `task`: declaring and triggering tasks; `runs`: retrieving and canceling them.
  * - `wait`: tokens, waits (on one waitpoint, or a set), steps, and replay-safe time and randomness.
- * - `worker`: the worker, which executes runs (`parking`: what it holds; `protocol`: its calls).
+ * - `worker`: the worker, which executes runs (`parking`: what it holds; `protocol`: its calls;
+ *   `channel`: its runs' operations, sent in batches).
  * - `journal`: one execution of a run walking its journal.
  * - `tokens`, `client`, `wire`: the HTTP API, its shapes and Trigger.dev's.
  * - `logger`: log lines that stay quiet during replay.

@@ -1,14 +1,16 @@
 /**
- * The worker protocol's calls (docs/runs.md, "The worker protocol"). Every call about a run
- * carries the epoch the worker claimed it with and is retried while no server answers: journal
- * positions and epochs make each safe to repeat. Polls are not retried (the worker polls again),
- * and neither are the token calls a run makes (as outside a run).
+ * The worker protocol's calls (docs/runs.md, "The worker protocol"). Polls are their own route
+ * and are not retried (the worker polls again); every operation of a run goes through the worker
+ * channel, carries the epoch the worker claimed the run with, and is sent again while no server
+ * answers: journal positions and epochs make each safe to repeat. The token calls a run makes
+ * are the token API's, as outside a run.
  */
 
+import { WorkerChannel } from "./channel.js";
 import { type ApiClient, segment } from "./client.js";
 import type { RunProtocol } from "./journal.js";
 import { tokenApi } from "./tokens.js";
-import type { ClaimedRun, JournalEntry, PollRequest, RunErrorBody, WaitResponse } from "./wire.js";
+import type { ClaimedRun, JournalEntry, PollRequest, RunErrorBody, RunTokenResponse, WaitResponse } from "./wire.js";
 
 /** How much longer than its `waitMs` a poll may take to answer. */
 const POLL_SLACK_MS = 30_000;
@@ -25,35 +27,34 @@ export interface WorkerProtocol extends RunProtocol {
   failAttempt(runId: string, epoch: number, error: RunErrorBody, retryAfterMs: number | undefined): Promise<void>;
 }
 
-/** The worker protocol over `client`. */
+/** The worker protocol over `client`: polls by route, run operations through one channel. */
 export function workerProtocol(client: ApiClient): WorkerProtocol {
-  const run = (id: string, what: string) => `api/v1/runs/${segment(id)}/${what}`;
+  const channel = new WorkerChannel(client);
   return {
     poll(workerId, request, signal) {
       const options = { body: request, timeoutMs: request.waitMs + POLL_SLACK_MS };
       return client.call("POST", `api/v1/workers/${segment(workerId)}/poll`, signal ? { ...options, signal } : options);
     },
-    async journal(runId) {
-      const answer = await client.call<{ entries: JournalEntry[] }>("GET", run(runId, "journal"), { retry: true });
+    async journal(run) {
+      const answer = await channel.call<{ entries: JournalEntry[] }>({ op: "journal", run });
       return answer.entries;
     },
-    async record(runId, epoch, entry) {
-      const body = { epoch, entry };
-      const answer = await client.call<{ entry: JournalEntry }>("POST", run(runId, "journal"), { body, retry: true });
+    async record(run, epoch, entry) {
+      const answer = await channel.call<{ entry: JournalEntry }>({ op: "record", run, epoch, entry });
       return answer.entry;
     },
-    createToken(runId, epoch, seq, options) {
-      return client.call("POST", run(runId, "tokens"), { body: { epoch, seq, options }, retry: true });
+    createToken(run, epoch, seq, options) {
+      return channel.call<RunTokenResponse>({ op: "createToken", run, epoch, seq, options });
     },
-    wait(runId, epoch, seq, waitFor) {
-      return client.call<WaitResponse>("POST", run(runId, "wait"), { body: { epoch, seq, for: waitFor }, retry: true });
+    wait(run, epoch, seq, waitFor) {
+      return channel.call<WaitResponse>({ op: "wait", run, epoch, seq, for: waitFor });
     },
-    async completeAttempt(runId, epoch, output) {
-      await client.call("POST", run(runId, "attempt/complete"), { body: { epoch, output }, retry: true });
+    async completeAttempt(run, epoch, output) {
+      await channel.call({ op: "complete", run, epoch, output });
     },
-    async failAttempt(runId, epoch, error, retryAfterMs) {
-      const body = retryAfterMs === undefined ? { epoch, error } : { epoch, error, retryAfterMs };
-      await client.call("POST", run(runId, "attempt/fail"), { body, retry: true });
+    async failAttempt(run, epoch, error, retryAfterMs) {
+      const operation = retryAfterMs === undefined ? { epoch, error } : { epoch, error, retryAfterMs };
+      await channel.call({ op: "fail", run, ...operation });
     },
     completeToken: (id, data) => tokenApi.complete(client, id, data),
     rejectToken: (id, body) => tokenApi.reject(client, id, body),

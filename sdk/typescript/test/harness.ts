@@ -28,7 +28,8 @@ export function binaryPath(): string {
   return path.join(target, "debug", "waitpoint");
 }
 
-function freePort(): Promise<number> {
+/** A port nothing listens on now. */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = net.createServer();
     probe.unref();
