@@ -75,6 +75,8 @@ const ENDED_REMEMBERED = 4_096;
 /** The runs a worker holds. */
 export class Parking {
   readonly #held = new Map<string, Held>();
+  /** The runs of `#held` that execute (not suspended): what a poll lists, without walking the suspended ones. */
+  readonly #executing = new Set<string>();
   /** Suspended runs in the order they suspended (oldest first), for eviction. */
   readonly #suspended = new Map<number, string>();
   /** Resumed runs handed over while every slot was taken, oldest first. */
@@ -102,6 +104,7 @@ export class Parking {
     this.#forget(runId);
     const held: Held = { epoch, permit, run: undefined, expecting: undefined };
     this.#held.set(runId, held);
+    this.#executing.add(runId);
     return held;
   }
 
@@ -111,6 +114,7 @@ export class Parking {
     held.permit = undefined;
     if (this.#held.get(runId) === held) {
       this.#held.delete(runId);
+      this.#executing.delete(runId);
       this.#ended.delete(runId);
       this.#ended.set(runId, held.epoch);
       if (this.#ended.size > ENDED_REMEMBERED) {
@@ -142,6 +146,7 @@ export class Parking {
           const order = this.#order++;
           held.expecting.suspendedOrder = order;
           this.#suspended.set(order, runId);
+          this.#executing.delete(runId);
           this.#evict();
         }
         this.#slotsFreed();
@@ -159,7 +164,10 @@ export class Parking {
     if (!held || !expecting || expecting.seq !== seq) return undefined;
     held.expecting = undefined;
     held.epoch = epoch;
-    if (expecting.suspendedOrder !== undefined) this.#suspended.delete(expecting.suspendedOrder);
+    if (expecting.suspendedOrder !== undefined) {
+      this.#suspended.delete(expecting.suspendedOrder);
+      this.#executing.add(runId);
+    }
     return expecting.deliver;
   }
 
@@ -168,10 +176,13 @@ export class Parking {
    * (a run it now has under a newer epoch was handed over again since, and the poll takes it again).
    */
   holding(): Lease[] {
-    const executing = [...this.#held]
-      .filter(([, held]) => held.expecting?.suspendedOrder === undefined)
-      .map(([id, held]) => ({ id, epoch: held.epoch }));
-    return [...executing, ...this.#deferred.map((claimed) => ({ id: claimed.id, epoch: claimed.epoch }))];
+    const leases: Lease[] = [];
+    for (const id of this.#executing) {
+      const held = this.#held.get(id);
+      if (held) leases.push({ id, epoch: held.epoch });
+    }
+    for (const claimed of this.#deferred) leases.push({ id: claimed.id, epoch: claimed.epoch });
+    return leases;
   }
 
   /** Holds `claimed` until a slot frees, unless `limit` runs wait already: then it is left for the server to give back. */
@@ -195,6 +206,7 @@ export class Parking {
   dropAll(reason: Error): void {
     for (const held of this.#held.values()) held.run?.abort.abort(reason);
     this.#held.clear();
+    this.#executing.clear();
     this.#suspended.clear();
     this.#deferred = [];
   }
@@ -205,6 +217,7 @@ export class Parking {
     const order = old?.expecting?.suspendedOrder;
     if (order !== undefined) this.#suspended.delete(order);
     this.#held.delete(runId);
+    this.#executing.delete(runId);
   }
 
   /** Drops the oldest suspended runs beyond the limit: they resume elsewhere, by replay. */

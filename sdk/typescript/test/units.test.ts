@@ -1,10 +1,11 @@
-// The small pure pieces: retry delays, time-ordered ids, worker names.
+// The small pieces: retry delays, time-ordered ids, worker names, what a worker lists as held.
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { Worker, task } from "../src/index.js";
 import { timeOrderedId } from "../src/ids.js";
+import { Parking, Permit, Slots } from "../src/parking.js";
 import { retryDelay } from "../src/task.js";
 
 test("retries back off as Trigger.dev's do, up to the maximum, within maxAttempts", () => {
@@ -37,4 +38,27 @@ test("a worker's id is its instance name, or a new id per process", () => {
     assert.throws(() => new Worker({ tasks, secretKey, instance: bad }), /invalid worker instance name/);
   }
   assert.throws(() => new Worker({ tasks: [], secretKey }), /needs at least one task/);
+});
+
+test("a poll lists the runs executing and deferred, not the suspended ones, with their latest epochs", () => {
+  const slots = new Slots(2);
+  const permit = () => (slots.take() ? new Permit([slots]) : undefined);
+  const parking = new Parking(10, () => {});
+  const listed = () => parking.holding().sort((a, b) => a.id.localeCompare(b.id));
+  const first = parking.begin("run_a", 1, permit() as Permit);
+  const second = parking.begin("run_b", 1, permit() as Permit);
+  assert.deepEqual(listed(), [{ id: "run_a", epoch: 1 }, { id: "run_b", epoch: 1 }]);
+
+  parking.park("run_a", first, 2).suspended();
+  assert.equal(slots.free, 1, "a suspended run gives its slot back");
+  assert.deepEqual(listed(), [{ id: "run_b", epoch: 1 }]);
+
+  const deliver = parking.takeResume("run_a", 2, 3);
+  assert.ok(deliver, "the suspended run expects its resume");
+  assert.deepEqual(listed(), [{ id: "run_a", epoch: 3 }, { id: "run_b", epoch: 1 }]);
+
+  parking.end("run_b", second);
+  parking.end("run_a", first);
+  assert.ok(parking.defer({ id: "run_c", taskId: "t", payload: null, epoch: 4, attempt: 1, maxAttempts: 1, journalLength: 2 }, 2));
+  assert.deepEqual(listed(), [{ id: "run_c", epoch: 4 }]);
 });
