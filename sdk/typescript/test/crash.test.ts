@@ -1,6 +1,6 @@
 // kill -9 of the Node worker while runs wait (on a token, or on a set) and while they are in the
-// middle of a step: every run finishes once with the right output, completed steps never run
-// again, interrupted ones do.
+// middle of a step, and of the server while the worker's operations are in flight: every run
+// finishes once with the right output, completed steps never run again, interrupted ones do.
 
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
@@ -10,9 +10,18 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 
-import { tasks, wait } from "../src/index.js";
+import { task, tasks, wait } from "../src/index.js";
 import type { crashApproval, crashSet } from "./fixtures/crash-tasks.js";
-import { PACKAGE, SECRET_KEY, type Server, startServer, waitForRun, waitingOn, waitingToken } from "./harness.js";
+import {
+  PACKAGE,
+  SECRET_KEY,
+  type Server,
+  startServer,
+  waitForRun,
+  waitingOn,
+  waitingToken,
+  withWorker,
+} from "./harness.js";
 
 const BIN = path.join(PACKAGE, "build/src/bin/waitpoint-worker.js");
 const TASKS = path.join(PACKAGE, "build/test/fixtures/crash-tasks.js");
@@ -62,11 +71,11 @@ function count(name: string, line: string): number {
     .filter((candidate) => candidate === line || candidate.startsWith(`${line} `)).length;
 }
 
-async function until(what: string, condition: () => boolean, timeoutMs = 30_000): Promise<void> {
+async function until(what: string, condition: () => boolean, timeoutMs = 30_000, everyMs = 50): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await sleep(50);
+    await sleep(everyMs);
   }
 }
 
@@ -152,6 +161,43 @@ test("a named worker killed while runs wait on sets of tokens replays them when 
     }
   } finally {
     await kill(worker.child);
+  }
+});
+
+test("the server killed while runs resume, then restarted: the worker sends again what did not get through, and each run finishes once", async () => {
+  const count = 30;
+  const effects = new Map<string, number>();
+  const note = (line: string) => effects.set(line, (effects.get(line) ?? 0) + 1);
+  const resumeAcross = task({
+    id: "crash-server-restart",
+    run: async ({ i }: { i: number }) => {
+      const token = await wait.createToken({ timeout: "10m" });
+      await wait.step("announce", () => note(`announce ${i}`));
+      const approval = await wait.forToken<{ approved: boolean }>(token).unwrap();
+      const after = await wait.step("after", () => {
+        note(`after ${i}`);
+        return `after-${i}`;
+      });
+      return { i, approved: approval.approved, after };
+    },
+  });
+  await withWorker({ tasks: [resumeAcross] }, async () => {
+    const triggered = await Promise.all(Array.from({ length: count }, (_, i) => resumeAcross.trigger({ i })));
+    const tokens = await Promise.all(triggered.map((run) => waitingToken(run.id)));
+    await Promise.all(tokens.map((token) => wait.completeToken(token, { approved: true })));
+    // Killed once the first run is past its wait: the others' operations are on their way.
+    await until("a run resumed", () => [...effects.keys()].some((line) => line.startsWith("after ")), 30_000, 1);
+    await server.crashAndRestart();
+    for (const [i, run] of triggered.entries()) {
+      const done = await waitForRun(run.id);
+      assert.equal(done.status, "COMPLETED", server.output());
+      assert.deepEqual(done.output, { i, approved: true, after: `after-${i}` });
+      assert.equal(done.attempt, 1, "no attempt failed");
+    }
+  });
+  for (let i = 0; i < count; i++) {
+    assert.equal(effects.get(`announce ${i}`), 1, "a step before the crash ran once");
+    assert.equal(effects.get(`after ${i}`), 1, "a step around the crash ran once: only its recording went again");
   }
 });
 

@@ -50,10 +50,52 @@ process.on("exit", () => {
 /** A running server. */
 export interface Server {
   baseURL: string;
-  /** Everything it printed. */
+  /** Everything it printed, over every start. */
   output(): string;
+  /** SIGKILL, then a new process on the same port and data directory, once it answers. */
+  crashAndRestart(): Promise<void>;
   /** SIGTERM, then the data directory is removed. */
   stop(): Promise<void>;
+}
+
+/** One `waitpoint serve` process. */
+interface Process {
+  child: ChildProcess;
+  exited: Promise<void>;
+  gone(): boolean;
+}
+
+function spawnServer(bin: string, args: string[], log: (chunk: Buffer) => void): Process {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("WAITPOINT_")));
+  env.WAITPOINT_DEV_SECRET_KEY = SECRET_KEY;
+  env.WAITPOINT_LOG = process.env.WAITPOINT_LOG ?? "warn";
+  const child = spawn(bin, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+  children.add(child);
+  child.stdout.on("data", log);
+  child.stderr.on("data", log);
+  const state = { gone: false };
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  void exited.then(() => {
+    state.gone = true;
+    children.delete(child);
+  });
+  return { child, exited, gone: () => state.gone };
+}
+
+/** Waits until the server at `baseURL` answers `/healthz` (at most 30 s). */
+async function ready(baseURL: string, server: Process, output: () => string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (server.gone()) throw new Error(`waitpoint exited before it was ready:\n${output()}`);
+    try {
+      const reply = await fetch(`${baseURL}/healthz`, { signal: AbortSignal.timeout(1_000) });
+      if (reply.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`waitpoint did not answer /healthz within 30 s:\n${output()}`);
+    await sleep(50);
+  }
 }
 
 /**
@@ -67,44 +109,26 @@ export async function startServer(args: string[] = []): Promise<Server> {
   }
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "waitpoint-ts-"));
   const port = await freePort();
-  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("WAITPOINT_")));
-  env.WAITPOINT_DEV_SECRET_KEY = SECRET_KEY;
-  env.WAITPOINT_LOG = process.env.WAITPOINT_LOG ?? "warn";
-  const child = spawn(bin, ["serve", "--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, ...args], {
-    env,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.add(child);
+  const serveArgs = ["serve", "--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, ...args];
   let output = "";
-  child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  const state = { gone: false };
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  void exited.then(() => {
-    state.gone = true;
-    children.delete(child);
-  });
+  const log = (chunk: Buffer) => (output += chunk.toString());
   const baseURL = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (state.gone) throw new Error(`waitpoint exited before it was ready:\n${output}`);
-    try {
-      const reply = await fetch(`${baseURL}/healthz`, { signal: AbortSignal.timeout(1_000) });
-      if (reply.status === 200) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`waitpoint did not answer /healthz within 30 s:\n${output}`);
-    await sleep(50);
-  }
+  let server = spawnServer(bin, serveArgs, log);
+  await ready(baseURL, server, () => output);
   configure({ baseURL, secretKey: SECRET_KEY });
   return {
     baseURL,
     output: () => output,
+    async crashAndRestart() {
+      server.child.kill("SIGKILL");
+      await server.exited;
+      server = spawnServer(bin, serveArgs, log);
+      await ready(baseURL, server, () => output);
+    },
     async stop() {
-      child.kill("SIGTERM");
-      await Promise.race([exited, sleep(15_000, undefined, { ref: false })]);
-      if (!state.gone) child.kill("SIGKILL");
+      server.child.kill("SIGTERM");
+      await Promise.race([server.exited, sleep(15_000, undefined, { ref: false })]);
+      if (!server.gone()) server.child.kill("SIGKILL");
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
