@@ -108,10 +108,10 @@ export class WorkerChannel {
 
   /** Sends `batch` and settles what was answered for good; returns what is to go again. */
   async #send(batch: Pending[]): Promise<Pending[]> {
-    let answers: Answer[];
+    let answers: unknown;
     try {
       const body = `{"operations":[${batch.map((pending) => pending.json).join(",")}]}`;
-      const response = await this.#client.call<{ answers: Answer[] }>("POST", "api/v1/workers/batch", {
+      const response = await this.#client.call<{ answers?: unknown }>("POST", "api/v1/workers/batch", {
         encodedBody: body,
       });
       answers = response.answers;
@@ -120,14 +120,19 @@ export class WorkerChannel {
       for (const pending of batch) pending.reject(error);
       return [];
     }
-    if (answers.length !== batch.length) {
-      const error = new Error(`${answers.length} answers to a batch of ${batch.length} operations`);
+    if (!Array.isArray(answers) || answers.length !== batch.length) {
+      const count = Array.isArray(answers) ? `${answers.length} answers` : "no list of answers";
+      const error = new Error(`the server sent ${count} to a batch of ${batch.length} operations`);
       for (const pending of batch) pending.reject(error);
       return [];
     }
     const again: Pending[] = [];
     batch.forEach((pending, index) => {
-      const answer = answers[index] as Answer;
+      const answer: unknown = answers[index];
+      if (!isAnswer(answer)) {
+        pending.reject(new Error(`the server's answer to an operation is not {"status", "body"}: ${JSON.stringify(answer)}`));
+        return;
+      }
       if (answer.status >= 200 && answer.status < 300) {
         pending.resolve(answer.body);
         return;
@@ -138,6 +143,10 @@ export class WorkerChannel {
     });
     return again;
   }
+}
+
+function isAnswer(value: unknown): value is Answer {
+  return typeof value === "object" && value !== null && typeof (value as { status?: unknown }).status === "number";
 }
 
 /** The error an operation's answer means, as its route's call would have thrown it. */

@@ -1,11 +1,22 @@
-// The worker channel: how operations are gathered into batches and how answers map to errors,
+// The worker channel: how operations are gathered into batches, how answers map to errors, what
+// goes again, what a malformed answer does (against a scripted peer: a server never sends one),
 // and, against a real server, that runs send every operation through it.
 
 import assert from "node:assert/strict";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { after, before, test } from "node:test";
 
 import { ApiError, task, wait } from "../src/index.js";
-import { MAX_BATCH_BYTES, MAX_BATCH_OPERATIONS, type Pending, answerError, takeBatch } from "../src/channel.js";
+import {
+  MAX_BATCH_BYTES,
+  MAX_BATCH_OPERATIONS,
+  type Pending,
+  WorkerChannel,
+  answerError,
+  takeBatch,
+} from "../src/channel.js";
+import { ApiClient } from "../src/client.js";
 import { type Server, freePort, startServer, waitForRun, waitingToken, withWorker } from "./harness.js";
 
 let server: Server;
@@ -43,6 +54,57 @@ test("an operation's answer that is not a success is its route's error", () => {
   const odd = answerError({ status: 500, body: null });
   assert.equal(odd.message, "500: null");
   assert.equal(odd.code, undefined);
+});
+
+/** A peer that answers the n-th batch with `answers[n]` and keeps the bodies it got. */
+async function scriptedPeer(answers: unknown[]): Promise<{ channel: WorkerChannel; bodies: unknown[]; close: () => void }> {
+  const bodies: unknown[] = [];
+  const peer = http.createServer((request, response) => {
+    let body = "";
+    request.on("data", (chunk: Buffer) => (body += chunk.toString()));
+    request.on("end", () => {
+      bodies.push(JSON.parse(body));
+      response.setHeader("content-type", "application/json");
+      response.end(JSON.stringify(answers[bodies.length - 1] ?? {}));
+    });
+  });
+  await new Promise<void>((resolve) => peer.listen(0, "127.0.0.1", resolve));
+  const { port } = peer.address() as AddressInfo;
+  const channel = new WorkerChannel(new ApiClient(`http://127.0.0.1:${port}`, "tr_dev_ScriptedPeer000000000000"));
+  return { channel, bodies, close: () => peer.close() };
+}
+
+test("operations of one turn leave in one batch, and one answered 503 goes again alone", async () => {
+  const entry = { seq: 0, kind: "STEP", name: "a", result: 1 };
+  const peer = await scriptedPeer([
+    { answers: [{ status: 200, body: { entries: [] } }, { status: 503, body: { error: "stopping" } }] },
+    { answers: [{ status: 200, body: { entry } }] },
+  ]);
+  try {
+    const [journal, recorded] = await Promise.all([
+      peer.channel.call({ op: "journal", run: "run_a" }),
+      peer.channel.call({ op: "record", run: "run_b", epoch: 1, entry }),
+    ]);
+    assert.deepEqual(journal, { entries: [] });
+    assert.deepEqual(recorded, { entry });
+    assert.deepEqual(peer.bodies, [
+      { operations: [{ op: "journal", run: "run_a" }, { op: "record", run: "run_b", epoch: 1, entry }] },
+      { operations: [{ op: "record", run: "run_b", epoch: 1, entry }] },
+    ]);
+  } finally {
+    peer.close();
+  }
+});
+
+test("an answer that is not a list of answers fails its operations, and the channel goes on", async () => {
+  const peer = await scriptedPeer([{}, { answers: [null] }, { answers: [{ status: 200, body: { entries: [] } }] }]);
+  try {
+    await assert.rejects(peer.channel.call({ op: "journal", run: "run_a" }), /no list of answers/);
+    await assert.rejects(peer.channel.call({ op: "journal", run: "run_a" }), /not \{"status", "body"\}/);
+    assert.deepEqual(await peer.channel.call({ op: "journal", run: "run_a" }), { entries: [] });
+  } finally {
+    peer.close();
+  }
 });
 
 /** Requests the server answered, by route template, from its metrics. */
