@@ -55,7 +55,16 @@ async fn upkeep_vacuums_a_table_autovacuum_leaves_alone_once_enough_of_it_change
     let upkeep = store.upkeep().await.expect("upkeep failed");
     assert_eq!(upkeep.vacuumed.len(), 1, "{upkeep:?}");
     assert!(upkeep.vacuumed[0].ends_with(".runs"), "{upkeep:?}");
-    assert_eq!(runs_statistics(&client).await, (0, 0), "vacuumed and analyzed");
+    // A transaction elsewhere on the server (another test's) can hold back what a vacuum may
+    // remove: the dead rows then stay, runs stays due, and the next upkeep vacuums it again.
+    let mut upkeeps = 1;
+    while runs_statistics(&client).await != (0, 0) {
+        assert!(upkeeps < 50, "runs is not vacuumed clean: {:?}", runs_statistics(&client).await);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let again = store.upkeep().await.expect("upkeep failed");
+        assert!(again.vacuumed.iter().all(|table| table.ends_with(".runs")), "{again:?}");
+        upkeeps += 1;
+    }
     assert_eq!(store.upkeep().await.expect("upkeep failed").vacuumed, Vec::<String>::new(), "nothing left to do");
 }
 
