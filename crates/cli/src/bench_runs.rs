@@ -2,6 +2,8 @@
 //! it to a driver and wait; then every token is completed by a POST to its URL), with its own
 //! worker process and driver. Prints a table, then one JSON line with every figure. With
 //! `--set K-of-M` each run creates M tokens and waits for K of them; every token is completed.
+//! With `--worker-command` the worker is another program (a worker of another SDK), measured
+//! by the same driver.
 //!
 //! `waitpoint bench worker` is that worker, started by `bench runs` as a separate process so
 //! its memory and CPU are measured apart from the driver's. It also runs the crash tests' tasks:
@@ -31,6 +33,8 @@ use crate::ApiArgs;
 
 /// The task the workload runs.
 pub(crate) const TASK: &str = "bench-wait";
+/// The slots of the workload's worker, whichever it is.
+const WORKER_SLOTS: usize = 200;
 /// The task of `--set K-of-M`: creates `payload.of` tokens, hands them to the driver and waits
 /// for `payload.needed` of them.
 const SET_TASK: &str = "bench-wait-set";
@@ -80,6 +84,13 @@ pub(crate) struct RunsArgs {
     /// a worker on another
     #[arg(long)]
     worker_api_url: Option<String>,
+    /// Runs this command as the worker instead of `waitpoint bench worker` (through `sh -c`,
+    /// as the process measured), with WAITPOINT_API_URL, WAITPOINT_SECRET_KEY and
+    /// WAITPOINT_WORKER_CONCURRENCY=200 set: a worker of another SDK whose task `bench-wait`
+    /// does what the workload's task does, such as the TypeScript SDK's
+    /// `node build/src/bin/waitpoint-worker.js build/bench/task.js`
+    #[arg(long, value_name = "COMMAND", conflicts_with_all = ["max_suspended", "set"])]
+    worker_command: Option<String>,
 }
 
 /// `K-of-M`, with 1 ≤ K ≤ M ≤ 100.
@@ -96,7 +107,7 @@ pub(crate) struct WorkerArgs {
     #[command(flatten)]
     api: ApiArgs,
     /// Runs executing at once
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = WORKER_SLOTS)]
     concurrency: usize,
     /// Suspended runs kept in memory (the rest resume by replay)
     #[arg(long, default_value_t = 200_000)]
@@ -244,6 +255,23 @@ async fn done(State(driver): State<Arc<Driver>>, Json(body): Json<Done>) -> Json
     driver.done.lock().unwrap_or_else(|p| p.into_inner()).entry(body.i).or_insert(body.resumed_at);
     driver.changed.notify_waiters();
     Json(json!({ "ok": true }))
+}
+
+/// Starts `command` through `sh -c` (its process replaces the shell's, so it is the one
+/// measured) as the workload's worker, against the server `api` names, with
+/// [`WORKER_SLOTS`] slots. The process is killed when the handle drops.
+fn spawn_command(api: &ApiArgs, command: &str) -> anyhow::Result<Child> {
+    tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec {command}"))
+        .env("WAITPOINT_API_URL", api.api_url())
+        .env("WAITPOINT_SECRET_KEY", api.secret_key()?)
+        .env("WAITPOINT_WORKER_CONCURRENCY", WORKER_SLOTS.to_string())
+        .env_remove("WAITPOINT_WORKER_INSTANCE")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("could not start the worker command {command:?}"))
 }
 
 /// Starts `waitpoint bench worker` against the server `api` names, with `extra` arguments and,
@@ -437,7 +465,10 @@ pub(crate) async fn runs(args: RunsArgs) -> anyhow::Result<()> {
         api_url: Some(args.worker_api_url.clone().unwrap_or_else(|| args.api.api_url())),
         secret_key: Some(args.api.secret_key()?),
     };
-    let mut worker = spawn_worker(&worker_api, &["--max-suspended", &args.max_suspended.to_string()], None)?;
+    let mut worker = match &args.worker_command {
+        Some(command) => spawn_command(&worker_api, command)?,
+        None => spawn_worker(&worker_api, &["--max-suspended", &args.max_suspended.to_string()], None)?,
+    };
     // Token URLs name the node that created them (the worker's); completions go through ours.
     let origin = reqwest::Url::parse(&args.api.api_url()).context("--api-url is not a URL")?;
     let processes =
