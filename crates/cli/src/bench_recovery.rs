@@ -37,7 +37,7 @@ pub(crate) async fn recovery(args: RecoveryArgs) -> anyhow::Result<()> {
         let id = format!("{round}:{i}");
         let payload = json!({ "i": id, "driver": driver_url });
         let run = client.trigger(TASK, &payload, None).await?.id;
-        driver.until(i + 1, |d| d.tokens_of(&round)).await;
+        driver.until(i + 1, |d| d.tokens_of(&round)).await?;
         wait_until(&client, &run, RunStatus::Waiting).await?;
         let url = driver.url(&id).context("the run never announced its token")?;
 
@@ -45,7 +45,7 @@ pub(crate) async fn recovery(args: RecoveryArgs) -> anyhow::Result<()> {
         let completed_at = epoch_ms();
         http_client().post(&url).json(&json!({ "ok": true, "i": id })).send().await?.error_for_status()?;
         worker = spawn_worker(&args.api, &[], Some(INSTANCE))?;
-        driver.until(i + 1, |d| d.done_of(&round)).await;
+        driver.until(i + 1, |d| d.done_of(&round)).await?;
         let resumed_at = driver.resumed_at(&id).context("the run never said it resumed")?;
         latencies.push(resumed_at - completed_at);
         wait_until(&client, &run, RunStatus::Completed).await?;

@@ -35,6 +35,8 @@ use crate::ApiArgs;
 pub(crate) const TASK: &str = "bench-wait";
 /// The slots of the workload's worker, whichever it is.
 const WORKER_SLOTS: usize = 200;
+/// How long the driver waits for the next run's report before it gives up.
+const STALLED: Duration = Duration::from_secs(60);
 /// The task of `--set K-of-M`: creates `payload.of` tokens, hands them to the driver and waits
 /// for `payload.needed` of them.
 const SET_TASK: &str = "bench-wait-set";
@@ -304,12 +306,23 @@ impl Driver {
         Ok((driver, url))
     }
 
-    /// Waits until `count(self) >= n`.
-    pub(crate) async fn until(&self, n: usize, count: impl Fn(&Driver) -> usize) {
+    /// Waits until `count(self) >= n`; fails once the count has not moved for [`STALLED`]
+    /// (the worker stopped, or its task fails every run).
+    pub(crate) async fn until(&self, n: usize, count: impl Fn(&Driver) -> usize) -> anyhow::Result<()> {
+        let (mut last, mut moved) = (count(self), Instant::now());
         loop {
             let changed = self.changed.notified();
-            if count(self) >= n {
-                return;
+            let now = count(self);
+            if now >= n {
+                return Ok(());
+            }
+            if now != last {
+                (last, moved) = (now, Instant::now());
+            } else if moved.elapsed() >= STALLED {
+                bail!(
+                    "no run reported to the driver for {} s ({now} of {n}): is the worker running, and does its task `{TASK}` succeed?",
+                    STALLED.as_secs()
+                );
             }
             let _ = tokio::time::timeout(Duration::from_millis(100), changed).await;
         }
@@ -488,7 +501,7 @@ pub(crate) async fn runs(args: RunsArgs) -> anyhow::Result<()> {
     let warm = round("warm");
     create_phase(&client, &driver, &driver_url, &warm, args.warmup, args.concurrency, workload).await?;
     complete_phase(&driver, &origin, &warm, args.warmup, args.concurrency, workload).await?;
-    driver.until(args.warmup, |d| d.done_of(&warm)).await;
+    driver.until(args.warmup, |d| d.done_of(&warm)).await?;
 
     // Phase A: create.
     let main = round("main");
@@ -509,7 +522,7 @@ pub(crate) async fn runs(args: RunsArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let sent = complete_phase(&driver, &origin, &main, args.n, args.concurrency, workload).await?;
     let accepted_secs = started.elapsed().as_secs_f64();
-    driver.until(args.n, |d| d.done_of(&main)).await;
+    driver.until(args.n, |d| d.done_of(&main)).await?;
     let first_sent = sent.values().copied().fold(f64::INFINITY, f64::min);
     let last_resumed =
         (0..args.n).filter_map(|i| driver.resumed_at(&format!("{main}:{i}"))).fold(f64::NEG_INFINITY, f64::max);
@@ -535,7 +548,7 @@ pub(crate) async fn runs(args: RunsArgs) -> anyhow::Result<()> {
             sent_at = epoch_ms();
             http.post(through(url, &origin)?).json(&json!({ "ok": true, "i": i })).send().await?.error_for_status()?;
         }
-        driver.until(i + 1, |d| d.done_of(&probe)).await;
+        driver.until(i + 1, |d| d.done_of(&probe)).await?;
         if let Some(resumed) = driver.resumed_at(&id) {
             unloaded.push(resumed - sent_at);
         }
@@ -613,7 +626,7 @@ async fn create_phase(
     if failures > 0 {
         bail!("{failures} triggers failed");
     }
-    driver.until(n, |d| d.tokens_of(round)).await;
+    driver.until(n, |d| d.tokens_of(round)).await?;
     Ok(())
 }
 
