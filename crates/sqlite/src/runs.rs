@@ -167,15 +167,17 @@ fn last_entry(conn: &Connection, run: &str) -> Result<Option<JournalEntry>> {
         .transpose()
 }
 
-fn entry_at(conn: &Connection, run: &str, seq: u32) -> Result<Option<JournalEntry>> {
-    conn.prepare_cached("SELECT seq, kind, name, result FROM run_journal WHERE run_id = ?1 AND seq = ?2")
-        .and_then(|mut stmt| stmt.query_row(params![run, seq], journal_entry_from_row).optional())
-        .map_err(map_error)?
-        .transpose()
-}
-
-fn journal_len(conn: &Connection, run: &str) -> Result<u32> {
-    Ok(last_entry(conn, run)?.map_or(0, |entry| entry.seq + 1))
+/// The entry at `seq`, or else the last one before it, whose result is not read. A journal
+/// holds its positions from 0 without a gap, so without an entry at `seq` the one before it
+/// tells the journal's length: one read for what a journal operation needs to know.
+fn entry_at_or_before(conn: &Connection, run: &str, seq: u32) -> Result<Option<JournalEntry>> {
+    conn.prepare_cached(
+        "SELECT seq, kind, name, CASE WHEN seq = ?2 THEN result END FROM run_journal
+         WHERE run_id = ?1 AND seq <= ?2 ORDER BY seq DESC LIMIT 1",
+    )
+    .and_then(|mut stmt| stmt.query_row(params![run, seq], journal_entry_from_row).optional())
+    .map_err(map_error)?
+    .transpose()
 }
 
 fn insert_entry(conn: &Connection, run: &str, entry: &JournalEntry) -> Result<()> {
@@ -207,13 +209,16 @@ fn position(
     kind: JournalKind,
     name: &str,
 ) -> Result<std::result::Result<Option<JournalEntry>, JournalOutcome>> {
-    if let Some(existing) = entry_at(conn, run, seq)? {
-        if transitions::journal_diverges(&existing, kind, name) {
-            return Ok(Err(JournalOutcome::Diverged(existing)));
+    let len = match entry_at_or_before(conn, run, seq)? {
+        Some(existing) if existing.seq == seq => {
+            if transitions::journal_diverges(&existing, kind, name) {
+                return Ok(Err(JournalOutcome::Diverged(existing)));
+            }
+            return Ok(Ok(Some(existing)));
         }
-        return Ok(Ok(Some(existing)));
-    }
-    let len = journal_len(conn, run)?;
+        Some(before) => before.seq + 1,
+        None => 0,
+    };
     if seq != len {
         return Ok(Err(JournalOutcome::OutOfOrder(len)));
     }
