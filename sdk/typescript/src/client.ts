@@ -1,11 +1,7 @@
 /**
- * The HTTP client: where the server is, with which key, and how a call is sent. Calls of the
- * worker protocol that reach no server (the network fails, a 5xx while the server restarts)
- * are retried with backoff until they get an answer: positions and epochs make them safe to
- * repeat.
+ * The HTTP client: where the server is, with which key, and how a call is sent. A call is sent
+ * once; the worker channel (`channel.ts`) sends its batches again while no server answers.
  */
-
-import { setTimeout as sleep } from "node:timers/promises";
 
 import { ApiError, refuseUnsupported } from "./errors.js";
 
@@ -65,18 +61,12 @@ export interface CallOptions {
   encodedBody?: string;
   /** Query parameters. */
   query?: URLSearchParams;
-  /** Retry while no server answers (worker protocol calls, which are idempotent). */
-  retry?: boolean;
   /** Give up on an answer after this long (default 60 s). */
   timeoutMs?: number;
   /** Abandons the call. */
   signal?: AbortSignal;
 }
 
-/** The first delay between tries of a call that reached no server. */
-const FIRST_RETRY_MS = 50;
-/** The longest delay between tries. */
-const MAX_RETRY_MS = 2_000;
 /** How long a call waits for its answer by default. */
 const DEFAULT_TIMEOUT_MS = 60_000;
 
@@ -99,21 +89,8 @@ export class ApiClient {
     this.#credential = credential.trim();
   }
 
-  /** Sends one call and decodes its JSON answer; with `retry`, until a server answers. */
+  /** Sends one call and decodes its JSON answer. */
   async call<T>(method: string, path: string, options: CallOptions = {}): Promise<T> {
-    let delay = FIRST_RETRY_MS;
-    for (;;) {
-      try {
-        return await this.#send<T>(method, path, options);
-      } catch (error) {
-        if (!options.retry || !isTransient(error) || options.signal?.aborted) throw error;
-        await sleep(delay);
-        delay = Math.min(delay * 2, MAX_RETRY_MS);
-      }
-    }
-  }
-
-  async #send<T>(method: string, path: string, options: CallOptions): Promise<T> {
     const url = new URL(`${this.baseURL}/${path}`);
     if (options.query) url.search = options.query.toString();
     const headers: Record<string, string> = { authorization: `Bearer ${this.#credential}` };
