@@ -10,7 +10,7 @@
 //! [`Store::upkeep`]: waitpoint_storage::Store::upkeep
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -26,16 +26,15 @@ pub(crate) async fn run(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) 
     let mut warned = false;
     loop {
         let now = inner.clock.now();
-        let started = Instant::now();
         let pause = match inner.store.upkeep().await {
             Ok(upkeep) => {
                 metrics::tables_vacuumed(upkeep.vacuumed.len());
-                let took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                let took_ms = u64::try_from(inner.clock.now().duration_since(now).as_millis()).unwrap_or(u64::MAX);
                 if upkeep.vacuumed.is_empty() {
-                } else if warned {
+                    // Nothing was due.
+                } else if std::mem::replace(&mut warned, true) {
                     tracing::debug!(tables = ?upkeep.vacuumed, took_ms, "vacuumed");
                 } else {
-                    warned = true;
                     tracing::warn!(
                         tables = ?upkeep.vacuumed,
                         took_ms,

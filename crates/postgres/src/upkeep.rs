@@ -73,9 +73,8 @@ fn due(table: &TableStatistics) -> bool {
     table.dead >= threshold || table.changed_since_analyze >= threshold
 }
 
-/// Vacuums and analyzes the store's tables that are [`due`], one after the
-/// other, on `client` (outside any transaction, as `VACUUM` must be), skipping one another
-/// node is vacuuming.
+/// Vacuums and analyzes the store's tables that are [`due`], one after the other, on `client`
+/// (outside any transaction, as `VACUUM` must be), skipping one another node is vacuuming.
 pub(crate) async fn run(client: &Client) -> Result<Upkeep> {
     let statement = client.prepare_cached(TABLE_STATISTICS).await.map_err(map_error)?;
     let tables: &[&str] = &TABLES;

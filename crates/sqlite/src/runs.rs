@@ -451,7 +451,8 @@ pub(crate) fn task_served(
     .map_err(map_error)
 }
 
-/// The journals of the runs `ids` (see [`Store::run_journals`]), in one read transaction.
+/// The journals of the runs `ids` (see [`Store::run_journals`]), on one read connection: a run
+/// and its entries, then the next run.
 ///
 /// [`Store::run_journals`]: waitpoint_storage::Store::run_journals
 pub(crate) fn journals(conn: &Connection, ids: &[String]) -> Result<Vec<Option<RunJournal>>> {

@@ -226,8 +226,8 @@ impl Resumed {
 /// not hold ([`transitions::given_back`]) is queued again at `now`: the worker does not know it
 /// has it (a claim whose answer was lost, a run it gave up, a run handed to it again after it
 /// listed what it holds). Then, for each task, up to its count of `QUEUED` runs with
-/// `available_at <= now` are taken, earliest `available_at` first, and become `EXECUTING` for this worker with `epoch + 1`,
-/// `attempt` at least 1 and `started_at` set if unset. A run whose `sticky_worker` is another
+/// `available_at <= now` are taken, earliest `available_at` first, and become `EXECUTING` for
+/// this worker with `epoch + 1`, `attempt` at least 1 and `started_at` set if unset. A run whose `sticky_worker` is another
 /// worker is skipped while that worker is alive (seen at or after `alive_since`) and the run
 /// became available less than `sticky_for` ago: it resumes where it is parked in memory.
 #[derive(Debug, Clone, PartialEq, Eq)]

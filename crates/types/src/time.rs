@@ -112,7 +112,7 @@ impl std::ops::Add<Duration> for Timestamp {
 
 impl fmt::Display for Timestamp {
     /// `2025-03-26T12:34:56.789Z`. Written digit by digit: every API answer and list holds
-    /// timestamps, and the formatting machinery cost ten times as much.
+    /// timestamps, and `write!` with seven padded fields cost about 3,000 instructions each.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // In jiff's range by construction (see `MAX_MILLIS`), so the conversion cannot fail,
         // and the year has four digits (1970 to 9999).

@@ -71,11 +71,11 @@ function count(name: string, line: string): number {
     .filter((candidate) => candidate === line || candidate.startsWith(`${line} `)).length;
 }
 
-async function until(what: string, condition: () => boolean, timeoutMs = 30_000, everyMs = 50): Promise<void> {
+async function until(what: string, condition: () => boolean, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await sleep(everyMs);
+    await sleep(50);
   }
 }
 
@@ -168,6 +168,8 @@ test("the server killed while runs resume, then restarted: the worker sends agai
   const count = 30;
   const effects = new Map<string, number>();
   const note = (line: string) => effects.set(line, (effects.get(line) ?? 0) + 1);
+  let resumed = () => {};
+  const firstResumed = new Promise<void>((resolve) => (resumed = resolve));
   const resumeAcross = task({
     id: "crash-server-restart",
     run: async ({ i }: { i: number }) => {
@@ -176,6 +178,7 @@ test("the server killed while runs resume, then restarted: the worker sends agai
       const approval = await wait.forToken<{ approved: boolean }>(token).unwrap();
       const after = await wait.step("after", () => {
         note(`after ${i}`);
+        resumed();
         return `after-${i}`;
       });
       return { i, approved: approval.approved, after };
@@ -186,7 +189,7 @@ test("the server killed while runs resume, then restarted: the worker sends agai
     const tokens = await Promise.all(triggered.map((run) => waitingToken(run.id)));
     await Promise.all(tokens.map((token) => wait.completeToken(token, { approved: true })));
     // Killed once the first run is past its wait: the others' operations are on their way.
-    await until("a run resumed", () => [...effects.keys()].some((line) => line.startsWith("after ")), 30_000, 1);
+    await firstResumed;
     await server.crashAndRestart();
     for (const [i, run] of triggered.entries()) {
       const done = await waitForRun(run.id);
