@@ -1,17 +1,25 @@
-//! Which workers take the runs a finish resumes handed straight to them on this node
-//! ([`Takers`]): those with a poll here now, or that polled here within [`GRACE`] (a worker
-//! polls again as soon as an answer arrives), with a slot to spare: what their latest poll
-//! asked for, less what was given to them since. A busy worker's resumed runs so wait in the
-//! queue, where it claims them when it has room, instead of piling up in hand-offs it cannot
-//! take; and a worker that polls another node is not handed runs here that it would not get.
+//! Which workers take runs handed straight to them on this node: those with a poll here now,
+//! or that polled here within [`GRACE`] (a worker polls again as soon as an answer arrives),
+//! with a slot to spare for the run's task: what their latest poll asked for, less what was
+//! given or promised to them since. Two kinds of runs are handed so:
+//!
+//! - a run a finish resumes goes to the worker that suspended it if the finish's [`Takers`]
+//!   find a slot of it free; the slot is counted as the run reaches the worker's mailbox, so the
+//!   runs of one batch of finishes may exceed it (see [`SlotsAt`]);
+//! - a new run goes, as it is triggered, to a worker that runs its task and has a slot for it
+//!   ([`Handoffs::reserve`]), which takes the slot at once: never beyond what its poll asked.
+//!
+//! A busy worker's runs so wait in the queue, where it claims them when it has room, instead of
+//! piling up in hand-offs it cannot take; and a worker that polls another node is not handed
+//! runs here that it would not get.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use waitpoint_clock::Clock;
-use waitpoint_storage::Takers;
-use waitpoint_types::Timestamp;
+use waitpoint_storage::{Slots, Takers};
+use waitpoint_types::{EnvironmentId, Timestamp, WorkerId};
 
 use crate::workers::WorkerKey;
 
@@ -22,16 +30,7 @@ const GRACE: Duration = Duration::from_millis(250);
 /// What this node knows of the workers polling it, for hand-offs.
 #[derive(Debug, Default)]
 pub(crate) struct Handoffs {
-    state: Mutex<State>,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    workers: HashMap<WorkerKey, Taker>,
-    /// The takers, as of the last change.
-    takers: Takers,
-    /// When `takers` has to be made again without a change: the end of the earliest grace in it.
-    stale_at: Option<Timestamp>,
+    workers: Mutex<HashMap<WorkerKey, Taker>>,
 }
 
 /// A worker polling this node.
@@ -41,84 +40,130 @@ struct Taker {
     waiting: usize,
     /// The runs it may be given: what its latest poll asked for, less what it was given since.
     free: usize,
+    /// Each task's share of `free`, the same way: a run of a task is given only while both
+    /// have a slot.
+    tasks: Vec<(String, usize)>,
+    /// New runs promised to it whose creation is not written yet.
+    promised: usize,
     /// When a poll of it last began or ended here.
     active_at: Timestamp,
 }
 
 impl Taker {
-    /// Whether it takes hand-offs at `now`: a slot to spare, and a poll waiting here or within
-    /// its grace.
-    fn takes(&self, now: Timestamp) -> bool {
-        self.free > 0 && (self.waiting > 0 || now < self.active_at.saturating_add(GRACE))
+    fn new(now: Timestamp) -> Self {
+        Self { waiting: 0, free: 0, tasks: Vec::new(), promised: 0, active_at: now }
     }
-}
 
-impl State {
-    /// Makes the takers again, as of `now`, and forgets workers whose grace ended.
-    fn remake(&mut self, now: Timestamp) {
-        self.workers.retain(|_, taker| taker.waiting > 0 || now < taker.active_at.saturating_add(GRACE));
-        self.takers =
-            Takers::new(self.workers.iter().filter(|(_, taker)| taker.takes(now)).map(|(worker, _)| worker.clone()));
-        self.stale_at = self
-            .workers
-            .values()
-            .filter(|taker| taker.waiting == 0 && taker.takes(now))
-            .map(|taker| taker.active_at.saturating_add(GRACE))
-            .min();
+    /// Whether a poll of it waits here, or did within its grace, at `now`.
+    fn polls(&self, now: Timestamp) -> bool {
+        self.waiting > 0 || now < self.active_at.saturating_add(GRACE)
+    }
+
+    /// How many runs of `task` it may be given at `now`.
+    fn free_for(&self, task: &str, now: Timestamp) -> usize {
+        if !self.polls(now) {
+            return 0;
+        }
+        self.tasks.iter().find(|(id, _)| id == task).map_or(0, |(_, free)| (*free).min(self.free))
+    }
+
+    /// One run of `task` was given or promised to it.
+    fn take_one(&mut self, task: &str) {
+        self.free = self.free.saturating_sub(1);
+        if let Some((_, free)) = self.tasks.iter_mut().find(|(id, _)| id == task) {
+            *free = free.saturating_sub(1);
+        }
     }
 }
 
 impl Handoffs {
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn workers(&self) -> MutexGuard<'_, HashMap<WorkerKey, Taker>> {
+        self.workers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The workers that take hand-offs at `now`.
-    pub(crate) fn takers(&self, now: Timestamp) -> Takers {
-        let mut state = self.state();
-        if state.stale_at.is_some_and(|at| now >= at) {
-            state.remake(now);
+    /// The takers of runs resumed at `now`: each hand-off takes a slot here.
+    pub(crate) fn takers(self: &Arc<Self>, now: Timestamp) -> Takers {
+        Takers::new(Arc::new(SlotsAt { handoffs: self.clone(), now }))
+    }
+
+    /// A poll of `worker` at `now` asks for up to `slots` runs of each task (the most of them
+    /// is what the worker has free), while `pending` runs handed to it wait in its mailbox.
+    /// Forgets the workers that no longer poll here.
+    pub(crate) fn polled(&self, worker: &WorkerKey, slots: &[(String, usize)], pending: usize, now: Timestamp) {
+        let mut workers = self.workers();
+        workers.retain(|key, taker| key == worker || taker.promised > 0 || taker.polls(now));
+        let taker = workers.entry(worker.clone()).or_insert_with(|| Taker::new(now));
+        // What is handed or promised to it, it does not know of yet.
+        let known = pending + taker.promised;
+        taker.free = slots.iter().map(|(_, slots)| *slots).max().unwrap_or(0).saturating_sub(known);
+        taker.tasks = slots.iter().map(|(task, slots)| (task.clone(), slots.saturating_sub(known))).collect();
+        taker.active_at = now;
+    }
+
+    /// These runs (by task) were given to `worker`: claimed, or resumed runs handed to it.
+    pub(crate) fn given<'a>(&self, worker: &WorkerKey, tasks: impl IntoIterator<Item = &'a str>) {
+        if let Some(taker) = self.workers().get_mut(worker) {
+            tasks.into_iter().for_each(|task| taker.take_one(task));
         }
-        state.takers.clone()
     }
 
-    /// A poll of `worker` at `now` asks for up to `free` runs.
-    pub(crate) fn polled(&self, worker: &WorkerKey, free: usize, now: Timestamp) {
-        let mut state = self.state();
-        let taker = state.workers.entry(worker.clone()).or_insert(Taker { waiting: 0, free, active_at: now });
-        (taker.free, taker.active_at) = (free, now);
-        state.remake(now);
+    /// Promises a new run of `task` of `environment` at `now` to the worker that takes
+    /// hand-offs with the most slots free for it, if any does; that slot is its until
+    /// [`settled`](Self::settled).
+    pub(crate) fn reserve(&self, environment: &EnvironmentId, task: &str, now: Timestamp) -> Option<WorkerId> {
+        let mut workers = self.workers();
+        let (key, taker) = workers
+            .iter_mut()
+            .filter(|((env, _), taker)| env == environment && taker.free_for(task, now) > 0)
+            .max_by_key(|(_, taker)| taker.free_for(task, now))?;
+        taker.take_one(task);
+        taker.promised += 1;
+        Some(key.1.clone())
     }
 
-    /// `count` runs were given to `worker` (claimed, or handed to it).
-    pub(crate) fn given(&self, worker: &WorkerKey, count: usize, now: Timestamp) {
-        let mut state = self.state();
-        let Some(taker) = state.workers.get_mut(worker) else { return };
-        let was = taker.free;
-        taker.free = taker.free.saturating_sub(count);
-        if was > 0 && taker.free == 0 {
-            state.remake(now);
+    /// A promise of [`reserve`](Self::reserve) to `worker` is settled: the run is in its
+    /// mailbox, or was not created. A slot promised for a run that was not created stays
+    /// taken until the worker's next poll says what it has free.
+    pub(crate) fn settled(&self, worker: &WorkerKey) {
+        if let Some(taker) = self.workers().get_mut(worker) {
+            taker.promised = taker.promised.saturating_sub(1);
         }
     }
 
     /// A poll of `worker` waits here for runs until the answer is dropped.
     pub(crate) fn waiting<'a>(&'a self, worker: &'a WorkerKey, clock: &'a dyn Clock) -> Waiting<'a> {
         let now = clock.now();
-        let mut state = self.state();
-        let taker = state.workers.entry(worker.clone()).or_insert(Taker { waiting: 0, free: 0, active_at: now });
+        let mut workers = self.workers();
+        let taker = workers.entry(worker.clone()).or_insert_with(|| Taker::new(now));
         taker.waiting += 1;
         taker.active_at = now;
-        state.remake(now);
         Waiting { handoffs: self, worker, clock }
     }
 
     /// Forgets `worker` (it left).
-    pub(crate) fn forget(&self, worker: &WorkerKey, now: Timestamp) {
-        let mut state = self.state();
-        if let Some(taker) = state.workers.get_mut(worker) {
+    pub(crate) fn forget(&self, worker: &WorkerKey) {
+        if let Some(taker) = self.workers().get_mut(worker) {
             taker.free = 0;
-            state.remake(now);
         }
+    }
+}
+
+/// The slots of [`Handoffs::takers`]: the workers' here, as of `now`.
+#[derive(Debug)]
+struct SlotsAt {
+    handoffs: Arc<Handoffs>,
+    now: Timestamp,
+}
+
+impl Slots for SlotsAt {
+    /// A slot free now: it is counted as the run reaches the worker's mailbox
+    /// ([`Handoffs::given`]), so the runs one batch of finishes resumes may all go to a worker
+    /// with one slot left. Its SDK holds those until slots free (up to its concurrency, giving
+    /// back the rest), which costs less than queueing them to be claimed; and the worker's next
+    /// poll asks only for the slots it has.
+    fn take(&self, environment: &EnvironmentId, worker: &WorkerId, task: &str) -> bool {
+        let workers = self.handoffs.workers();
+        workers.get(&(environment.clone(), worker.clone())).is_some_and(|taker| taker.free_for(task, self.now) > 0)
     }
 }
 
@@ -132,11 +177,9 @@ pub(crate) struct Waiting<'a> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         let now = self.clock.now();
-        let mut state = self.handoffs.state();
-        if let Some(taker) = state.workers.get_mut(self.worker) {
+        if let Some(taker) = self.handoffs.workers().get_mut(self.worker) {
             taker.waiting = taker.waiting.saturating_sub(1);
             taker.active_at = now;
-            state.remake(now);
         }
     }
 }
@@ -152,37 +195,81 @@ mod tests {
         (EnvironmentId::from_internal("env".into()), WorkerId::from_internal(name.into()))
     }
 
-    fn takes(handoffs: &Handoffs, worker: &WorkerKey, now: Timestamp) -> bool {
-        handoffs.takers(now).takes(&worker.0, &worker.1)
+    /// Whether `worker` takes a resumed run of task `t` at `now`.
+    fn hand(handoffs: &Arc<Handoffs>, worker: &WorkerKey, now: Timestamp) -> bool {
+        handoffs.takers(now).take(&worker.0, &worker.1, "t")
+    }
+
+    fn slots(tasks: &[(&str, usize)]) -> Vec<(String, usize)> {
+        tasks.iter().map(|(task, slots)| ((*task).to_owned(), *slots)).collect()
     }
 
     #[test]
     fn a_worker_takes_hand_offs_while_it_waits_here_and_shortly_after_with_a_slot_to_spare() {
         let clock = ManualClock::new(Timestamp::from_millis(1_000));
-        let (handoffs, a) = (Handoffs::default(), worker("a"));
-        assert!(!takes(&handoffs, &a, clock.now()), "unknown here");
+        let (handoffs, a) = (Arc::new(Handoffs::default()), worker("a"));
+        assert!(!hand(&handoffs, &a, clock.now()), "unknown here");
 
-        handoffs.polled(&a, 2, clock.now());
+        handoffs.polled(&a, &slots(&[("t", 9)]), 0, clock.now());
         let waiting = handoffs.waiting(&a, &clock);
         clock.advance(Duration::from_secs(60));
-        assert!(takes(&handoffs, &a, clock.now()), "its poll waits");
+        assert!(hand(&handoffs, &a, clock.now()), "its poll waits");
         drop(waiting);
         clock.advance(GRACE / 2);
-        assert!(takes(&handoffs, &a, clock.now()), "it polls again in a moment");
+        assert!(hand(&handoffs, &a, clock.now()), "it polls again in a moment");
         clock.advance(GRACE);
-        assert!(!takes(&handoffs, &a, clock.now()), "it polls no more");
+        assert!(!hand(&handoffs, &a, clock.now()), "it polls no more");
 
-        handoffs.polled(&a, 2, clock.now());
-        handoffs.given(&a, 1, clock.now());
-        assert!(takes(&handoffs, &a, clock.now()), "a slot left");
-        handoffs.given(&a, 1, clock.now());
-        assert!(!takes(&handoffs, &a, clock.now()), "every slot it asked for is given");
+        handoffs.polled(&a, &slots(&[("t", 3), ("u", 3)]), 0, clock.now());
+        assert!(!handoffs.takers(clock.now()).take(&a.0, &a.1, "v"), "a task it does not run");
+        handoffs.given(&a, ["u"]);
+        let takers = handoffs.takers(clock.now());
+        assert!(takers.take(&a.0, &a.1, "t"), "a slot left");
+        handoffs.given(&a, ["t"]);
+        assert!(takers.take(&a.0, &a.1, "t"), "and another");
+        handoffs.given(&a, ["t"]);
+        assert!(!takers.take(&a.0, &a.1, "t"), "every slot it asked for is given");
         let _waiting = handoffs.waiting(&a, &clock);
-        assert!(!takes(&handoffs, &a, clock.now()), "waiting without a slot");
+        assert!(!hand(&handoffs, &a, clock.now()), "waiting without a slot");
 
-        handoffs.polled(&a, 1, clock.now());
-        assert!(takes(&handoffs, &a, clock.now()));
-        handoffs.forget(&a, clock.now());
-        assert!(!takes(&handoffs, &a, clock.now()), "it left");
+        handoffs.polled(&a, &slots(&[("t", 2)]), 1, clock.now());
+        assert!(hand(&handoffs, &a, clock.now()), "one slot, less the run waiting in its mailbox");
+        handoffs.given(&a, ["t"]);
+        assert!(!hand(&handoffs, &a, clock.now()));
+        handoffs.polled(&a, &slots(&[("t", 1)]), 0, clock.now());
+        handoffs.forget(&a);
+        assert!(!hand(&handoffs, &a, clock.now()), "it left");
+    }
+
+    #[test]
+    fn new_runs_are_promised_to_the_worker_with_most_slots_for_their_task_and_never_beyond_them() {
+        let clock = ManualClock::new(Timestamp::from_millis(1_000));
+        let (handoffs, a, b) = (Arc::new(Handoffs::default()), worker("a"), worker("b"));
+        let env = a.0.clone();
+        assert_eq!(handoffs.reserve(&env, "t", clock.now()), None, "no worker here");
+
+        handoffs.polled(&a, &slots(&[("t", 1), ("u", 3)]), 0, clock.now());
+        handoffs.polled(&b, &slots(&[("t", 2)]), 0, clock.now());
+        let (_a_waits, _b_waits) = (handoffs.waiting(&a, &clock), handoffs.waiting(&b, &clock));
+        assert_eq!(handoffs.reserve(&EnvironmentId::from_internal("other".into()), "t", clock.now()), None);
+        assert_eq!(handoffs.reserve(&env, "v", clock.now()), None, "a task no one runs");
+        assert_eq!(handoffs.reserve(&env, "t", clock.now()), Some(b.1.clone()), "b has two slots for it");
+        let second = handoffs.reserve(&env, "t", clock.now()).expect("one slot each left");
+        let third = handoffs.reserve(&env, "t", clock.now()).expect("one slot left");
+        let mut both = [second, third];
+        both.sort();
+        assert_eq!(both, [a.1.clone(), b.1.clone()]);
+        assert_eq!(handoffs.reserve(&env, "t", clock.now()), None, "every slot for t is promised");
+        assert_eq!(handoffs.reserve(&env, "u", clock.now()), Some(a.1.clone()), "a has two slots left");
+        handoffs.given(&a, ["u"]);
+        assert_eq!(handoffs.reserve(&env, "u", clock.now()), None, "a's three slots are taken");
+
+        // b's next poll, before its two promised runs reach its mailbox, does not count them.
+        handoffs.polled(&b, &slots(&[("t", 2)]), 0, clock.now());
+        assert_eq!(handoffs.reserve(&env, "t", clock.now()), None);
+        handoffs.settled(&b);
+        handoffs.settled(&b);
+        handoffs.polled(&b, &slots(&[("t", 2)]), 0, clock.now());
+        assert_eq!(handoffs.reserve(&env, "t", clock.now()), Some(b.1.clone()));
     }
 }

@@ -320,7 +320,7 @@ impl Inner {
         for claim in resumed.handed {
             if let waitpoint_types::RunState::Executing { worker } = &claim.run.state {
                 let key = (claim.run.environment_id.clone(), worker.clone());
-                self.workers.hand(key, claim, self.clock.now());
+                self.workers.hand(key, claim);
             }
         }
         self.emit(|| Event::WaitpointFinished(waitpoint));

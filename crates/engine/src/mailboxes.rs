@@ -19,6 +19,15 @@ use crate::workers::WorkerKey;
 /// holds costs as much as it holds, up to its slots.
 pub(crate) const RECONCILE_EVERY: Duration = Duration::from_millis(250);
 
+/// What a poll gives back of the runs its worker does not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Comparison {
+    /// Those handed to it a while ago: one handed just now may still be on its way here.
+    Settled,
+    /// All of them: it is a new process.
+    Everything,
+}
+
 /// Each worker's [`Mailbox`] on this node.
 #[derive(Debug, Default)]
 pub(crate) struct Mailboxes {
@@ -103,28 +112,31 @@ impl Mailboxes {
     }
 
     /// Whether a poll of `worker` (of `session`) at `now` is to give back what the worker does
-    /// not hold: when `unconfirmed` (see [`answer_unconfirmed`](Self::answer_unconfirmed)), when
-    /// this node has not had it do so for [`RECONCILE_EVERY`], or for this session. Notes it.
+    /// not hold, and which of it: everything for a new session; what is settled (and the runs
+    /// of an answer it did not read) when `unconfirmed` (see
+    /// [`answer_unconfirmed`](Self::answer_unconfirmed)) or when this node has not had it do so
+    /// for [`RECONCILE_EVERY`]. Notes it.
     pub(crate) fn compare_due(
         &self,
         worker: &WorkerKey,
         session: Option<&str>,
         now: Timestamp,
         unconfirmed: bool,
-    ) -> bool {
+    ) -> Option<Comparison> {
         let mut mailboxes = self.lock();
         let mailbox = mailboxes.entry(worker.clone()).or_default();
+        let same_session = mailbox.compared.as_ref().is_some_and(|(_, last)| last.as_deref() == session);
         if !unconfirmed
-            && let Some((at, last)) = &mailbox.compared
+            && same_session
+            && let Some((at, _)) = &mailbox.compared
             && now.duration_since(*at) < RECONCILE_EVERY
             && *at <= now
-            && last.as_deref() == session
         {
-            return false;
+            return None;
         }
         mailbox.compared = Some((now, session.map(str::to_owned)));
         mailbox.handed = false;
-        true
+        Some(if same_session { Comparison::Settled } else { Comparison::Everything })
     }
 
     /// Whether runs were handed to `worker` since a poll of it last compared what it holds: one
@@ -139,12 +151,14 @@ impl Mailboxes {
         self.lock().entry(worker.clone()).or_default().answered = runs;
     }
 
-    /// Whether the last answer to `worker`'s poll carried a run that `holding`, the list of its
+    /// The runs the last answer to `worker`'s poll carried that `holding`, the list of its
     /// next poll, does not hold: that answer may have been lost (the worker gave up on the poll
-    /// as it was answered), or the run ended since. Forgets that answer.
-    pub(crate) fn answer_unconfirmed(&self, worker: &WorkerKey, holding: &[HeldRun]) -> bool {
+    /// as it was answered), or the runs ended since. Forgets that answer.
+    pub(crate) fn answer_unconfirmed(&self, worker: &WorkerKey, holding: &[HeldRun]) -> Vec<RunId> {
         let answered = self.lock().get_mut(worker).map(|mailbox| std::mem::take(&mut mailbox.answered));
-        answered.is_some_and(|answered| !transitions::given_back(holding, &answered).is_empty())
+        answered.map_or_else(Vec::new, |answered| {
+            transitions::given_back(holding, &answered).into_iter().cloned().collect()
+        })
     }
 
     /// Forgets `worker`.

@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use waitpoint_storage::{
-    JournalOutcome, LeaseRefusal, RunCreateOutcome, RunCreateToken, RunEndOutcome, RunFinish, RunListQuery, RunOutcome,
-    RunRecord, RunWait, StorageError, WriteOp,
+    Claim, JournalOutcome, LeaseRefusal, RunCreateOutcome, RunCreateToken, RunEndOutcome, RunFinish, RunListQuery,
+    RunOutcome, RunRecord, RunWait, StorageError, WriteOp, transitions,
 };
 use waitpoint_types::api::worker::{MAX_SET_WAITS, WaitFor};
 use waitpoint_types::api::{CreateTokenRequest, TriggerOptions};
@@ -210,7 +210,7 @@ impl Engine {
         };
         let id = inner.ids.run(now);
         let created_at = id.created_at().unwrap_or(now);
-        let run = Run {
+        let queued = Run {
             id,
             environment_id: environment.id.clone(),
             task_id: task_id.to_owned(),
@@ -228,11 +228,23 @@ impl Engine {
             started_at: None,
             updated_at: created_at,
         };
+        // A run due now goes straight to a worker waiting here with a slot for its task, as a
+        // claim would give it, saving that claim: a waiting poll found nothing queued for it.
+        let promise = if available_at <= now { inner.workers.promise(&environment.id, task_id, now) } else { None };
+        let run = match &promise {
+            Some(promise) => transitions::run_claimed(&queued, promise.worker(), now),
+            None => queued,
+        };
         match inner.writer.write(WriteOp::RunCreate(run)).await? {
             RunCreateOutcome::Created(run) => {
                 metrics::runs(Transition::Triggered, 1);
-                inner.runs_ready.notify_waiters();
                 inner.runs_changed(&environment.id, [&run.id]);
+                if let Some(promise) = promise {
+                    metrics::runs(Transition::Claimed, 1);
+                    promise.hand(Claim { run: run.clone(), journal_length: 0, resumed: None });
+                    return Ok(TriggeredRun { run, is_cached: false, hint: None });
+                }
+                inner.runs_ready.notify_waiters();
                 let hint = self.unserved_hint(environment, task_id).await?;
                 Ok(TriggeredRun { run, is_cached: false, hint })
             }

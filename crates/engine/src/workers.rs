@@ -7,8 +7,9 @@
 //! holds without knowing (at most every [`RECONCILE_EVERY`]), then takes runs, waiting for some
 //! when there are none. A run resumed while its worker waits here with a free slot is handed
 //! straight to it through its mailbox on this node; any other is queued, reserved a while for
-//! its worker, which claims it when it has room. The release loop gives the runs of workers that
-//! stopped polling to others.
+//! its worker, which claims it when it has room. A new run is handed the same way, as it is
+//! triggered, to a worker waiting here with a slot for its task; otherwise it is queued. The
+//! release loop gives the runs of workers that stopped polling to others.
 //!
 //! Whether anyone serves a task is answered from what polls said, cached briefly: a run whose
 //! task no worker runs gets a hint saying so, and the server logs it once per task.
@@ -27,7 +28,7 @@ use waitpoint_types::{Environment, EnvironmentId, RunId, Timestamp, WorkerId};
 
 use crate::error::{EngineError, Result};
 use crate::handoffs::Handoffs;
-use crate::mailboxes::{Mailboxes, RECONCILE_EVERY};
+use crate::mailboxes::{Comparison, Mailboxes, RECONCILE_EVERY};
 use crate::metrics::{self, Transition};
 use crate::runs::{parse_run_id, validate_task_id};
 use crate::{Engine, Inner};
@@ -40,6 +41,12 @@ const POLL_RECHECK: Duration = Duration::from_secs(1);
 const MAX_SLOTS: u32 = 10_000;
 /// The longest session a worker may give.
 const MAX_SESSION_LEN: usize = 64;
+/// How long a run handed to a worker may take to reach the worker's mailbox here, under load,
+/// counted from the time its hand-off was asked for (it waits for its group commit, which may
+/// take a second in a burst on PostgreSQL): a claim gives back no run handed more recently than
+/// that (it may be on its way), and a later claim compares it. A run in an answer the worker
+/// did not read is given back at once.
+const IN_TRANSIT: Duration = Duration::from_secs(5);
 /// How long an answer of storage to "does anyone serve this task?" is reused.
 const SERVED_CACHE_TTL: Duration = Duration::from_secs(1);
 
@@ -65,7 +72,7 @@ pub(crate) struct Workers {
     /// (or queued): for the resume latency, measured when a poll delivers the run.
     resumed_at: Mutex<HashMap<RunId, (Instant, bool)>>,
     /// Which workers take resumed runs handed straight to them.
-    handoffs: Handoffs,
+    handoffs: Arc<Handoffs>,
 }
 
 /// What this node last recorded of a worker.
@@ -109,21 +116,30 @@ impl Workers {
         self.handoffs.takers(now)
     }
 
-    /// A poll of `worker` at `now` asks for up to `free` runs: it may be handed as many, less
-    /// those already handed to it that it has not picked up.
-    fn polled(&self, worker: &WorkerKey, free: usize, now: Timestamp) {
-        self.handoffs.polled(worker, free.saturating_sub(self.mailboxes.pending(worker)), now);
+    /// A poll of `worker` at `now` asks for up to `slots` runs of each task: it may be handed
+    /// as many, less those already handed to it that it has not picked up.
+    fn polled(&self, worker: &WorkerKey, slots: &[(String, usize)], now: Timestamp) {
+        self.handoffs.polled(worker, slots, self.mailboxes.pending(worker), now);
     }
 
-    /// Puts a run resumed for its waiting worker in that worker's mailbox and wakes its poll.
-    pub(crate) fn hand(&self, worker: WorkerKey, claim: Claim, now: Timestamp) {
-        self.handoffs.given(&worker, 1, now);
+    /// Puts a run resumed for its waiting worker in that worker's mailbox, which takes one of
+    /// its slots, and wakes its poll.
+    pub(crate) fn hand(&self, worker: WorkerKey, claim: Claim) {
+        self.handoffs.given(&worker, [claim.run.task_id.as_str()]);
         self.mailboxes.hand(worker, claim);
     }
 
+    /// Promises a new run of `task` of `environment` to a worker waiting here with a slot for
+    /// it, if one is (see [`Handoffs::reserve`]): the run is to be created `EXECUTING` for
+    /// that worker, then handed with [`Promise::hand`].
+    pub(crate) fn promise(&self, environment: &EnvironmentId, task: &str, now: Timestamp) -> Option<Promise<'_>> {
+        let worker = self.handoffs.reserve(environment, task, now)?;
+        Some(Promise { workers: self, worker: (environment.clone(), worker) })
+    }
+
     /// Forgets `worker` on this node (its throttle entries and mailbox; it takes no hand-offs).
-    fn forget(&self, worker: &WorkerKey, now: Timestamp) {
-        self.handoffs.forget(worker, now);
+    fn forget(&self, worker: &WorkerKey) {
+        self.handoffs.forget(worker);
         self.seen.lock().unwrap_or_else(|p| p.into_inner()).remove(worker);
         self.mailboxes.forget(worker);
     }
@@ -167,6 +183,32 @@ impl Workers {
     }
 }
 
+/// A new run promised to a worker on this node ([`Workers::promise`]). Dropped without
+/// [`hand`](Self::hand) (the run was not created: its idempotency key named another), the
+/// promise lapses.
+pub(crate) struct Promise<'a> {
+    workers: &'a Workers,
+    worker: WorkerKey,
+}
+
+impl Promise<'_> {
+    /// The worker.
+    pub(crate) fn worker(&self) -> &WorkerId {
+        &self.worker.1
+    }
+
+    /// Puts the run, created `EXECUTING` for the worker, in its mailbox and wakes its poll.
+    pub(crate) fn hand(self, claim: Claim) {
+        self.workers.mailboxes.hand(self.worker.clone(), claim);
+    }
+}
+
+impl Drop for Promise<'_> {
+    fn drop(&mut self) {
+        self.workers.handoffs.settled(&self.worker);
+    }
+}
+
 impl Engine {
     /// A worker's poll (`worker` is its id): records that it is alive and what it runs, gives
     /// back the runs it holds without knowing (those not in `holding`; at most every
@@ -200,15 +242,13 @@ impl Engine {
         }
         let tasks: Vec<String> = poll.tasks.iter().map(|task| task.id.clone()).collect();
         inner.worker_seen(&key, &tasks).await?;
-        // Each task's slots are at most the worker's: the most of them is what it has free.
-        let free = poll.tasks.iter().map(|task| task.slots as usize).max().unwrap_or(0);
-        inner.workers.polled(&key, free, inner.clock.now());
         let wanted: Vec<(String, usize)> = poll
             .tasks
             .iter()
             .filter(|task| task.slots > 0)
             .map(|task| (task.id.clone(), task.slots as usize))
             .collect();
+        inner.workers.polled(&key, &wanted, inner.clock.now());
         let task_ids: Vec<String> = wanted.iter().map(|(task, _)| task.clone()).collect();
         let deadline = inner.clock.now().saturating_add(Duration::from_millis(poll.wait_ms).min(MAX_POLL_WAIT));
         let mailboxes = &inner.workers.mailboxes;
@@ -229,7 +269,9 @@ impl Engine {
             // A claim may give back what the worker does not hold (a claim whose answer was lost,
             // a run handed to a poll that has just ended, which the same claim then takes again);
             // it is made for that even when the worker has no free slot.
-            let reconcile = mailboxes.compare_due(&key, session, now, std::mem::take(&mut unconfirmed));
+            let unread = std::mem::take(&mut unconfirmed);
+            let comparison = mailboxes.compare_due(&key, session, now, !unread.is_empty());
+            let reconcile = comparison.is_some();
             if reconcile || (claims.is_empty() && !wanted.is_empty()) {
                 // Runs handed to the worker since its last poll count as held: it is about to
                 // get them.
@@ -245,11 +287,16 @@ impl Engine {
                     alive_since: now.saturating_sub(inner.config.worker_timeout),
                     sticky_for: inner.config.sticky_for,
                     holding,
+                    handed_by: match comparison {
+                        Some(Comparison::Everything) => now,
+                        _ => now.saturating_sub(IN_TRANSIT),
+                    },
+                    unread,
                     session: session.map(str::to_owned),
                 };
                 match inner.writer.write(WriteOp::RunClaim(claim)).await? {
                     ClaimOutcome::Claimed { claims: claimed, released } => {
-                        inner.workers.handoffs.given(&key, claimed.len(), now);
+                        inner.workers.handoffs.given(&key, claimed.iter().map(|c| c.run.task_id.as_str()));
                         metrics::runs(Transition::Claimed, claimed.len());
                         metrics::runs(Transition::Released, released.len());
                         inner.runs_changed(&environment.id, claimed.iter().map(|c| &c.run.id).chain(&released));
@@ -393,12 +440,14 @@ impl Inner {
             alive_since: now,
             sticky_for: self.config.sticky_for,
             holding: Some(holding),
+            handed_by: now,
+            unread: Vec::new(),
             session: None,
         };
         if let ClaimOutcome::Claimed { released, .. } = self.writer.write(WriteOp::RunClaim(release)).await? {
             self.runs_changed(&worker.0, &released);
         }
-        self.workers.forget(worker, now);
+        self.workers.forget(worker);
         self.runs_ready.notify_waiters();
         Ok(())
     }

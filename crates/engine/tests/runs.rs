@@ -346,6 +346,31 @@ async fn failed_attempts_retry_after_their_delay_until_attempts_run_out() {
     assert_eq!(h.status(&id).await, RunStatus::Failed);
 }
 
+/// A run triggered while a worker polls here for its task, with a slot for it, is created
+/// `EXECUTING` for that worker and delivered on its next poll without a claim; beyond the slots
+/// its poll asked for, and for tasks it does not run, runs are queued. (The clock stands still:
+/// the worker's poll has just ended, and it polls again at once.)
+#[tokio::test]
+async fn a_run_triggered_while_a_worker_polls_for_its_task_goes_straight_to_it() {
+    let h = Harness::new().await;
+    let worker = h.worker();
+    assert!(h.poll(&worker, "t", 1).await.is_empty());
+    let id = h.trigger("t", TriggerOptions::default()).await;
+    assert_eq!(h.status(&id).await, RunStatus::Executing, "created for the polling worker");
+    let beyond = h.trigger("t", TriggerOptions::default()).await;
+    assert_eq!(h.status(&beyond).await, RunStatus::Queued, "its one slot is taken");
+    let other_task = h.trigger("u", TriggerOptions::default()).await;
+    assert_eq!(h.status(&other_task).await, RunStatus::Queued, "a task it does not run");
+
+    let claims = h.poll(&worker, "t", 1).await;
+    assert_eq!(claims.iter().map(|c| c.run.id.public()).collect::<Vec<_>>(), std::slice::from_ref(&id));
+    assert_eq!((claims[0].run.epoch, claims[0].run.attempt, claims[0].journal_length), (1, 1, 0));
+    assert_eq!(claims[0].run.state, RunState::Executing { worker: WorkerId::parse(&worker).unwrap() });
+    let holding = poll(&[("t", 1)], std::slice::from_ref(&id), 0);
+    let claimed = h.engine.poll_runs(&h.dev, &worker, &holding).await.unwrap();
+    assert_eq!(claimed.iter().map(|c| c.run.id.public()).collect::<Vec<_>>(), [beyond]);
+}
+
 #[tokio::test]
 async fn a_delayed_trigger_waits_and_a_poll_sleeps_until_it_is_due() {
     let h = Harness::new().await;

@@ -24,7 +24,7 @@ use waitpoint_storage::{
     JournalOutcome, LeaseRefusal, Result, RunCreateOutcome, RunCreateToken, RunEndOutcome, RunFinish, RunRecord,
     RunWait, StorageError, WriteOp, WriteOutcome, transitions,
 };
-use waitpoint_types::{JournalEntry, JournalKind, Run, RunState, Timestamp, Waitpoint, WaitpointId};
+use waitpoint_types::{JournalEntry, JournalKind, Run, Timestamp, Waitpoint, WaitpointId};
 
 use crate::rows::column;
 use crate::runs::{Position, position_in, run_columns, run_from_row};
@@ -35,15 +35,17 @@ use crate::{failure, map_error, runs, waitpoints};
 /// inclusive; empty when `$12 < $11`).
 const INSERT_RUNS: &str = "
     WITH inserted AS (
-        INSERT INTO runs (id, environment_id, task_id, payload, status, available_at, attempt, max_attempts, epoch,
-            tags, inactive_idempotency_key, idempotency_key_expires_at, created_at, updated_at)
-        SELECT n.id, n.environment_id, n.task_id, n.payload, 'QUEUED', n.available_at, n.attempt, n.max_attempts,
-            n.epoch, ($13::text[])[n.first_tag:n.last_tag], n.inactive_key, n.key_expires_at, n.created_at,
-            n.updated_at
+        INSERT INTO runs (id, environment_id, task_id, payload, status, available_at, worker_id, attempt,
+            max_attempts, epoch, tags, inactive_idempotency_key, idempotency_key_expires_at, created_at, started_at,
+            updated_at)
+        SELECT n.id, n.environment_id, n.task_id, n.payload, n.status, n.available_at, n.worker_id, n.attempt,
+            n.max_attempts, n.epoch, ($13::text[])[n.first_tag:n.last_tag], n.inactive_key, n.key_expires_at,
+            n.created_at, n.started_at, n.updated_at
         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::int[], $7::int[],
-            $8::bigint[], $9::text[], $10::bigint[], $11::int[], $12::int[], $14::bigint[], $15::bigint[])
+            $8::bigint[], $9::text[], $10::bigint[], $11::int[], $12::int[], $14::bigint[], $15::bigint[],
+            $16::text[], $17::text[], $18::bigint[])
             AS n (id, environment_id, task_id, payload, available_at, attempt, max_attempts, epoch, inactive_key,
-                key_expires_at, first_tag, last_tag, created_at, updated_at)
+                key_expires_at, first_tag, last_tag, created_at, updated_at, status, worker_id, started_at)
         RETURNING id, environment_id, tags
     )
     INSERT INTO run_tags (environment_id, tag, run_id)
@@ -272,13 +274,15 @@ async fn insert_runs(tx: &Transaction<'_>, runs: &[&Run]) -> Result<()> {
         tags.extend(run.tags.iter().map(String::as_str));
         last_tags.push(i32::try_from(tags.len()).map_err(|error| failure(&error))?);
     }
-    let mut available_at = Vec::with_capacity(runs.len());
+    let (mut statuses, mut available_at, mut workers) =
+        (Vec::with_capacity(runs.len()), Vec::with_capacity(runs.len()), Vec::with_capacity(runs.len()));
     for run in runs {
-        match run.state {
-            RunState::Queued { available_at: at } => available_at.push(at.as_millis()),
-            _ => return Err(StorageError::Corrupt(format!("run {} created in a state other than QUEUED", run.id))),
-        }
+        let created = runs::created_state(run)?;
+        statuses.push(created.status);
+        available_at.push(created.available_at);
+        workers.push(created.worker);
     }
+    let started_at: Vec<Option<i64>> = runs.iter().map(|run| run.started_at.map(Timestamp::as_millis)).collect();
     let ids: Vec<&str> = runs.iter().map(|run| run.id.internal()).collect();
     let environment_ids: Vec<&str> = runs.iter().map(|run| run.environment_id.internal()).collect();
     let task_ids: Vec<&str> = runs.iter().map(|run| run.task_id.as_str()).collect();
@@ -310,6 +314,9 @@ async fn insert_runs(tx: &Transaction<'_>, runs: &[&Run]) -> Result<()> {
             &tags,
             &created_at,
             &updated_at,
+            &statuses,
+            &workers,
+            &started_at,
         ],
     )
     .await

@@ -57,9 +57,10 @@ const SELECT_ACTIVE_KEY: &str = concat!(
 );
 const INSERT_RUN: &str = "
     WITH inserted AS (
-        INSERT INTO runs (id, environment_id, task_id, payload, status, available_at, attempt, max_attempts, epoch,
-            tags, idempotency_key, inactive_idempotency_key, idempotency_key_expires_at, created_at, updated_at)
-        VALUES ($1, $2, $3, $4, 'QUEUED', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+        INSERT INTO runs (id, environment_id, task_id, payload, status, available_at, worker_id, attempt,
+            max_attempts, epoch, tags, idempotency_key, inactive_idempotency_key, idempotency_key_expires_at,
+            created_at, started_at, updated_at)
+        VALUES ($1, $2, $3, $4, $15, $5, $16, $6, $7, $8, $9, $10, $11, $12, $13, $17, $14)
         ON CONFLICT (environment_id, task_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING id, environment_id
     ), tagged AS (
@@ -407,11 +408,30 @@ pub(crate) fn state_columns(state: &RunState) -> Result<StateColumns<'_>> {
     })
 }
 
+/// The state columns of a run as it is created: `QUEUED`, or `EXECUTING` when it is handed
+/// to a worker as it is created.
+pub(crate) struct CreatedState<'a> {
+    pub status: &'static str,
+    pub available_at: Option<i64>,
+    pub worker: Option<&'a str>,
+}
+
+/// The state columns `run` is created with; a run is created in no other state than `QUEUED`
+/// or `EXECUTING`.
+pub(crate) fn created_state(run: &Run) -> Result<CreatedState<'_>> {
+    match &run.state {
+        RunState::Queued { available_at } => {
+            Ok(CreatedState { status: "QUEUED", available_at: Some(available_at.as_millis()), worker: None })
+        }
+        RunState::Executing { worker } => {
+            Ok(CreatedState { status: "EXECUTING", available_at: None, worker: Some(worker.internal()) })
+        }
+        _ => Err(StorageError::Corrupt(format!("run {} created in a state other than QUEUED or EXECUTING", run.id))),
+    }
+}
+
 async fn create(tx: &Transaction<'_>, new: &Run) -> Result<RunCreateOutcome> {
-    let available_at = match new.state {
-        RunState::Queued { available_at } => available_at.as_millis(),
-        _ => return Err(StorageError::Corrupt(format!("run {} created in a state other than QUEUED", new.id))),
-    };
+    let created = created_state(new)?;
     let (attempt, max_attempts) =
         (i32::try_from(new.attempt).unwrap_or(0), i32::try_from(new.max_attempts).unwrap_or(1));
     let epoch = i64::try_from(new.epoch).unwrap_or(0);
@@ -424,7 +444,7 @@ async fn create(tx: &Transaction<'_>, new: &Run) -> Result<RunCreateOutcome> {
                 &new.environment_id.internal(),
                 &new.task_id,
                 &new.payload,
-                &available_at,
+                &created.available_at,
                 &attempt,
                 &max_attempts,
                 &epoch,
@@ -434,6 +454,9 @@ async fn create(tx: &Transaction<'_>, new: &Run) -> Result<RunCreateOutcome> {
                 &new.idempotency_key_expires_at.map(Timestamp::as_millis),
                 &new.created_at.as_millis(),
                 &new.updated_at.as_millis(),
+                &created.status,
+                &created.worker,
+                &new.started_at.map(Timestamp::as_millis),
             ],
         )
         .await?;
@@ -497,7 +520,7 @@ async fn give_back(tx: &Transaction<'_>, claim: &RunClaim, holding: &[HeldRun]) 
         if let Some(row) = query_opt(tx, LOCK_RUN_NOWAIT, &[&id.internal()]).await? {
             let run = run_from_row(&row)?;
             let held = matches!(&run.state, RunState::Executing { worker } if *worker == claim.worker);
-            if held && run.environment_id == claim.environment_id {
+            if held && run.environment_id == claim.environment_id && transitions::gives_back(&run, claim) {
                 update(tx, &transitions::run_released(&run, claim.now)).await?;
                 released.push(run.id);
             }

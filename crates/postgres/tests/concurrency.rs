@@ -247,6 +247,8 @@ async fn finishes_racing_on_the_waitpoints_of_a_set_resume_its_run_once() {
             alive_since: at(round),
             sticky_for: Duration::ZERO,
             holding: Some(Vec::new()),
+            handed_by: at(round),
+            unread: Vec::new(),
             session: None,
         };
         let outcome = store.write_batch(vec![WriteOp::RunClaim(claim)]).await.unwrap().remove(0);

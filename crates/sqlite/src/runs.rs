@@ -10,7 +10,7 @@ use waitpoint_storage::{
     WorkerOutcome, WorkerSeen, transitions,
 };
 use waitpoint_types::{
-    EnvironmentId, JournalEntry, JournalKind, Run, RunId, RunStatus, Timestamp, WaitpointId, WorkerId,
+    EnvironmentId, JournalEntry, JournalKind, Run, RunId, RunState, RunStatus, Timestamp, WaitpointId, WorkerId,
 };
 
 use crate::args::Args;
@@ -50,12 +50,16 @@ pub(crate) fn create(conn: &Connection, new: Run) -> Result<RunCreateOutcome> {
             .map_err(map_error)?;
         }
     }
+    if !matches!(new.state, RunState::Queued { .. } | RunState::Executing { .. }) {
+        return Err(StorageError::Corrupt(format!("run {} created in a state other than QUEUED or EXECUTING", new.id)));
+    }
     let columns = run_state_columns(&new.state);
     let tags = serde_json::to_string(&new.tags).map_err(StorageError::database)?;
     conn.prepare_cached(
-        "INSERT INTO runs (id, environment_id, task_id, payload, status, available_at, attempt, max_attempts, epoch,
-             tags, idempotency_key, inactive_idempotency_key, idempotency_key_expires_at, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        "INSERT INTO runs (id, environment_id, task_id, payload, status, available_at, worker_id, attempt,
+             max_attempts, epoch, tags, idempotency_key, inactive_idempotency_key, idempotency_key_expires_at,
+             created_at, started_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -65,6 +69,7 @@ pub(crate) fn create(conn: &Connection, new: Run) -> Result<RunCreateOutcome> {
             new.payload,
             columns.status,
             columns.available_at,
+            columns.worker_id,
             new.attempt,
             new.max_attempts,
             i64::try_from(new.epoch).unwrap_or(i64::MAX),
@@ -73,6 +78,7 @@ pub(crate) fn create(conn: &Connection, new: Run) -> Result<RunCreateOutcome> {
             new.inactive_idempotency_key,
             new.idempotency_key_expires_at.map(Timestamp::as_millis),
             new.created_at.as_millis(),
+            new.started_at.map(Timestamp::as_millis),
             new.updated_at.as_millis(),
         ])
     })
@@ -152,7 +158,9 @@ fn give_back(conn: &Connection, claim: &RunClaim, holding: &[HeldRun]) -> Result
     };
     let mut released = Vec::new();
     for id in transitions::given_back(holding, &held) {
-        if let Some(run) = select(conn, id.internal())? {
+        if let Some(run) = select(conn, id.internal())?
+            && transitions::gives_back(&run, claim)
+        {
             update(conn, &transitions::run_released(&run, claim.now))?;
             released.push(run.id);
         }

@@ -38,8 +38,8 @@ use waitpoint_types::{Environment, EnvironmentId, Run, RunId, Secret, Timestamp,
 pub use crate::ops::{
     Claim, ClaimOutcome, CreateOutcome, Finish, FinishOutcome, Finishing, HeldRun, JournalOutcome, LeaseRefusal,
     Prolong, ProlongOutcome, ProlongRefusal, Prolonging, Resumed, RunClaim, RunCreateOutcome, RunCreateToken,
-    RunEndOutcome, RunFinish, RunOutcome, RunRecord, RunWait, RunsRelease, Takers, WorkerOutcome, WorkerSeen, WriteOp,
-    WriteOutcome,
+    RunEndOutcome, RunFinish, RunOutcome, RunRecord, RunWait, RunsRelease, Slots, Takers, WorkerOutcome, WorkerSeen,
+    WriteOp, WriteOutcome,
 };
 pub use crate::query::{Cursor, ListQuery, RunJournal, RunListQuery, Window};
 pub use crate::retention::{Purge, Purged};

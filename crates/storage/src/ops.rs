@@ -5,7 +5,8 @@
 //! outcome is a [`LeaseRefusal::Stale`] and nothing changes. That fences out a worker presumed
 //! dead that is in fact still running.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +25,11 @@ pub enum WriteOp {
     /// Keep a waiting token alive longer: a heartbeat, or an extend of its timeout.
     Prolong(Prolong),
     /// Create a run, honouring its idempotency key: [`RunCreateOutcome::Created`] or
-    /// [`RunCreateOutcome::Existing`], exactly as [`WriteOp::Create`] for waitpoints.
+    /// [`RunCreateOutcome::Existing`], exactly as [`WriteOp::Create`] for waitpoints. The run
+    /// is `QUEUED`, or `EXECUTING` when it is handed to a worker as it is created (as
+    /// [`transitions::run_claimed`](crate::transitions::run_claimed) makes it): then it goes
+    /// to that worker only if created, and an existing run named by the key stays as it is.
+    /// No other state is created.
     RunCreate(Run),
     /// Hand queued runs to a worker.
     RunClaim(RunClaim),
@@ -81,26 +86,60 @@ pub struct Finish {
     pub hand_to: Takers,
 }
 
-/// The workers that take resumed runs handed straight to them: on the node that applies the
-/// write, each waits for runs now, with a free slot. A run handed to a worker that is busy, or
-/// that polls another node, would sit undelivered; such a run is queued instead, and its worker
-/// claims it when it has room, through whichever node it polls.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Takers(Arc<HashMap<EnvironmentId, HashSet<WorkerId>>>);
+/// The workers that take resumed runs handed straight to them, and how many: on the node that
+/// applies the write, each waits for runs now, with a slot free for the run's task. A run
+/// handed to a worker that is busy, or that polls another node, would sit undelivered; such a
+/// run is queued instead, and its worker claims it when it has room, through whichever node it
+/// polls. Each hand-off takes its slot as it is decided, so that no worker is handed more runs
+/// than it has room for, however many finishes a batch applies; a slot taken by a write that
+/// then fails stays taken until the worker's next poll (fewer hand-offs, never more).
+#[derive(Debug, Clone, Default)]
+pub struct Takers(Option<Arc<dyn Slots>>);
+
+/// Where [`Takers`] take their slots.
+pub trait Slots: fmt::Debug + Send + Sync {
+    /// Takes a slot of `worker` of `environment` for a run of `task`: `false` when it has none
+    /// free, or takes no runs handed to it.
+    fn take(&self, environment: &EnvironmentId, worker: &WorkerId, task: &str) -> bool;
+}
 
 impl Takers {
-    /// These workers, each of its environment.
-    pub fn new(workers: impl IntoIterator<Item = (EnvironmentId, WorkerId)>) -> Self {
-        let mut takers: HashMap<EnvironmentId, HashSet<WorkerId>> = HashMap::new();
-        for (environment, worker) in workers {
-            takers.entry(environment).or_default().insert(worker);
-        }
-        Self(Arc::new(takers))
+    /// The takers whose slots `slots` keeps.
+    pub fn new(slots: Arc<dyn Slots>) -> Self {
+        Self(Some(slots))
     }
 
-    /// Whether `worker` of `environment` is one of them.
-    pub fn takes(&self, environment: &EnvironmentId, worker: &WorkerId) -> bool {
-        self.0.get(environment).is_some_and(|workers| workers.contains(worker))
+    /// These workers, each of its environment, each with room for any number of runs.
+    pub fn unlimited(workers: impl IntoIterator<Item = (EnvironmentId, WorkerId)>) -> Self {
+        Self::new(Arc::new(Unlimited(workers.into_iter().collect())))
+    }
+
+    /// Takes a slot of `worker` of `environment` for a run of `task`, if it has one.
+    pub fn take(&self, environment: &EnvironmentId, worker: &WorkerId, task: &str) -> bool {
+        self.0.as_ref().is_some_and(|slots| slots.take(environment, worker, task))
+    }
+}
+
+/// Two takers are equal when they take from the same slots.
+impl PartialEq for Takers {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Takers {}
+
+/// The slots of [`Takers::unlimited`].
+#[derive(Debug)]
+struct Unlimited(HashSet<(EnvironmentId, WorkerId)>);
+
+impl Slots for Unlimited {
+    fn take(&self, environment: &EnvironmentId, worker: &WorkerId, _task: &str) -> bool {
+        self.0.contains(&(environment.clone(), worker.clone()))
     }
 }
 
@@ -222,10 +261,12 @@ impl Resumed {
 /// becomes the worker's, and its claim (whose `holding` lists nothing of the older session's)
 /// gives back at once what the older session held.
 ///
-/// First, when the claim lists `holding`, every run `EXECUTING` for this worker that it does
-/// not hold ([`transitions::given_back`]) is queued again at `now`: the worker does not know it
-/// has it (a claim whose answer was lost, a run it gave up, a run handed to it again after it
-/// listed what it holds). Then, for each task, up to its count of `QUEUED` runs with
+/// First, when the claim lists `holding`, every run `EXECUTING` for this worker since
+/// `handed_by` or before that it does not hold ([`transitions::given_back`]) is queued again
+/// at `now`: the worker does not know it has it (a claim whose answer was lost, a run it gave
+/// up, a run handed to it again after it listed what it holds). One handed to it later may
+/// still be on its way (committed, not yet in the node's mailbox): a later claim compares it,
+/// unless it is `unread`. Then, for each task, up to its count of `QUEUED` runs with
 /// `available_at <= now` are taken, earliest `available_at` first, and become `EXECUTING` for
 /// this worker with `epoch + 1`, `attempt` at least 1 and `started_at` set if unset. A run whose `sticky_worker` is another
 /// worker is skipped while that worker is alive (seen at or after `alive_since`) and the run
@@ -247,6 +288,11 @@ pub struct RunClaim {
     /// The runs the worker is executing, when the claim is to give back the others; `None`
     /// gives nothing back.
     pub holding: Option<Vec<HeldRun>>,
+    /// Only runs last changed at or before this are given back, or listed in `unread`.
+    pub handed_by: Timestamp,
+    /// Runs an answer to the worker carried that `holding` leaves out: it did not read that
+    /// answer, and they are given back whenever they were handed.
+    pub unread: Vec<RunId>,
     /// The worker process's session, ordered by [`transitions::session_current`]; `None` for a
     /// worker whose id is its whole identity.
     ///

@@ -153,10 +153,17 @@ pub fn given_back<'a>(holding: &[HeldRun], held: &'a [(RunId, u64)]) -> Vec<&'a 
         .collect()
 }
 
-/// The worker that a run a finish resumes is handed to: its sticky worker, if `hand_to` takes
-/// it; `None`: the run is queued.
+/// Whether `claim`, which finds `run` among the runs its worker does not hold, gives it back
+/// now: when the run was last changed at or before the claim's `handed_by`, or is `unread`.
+pub fn gives_back(run: &Run, claim: &crate::RunClaim) -> bool {
+    run.updated_at <= claim.handed_by || claim.unread.contains(&run.id)
+}
+
+/// The worker that a run a finish resumes is handed to: its sticky worker, if `hand_to` has a
+/// slot of it for the run's task, which this takes; `None`: the run is queued. Called once per
+/// resumed run.
 pub fn hand_off(run: &Run, hand_to: &Takers) -> Option<WorkerId> {
-    run.sticky_worker.as_ref().filter(|worker| hand_to.takes(&run.environment_id, worker)).cloned()
+    run.sticky_worker.as_ref().filter(|worker| hand_to.take(&run.environment_id, worker, &run.task_id)).cloned()
 }
 
 /// `run`, queued again at `now` because its worker stopped: it replays on whichever worker

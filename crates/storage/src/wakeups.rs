@@ -85,7 +85,8 @@ impl BatchWake {
 /// Whether `outcome` made runs ready for workers.
 fn makes_runs_ready(outcome: &WriteOutcome) -> bool {
     match outcome {
-        WriteOutcome::RunCreate(crate::RunCreateOutcome::Created(_)) => true,
+        // A run handed to a worker as it is created waits for no poll.
+        WriteOutcome::RunCreate(crate::RunCreateOutcome::Created(run)) => matches!(run.state, RunState::Queued { .. }),
         WriteOutcome::Finish(FinishOutcome::Finished(_, resumed)) => {
             !resumed.queued.is_empty() || !resumed.handed.is_empty()
         }
@@ -101,6 +102,7 @@ fn makes_runs_ready(outcome: &WriteOutcome) -> bool {
 mod tests {
     use waitpoint_types::{
         EnvironmentId, JournalEntry, JournalKind, Run, RunError, RunId, WaitpointId, WaitpointKind, WaitpointState,
+        WorkerId,
     };
 
     use super::*;
@@ -188,6 +190,7 @@ mod tests {
             })
         };
         let token_entry = JournalEntry { seq: 0, kind: JournalKind::CreateToken, name: String::new(), result: None };
+        let handed = run("h", RunState::Executing { worker: WorkerId::from_internal("w".into()) });
         let quiet = [
             (
                 create_token(waitpoint("f", Some(50))),
@@ -208,6 +211,7 @@ mod tests {
                 WriteOp::RunsRelease(crate::RunsRelease { alive_since: at(0), now: at(0) }),
                 WriteOutcome::Released(Vec::new()),
             ),
+            (WriteOp::RunCreate(handed.clone()), WriteOutcome::RunCreate(RunCreateOutcome::Created(handed))),
         ];
         let (ops, outcomes): (Vec<_>, Vec<_>) = quiet.into_iter().unzip();
         let wake = BatchWake::of_batch(&ops, &outcomes);

@@ -122,6 +122,8 @@ fn claim_op(
         alive_since: now.saturating_sub(Duration::from_secs(30)),
         sticky_for: STICKY,
         holding,
+        handed_by: now,
+        unread: Vec::new(),
         session: session.map(str::to_owned),
     })
 }
@@ -224,6 +226,49 @@ pub async fn runs_are_created_read_back_and_honour_idempotency_keys(db: &dyn Tes
     create_run(&*store, &later).await;
     let old = get(&*store, &first.id).await;
     assert_eq!((old.idempotency_key.as_deref(), old.inactive_idempotency_key.as_deref()), (None, Some("k")));
+}
+
+/// A run created `EXECUTING` (handed to a worker as it is created) is that worker's as if it
+/// had claimed it: no claim takes it again, the worker records in its journal under epoch 1,
+/// and a claim that does not list it gives it back. An existing run named by the idempotency
+/// key stays as it is.
+pub async fn a_run_created_for_a_worker_is_its_as_if_claimed(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let me = worker(&ids);
+    seen(&*store, &env, &me, at(5)).await;
+    let handed = crate::transitions::run_claimed(&run(&ids, &env, "t", at(5)), &me, at(5));
+    assert_eq!(create_run(&*store, &handed).await, handed);
+    let stored = get(&*store, &handed.id).await;
+    assert_eq!(stored, handed);
+    assert_eq!(stored.state, RunState::Executing { worker: me.clone() });
+    assert_eq!((stored.epoch, stored.attempt, stored.started_at), (1, 1, Some(at(5))));
+    assert!(claim(&*store, &env, &me, &[("t", 5)], at(6)).await.is_empty(), "not queued");
+    let step = entry(0, JournalKind::Step, "s", Some("1"));
+    assert_eq!(record(&*store, &stored, step.clone()).await, JournalOutcome::Recorded(step));
+
+    let mut keyed = run(&ids, &env, "t", at(7));
+    keyed.idempotency_key = Some("k".into());
+    let queued = create_run(&*store, &keyed).await;
+    let mut again = run(&ids, &env, "t", at(8));
+    again.idempotency_key = Some("k".into());
+    let again = crate::transitions::run_claimed(&again, &me, at(8));
+    assert_eq!(
+        write_one::<RunCreateOutcome>(&*store, WriteOp::RunCreate(again)).await,
+        RunCreateOutcome::Existing(queued.clone())
+    );
+    assert_eq!(get(&*store, &queued.id).await, queued, "the key's run stays queued");
+    let mut keyed = run(&ids, &env, "u", at(8));
+    keyed.idempotency_key = Some("k".into());
+    let keyed = crate::transitions::run_claimed(&keyed, &me, at(8));
+    assert_eq!(create_run(&*store, &keyed).await, keyed, "a new key's run is handed too");
+    assert_eq!(get(&*store, &keyed.id).await, keyed);
+
+    let holding = Some(vec![HeldRun::any_epoch(keyed.id.clone())]);
+    let given_back: ClaimOutcome = write_one(&*store, claim_op(&env, &me, &[("t", 0)], at(9), holding, None)).await;
+    assert_eq!(given_back, ClaimOutcome::Claimed { claims: Vec::new(), released: vec![handed.id.clone()] });
+    assert_eq!(get(&*store, &handed.id).await.state, RunState::Queued { available_at: at(9) });
 }
 
 /// A claim takes up to the asked number of available runs per task, earliest first; delayed
@@ -432,7 +477,7 @@ pub async fn a_resumed_run_goes_straight_to_its_worker_when_that_one_takes_runs(
             hand_to,
         })
     };
-    let takers = Takers::new([(env.id.clone(), me.clone())]);
+    let takers = Takers::unlimited([(env.id.clone(), me.clone())]);
     let FinishOutcome::Finished(_, resumed) = write_one(&*store, finish_with(&tokens[0].id, takers)).await else {
         panic!()
     };
@@ -447,13 +492,70 @@ pub async fn a_resumed_run_goes_straight_to_its_worker_when_that_one_takes_runs(
     // Takers that are other workers, or the same id in another environment, get nothing: the
     // run is queued, still reserved for its worker.
     let other_env = new_env(&*store, &ids, "prod").await;
-    let others = Takers::new([(env.id.clone(), worker(&ids)), (other_env.id.clone(), me.clone())]);
+    let others = Takers::unlimited([(env.id.clone(), worker(&ids)), (other_env.id.clone(), me.clone())]);
     let FinishOutcome::Finished(_, resumed) = write_one(&*store, finish_with(&tokens[1].id, others)).await else {
         panic!()
     };
     assert_eq!(resumed.queued, std::slice::from_ref(&held[1].id));
     assert!(resumed.handed.is_empty());
     assert_eq!(get(&*store, &held[1].id).await.sticky_worker.as_ref(), Some(&me));
+}
+
+/// Slots of one worker for test: `free` runs of any task.
+#[derive(Debug)]
+struct Counted {
+    worker: WorkerId,
+    free: std::sync::Mutex<usize>,
+}
+
+impl crate::Slots for Counted {
+    fn take(&self, _environment: &waitpoint_types::EnvironmentId, worker: &WorkerId, _task: &str) -> bool {
+        let mut free = self.free.lock().unwrap();
+        let took = *worker == self.worker && *free > 0;
+        *free -= usize::from(took);
+        took
+    }
+}
+
+/// A worker is handed no more resumed runs than its takers have slots for it, whether one
+/// finish resumes them or several in one batch; the others are queued.
+pub async fn a_worker_is_handed_no_more_resumed_runs_than_it_has_slots(db: &dyn TestDatabase) {
+    let store = db.open().await;
+    let ids = IdGenerator::new();
+    let env = new_env(&*store, &ids, "dev").await;
+    let me = worker(&ids);
+    seen(&*store, &env, &me, at(10)).await;
+    let shared = create(&*store, &waitpoint(&ids, &env, at(0))).await;
+    let apart =
+        [create(&*store, &waitpoint(&ids, &env, at(0))).await, create(&*store, &waitpoint(&ids, &env, at(0))).await];
+    for (i, token) in [&shared, &shared, &apart[0], &apart[1]].into_iter().enumerate() {
+        create_run(&*store, &run(&ids, &env, "t", at(i as i64))).await;
+        let claimed = claim_one(&*store, &env, &me, "t", at(10)).await.run;
+        assert!(matches!(wait(&*store, &claimed, 0, &token.id, at(11)).await, JournalOutcome::Suspended(_)));
+    }
+    let one_slot = || Takers::new(std::sync::Arc::new(Counted { worker: me.clone(), free: std::sync::Mutex::new(1) }));
+    let finish_with = |token: &waitpoint_types::WaitpointId, hand_to: Takers| {
+        WriteOp::Finish(crate::Finish {
+            id: token.clone(),
+            environment_id: None,
+            finishing: completed(20, "1"),
+            hand_to,
+        })
+    };
+    let FinishOutcome::Finished(_, resumed) = write_one(&*store, finish_with(&shared.id, one_slot())).await else {
+        panic!()
+    };
+    assert_eq!((resumed.handed.len(), resumed.queued.len()), (1, 1), "{resumed:?}");
+
+    let takers = one_slot();
+    let batch = apart.iter().map(|token| finish_with(&token.id, takers.clone())).collect();
+    let outcomes = store.write_batch(batch).await.expect("write_batch failed");
+    let (mut handed, mut queued) = (0, 0);
+    for outcome in outcomes {
+        let WriteOutcome::Finish(FinishOutcome::Finished(_, resumed)) = outcome else { panic!("{outcome:?}") };
+        (handed, queued) = (handed + resumed.handed.len(), queued + resumed.queued.len());
+    }
+    assert_eq!((handed, queued), (1, 1), "one slot across the batch");
 }
 
 /// A resumed run is held for the worker that suspended it while that worker is alive, for
@@ -779,7 +881,7 @@ pub async fn a_worker_is_known_by_its_environment_and_id(db: &dyn TestDatabase) 
             id: token.id.clone(),
             environment_id: None,
             finishing: completed(21, "1"),
-            hand_to: Takers::new([(environment.id.clone(), shared.clone())]),
+            hand_to: Takers::unlimited([(environment.id.clone(), shared.clone())]),
         })
     };
     let finish_op = finish_taken_in(&tokens[0], &other_env);
@@ -866,7 +968,7 @@ pub async fn a_newer_session_takes_the_worker_over(db: &dyn TestDatabase) {
         id: token.id.clone(),
         environment_id: None,
         finishing: completed(31, "1"),
-        hand_to: Takers::new([(env.id.clone(), me.clone())]),
+        hand_to: Takers::unlimited([(env.id.clone(), me.clone())]),
     });
     let FinishOutcome::Finished(_, resumed) = write_one(&*store, finish_op).await else { panic!("not finished") };
     let handed: Vec<RunId> = resumed.handed.iter().map(|c| c.run.id.clone()).collect();
@@ -908,7 +1010,8 @@ pub async fn workers_say_which_tasks_they_serve(db: &dyn TestDatabase) {
     assert_eq!(store.worker_last_seen(&env.id, &me).await.unwrap(), Some(at(200)));
 }
 
-/// A claim gives back the runs its worker holds but does not know about (a lost answer).
+/// A claim gives back the runs its worker holds but does not know about (a lost answer): those
+/// handed to it by its `handed_by`, and those it did not read.
 pub async fn claims_give_back_runs_the_worker_does_not_know_it_holds(db: &dyn TestDatabase) {
     let store = db.open().await;
     let ids = IdGenerator::new();
@@ -920,8 +1023,14 @@ pub async fn claims_give_back_runs_the_worker_does_not_know_it_holds(db: &dyn Te
     let claimed = claim(&*store, &env, &me, &[("t", 2)], at(5)).await;
     let (known, lost) = (claimed[0].run.clone(), claimed[1].run.clone());
     let holding = Some(vec![HeldRun::any_epoch(known.id.clone())]);
-    let again: ClaimOutcome = write_one(&*store, claim_op(&env, &me, &[("t", 0)], at(6), holding, None)).await;
-    assert_eq!(again, ClaimOutcome::Claimed { claims: Vec::new(), released: vec![lost.id.clone()] });
+    let WriteOp::RunClaim(mut early) = claim_op(&env, &me, &[("t", 0)], at(6), holding, None) else { unreachable!() };
+    early.handed_by = at(4);
+    let kept: ClaimOutcome = write_one(&*store, WriteOp::RunClaim(early.clone())).await;
+    let nothing = ClaimOutcome::Claimed { claims: Vec::new(), released: Vec::new() };
+    assert_eq!(kept, nothing, "handed to it after `handed_by`, the run may be on its way");
+    early.unread = vec![lost.id.clone()];
+    let again: ClaimOutcome = write_one(&*store, WriteOp::RunClaim(early)).await;
+    assert_eq!(again, ClaimOutcome::Claimed { claims: Vec::new(), released: vec![lost.id.clone()] }, "unread");
     assert_eq!(get(&*store, &known.id).await, known, "a run the worker knows stays");
     let released = get(&*store, &lost.id).await;
     assert_eq!(released.state, RunState::Queued { available_at: at(6) });
@@ -1123,7 +1232,7 @@ pub async fn a_batch_of_run_operations_does_what_they_do_one_at_a_time(db: &dyn 
             id: pending.id.clone(),
             environment_id: Some(env.id.clone()),
             finishing: completed(4, r#"{"done":true}"#),
-            hand_to: Takers::new([(env.id.clone(), me.clone())]),
+            hand_to: Takers::unlimited([(env.id.clone(), me.clone())]),
         }),
         wait_on(c, 0, &pending.id),
         WriteOp::RunFinish(RunFinish {
