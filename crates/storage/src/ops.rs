@@ -90,9 +90,9 @@ pub struct Finish {
 /// applies the write, each waits for runs now, with a slot free for the run's task. A run
 /// handed to a worker that is busy, or that polls another node, would sit undelivered; such a
 /// run is queued instead, and its worker claims it when it has room, through whichever node it
-/// polls. Each hand-off takes its slot as it is decided, so that no worker is handed more runs
-/// than it has room for, however many finishes a batch applies; a slot taken by a write that
-/// then fails stays taken until the worker's next poll (fewer hand-offs, never more).
+/// polls. A backend asks [`Slots::take`] once per run it would hand, as it decides, and hands
+/// the run only on a yes; how slots are counted is the caller's (a write that then fails may
+/// have taken some).
 #[derive(Debug, Clone, Default)]
 pub struct Takers(Option<Arc<dyn Slots>>);
 
