@@ -262,9 +262,10 @@ impl Resumed {
 /// gives back at once what the older session held.
 ///
 /// First, when the claim lists `holding`, every run `EXECUTING` for this worker since
-/// `handed_by` or before that it does not hold ([`transitions::given_back`](crate::transitions::given_back)) is queued again
-/// at `now`: the worker does not know it has it (a claim whose answer was lost, a run it gave
-/// up, a run handed to it again after it listed what it holds). One handed to it later may
+/// `handed_by` or before that it does not hold
+/// ([`transitions::given_back`](crate::transitions::given_back)) is queued again at `now`: the
+/// worker does not know it has it (a claim whose answer was lost, a run it gave up, a run
+/// handed to it again after it listed what it holds). One handed to it later may
 /// still be on its way (committed, not yet in the node's mailbox): a later claim compares it,
 /// unless it is `unread`. Then, for each task, up to its count of `QUEUED` runs with
 /// `available_at <= now` are taken, earliest `available_at` first, and become `EXECUTING` for
