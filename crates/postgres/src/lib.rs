@@ -109,8 +109,10 @@ const MIGRATION_LOCK: i64 = 0x7761_6974_706f_696e;
 /// Connections in the pool, shared by writes and reads.
 const POOL_SIZE: usize = 16;
 
-/// Batches worth running at once, each in its own transaction on its own connection.
-const WRITE_CONCURRENCY: usize = 4;
+/// Batches worth running at once, each in its own transaction on its own connection: two, so
+/// that one applies while the other commits. More lanes make smaller groups that wait on each
+/// other's row locks (measured with 1, 2 and 4 in BENCHMARKS.md; 12 lost more).
+const WRITE_CONCURRENCY: usize = 2;
 
 /// How long opening a connection may take when the URL does not say (`connect_timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
