@@ -45,13 +45,16 @@ struct Taker {
     tasks: Vec<(String, usize)>,
     /// New runs promised to it whose creation is not written yet.
     promised: usize,
+    /// Whether a claim of it is being written: that claim may take every slot it asked for, so
+    /// no new run is promised to it meanwhile.
+    claiming: bool,
     /// When a poll of it last began or ended here.
     active_at: Timestamp,
 }
 
 impl Taker {
     fn new(now: Timestamp) -> Self {
-        Self { waiting: 0, free: 0, tasks: Vec::new(), promised: 0, active_at: now }
+        Self { waiting: 0, free: 0, tasks: Vec::new(), promised: 0, claiming: false, active_at: now }
     }
 
     /// Whether a poll of it waits here, or did within its grace, at `now`.
@@ -100,6 +103,15 @@ impl Handoffs {
         taker.active_at = now;
     }
 
+    /// A claim of `worker` is being written: no new run is promised to it until the guard
+    /// drops, once what the claim took is [`given`](Self::given).
+    pub(crate) fn claiming<'a>(&'a self, worker: &'a WorkerKey) -> Claiming<'a> {
+        if let Some(taker) = self.workers().get_mut(worker) {
+            taker.claiming = true;
+        }
+        Claiming { handoffs: self, worker }
+    }
+
     /// These runs (by task) were given to `worker`: claimed, or resumed runs handed to it.
     pub(crate) fn given<'a>(&self, worker: &WorkerKey, tasks: impl IntoIterator<Item = &'a str>) {
         if let Some(taker) = self.workers().get_mut(worker) {
@@ -114,7 +126,7 @@ impl Handoffs {
         let mut workers = self.workers();
         let (key, taker) = workers
             .iter_mut()
-            .filter(|((env, _), taker)| env == environment && taker.free_for(task, now) > 0)
+            .filter(|((env, _), taker)| env == environment && !taker.claiming && taker.free_for(task, now) > 0)
             .max_by_key(|(_, taker)| taker.free_for(task, now))?;
         taker.take_one(task);
         taker.promised += 1;
@@ -164,6 +176,20 @@ impl Slots for SlotsAt {
     fn take(&self, environment: &EnvironmentId, worker: &WorkerId, task: &str) -> bool {
         let workers = self.handoffs.workers();
         workers.get(&(environment.clone(), worker.clone())).is_some_and(|taker| taker.free_for(task, self.now) > 0)
+    }
+}
+
+/// A claim being written ([`Handoffs::claiming`]).
+pub(crate) struct Claiming<'a> {
+    handoffs: &'a Handoffs,
+    worker: &'a WorkerKey,
+}
+
+impl Drop for Claiming<'_> {
+    fn drop(&mut self) {
+        if let Some(taker) = self.handoffs.workers().get_mut(self.worker) {
+            taker.claiming = false;
+        }
     }
 }
 
@@ -251,6 +277,10 @@ mod tests {
         handoffs.polled(&a, &slots(&[("t", 1), ("u", 3)]), 0, clock.now());
         handoffs.polled(&b, &slots(&[("t", 2)]), 0, clock.now());
         let (_a_waits, _b_waits) = (handoffs.waiting(&a, &clock), handoffs.waiting(&b, &clock));
+        let claiming = handoffs.claiming(&a);
+        assert_eq!(handoffs.reserve(&env, "u", clock.now()), None, "a's claim may take every slot");
+        assert!(hand(&handoffs, &a, clock.now()), "a resumed run may still go to it");
+        drop(claiming);
         assert_eq!(handoffs.reserve(&EnvironmentId::from_internal("other".into()), "t", clock.now()), None);
         assert_eq!(handoffs.reserve(&env, "v", clock.now()), None, "a task no one runs");
         assert_eq!(handoffs.reserve(&env, "t", clock.now()), Some(b.1.clone()), "b has two slots for it");

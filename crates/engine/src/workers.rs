@@ -294,6 +294,9 @@ impl Engine {
                     unread,
                     session: session.map(str::to_owned),
                 };
+                // The claim may take every slot the worker asked for: no new run is promised to
+                // it meanwhile.
+                let _claiming = (!claim.tasks.is_empty()).then(|| inner.workers.handoffs.claiming(&key));
                 match inner.writer.write(WriteOp::RunClaim(claim)).await? {
                     ClaimOutcome::Claimed { claims: claimed, released } => {
                         inner.workers.handoffs.given(&key, claimed.iter().map(|c| c.run.task_id.as_str()));
