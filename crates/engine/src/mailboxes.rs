@@ -95,6 +95,11 @@ impl Mailboxes {
         }
     }
 
+    /// Whether `worker`'s poll numbered `poll` is still its newest on this node.
+    pub(crate) fn newest(&self, worker: &WorkerKey, poll: u64) -> bool {
+        self.lock().get(worker).is_none_or(|mailbox| mailbox.poll == poll)
+    }
+
     /// Puts back runs taken from `worker`'s mailbox by a poll that could not deliver them.
     pub(crate) fn put_back(&self, worker: &WorkerKey, claims: Vec<Claim>) {
         if claims.is_empty() {

@@ -262,7 +262,15 @@ impl Engine {
             let mut delivered = pin!(mail.notified());
             delivered.as_mut().enable();
             let now = inner.clock.now();
-            let Some(mut claims) = mailboxes.take(&key, number) else {
+            // A poll without a free slot leaves the mailbox alone: its client gives it up as soon
+            // as a slot frees (an answer on its way then would be lost), and asks again with
+            // that slot, and that poll takes what waits here.
+            let taken = if wanted.is_empty() {
+                mailboxes.newest(&key, number).then(Vec::new)
+            } else {
+                mailboxes.take(&key, number)
+            };
+            let Some(mut claims) = taken else {
                 metrics::polled();
                 return Ok(Vec::new());
             };

@@ -371,6 +371,31 @@ async fn a_run_triggered_while_a_worker_polls_for_its_task_goes_straight_to_it()
     assert_eq!(claimed.iter().map(|c| c.run.id.public()).collect::<Vec<_>>(), [beyond]);
 }
 
+/// A poll that asks for no slot (its worker is busy) is answered no run, even one handed to
+/// the worker: its client gives such a poll up as soon as a slot frees, and the answer would be
+/// lost. The worker's next poll with a free slot gets the run. (The clock stands still: the
+/// worker polls again at once.)
+#[tokio::test]
+async fn a_poll_without_a_free_slot_leaves_what_is_handed_to_the_next_poll() {
+    let h = Harness::new().await;
+    let id = h.trigger("t", TriggerOptions::default()).await;
+    let worker = h.worker();
+    let held = h.poll(&worker, "t", 1).await.remove(0).run;
+    let request = CreateTokenRequest { timeout: Some("1h".into()), ..Default::default() };
+    let (_, token) = h.engine.create_run_token(&h.dev, &id, held.epoch, 0, &request).await.unwrap();
+    let wait_for = WaitFor::Token { id: token.waitpoint.id.public() };
+    assert!(h.engine.wait(&h.dev, &id, held.epoch, 1, &wait_for).await.unwrap().suspended);
+    assert!(h.poll(&worker, "t", 1).await.is_empty(), "a slot free, nothing to take");
+
+    let principal = Principal::SecretKey(h.dev.clone());
+    h.engine.complete_token(&principal, &token.waitpoint.id.public(), None).await.unwrap();
+    assert_eq!(h.status(&id).await, RunStatus::Executing, "handed to its worker");
+    assert!(h.poll(&worker, "t", 0).await.is_empty(), "a poll without a slot");
+    let claims = h.poll(&worker, "t", 1).await;
+    assert_eq!(claims.iter().map(|c| c.run.id.public()).collect::<Vec<_>>(), [id]);
+    assert_eq!((claims[0].run.epoch, claims[0].resumed.as_ref().map(|e| e.seq)), (held.epoch + 1, Some(1)));
+}
+
 #[tokio::test]
 async fn a_delayed_trigger_waits_and_a_poll_sleeps_until_it_is_due() {
     let h = Harness::new().await;
