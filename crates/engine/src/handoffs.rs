@@ -94,7 +94,7 @@ impl Handoffs {
     /// Forgets the workers that no longer poll here.
     pub(crate) fn polled(&self, worker: &WorkerKey, slots: &[(String, usize)], pending: usize, now: Timestamp) {
         let mut workers = self.workers();
-        workers.retain(|key, taker| key == worker || taker.promised > 0 || taker.polls(now));
+        workers.retain(|key, taker| key == worker || taker.promised > 0 || taker.claiming || taker.polls(now));
         let taker = workers.entry(worker.clone()).or_insert_with(|| Taker::new(now));
         // What is handed or promised to it, it does not know of yet.
         let known = pending + taker.promised;
@@ -265,6 +265,22 @@ mod tests {
         handoffs.polled(&a, &slots(&[("t", 1)]), 0, clock.now());
         handoffs.forget(&a);
         assert!(!hand(&handoffs, &a, clock.now()), "it left");
+    }
+
+    #[test]
+    fn a_worker_whose_claim_outlasts_its_grace_keeps_its_slots_here() {
+        let clock = ManualClock::new(Timestamp::from_millis(1_000));
+        let (handoffs, a, b) = (Arc::new(Handoffs::default()), worker("a"), worker("b"));
+        handoffs.polled(&a, &slots(&[("t", 2)]), 0, clock.now());
+        let claiming = handoffs.claiming(&a);
+        clock.advance(GRACE * 4);
+        handoffs.polled(&b, &slots(&[("t", 1)]), 0, clock.now());
+        handoffs.given(&a, ["t"]);
+        drop(claiming);
+        let _waiting = handoffs.waiting(&a, &clock);
+        assert!(hand(&handoffs, &a, clock.now()), "the slot its claim left");
+        handoffs.given(&a, ["t"]);
+        assert!(!hand(&handoffs, &a, clock.now()));
     }
 
     #[test]
