@@ -71,6 +71,10 @@ pub(crate) struct RunsArgs {
     /// The server's process id, to read its memory and CPU
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Also read the CPU of the database on this machine: every process of this command name
+    /// (`postgres` for PostgreSQL), summed
+    #[arg(long, value_name = "NAME")]
+    database_process: Option<String>,
     /// The server's data directory, to measure its size
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -366,6 +370,17 @@ pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// CPU seconds (user + system) the processes named `command` (their `comm`) have used, summed;
+/// `None` when there is none.
+fn cpu_seconds_of(command: &str) -> Option<f64> {
+    let pids = std::fs::read_dir("/proc").ok()?.flatten().filter_map(|entry| entry.file_name().to_str()?.parse().ok());
+    pids.filter(|pid: &u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == command)
+    })
+    .filter_map(cpu_seconds)
+    .fold(None, |sum, seconds| Some(sum.unwrap_or(0.0) + seconds))
+}
+
 /// `VmRSS` and `VmHWM` of a process, in MiB.
 fn memory_mib(pid: u32) -> Option<(f64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -403,18 +418,25 @@ fn disk_mib(dir: &Path) -> (f64, f64) {
     (apparent as f64 / 1_048_576.0, allocated as f64 / 1_048_576.0)
 }
 
-/// CPU seconds the server (when its pid is known), the worker and the driver have used.
-type Cpu = [Option<f64>; 3];
+/// CPU seconds the server (when its pid is known), the worker, the driver and the database
+/// (when its processes are named) have used.
+type Cpu = [Option<f64>; 4];
 
 struct Processes {
     server: Option<u32>,
     worker: u32,
     driver: u32,
+    database: Option<String>,
 }
 
 impl Processes {
     fn cpu(&self) -> Cpu {
-        [self.server.and_then(cpu_seconds), cpu_seconds(self.worker), cpu_seconds(self.driver)]
+        [
+            self.server.and_then(cpu_seconds),
+            cpu_seconds(self.worker),
+            cpu_seconds(self.driver),
+            self.database.as_deref().and_then(cpu_seconds_of),
+        ]
     }
 }
 
@@ -423,23 +445,25 @@ fn cpu_delta(before: Cpu, after: Cpu) -> Value {
         (Some(a), Some(b)) => json!(((b - a) * 100.0).round() / 100.0),
         _ => Value::Null,
     };
-    json!({ "server": delta(0), "worker": delta(1), "driver": delta(2) })
+    json!({ "server": delta(0), "worker": delta(1), "driver": delta(2), "database": delta(3) })
 }
 
 /// CPU milliseconds each process spent per run cycle (a run created, suspended, resumed and
-/// completed): both phases' CPU over the `n` runs they measured.
+/// completed): both phases' CPU over the `n` runs they measured. The total is waitpoint's
+/// three processes; the database's is beside it.
 fn cpu_ms_per_run(phases: [(Cpu, Cpu); 2], n: usize) -> Value {
     let spent = |i: usize| -> Option<f64> {
         phases.iter().map(|(before, after)| Some(after[i]? - before[i]?)).sum::<Option<f64>>()
     };
     let per_run = |seconds: f64| json!((seconds * 1000.0 / n.max(1) as f64 * 1000.0).round() / 1000.0);
-    let [server, worker, driver] = [spent(0), spent(1), spent(2)];
+    let [server, worker, driver, database] = [spent(0), spent(1), spent(2), spent(3)];
     let total = server.zip(worker).zip(driver).map(|((s, w), d)| s + w + d);
     json!({
         "server": server.map(per_run),
         "worker": worker.map(per_run),
         "driver": driver.map(per_run),
         "total": total.map(per_run),
+        "database": database.map(per_run),
     })
 }
 
@@ -484,8 +508,12 @@ pub(crate) async fn runs(args: RunsArgs) -> anyhow::Result<()> {
     };
     // Token URLs name the node that created them (the worker's); completions go through ours.
     let origin = reqwest::Url::parse(&args.api.api_url()).context("--api-url is not a URL")?;
-    let processes =
-        Processes { server: args.server_pid, worker: worker.id().unwrap_or_default(), driver: std::process::id() };
+    let processes = Processes {
+        server: args.server_pid,
+        worker: worker.id().unwrap_or_default(),
+        driver: std::process::id(),
+        database: args.database_process.clone(),
+    };
     eprintln!(
         "waitpoint bench runs: N={} C={} W={} K={} max-suspended={} waits for {needed} of {of} against {}",
         args.n,
@@ -704,19 +732,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_cpu_of_processes_by_name_is_read_and_is_none_without_one() {
+        let own = std::fs::read_to_string("/proc/self/comm").unwrap();
+        assert!(cpu_seconds_of(own.trim()).is_some_and(|seconds| seconds >= 0.0));
+        assert_eq!(cpu_seconds_of("no process is named this"), None);
+    }
+
+    #[test]
     fn cpu_per_run_cycle_adds_both_phases_and_divides_by_the_runs() {
         let phases = [
-            ([Some(1.0), Some(2.0), Some(3.0)], [Some(2.0), Some(4.0), Some(6.0)]),
-            ([Some(10.0), Some(10.0), Some(10.0)], [Some(11.0), Some(12.0), Some(13.0)]),
+            ([Some(1.0), Some(2.0), Some(3.0), Some(0.0)], [Some(2.0), Some(4.0), Some(6.0), Some(1.5)]),
+            ([Some(10.0), Some(10.0), Some(10.0), Some(5.0)], [Some(11.0), Some(12.0), Some(13.0), Some(5.5)]),
         ];
         assert_eq!(
             cpu_ms_per_run(phases, 1_000),
-            json!({ "server": 2.0, "worker": 4.0, "driver": 6.0, "total": 12.0 })
+            json!({ "server": 2.0, "worker": 4.0, "driver": 6.0, "total": 12.0, "database": 2.0 })
         );
-        let no_server = [([None, Some(0.0), Some(0.0)], [None, Some(0.5), Some(0.25)]); 2];
+        let no_server = [([None, Some(0.0), Some(0.0), None], [None, Some(0.5), Some(0.25), None]); 2];
         assert_eq!(
             cpu_ms_per_run(no_server, 1_000),
-            json!({ "server": null, "worker": 1.0, "driver": 0.5, "total": null })
+            json!({ "server": null, "worker": 1.0, "driver": 0.5, "total": null, "database": null })
         );
     }
 }
