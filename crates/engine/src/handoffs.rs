@@ -84,7 +84,8 @@ impl Handoffs {
         self.workers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The takers of runs resumed at `now`: each hand-off takes a slot here.
+    /// The takers of runs resumed at `now`: the workers here with a slot free for the run's
+    /// task (see [`SlotsAt`]).
     pub(crate) fn takers(self: &Arc<Self>, now: Timestamp) -> Takers {
         Takers::new(Arc::new(SlotsAt { handoffs: self.clone(), now }))
     }
@@ -173,7 +174,7 @@ impl Slots for SlotsAt {
     /// with one slot left. Its SDK holds those until slots free (up to its concurrency, giving
     /// back the rest), which costs less than queueing them to be claimed; and the worker's next
     /// poll asks only for the slots it has.
-    fn take(&self, environment: &EnvironmentId, worker: &WorkerId, task: &str) -> bool {
+    fn has_room(&self, environment: &EnvironmentId, worker: &WorkerId, task: &str) -> bool {
         let workers = self.handoffs.workers();
         workers.get(&(environment.clone(), worker.clone())).is_some_and(|taker| taker.free_for(task, self.now) > 0)
     }
@@ -223,7 +224,7 @@ mod tests {
 
     /// Whether `worker` takes a resumed run of task `t` at `now`.
     fn hand(handoffs: &Arc<Handoffs>, worker: &WorkerKey, now: Timestamp) -> bool {
-        handoffs.takers(now).take(&worker.0, &worker.1, "t")
+        handoffs.takers(now).takes(&worker.0, &worker.1, "t")
     }
 
     fn slots(tasks: &[(&str, usize)]) -> Vec<(String, usize)> {
@@ -247,14 +248,14 @@ mod tests {
         assert!(!hand(&handoffs, &a, clock.now()), "it polls no more");
 
         handoffs.polled(&a, &slots(&[("t", 3), ("u", 3)]), 0, clock.now());
-        assert!(!handoffs.takers(clock.now()).take(&a.0, &a.1, "v"), "a task it does not run");
+        assert!(!handoffs.takers(clock.now()).takes(&a.0, &a.1, "v"), "a task it does not run");
         handoffs.given(&a, ["u"]);
         let takers = handoffs.takers(clock.now());
-        assert!(takers.take(&a.0, &a.1, "t"), "a slot left");
+        assert!(takers.takes(&a.0, &a.1, "t"), "a slot left");
         handoffs.given(&a, ["t"]);
-        assert!(takers.take(&a.0, &a.1, "t"), "and another");
+        assert!(takers.takes(&a.0, &a.1, "t"), "and another");
         handoffs.given(&a, ["t"]);
-        assert!(!takers.take(&a.0, &a.1, "t"), "every slot it asked for is given");
+        assert!(!takers.takes(&a.0, &a.1, "t"), "every slot it asked for is given");
         let _waiting = handoffs.waiting(&a, &clock);
         assert!(!hand(&handoffs, &a, clock.now()), "waiting without a slot");
 

@@ -19,13 +19,29 @@ use crate::workers::WorkerKey;
 /// holds costs as much as it holds, up to its slots.
 pub(crate) const RECONCILE_EVERY: Duration = Duration::from_millis(250);
 
-/// What a poll gives back of the runs its worker does not hold.
+/// How long a run handed to a worker may take to reach its mailbox here, under load, counted
+/// from the time its hand-off was asked for (it waits for its group commit, which may take a
+/// second in a burst on PostgreSQL): a [`Comparison::Settled`] leaves it to a later one.
+const IN_TRANSIT: Duration = Duration::from_secs(5);
+
+/// What a poll gives back of the runs its worker does not hold (besides those of an answer it
+/// did not read, which go back at once).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Comparison {
-    /// Those handed to it a while ago: one handed just now may still be on its way here.
+    /// Those handed to it before [`IN_TRANSIT`]: one handed since may still be on its way here.
     Settled,
     /// All of them: it is a new process.
     Everything,
+}
+
+impl Comparison {
+    /// The claim's `handed_by` for a comparison at `now`: runs last changed by then go back.
+    pub(crate) fn handed_by(self, now: Timestamp) -> Timestamp {
+        match self {
+            Self::Settled => now.saturating_sub(IN_TRANSIT),
+            Self::Everything => now,
+        }
+    }
 }
 
 /// Each worker's [`Mailbox`] on this node.

@@ -28,7 +28,7 @@ use waitpoint_types::{Environment, EnvironmentId, RunId, Timestamp, WorkerId};
 
 use crate::error::{EngineError, Result};
 use crate::handoffs::Handoffs;
-use crate::mailboxes::{Comparison, Mailboxes, RECONCILE_EVERY};
+use crate::mailboxes::{Mailboxes, RECONCILE_EVERY};
 use crate::metrics::{self, Transition};
 use crate::runs::{parse_run_id, validate_task_id};
 use crate::{Engine, Inner};
@@ -41,12 +41,6 @@ const POLL_RECHECK: Duration = Duration::from_secs(1);
 const MAX_SLOTS: u32 = 10_000;
 /// The longest session a worker may give.
 const MAX_SESSION_LEN: usize = 64;
-/// How long a run handed to a worker may take to reach the worker's mailbox here, under load,
-/// counted from the time its hand-off was asked for (it waits for its group commit, which may
-/// take a second in a burst on PostgreSQL): a claim gives back no run handed more recently than
-/// that (it may be on its way), and a later claim compares it. A run in an answer the worker
-/// did not read is given back at once.
-const IN_TRANSIT: Duration = Duration::from_secs(5);
 /// How long an answer of storage to "does anyone serve this task?" is reused.
 const SERVED_CACHE_TTL: Duration = Duration::from_secs(1);
 
@@ -254,7 +248,7 @@ impl Engine {
         let mailboxes = &inner.workers.mailboxes;
         let (number, mail) = mailboxes.begin_poll(&key);
         // What the last answer carried and this poll does not list is compared at once.
-        let mut unconfirmed = mailboxes.answer_unconfirmed(&key, &holding);
+        let mut unread = mailboxes.answer_unconfirmed(&key, &holding);
         let mut released = inner.workers.released.subscribe();
         loop {
             let mut ready = pin!(inner.runs_ready.notified());
@@ -277,7 +271,7 @@ impl Engine {
             // A claim may give back what the worker does not hold (a claim whose answer was lost,
             // a run handed to a poll that has just ended, which the same claim then takes again);
             // it is made for that even when the worker has no free slot.
-            let unread = std::mem::take(&mut unconfirmed);
+            let unread = std::mem::take(&mut unread);
             let comparison = mailboxes.compare_due(&key, session, now, !unread.is_empty());
             let reconcile = comparison.is_some();
             if reconcile || (claims.is_empty() && !wanted.is_empty()) {
@@ -295,10 +289,7 @@ impl Engine {
                     alive_since: now.saturating_sub(inner.config.worker_timeout),
                     sticky_for: inner.config.sticky_for,
                     holding,
-                    handed_by: match comparison {
-                        Some(Comparison::Everything) => now,
-                        _ => now.saturating_sub(IN_TRANSIT),
-                    },
+                    handed_by: comparison.map_or(now, |comparison| comparison.handed_by(now)),
                     unread,
                     session: session.map(str::to_owned),
                 };

@@ -277,10 +277,11 @@ async fn insert_runs(tx: &Transaction<'_>, runs: &[&Run]) -> Result<()> {
     let (mut statuses, mut available_at, mut workers) =
         (Vec::with_capacity(runs.len()), Vec::with_capacity(runs.len()), Vec::with_capacity(runs.len()));
     for run in runs {
-        let created = runs::created_state(run)?;
-        statuses.push(created.status);
-        available_at.push(created.available_at);
-        workers.push(created.worker);
+        transitions::creatable(run)?;
+        let (status, at, worker, ..) = runs::state_columns(&run.state)?;
+        statuses.push(status);
+        available_at.push(at);
+        workers.push(worker);
     }
     let started_at: Vec<Option<i64>> = runs.iter().map(|run| run.started_at.map(Timestamp::as_millis)).collect();
     let ids: Vec<&str> = runs.iter().map(|run| run.id.internal()).collect();

@@ -408,30 +408,9 @@ pub(crate) fn state_columns(state: &RunState) -> Result<StateColumns<'_>> {
     })
 }
 
-/// The state columns of a run as it is created: `QUEUED`, or `EXECUTING` when it is handed
-/// to a worker as it is created.
-pub(crate) struct CreatedState<'a> {
-    pub status: &'static str,
-    pub available_at: Option<i64>,
-    pub worker: Option<&'a str>,
-}
-
-/// The state columns `run` is created with; a run is created in no other state than `QUEUED`
-/// or `EXECUTING`.
-pub(crate) fn created_state(run: &Run) -> Result<CreatedState<'_>> {
-    match &run.state {
-        RunState::Queued { available_at } => {
-            Ok(CreatedState { status: "QUEUED", available_at: Some(available_at.as_millis()), worker: None })
-        }
-        RunState::Executing { worker } => {
-            Ok(CreatedState { status: "EXECUTING", available_at: None, worker: Some(worker.internal()) })
-        }
-        _ => Err(StorageError::Corrupt(format!("run {} created in a state other than QUEUED or EXECUTING", run.id))),
-    }
-}
-
 async fn create(tx: &Transaction<'_>, new: &Run) -> Result<RunCreateOutcome> {
-    let created = created_state(new)?;
+    transitions::creatable(new)?;
+    let (status, available_at, worker, ..) = state_columns(&new.state)?;
     let (attempt, max_attempts) =
         (i32::try_from(new.attempt).unwrap_or(0), i32::try_from(new.max_attempts).unwrap_or(1));
     let epoch = i64::try_from(new.epoch).unwrap_or(0);
@@ -444,7 +423,7 @@ async fn create(tx: &Transaction<'_>, new: &Run) -> Result<RunCreateOutcome> {
                 &new.environment_id.internal(),
                 &new.task_id,
                 &new.payload,
-                &created.available_at,
+                &available_at,
                 &attempt,
                 &max_attempts,
                 &epoch,
@@ -454,8 +433,8 @@ async fn create(tx: &Transaction<'_>, new: &Run) -> Result<RunCreateOutcome> {
                 &new.idempotency_key_expires_at.map(Timestamp::as_millis),
                 &new.created_at.as_millis(),
                 &new.updated_at.as_millis(),
-                &created.status,
-                &created.worker,
+                &status,
+                &worker,
                 &new.started_at.map(Timestamp::as_millis),
             ],
         )

@@ -10,7 +10,7 @@ use waitpoint_storage::{
     WorkerOutcome, WorkerSeen, transitions,
 };
 use waitpoint_types::{
-    EnvironmentId, JournalEntry, JournalKind, Run, RunId, RunState, RunStatus, Timestamp, WaitpointId, WorkerId,
+    EnvironmentId, JournalEntry, JournalKind, Run, RunId, RunStatus, Timestamp, WaitpointId, WorkerId,
 };
 
 use crate::args::Args;
@@ -28,6 +28,7 @@ pub(crate) fn select(conn: &Connection, id: &str) -> Result<Option<Run>> {
 }
 
 pub(crate) fn create(conn: &Connection, new: Run) -> Result<RunCreateOutcome> {
+    transitions::creatable(&new)?;
     if let Some(key) = &new.idempotency_key {
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs r WHERE r.environment_id = ?1 AND r.task_id = ?2 AND r.idempotency_key = ?3"
@@ -49,9 +50,6 @@ pub(crate) fn create(conn: &Connection, new: Run) -> Result<RunCreateOutcome> {
             .and_then(|mut stmt| stmt.execute([existing.id.internal()]))
             .map_err(map_error)?;
         }
-    }
-    if !matches!(new.state, RunState::Queued { .. } | RunState::Executing { .. }) {
-        return Err(StorageError::Corrupt(format!("run {} created in a state other than QUEUED or EXECUTING", new.id)));
     }
     let columns = run_state_columns(&new.state);
     let tags = serde_json::to_string(&new.tags).map_err(StorageError::database)?;

@@ -90,17 +90,17 @@ pub struct Finish {
 /// applies the write, each waits for runs now, with a slot free for the run's task. A run
 /// handed to a worker that is busy, or that polls another node, would sit undelivered; such a
 /// run is queued instead, and its worker claims it when it has room, through whichever node it
-/// polls. A backend asks [`Slots::take`] once per run it would hand, as it decides, and hands
-/// the run only on a yes; how slots are counted is the caller's (a write that then fails may
-/// have taken some).
+/// polls. A backend asks [`Slots::has_room`] once per run it would hand, as it decides, and
+/// hands the run only on a yes; how slots are counted is the caller's (one may count the slot
+/// as it answers, and a write that then fails leaves it counted).
 #[derive(Debug, Clone, Default)]
 pub struct Takers(Option<Arc<dyn Slots>>);
 
-/// Where [`Takers`] take their slots.
+/// The slots [`Takers`] answer from.
 pub trait Slots: fmt::Debug + Send + Sync {
-    /// Takes a slot of `worker` of `environment` for a run of `task`: `false` when it has none
-    /// free, or takes no runs handed to it.
-    fn take(&self, environment: &EnvironmentId, worker: &WorkerId, task: &str) -> bool;
+    /// Whether `worker` of `environment` has room for a run of `task` handed to it: `false`
+    /// when it has no slot free for it, or takes no runs handed to it.
+    fn has_room(&self, environment: &EnvironmentId, worker: &WorkerId, task: &str) -> bool;
 }
 
 impl Takers {
@@ -114,13 +114,14 @@ impl Takers {
         Self::new(Arc::new(Unlimited(workers.into_iter().collect())))
     }
 
-    /// Takes a slot of `worker` of `environment` for a run of `task`, if it has one.
-    pub fn take(&self, environment: &EnvironmentId, worker: &WorkerId, task: &str) -> bool {
-        self.0.as_ref().is_some_and(|slots| slots.take(environment, worker, task))
+    /// Whether `worker` of `environment` takes a run of `task` handed to it (see
+    /// [`Slots::has_room`]).
+    pub fn takes(&self, environment: &EnvironmentId, worker: &WorkerId, task: &str) -> bool {
+        self.0.as_ref().is_some_and(|slots| slots.has_room(environment, worker, task))
     }
 }
 
-/// Two takers are equal when they take from the same slots.
+/// Two takers are equal when they answer from the same slots.
 impl PartialEq for Takers {
     fn eq(&self, other: &Self) -> bool {
         match (&self.0, &other.0) {
@@ -138,7 +139,7 @@ impl Eq for Takers {}
 struct Unlimited(HashSet<(EnvironmentId, WorkerId)>);
 
 impl Slots for Unlimited {
-    fn take(&self, environment: &EnvironmentId, worker: &WorkerId, _task: &str) -> bool {
+    fn has_room(&self, environment: &EnvironmentId, worker: &WorkerId, _task: &str) -> bool {
         self.0.contains(&(environment.clone(), worker.clone()))
     }
 }

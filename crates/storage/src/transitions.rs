@@ -112,6 +112,18 @@ pub fn token_created(seq: u32, token: &WaitpointId, is_cached: bool) -> JournalE
     JournalEntry { seq, kind: JournalKind::CreateToken, name: String::new(), result: Some(result) }
 }
 
+/// Whether `run` may be created as it is: `QUEUED`, or `EXECUTING` when it is handed to a
+/// worker as it is created ([`run_claimed`]); a run is created in no other state.
+pub fn creatable(run: &Run) -> crate::Result<()> {
+    match run.state {
+        RunState::Queued { .. } | RunState::Executing { .. } => Ok(()),
+        _ => Err(crate::StorageError::Corrupt(format!(
+            "run {} created in a state other than QUEUED or EXECUTING",
+            run.id
+        ))),
+    }
+}
+
 /// `run`, taken by `worker` at `now`.
 pub fn run_claimed(run: &Run, worker: &waitpoint_types::WorkerId, now: Timestamp) -> Run {
     Run {
@@ -159,11 +171,10 @@ pub fn gives_back(run: &Run, claim: &crate::RunClaim) -> bool {
     run.updated_at <= claim.handed_by || claim.unread.contains(&run.id)
 }
 
-/// The worker that a run a finish resumes is handed to: its sticky worker, if `hand_to` has a
-/// slot of it for the run's task, which this takes; `None`: the run is queued. Called once per
-/// resumed run.
+/// The worker that a run a finish resumes is handed to: its sticky worker, if `hand_to` has
+/// room in it for the run's task; `None`: the run is queued. Called once per resumed run.
 pub fn hand_off(run: &Run, hand_to: &Takers) -> Option<WorkerId> {
-    run.sticky_worker.as_ref().filter(|worker| hand_to.take(&run.environment_id, worker, &run.task_id)).cloned()
+    run.sticky_worker.as_ref().filter(|worker| hand_to.takes(&run.environment_id, worker, &run.task_id)).cloned()
 }
 
 /// `run`, queued again at `now` because its worker stopped: it replays on whichever worker

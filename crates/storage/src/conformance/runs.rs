@@ -501,7 +501,7 @@ pub async fn a_resumed_run_goes_straight_to_its_worker_when_that_one_takes_runs(
     assert_eq!(get(&*store, &held[1].id).await.sticky_worker.as_ref(), Some(&me));
 }
 
-/// Slots of one worker for test: `free` runs of any task.
+/// Slots of one worker for test: `free` runs of any task, each counted as a backend asks.
 #[derive(Debug)]
 struct Counted {
     worker: WorkerId,
@@ -509,7 +509,7 @@ struct Counted {
 }
 
 impl crate::Slots for Counted {
-    fn take(&self, _environment: &waitpoint_types::EnvironmentId, worker: &WorkerId, _task: &str) -> bool {
+    fn has_room(&self, _environment: &waitpoint_types::EnvironmentId, worker: &WorkerId, _task: &str) -> bool {
         let mut free = self.free.lock().unwrap();
         let took = *worker == self.worker && *free > 0;
         *free -= usize::from(took);
