@@ -36,7 +36,8 @@ pub(crate) struct Resume {
 #[derive(Debug, Clone)]
 pub(crate) struct Parking {
     registry: Arc<Mutex<Registry>>,
-    /// Woken when slots are given back (a run finished or suspended).
+    /// Woken when slots are given back (a run's code returned or it suspended) and when an
+    /// execution ends.
     pub(crate) slots_freed: Arc<Notify>,
 }
 
@@ -78,6 +79,9 @@ struct Slot {
     epoch: u64,
     abort: Option<AbortHandle>,
     expecting: Option<Expecting>,
+    /// Its code returned and its outcome is being reported: it holds no slot, and a stopping
+    /// worker waits for the report.
+    reporting: bool,
 }
 
 /// A run waiting for its resume at journal position `seq`.
@@ -178,7 +182,7 @@ impl Parking {
             let mut registry = self.lock();
             let generation = registry.next;
             registry.next += 1;
-            let slot = Slot { generation, epoch, abort: None, expecting: None };
+            let slot = Slot { generation, epoch, abort: None, expecting: None, reporting: false };
             let old = registry.runs.insert(run_id.to_owned(), slot);
             if let Some(order) = old.as_ref().and_then(|slot| slot.expecting.as_ref()).and_then(|e| e.suspended) {
                 registry.suspended.remove(&order);
@@ -195,6 +199,25 @@ impl Parking {
         if let Some(slot) = self.lock().runs.get_mut(run_id).filter(|slot| slot.generation == generation) {
             slot.abort = Some(abort);
         }
+    }
+
+    /// The code of execution `generation` of `run_id` returned: its outcome is being reported.
+    pub(crate) fn reporting(&self, run_id: &str, generation: u64) {
+        if let Some(slot) = self.lock().runs.get_mut(run_id).filter(|slot| slot.generation == generation) {
+            slot.reporting = true;
+        }
+    }
+
+    /// Returns once no execution here is reporting its outcome.
+    pub(crate) async fn reported(&self) {
+        while self.any_reporting() {
+            // `end` notifies; a notification between the check and this wait is kept for it.
+            self.slots_freed.notified().await;
+        }
+    }
+
+    fn any_reporting(&self) -> bool {
+        self.lock().runs.values().any(|slot| slot.reporting)
     }
 
     /// The execution `generation` of `run_id` ended.
@@ -302,5 +325,24 @@ mod tests {
         parking.end("run", generation);
         assert!(parking.superseded("run", 7), "a late copy of the claim of an execution that ended");
         assert!(!parking.superseded("run", 8), "a retry, handed over again");
+    }
+
+    #[tokio::test]
+    async fn reports_are_waited_for_until_their_executions_end() {
+        let parking = Parking::new(10);
+        let old = parking.begin("run", 1);
+        let generation = parking.begin("run", 2);
+        parking.reporting("run", old);
+        parking.reported().await;
+
+        parking.reporting("run", generation);
+        let waiting = tokio::spawn({
+            let parking = parking.clone();
+            async move { parking.reported().await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "the execution still reports");
+        parking.end("run", generation);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await.unwrap().unwrap();
     }
 }

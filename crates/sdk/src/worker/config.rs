@@ -14,7 +14,8 @@ const MAX_INSTANCE_LEN: usize = 64;
 /// Settings of a worker.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// Runs executing at once (suspended runs do not count).
+    /// Runs whose code executes at once. Suspended runs do not count, nor runs whose code
+    /// returned while their outcome is being reported.
     pub concurrency: usize,
     /// Suspended runs kept in memory; beyond this the oldest are dropped and resume by replay.
     pub max_suspended: usize,

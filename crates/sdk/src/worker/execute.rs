@@ -104,6 +104,12 @@ async fn execute(shared: Arc<Shared>, claimed: ClaimedRun, permits: Permits, gen
         let cursor = run.cursor.lock().await;
         (cursor.epoch, (cursor.next_seq as usize) < replayed)
     };
+    // The code returned: its slots go to other runs while the outcome is reported. The run
+    // stays held (polls list it) until the report is answered, and a stopping worker waits
+    // for that.
+    shared.parking.reporting(&run_id, generation);
+    run.permits.lock().unwrap_or_else(|p| p.into_inner()).take();
+    shared.parking.slots_freed.notify_one();
     let report = match (run.poisoned(), outcome) {
         (Some(Poison::MovedOn(reason)), _) => {
             tracing::info!(run = %run_id, reason, "the run moved on; dropping it");
@@ -132,8 +138,6 @@ async fn execute(shared: Arc<Shared>, claimed: ClaimedRun, permits: Permits, gen
         Ok(()) | Err(Error::Api { status: 409, .. }) => {}
         Err(error) => tracing::warn!(%error, run = %run_id, "could not report the attempt; it resumes elsewhere"),
     }
-    // Free the slots before saying so.
-    run.permits.lock().unwrap_or_else(|p| p.into_inner()).take();
     shared.parking.end(&run_id, generation);
 }
 

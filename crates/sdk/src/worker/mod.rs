@@ -1,7 +1,8 @@
 //! The worker: takes runs of its tasks from the server and executes them.
 //!
 //! One loop polls the server for as many runs as there are free slots. Each run executes in a
-//! task of its own. A run that waits on a pending waitpoint is *suspended*: it gives back its
+//! task of its own, and gives back its slots as soon as its code returns (the outcome is then
+//! reported). A run that waits on a pending waitpoint is *suspended*: it gives back its
 //! slots and stays in memory (up to a limit), and when the waitpoint finishes the server hands
 //! it back to this worker first, which continues it where it stopped, without replay. A run
 //! that is not in memory any more (evicted, or this is another worker, or the process
@@ -93,8 +94,8 @@ impl Worker {
     }
 
     /// Runs until `shutdown` completes (whatever it returns), then stops taking runs, lets
-    /// executing runs finish (for `shutdown_grace`), stops the rest and hands them back to the
-    /// server.
+    /// executing runs finish and report how they ended (for `shutdown_grace`), stops the rest
+    /// and hands them back to the server.
     ///
     /// Returns an error, at once, when the server refuses the worker for good: the key is
     /// wrong ([`Error::KeyRefused`]), another process took this worker id over
@@ -122,7 +123,12 @@ impl Worker {
         }
         tracing::info!(worker = %shared.identity.id, "worker stopping");
         let all = u32::try_from(shared.config.concurrency.max(1)).unwrap_or(u32::MAX);
-        let drained = tokio::time::timeout(shared.config.shutdown_grace, shared.slots.acquire_many(all)).await;
+        let drained = tokio::time::timeout(shared.config.shutdown_grace, async {
+            // Every slot free: no code runs. Then every outcome reported.
+            let _slots = shared.slots.acquire_many(all).await;
+            shared.parking.reported().await;
+        })
+        .await;
         if drained.is_err() {
             tracing::warn!("runs still executing after the grace period are stopped and resume elsewhere");
         }

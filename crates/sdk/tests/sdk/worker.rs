@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use waitpoint_sdk::{
     Context, CreateTokenRequest, RejectTokenRequest, RetryPolicy, RunStatus, Task, TaskError, TriggerOptions,
-    WaitResult, WorkerConfig,
+    WaitResult, Worker, WorkerConfig,
 };
 
 use crate::harness::server;
@@ -238,6 +238,32 @@ async fn a_run_resumed_while_every_slot_is_taken_continues_in_memory_once_one_fr
     let done = server.finished(&waiting).await;
     assert_eq!(done.output.unwrap()["decision"], "approved");
     assert_eq!(step_runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_worker_stopped_as_a_run_returns_reports_its_outcome_before_it_leaves() {
+    let server = server().await;
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let last = Task::new("last", {
+        let stopping = stopping.clone();
+        move |_ctx: Context, _payload: Value| {
+            let stopping = stopping.clone();
+            async move {
+                // The worker is told to stop as the code returns an output that takes a while to
+                // report: its slot is free at once, its report still in flight.
+                stopping.notify_one();
+                Ok::<_, TaskError>(json!("x".repeat(2 << 20)))
+            }
+        }
+    });
+    let worker = Worker::new(server.client.clone(), vec![last], server.config()).unwrap();
+    let stopped = tokio::spawn(worker.run_until(async move { stopping.notified().await }));
+
+    let run = server.client.trigger("last", &json!({}), None).await.unwrap().id;
+    tokio::time::timeout(Duration::from_secs(10), stopped).await.unwrap().unwrap().unwrap();
+    let done = server.client.retrieve_run(&run).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed, "reported before the worker left, not handed back");
+    assert_eq!(done.output.unwrap().as_str().map(str::len), Some(2 << 20));
 }
 
 #[tokio::test]
