@@ -81,13 +81,15 @@ export class Parking {
   readonly #suspended = new Map<number, string>();
   /** Resumed runs handed over while every slot was taken, oldest first. */
   #deferred: ClaimedRun[] = [];
+  /** Executions whose code returned and whose outcome is being reported. */
+  readonly #reporting = new Set<Held>();
   /** The epochs of executions that ended here lately (oldest first). */
   readonly #ended = new Map<string, number>();
   #order = 0;
   readonly #maxSuspended: number;
   readonly #slotsFreed: () => void;
 
-  /** `slotsFreed` is called whenever a run gives its slots back (it suspended or ended). */
+  /** `slotsFreed` is called whenever a run gives its slots back (its code returned or it suspended) or ends. */
   constructor(maxSuspended: number, slotsFreed: () => void) {
     this.#maxSuspended = maxSuspended;
     this.#slotsFreed = slotsFreed;
@@ -108,10 +110,27 @@ export class Parking {
     return held;
   }
 
+  /**
+   * The code of `held` returned: its slots go back while its outcome is reported. It stays held (polls list it)
+   * until {@link end}.
+   */
+  returned(held: Held): void {
+    held.permit?.release();
+    held.permit = undefined;
+    this.#reporting.add(held);
+    this.#slotsFreed();
+  }
+
+  /** Whether an execution is reporting its outcome. */
+  get reporting(): boolean {
+    return this.#reporting.size > 0;
+  }
+
   /** The execution `held` of `runId` ended: its slots go back. */
   end(runId: string, held: Held): void {
     held.permit?.release();
     held.permit = undefined;
+    this.#reporting.delete(held);
     if (this.#held.get(runId) === held) {
       this.#held.delete(runId);
       this.#executing.delete(runId);
@@ -209,6 +228,7 @@ export class Parking {
     this.#executing.clear();
     this.#suspended.clear();
     this.#deferred = [];
+    this.#reporting.clear();
   }
 
   /** Forgets `runId`'s execution here (a newer one replaces it). */

@@ -57,11 +57,11 @@ export interface WorkerOptions {
    * most 64; one name per process. `WAITPOINT_WORKER_INSTANCE` when absent.
    */
   instance?: string;
-  /** Runs executing at once; suspended runs do not count (default 100). */
+  /** Runs whose code executes at once; suspended runs do not count, nor runs whose code returned while their outcome is reported (default 100). */
   concurrency?: number;
   /** Suspended runs kept in memory; the oldest beyond are dropped and resume by replay (default 10,000). */
   maxSuspended?: number;
-  /** On stop, how long executing runs get to finish or suspend before they are handed back (default 30 s). */
+  /** On stop, how long executing runs get to finish or suspend, and report how they ended, before they are handed back (default 30 s). */
   shutdownGraceMs?: number;
   /** The clock `wait.now()` reads, in milliseconds (default `Date.now`). */
   clock?: () => number;
@@ -166,8 +166,9 @@ export class Worker {
   }
 
   /**
-   * Runs until `signal` aborts, then stops taking runs, lets executing runs finish or suspend
-   * (for `shutdownGraceMs`), drops the rest and hands them back to the server, and resolves.
+   * Runs until `signal` aborts, then stops taking runs, lets executing runs finish or suspend and
+   * report how they ended (for `shutdownGraceMs`), drops the rest and hands them back to the
+   * server, and resolves.
    *
    * Rejects at once when the server refuses the worker for good: the key is wrong
    * ({@link KeyRefusedError}), a newer process took this instance name over
@@ -274,14 +275,19 @@ export class Worker {
 
   #slotsFreed(): void {
     this.#onSlotsFreed?.();
-    if (this.#slots.free === this.#slots.size) {
+    if (this.#isIdle) {
       for (const waiter of this.#idleWaiters.splice(0)) waiter();
     }
   }
 
-  /** Resolves true once no run executes, or false after `ms`. */
+  /** Whether no run's code executes and no run's outcome is being reported. */
+  get #isIdle(): boolean {
+    return this.#slots.free === this.#slots.size && !this.#parking.reporting;
+  }
+
+  /** Resolves true once no run executes or reports, or false after `ms`. */
   async #idle(ms: number): Promise<boolean> {
-    if (this.#slots.free === this.#slots.size) return true;
+    if (this.#isIdle) return true;
     const idle = new Promise<boolean>((resolve) => this.#idleWaiters.push(() => resolve(true)));
     const timeout = sleep(ms, false, { ref: false });
     return Promise.race([idle, timeout]);
@@ -358,6 +364,9 @@ export class Worker {
         outcome = { ok: false, error };
       }
     }
+    // The code returned: its slots go to other runs while the outcome is reported. The run stays
+    // held (polls list it) until the report is answered, and a stopping worker waits for that.
+    this.#parking.returned(held);
     try {
       await this.#report(claimed, run, task, outcome);
     } catch (error) {

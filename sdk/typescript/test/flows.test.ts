@@ -588,6 +588,26 @@ test("options waitpoint does not have are refused when the task is declared or t
   assert.throws(() => new Worker({ tasks: [fine], instance: "Billing_1" }), /invalid worker instance name/);
 });
 
+test("a worker stopped as a run returns reports its outcome before it leaves", async () => {
+  const stop = new AbortController();
+  const last = task({
+    id: "flow-last",
+    run: () => {
+      // The worker is told to stop as the code returns an output that takes a while to report:
+      // its slot is free at once, its report still in flight.
+      stop.abort();
+      return Promise.resolve("x".repeat(2 << 20));
+    },
+  });
+  const worker = new Worker({ tasks: [last], log: quietLog().log, shutdownGraceMs: 5_000 });
+  const running = worker.run(stop.signal);
+  const run = await last.trigger(undefined);
+  await running;
+  const done = await runs.retrieve<string>(run.id);
+  assert.equal(done.status, "COMPLETED", "reported before the worker left, not handed back");
+  assert.equal(done.output?.length, 2 << 20);
+});
+
 test("a worker whose key is refused stops with KeyRefusedError", async () => {
   const fine = task({ id: "flow-key", run: () => Promise.resolve() });
   const worker = new Worker({ tasks: [fine], secretKey: "tr_dev_NotTheKey00000000000000", log: quietLog().log });

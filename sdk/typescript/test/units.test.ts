@@ -40,7 +40,7 @@ test("a worker's id is its instance name, or a new id per process", () => {
   assert.throws(() => new Worker({ tasks: [], secretKey }), /needs at least one task/);
 });
 
-test("a poll lists the runs executing and deferred, not the suspended ones, with their latest epochs", () => {
+test("a poll lists the runs executing, reporting and deferred, not the suspended ones, with their latest epochs", () => {
   const slots = new Slots(2);
   const permit = () => (slots.take() ? new Permit([slots]) : undefined);
   const parking = new Parking(10, () => {});
@@ -57,7 +57,12 @@ test("a poll lists the runs executing and deferred, not the suspended ones, with
   assert.ok(deliver, "the suspended run expects its resume");
   assert.deepEqual(listed(), [{ id: "run_a", epoch: 3 }, { id: "run_b", epoch: 1 }]);
 
+  parking.returned(second);
+  assert.equal(slots.free, 2, "a run whose code returned gives its slot back");
+  assert.ok(parking.reporting, "while its outcome is reported");
+  assert.deepEqual(listed(), [{ id: "run_a", epoch: 3 }, { id: "run_b", epoch: 1 }], "and is still held");
   parking.end("run_b", second);
+  assert.ok(!parking.reporting, "until it ends");
   parking.end("run_a", first);
   assert.ok(parking.defer({ id: "run_c", taskId: "t", payload: null, epoch: 4, attempt: 1, maxAttempts: 1, journalLength: 2 }, 2));
   assert.deepEqual(listed(), [{ id: "run_c", epoch: 4 }]);
