@@ -1,11 +1,12 @@
 //! The worker channel: the protocol operations of all a worker's runs (journal reads, records,
 //! run tokens, waits, attempt ends) go to the server in batches, `POST /api/v1/workers/batch`.
 //!
-//! One batch is in flight at a time. What runs produce meanwhile waits in a queue and leaves
-//! together in the next batch, so a lone operation goes out at once and a busy worker sends a
-//! few large requests instead of many small ones. Nothing waits on a timer. The queue needs no
-//! bound of its own: each run has at most one operation outstanding, and the worker's slots
-//! bound the runs.
+//! At most [`MAX_IN_FLIGHT`] batches are in flight at a time. What runs produce meanwhile waits
+//! in a queue and leaves together in the next batch, so a lone operation goes out at once and a
+//! busy worker sends a few large requests instead of many small ones; with two in flight, one
+//! leaves while the other waits on the server's group commit. Nothing waits on a timer. The
+//! queue needs no bound of its own: each run has at most one operation outstanding, and the
+//! worker's slots bound the runs.
 //!
 //! Every operation is idempotent (journal positions and epochs), so what did not get through
 //! goes again in a later batch, after a backoff on the worker's clock: a whole batch that reached
@@ -16,13 +17,15 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use waitpoint_clock::Clock;
+use waitpoint_types::{RawJson, Timestamp};
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
-use waitpoint_types::RawJson;
 use waitpoint_types::api::worker::{
-    Answer, JournalEntryBody, JournalResponse, MAX_BATCH_OPERATIONS, Operation, RecordResponse, RunTokenResponse,
-    WaitFor, WaitResponse,
+    Answer, BatchResponse, JournalEntryBody, JournalResponse, MAX_BATCH_OPERATIONS, Operation, RecordResponse,
+    RunTokenResponse, WaitFor, WaitResponse,
 };
 use waitpoint_types::api::{CreateTokenRequest, RunErrorBody};
 
@@ -34,6 +37,10 @@ use crate::{Client, Error, Result};
 const FIRST_RETRY: Duration = Duration::from_millis(50);
 /// The longest pause.
 const MAX_RETRY: Duration = Duration::from_secs(2);
+
+/// Batches sent and not yet answered, at most. Each run has at most one operation outstanding,
+/// so batches in flight together hold different runs' operations.
+const MAX_IN_FLIGHT: usize = 2;
 
 /// A batch stops growing at this many bytes of operations (the server takes 16 MiB); an
 /// operation larger than that goes alone.
@@ -134,63 +141,89 @@ fn stopped() -> Error {
     Error::Config("the worker channel stopped".into())
 }
 
-/// Sends batches until every clone of the channel is gone.
+/// Sends batches, up to [`MAX_IN_FLIGHT`] at once, until every clone of the channel is gone and
+/// every operation is answered.
 async fn drive(client: Client, clock: Arc<dyn Clock>, mut queue: mpsc::UnboundedReceiver<Pending>) {
     let mut ready: VecDeque<Pending> = VecDeque::new();
+    let mut in_flight = FuturesUnordered::new();
+    let mut open = true;
     let mut backoff = FIRST_RETRY;
+    // After something did not get through, no batch leaves before this.
+    let mut paused_until: Option<Timestamp> = None;
     loop {
-        if ready.is_empty() {
-            match queue.recv().await {
-                Some(pending) => ready.push_back(pending),
-                None => return,
-            }
-        }
         while let Ok(pending) = queue.try_recv() {
             ready.push_back(pending);
         }
         // A caller that went away (its run was stopped) needs no answer.
         ready.retain(|pending| !pending.reply.is_closed());
-        let batch = take_batch(&mut ready);
-        if batch.is_empty() {
-            continue;
+        if paused_until.is_some_and(|until| clock.now() >= until) {
+            paused_until = None;
         }
-        let mut passing = false;
-        match client.batch(encode(&batch)).await {
-            Ok(response) if response.answers.len() == batch.len() => {
-                for (pending, answer) in batch.into_iter().zip(response.answers) {
-                    match outcome(answer) {
-                        Err(error) if is_transient(&error) => {
-                            passing = true;
-                            ready.push_back(pending);
-                        }
-                        outcome => {
-                            let _ = pending.reply.send(outcome);
-                        }
+        while paused_until.is_none() && in_flight.len() < MAX_IN_FLIGHT && !ready.is_empty() {
+            let batch = take_batch(&mut ready);
+            let client = client.clone();
+            in_flight.push(async move {
+                let answered = client.batch(encode(&batch)).await;
+                (batch, answered)
+            });
+        }
+        if !open && ready.is_empty() && in_flight.is_empty() {
+            return;
+        }
+        tokio::select! {
+            pending = queue.recv(), if open => match pending {
+                Some(pending) => ready.push_back(pending),
+                None => open = false,
+            },
+            Some((batch, answered)) = in_flight.next() => {
+                if settle(batch, answered, &mut ready) {
+                    paused_until = Some(clock.now().saturating_add(backoff));
+                    backoff = (backoff * 2).min(MAX_RETRY);
+                } else {
+                    backoff = FIRST_RETRY;
+                }
+            }
+            () = clock.sleep_until(paused_until.unwrap_or_else(|| clock.now())), if paused_until.is_some() => {}
+        }
+    }
+}
+
+/// Gives each operation of `batch` its answer, or puts it back in `ready` to go again when it
+/// did not get through; says whether anything goes again.
+fn settle(batch: Vec<Pending>, answered: Result<BatchResponse>, ready: &mut VecDeque<Pending>) -> bool {
+    match answered {
+        Ok(response) if response.answers.len() == batch.len() => {
+            let mut again = false;
+            for (pending, answer) in batch.into_iter().zip(response.answers) {
+                match outcome(answer) {
+                    Err(error) if is_transient(&error) => {
+                        again = true;
+                        ready.push_back(pending);
+                    }
+                    outcome => {
+                        let _ = pending.reply.send(outcome);
                     }
                 }
             }
-            Ok(response) => {
-                let message = format!("{} answers to a batch of {} operations", response.answers.len(), batch.len());
-                for pending in batch {
-                    let _ = pending.reply.send(Err(Error::Decode(message.clone())));
-                }
-            }
-            Err(error) if is_transient(&error) => {
-                tracing::debug!(%error, "a batch did not get through; sending it again");
-                passing = true;
-                ready.extend(batch);
-            }
-            Err(error) => {
-                for pending in batch {
-                    let _ = pending.reply.send(Err(copy_of(&error)));
-                }
-            }
+            again
         }
-        if passing {
-            clock.sleep_until(clock.now().saturating_add(backoff)).await;
-            backoff = (backoff * 2).min(MAX_RETRY);
-        } else {
-            backoff = FIRST_RETRY;
+        Ok(response) => {
+            let message = format!("{} answers to a batch of {} operations", response.answers.len(), batch.len());
+            for pending in batch {
+                let _ = pending.reply.send(Err(Error::Decode(message.clone())));
+            }
+            false
+        }
+        Err(error) if is_transient(&error) => {
+            tracing::debug!(%error, "a batch did not get through; sending it again");
+            ready.extend(batch);
+            true
+        }
+        Err(error) => {
+            for pending in batch {
+                let _ = pending.reply.send(Err(copy_of(&error)));
+            }
+            false
         }
     }
 }
@@ -286,5 +319,65 @@ mod tests {
         );
         assert!(is_transient(&outcome(answer(503, r#"{"error":"restarting"}"#)).unwrap_err()));
         assert!(!is_transient(&moved));
+    }
+
+    #[tokio::test]
+    async fn a_second_batch_leaves_while_the_first_waits_for_its_answer() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // A peer that answers the first batch only once the second arrived: with one batch in
+        // flight at a time, neither would ever be answered.
+        let (batches, second) = (Arc::new(AtomicUsize::new(0)), Arc::new(tokio::sync::Notify::new()));
+        let peer = axum::Router::new().route(
+            "/api/v1/workers/batch",
+            axum::routing::post(move |_body: String| async move {
+                if batches.fetch_add(1, Ordering::SeqCst) == 0 {
+                    second.notified().await;
+                } else {
+                    second.notify_one();
+                }
+                axum::Json(serde_json::json!({ "answers": [{ "status": 200, "body": { "entries": [] } }] }))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, peer).await });
+        let client = Client::new(&origin, "tr_dev_ScriptedPeer000000000000").unwrap();
+        let channel = Channel::new(client, Arc::new(waitpoint_clock::SystemClock));
+
+        let first = tokio::spawn({
+            let channel = channel.clone();
+            async move { channel.journal("run_a").await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let second = channel.journal("run_b");
+        let both = tokio::time::timeout(Duration::from_secs(5), async { (second.await, first.await) }).await;
+        let (second, first) = both.expect("the second batch left while the first waited");
+        assert!(first.unwrap().unwrap().is_empty() && second.unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_settled_batch_answers_each_operation_and_puts_back_what_did_not_get_through() {
+        let waiting = |json: &str| {
+            let (reply, answer) = oneshot::channel();
+            (Pending { operation: RawJson::parse(json.to_owned()).unwrap(), reply }, answer)
+        };
+        let answer = |status, body: &str| Answer { status, body: RawJson::parse(body.to_owned()).unwrap() };
+        let ((a, mut a_answer), (b, mut b_answer), (c, mut c_answer)) = (waiting("1"), waiting("2"), waiting("3"));
+        let response = BatchResponse {
+            answers: vec![answer(200, "{}"), answer(503, r#"{"error":"stopping"}"#), answer(409, r#"{"error":"no"}"#)],
+        };
+        let mut ready = VecDeque::new();
+        assert!(settle(vec![a, b, c], Ok(response), &mut ready), "the 503 goes again");
+        assert!(a_answer.try_recv().unwrap().is_ok());
+        assert!(matches!(c_answer.try_recv().unwrap(), Err(Error::Api { status: 409, .. })));
+        assert!(b_answer.try_recv().is_err(), "no answer yet");
+        assert_eq!(ready.iter().map(|p| p.operation.get()).collect::<Vec<_>>(), ["2"]);
+
+        let failed = Err(Error::Api { status: 502, message: "bad gateway".into(), code: None });
+        assert!(settle(ready.drain(..).collect(), failed, &mut ready), "a batch that reached no working server");
+        assert_eq!(ready.len(), 1);
+        let short = BatchResponse { answers: Vec::new() };
+        assert!(!settle(ready.drain(..).collect(), Ok(short), &mut ready), "a wrong answer fails, once");
+        assert!(matches!(b_answer.try_recv().unwrap(), Err(Error::Decode(_))));
     }
 }

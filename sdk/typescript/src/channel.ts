@@ -3,11 +3,13 @@
  * (journal reads, records, run tokens, waits, attempt ends) go to the server in batches,
  * `POST /api/v1/workers/batch`.
  *
- * One batch is in flight at a time. What runs produce meanwhile waits in a queue and leaves
- * together in the next batch, so a busy worker sends a few large requests instead of many small
- * ones. Nothing waits on a timer: the first operation of an idle worker leaves on the next turn
- * of the event loop, with whatever else that turn produced. The queue needs no bound of its own:
- * each run has at most one operation outstanding, and the worker's slots bound the runs.
+ * At most {@link MAX_IN_FLIGHT} batches are in flight at a time. What runs produce meanwhile
+ * waits in a queue and leaves together in the next batch, so a busy worker sends a few large
+ * requests instead of many small ones; with two in flight, one leaves while the other waits on
+ * the server's group commit. Nothing waits on a timer: the first operation of an idle worker
+ * leaves on the next turn of the event loop, with whatever else that turn produced. The queue
+ * needs no bound of its own: each run has at most one operation outstanding, and the worker's
+ * slots bound the runs.
  *
  * Every operation is idempotent (journal positions and epochs), so what did not get through
  * goes again in a later batch, after a backoff: a whole batch that reached no working server (no
@@ -28,6 +30,12 @@ export const MAX_BATCH_OPERATIONS = 1_000;
  * operation larger than that goes alone.
  */
 export const MAX_BATCH_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Batches sent and not yet answered, at most. Each run has at most one operation outstanding, so
+ * batches in flight together hold different runs' operations.
+ */
+export const MAX_IN_FLIGHT = 2;
 
 /** The first pause before sending again what did not get through. */
 const FIRST_RETRY_MS = 50;
@@ -66,7 +74,12 @@ function passing(error: unknown): boolean {
 export class WorkerChannel {
   readonly #client: ApiClient;
   #ready: Pending[] = [];
-  #driving = false;
+  /** Whether a send is scheduled for the next turn of the event loop. */
+  #scheduled = false;
+  #inFlight = 0;
+  /** Set after something did not get through: no batch leaves until the pause ends. */
+  #paused = false;
+  #backoff = FIRST_RETRY_MS;
 
   constructor(client: ApiClient) {
     this.#client = client;
@@ -82,28 +95,44 @@ export class WorkerChannel {
     }
     return new Promise<T>((resolve, reject) => {
       this.#ready.push({ json, bytes: Buffer.byteLength(json), resolve: resolve as (body: unknown) => void, reject });
-      if (!this.#driving) {
-        this.#driving = true;
-        setImmediate(() => void this.#drive());
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        setImmediate(() => {
+          this.#scheduled = false;
+          this.#pump();
+        });
       }
     });
   }
 
-  /** Sends batches while operations wait. */
-  async #drive(): Promise<void> {
-    let backoff = FIRST_RETRY_MS;
-    while (this.#ready.length > 0) {
+  /** Sends batches of what waits, up to {@link MAX_IN_FLIGHT} at once, unless paused. */
+  #pump(): void {
+    while (!this.#paused && this.#inFlight < MAX_IN_FLIGHT && this.#ready.length > 0) {
       const batch = takeBatch(this.#ready);
-      const again = await this.#send(batch);
-      if (again.length === 0) {
-        backoff = FIRST_RETRY_MS;
-        continue;
-      }
-      this.#ready.push(...again);
-      await sleep(backoff);
-      backoff = Math.min(backoff * 2, MAX_RETRY_MS);
+      this.#inFlight += 1;
+      void this.#send(batch).then((again) => {
+        this.#inFlight -= 1;
+        if (again.length === 0) {
+          this.#backoff = FIRST_RETRY_MS;
+        } else {
+          this.#ready.push(...again);
+          this.#pause();
+        }
+        this.#pump();
+      });
     }
-    this.#driving = false;
+  }
+
+  /** Holds every batch back for the current backoff, which doubles for the next pause. */
+  #pause(): void {
+    if (this.#paused) return;
+    this.#paused = true;
+    const pause = this.#backoff;
+    this.#backoff = Math.min(this.#backoff * 2, MAX_RETRY_MS);
+    void sleep(pause).then(() => {
+      this.#paused = false;
+      this.#pump();
+    });
   }
 
   /** Sends `batch` and settles what was answered for good; returns what is to go again. */

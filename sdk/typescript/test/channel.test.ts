@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 
 import { ApiError, task, wait } from "../src/index.js";
 import {
@@ -92,6 +93,45 @@ test("operations of one turn leave in one batch, and one answered 503 goes again
       { operations: [{ op: "record", run: "run_b", epoch: 1, entry }] },
     ]);
   } finally {
+    peer.close();
+  }
+});
+
+test("a second batch leaves while the first waits for its answer", async () => {
+  // A peer that answers the first batch only once the second arrived: with one batch in flight
+  // at a time, neither would ever be answered.
+  let batches = 0;
+  let answerFirst: () => void = () => {};
+  const secondArrived = new Promise<void>((resolve) => (answerFirst = resolve));
+  const peer = http.createServer((request, response) => {
+    request.resume();
+    request.on("end", () => {
+      batches += 1;
+      const answer = () => {
+        response.setHeader("content-type", "application/json");
+        response.end(JSON.stringify({ answers: [{ status: 200, body: { entries: [] } }] }));
+      };
+      if (batches === 1) void secondArrived.then(answer);
+      else {
+        answerFirst();
+        answer();
+      }
+    });
+  });
+  await new Promise<void>((resolve) => peer.listen(0, "127.0.0.1", resolve));
+  const { port } = peer.address() as AddressInfo;
+  const channel = new WorkerChannel(new ApiClient(`http://127.0.0.1:${port}`, "tr_dev_ScriptedPeer000000000000"));
+  try {
+    const first = channel.call({ op: "journal", run: "run_a" });
+    await sleep(100);
+    const second = channel.call({ op: "journal", run: "run_b" });
+    const both = Promise.all([first, second]).then(() => "both answered");
+    const outcome = await Promise.race([both, sleep(5_000, "the first waited for the second", { ref: false })]);
+    answerFirst(); // A first batch still held (sent alone) is answered, so nothing is left pending.
+    await both;
+    assert.equal(outcome, "both answered");
+  } finally {
+    peer.closeAllConnections();
     peer.close();
   }
 });
