@@ -248,7 +248,7 @@ impl Engine {
         let mailboxes = &inner.workers.mailboxes;
         let (number, mail) = mailboxes.begin_poll(&key);
         // What the last answer carried and this poll does not list is compared at once.
-        let mut unread = mailboxes.answer_unconfirmed(&key, &holding);
+        let mut unconfirmed = mailboxes.answer_unconfirmed(&key, &holding);
         let mut released = inner.workers.released.subscribe();
         loop {
             let mut ready = pin!(inner.runs_ready.notified());
@@ -271,7 +271,7 @@ impl Engine {
             // A claim may give back what the worker does not hold (a claim whose answer was lost,
             // a run handed to a poll that has just ended, which the same claim then takes again);
             // it is made for that even when the worker has no free slot.
-            let unread = std::mem::take(&mut unread);
+            let unread = std::mem::take(&mut unconfirmed);
             let comparison = mailboxes.compare_due(&key, session, now, !unread.is_empty());
             let reconcile = comparison.is_some();
             if reconcile || (claims.is_empty() && !wanted.is_empty()) {

@@ -327,10 +327,13 @@ mod tests {
         // A peer that answers the first batch only once the second arrived: with one batch in
         // flight at a time, neither would ever be answered.
         let (batches, second) = (Arc::new(AtomicUsize::new(0)), Arc::new(tokio::sync::Notify::new()));
+        let first_arrived = Arc::new(tokio::sync::Notify::new());
+        let arrived = first_arrived.clone();
         let peer = axum::Router::new().route(
             "/api/v1/workers/batch",
             axum::routing::post(move |_body: String| async move {
                 if batches.fetch_add(1, Ordering::SeqCst) == 0 {
+                    arrived.notify_one();
                     second.notified().await;
                 } else {
                     second.notify_one();
@@ -348,7 +351,7 @@ mod tests {
             let channel = channel.clone();
             async move { channel.journal("run_a").await }
         });
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        first_arrived.notified().await;
         let second = channel.journal("run_b");
         let both = tokio::time::timeout(Duration::from_secs(5), async { (second.await, first.await) }).await;
         let (second, first) = both.expect("the second batch left while the first waited");

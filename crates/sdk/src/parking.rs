@@ -1,5 +1,6 @@
-//! The runs a worker holds in memory: executing, suspended (waiting for their resume), or
-//! resumed while every slot was taken (deferred); and the resumes the suspended ones expect.
+//! The runs a worker holds in memory: executing, reporting how their code ended, suspended
+//! (waiting for their resume), or resumed while every slot was taken (deferred); and the
+//! resumes the suspended ones expect.
 //!
 //! The run context registers a wait here before asking the server ([`Parking::expect`]); the
 //! worker delivers the resume the server hands over ([`Parking::take_resume`]), or evicts the
@@ -201,11 +202,14 @@ impl Parking {
         }
     }
 
-    /// The code of execution `generation` of `run_id` returned: its outcome is being reported.
-    pub(crate) fn reporting(&self, run_id: &str, generation: u64) {
+    /// The code of execution `generation` of `run_id` returned: its `permits` go back while
+    /// its outcome is reported, and it stays held until [`end`](Self::end).
+    pub(crate) fn returned(&self, run_id: &str, generation: u64, permits: Option<Permits>) {
         if let Some(slot) = self.lock().runs.get_mut(run_id).filter(|slot| slot.generation == generation) {
             slot.reporting = true;
         }
+        drop(permits);
+        self.slots_freed.notify_one();
     }
 
     /// Returns once no execution here is reporting its outcome.
@@ -304,6 +308,8 @@ impl Parking {
 
 #[cfg(test)]
 mod tests {
+    use futures_util::FutureExt;
+
     use super::*;
 
     #[test]
@@ -332,17 +338,13 @@ mod tests {
         let parking = Parking::new(10);
         let old = parking.begin("run", 1);
         let generation = parking.begin("run", 2);
-        parking.reporting("run", old);
+        parking.returned("run", old, None);
         parking.reported().await;
 
-        parking.reporting("run", generation);
-        let waiting = tokio::spawn({
-            let parking = parking.clone();
-            async move { parking.reported().await }
-        });
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        assert!(!waiting.is_finished(), "the execution still reports");
+        parking.returned("run", generation, None);
+        let mut reported = std::pin::pin!(parking.reported());
+        assert!((&mut reported).now_or_never().is_none(), "the execution still reports");
         parking.end("run", generation);
-        tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await.unwrap().unwrap();
+        assert!(reported.now_or_never().is_some());
     }
 }

@@ -103,6 +103,8 @@ test("a second batch leaves while the first waits for its answer", async () => {
   let batches = 0;
   let answerFirst: () => void = () => {};
   const secondArrived = new Promise<void>((resolve) => (answerFirst = resolve));
+  let firstArrived: () => void = () => {};
+  const firstArrival = new Promise<void>((resolve) => (firstArrived = resolve));
   const peer = http.createServer((request, response) => {
     request.resume();
     request.on("end", () => {
@@ -111,8 +113,10 @@ test("a second batch leaves while the first waits for its answer", async () => {
         response.setHeader("content-type", "application/json");
         response.end(JSON.stringify({ answers: [{ status: 200, body: { entries: [] } }] }));
       };
-      if (batches === 1) void secondArrived.then(answer);
-      else {
+      if (batches === 1) {
+        firstArrived();
+        void secondArrived.then(answer);
+      } else {
         answerFirst();
         answer();
       }
@@ -123,7 +127,7 @@ test("a second batch leaves while the first waits for its answer", async () => {
   const channel = new WorkerChannel(new ApiClient(`http://127.0.0.1:${port}`, "tr_dev_ScriptedPeer000000000000"));
   try {
     const first = channel.call({ op: "journal", run: "run_a" });
-    await sleep(100);
+    await firstArrival;
     const second = channel.call({ op: "journal", run: "run_b" });
     const both = Promise.all([first, second]).then(() => "both answered");
     const outcome = await Promise.race([both, sleep(5_000, "the first waited for the second", { ref: false })]);

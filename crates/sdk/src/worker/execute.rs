@@ -107,9 +107,8 @@ async fn execute(shared: Arc<Shared>, claimed: ClaimedRun, permits: Permits, gen
     // The code returned: its slots go to other runs while the outcome is reported. The run
     // stays held (polls list it) until the report is answered, and a stopping worker waits
     // for that.
-    shared.parking.reporting(&run_id, generation);
-    run.permits.lock().unwrap_or_else(|p| p.into_inner()).take();
-    shared.parking.slots_freed.notify_one();
+    let permits = run.permits.lock().unwrap_or_else(|p| p.into_inner()).take();
+    shared.parking.returned(&run_id, generation, permits);
     let report = match (run.poisoned(), outcome) {
         (Some(Poison::MovedOn(reason)), _) => {
             tracing::info!(run = %run_id, reason, "the run moved on; dropping it");
